@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv with the CPU build of torch and formulac installed in editable mode.
+# Idempotent: a second run only checks what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+# The CPU build first: a bare `torch` requirement would pull a multi-GB CUDA build.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/pip install -q torch==2.13.0 \
+    || .venv/bin/pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+fi
+.venv/bin/pip install -q -e ".[dev]"
