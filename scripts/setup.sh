@@ -9,7 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # The CPU build first: a bare `torch` requirement would pull a multi-GB CUDA build.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/pip install -q torch==2.13.0 \
-    || .venv/bin/pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+  .venv/bin/pip install -q torch==2.13.0
 fi
 .venv/bin/pip install -q -e ".[dev]"
