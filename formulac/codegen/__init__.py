@@ -1,0 +1,71 @@
+"""Formulas -> PyTorch: wire user blocks by a formula, or build a whole network on a backbone.
+
+Both paths generate Python source (:mod:`.emit`) and execute it, so the module in memory is
+exactly the module that ``formulac compile -o model.py`` writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+import types
+
+from ..errors import UsageError
+from ..ir import Recurrence
+from .backbones import BACKBONES, get_backbone
+from .emit import network_source, wire_source
+
+__all__ = ["compile_source", "compile_network", "wire", "load_source", "BACKBONES"]
+
+_counter = itertools.count()
+
+
+def load_source(source: str, name: str) -> types.ModuleType:
+    """Execute generated source as a fresh module (tracebacks show its lines)."""
+    filename = f"<formulac:{name}:{next(_counter)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(f"formulac_generated_{name}")
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+def compile_source(rec: Recurrence, backbone: str = "cifar-resnet", depth: int | None = None,
+                   num_classes: int | None = None, in_channels: int | None = None,
+                   transition: str = "reset", **options) -> str:
+    """The standalone source of the network (``FormulaNet``) for a formula on a backbone."""
+    try:
+        info = get_backbone(backbone)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0]) if exc.args else f"unknown backbone {backbone!r}") from None
+    try:
+        resolved = info.resolve(depth=depth, **options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return network_source(
+        rec, info, resolved, transition=transition,
+        num_classes=info.default_num_classes if num_classes is None else num_classes,
+        in_channels=info.default_in_channels if in_channels is None else in_channels,
+    )
+
+
+def compile_network(rec: Recurrence, **kwargs):
+    """Build the network in memory: ``FormulaNet()`` from :func:`compile_source`."""
+    source = compile_source(rec, **kwargs)
+    return load_source(source, "net").FormulaNet()
+
+
+def wire(rec: Recurrence, blocks: dict):
+    """An ``nn.Module`` mapping x_0 to x_N by the formula, with the user's modules as blocks."""
+    names = list(rec.blocks)
+    missing = [b for b in names if b not in blocks]
+    if missing:
+        raise UsageError(f"wire: no modules for block{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    extra = [b for b in blocks if b not in names]
+    if extra:
+        raise UsageError(f"wire: the formula has no block {', '.join(map(str, extra))} (its blocks: {', '.join(names)})")
+    lengths = {b: len(blocks[b]) for b in names}
+    if len(set(lengths.values())) > 1:
+        raise UsageError(f"wire: every block needs one module per step; got {lengths}")
+    module = load_source(wire_source(rec), "wire")
+    return module.Recurrence({b: list(blocks[b]) for b in names})

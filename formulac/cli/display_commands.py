@@ -1,0 +1,194 @@
+"""``formulac plot`` and ``formulac report``: figures and Markdown reports (needs matplotlib)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+
+__all__ = ["register"]
+
+_FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plot",
+        help="draw block weights, characteristic roots or the unrolled graph",
+        description=(
+            "Draw one figure for one or several formulas: the weight of the block at step i in "
+            "x_N against i (--kind weights, one line per formula), the characteristic roots "
+            "against the unit circle (--kind roots), or the dependency graph of the network "
+            "unrolled to --depth steps (--kind graph, one panel per formula). Learnable "
+            "parameters are taken at their initial values."
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files")
+    p.add_argument("-o", "--output", required=True, metavar="FIG",
+                   help="figure file to write (.png, .pdf, .svg)")
+    p.add_argument("--kind", choices=("weights", "roots", "graph"), default="weights",
+                   help="what to draw (default: weights)")
+    p.add_argument("--depth", type=_depth, default=None, metavar="N",
+                   help="unroll to x_N (default: 20 for weights, 4 for graph)")
+    p.add_argument("--set", dest="bindings", action="append", default=[], metavar="NAME=VALUE",
+                   help="give a free symbol or constant a value (repeatable)")
+    p.add_argument("--block", metavar="NAME", help="plot only this block's weights (weights)")
+    p.add_argument("--log", action="store_true", help="absolute weights on a log scale (weights)")
+    p.add_argument("--label", dest="labels", action="append", metavar="TEXT",
+                   help="legend label, once per FILE in order (default: the file names)")
+    p.set_defaults(handler=_plot)
+
+    r = subparsers.add_parser(
+        "report",
+        help="write a Markdown report with LaTeX formulas, weight tables and figures",
+        description=(
+            "Write DIR/report.md: for every formula its LaTeX, the unrolled expansion at a small "
+            "depth, the block-weight table at --depth, roots, stability and consistency, with "
+            "PNG figures next to it and one figure comparing all formulas' block weights."
+        ),
+    )
+    r.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files")
+    r.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for report.md and figures")
+    r.add_argument("--depth", type=_depth, default=None, metavar="N", help="analyse x_N (default: 10)")
+    r.add_argument("--steps", type=_depth, default=None, metavar="K",
+                   help="depth of the unrolled expansion shown (default: 3)")
+    r.add_argument("--set", dest="bindings", action="append", default=[], metavar="NAME=VALUE",
+                   help="give a free symbol or constant a value (repeatable)")
+    r.set_defaults(handler=_report)
+
+
+# -- argument checks -------------------------------------------------------------------------
+
+
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _parse_bindings(items: list[str]) -> dict:
+    import sympy
+
+    values: dict = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name or not text:
+            raise UsageError(f"--set expects NAME=VALUE, not {item!r}")
+        try:
+            value = sympy.Rational(text)
+        except (TypeError, ValueError, SyntaxError):
+            raise UsageError(f"--set {name}: {text!r} is not a number (use 0.5, -1/4, 2)") from None
+        values[name] = value
+    return values
+
+
+def _load_all(files: list[str], bindings: dict) -> list:
+    from ..parse import load
+
+    recs = [load(path) for path in files]
+    if bindings:
+        used: set[str] = set()
+        bound = []
+        for rec in recs:
+            names = set(rec.symbols) | set(rec.constants)
+            mine = {k: v for k, v in bindings.items() if k in names}
+            used |= set(mine)
+            bound.append(rec.bind(**mine) if mine else rec)
+        unused = sorted(set(bindings) - used)
+        if unused:
+            raise UsageError(
+                f"--set {unused[0]}: no formula has a symbol or constant named {unused[0]}"
+            )
+        recs = bound
+    return recs
+
+
+def _check_figure_path(path: str) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in _FIGURE_SUFFIXES:
+        raise UsageError(
+            f"cannot write {path}: the figure format comes from the extension "
+            f"({', '.join(_FIGURE_SUFFIXES)})"
+        )
+    if out.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: directory {parent} does not exist")
+    return out
+
+
+def _labels(args, files: list[str]):
+    if not args.labels:
+        return None
+    if len(args.labels) != len(files):
+        raise UsageError(f"--label given {len(args.labels)} times for {len(files)} files")
+    return args.labels
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+def _plot(args) -> int:
+    from ..display import plot
+
+    out = _check_figure_path(args.output)
+    if args.kind != "weights" and (args.block or args.log):
+        raise UsageError("--block and --log apply to --kind weights only")
+    plot.require_matplotlib()
+    recs = _load_all(args.files, _parse_bindings(args.bindings))
+    labels = _labels(args, args.files) or [Path(f).stem for f in args.files]
+    skipped: list = []
+    if args.kind == "weights":
+        fig, skipped = plot._draw_block_weights(recs, args.depth, labels=labels, block=args.block, log=args.log)
+    elif args.kind == "roots":
+        fig, skipped = plot._draw_roots(recs, labels=labels)
+    else:
+        depth = args.depth or 4
+        plot.check_depth(depth, plot.MAX_GRAPH_DEPTH)
+        fig = _graph_panels(recs, labels, depth)
+    for label, why in skipped:
+        print(f"formulac: note: {label} not drawn: {why}", file=sys.stderr)
+    try:
+        fig.savefig(out, dpi=120)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"wrote {out}")
+    return 0
+
+
+def _graph_panels(recs: list, labels: list[str], depth: int):
+    from matplotlib.figure import Figure
+
+    from ..analysis import dependency_graph
+    from ..display import plot
+
+    width = max(6.0, 1.1 * depth + 2.5)
+    fig = Figure(figsize=(width, 3.6 * len(recs)), layout="constrained")
+    axes = fig.subplots(len(recs), 1, squeeze=False)[:, 0]
+    for ax, rec, label in zip(axes, recs, labels):
+        plot.draw_graph(dependency_graph(rec, depth), ax)
+        ax.set_title(f"{label}: unrolled dependency graph, depth {depth}")
+    return fig
+
+
+def _report(args) -> int:
+    from ..display import report
+
+    recs = _load_all(args.files, _parse_bindings(args.bindings))
+    path = report.write_report(
+        recs,
+        args.output,
+        depth=args.depth or report.DEFAULT_DEPTH,
+        unroll_steps=args.steps or report.UNROLL_STEPS,
+        labels=[Path(f).stem for f in args.files],
+    )
+    print(f"wrote {path}")
+    return 0
