@@ -1,0 +1,21 @@
+"""formulac: compile recursion formulas into neural networks, and analyse them.
+
+>>> import formulac
+>>> f = formulac.parse("x_<n+1> = x_n + F(x_n)")
+>>> f.analyze(depth=4).block_weights["F"]
+[1, 1, 1, 1]
+"""
+
+from .errors import FormulacError, SourceError, UsageError
+from .formula import Formula, compile, load, parse, wire
+
+__all__ = ["parse", "load", "compile", "wire", "analyze", "Formula", "FormulacError", "SourceError", "UsageError"]
+__version__ = "0.1.0"
+
+
+def analyze(formula, depth: int = 10, params: str = "symbolic"):
+    """The analysis of a formula (text, path-free Formula, or representation) at a depth."""
+    from .formula import _rec_of
+    from .analysis import analyze as _analyze
+
+    return _analyze(_rec_of(formula), depth=depth, params=params)

@@ -1,0 +1,170 @@
+"""The public face of a parsed formula: one object that parses, analyses, shows and compiles.
+
+``Formula`` wraps the representation (:class:`~formulac.ir.Recurrence`) and hands each request
+to the stage of the pipeline that owns it; torch is imported only by :meth:`compile` and
+:meth:`wire`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .errors import UsageError
+from .ir import Recurrence
+from .parse import load as _load_rec
+from .parse import parse as _parse_rec
+from .printing import latex_expr, to_rec
+
+__all__ = ["Formula", "parse", "load"]
+
+
+class Formula:
+    """A formula file, parsed. ``Formula.rec`` is the underlying representation."""
+
+    def __init__(self, rec: Recurrence):
+        self.rec = rec
+
+    # -- text ---------------------------------------------------------------------------
+    def to_rec(self) -> str:
+        """Canonical ``.rec`` text that parses back to the same formula."""
+        return to_rec(self.rec)
+
+    def __str__(self) -> str:
+        return self.to_rec().strip()
+
+    def __repr__(self) -> str:
+        return f"<Formula {self.rec.name}: " + "; ".join(self.to_rec().strip().splitlines()) + ">"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Formula) and self.to_rec() == other.to_rec()
+
+    def __hash__(self) -> int:
+        return hash(self.to_rec())
+
+    def _repr_latex_(self) -> str:
+        from .display.latex import formula_latex
+
+        return "$$" + formula_latex(self.rec) + "$$"
+
+    def latex(self) -> str:
+        """The equations in LaTeX, in the user's term order."""
+        return ", \\quad ".join(
+            f"{eq.state}_{{n+1}} = {latex_expr(eq.display_rhs)}" for eq in self.rec.equations
+        )
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.rec.name
+
+    @property
+    def order(self) -> int | None:
+        return self.rec.order
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        return self.rec.states
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        return self.rec.blocks
+
+    @property
+    def free_symbols(self) -> tuple[str, ...]:
+        return self.rec.free_symbols
+
+    def bind(self, **values) -> "Formula":
+        """A copy with symbols (or constants) given values: ``f.bind(a=0.5)``."""
+        try:
+            return Formula(self.rec.bind(**values))
+        except KeyError as exc:
+            raise UsageError(exc.args[0]) from None
+
+    # -- analysis -------------------------------------------------------------------------
+    def analyze(self, depth: int = 10, params: str = "symbolic"):
+        """Order, linearity, block weights in x_depth, roots, stability, consistency."""
+        from .analysis import analyze
+
+        return analyze(self.rec, depth=depth, params=params)
+
+    def unroll(self, steps: int):
+        """x_steps in terms of x_0 and the block outputs F_i(...)."""
+        from .analysis import unroll
+
+        return unroll(self.rec, steps)
+
+    def diff(self, other: "Formula", depth: int = 10):
+        """How two formulas differ once unrolled."""
+        from .analysis import diff
+
+        return diff(self.rec, _rec_of(other), depth=depth)
+
+    def graph(self, depth: int):
+        """The dependency graph of the unrolled network (networkx)."""
+        from .analysis import dependency_graph
+
+        return dependency_graph(self.rec, depth)
+
+    # -- code generation ----------------------------------------------------------------------
+    def compile(self, backbone: str = "cifar-resnet", depth: int | None = None, **options):
+        """The network for this formula on a backbone, as an ``nn.Module`` (see ``compile``)."""
+        return compile(self, backbone=backbone, depth=depth, **options)
+
+    def source(self, backbone: str = "cifar-resnet", depth: int | None = None, **options) -> str:
+        """The standalone Python source that ``formulac compile -o`` writes."""
+        from .codegen import compile_source
+
+        return compile_source(self.rec, backbone=backbone, depth=depth, **options)
+
+    def wire(self, blocks: Mapping[str, Sequence]):
+        """Apply the formula to the user's modules: ``blocks={"F": [m_0, ..., m_{N-1}]}``."""
+        from .codegen import wire
+
+        return wire(self.rec, dict(blocks))
+
+
+def _rec_of(item) -> Recurrence:
+    if isinstance(item, Formula):
+        return item.rec
+    if isinstance(item, Recurrence):
+        return item
+    if isinstance(item, str):
+        return _parse_rec(item)
+    raise TypeError(f"expected a Formula, got {type(item).__name__}")
+
+
+def parse(text: str | bytes, name: str = "<string>") -> Formula:
+    """Parse formula text; errors are :class:`~formulac.errors.SourceError` (FILE:LINE:COL)."""
+    return Formula(_parse_rec(text, name))
+
+
+def load(path: str | Path) -> Formula:
+    """Read and parse a ``.rec`` file."""
+    return Formula(_load_rec(path))
+
+
+def compile(formula, backbone: str = "cifar-resnet", depth: int | None = None, *,
+            num_classes: int | None = None, in_channels: int | None = None,
+            transition: str = "reset", **options):
+    """The network for a formula on a backbone, built in memory.
+
+    The module is the one ``formulac compile -o model.py`` writes, executed: ``FormulaNet``.
+    ``options`` are the backbone's (``shortcut="A"|"B"``, ``widen_factor``, ...) and values for
+    free symbols of the formula (``a=0.5``).
+    """
+    from .codegen import compile_network
+
+    rec = _rec_of(formula)
+    symbol_values = {k: options.pop(k) for k in list(options) if k in rec.symbols or k in rec.constants}
+    if symbol_values:
+        rec = rec.bind(**symbol_values)
+    return compile_network(rec, backbone=backbone, depth=depth, num_classes=num_classes,
+                           in_channels=in_channels, transition=transition, **options)
+
+
+def wire(formula, blocks: Mapping[str, Sequence]):
+    """``nn.Module`` mapping x_0 to x_N by the formula with the user's blocks."""
+    from .codegen import wire as _wire
+
+    return _wire(_rec_of(formula), dict(blocks))
