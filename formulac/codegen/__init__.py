@@ -15,7 +15,7 @@ from ..ir import Recurrence
 from .backbones import BACKBONES, get_backbone
 from .emit import network_source, wire_source
 
-__all__ = ["compile_source", "compile_network", "wire", "load_source", "BACKBONES"]
+__all__ = ["compile_source", "compile_network", "wire", "load_source", "get_backbone_info", "BACKBONES"]
 
 _counter = itertools.count()
 
@@ -30,14 +30,19 @@ def load_source(source: str, name: str) -> types.ModuleType:
     return module
 
 
+def get_backbone_info(name: str):
+    """The registered backbone, or a :class:`UsageError` naming the known ones."""
+    try:
+        return get_backbone(name)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0]) if exc.args else f"unknown backbone {name!r}") from None
+
+
 def compile_source(rec: Recurrence, backbone: str = "cifar-resnet", depth: int | None = None,
                    num_classes: int | None = None, in_channels: int | None = None,
                    transition: str = "reset", **options) -> str:
     """The standalone source of the network (``FormulaNet``) for a formula on a backbone."""
-    try:
-        info = get_backbone(backbone)
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0]) if exc.args else f"unknown backbone {backbone!r}") from None
+    info = get_backbone_info(backbone)
     try:
         resolved = info.resolve(depth=depth, **options)
     except ValueError as exc:

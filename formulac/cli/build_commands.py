@@ -1,0 +1,67 @@
+"""``formulac compile`` and ``formulac info``: networks from formulas (imports torch when run)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .common import add_backbone_arguments, add_set_argument, backbone_kwargs, load_bound, write_atomically
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    c = subparsers.add_parser(
+        "compile",
+        help="write a standalone PyTorch module for a formula on a backbone",
+        description="Write the network of FILE on a backbone as a standalone Python file that "
+                    "imports torch only; its FormulaNet() builds with the chosen options as defaults.",
+    )
+    c.add_argument("file", metavar="FILE", help=".rec formula file")
+    c.add_argument("-o", "--output", metavar="MODEL.py", help="file to write (default: standard output)")
+    add_set_argument(c)
+    add_backbone_arguments(c)
+    c.set_defaults(handler=_compile)
+
+    i = subparsers.add_parser(
+        "info",
+        help="parameters, multiply-adds, states kept and stage layout of a compiled network",
+    )
+    i.add_argument("file", metavar="FILE", help=".rec formula file")
+    i.add_argument("--input-size", type=int, default=None, help="image side for multiply-adds (default: the backbone's)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    add_set_argument(i)
+    add_backbone_arguments(i)
+    i.set_defaults(handler=_info)
+
+
+def _compile(args) -> int:
+    from ..codegen import compile_source
+
+    rec = load_bound(args.file, args.bindings)
+    source = compile_source(rec, **backbone_kwargs(args))
+    if args.output:
+        write_atomically(args.output, source)
+        print(f"{args.output}: FormulaNet ({args.backbone}) from {args.file}", file=sys.stderr)
+    else:
+        sys.stdout.write(source)
+    return 0
+
+
+def _info(args) -> int:
+    from ..codegen import compile_network, get_backbone_info
+    from ..codegen.info import network_info
+
+    rec = load_bound(args.file, args.bindings)
+    kwargs = backbone_kwargs(args)
+    model = compile_network(rec, **kwargs)
+    backbone = get_backbone_info(args.backbone)
+    in_channels = args.in_channels or backbone.default_in_channels
+    size = args.input_size or kwargs.get("input_size") or backbone.default_input_size
+    info = network_info(rec, model, size, in_channels)
+    if args.json:
+        print(json.dumps(info.to_json(), indent=2))
+    else:
+        print(f"{args.file} on {args.backbone}")
+        print(info.to_text())
+    return 0

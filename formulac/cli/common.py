@@ -1,0 +1,131 @@
+"""Arguments and helpers that several commands share: formula files, --set, backbones."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import UsageError
+from ..ir import Recurrence
+from ..parse import load
+
+__all__ = [
+    "add_set_argument",
+    "parse_bindings",
+    "load_bound",
+    "add_backbone_arguments",
+    "backbone_kwargs",
+    "positive_int",
+    "write_atomically",
+]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="bindings", action="append", default=[], metavar="NAME=VALUE",
+                        help="give a free symbol or constant a value (repeatable)")
+
+
+def parse_value(text: str):
+    """A number (exact where written as one: 1/3, 0.5) from the command line."""
+    import sympy
+
+    try:
+        value = sympy.Rational(text.strip())
+    except (TypeError, ValueError):
+        raise UsageError(f"--set: {text!r} is not a number") from None
+    return value
+
+
+def parse_bindings(items: list[str]) -> dict:
+    values = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
+        values[name] = parse_value(text)
+    return values
+
+
+def load_bound(path: str, bindings: list[str]) -> Recurrence:
+    """Parse a formula file and apply ``--set`` values to it."""
+    rec = load(path)
+    values = parse_bindings(bindings)
+    if not values:
+        return rec
+    try:
+        return rec.bind(**values)
+    except KeyError as exc:
+        raise UsageError(f"--set: {exc.args[0]}") from None
+
+
+def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("backbone")
+    group.add_argument("--backbone", default="cifar-resnet",
+                       help="cifar-resnet, imagenet-resnet, preact-cifar, wrn, resnext or mlp (default: cifar-resnet)")
+    group.add_argument("--depth", type=positive_int, default=None, help="network depth (backbone's rule, e.g. 6n+2)")
+    group.add_argument("--num-classes", type=positive_int, default=None)
+    group.add_argument("--in-channels", type=positive_int, default=None)
+    group.add_argument("--shortcut", choices=("A", "B"), default=None, help="CIFAR shortcut option")
+    group.add_argument("--transition", choices=("reset", "project"), default="reset",
+                       help="how history states cross stage boundaries (default: reset)")
+    group.add_argument("-O", "--backbone-option", dest="backbone_options", action="append", default=[],
+                       metavar="KEY=VALUE", help="another backbone option, e.g. -O widen_factor=4 (repeatable)")
+
+
+def _option_value(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if "," in text:
+        return [_option_value(t) for t in text.split(",")]
+    return text
+
+
+def backbone_kwargs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``formulac.compile`` from the backbone arguments."""
+    kwargs = {"backbone": args.backbone, "depth": args.depth, "transition": args.transition,
+              "num_classes": args.num_classes, "in_channels": args.in_channels}
+    if args.shortcut is not None:
+        kwargs["shortcut"] = args.shortcut
+    for item in args.backbone_options:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"-O expects KEY=VALUE, got {item!r}")
+        kwargs[key.strip()] = _option_value(text.strip())
+    return kwargs
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write a file so that a failure leaves the old one intact."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{path} is a directory")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise UsageError(f"cannot write {path}: no directory {directory}")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
