@@ -1,0 +1,114 @@
+"""``formulac train`` and ``formulac compare``: training runs of compiled formulas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UsageError
+from .common import add_backbone_arguments, add_set_argument, backbone_kwargs, load_bound
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    from ..train.options import add_run_arguments, add_training_arguments
+
+    t = subparsers.add_parser(
+        "train",
+        help="train the network of a formula (checkpoints, metrics, resumable)",
+        description="Train FILE's network on a data set under a recipe. Writes config.json, "
+                    "metrics.jsonl, checkpoint.pt (every epoch, atomically), summary.json and "
+                    "curves.png into --out. Under torchrun the run is data-parallel.",
+    )
+    t.add_argument("file", metavar="FILE", help=".rec formula file")
+    add_set_argument(t)
+    add_backbone_arguments(t)
+    add_training_arguments(t)
+    add_run_arguments(t)
+    t.set_defaults(handler=_train)
+
+    c = subparsers.add_parser(
+        "compare",
+        help="train several formulas under one recipe and seeds; table with significance tests",
+        description="Train every FILE with every seed under the same recipe (each run a train "
+                    "run under --out/<name>/seed<k>/) and print mean ± std test error, parameters "
+                    "and time, with a paired t-test for two formulas or a Friedman test for more.",
+    )
+    c.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files (the first is the baseline)")
+    add_set_argument(c)
+    add_backbone_arguments(c)
+    add_training_arguments(c)
+    add_run_arguments(c, compare=True)
+    c.set_defaults(handler=_compare)
+
+
+def _model_factory(rec, args):
+    """``build_model(in_channels, num_classes, input_size)`` compiling the formula."""
+    from ..codegen import compile_network, compile_source, get_backbone_info
+
+    kwargs = backbone_kwargs(args)
+    info = get_backbone_info(kwargs["backbone"])
+
+    def build_model(in_channels: int, num_classes: int, input_size: int):
+        options = dict(kwargs)
+        options["in_channels"] = options["in_channels"] or in_channels
+        options["num_classes"] = options["num_classes"] or num_classes
+        if "input_size" in info.defaults and "input_size" not in options:
+            options["input_size"] = input_size
+        return compile_network(rec, **options)
+
+    compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
+    describe = {"formula": _formula_text(rec), "file": Path(rec.name).name, **{k: v for k, v in kwargs.items() if v is not None}}
+    return build_model, describe
+
+
+def _formula_text(rec) -> str:
+    from ..printing import to_rec
+
+    return to_rec(rec)
+
+
+def _config(args):
+    from ..train import TrainError
+    from ..train.options import config_from_args
+
+    try:
+        return config_from_args(args)
+    except TrainError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _train(args) -> int:
+    from ..train import DatasetNotFound, TrainError, train
+
+    rec = load_bound(args.file, args.bindings)
+    build_model, describe = _model_factory(rec, args)
+    config = _config(args)
+    out = args.out or str(Path("runs") / Path(args.file).stem)
+    try:
+        train(build_model, config, out, resume=args.resume, overwrite=args.overwrite,
+              progress=args.progress, describe=describe, quiet=args.quiet)
+    except (TrainError, DatasetNotFound) as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _compare(args) -> int:
+    from ..train import DatasetNotFound, TrainError, compare
+
+    names = [Path(f).stem for f in args.files]
+    if len(set(names)) != len(names):
+        raise UsageError("compare: two files have the same name; rename one so runs do not collide")
+    models = []
+    for path, name in zip(args.files, names):
+        rec = load_bound(path, args.bindings)
+        build_model, describe = _model_factory(rec, args)
+        models.append((name, build_model, describe))
+    config = _config(args)
+    out = args.out or "runs/compare"
+    try:
+        compare(models, config, args.seeds, out, progress=args.progress, quiet=args.quiet,
+                overwrite=args.overwrite)
+    except (TrainError, DatasetNotFound) as exc:
+        raise UsageError(str(exc)) from None
+    return 0
