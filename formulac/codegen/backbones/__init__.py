@@ -1,0 +1,494 @@
+"""The backbone registry: what a learned block ``F`` stands for, and what surrounds the steps.
+
+A backbone is one torch-only file in this package (copied verbatim, definition by definition,
+into the modules the code generator writes) plus an entry here that says, in pure Python, how
+its stages are laid out and which options it takes. Importing this package does not import
+torch; ``BackboneInfo.module`` imports the torch-only file on first use.
+
+The contract between a backbone file and the code generator:
+
+* ``net_class(num_classes=..., in_channels=..., **options)``: an ``nn.Module`` whose
+  ``__init__`` creates only the stem (options meant for other parts are accepted and ignored;
+  ``BackboneInfo.net_options`` names the ones it uses). It has ``stem_width`` (int),
+  ``stem(x)``, ``head(x)`` and ``build_head(width)``. The generator registers each stage as
+  the attribute ``Stage.name`` (an ``nn.ModuleList`` of steps), then calls
+  ``build_head(width)`` with the width of the final state; ``build_head`` creates the head and
+  then calls ``init_weights()``, which initialises every Conv/BN/Linear in the network, the
+  stages included. So state_dict keys come in the order stem, stages, head.
+* ``branch_class(in_width, width, stride=1, **Stage.branch_options)``: the branch ``F``; its
+  ``forward`` returns the branch output without residual addition or activation after it.
+  The generator's step module subclasses it and adds ``downsample``.
+* ``projection_function(in_width, width, stride, **Stage.projection_options)``: the shortcut
+  projection across a stage boundary, or None when ``in_width == width and stride == 1``.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
+from typing import Any, Callable, Mapping
+
+__all__ = ["Stage", "BackboneInfo", "BACKBONES", "get_backbone", "backbone_names"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a backbone: ``steps`` formula steps whose states have ``width`` channels.
+
+    ``stride`` applies to the stage's first step (its branch and the projection of the states
+    that enter the stage). ``branch_options`` are extra keyword arguments of the branch
+    constructor, ``projection_options`` of the projection function (e.g. ``{"shortcut": "A"}``).
+    """
+
+    name: str
+    width: int
+    stride: int
+    steps: int
+    branch_options: dict = field(default_factory=dict)
+    projection_options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """A registered backbone. ``layout(depth=None, **options)`` returns the list of stages,
+    ``validate(**options)`` raises ValueError with a user-facing message for bad options
+    (``depth`` included; ``num_classes`` and ``in_channels`` are accepted and checked too)."""
+
+    name: str
+    module_name: str
+    net_class: str
+    branch_class: str
+    projection_function: str
+    description: str
+    default_depth: int
+    default_input_size: int
+    layout: Callable[..., list]
+    validate: Callable[..., None]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    net_options: tuple = ()
+    stem_width: Callable[..., int] = lambda **options: 0
+    default_num_classes: int = 10
+    default_in_channels: int = 3
+    depth_rule: str = ""
+
+    @property
+    def module(self) -> ModuleType:
+        """The torch-only module (imported on first use)."""
+        return importlib.import_module(self.module_name)
+
+    @property
+    def net(self) -> type:
+        return getattr(self.module, self.net_class)
+
+    @property
+    def branch(self) -> type:
+        return getattr(self.module, self.branch_class)
+
+    @property
+    def projection(self) -> Callable:
+        return getattr(self.module, self.projection_function)
+
+    def resolve(self, depth: int | None = None, **options: Any) -> dict:
+        """Validate and complete the options: ``{"depth": ..., **defaults, **options}``
+        (``num_classes`` and ``in_channels`` are checked and kept if given)."""
+        self.validate(depth=depth, **options)
+        resolved = {"depth": self.default_depth if depth is None else depth}
+        resolved.update(self.defaults)
+        resolved.update(options)
+        return resolved
+
+    def net_kwargs(self, **options: Any) -> dict:
+        """The options to pass to ``net_class`` (defaults filled in), without num_classes and
+        in_channels."""
+        full = dict(self.defaults)
+        full.update(options)
+        return {k: full[k] for k in self.net_options}
+
+
+# ----------------------------------------------------------------------------------------
+# option checking
+
+
+def _fail(backbone: str, message: str) -> None:
+    raise ValueError("backbone %r: %s" % (backbone, message))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_positive_int(backbone: str, name: str, value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        _fail(backbone, "option %r must be a positive integer, got %r" % (name, value))
+
+
+def _check_common(backbone: str, defaults: Mapping[str, Any], options: dict) -> dict:
+    """Reject unknown options, check num_classes/in_channels, return the completed options."""
+    unknown = sorted(set(options) - set(defaults) - {"num_classes", "in_channels"})
+    if unknown:
+        known = ", ".join(["depth", "num_classes", "in_channels", *defaults])
+        _fail(backbone, "unknown option%s %s (known options: %s)" % (
+            "s" if len(unknown) > 1 else "", ", ".join(repr(u) for u in unknown), known))
+    for name in ("num_classes", "in_channels"):
+        if name in options:
+            _check_positive_int(backbone, name, options[name])
+    full = dict(defaults)
+    full.update({k: v for k, v in options.items() if k in defaults})
+    return full
+
+
+def _check_depth(backbone: str, depth: Any, step: int, offset: int, examples: str) -> int:
+    if not _is_int(depth) or depth < step + offset or (depth - offset) % step:
+        _fail(backbone, "depth must be %dn+%d with n >= 1 (%s), got %r" % (
+            step, offset, examples, depth))
+    return (depth - offset) // step
+
+
+def _check_shortcut(backbone: str, shortcut: Any, allowed: tuple) -> None:
+    if shortcut not in allowed:
+        _fail(backbone, "option 'shortcut' must be %s, got %r" % (
+            " or ".join(repr(a) for a in allowed), shortcut))
+
+
+# ----------------------------------------------------------------------------------------
+# cifar-resnet
+
+
+_CIFAR_DEFAULTS = MappingProxyType({"shortcut": "A"})
+_CIFAR_DEPTH = 56
+
+
+def _cifar_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    full = _check_common("cifar-resnet", _CIFAR_DEFAULTS, options)
+    n = _check_depth("cifar-resnet", _CIFAR_DEPTH if depth is None else depth, 6, 2,
+                     "20, 32, 44, 56, 110, 1202, ...")
+    _check_shortcut("cifar-resnet", full["shortcut"], ("A", "B"))
+    return n, full
+
+
+def cifar_validate(**options: Any) -> None:
+    _cifar_check(**options)
+
+
+def cifar_layout(depth: int | None = None, **options: Any) -> list[Stage]:
+    n, full = _cifar_check(depth, **options)
+    proj = {"shortcut": full["shortcut"]}
+    return [
+        Stage("layer1", 16, 1, n, {}, dict(proj)),
+        Stage("layer2", 32, 2, n, {}, dict(proj)),
+        Stage("layer3", 64, 2, n, {}, dict(proj)),
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# imagenet-resnet
+
+
+_IMAGENET_DEFAULTS = MappingProxyType({"width_per_group": 64, "groups": 1})
+_IMAGENET_DEPTH = 50
+_IMAGENET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
+                    101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def _imagenet_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    name = "imagenet-resnet"
+    full = _check_common(name, _IMAGENET_DEFAULTS, options)
+    depth = _IMAGENET_DEPTH if depth is None else depth
+    if not _is_int(depth) or depth not in _IMAGENET_BLOCKS:
+        _fail(name, "depth must be one of 18, 34, 50, 101, 152, got %r" % (depth,))
+    _check_positive_int(name, "width_per_group", full["width_per_group"])
+    _check_positive_int(name, "groups", full["groups"])
+    if depth < 50 and (full["groups"] != 1 or full["width_per_group"] != 64):
+        _fail(name, "depth %d uses basic branches, which support only groups=1 and "
+                    "width_per_group=64 (use depth 50, 101 or 152 for ResNeXt or wide "
+                    "ResNets)" % depth)
+    return depth, full
+
+
+def imagenet_validate(**options: Any) -> None:
+    _imagenet_check(**options)
+
+
+def imagenet_layout(depth: int | None = None, **options: Any) -> list[Stage]:
+    depth, full = _imagenet_check(depth, **options)
+    bottleneck = depth >= 50
+    expansion = 4 if bottleneck else 1
+    if bottleneck:
+        branch = {"bottleneck": True, "groups": full["groups"],
+                  "base_width": full["width_per_group"]}
+    else:
+        branch = {"bottleneck": False}
+    return [
+        Stage("layer%d" % (i + 1), planes * expansion, 1 if i == 0 else 2, steps,
+              dict(branch), {"shortcut": "B"})
+        for i, (planes, steps) in enumerate(zip((64, 128, 256, 512), _IMAGENET_BLOCKS[depth]))
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# preact-cifar
+
+
+_PREACT_DEFAULTS = MappingProxyType({"shortcut": "B"})
+_PREACT_DEPTH = 110
+
+
+def _preact_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    full = _check_common("preact-cifar", _PREACT_DEFAULTS, options)
+    n = _check_depth("preact-cifar", _PREACT_DEPTH if depth is None else depth, 6, 2,
+                     "20, 32, 44, 56, 110, ...")
+    _check_shortcut("preact-cifar", full["shortcut"], ("A", "B"))
+    return n, full
+
+
+def preact_validate(**options: Any) -> None:
+    _preact_check(**options)
+
+
+def preact_layout(depth: int | None = None, **options: Any) -> list[Stage]:
+    n, full = _preact_check(depth, **options)
+    proj = {"shortcut": full["shortcut"]}
+    return [
+        Stage("layer1", 16, 1, n, {}, dict(proj)),
+        Stage("layer2", 32, 2, n, {}, dict(proj)),
+        Stage("layer3", 64, 2, n, {}, dict(proj)),
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# wrn
+
+
+_WRN_DEFAULTS = MappingProxyType({"widen_factor": 10, "dropout": 0.0})
+_WRN_DEPTH = 28
+
+
+def _wrn_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    full = _check_common("wrn", _WRN_DEFAULTS, options)
+    n = _check_depth("wrn", _WRN_DEPTH if depth is None else depth, 6, 4, "16, 22, 28, 40, ...")
+    _check_positive_int("wrn", "widen_factor", full["widen_factor"])
+    p = full["dropout"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        _fail("wrn", "option 'dropout' must be a probability in [0, 1), got %r" % (p,))
+    return n, full
+
+
+def wrn_validate(**options: Any) -> None:
+    _wrn_check(**options)
+
+
+def wrn_layout(depth: int | None = None, **options: Any) -> list[Stage]:
+    n, full = _wrn_check(depth, **options)
+    k = full["widen_factor"]
+    branch = {"dropout": float(full["dropout"])}
+    return [
+        Stage("layer1", 16 * k, 1, n, dict(branch), {"shortcut": "B"}),
+        Stage("layer2", 32 * k, 2, n, dict(branch), {"shortcut": "B"}),
+        Stage("layer3", 64 * k, 2, n, dict(branch), {"shortcut": "B"}),
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# resnext
+
+
+_RESNEXT_DEFAULTS = MappingProxyType({"cardinality": 8, "base_width": 64})
+_RESNEXT_DEPTH = 29
+
+
+def _resnext_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    full = _check_common("resnext", _RESNEXT_DEFAULTS, options)
+    n = _check_depth("resnext", _RESNEXT_DEPTH if depth is None else depth, 9, 2, "11, 20, 29, ...")
+    _check_positive_int("resnext", "cardinality", full["cardinality"])
+    _check_positive_int("resnext", "base_width", full["base_width"])
+    return n, full
+
+
+def resnext_validate(**options: Any) -> None:
+    _resnext_check(**options)
+
+
+def resnext_layout(depth: int | None = None, **options: Any) -> list[Stage]:
+    n, full = _resnext_check(depth, **options)
+    branch = {"cardinality": full["cardinality"], "base_width": full["base_width"]}
+    return [
+        Stage("layer1", 256, 1, n, dict(branch), {"shortcut": "B"}),
+        Stage("layer2", 512, 2, n, dict(branch), {"shortcut": "B"}),
+        Stage("layer3", 1024, 2, n, dict(branch), {"shortcut": "B"}),
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# mlp
+
+
+_MLP_DEFAULTS = MappingProxyType({"width": 64, "stages": None, "input_size": 28,
+                                  "layernorm": False})
+_MLP_DEPTH = 4
+
+
+def _mlp_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    full = _check_common("mlp", _MLP_DEFAULTS, options)
+    depth = _MLP_DEPTH if depth is None else depth
+    if not _is_int(depth) or depth < 1:
+        _fail("mlp", "depth (the number of steps per stage) must be a positive integer, "
+                     "got %r" % (depth,))
+    _check_positive_int("mlp", "width", full["width"])
+    _check_positive_int("mlp", "input_size", full["input_size"])
+    stages = full["stages"]
+    if stages is not None:
+        if (isinstance(stages, (str, bytes)) or not hasattr(stages, "__iter__")
+                or not list(stages) or not all(_is_int(w) and w >= 1 for w in stages)):
+            _fail("mlp", "option 'stages' must be a non-empty list of positive widths, "
+                         "got %r" % (stages,))
+    if not isinstance(full["layernorm"], bool):
+        _fail("mlp", "option 'layernorm' must be true or false, got %r" % (full["layernorm"],))
+    return depth, full
+
+
+def mlp_validate(**options: Any) -> None:
+    _mlp_check(**options)
+
+
+def mlp_layout(depth: int | None = None, **options: Any) -> list[Stage]:
+    depth, full = _mlp_check(depth, **options)
+    widths = list(full["stages"]) if full["stages"] is not None else [full["width"]]
+    branch = {"layernorm": True} if full["layernorm"] else {}
+    return [Stage("layer%d" % (i + 1), w, 1, depth, dict(branch), {"shortcut": "B"})
+            for i, w in enumerate(widths)]
+
+
+# ----------------------------------------------------------------------------------------
+# the registry
+
+
+def _fixed(width: int) -> Callable[..., int]:
+    def stem_width(**options: Any) -> int:
+        return width
+    return stem_width
+
+
+def _mlp_stem_width(**options: Any) -> int:
+    return options.get("width", _MLP_DEFAULTS["width"])
+
+
+BACKBONES: dict[str, BackboneInfo] = {
+    info.name: info
+    for info in (
+        BackboneInfo(
+            name="cifar-resnet",
+            module_name=__name__ + ".cifar_resnet",
+            net_class="CifarResNet",
+            branch_class="CifarBasicBranch",
+            projection_function="cifar_projection",
+            description="CIFAR ResNet of He et al. 2015: depth 6n+2, widths 16/32/64, basic "
+                        "branch, shortcut option A (parameter-free, default) or B (1x1 conv)",
+            default_depth=_CIFAR_DEPTH,
+            default_input_size=32,
+            layout=cifar_layout,
+            validate=cifar_validate,
+            defaults=_CIFAR_DEFAULTS,
+            stem_width=_fixed(16),
+            depth_rule="6n+2",
+        ),
+        BackboneInfo(
+            name="imagenet-resnet",
+            module_name=__name__ + ".imagenet_resnet",
+            net_class="ImageNetResNet",
+            branch_class="ResNetBranch",
+            projection_function="imagenet_projection",
+            description="ImageNet ResNet-18/34/50/101/152 in the torchvision layout (basic or "
+                        "bottleneck branch; groups and width_per_group give ResNeXt and wide "
+                        "ResNets)",
+            default_depth=_IMAGENET_DEPTH,
+            default_input_size=224,
+            layout=imagenet_layout,
+            validate=imagenet_validate,
+            defaults=_IMAGENET_DEFAULTS,
+            stem_width=_fixed(64),
+            default_num_classes=1000,
+            depth_rule="18, 34, 50, 101 or 152",
+        ),
+        BackboneInfo(
+            name="preact-cifar",
+            module_name=__name__ + ".preact_cifar",
+            net_class="PreActCifarResNet",
+            branch_class="PreActBranch",
+            projection_function="preact_projection",
+            description="pre-activation CIFAR ResNet of He et al. 2016: depth 6n+2, widths "
+                        "16/32/64, BN-ReLU-conv branch, final BN-ReLU in the head",
+            default_depth=_PREACT_DEPTH,
+            default_input_size=32,
+            layout=preact_layout,
+            validate=preact_validate,
+            defaults=_PREACT_DEFAULTS,
+            stem_width=_fixed(16),
+            depth_rule="6n+2",
+        ),
+        BackboneInfo(
+            name="wrn",
+            module_name=__name__ + ".wrn",
+            net_class="WideResNet",
+            branch_class="WideBranch",
+            projection_function="wrn_projection",
+            description="Wide ResNet WRN-d-k of Zagoruyko & Komodakis 2016: depth 6n+4, widths "
+                        "16k/32k/64k, pre-activation branch with optional dropout",
+            default_depth=_WRN_DEPTH,
+            default_input_size=32,
+            layout=wrn_layout,
+            validate=wrn_validate,
+            defaults=_WRN_DEFAULTS,
+            stem_width=_fixed(16),
+            depth_rule="6n+4",
+        ),
+        BackboneInfo(
+            name="resnext",
+            module_name=__name__ + ".resnext",
+            net_class="CifarResNeXt",
+            branch_class="ResNeXtBranch",
+            projection_function="resnext_projection",
+            description="CIFAR ResNeXt of Xie et al. 2017: depth 9n+2, output widths "
+                        "256/512/1024, aggregated bottleneck branch (cardinality x base_width)",
+            default_depth=_RESNEXT_DEPTH,
+            default_input_size=32,
+            layout=resnext_layout,
+            validate=resnext_validate,
+            defaults=_RESNEXT_DEFAULTS,
+            stem_width=_fixed(64),
+            depth_rule="9n+2",
+        ),
+        BackboneInfo(
+            name="mlp",
+            module_name=__name__ + ".mlp",
+            net_class="MLPNet",
+            branch_class="MLPBranch",
+            projection_function="mlp_projection",
+            description="small fully connected backbone for fast tests: flatten + Linear stem, "
+                        "Linear-ReLU-Linear branch, depth = steps per stage",
+            default_depth=_MLP_DEPTH,
+            default_input_size=28,
+            layout=mlp_layout,
+            validate=mlp_validate,
+            defaults=_MLP_DEFAULTS,
+            net_options=("input_size", "width"),
+            stem_width=_mlp_stem_width,
+            default_in_channels=1,
+            depth_rule="any positive integer (steps per stage)",
+        ),
+    )
+}
+
+
+def backbone_names() -> list[str]:
+    return list(BACKBONES)
+
+
+def get_backbone(name: str) -> BackboneInfo:
+    """The backbone called ``name`` (case and ``_``/``-`` insensitive); KeyError listing the
+    known names otherwise."""
+    key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
+    try:
+        return BACKBONES[key]
+    except (KeyError, TypeError):
+        raise KeyError("unknown backbone %r; known backbones: %s"
+                       % (name, ", ".join(BACKBONES))) from None

@@ -1,0 +1,104 @@
+"""CIFAR ResNet of He et al. 2015 ("Deep Residual Learning for Image Recognition", section 4.2).
+
+Depth 6n+2: a 3x3 convolution with 16 filters, three stages of n basic residual steps with
+16, 32 and 64 channels (the second and third start with stride 2), global average pooling and a
+linear classifier. Attribute names follow the widely used akamaster/pytorch_resnet_cifar10
+implementation (conv1, bn1, layer1..layer3, linear), with the shortcut named ``downsample``.
+
+This file depends on torch alone: the code generator copies its classes and functions verbatim
+into the modules it writes, so each definition is self-contained.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class CifarResNet(nn.Module):
+    """Stem and head of the CIFAR ResNet; the stages are added by the code generator.
+
+    Stem: conv3x3(in_channels, 16) - BN - ReLU. Head: global average pool - linear.
+    Build order: ``__init__`` creates the stem, the generator registers the stages
+    (``layer1``..``layer3``, each an ``nn.ModuleList`` of steps), then calls
+    ``build_head(width)``, which creates the head and initialises all weights.
+    Options meant for other parts of the backbone are accepted and ignored.
+    """
+
+    stem_width = 16
+
+    def __init__(self, num_classes=10, in_channels=3, **options):
+        super().__init__()
+        self.num_classes = num_classes
+        self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+
+    def build_head(self, width):
+        self.linear = nn.Linear(width, self.num_classes)
+        self.init_weights()
+
+    def init_weights(self):
+        """Kaiming-normal convolutions and linear layers, as akamaster's ``_weights_init``."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def stem(self, x):
+        return F.relu(self.bn1(self.conv1(x)))
+
+    def head(self, x):
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.linear(x)
+
+
+class CifarBasicBranch(nn.Module):
+    """The basic branch F(x) = BN(conv3x3(ReLU(BN(conv3x3(x, stride))))).
+
+    No residual addition and no activation after it: the formula supplies those.
+    Layer names are torchvision's BasicBlock names (conv1, bn1, relu, conv2, bn2).
+    """
+
+    def __init__(self, in_width, width, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_width, width, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out))
+
+
+def cifar_projection(in_width, width, stride, shortcut="A"):
+    """Shortcut projection for a state entering a stage with another width or resolution.
+
+    Returns None (identity) when ``in_width == width`` and ``stride == 1``.
+
+    shortcut="A" (He et al. 2015, option A; parameter-free): subsample by ``stride``, i.e.
+    ``x[:, :, ::stride, ::stride]`` (written as a 1x1 average pool, which is exactly that), then
+    zero-pad the channels, ``(width - in_width) // 2`` in front and the rest behind, as in
+    akamaster's ``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))``.
+    shortcut="B": 1x1 convolution with the stride, then batch norm (keys ``0.weight``, ``1.*``).
+    Padding cannot shrink channels, so when ``width < in_width`` (a formula that concatenates
+    states) the projection is the 1x1 convolution + batch norm whatever the option.
+    """
+    if shortcut not in ("A", "B"):
+        raise ValueError("shortcut must be 'A' or 'B', got %r" % (shortcut,))
+    if in_width == width and stride == 1:
+        return None
+    if shortcut == "A" and width >= in_width:
+        layers = []
+        if stride != 1:
+            layers.append(nn.AvgPool2d(kernel_size=1, stride=stride))
+        if width != in_width:
+            front = (width - in_width) // 2
+            # (W, W, H, H, C front, C back): pads the channel dimension of an (N, C, H, W) tensor
+            layers.append(nn.ConstantPad3d((0, 0, 0, 0, front, width - in_width - front), 0.0))
+        return nn.Sequential(*layers)
+    return nn.Sequential(
+        nn.Conv2d(in_width, width, kernel_size=1, stride=stride, bias=False),
+        nn.BatchNorm2d(width),
+    )
