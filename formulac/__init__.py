@@ -8,8 +8,9 @@
 
 from .errors import FormulacError, SourceError, UsageError
 from .formula import Formula, compile, load, parse, wire
+from .display import plot  # matplotlib is imported only when something is drawn
 
-__all__ = ["parse", "load", "compile", "wire", "analyze", "Formula", "FormulacError", "SourceError", "UsageError"]
+__all__ = ["parse", "load", "compile", "wire", "analyze", "plot", "Formula", "FormulacError", "SourceError", "UsageError"]
 __version__ = "0.1.0"
 
 

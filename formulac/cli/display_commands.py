@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from .common import add_set_argument, parse_bindings, positive_int
 
 __all__ = ["register"]
 
@@ -32,8 +33,7 @@ def register(subparsers) -> None:
                    help="what to draw (default: weights)")
     p.add_argument("--depth", type=_depth, default=None, metavar="N",
                    help="unroll to x_N (default: 20 for weights, 4 for graph)")
-    p.add_argument("--set", dest="bindings", action="append", default=[], metavar="NAME=VALUE",
-                   help="give a free symbol or constant a value (repeatable)")
+    add_set_argument(p)
     p.add_argument("--block", metavar="NAME", help="plot only this block's weights (weights)")
     p.add_argument("--log", action="store_true", help="absolute weights on a log scale (weights)")
     p.add_argument("--label", dest="labels", action="append", metavar="TEXT",
@@ -54,8 +54,7 @@ def register(subparsers) -> None:
     r.add_argument("--depth", type=_depth, default=None, metavar="N", help="analyse x_N (default: 10)")
     r.add_argument("--steps", type=_depth, default=None, metavar="K",
                    help="depth of the unrolled expansion shown (default: 3)")
-    r.add_argument("--set", dest="bindings", action="append", default=[], metavar="NAME=VALUE",
-                   help="give a free symbol or constant a value (repeatable)")
+    add_set_argument(r)
     r.set_defaults(handler=_report)
 
 
@@ -63,30 +62,7 @@ def register(subparsers) -> None:
 
 
 def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _parse_bindings(items: list[str]) -> dict:
-    import sympy
-
-    values: dict = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        name, text = name.strip(), text.strip()
-        if not sep or not name or not text:
-            raise UsageError(f"--set expects NAME=VALUE, not {item!r}")
-        try:
-            value = sympy.Rational(text)
-        except (TypeError, ValueError, SyntaxError):
-            raise UsageError(f"--set {name}: {text!r} is not a number (use 0.5, -1/4, 2)") from None
-        values[name] = value
-    return values
+    return positive_int(text)
 
 
 def _load_all(files: list[str], bindings: dict) -> list:
@@ -112,13 +88,13 @@ def _load_all(files: list[str], bindings: dict) -> list:
 
 def _check_figure_path(path: str) -> Path:
     out = Path(path)
+    if out.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
     if out.suffix.lower() not in _FIGURE_SUFFIXES:
         raise UsageError(
             f"cannot write {path}: the figure format comes from the extension "
             f"({', '.join(_FIGURE_SUFFIXES)})"
         )
-    if out.is_dir():
-        raise UsageError(f"cannot write {path}: it is a directory")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"cannot write {path}: directory {parent} does not exist")
@@ -143,7 +119,7 @@ def _plot(args) -> int:
     if args.kind != "weights" and (args.block or args.log):
         raise UsageError("--block and --log apply to --kind weights only")
     plot.require_matplotlib()
-    recs = _load_all(args.files, _parse_bindings(args.bindings))
+    recs = _load_all(args.files, parse_bindings(args.bindings))
     labels = _labels(args, args.files) or [Path(f).stem for f in args.files]
     skipped: list = []
     if args.kind == "weights":
@@ -165,13 +141,12 @@ def _plot(args) -> int:
 
 
 def _graph_panels(recs: list, labels: list[str], depth: int):
-    from matplotlib.figure import Figure
-
     from ..analysis import dependency_graph
     from ..display import plot
 
     width = max(6.0, 1.1 * depth + 2.5)
-    fig = Figure(figsize=(width, 3.6 * len(recs)), layout="constrained")
+    fig = plot.new_figure((width, 3.6 * len(recs)))
+    plot.set_margins(fig, 0.3, 0.3, 0.6, 0.45, hspace=0.9 / 3.6)
     axes = fig.subplots(len(recs), 1, squeeze=False)[:, 0]
     for ax, rec, label in zip(axes, recs, labels):
         plot.draw_graph(dependency_graph(rec, depth), ax)
@@ -182,7 +157,7 @@ def _graph_panels(recs: list, labels: list[str], depth: int):
 def _report(args) -> int:
     from ..display import report
 
-    recs = _load_all(args.files, _parse_bindings(args.bindings))
+    recs = _load_all(args.files, parse_bindings(args.bindings))
     path = report.write_report(
         recs,
         args.output,

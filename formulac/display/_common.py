@@ -1,0 +1,95 @@
+"""What the display functions accept: formulas in any form, or analyses; labels; depths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..errors import UsageError
+from ..ir import Recurrence
+
+#: Depth used when a formula (not an analysis) is plotted or tabulated without a depth.
+DEFAULT_DEPTH = 20
+
+
+def _analysis_module():
+    from .. import analysis
+
+    return analysis
+
+
+def _is_analysis(item: Any) -> bool:
+    return hasattr(item, "block_weights") and hasattr(item, "roots") and not isinstance(item, Recurrence)
+
+
+def recurrence_of(item: Any) -> Recurrence:
+    """The :class:`Recurrence` behind a Recurrence, a ``Formula`` facade or a ``.rec`` path."""
+    if isinstance(item, Recurrence):
+        return item
+    if isinstance(item, (str, Path)):
+        from ..parse import load
+
+        return load(item)
+    for attr in ("rec", "recurrence", "_rec"):
+        rec = getattr(item, attr, None)
+        if isinstance(rec, Recurrence):
+            return rec
+    raise UsageError(
+        f"cannot plot a {type(item).__name__}: pass a formula (formulac.parse/load), "
+        f"a .rec path or an analysis"
+    )
+
+
+def label_of(item: Any) -> str:
+    """A short name: the file's stem for loaded formulas."""
+    name = getattr(item, "name", None)
+    if not isinstance(name, str):
+        try:
+            name = recurrence_of(item).name
+        except UsageError:
+            name = None
+    if isinstance(item, (str, Path)):
+        name = str(item)
+    if not name or name.startswith("<"):
+        return "formula"
+    return Path(name).stem
+
+
+def _as_list(items) -> list:
+    if isinstance(items, (str, Path, Recurrence)) or _is_analysis(items) or not isinstance(items, Iterable):
+        return [items]
+    return list(items)
+
+
+def _labels(items: list, labels: Sequence[str] | None) -> list[str]:
+    if labels is None:
+        return [label_of(item) for item in items]
+    labels = list(labels)
+    if len(labels) != len(items):
+        raise UsageError(f"{len(labels)} labels for {len(items)} formulas")
+    return [str(label) for label in labels]
+
+
+def analyses_of(items: list, depth: int | None, params: str = "init") -> list:
+    """An analysis for every item (computed at ``depth`` unless the item is one already)."""
+    out = []
+    for item in items:
+        if _is_analysis(item):
+            out.append(item)
+            continue
+        rec = recurrence_of(item)
+        out.append(_analysis_module().analyze(rec, depth=depth or DEFAULT_DEPTH, params=params))
+    return out
+
+
+def check_depth(depth: int | None, maximum: int | None = None, what: str = "depth") -> None:
+    if depth is None:
+        return
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise UsageError(f"{what} must be a whole number, not {depth!r}")
+    if depth < 1:
+        raise UsageError(f"{what} must be at least 1, not {depth}")
+    if maximum is not None and depth > maximum:
+        raise UsageError(f"{what} {depth} is too large to draw (at most {maximum})")
+
+
