@@ -1,0 +1,196 @@
+"""Command-line flags for training: every :class:`TrainConfig` knob, plus the run flags.
+
+Usage in a command::
+
+    p = argparse.ArgumentParser()
+    add_training_arguments(p)          # --recipe, --data, --epochs, --lr, ...
+    add_run_arguments(p)               # --out, --resume, --overwrite, --no-progress, --quiet
+    args = p.parse_args()
+    config = config_from_args(args)    # recipe defaults, then the flags given
+
+Flags left out keep the recipe's value (every flag defaults to None); the recipe defaults to
+``fashion`` for the 28x28 data sets, ``imagenet`` for image folders and ``cifar`` otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import fields
+
+from .data import DATASETS, TrainError
+from .recipes import RECIPES, TrainConfig, make_config
+
+__all__ = ["add_run_arguments", "add_training_arguments", "config_from_args", "parse_seeds",
+           "seeds_from_args"]
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {s!r}")
+    return v
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {s!r}")
+    return v
+
+
+def _float(s: str) -> float:
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+
+
+def _float_list(s: str) -> tuple[float, ...]:
+    parts = [p for p in re.split(r"[,\s]+", s.strip()) if p]
+    try:
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {s!r}") from None
+
+
+def parse_seeds(s: str) -> list[int]:
+    """``"0,1,2"``, ``"0-4"`` or ``"0..4"`` (inclusive), or a mix: ``"0-2,7"``."""
+    out: list[int] = []
+    for part in (p for p in re.split(r"[,\s]+", s.strip()) if p):
+        m = re.fullmatch(r"(\d+)(?:(?:-|\.\.)(\d+))?", part)
+        if not m:
+            raise argparse.ArgumentTypeError(f"bad seed list {s!r}: use e.g. 0,1,2 or 0-4")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        if b < a:
+            raise argparse.ArgumentTypeError(f"bad seed range {part!r}")
+        out.extend(range(a, b + 1))
+    if not out:
+        raise argparse.ArgumentTypeError("no seeds given")
+    if len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"repeated seeds in {s!r}")
+    return out
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Add one flag per :class:`TrainConfig` knob (in a "training" group) and return it."""
+    g = parser.add_argument_group("training", "every flag overrides the recipe's value")
+    B = argparse.BooleanOptionalAction
+    g.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="cifar (He et al.: SGD 0.1, 160 epochs, steps at 50%%/75%%), imagenet "
+                        "(90 epochs, steps at 30/60), fashion (3 epochs, CPU-friendly); "
+                        "default: by data set")
+    g.add_argument("--data", metavar="NAME",
+                   help=f"data set: {', '.join(DATASETS)} or synthetic:CxHxW[:CLASSES] "
+                        "(default: fashion-mnist)")
+    g.add_argument("--data-dir", metavar="DIR", help="where the data set's files are")
+    g.add_argument("--download", action=B, default=None,
+                   help="download a missing data set into ~/.cache/formulac")
+    g.add_argument("--image-size", type=_positive_int, metavar="N",
+                   help="imagefolder: resolution the images are stored and trained at "
+                        "(default 64)")
+    g.add_argument("--limit-train", type=_positive_int, metavar="N",
+                   help="use only the first N training examples")
+    g.add_argument("--limit-test", type=_positive_int, metavar="N",
+                   help="use only the first N test examples")
+    g.add_argument("--epochs", type=_positive_int, metavar="N")
+    g.add_argument("--batch-size", type=_positive_int, metavar="N",
+                   help="global batch size (split across torchrun ranks)")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"])
+    g.add_argument("--lr", type=_float, metavar="LR", help="base learning rate")
+    g.add_argument("--momentum", type=_float, metavar="M")
+    g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=_float, metavar="WD")
+    g.add_argument("--nesterov", action=B, default=None, help="Nesterov momentum")
+    g.add_argument("--schedule", choices=["step", "cosine", "constant"])
+    g.add_argument("--milestones", type=_float_list, metavar="LIST",
+                   help="step schedule: fractions of the epochs (0.5,0.75) or, all >= 1, "
+                        "epoch numbers (30,60)")
+    g.add_argument("--gamma", type=_float, metavar="G", help="lr factor at each milestone")
+    g.add_argument("--warmup-epochs", type=_float, metavar="E",
+                   help="linear lr warm-up over E epochs")
+    g.add_argument("--label-smoothing", type=_float, metavar="S")
+    g.add_argument("--crop-padding", type=_nonneg_int, metavar="P",
+                   help="random crop with P pixels of zero padding (0: off)")
+    g.add_argument("--flip", action=B, default=None, help="random horizontal flips")
+    g.add_argument("--random-resized-crop", action=B, default=None,
+                   help="random-resized crop (the imagenet recipe's)")
+    g.add_argument("--no-augment", action="store_true", default=None,
+                   help="no crop, no flip")
+    g.add_argument("--seed", type=_nonneg_int, metavar="N", help="random seed (default 0)")
+    g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
+    g.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
+    g.add_argument("--channels-last", action=B, default=None)
+    g.add_argument("--compile", action=B, default=None, help="torch.compile the model")
+    g.add_argument("--deterministic", action=B, default=None,
+                   help="deterministic algorithms (slower on GPUs)")
+    g.add_argument("--eval-every", type=_positive_int, metavar="N",
+                   help="evaluate every N epochs (and after the last)")
+    g.add_argument("--eval-batch-size", type=_positive_int, metavar="N")
+    g.add_argument("--data-on-device", choices=["auto", "yes", "no"],
+                   help="keep the data set on the GPU (auto: when it fits in 4 GiB)")
+    g.add_argument("--workers", type=_nonneg_int, metavar="N",
+                   help="threads decoding image folders (0: automatic)")
+    g.add_argument("--threads", type=_nonneg_int, metavar="N",
+                   help="torch CPU threads (0: torch's default)")
+    g.add_argument("--sync-bn", action=B, default=None,
+                   help="synchronised BatchNorm across torchrun ranks")
+    return g
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, compare: bool = False,
+                      default_out: str | None = None) -> argparse._ArgumentGroup:
+    """Add --out/-o, --resume, --overwrite, --no-progress, --quiet (and --seeds when
+    ``compare``)."""
+    g = parser.add_argument_group("run")
+    g.add_argument("-o", "--out", metavar="DIR", default=default_out,
+                   help="output directory" + (f" (default: {default_out})" if default_out
+                                              else ""))
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint"
+                        + (" (compare always continues finished and unfinished runs)"
+                           if compare else ""))
+    g.add_argument("--overwrite", action="store_true",
+                   help="start over even if --out holds a run")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars")
+    g.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
+    if compare:
+        g.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="LIST",
+                       help="seeds, e.g. 0,1,2 or 0-4 (default 0,1,2)")
+    return g
+
+
+_FIELDS = [f.name for f in fields(TrainConfig)]
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The recipe's defaults, overridden by every flag that was given.  Raises
+    :class:`TrainError` (a ValueError) for values that do not fit together."""
+    over = {name: getattr(args, name) for name in _FIELDS
+            if name != "recipe" and getattr(args, name, None) is not None}
+    if getattr(args, "no_augment", None):
+        for k, v in (("crop_padding", 0), ("flip", False), ("random_resized_crop", False)):
+            if k in over and over[k] != v and over[k] is not False:
+                raise TrainError("--no-augment contradicts --" + k.replace("_", "-"))
+            over[k] = v
+    milestones = over.get("milestones")
+    if milestones is not None and milestones and all(m >= 1 for m in milestones):
+        recipe = getattr(args, "recipe", None)
+        base = make_config(recipe, **{k: v for k, v in over.items() if k != "milestones"})
+        bad = [m for m in milestones if m >= base.epochs or not float(m).is_integer()]
+        if bad:
+            raise TrainError(f"--milestones {bad} are not epochs inside 1..{base.epochs - 1}")
+        over["milestones"] = tuple(m / base.epochs for m in milestones)
+    return make_config(getattr(args, "recipe", None), **over)
+
+
+def seeds_from_args(args: argparse.Namespace) -> list[int]:
+    seeds = getattr(args, "seeds", None)
+    return list(seeds) if seeds else [0]

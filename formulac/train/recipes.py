@@ -1,0 +1,335 @@
+"""Training recipes: every knob in one dataclass, the learning-rate schedule and batched
+augmentation in plain torch (runs where the data lives: on the GPU or on the CPU).
+
+Recipes (``RECIPES``):
+
+``cifar``
+    He et al. 2015: SGD lr 0.1, momentum 0.9, weight decay 1e-4, no Nesterov, batch 128,
+    160 epochs, lr x0.1 at 50% and 75% of the epochs, random crop with 4-pixel zero padding and
+    horizontal flip.
+``imagenet``
+    SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 256, 90 epochs, lr x0.1 at epochs 30 and
+    60, random-resized crop (scale 0.08-1, aspect 3/4-4/3, done with ``grid_sample``) and flip.
+``fashion``
+    Short and CPU-friendly: SGD lr 0.05 with Nesterov momentum 0.9, weight decay 5e-4,
+    batch 128, 3 epochs, cosine schedule, random crop with 2-pixel padding and flip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+
+from .data import TrainError
+
+__all__ = [
+    "RECIPES",
+    "TrainConfig",
+    "EpochPlan",
+    "augment_batch",
+    "epoch_plan",
+    "lr_at",
+    "make_config",
+    "milestone_epochs",
+    "recipe_for_dataset",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run.  Build one with :func:`make_config` to get a recipe's
+    defaults; the dataclass defaults are those of the ``fashion`` recipe."""
+
+    recipe: str = "fashion"
+    # data
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    download: bool = False
+    image_size: int | None = None       # imagefolder only: stored/trained resolution (default 64)
+    limit_train: int | None = None      # use only the first N training examples
+    limit_test: int | None = None       # use only the first N test examples
+    # optimisation
+    epochs: int = 3
+    batch_size: int = 128               # the GLOBAL batch (split across DDP ranks)
+    optimizer: str = "sgd"              # sgd | adamw
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    schedule: str = "cosine"            # step | cosine | constant
+    milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of the epochs (step schedule)
+    gamma: float = 0.1                  # lr factor at each milestone
+    warmup_epochs: float = 0.0          # linear warm-up, per iteration
+    label_smoothing: float = 0.0
+    # augmentation
+    crop_padding: int = 2               # random crop with zero padding (0: off)
+    flip: bool = True                   # random horizontal flip
+    random_resized_crop: bool = False
+    # run
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    amp: str = "none"                   # none | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    eval_every: int = 1                 # evaluate every N epochs (and always after the last)
+    eval_batch_size: int | None = None  # default: max(batch_size, 256)
+    data_on_device: str = "auto"        # auto | yes | no: keep the whole data set on the GPU
+    workers: int = 0                    # threads decoding image folders (0: automatic)
+    threads: int = 0                    # torch CPU threads (0: torch's default)
+    sync_bn: bool = False               # SyncBatchNorm under DDP
+
+    # ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "milestones" in kw and kw["milestones"] is not None:
+            kw["milestones"] = tuple(float(m) for m in kw["milestones"])
+        return cls(**kw)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "TrainConfig":
+        def bad(msg: str):
+            raise TrainError(msg)
+
+        if self.recipe not in RECIPES:
+            bad(f"unknown recipe '{self.recipe}'; choose one of: {', '.join(RECIPES)}")
+        if self.epochs < 1:
+            bad(f"--epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1:
+            bad(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            bad(f"--eval-batch-size must be at least 1, not {self.eval_batch_size}")
+        if self.optimizer not in ("sgd", "adamw"):
+            bad(f"unknown optimizer '{self.optimizer}'; choose sgd or adamw")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            bad(f"--lr must be a positive number, not {self.lr}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            bad("--momentum and --weight-decay must not be negative")
+        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
+            bad("Nesterov momentum needs --momentum > 0 (or --no-nesterov)")
+        if self.schedule not in ("step", "cosine", "constant"):
+            bad(f"unknown schedule '{self.schedule}'; choose step, cosine or constant")
+        if any(not (0 < m < 1) for m in self.milestones):
+            bad(f"--milestones are fractions of the epochs in (0, 1), not {self.milestones}")
+        if not (0 < self.gamma <= 1):
+            bad(f"--gamma must be in (0, 1], not {self.gamma}")
+        if self.warmup_epochs < 0:
+            bad("--warmup-epochs must not be negative")
+        if not (0 <= self.label_smoothing < 1):
+            bad("--label-smoothing must be in [0, 1)")
+        if self.crop_padding < 0:
+            bad("--crop-padding must not be negative")
+        if self.amp not in ("none", "bf16", "fp16"):
+            bad(f"unknown --amp '{self.amp}'; choose none, bf16 or fp16")
+        if self.eval_every < 1:
+            bad("--eval-every must be at least 1")
+        if self.data_on_device not in ("auto", "yes", "no"):
+            bad("--data-on-device must be auto, yes or no")
+        if self.workers < 0 or self.threads < 0:
+            bad("--workers and --threads must not be negative")
+        if self.image_size is not None and self.image_size < 4:
+            bad("--image-size must be at least 4")
+        for what in ("limit_train", "limit_test"):
+            v = getattr(self, what)
+            if v is not None and v < 1:
+                bad(f"--{what.replace('_', '-')} must be at least 1, not {v}")
+        return self
+
+
+RECIPES: dict[str, dict] = {
+    "cifar": dict(epochs=160, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
+                  weight_decay=1e-4, nesterov=False, schedule="step", milestones=(0.5, 0.75),
+                  gamma=0.1, warmup_epochs=0.0, crop_padding=4, flip=True,
+                  random_resized_crop=False),
+    "imagenet": dict(epochs=90, batch_size=256, optimizer="sgd", lr=0.1, momentum=0.9,
+                     weight_decay=1e-4, nesterov=False, schedule="step",
+                     milestones=(1 / 3, 2 / 3), gamma=0.1, warmup_epochs=0.0, crop_padding=0,
+                     flip=True, random_resized_crop=True),
+    "fashion": dict(epochs=3, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9,
+                    weight_decay=5e-4, nesterov=True, schedule="cosine",
+                    milestones=(0.5, 0.75), gamma=0.1, warmup_epochs=0.0, crop_padding=2,
+                    flip=True, random_resized_crop=False),
+}
+
+
+def recipe_for_dataset(data: str) -> str:
+    """The recipe used when none is named: fashion for the 28x28 sets, imagenet for image
+    folders, cifar otherwise."""
+    d = data.strip().lower()
+    if d in ("fashion-mnist", "mnist", "kmnist", "fashion_mnist", "fashionmnist"):
+        return "fashion"
+    if d in ("imagefolder", "image-folder"):
+        return "imagenet"
+    return "cifar"
+
+
+def make_config(recipe: str | None = None, **overrides) -> TrainConfig:
+    """A :class:`TrainConfig` with ``recipe``'s defaults, then ``overrides`` (None values are
+    ignored, so unset command-line flags keep the recipe's values)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    data = overrides.get("data", "fashion-mnist")
+    recipe = recipe or recipe_for_dataset(data)
+    if recipe not in RECIPES:
+        raise TrainError(f"unknown recipe '{recipe}'; choose one of: {', '.join(RECIPES)}")
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TrainError(f"unknown training option(s): {', '.join(unknown)}")
+    values = dict(RECIPES[recipe])
+    values.update(overrides)
+    if "milestones" in values:
+        values["milestones"] = tuple(float(m) for m in values["milestones"])
+    return TrainConfig(recipe=recipe, **values).validate()
+
+
+# --------------------------------------------------------------------------------------------
+# learning rate
+
+
+def milestone_epochs(config: TrainConfig) -> list[int]:
+    """The epochs (0-based) from which the step schedule multiplies the lr by ``gamma`` once
+    more: e.g. 80 and 120 for 160 epochs at (0.5, 0.75)."""
+    return [int(math.floor(m * config.epochs + 0.5)) for m in config.milestones]
+
+
+def lr_at(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """The learning rate for iteration ``step`` of 0-based ``epoch``: a pure function, so a
+    resumed run needs no scheduler state."""
+    t = epoch + step / max(steps_per_epoch, 1)
+    if config.schedule == "step":
+        factor = config.gamma ** sum(1 for m in milestone_epochs(config) if epoch >= m)
+    elif config.schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * t / config.epochs))
+    else:
+        factor = 1.0
+    if config.warmup_epochs > 0 and t < config.warmup_epochs:
+        factor *= (t + 1.0 / max(steps_per_epoch, 1)) / config.warmup_epochs
+    return config.lr * factor
+
+
+# --------------------------------------------------------------------------------------------
+# data order and augmentation
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # a fixed, well-mixed 63-bit seed per (seed, epoch): splitmix64 of the pair
+    z = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
+    return (z ^ (z >> 31)) & (2**63 - 1)
+
+
+@dataclass
+class EpochPlan:
+    """The data order and every augmentation draw of one epoch, indexed by position in the
+    epoch (so that each DDP rank can take its slice of the same global batch)."""
+
+    order: torch.Tensor                       # permutation of the training examples
+    crop: torch.Tensor | None = None          # (N, 2) offsets in [0, 2 * padding]
+    flip: torch.Tensor | None = None          # (N,) bool
+    rrc: torch.Tensor | None = None           # (N, 4): a_x, a_y, b_x, b_y of the affine crop
+    extra: dict = field(default_factory=dict)
+
+    def to(self, device) -> "EpochPlan":
+        mv = (lambda t: None if t is None else t.to(device, non_blocking=True))
+        return EpochPlan(mv(self.order), mv(self.crop), mv(self.flip), mv(self.rrc))
+
+    def take(self, sl) -> "EpochPlan":
+        pick = (lambda t: None if t is None else t[sl])
+        return EpochPlan(pick(self.order), pick(self.crop), pick(self.flip), pick(self.rrc))
+
+
+def epoch_plan(config: TrainConfig, n: int, epoch: int, image_hw: tuple[int, int]) -> EpochPlan:
+    """Draw the epoch's order and augmentation from a generator seeded by (seed, epoch) alone:
+    the same on every rank, every device, and after a resume."""
+    g = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+    order = torch.randperm(n, generator=g)
+    plan = EpochPlan(order)
+    if config.random_resized_crop:
+        h, w = image_hw
+        area = torch.empty(n).uniform_(0.08, 1.0, generator=g)
+        logr = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=g)
+        ratio = logr.exp()
+        cw = (area * ratio).sqrt().clamp(max=1.0)      # fractions of the width / height
+        ch = (area / ratio).sqrt().clamp(max=1.0)
+        x0 = torch.rand(n, generator=g) * (1 - cw)
+        y0 = torch.rand(n, generator=g) * (1 - ch)
+        # affine_grid (align_corners=False): input = a * output + b in [-1, 1] units
+        plan.rrc = torch.stack([cw, ch, 2 * x0 + cw - 1, 2 * y0 + ch - 1], dim=1)
+    elif config.crop_padding > 0:
+        plan.crop = torch.randint(0, 2 * config.crop_padding + 1, (n, 2), generator=g,
+                                  dtype=torch.int64)
+    if config.flip:
+        plan.flip = torch.rand(n, generator=g) < 0.5
+    return plan
+
+
+def _crop_flip(x: torch.Tensor, offsets: torch.Tensor | None, pad: int,
+               flip: torch.Tensor | None) -> torch.Tensor:
+    """Random crop (zero padding ``pad``, top-left ``offsets`` in the padded image) and
+    horizontal flip, as one gather over the flattened images."""
+    b, c, h, w = x.shape
+    if offsets is not None and pad > 0:
+        x = F.pad(x, (pad, pad, pad, pad))
+        wp = w + 2 * pad
+        base = offsets[:, 0] * wp + offsets[:, 1]                               # (B,)
+    else:
+        wp = w
+        base = torch.zeros(b, dtype=torch.int64, device=x.device)
+    cols = torch.arange(w, device=x.device)
+    if flip is not None:
+        cols = torch.where(flip[:, None], (w - 1) - cols[None, :], cols[None, :])   # (B, W)
+    else:
+        cols = cols[None, :].expand(b, w)
+    rows = torch.arange(h, device=x.device) * wp
+    idx = base[:, None, None] + rows[None, :, None] + cols[:, None, :]          # (B, H, W)
+    flat = x.reshape(b, c, -1)
+    return flat.gather(2, idx.reshape(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+
+
+def augment_batch(x: torch.Tensor, plan: EpochPlan | None, config: TrainConfig,
+                  mean: torch.Tensor, std: torch.Tensor, channels_last: bool = False
+                  ) -> torch.Tensor:
+    """uint8 NCHW batch -> augmented (when ``plan`` is given), normalised float32 batch.
+
+    ``mean``/``std`` are per-channel tensors in [0, 1] units on ``x``'s device.
+    """
+    if plan is not None and plan.rrc is None and (plan.crop is not None
+                                                   or plan.flip is not None):
+        x = _crop_flip(x, plan.crop, config.crop_padding, plan.flip)
+        xf = x.float()
+    elif plan is not None and plan.rrc is not None:
+        xf = x.float()
+        p = plan.rrc.to(xf.dtype)
+        ax = p[:, 0]
+        if plan.flip is not None:
+            ax = torch.where(plan.flip, -ax, ax)
+        zero = torch.zeros_like(ax)
+        theta = torch.stack([torch.stack([ax, zero, p[:, 2]], 1),
+                             torch.stack([zero, p[:, 1], p[:, 3]], 1)], 1)
+        grid = F.affine_grid(theta, list(xf.shape), align_corners=False)
+        xf = F.grid_sample(xf, grid, mode="bilinear", padding_mode="border",
+                           align_corners=False)
+    else:
+        xf = x.float()
+    if xf is x:  # a float input: do not scale the caller's tensor in place
+        xf = xf.clone()
+    scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
+    shift = (mean / std).view(1, -1, 1, 1)
+    xf.mul_(scale).sub_(shift)
+    if channels_last and xf.dim() == 4:
+        xf = xf.contiguous(memory_format=torch.channels_last)
+    return xf

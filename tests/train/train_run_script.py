@@ -1,0 +1,63 @@
+"""Helper for the subprocess tests of formulac.train (resume after SIGKILL, DDP under torchrun).
+
+python train_run_script.py OUT [--resume] [--dropout] [--sleep S] [--epochs N] [--limit N]
+
+Trains a tiny CNN on synthetic:3x8x8:4 with deterministic CPU settings.  Exit status 2 and the
+message on stderr for a TrainError (as the CLI will do).
+"""
+
+import argparse
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+from formulac.train import TrainError, make_config, train
+
+
+def build(dropout: bool):
+    def build_model(in_channels: int, num_classes: int, input_size: int) -> nn.Module:
+        layers = [nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                  nn.Flatten()]
+        if dropout:
+            layers.append(nn.Dropout(0.3))
+        layers.append(nn.Linear(8 * (input_size // 2) ** 2, num_classes))
+        return nn.Sequential(*layers)
+
+    return build_model
+
+
+def config(epochs: int = 5, limit: int = 249):
+    return make_config("cifar", data="synthetic:3x8x8:4", epochs=epochs, batch_size=32,
+                       lr=0.05, limit_train=limit, limit_test=64, deterministic=True,
+                       device="cpu", threads=1)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--dropout", action="store_true")
+    p.add_argument("--sleep", type=float, default=0.0)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--limit", type=int, default=249)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+
+    def slow(record):
+        time.sleep(args.sleep)
+
+    try:
+        summary = train(build(args.dropout), config(args.epochs, args.limit), args.out, resume=args.resume,
+                        progress=False, quiet=True, on_epoch_end=slow if args.sleep else None,
+                        describe={"name": "tiny"})
+    except TrainError as e:
+        print(f"formulac: error: {e}", file=sys.stderr)
+        return 2
+    print(f"final_test_acc={summary['final_test_acc']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
