@@ -73,12 +73,14 @@ class RecLatexPrinter(LatexPrinter):
         index = index_text(expr.indices[0], latex=True)
         return "%s_{%s}" % (self._print(expr.base.label), index.strip("{}"))
 
-    def _print_BlockCall(self, expr: BlockCall):
+    def _print_BlockCall(self, expr: BlockCall, exp=None):
         sub = "" if expr.step == n else "_{%s}" % self._print(expr.step)
-        return r"%s%s\left(%s\right)" % (expr.block, sub, self._print(expr.argument))
+        tex = r"%s%s\left(%s\right)" % (expr.block, sub, self._print(expr.argument))
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)  # F(x_n)^2: the power printer passes exp
 
-    def _print_Concat(self, expr: Concat):
-        return r"\left[%s\right]" % ", ".join(self._print(a) for a in expr.args)
+    def _print_Concat(self, expr: Concat, exp=None):
+        tex = r"\left[%s\right]" % ", ".join(self._print(a) for a in expr.args)
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
 
     def _print_Function(self, expr, exp=None):
         name = expr.func.__name__

@@ -1,0 +1,195 @@
+"""Analysis of recurrences: unrolled form, block weights, characteristic roots, stability, graph.
+
+Entry points::
+
+    analyze(rec, depth=10, params="symbolic")   -> Analysis   (everything ``formulac analyze`` shows)
+    unroll(rec, steps)                          -> Unrolled   (x_N in x_0 and block outputs)
+    diff(a, b, depth=10)                        -> Diff
+    dependency_graph(rec, depth)                -> networkx.DiGraph
+    path_length_distribution(rec, depth)        -> [paths through 0 blocks, 1 block, ...]
+
+Weights are computed by iterating the recurrence backwards in exact arithmetic (never by
+``rsolve``); every linear quantity is ``None`` with a note when it does not exist (non-linear
+formulas, step-dependent coefficients) or cannot be computed within the size budget.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from ..ir import Recurrence
+
+if TYPE_CHECKING:  # the submodules load on first use, so that `formulac check` stays light
+    from .expand import Unrolled
+    from .result import Analysis, Diff
+
+__all__ = [
+    "analyze",
+    "unroll",
+    "diff",
+    "dependency_graph",
+    "path_length_distribution",
+    "Analysis",
+    "Unrolled",
+    "Diff",
+    "Root",
+    "LAMBDA",
+    "DEFAULT_DEPTH",
+]
+
+#: Depth used when none is given.
+DEFAULT_DEPTH = 10
+#: Path-length distributions are computed up to this many graph edges (cheap below it).
+MAX_PATH_EDGES = 200_000
+#: ... and up to this estimated cost in machine-word additions (about 0.1 s per 2e7).
+MAX_PATH_COST = 1e8
+
+
+_LAZY = {
+    "Analysis": "result",
+    "Diff": "result",
+    "Unrolled": "expand",
+    "Root": "roots",
+    "LAMBDA": "roots",
+    "dependency_graph": "graph",
+    "path_length_distribution": "graph",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _recurrence(rec) -> Recurrence:
+    if isinstance(rec, Recurrence):
+        return rec
+    if isinstance(rec, (str, bytes)):
+        from ..parse import parse
+
+        return parse(rec)
+    raise TypeError(f"expected a Recurrence or formula text, not {type(rec).__name__}")
+
+
+#: The deepest analysis (linear time: about 1 s per 10,000 steps of ResNet).
+MAX_DEPTH = 100_000
+
+
+def _check_depth(depth) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise UsageError(f"the depth must be a whole number >= 0, not {depth!r}")
+    if depth > MAX_DEPTH:
+        raise UsageError(f"the depth must be at most {MAX_DEPTH}, not {depth}")
+    return depth
+
+
+def unroll(rec, steps: int, state: str | None = None, params: str = "symbolic") -> Unrolled:
+    """``x_steps`` in terms of ``x_0`` and the block outputs ``F_i(...)`` (block arguments in
+    named states). Linear formulas are collected by block output in step order."""
+    from .expand import unroll as _unroll
+
+    return _unroll(_recurrence(rec), steps, state, params)
+
+
+def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bool = True) -> Analysis:
+    """Analyse ``rec`` (a :class:`Recurrence` or formula text) at ``depth``.
+
+    ``params="symbolic"`` keeps learnable parameters as symbols (per-step ones as ``k_0 ..
+    k_{N-1}``), falling back to their initial values, with a note, when the symbolic weights
+    exceed the size budget; ``params="init"`` uses the initial values from the start.
+    """
+    rec = _recurrence(rec)
+    depth = _check_depth(depth)
+    if params not in ("symbolic", "init"):
+        raise UsageError(f"params must be 'symbolic' or 'init', not {params!r}")
+    from ..printing import to_rec
+    from .graph import _distribution, build_dag
+    from .linear import structure
+    from .result import Analysis
+    from .roots import spectrum
+    from .weights import MAX_HISTORY_TERMS, MAX_TERMS, TooDeep, TooLarge, compute_weights, history_terms
+
+    st = structure(rec, params)
+    notes: list[str] = []
+    weights = None
+    spec = None
+    wst = st
+    if not st.linear:
+        notes.append(
+            f"not linear: {st.reason}; block weights, initial weights, characteristic polynomial, "
+            "roots, stability, rate and consistency do not exist (null); the unrolled form is "
+            "still available (formulac unroll)"
+        )
+    else:
+        try:
+            weights = compute_weights(st, depth)
+        except TooDeep as exc:
+            notes.append(f"block weights not computed: {exc}")
+        except TooLarge as exc:
+            per_step = [p for p in rec.params.values()]
+            if params == "symbolic" and per_step:
+                shown = ", ".join(f"{p.name}{'_n' if p.per_step else ''} = {p.init}" for p in per_step)
+                wst = structure(rec, "init")
+                try:
+                    weights = compute_weights(wst, depth)
+                    notes.append(
+                        f"with symbolic parameters the block weights exceed the size budget "
+                        f"(more than {MAX_TERMS} terms by step {exc.step} of {depth}); weights are "
+                        f"given at the parameters' initial values ({shown})"
+                    )
+                except TooLarge:
+                    weights = None
+            if weights is None:
+                notes.append(
+                    f"the symbolic block weights exceed the size budget (more than {MAX_TERMS} terms "
+                    f"at depth {depth}); bind the free symbols (--set NAME=VALUE) or lower the depth"
+                )
+        spec = spectrum(st)
+        notes.extend(spec.notes)
+    path_lengths = None
+    if paths and st.has_sums and history_terms(st, depth) > MAX_HISTORY_TERMS:
+        notes.append("path lengths not computed: the history sum is too long at this depth")
+    elif paths:
+        dag = build_dag(st, depth)
+        order = [(node, kind, preds) for node, (kind, _, preds, _) in dag.nodes.items()]
+        if dag.edge_count <= MAX_PATH_EDGES:
+            path_lengths = _distribution(order, dag.input, dag.output, MAX_PATH_COST)
+        if path_lengths is None:
+            notes.append(
+                "path-length distribution not computed at this depth (too costly); "
+                "formulac.analysis.path_length_distribution(rec, depth) computes it"
+            )
+    return Analysis(
+        formula=to_rec(rec),
+        name=rec.name,
+        output=rec.output,
+        order=rec.order,
+        linear=st.linear,
+        depth=depth,
+        params_mode=wst.params_mode,
+        characteristic_polynomial=None if spec is None else spec.polynomial,
+        roots=None if spec is None else spec.roots,
+        stability=None if spec is None else spec.stability,
+        rate=None if spec is None else spec.rate,
+        rate_multiplicity=None if spec is None else spec.rate_multiplicity,
+        consistent=None if spec is None else spec.consistent,
+        free_symbols=list(rec.free_symbols),
+        params=dict(rec.params),
+        path_lengths=path_lengths,
+        notes=notes,
+        structure=wst,
+        weights=weights,
+    )
+
+
+def diff(a, b, depth: int = DEFAULT_DEPTH, params: str = "symbolic") -> Diff:
+    """Compare two formulas at ``depth``: same unrolled form or not, and where they differ."""
+    from .compare import diff_analyses
+
+    return diff_analyses(analyze(a, depth, params), analyze(b, depth, params))

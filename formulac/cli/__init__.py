@@ -14,7 +14,20 @@ from ..errors import FormulacError, UsageError
 
 __all__ = ["main", "build_parser"]
 
-_COMMAND_MODULES = ("analysis_commands", "build_commands", "train_commands", "display_commands")
+# command -> the module that registers it; only the module of the command being run is
+# imported, so that `formulac check` does not pay for (or import) torch.
+_COMMANDS = {
+    "check": "analysis_commands",
+    "unroll": "analysis_commands",
+    "analyze": "analysis_commands",
+    "diff": "analysis_commands",
+    "compile": "build_commands",
+    "info": "build_commands",
+    "train": "train_commands",
+    "compare": "train_commands",
+    "plot": "display_commands",
+    "report": "display_commands",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +38,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or only with ``command``'s module when it is known."""
     import importlib
 
     parser = _Parser(
@@ -35,20 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:  # a stage not installed in this checkout
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
-        module.register(sub)
+    modules = [_COMMANDS[command]] if command in _COMMANDS else list(dict.fromkeys(_COMMANDS.values()))
+    for name in modules:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
     try:
+        parser = build_parser(command)
         args = parser.parse_args(argv)
         return int(args.handler(args) or 0)
     except FormulacError as exc:

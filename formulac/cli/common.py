@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from ..parse import load
 
 __all__ = [
     "add_set_argument",
+    "parse_number",
     "parse_bindings",
+    "load_all_bound",
     "load_bound",
     "add_backbone_arguments",
     "backbone_kwargs",
@@ -37,38 +40,66 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
                         help="give a free symbol or constant a value (repeatable)")
 
 
-def parse_value(text: str):
-    """A number (exact where written as one: 1/3, 0.5) from the command line."""
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?$")
+
+
+def parse_number(item: str, text: str):
+    """``2``, ``-0.25``, ``1e-3``, ``1/3`` -> an exact SymPy rational."""
     import sympy
 
-    try:
-        value = sympy.Rational(text.strip())
-    except (TypeError, ValueError):
-        raise UsageError(f"--set: {text!r} is not a number") from None
-    return value
+    parts = text.strip().split("/")
+    if len(parts) > 2 or not all(_NUMBER.match(p.strip()) for p in parts):
+        raise UsageError(f"--set {item}: {text.strip()!r} is not a number (write 2, -0.25, 1e-3 or 1/3)")
+    for p in parts:
+        m = _NUMBER.match(p.strip())
+        if m.group(1) is not None and abs(int(m.group(1))) > 400:
+            raise UsageError(f"--set {item}: {text.strip()!r} is out of range")
+    values = [sympy.Rational(p.strip()) for p in parts]
+    if len(values) == 2:
+        if values[1] == 0:
+            raise UsageError(f"--set {item}: division by zero")
+        return values[0] / values[1]
+    return values[0]
 
 
 def parse_bindings(items: list[str]) -> dict:
+    """``--set NAME=VALUE`` items -> {name: exact value}."""
     values = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
             raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
-        values[name] = parse_value(text)
+        values[name] = parse_number(item, text)
     return values
 
 
-def load_bound(path: str, bindings: list[str]) -> Recurrence:
-    """Parse a formula file and apply ``--set`` values to it."""
-    rec = load(path)
-    values = parse_bindings(bindings)
+def load_all_bound(paths: list[str], bindings: list[str] | dict) -> list[Recurrence]:
+    """Parse formula files and bind ``--set`` values; every name must belong to some file."""
+    values = parse_bindings(bindings) if isinstance(bindings, list) else dict(bindings)
+    recs = [load(p) for p in paths]
     if not values:
-        return rec
-    try:
-        return rec.bind(**values)
-    except KeyError as exc:
-        raise UsageError(f"--set: {exc.args[0]}") from None
+        return recs
+    used: set[str] = set()
+    out = []
+    for rec in recs:
+        names = set(rec.symbols) | set(rec.constants)
+        mine = {k: v for k, v in values.items() if k in names}
+        used |= set(mine)
+        out.append(rec.bind(**mine) if mine else rec)
+    unknown = sorted(set(values) - used)
+    if unknown:
+        known = sorted({s for rec in recs for s in (*rec.symbols, *rec.constants)})
+        raise UsageError(
+            f"--set {unknown[0]}=...: no symbol or constant {unknown[0]!r} in "
+            f"{' or '.join(paths)} (known: {', '.join(known) or 'none'})"
+        )
+    return out
+
+
+def load_bound(path: str, bindings: list[str]) -> Recurrence:
+    """Parse one formula file and apply ``--set`` values to it."""
+    return load_all_bound([path], bindings)[0]
 
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:

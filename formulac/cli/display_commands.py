@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import add_set_argument, parse_bindings, positive_int
+from .common import add_set_argument, load_all_bound, positive_int
 
 __all__ = ["register"]
 
@@ -65,27 +64,6 @@ def _depth(text: str) -> int:
     return positive_int(text)
 
 
-def _load_all(files: list[str], bindings: dict) -> list:
-    from ..parse import load
-
-    recs = [load(path) for path in files]
-    if bindings:
-        used: set[str] = set()
-        bound = []
-        for rec in recs:
-            names = set(rec.symbols) | set(rec.constants)
-            mine = {k: v for k, v in bindings.items() if k in names}
-            used |= set(mine)
-            bound.append(rec.bind(**mine) if mine else rec)
-        unused = sorted(set(bindings) - used)
-        if unused:
-            raise UsageError(
-                f"--set {unused[0]}: no formula has a symbol or constant named {unused[0]}"
-            )
-        recs = bound
-    return recs
-
-
 def _check_figure_path(path: str) -> Path:
     out = Path(path)
     if out.is_dir():
@@ -119,7 +97,7 @@ def _plot(args) -> int:
     if args.kind != "weights" and (args.block or args.log):
         raise UsageError("--block and --log apply to --kind weights only")
     plot.require_matplotlib()
-    recs = _load_all(args.files, parse_bindings(args.bindings))
+    recs = load_all_bound(args.files, args.bindings)
     labels = _labels(args, args.files) or [Path(f).stem for f in args.files]
     skipped: list = []
     if args.kind == "weights":
@@ -157,7 +135,7 @@ def _graph_panels(recs: list, labels: list[str], depth: int):
 def _report(args) -> int:
     from ..display import report
 
-    recs = _load_all(args.files, parse_bindings(args.bindings))
+    recs = load_all_bound(args.files, args.bindings)
     path = report.write_report(
         recs,
         args.output,

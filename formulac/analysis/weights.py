@@ -1,0 +1,421 @@
+"""Block and initial weights by iterating the recurrence backwards (adjoint pass), exactly.
+
+The unrolled network to depth ``N`` is a DAG of state values ``s_j`` (``j = 1..N``), each a
+linear combination of earlier values, of block outputs at its step and of a constant. The weight
+of any input in ``x_N`` is the sum over paths of the products of coefficients, which one backward
+sweep computes: ``r[x_N] = 1``; for each value from last to first, pass ``r * coef`` on to what it
+reads. Cost: one multiply-add per coefficient per step (O(N d) for a d-term recurrence, O(N^2)
+for a history sum). No closed form, no ``rsolve``.
+
+Arithmetic happens in the smallest exact SymPy domain that holds every coefficient (``ZZ``,
+``QQ``, ``QQ[a]``, ``QQ(a)``, ...), found by ``construct_domain``; per-step parameters become
+generators ``k_0 .. k_{N-1}``. Symbolic weights can grow exponentially with depth, so the pass
+counts terms and stops at :data:`MAX_TERMS` (:class:`TooLarge`).
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy.polys.constructor import construct_domain
+
+from ..ir import n
+from ..printing import rec_expr
+from .linear import NonLinear, Structure, decompose
+
+__all__ = ["Weights", "TooLarge", "TooDeep", "MAX_TERMS", "MAX_HISTORY_TERMS", "compute_weights"]
+
+#: The most polynomial terms the symbolic weights may hold in all (adjoints and results).
+MAX_TERMS = 20_000
+
+
+#: The most terms a history sum may expand to over all steps (about depth^2 / 2).
+MAX_HISTORY_TERMS = 600_000
+
+
+class TooDeep(Exception):
+    """A history sum at this depth would take too long to expand."""
+
+
+def history_terms(st: Structure, depth: int) -> int:
+    """How many state references the history sums of ``st`` expand to over ``depth`` steps."""
+    total = 0
+    if st.forms is None:
+        return depth * depth // 2 if any(r.has(sympy.Sum) for r in st.rhs.values()) else 0
+    for f in st.forms.values():
+        for s in f.sums:
+            refs = max(1, len(s.body.refs))
+            # limits are n plus or minus a whole number, or whole numbers: the length is linear in t
+            length = lambda t: max(0, int(s.high.xreplace({n: t})) - int(s.low.xreplace({n: t})) + 1)
+            total += refs * (length(0) + length(max(depth - 1, 0))) * depth // 2
+    return total
+
+
+class TooLarge(Exception):
+    """The symbolic weights exceed the size budget."""
+
+    def __init__(self, depth: int, step: int, terms: int):
+        super().__init__(f"more than {MAX_TERMS} terms at step {step} of {depth}")
+        self.depth, self.step, self.terms = depth, step, terms
+
+
+class Weights:
+    """Weights as exact domain elements, converted to SymPy (and text) only when asked.
+
+    ``block``: key -> [weight at step 0, ..., N-1]; ``initial``: input text (``"x_0"``, or an
+    initial value that is not linear in ``x_0``) -> weight; ``offset``: the constant part of
+    ``x_N`` (0 unless the formula adds constants).
+    """
+
+    def __init__(self, K, block_elems: dict, initial_elems: dict, offset_elem, inputs: dict, back: dict):
+        self.K = K
+        self.block_elems = block_elems
+        self.initial_elems = initial_elems
+        self.offset_elem = offset_elem
+        self.inputs = inputs  # initial input text -> its SymPy expression
+        self._back = back
+        self._block = self._initial = None
+
+    @property
+    def domain(self) -> str:
+        return str(self.K)
+
+    def expr(self, x) -> sympy.Expr:
+        v = self.K.to_sympy(x)
+        return v.xreplace(self._back) if self._back else v
+
+    @property
+    def block(self) -> dict:
+        if self._block is None:
+            self._block = {k: [self.expr(x) for x in ws] for k, ws in self.block_elems.items()}
+        return self._block
+
+    @property
+    def initial(self) -> dict:
+        if self._initial is None:
+            self._initial = {k: self.expr(x) for k, x in self.initial_elems.items()}
+        return self._initial
+
+    @property
+    def offset(self) -> sympy.Expr:
+        return self.expr(self.offset_elem)
+
+    # fast conversions for the JSON contract and terminal tables
+    def _fast(self) -> bool:
+        K = self.K
+        if K.is_ZZ or K.is_QQ:
+            return True
+        if (K.is_PolynomialRing or K.is_FractionField) and (K.domain.is_ZZ or K.domain.is_QQ):
+            return True
+        return False
+
+    def json(self, x):
+        """A JSON value: a number when numeric, else a string in SymPy syntax."""
+        K = self.K
+        if K.is_ZZ:
+            return int(x)
+        if K.is_QQ:
+            p, q = int(x.numerator), int(x.denominator)
+            if q == 1:
+                return p
+            try:
+                return p / q
+            except OverflowError:
+                return f"{p}/{q}"
+        if self._fast():
+            if K.is_PolynomialRing and x.is_ground:
+                return self._ground_json(x)
+            if K.is_FractionField and x.numer.is_ground and x.denom.is_ground:
+                return json_number(K.to_sympy(x))
+            return self.text(x)
+        from .result import json_value
+
+        return json_value(self.expr(x))
+
+    def _ground_json(self, x):
+        return json_number(self.K.domain.to_sympy(x.LC if x else self.K.domain.zero))
+
+    def text(self, x) -> str:
+        """The exact value in SymPy syntax (``3/4``, ``k_1*k_2 + 1``)."""
+        K = self.K
+        if K.is_ZZ:
+            return str(int(x))
+        if K.is_QQ:
+            p, q = int(x.numerator), int(x.denominator)
+            return str(p) if q == 1 else f"{p}/{q}"
+        if K.is_PolynomialRing and (K.domain.is_ZZ or K.domain.is_QQ):
+            return _poly_text(x, self._gen_names())
+        if K.is_FractionField and (K.domain.is_ZZ or K.domain.is_QQ):
+            names = self._gen_names()
+            num, den = _poly_text(x.numer, names), _poly_text(x.denom, names)
+            if den == "1":
+                return num
+            num = f"({num})" if len(x.numer) > 1 else num
+            den = f"({den})" if len(x.denom) > 1 or "*" in den or "/" in den else den
+            return f"{num}/{den}"
+        from .result import sympy_text
+
+        return sympy_text(self.expr(x))
+
+    def _gen_names(self) -> list[str]:
+        if not hasattr(self, "_names"):
+            from .result import sympy_text
+
+            self._names = [sympy_text(g.xreplace(self._back)) if self._back else sympy_text(g) for g in self.K.symbols]
+        return self._names
+
+    def terms(self, x) -> int:
+        K = self.K
+        if K.is_PolynomialRing:
+            return len(x)
+        if K.is_FractionField:
+            return len(x.numer) + len(x.denom)
+        return 1
+
+
+def _index_offset(ref) -> int:
+    from ..ir import n
+
+    return int(ref.indices[0] - n)
+
+
+#: Depth of the trial run that decides, for deep formulas with per-step parameters, whether
+#: symbolic weights can fit the budget (the last steps of a deep run repeat the trial's pattern).
+PROBE_DEPTH = 32
+
+
+def compute_weights(st: Structure, depth: int) -> Weights:
+    """Weights of every block output and initial input in ``output_depth``.
+
+    Raises :class:`TooLarge` when symbolic weights exceed :data:`MAX_TERMS`.
+    """
+    if st.forms is None:
+        raise ValueError("the formula is not linear")
+    if st.has_sums and history_terms(st, depth) > MAX_HISTORY_TERMS:
+        raise TooDeep(
+            f"the history sum expands to {history_terms(st, depth)} terms at depth {depth} "
+            f"(the limit is {MAX_HISTORY_TERMS}, about depth {int((2 * MAX_HISTORY_TERMS) ** 0.5)})"
+        )
+    if depth > PROBE_DEPTH and st.params_mode == "symbolic" and _per_step_only(st):
+        # a step-invariant formula whose coefficients carry per-step parameters: the weights of
+        # the last PROBE_DEPTH blocks at depth N are those of a PROBE_DEPTH-deep run (with the
+        # parameters renamed), so if that run overflows away from the initial steps, so does this
+        # one; finding out takes a fraction of the full run with its N generators.
+        order = max((1 - int(r.indices[0] - n) for f in st.forms.values() for r in f.refs), default=1)
+        try:
+            _compute(st, PROBE_DEPTH)
+        except TooLarge as exc:
+            if exc.step >= order:
+                raise TooLarge(depth, depth - PROBE_DEPTH + exc.step, exc.terms) from None
+    return _compute(st, depth)
+
+
+def _per_step_only(st: Structure) -> bool:
+    if st.has_sums:
+        return False
+    coefs = [c for f in st.forms.values() for c in f.coefficients() if isinstance(c, sympy.Basic)]
+    def step_dependent(c):
+        refs = c.atoms(sympy.Indexed)
+        return (c.xreplace({r: sympy.Dummy() for r in refs}) if refs else c).has(n)
+
+    return not any(step_dependent(c) for c in coefs) and any(c.atoms(sympy.Indexed) for c in coefs)
+
+
+def _compute(st: Structure, depth: int) -> Weights:
+    states = st.states
+    templated = not st.has_sums and not st.time_varying()
+
+    # 1. concrete forms per step (a template with integer offsets for constant coefficients)
+    if templated:
+        template = {}
+        for s in states:
+            f = st.forms[s]
+            refs = [(r.base.label.name, _index_offset(r), c) for r, c in f.refs.items()]
+            blocks = {}
+            for call, c in f.blocks.items():
+                key = st.block_keys[call]
+                blocks[key] = blocks.get(key, 0) + c
+            template[s] = (refs, list(blocks.items()), f.const)
+        coef_exprs = {c for refs, blocks, const in template.values() for _, _, c in refs}
+        coef_exprs |= {c for refs, blocks, const in template.values() for _, c in blocks}
+        coef_exprs |= {const for refs, blocks, const in template.values()}
+        initial_refs = set()
+        lowest = min((off for refs, _, _ in template.values() for _, off, _ in refs), default=0)
+        for t in range(0, min(depth, 1 - lowest)):
+            for refs, _, _ in template.values():
+                for name, off, _ in refs:
+                    if t + off <= 0:
+                        initial_refs.add((name, t + off))
+        concrete = None
+    else:
+        concrete = [[st.concrete(s, t) for s in states] for t in range(depth)]
+        coef_exprs = set()
+        initial_refs = set()
+        for row in concrete:
+            for cf in row:
+                coef_exprs.update(cf.refs.values())
+                coef_exprs.update(cf.blocks.values())
+                coef_exprs.add(cf.const)
+                initial_refs.update(k for k in cf.refs if k[1] <= 0)
+    if depth == 0:
+        initial_refs.add((st.output, 0))
+
+    # 2. initial values as combinations of the inputs
+    initial_forms: dict = {}
+    inputs: dict = {}
+    for name, j in initial_refs:
+        value = sympy.sympify(st.initial_value(name, j))
+        parts: dict = {}
+        const = sympy.Integer(0)
+        try:
+            form = decompose(value, (st.output,))
+            if form.blocks or form.sums:
+                raise NonLinear("blocks in an initial value")
+            for ref, c in form.refs.items():
+                text = rec_expr(ref)
+                inputs[text] = ref
+                parts[text] = parts.get(text, 0) + c
+            const = form.const
+        except NonLinear:
+            text = rec_expr(value)
+            inputs[text] = value
+            parts[text] = sympy.Integer(1)
+        initial_forms[(name, j)] = (parts, const)
+        coef_exprs.update(parts.values())
+        coef_exprs.add(const)
+
+    # 3. one exact domain for every coefficient
+    exprs = [sympy.sympify(e) for e in coef_exprs] + [sympy.Integer(1)]
+    params, back = _param_dummies(exprs)
+    K, elems = _domain([e.xreplace(params) if params else e for e in exprs])
+    to_dom = dict(zip(exprs, elems))
+    zero, one = K.zero, K.one
+    exact_numeric = K.is_ZZ or K.is_QQ or K.is_RR or K.is_CC
+    size = _size_function(K)
+
+    def el(e):
+        return to_dom[sympy.sympify(e)]
+
+    # 4. the backward sweep
+    adj: dict = {(st.output, depth): one}
+    wblock = {key: [zero] * depth for key in st.key_order}
+    offset = zero
+    if templated:
+        tmpl = {s: ([(nm, off, el(c)) for nm, off, c in refs], [(k, el(c)) for k, c in blocks], el(const))
+                for s, (refs, blocks, const) in template.items()}
+    terms_done = 0
+    for t in range(depth - 1, -1, -1):
+        for si in range(len(states) - 1, -1, -1):
+            s = states[si]
+            a = adj.pop((s, t + 1), None)
+            if a is None or a == zero:
+                continue
+            if templated:
+                refs, blocks, const = tmpl[s]
+                for nm, off, c in refs:
+                    key = (nm, t + off)
+                    adj[key] = adj.get(key, zero) + a * c
+                for k, c in blocks:
+                    wblock[k][t] += a * c
+                if const != zero:
+                    offset += a * const
+            else:
+                cf = concrete[t][si]
+                for key, c in cf.refs.items():
+                    adj[key] = adj.get(key, zero) + a * el(c)
+                for k, c in cf.blocks.items():
+                    wblock[k][t] += a * el(c)
+                if cf.const != 0:
+                    offset += a * el(cf.const)
+        if not exact_numeric:
+            terms_done += sum(size(w[t]) for w in wblock.values())
+            total = terms_done + sum(size(v) for v in adj.values())
+            if total > MAX_TERMS:
+                raise TooLarge(depth, t, total)
+
+    # 5. what reached the start
+    winit: dict = {}
+    for key, a in adj.items():
+        if key not in initial_forms:
+            if key == (st.output, 0):
+                initial_forms[key] = ({rec_expr(sympy.IndexedBase(st.output)[0]): sympy.Integer(1)}, 0)
+            else:  # a value never computed: cannot happen for a well-formed recurrence
+                raise AssertionError(f"unexpected reference {key}")
+        parts, const = initial_forms[key]
+        for text, c in parts.items():
+            winit[text] = winit.get(text, zero) + a * el(c)
+        if const != 0:
+            offset += a * el(const)
+    out_text = rec_expr(sympy.IndexedBase(st.output)[0])
+    inputs.setdefault(out_text, sympy.IndexedBase(st.output)[0])
+    winit.setdefault(out_text, zero)
+
+    initial_order = sorted(winit, key=lambda k: k != out_text)
+    return Weights(K, wblock, {k: winit[k] for k in initial_order}, offset, inputs, back)
+
+
+def json_number(c: sympy.Rational):
+    """A rational as a JSON number: an int when whole, else the nearest double (string if huge)."""
+    if c.is_Integer:
+        return int(c)
+    try:
+        return int(c.p) / int(c.q)
+    except OverflowError:
+        return f"{c.p}/{c.q}"
+
+
+def _poly_text(p, names: list[str]) -> str:
+    """A sparse polynomial in SymPy syntax, fast (SymPy's printer is slow for many generators)."""
+    if not p:
+        return "0"
+    out = []
+    for monom, coeff in p.terms():
+        c = sympy.Rational(int(getattr(coeff, "numerator", coeff)), int(getattr(coeff, "denominator", 1)))
+        factors = [names[i] if e == 1 else f"{names[i]}**{e}" for i, e in enumerate(monom) if e]
+        neg = c < 0
+        c = -c if neg else c
+        if not factors:
+            body = str(c)
+        elif c == 1:
+            body = "*".join(factors)
+        else:
+            body = f"{c}*" + "*".join(factors)
+        if out:
+            out.append(" - " if neg else " + ")
+        elif neg:
+            out.append("-")
+        out.append(body)
+    return "".join(out)
+
+
+def _param_dummies(exprs):
+    """Per-step parameter references ``k[3]`` -> plain symbols (polynomial generators)."""
+    params: dict = {}
+    for e in exprs:
+        for ref in e.atoms(sympy.Indexed):
+            if ref not in params:
+                # names of the language contain no underscore, so k_3 cannot clash
+                params[ref] = sympy.Symbol(f"{ref.base.label}_{ref.indices[0]}")
+    return params, {v: k for k, v in params.items()}
+
+
+def _domain(exprs):
+    K, elems = construct_domain(exprs)
+    if K.is_EX:
+        try:
+            K2, elems2 = construct_domain(exprs, extension=True)
+            if not K2.is_EX:
+                return K2, elems2
+        except Exception:  # noqa: BLE001 - any failure: keep the generic domain
+            pass
+    return K, elems
+
+
+def _size_function(K):
+    if K.is_PolynomialRing:
+        scale = max(1, len(K.gens) // 64)  # every term carries an exponent per generator
+        return lambda x: len(x) * scale
+    if K.is_FractionField:
+        return lambda x: len(x.numer) + len(x.denom)
+    if K.is_EX:
+        return lambda x: sympy.count_ops(x.ex) + 1
+    return lambda x: 1
