@@ -13,7 +13,9 @@ text reaches it except identifiers the parser validated and numbers.
 
 from __future__ import annotations
 
+import ast
 import inspect
+import textwrap
 from dataclasses import dataclass
 
 import sympy
@@ -208,7 +210,7 @@ def wire_source(rec: Recurrence) -> str:
 
 def _shared_param_lines(plan: StepPlan, indent: str) -> list[str]:
     return [
-        f"{indent}self.{attr} = nn.Parameter(torch.tensor({number_literal(init)}))"
+        f"{indent}self.{attr} = nn.Parameter(torch.tensor(float({number_literal(init)})))"
         for attr, init in plan.shared_params.values()
     ]
 
@@ -325,7 +327,7 @@ def network_source(rec: Recurrence, backbone: BackboneInfo, options: dict, trans
     """Source of a standalone module defining ``FormulaNet`` (buildable with no arguments)."""
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
-    plan = plan_step(rec)
+    plan = plan_step(rec, reserved=_backbone_names(backbone, options))
     if not plan.blocks:
         raise UsageError("compile: the formula has no block, so the network would have nothing to learn")
     layout = network_layout(rec, plan, backbone, options, transition)
@@ -354,6 +356,28 @@ def network_source(rec: Recurrence, backbone: BackboneInfo, options: dict, trans
     lines.append("")
     lines += _forward_lines(rec, plan, carry, layout, transition)
     return "\n".join(lines) + "\n"
+
+
+def _backbone_names(backbone: BackboneInfo, options: dict) -> frozenset:
+    """Names a parameter must not take on this backbone: the stage attributes, and every
+    method, method argument, ``self.NAME`` and class attribute of the net and branch classes
+    (the step subclasses the branch, the network the net class)."""
+    names = {stage.name for stage in backbone.layout(**options)}
+    for class_name in (backbone.net_class, backbone.branch_class):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(getattr(backbone.module, class_name))))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    targets = item.targets if isinstance(item, ast.Assign) else [getattr(item, "target", None)]
+                    names.update(t.id for t in targets if isinstance(t, ast.Name))
+            elif isinstance(node, ast.FunctionDef):
+                names.add(node.name)
+                args = node.args
+                names.update(a.arg for a in args.posonlyargs + args.args + args.kwonlyargs)
+                names.update(a.arg for a in (args.vararg, args.kwarg) if a is not None)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                names.add(node.attr)
+    return frozenset(names)
 
 
 def _options_text(options: dict) -> str:

@@ -9,6 +9,7 @@ into a local named after its block.
 from __future__ import annotations
 
 import keyword
+import math
 from dataclasses import dataclass, field
 
 import sympy
@@ -35,6 +36,13 @@ _TAKEN_ATTRIBUTES = frozenset(
     }
 )
 
+# Bare names the generated code uses where a parameter's name also appears (module globals,
+# constructor arguments, loop variables): a parameter is renamed rather than shadow them.
+_GENERATED_NAMES = frozenset(
+    {"torch", "nn", "math", "self", "x", "i", "step", "project", "depth", "width", "stride",
+     "in_width", "branch_options"}
+)
+
 
 def var_name(state: str, offset: int) -> str:
     """Local variable for ``state_<n+offset>``: x_n, x_nm1 (n-1), x_next (n+1)."""
@@ -47,6 +55,12 @@ def var_name(state: str, offset: int) -> str:
 
 def number_literal(value: sympy.Expr) -> str:
     """A Python literal for an exact number: 1.05 for 21/20, (1 / 3) for 1/3."""
+    try:
+        finite = math.isfinite(float(value))
+    except (OverflowError, TypeError, ValueError):
+        finite = False
+    if not finite:
+        raise UsageError("compile: a number of the formula is not a finite float (too large, or not real)")
     value = sympy.nsimplify(value) if value.is_Float else value
     if value.is_Integer:
         return str(int(value))
@@ -81,17 +95,20 @@ class StepPlan:
     block_args: dict[str, list[sympy.Expr]] = field(default_factory=dict)
 
 
-def _attribute(name: str, taken: set[str]) -> str:
+def _attribute(name: str, taken: set[str], reserved: frozenset = frozenset()) -> str:
     attr = name
-    while attr in _TAKEN_ATTRIBUTES or attr in taken or keyword.iskeyword(attr):
+    while (attr in _TAKEN_ATTRIBUTES or attr in _GENERATED_NAMES or attr in reserved
+           or attr in taken or keyword.iskeyword(attr)):
         attr += "_param"
     taken.add(attr)
     return attr
 
 
-def plan_step(rec: Recurrence, stages: bool = True) -> StepPlan:
+def plan_step(rec: Recurrence, stages: bool = True, reserved=frozenset()) -> StepPlan:
     """Plan the forward of one step; with ``stages``, blocks that read exactly the output
-    state read the unprojected stage input at a stage's first step."""
+    state read the unprojected stage input at a stage's first step. Parameters named like
+    an attribute or argument of the generated classes (``reserved``: the backbone's names)
+    are renamed with a ``_param`` suffix."""
     free = rec.free_symbols
     if free:
         raise UsageError(
@@ -99,14 +116,16 @@ def plan_step(rec: Recurrence, stages: bool = True) -> StepPlan:
             f"with --set {free[0]}=VALUE (or formula.bind({free[0]}=...))"
         )
     taken: set[str] = set()
-    per_step = {p.name: (_attribute(p.name, taken), p.init) for p in rec.params.values() if p.per_step}
-    shared = {p.name: (_attribute(p.name, taken), p.init) for p in rec.params.values() if not p.per_step}
+    reserved = frozenset(reserved)
+    per_step = {p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if p.per_step}
+    shared = {p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if not p.per_step}
     subs = rec.substitutions()
     reads: set[tuple[str, int]] = set()
     history: list[str] = []
     reads_input = False
+    # the code prints display_rhs (the user's terms), so what it reads is read from there
     for eq in rec.equations:
-        for ref in _state_refs_outside_sums(eq.rhs):
+        for ref in _state_refs_outside_sums(eq.display_rhs):
             name = ref.base.label.name
             if name in rec.params:
                 continue
@@ -117,7 +136,7 @@ def plan_step(rec: Recurrence, stages: bool = True) -> StepPlan:
                     raise UsageError(f"compile: only {rec.output}_0 can be read by absolute index")
             elif int(offset) <= 0:
                 reads.add((name, int(offset)))
-        for s in eq.rhs.atoms(sympy.Sum):
+        for s in eq.display_rhs.atoms(sympy.Sum):
             for ref in s.function.atoms(sympy.Indexed):
                 if ref.base.label.name in rec.states and ref.base.label.name not in history:
                     history.append(ref.base.label.name)
@@ -135,7 +154,7 @@ def plan_step(rec: Recurrence, stages: bool = True) -> StepPlan:
         raw_blocks=raw_blocks,
         reads_input=reads_input,
         history=history,
-        uses_n=any(eq.rhs.has(n) and _n_outside_indices(eq.rhs) for eq in rec.equations),
+        uses_n=any(eq.display_rhs.has(n) and _n_outside_indices(eq.display_rhs) for eq in rec.equations),
         output=rec.output,
     )
     printer = _TorchPrinter(rec, plan, subs)
@@ -275,7 +294,7 @@ class _TorchPrinter:
             value = rebuild(expr).xreplace(self.subs)
             if value.is_number:
                 value = sympy.nsimplify(value) if value.is_Rational else value
-                text = number_literal(value) if value.is_Rational else repr(float(value))
+                text = number_literal(value)
                 return text, (2 if text.startswith("-") else 4)
         if isinstance(expr, sympy.Add):
             return self._add(expr)

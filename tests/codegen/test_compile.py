@@ -1,0 +1,286 @@
+"""Compiled networks against their references: published parameter counts, torchvision's
+layout and golden logits, the hand-written LM-ResNet and Momentum ResNet, every zoo formula
+on two backbones, and ``torch.compile``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import formulac
+from formulac import UsageError
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+import reference_models as ref  # noqa: E402
+from fixtures_path import REPO, load_fixture  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # `-n 2` on two cores: oversubscribed threads run 3-5x slower
+
+EXAMPLES = REPO / "examples"
+RESNET = "x_<n+1> = relu(x_n + F(x_n))"
+LM_BRIEF = "param k_n = 1.05\nx_<n+1> = k_n*x_n + (1 - k_n)*x_<n-1> + F(x_n)"
+
+
+def count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def on_meta(*args, **kwargs):
+    with torch.device("meta"):
+        return formulac.compile(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# exactness: published counts, torchvision layout, golden logits
+
+
+@pytest.mark.parametrize("depth, expected", [
+    (20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)])
+def test_cifar_resnet_published_counts(depth, expected):
+    model = on_meta(RESNET, backbone="cifar-resnet", depth=depth, shortcut="A", num_classes=10)
+    assert count(model) == expected
+
+
+TORCHVISION = {
+    "resnet18": (18, {}), "resnet34": (34, {}), "resnet50": (50, {}),
+    "resnet101": (101, {}), "resnet152": (152, {}),
+    "wide_resnet50_2": (50, {"width_per_group": 128}),
+    "resnext50_32x4d": (50, {"groups": 32, "width_per_group": 4}),
+}
+
+
+def test_torchvision_fixture_lists_every_model():
+    assert set(load_fixture("torchvision_resnets.json")["models"]) == set(TORCHVISION)
+
+
+@pytest.mark.parametrize("model_name", sorted(TORCHVISION))
+def test_imagenet_resnet_is_torchvision(model_name):
+    expected = load_fixture("torchvision_resnets.json")["models"][model_name]
+    depth, options = TORCHVISION[model_name]
+    model = on_meta(RESNET, backbone="imagenet-resnet", depth=depth, **options)
+    assert count(model) == expected["num_parameters"]
+    got = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    assert [k for k, _ in got] == [k for k, _ in expected["state_dict"]]  # keys, in order
+    assert got == expected["state_dict"]  # and shapes
+
+
+@pytest.mark.parametrize("model_name", ["resnet18", "resnet34"])
+def test_imagenet_resnet_golden_logits(model_name):
+    fixture = load_fixture("torchvision_resnet_golden.json")
+    golden = fixture["models"][model_name]
+    depth, options = TORCHVISION[model_name]
+    model = formulac.compile(RESNET, backbone="imagenet-resnet", depth=depth, **options)
+    ref.deterministic_weights_(model).eval()
+    s = golden["input_size"]
+    x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        logits = model(x)
+    scale = golden["logits_absmax"]
+    assert logits.shape == (2, 1000)
+    # relative 1e-4 of the logits' scale
+    torch.testing.assert_close(logits[:, :16], torch.tensor(golden["logits_first16"]),
+                               rtol=0, atol=1e-4 * scale)
+    torch.testing.assert_close(logits.sum(1), torch.tensor(golden["logits_sum"]),
+                               rtol=0, atol=1e-3 * scale)
+    assert logits.abs().max().item() == pytest.approx(scale, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# the hand-written references: same weights, same outputs
+
+
+def _same_keys_and_shapes(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    assert [v.shape for v in sa.values()] == [v.shape for v in sb.values()]
+
+
+def _compare(compiled, hand, x):
+    for mode in (True, False):  # batch statistics, then running statistics
+        compiled.train(mode), hand.train(mode)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), hand(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_resnet_matches_hand_written(shortcut):
+    torch.manual_seed(0)
+    hand = ref.deterministic_weights_(ref.HandResNetCifar(depth=20, shortcut=shortcut))
+    compiled = formulac.compile(RESNET, depth=20, shortcut=shortcut)
+    _same_keys_and_shapes(compiled, hand)
+    compiled.load_state_dict(hand.state_dict())
+    _compare(compiled, hand, torch.randn(2, 3, 32, 32))
+
+
+def _random_k_(model, low=0.7, high=1.3):
+    """Give every per-step ``k`` a different value, so that x_<n-1> matters."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".k"):
+                p.copy_(low + (high - low) * torch.rand((), generator=g))
+
+
+@pytest.mark.parametrize("post_relu", [False, True])
+def test_lm_resnet_matches_hand_written(post_relu):
+    """The brief's LM-ResNet formula (k_n*x_n + (1-k_n)*x_<n-1>) against HandLMResNetCifar:
+    identical keys (``layerS.i.k``), identical outputs with the same weights."""
+    torch.manual_seed(0)
+    hand = ref.HandLMResNetCifar(depth=20, k_init=1.05, post_relu=post_relu)
+    _random_k_(ref.deterministic_weights_(hand))
+    text = LM_BRIEF
+    if post_relu:
+        text = "param k_n = 1.05\nx_<n+1> = relu(k_n*x_n + (1 - k_n)*x_<n-1> + F(x_n))"
+    compiled = formulac.compile(text, depth=20)
+    _same_keys_and_shapes(compiled, hand)
+    assert compiled.layer2[1].k.item() == pytest.approx(1.05)  # the formula's initial value
+    compiled.load_state_dict(hand.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    _compare(compiled, hand, x)
+    # gradients reach every k the same way
+    compiled.train(), hand.train()
+    compiled(x).square().sum().backward()
+    hand(x).square().sum().backward()
+    torch.testing.assert_close(compiled.layer3[2].k.grad, hand.layer3[2].k.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_zoo_lm_resnet_matches_hand_written():
+    """examples/lm_resnet.rec writes the scheme with k' = 1 - k: (1-k')*x_n + k'*x_<n-1>."""
+    torch.manual_seed(0)
+    hand = ref.HandLMResNetCifar(depth=20)
+    _random_k_(ref.deterministic_weights_(hand))
+    compiled = formulac.load(EXAMPLES / "lm_resnet.rec").compile(depth=20)
+    state = {k: (1 - v if k.endswith(".k") else v) for k, v in hand.state_dict().items()}
+    compiled.load_state_dict(state)
+    _compare(compiled, hand, torch.randn(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize("post_relu", [False, True])
+def test_momentum_matches_hand_written(post_relu):
+    torch.manual_seed(0)
+    hand = ref.deterministic_weights_(ref.HandMomentumResNetCifar(depth=20, gamma=0.9, post_relu=post_relu))
+    formula = formulac.load(EXAMPLES / "momentum.rec")
+    if post_relu:
+        formula = formulac.parse("gamma = 0.9\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\n"
+                                 "x_<n+1> = relu(x_n + v_<n+1>)")
+    compiled = formula.compile(depth=20)
+    _same_keys_and_shapes(compiled, hand)
+    compiled.load_state_dict(hand.state_dict())
+    _compare(compiled, hand, torch.randn(2, 3, 32, 32))
+
+
+def test_momentum_gamma_as_a_bound_symbol():
+    """A free gamma bound at compile time gives the same network as the constant."""
+    torch.manual_seed(0)
+    hand = ref.deterministic_weights_(ref.HandMomentumResNetCifar(depth=8, gamma=0.5))
+    compiled = formulac.compile("symbol gamma\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\n"
+                                "x_<n+1> = x_n + v_<n+1>", depth=8, gamma=0.5)
+    compiled.load_state_dict(hand.state_dict())
+    _compare(compiled, hand, torch.randn(2, 3, 16, 16))
+
+
+# ------------------------------------------------------------------------------------------
+# every zoo formula runs
+
+
+ZOO = sorted(p.name for p in EXAMPLES.glob("*.rec"))
+SMALL = {
+    "cifar-resnet": ({"depth": 20}, (2, 3, 16, 16)),
+    "mlp": ({"depth": 2, "width": 16, "stages": [16, 24]}, (2, 1, 28, 28)),
+}
+
+
+def _zoo_formula(name):
+    formula = formulac.load(EXAMPLES / name)
+    if formula.free_symbols:
+        formula = formula.bind(**{s: 0.5 for s in formula.free_symbols})
+    return formula
+
+
+def test_the_zoo_is_there():
+    assert {"resnet.rec", "lm_resnet.rec", "momentum.rec", "densenet.rec"} <= set(ZOO)
+
+
+@pytest.mark.parametrize("backbone", sorted(SMALL))
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_compiles_and_trains(name, backbone):
+    options, shape = SMALL[backbone]
+    formula = _zoo_formula(name)
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    for transition in ("reset", "project"):
+        model = formula.compile(backbone=backbone, transition=transition, **options)
+        out = model(x)
+        assert out.shape == (2, 10) and torch.isfinite(out).all()
+        out.square().mean().backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert grads and all(g is not None for g in grads), f"{name}: a parameter gets no gradient"
+
+
+def test_free_symbol_must_be_bound():
+    with pytest.raises(UsageError, match=r"\ba\b"):
+        formulac.load(EXAMPLES / "two_step_free.rec").compile(depth=8)
+    model = formulac.compile(formulac.load(EXAMPLES / "two_step_free.rec"), depth=8, a=0.5)
+    assert model(torch.randn(1, 3, 16, 16)).shape == (1, 10)
+
+
+def test_project_with_states_of_different_widths_is_a_clear_error():
+    """DenseNet-style concatenation reading x_<n-1>: at a boundary the states differ in
+    width, so ``project`` cannot apply one projection to both."""
+    text = "x_<n+1> = cat(x_n, F(x_<n-1>))"
+    model = formulac.compile(text, depth=20, transition="reset")
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(UsageError, match="project"):
+        formulac.compile(text, depth=20, transition="project")
+    with pytest.raises(UsageError, match="transition"):
+        formulac.compile(RESNET, depth=20, transition="sideways")
+
+
+def test_project_transition_projects_the_history():
+    """With ``project`` x_<n-1> at a stage's first step is the projected previous state, so
+    it differs from ``reset`` (where it is the projected stage input) on a two-step formula."""
+    torch.manual_seed(0)
+    text = "x_<n+1> = x_n - 0.5*x_<n-1> + F(x_n)"
+    reset = formulac.compile(text, depth=20).eval()
+    project = formulac.compile(text, depth=20, transition="project").eval()
+    project.load_state_dict(reset.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(reset(x), project(x))
+        # the first stage has no projection, so the stages' inputs to layer2 agree
+        torch.testing.assert_close(reset.run_stage(reset.layer1, reset.stem(x)),
+                                   project.run_stage(project.layer1, *[project.stem(x)] * 2)[0])
+
+
+# ------------------------------------------------------------------------------------------
+# torch.compile
+
+
+def test_torch_compile_fullgraph():
+    """ResNet, LM-ResNet and Momentum compile with no graph break (fullgraph=True) and give
+    eager's outputs and gradients (train mode: one graph per model, forward and backward).
+    ``aot_eager`` traces forward and backward as inductor does, without inductor's C++
+    build time (about a minute on two cores)."""
+    torch._dynamo.reset()
+    x = torch.randn(2, 3, 16, 16)
+    for text in (RESNET, LM_BRIEF, (EXAMPLES / "momentum.rec").read_text()):
+        torch.manual_seed(0)
+        model = formulac.compile(text, depth=8)
+        _random_k_(model)
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        out = compiled(x)
+        out.square().sum().backward()
+        compiled_grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        expected = model(x)
+        expected.square().sum().backward()
+        torch.testing.assert_close(out, expected)
+        for got, want in zip(compiled_grads, (p.grad for p in model.parameters())):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
