@@ -132,7 +132,7 @@ def test_weights_table_api():
         (["--depth", "0"], "expected a positive whole number"),
         (["--depth", "100000"], "too large"),
         (["-o", "{file}"], "is a file, not a directory"),
-        (["--set", "zz=2"], "no formula has a symbol or constant named zz"),
+        (["--set", "zz=2"], "no symbol or constant 'zz' in"),
     ],
 )
 def test_cli_mistakes_exit_2(tmp_path, capsys, args, message):
