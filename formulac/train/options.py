@@ -61,7 +61,13 @@ def _float_list(s: str) -> tuple[float, ...]:
 
 
 def parse_seeds(s: str) -> list[int]:
-    """``"0,1,2"``, ``"0-4"`` or ``"0..4"`` (inclusive), or a mix: ``"0-2,7"``."""
+    """A count (``"5"``: seeds 0..4, as in ``--seeds 5``), or a list: ``"0,1,2"``, ``"0-4"``
+    or ``"0..4"`` (inclusive), or a mix: ``"0-2,7"``."""
+    if re.fullmatch(r"\s*\d+\s*", s):
+        count = int(s)
+        if count < 1:
+            raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+        return list(range(count))
     out: list[int] = []
     for part in (p for p in re.split(r"[,\s]+", s.strip()) if p):
         m = re.fullmatch(r"(\d+)(?:(?:-|\.\.)(\d+))?", part)
@@ -162,8 +168,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, compare: bool = False,
                    help="no progress bars")
     g.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
     if compare:
-        g.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="LIST",
-                       help="seeds, e.g. 0,1,2 or 0-4 (default 0,1,2)")
+        g.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="N|LIST",
+                       help="how many seeds (5: seeds 0..4) or which, e.g. 0,2,7 or 3-6 (default 3)")
     return g
 
 

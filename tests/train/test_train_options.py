@@ -74,6 +74,9 @@ def test_bad_values_exit_2(capsys):
 
 def test_seeds():
     assert parse_seeds("0,1,2") == [0, 1, 2]
+    assert parse_seeds("5") == [0, 1, 2, 3, 4]  # a count, as in `compare --seeds 5`
+    assert parse_seeds("1") == [0]
+    assert parse_seeds("7,") == [7]
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert parse_seeds("1..3, 7") == [1, 2, 3, 7]
     for bad in ("a", "3-1", "1,1", ""):
