@@ -40,7 +40,8 @@ ELEMENTWISE: Mapping[str, object] = MappingProxyType(
     {
         "relu": sympy.Function("relu"),
         "sigmoid": sympy.Function("sigmoid"),
-        "tanh": sympy.tanh,
+        # activations stay opaque: SymPy's own tanh queries assumptions exponentially in nesting
+        "tanh": sympy.Function("tanh"),
         "softplus": sympy.Function("softplus"),
         "gelu": sympy.Function("gelu"),
         "silu": sympy.Function("silu"),

@@ -11,7 +11,9 @@ from __future__ import annotations
 import builtins
 import difflib
 import keyword
+import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -23,11 +25,14 @@ import sympy
 from .errors import SourceError, UsageError
 from .ir import ELEMENTWISE, BlockCall, Concat, Equation, Param, Recurrence, n, rebuild, state
 
-__all__ = ["parse", "load", "MAX_LINE_CHARS", "MAX_NESTING", "RESERVED_WORDS"]
+__all__ = ["parse", "load", "MAX_LINE_CHARS", "MAX_NESTING", "MAX_DEPTH", "MAX_LAG", "RESERVED_WORDS"]
 
 MAX_FILE_BYTES = 1_000_000
 MAX_LINE_CHARS = 4_000
-MAX_NESTING = 64
+MAX_NESTING = 64  # parentheses, per statement
+MAX_DEPTH = 64  # operators and calls nested in one expression (a + b + c counts once)
+MAX_LAG = 64  # how far back an index may reach: x_<n-64>, x_<-64>
+MAX_NUMBER_BITS = 2_000  # numerator or denominator of any number the formula computes
 MAX_NAME_CHARS = 64
 MAX_EXPONENT = 400  # of a decimal literal; 1e999999 would build a million-digit integer
 
@@ -81,12 +86,14 @@ def load(path: str | Path) -> Recurrence:
 def parse(text: str | bytes, path: str = "<string>") -> Recurrence:
     """Parse formula text into a :class:`Recurrence`, or raise :class:`SourceError`."""
     text = _decode(text, path)
-    _check_shape(text, path)
+    shown = _displayable(text)
+    _check_shape(text, shown, path)
     try:
         tree = _parser().parse(text + "\n")
     except lark.exceptions.UnexpectedInput as exc:
-        raise _syntax_error(exc, text, path) from None
-    return _Builder(text, path).build(tree)
+        raise _syntax_error(exc, text, shown, path) from None
+    _check_depth(tree, shown, path)
+    return _Builder(shown, path).build(tree)
 
 
 # -- raw text checks -------------------------------------------------------------------------
@@ -113,33 +120,62 @@ def _decode(data: str | bytes, path: str) -> str:
     return text
 
 
-def _check_shape(text: str, path: str) -> None:
+def _displayable(text: str) -> str:
+    """``text`` for error messages: line breaks other than ``\\n`` and ``\\r\\n`` become spaces.
+
+    Lark counts lines at ``\\n`` alone, while ``str.splitlines`` (used to show the source
+    line) also breaks at form feeds, a lone ``\\r``, U+2028 and others; this keeps both in step.
+    """
+    return _ODD_BREAKS.sub(" ", text)
+
+
+# every character str.splitlines breaks at, except \n and the \r of \r\n
+_ODD_BREAKS = re.compile("\r(?!\n)|[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _check_shape(text: str, shown: str, path: str) -> None:
     if len(text) > MAX_FILE_BYTES:
         raise SourceError(f"file too large ({len(text)} characters; the limit is {MAX_FILE_BYTES})", path, None, 1, 1)
-    for number, line in enumerate(text.splitlines(), 1):
+    depth = 0
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.endswith("\r"):
+            line = line[:-1]
         if len(line) > MAX_LINE_CHARS:
             raise SourceError(
                 f"line too long ({len(line)} characters; the limit is {MAX_LINE_CHARS})",
-                path, text, number, MAX_LINE_CHARS + 1,
+                path, shown, number, MAX_LINE_CHARS + 1,
             )
-        bad = next((i for i, ch in enumerate(line) if ch == "\0" or (not ch.isprintable() and ch not in "\t\f\r")), None)
+        bad = next((i for i, ch in enumerate(line) if not ch.isprintable() and ch not in "\t\f"), None)
         if bad is not None:
-            raise SourceError(f"unexpected control character U+{ord(line[bad]):04X}", path, text, number, bad + 1)
-        depth = 0
+            raise SourceError(f"unexpected {_describe(line[bad])}", path, shown, number, bad + 1)
         for col, ch in enumerate(line, 1):
             if ch == "(":
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise SourceError(f"parentheses nested too deeply (the limit is {MAX_NESTING})", path, text, number, col)
+                    raise SourceError(f"parentheses nested too deeply (the limit is {MAX_NESTING})", path, shown, number, col)
             elif ch == ")":
                 depth -= 1
+        if not line.endswith("\\"):  # a backslash at the end continues the line
+            depth = 0
 
 
-def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, path: str) -> SourceError:
+def _describe(ch: str) -> str:
+    """``control character U+0000``, ``character U+00A0 (no-break space)``."""
+    name = unicodedata.name(ch, "")
+    if ch == "\r":
+        return "carriage return U+000D (a line ends with \\n or \\r\\n)"
+    if not name:
+        return f"control character U+{ord(ch):04X}"
+    return f"character U+{ord(ch):04X} ({name.lower()})"
+
+
+def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, shown: str, path: str) -> SourceError:
     line, col = getattr(exc, "line", 1), getattr(exc, "column", 1)
     if line is None or line < 1:  # unexpected end of input
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
+        lines = text.split("\n")
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()
+        line, col = len(lines), len(lines[-1].rstrip("\r")) + 1
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         hint = ""
@@ -147,8 +183,12 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, path: str) ->
             hint = " (names cannot start with '_'; an underscore introduces an index: x_n)"
         elif ch == "[":
             hint = " (write indices as x_n, x_<n-1> or x_{n-1})"
-        return SourceError(f"unexpected character {ch!r}{hint}", path, text, line, col)
-    expected = sorted({_TERMINAL_NAMES.get(t, t) for t in getattr(exc, "expected", set()) if not t.startswith("__")})
+        return SourceError(f"unexpected character {ch!r}{hint}", path, shown, line, col)
+    terminals = set(getattr(exc, "expected", None) or ())
+    interactive = getattr(exc, "interactive_parser", None)
+    if interactive is not None:  # exact: LALR's own set includes lookaheads of merged states
+        terminals = set(interactive.accepts())
+    expected = _expected(terminals)
     token = getattr(exc, "token", None)
     if token is None or token.type == "$END":
         got = "end of file"
@@ -159,7 +199,62 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, path: str) ->
     message = f"unexpected {got}"
     if expected:
         message += "; expected " + _one_of(expected)
-    return SourceError(message, path, text, line, col)
+    if token is not None and token.type in _OPERATORS and _STATEMENT_START <= terminals:
+        message += " (to continue the previous line, end it with a backslash)"
+    return SourceError(message, path, shown, line, col)
+
+
+_CHAINS = {"add": "sum", "sub": "sum", "mul": "product", "div": "product"}
+_ARGUMENT_LISTS = ("arguments", "range_arguments")
+
+
+def _check_depth(tree: lark.Tree, shown: str, path: str) -> None:
+    """Reject expressions nested deeper than :data:`MAX_DEPTH` before anything recurses on them.
+
+    A chain ``a + b + c`` or ``a*b/c`` is one level (it is built flat); every other operator
+    and call is one more. Parentheses are limited separately (per statement).
+    """
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = node.meta
+            raise SourceError(
+                f"expression nested too deeply (more than {MAX_DEPTH} levels of operators and calls)",
+                path, shown, getattr(meta, "line", 1), getattr(meta, "column", 1),
+            )
+        for child in node.children:
+            if isinstance(child, lark.Tree):
+                family = _CHAINS.get(child.data)
+                flat = family is not None and family == _CHAINS.get(node.data) and child is node.children[0]
+                stack.append((child, depth if flat or child.data in _ARGUMENT_LISTS else depth + 1))
+
+
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "POW"}
+_EXPRESSION_START = {"LPAR", "NAME", "NUMBER", "SUBSCRIPTED"}
+_STATEMENT_START = {"NAME", "SUBSCRIPTED", "PARAM", "SYMBOL", "OUTPUT", "SHARED"}
+_LINE_END = {"NEWLINE", "SEMICOLON", "$END"}
+
+
+def _expected(terminals: set[str]) -> list[str]:
+    """Terminal names -> readable words, grouped: 'an expression', 'an operator', 'end of line'."""
+    terminals = {t for t in terminals if not t.startswith("__")}
+    words: list[str] = []
+    if _STATEMENT_START <= terminals:
+        words.append("a statement (x_<n+1> = ..., a = ..., param, symbol, output or shared)")
+        terminals -= _STATEMENT_START
+    if _EXPRESSION_START <= terminals:
+        words.append("an expression")
+        terminals -= _EXPRESSION_START | {"PLUS", "MINUS"}
+    if _OPERATORS <= terminals:
+        words.append("an operator (+ - * / ^)")
+        terminals -= _OPERATORS
+    line_end = terminals & _LINE_END
+    terminals -= _LINE_END
+    words += sorted(_TERMINAL_NAMES.get(t, t) for t in terminals)
+    if line_end:
+        words.append("end of line" if line_end & {"NEWLINE", "SEMICOLON"} else "end of file")
+    return words
 
 
 def _one_of(items: list[str]) -> str:
@@ -228,6 +323,7 @@ class _Builder:
             if st.data == "constant":
                 name_tok, expr = st.children
                 self.constants[str(name_tok)] = self._value(expr, f"constant {name_tok}")
+        self._check_constant_cycles()
         for st in statements:
             if st.data == "param":
                 name_tok, expr = st.children
@@ -249,8 +345,8 @@ class _Builder:
                 continue
             scope = _Scope("equation", state=base)
             display = self._expr(expr, scope)
-            self._check_result(display, expr)
             rhs = rebuild(display)
+            self._check_result(rhs, expr)
             equations[base] = Equation(base, rhs, display, head.line, head.column)
             deps[base] = scope.same_step
         order = self._evaluation_order(equations, deps)
@@ -353,6 +449,25 @@ class _Builder:
         first = next(iter(self.state_heads.values()))
         raise self.error("several states and none is x: name the output with `output NAME`", first)
 
+    def _check_constant_cycles(self) -> None:
+        """``a = b`` with ``b = a`` (or ``a = a + 1``) defines nothing."""
+        uses = {c: {s.name for s in v.free_symbols} & set(self.constants) for c, v in self.constants.items()}
+        done: set[str] = set()
+
+        def visit(c: str, chain: list[str]) -> None:
+            if c in chain:
+                cycle = chain[chain.index(c):] + [c]
+                raise self.error(
+                    f"constant {c} is defined through itself: " + " -> ".join(cycle), self.declared[c][1]
+                )
+            if c not in done:
+                for d in sorted(uses[c]):
+                    visit(d, chain + [c])
+                done.add(c)
+
+        for c in self.constants:
+            visit(c, [])
+
     def _evaluation_order(self, equations: dict[str, Equation], deps: dict[str, set[str]]) -> list[str]:
         order: list[str] = []
         visiting: set[str] = set()
@@ -395,8 +510,26 @@ class _Builder:
         return expr
 
     def _check_result(self, expr: sympy.Expr, node) -> None:
+        """The finished (evaluated) expression: finite, real, with numbers of a sane size."""
         if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
-            raise self.error("division by zero", node)
+            raise self.error("division by zero (or another undefined value, such as log(0))", node)
+        if expr.has(sympy.I):
+            raise self.error("the value is not a real number (a root or log of a negative number?)", node)
+        for number in expr.atoms(sympy.Rational):
+            self._number(number, node)
+
+    def _check_divisor(self, value: sympy.Expr, where) -> None:
+        if value == 0:
+            raise self.error("division by zero", where)
+        step = _first_zero_step(value)
+        if step is not None:
+            raise self.error(f"division by zero at step n = {step}", where)
+
+    def _number(self, value: sympy.Expr, where) -> sympy.Expr:
+        """``value`` if it is a number of at most :data:`MAX_NUMBER_BITS` bits (numerator and denominator)."""
+        if value.is_Rational and max(abs(value.p).bit_length(), value.q.bit_length()) > MAX_NUMBER_BITS:
+            raise self.error(f"number out of range (more than {MAX_NUMBER_BITS} bits)", where)
+        return value
 
     def _split(self, tok: lark.Token) -> tuple[str, _Index]:
         text = str(tok)
@@ -406,11 +539,15 @@ class _Builder:
         if not m:
             raise self.error(f"cannot read the index of {text}; write x_n, x_0, x_<n+1> or x_<n-2>", tok)
         if m.group("abs") is not None:
-            return base, _Index(None, int(m.group("abs").replace(" ", "")))
-        offset = int(m.group("off") or 0) * (-1 if m.group("sign") == "-" else 1)
-        if sub[:1] not in "<{" and not sub.isdigit() and m.group("off"):
-            raise self.error(f"write a shifted index in brackets: {base}_<{inner}>", tok)
-        return base, _Index(m.group("var"), offset)
+            index = _Index(None, int(m.group("abs").replace(" ", "")))
+        else:
+            offset = int(m.group("off") or 0) * (-1 if m.group("sign") == "-" else 1)
+            if sub[:1] not in "<{" and not sub.isdigit() and m.group("off"):
+                raise self.error(f"write a shifted index in brackets: {base}_<{inner}>", tok)
+            index = _Index(m.group("var"), offset)
+        if index.offset < -MAX_LAG:
+            raise self.error(f"{text} reaches too far back (the limit is {MAX_LAG} steps)", tok)
+        return base, index
 
     def _expr(self, node, scope: _Scope) -> sympy.Expr:
         if isinstance(node, lark.Token):
@@ -426,30 +563,37 @@ class _Builder:
             raise self.error(f"number out of range: {text}", tok)
         return sympy.Rational(text)
 
-    def _e_add(self, node, scope):
-        a, _, b = node.children
-        return _sum_as_written(self._expr(a, scope), self._expr(b, scope))
+    def _e_add(self, node, scope):  # also sub: a chain a + b - c is built flat, without recursion
+        first, links = _chain(node)
+        value = self._expr(first, scope)
+        terms = list(value.args) if isinstance(value, sympy.Add) else [value]
+        for kind, operand in links:
+            term = self._expr(operand, scope)
+            terms.append(_negate(term) if kind == "sub" else term)
+        return sympy.Add(*terms, evaluate=False)
 
-    def _e_sub(self, node, scope):
-        a, _, b = node.children
-        return _sum_as_written(self._expr(a, scope), _negate(self._expr(b, scope)))
+    _e_sub = _e_add
 
-    def _e_mul(self, node, scope):
-        a, _, b = node.children
-        left, right = self._expr(a, scope), self._expr(b, scope)
-        if left.is_Number and right.is_Number:
-            return left * right
-        return sympy.Mul(left, right, evaluate=False)
+    def _e_mul(self, node, scope):  # also div: a chain a*b/c is built flat
+        first, links = _chain(node)
+        value = self._expr(first, scope)
+        factors = list(value.args) if isinstance(value, sympy.Mul) else [value]
+        for kind, operand in links:
+            factor = self._expr(operand, scope)
+            if kind == "div":
+                self._check_divisor(rebuild(factor), operand)
+            if len(factors) == 1 and factors[0].is_Number and factor.is_Number:
+                factors[0] = self._number(factors[0] / factor if kind == "div" else factors[0] * factor, operand)
+                continue
+            if kind == "div":
+                factor = sympy.Pow(factor, -1, evaluate=False)
+                if factors == [1]:
+                    factors = [factor]
+                    continue
+            factors.append(factor)
+        return factors[0] if len(factors) == 1 else sympy.Mul(*factors, evaluate=False)
 
-    def _e_div(self, node, scope):
-        a, _, b = node.children
-        numerator, denominator = self._expr(a, scope), self._expr(b, scope)
-        if rebuild(denominator) == 0:
-            raise self.error("division by zero", b)
-        if numerator.is_Number and denominator.is_Number:
-            return numerator / denominator
-        inverse = sympy.Pow(denominator, -1, evaluate=False)
-        return inverse if numerator == 1 else sympy.Mul(numerator, inverse, evaluate=False)
+    _e_div = _e_mul
 
     def _e_neg(self, node, scope):
         return _negate(self._expr(node.children[1], scope))
@@ -460,11 +604,17 @@ class _Builder:
     def _e_pow(self, node, scope):
         a, _, b = node.children
         base, exponent = self._expr(a, scope), self._expr(b, scope)
-        e = rebuild(exponent)
+        e, value = rebuild(exponent), rebuild(base)
         if e.is_number and (abs(e) > 64):
             raise self.error("exponent too large (the limit is 64)", b)
-        if rebuild(base) == 0 and e.is_number and e.is_negative:
-            raise self.error("division by zero", node)
+        if e.is_number and e.is_negative:
+            self._check_divisor(value, node)
+        if value.is_Rational and e.is_Rational and abs(value) != 1:
+            bits = max(abs(value.p).bit_length(), value.q.bit_length()) * abs(e)
+            if bits > MAX_NUMBER_BITS:
+                raise self.error(f"number out of range (more than {MAX_NUMBER_BITS} bits)", node)
+        if value.is_number and value.is_negative and e.is_number and not e.is_integer:
+            raise self.error("a negative number to a fractional power is not a real number", node)
         return sympy.Pow(base, exponent, evaluate=False)
 
     def _e_name(self, node, scope):
@@ -560,6 +710,9 @@ class _Builder:
             _, low, high = scope.bound[index.var]
             if (high + index.offset - n).is_positive:
                 raise self.error(f"reference to the future: {tok} reaches beyond step n", tok)
+            first = low + index.offset - (n if (low - n).is_Integer else 0)
+            if first < -MAX_LAG:
+                raise self.error(f"{tok} reaches too far back (the limit is {MAX_LAG} steps)", tok)
         return state(base, var + index.offset)
 
     def _e_call(self, node, scope):
@@ -601,7 +754,9 @@ class _Builder:
         if name in ELEMENTWISE:
             if is_range or len(args_node.children) != 1:
                 raise self.error(f"{name} takes exactly one argument", name_tok)
-            return ELEMENTWISE[name](self._expr(args_node.children[0], scope), evaluate=False)
+            argument = self._expr(args_node.children[0], scope)
+            self._check_argument(name, rebuild(argument), args_node)
+            return ELEMENTWISE[name](argument, evaluate=False)
         if name in self.declared:
             raise self.error(f"{name} is a {self.declared[name][0]}, not a function", name_tok)
         hint = _suggest(name, list(ELEMENTWISE) + ["sum", "cat"])
@@ -611,10 +766,31 @@ class _Builder:
             name_tok,
         )
 
+    def _check_argument(self, name: str, value: sympy.Expr, where) -> None:
+        """A function of a plain number: its value must exist and stay in range (no exp(exp(100)))."""
+        if not value.is_number:
+            return
+        try:
+            x = float(value)
+        except (TypeError, ValueError, OverflowError):
+            x = math.nan
+        if math.isnan(x) and (value.has(sympy.I) or value.is_real is False):
+            raise self.error(f"the argument of {name} is not a real number", where)
+        if not math.isfinite(x) or abs(x) > 1e300:
+            raise self.error(f"number out of range in {name}(...)", where)
+        if name == "exp" and abs(x) > 700:
+            raise self.error("number out of range: exp of a number beyond +-700", where)
+        if name in ("log", "sqrt") and x < 0:
+            raise self.error(f"{name} of a negative number is not a real number", where)
+        if name == "log" and value == 0:
+            raise self.error("log(0) is undefined", where)
+
     def _sum(self, args_node, scope):
         var_tok, low_node, _, high_node, body = args_node.children
         var = str(var_tok)
-        if var == "n" or var in self.declared or var in scope.bound:
+        if scope.bound:
+            raise self.error("a sum inside another sum is not supported", var_tok)
+        if var == "n" or var in self.declared:
             raise self.error(f"the sum's variable {var!r} is already a name; pick another letter", var_tok)
         if len(var) > MAX_NAME_CHARS or keyword.iskeyword(var) or hasattr(builtins, var):
             raise self.error(f"{var!r} cannot be a sum's variable", var_tok)
@@ -624,10 +800,17 @@ class _Builder:
         for limit, where in ((low, low_node), (high, high_node)):
             if not (limit.is_Integer or (limit - n).is_Integer):
                 raise self.error("a sum's limits are whole numbers or n plus or minus a whole number", where)
+        if high.is_Integer:
+            raise self.error("a sum's upper limit is n or n minus a whole number: sum(i=0..n, x_i)", high_node)
         if (high - n).is_positive:
             raise self.error("a sum cannot reach beyond step n", high_node)
         if low.is_Integer and low < 0:
             raise self.error("a sum starts at 0 or later", low_node)
+        for limit, where in ((low, low_node), (high, high_node)):
+            if (limit - n).is_Integer and limit - n < -MAX_LAG:
+                raise self.error(f"a sum's limit reaches too far back (the limit is n-{MAX_LAG})", where)
+        if (high - low).subs(n, 0) < -1:
+            raise self.error(f"the range {var}={low}..{high} runs backwards at the first step (n = 0)", low_node)
         symbol = sympy.Symbol(var, integer=True)
         inner = _Scope(scope.kind, state=scope.state, bound={**scope.bound, var: (symbol, low, high)}, same_step=scope.same_step)
         return sympy.Sum(self._expr(body, inner), (symbol, low, high))
@@ -639,10 +822,30 @@ class _Builder:
         raise self.error("unexpected argument list", node)
 
 
-def _sum_as_written(left: sympy.Expr, right: sympy.Expr) -> sympy.Expr:
-    """``left + right`` unevaluated and flat, so that display keeps the user's term order."""
-    terms = list(left.args) if isinstance(left, sympy.Add) else [left]
-    return sympy.Add(*terms, right, evaluate=False)
+def _first_zero_step(expr: sympy.Expr) -> int | None:
+    """The first step n >= 0 at which ``expr``, a polynomial in n, is zero (None if none or unknown)."""
+    if expr.free_symbols != {n}:
+        return None
+    try:
+        poly = sympy.Poly(expr, n)
+        if poly.degree() > 8 or not (poly.domain.is_ZZ or poly.domain.is_QQ):
+            return None
+        steps = [int(r) for r in poly.ground_roots() if r.is_integer and r >= 0]
+    except (sympy.PolynomialError, sympy.polys.polyerrors.DomainError):
+        return None
+    return min(steps, default=None)
+
+
+def _chain(node: lark.Tree) -> tuple[lark.Tree, list[tuple[str, lark.Tree]]]:
+    """``a + b - c`` -> ``(a, [("add", b), ("sub", c)])``, walking the left spine in a loop."""
+    family = _CHAINS[node.data]
+    links = []
+    while isinstance(node, lark.Tree) and _CHAINS.get(node.data) == family:
+        left, _, right = node.children
+        links.append((node.data, right))
+        node = left
+    links.reverse()
+    return node, links
 
 
 def _negate(expr: sympy.Expr) -> sympy.Expr:
