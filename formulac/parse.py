@@ -70,7 +70,7 @@ _INDEX = re.compile(r"^\s*(?:(?P<var>[A-Za-z][A-Za-z0-9]*)\s*(?:(?P<sign>[+-])\s
 @lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
     grammar = resources.files("formulac.grammar").joinpath("rec.lark").read_text(encoding="utf-8")
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=True)
 
 
 def load(path: str | Path) -> Recurrence:
