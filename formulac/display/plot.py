@@ -21,13 +21,11 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import sympy
 
 from ..errors import UsageError
-from ..ir import Recurrence
 from ._common import (
     DEFAULT_DEPTH,
     _analysis_module,

@@ -23,9 +23,6 @@ import torch.nn.functional as F
 
 from formulac.codegen.backbones import BACKBONES, BackboneInfo, Stage, get_backbone
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 import reference_models as ref  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,9 +4,6 @@ on two backbones, and ``torch.compile``.
 """
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,14 +11,9 @@ import torch
 import formulac
 from formulac import UsageError
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 import reference_models as ref  # noqa: E402
 from fixtures_path import REPO, load_fixture  # noqa: E402
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # `-n 2` on two cores: oversubscribed threads run 3-5x slower
 
 EXAMPLES = REPO / "examples"
 RESNET = "x_<n+1> = relu(x_n + F(x_n))"

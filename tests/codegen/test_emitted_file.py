@@ -10,23 +10,17 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
 import formulac
-from formulac import FormulacError, SourceError, UsageError
-from formulac.codegen import compile_source, load_source
+from formulac import FormulacError, SourceError
+from formulac.codegen import load_source
 from formulac.codegen.emit import wire_source
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 from fixtures_path import REPO  # noqa: E402
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # `-n 2` on two cores: oversubscribed threads run 3-5x slower
 
 EXAMPLES = REPO / "examples"
 PYTHON = sys.executable

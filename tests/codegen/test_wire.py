@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import os
 
 import pytest
 import torch
@@ -13,8 +12,6 @@ from formulac import UsageError
 from formulac.codegen.emit import network_source, wire_source
 from formulac.parse import parse as parse_rec
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
 
 N = 5
 D = 6

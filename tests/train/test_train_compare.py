@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 import torch.nn as nn
 
 from formulac.train import TrainError, compare, make_config
@@ -11,13 +10,6 @@ from formulac.train import data as D
 from formulac.train.compare import format_seconds, safe_label
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's waits dominate tiny ops."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def narrow(in_channels, num_classes, input_size):

@@ -13,13 +13,6 @@ from formulac.train import data as D
 from formulac.train import loop as L
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's waits dominate tiny ops."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(in_channels, num_classes, input_size):

@@ -12,13 +12,6 @@ from formulac.train.recipes import (RECIPES, EpochPlan, TrainConfig, augment_bat
                                     recipe_for_dataset)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's waits dominate tiny ops."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_cifar_recipe_is_he_et_al():
