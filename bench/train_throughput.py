@@ -27,23 +27,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+DEPTH = 8
+
+import formulac
 from formulac.train import make_config, train
 from formulac.train.data import synthetic_dataset
 
 
-def small_cnn(in_channels: int, num_classes: int, input_size: int) -> nn.Module:
-    """A small CNN (the lead will switch the benchmark to a compiled ResNet-20)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
+RESNET = "x_<n+1> = relu(x_n + F(x_n))"
+
+
+def compiled_resnet(in_channels: int, num_classes: int, input_size: int) -> nn.Module:
+    """The compiled ResNet formula on cifar-resnet (depth from --depth)."""
+    return formulac.compile(RESNET, backbone="cifar-resnet", depth=DEPTH,
+                            in_channels=in_channels, num_classes=num_classes)
 
 
 def bare_loop(data, epochs: int, batch: int, lr: float, seed: int) -> float:
     """The textbook loop over float tensors normalised once; returns images/s."""
     torch.manual_seed(seed)
-    model = small_cnn(data.in_channels, data.num_classes, data.input_size)
+    model = compiled_resnet(data.in_channels, data.num_classes, data.input_size)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)
     std = torch.tensor(data.std).view(1, -1, 1, 1)
@@ -72,7 +75,7 @@ def formulac_train(data, epochs: int, batch: int, lr: float, seed: int,
                          eval_every=epochs)
     with tempfile.TemporaryDirectory() as d:
         t0, c0 = time.perf_counter(), time.process_time()
-        s = train(small_cnn, config, d, progress=False, quiet=True, dataset=data)
+        s = train(compiled_resnet, config, d, progress=False, quiet=True, dataset=data)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = data.train_images.shape[0]
     return s["images_per_s"], n * epochs / wall, n * epochs / cpu
@@ -85,7 +88,10 @@ def main() -> None:
     p.add_argument("--train-size", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--depth", type=int, default=8, help="cifar-resnet depth (6n+2)")
     args = p.parse_args()
+    global DEPTH
+    DEPTH = args.depth
     torch.set_num_threads(args.threads)
     data = synthetic_dataset(train=args.train_size, test=256)
     lr = 0.05
@@ -106,7 +112,7 @@ def main() -> None:
               f"train() {e2e_cpu[-1]:.0f} img/s)")
     med = statistics.median
     mb, mp, me, mbc, mec = (med(v) for v in (bare, phase, e2e, bare_cpu, e2e_cpu))
-    print(f"\nCPU, {args.threads} thread(s), {args.train_size} images x {args.epochs} epochs, "
+    print(f"\ncompiled ResNet-{args.depth} formula, CPU, {args.threads} thread(s), {args.train_size} images x {args.epochs} epochs, "
           f"batch {args.batch_size}, median of {args.repeats}")
     print(f"bare loop                 {mb:8.0f} img/s   (CPU time {mbc:.0f} img/s)")
     print(f"train(), train phase      {mp:8.0f} img/s   ratio {mp / mb:.3f}")
