@@ -38,7 +38,7 @@ if $FC --help | grep -q compare; then
     DATA_ARGS=(--data synthetic)
   fi
   $FC compare examples/resnet_post.rec examples/two_step.rec --backbone cifar-resnet --depth 8 \
-    "${DATA_ARGS[@]}" --recipe fashion --epochs 1 --seeds 2 --limit-train 4000 --limit-test 1000 \
+    "${DATA_ARGS[@]}" --recipe fashion --seeds 2 --limit-train 15000 --limit-test 2000 --epochs 2 \
     --out "$OUT/compare" --no-progress
 fi
 echo "== done: outputs in $OUT"
