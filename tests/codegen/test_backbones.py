@@ -275,7 +275,7 @@ def test_definitions_are_self_contained(name):
     ("imagenet-resnet", {"bottleneck": True},
      ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu"]),
     ("resnext", {}, ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu"]),
-    ("preact-cifar", {}, ["bn1", "relu", "conv1", "bn2", "conv2"]),
+    ("preact-cifar", {}, ["bn1", "relu", "conv1", "bn2", "dropout", "conv2"]),
     ("wrn", {"dropout": 0.3}, ["bn1", "relu", "conv1", "bn2", "dropout", "conv2"]),
     ("mlp", {"layernorm": True}, ["norm", "fc1", "relu", "fc2"]),
 ])

@@ -427,10 +427,11 @@ BACKBONES: dict[str, BackboneInfo] = {
         ),
         BackboneInfo(
             name="wrn",
-            module_name=__name__ + ".wrn",
-            net_class="WideResNet",
-            branch_class="WideBranch",
-            projection_function="wrn_projection",
+            # the pre-activation network, wider, with dropout in the branch
+            module_name=__name__ + ".preact_cifar",
+            net_class="PreActCifarResNet",
+            branch_class="PreActBranch",
+            projection_function="preact_projection",
             description="Wide ResNet WRN-d-k of Zagoruyko & Komodakis 2016: depth 6n+4, widths "
                         "16k/32k/64k, pre-activation branch with optional dropout",
             default_depth=_WRN_DEPTH,

@@ -58,25 +58,28 @@ class PreActCifarResNet(nn.Module):
 
 
 class PreActBranch(nn.Module):
-    """The pre-activation branch F(x) = conv3x3(ReLU(BN(conv3x3(ReLU(BN(x)), stride)))).
+    """The pre-activation branch F(x) = conv3x3(dropout(ReLU(BN(conv3x3(ReLU(BN(x)), stride))))).
 
-    Layer names: bn1, conv1, bn2, conv2 (and the parameter-free relu). The branch output is
-    returned without residual addition: the formula supplies it. Note that the shortcut of a
-    projection step sees the raw state x (as the formula says), not the pre-activated one that
-    some implementations feed it.
+    Layer names: bn1, conv1, bn2, dropout, conv2 (relu and dropout hold no parameters; dropout
+    is an identity at probability 0, as in the pre-activation ResNet; the Wide ResNet uses it).
+    The branch output is returned without residual addition: the formula supplies it. Note
+    that the shortcut of a projection step sees the raw state x (as the formula says), not the
+    pre-activated one that some implementations feed it.
     """
 
-    def __init__(self, in_width, width, stride=1):
+    def __init__(self, in_width, width, stride=1, dropout=0.0):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_width)
         self.relu = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(in_width, width, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
+        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=1, padding=1, bias=False)
 
     def forward(self, x):
         out = self.conv1(self.relu(self.bn1(x)))
-        return self.conv2(self.relu(self.bn2(out)))
+        out = self.dropout(self.relu(self.bn2(out)))
+        return self.conv2(out)
 
 
 def preact_projection(in_width, width, stride, shortcut="B"):
