@@ -17,3 +17,12 @@ def load_fixture(name: str):
     """The parsed JSON of ``shared/fixtures/NAME``."""
     with open(FIXTURES / name, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+#: torchvision model name -> (imagenet-resnet depth, backbone options) giving that network.
+TORCHVISION = {
+    "resnet18": (18, {}), "resnet34": (34, {}), "resnet50": (50, {}),
+    "resnet101": (101, {}), "resnet152": (152, {}),
+    "wide_resnet50_2": (50, {"width_per_group": 128}),
+    "resnext50_32x4d": (50, {"groups": 32, "width_per_group": 4}),
+}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import json
 import math
 import subprocess
 import sys
@@ -24,9 +23,7 @@ import torch.nn.functional as F
 from formulac.codegen.backbones import BACKBONES, BackboneInfo, Stage, get_backbone
 
 import reference_models as ref  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+from fixtures_path import REPO, TORCHVISION, load_fixture  # noqa: E402
 BACKBONE_DIR = REPO / "formulac" / "codegen" / "backbones"
 
 # the formula each backbone is published with: relu(P(x) + F(x)) or P(x) + F(x)
@@ -408,26 +405,17 @@ def test_preact_counts():
 # torchvision layout and golden outputs
 
 
-def _fixture(name):
-    with open(FIXTURES / name) as f:
-        return json.load(f)
 
 
-TORCHVISION = {
-    "resnet18": (18, {}), "resnet34": (34, {}), "resnet50": (50, {}),
-    "resnet101": (101, {}), "resnet152": (152, {}),
-    "wide_resnet50_2": (50, {"width_per_group": 128}),
-    "resnext50_32x4d": (50, {"groups": 32, "width_per_group": 4}),
-}
 
 
 def test_fixture_lists_the_expected_models():
-    assert set(_fixture("torchvision_resnets.json")["models"]) == set(TORCHVISION)
+    assert set(load_fixture("torchvision_resnets.json")["models"]) == set(TORCHVISION)
 
 
 @pytest.mark.parametrize("model_name", sorted(TORCHVISION))
 def test_imagenet_resnet_matches_torchvision(model_name):
-    expected = _fixture("torchvision_resnets.json")["models"][model_name]
+    expected = load_fixture("torchvision_resnets.json")["models"][model_name]
     depth, options = TORCHVISION[model_name]
     with torch.device("meta"):
         model = assemble("imagenet-resnet", depth, **options)
@@ -438,7 +426,7 @@ def test_imagenet_resnet_matches_torchvision(model_name):
 
 @pytest.mark.parametrize("model_name", ["resnet18", "resnet34"])
 def test_imagenet_resnet_golden_logits(model_name):
-    golden = _fixture("torchvision_resnet_golden.json")["models"][model_name]
+    golden = load_fixture("torchvision_resnet_golden.json")["models"][model_name]
     depth, options = TORCHVISION[model_name]
     model = ref.deterministic_weights_(assemble("imagenet-resnet", depth, **options)).eval()
     s = golden["input_size"]

@@ -12,7 +12,7 @@ import formulac
 from formulac import UsageError
 
 import reference_models as ref  # noqa: E402
-from fixtures_path import REPO, load_fixture  # noqa: E402
+from fixtures_path import REPO, TORCHVISION, load_fixture  # noqa: E402
 
 
 EXAMPLES = REPO / "examples"
@@ -40,12 +40,6 @@ def test_cifar_resnet_published_counts(depth, expected):
     assert count(model) == expected
 
 
-TORCHVISION = {
-    "resnet18": (18, {}), "resnet34": (34, {}), "resnet50": (50, {}),
-    "resnet101": (101, {}), "resnet152": (152, {}),
-    "wide_resnet50_2": (50, {"width_per_group": 128}),
-    "resnext50_32x4d": (50, {"groups": 32, "width_per_group": 4}),
-}
 
 
 def test_torchvision_fixture_lists_every_model():
