@@ -270,3 +270,19 @@ def test_torch_compile_fullgraph():
         torch.testing.assert_close(out, expected)
         for got, want in zip(compiled_grads, (p.grad for p in model.parameters())):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet_post", "lm_resnet", "momentum"])
+def test_compiled_network_under_channels_last_and_bf16_autocast(name):
+    """The compiled formula keeps its function in channels_last and runs under CPU autocast."""
+    torch.manual_seed(0)
+    model = formulac.load(REPO / "examples" / f"{name}.rec").compile(backbone="cifar-resnet", depth=8).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        last = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+        torch.testing.assert_close(last, expected, rtol=1e-4, atol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected, rtol=0.1, atol=0.1 * expected.abs().max().item())
