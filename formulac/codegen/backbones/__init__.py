@@ -158,26 +158,29 @@ _CIFAR_DEFAULTS = MappingProxyType({"shortcut": "A"})
 _CIFAR_DEPTH = 56
 
 
-def _cifar_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
-    full = _check_common("cifar-resnet", _CIFAR_DEFAULTS, options)
-    n = _check_depth("cifar-resnet", _CIFAR_DEPTH if depth is None else depth, 6, 2,
-                     "20, 32, 44, 56, 110, 1202, ...")
-    _check_shortcut("cifar-resnet", full["shortcut"], ("A", "B"))
-    return n, full
+def _cifar_family(name: str, defaults: Mapping[str, Any], default_depth: int):
+    """``(validate, layout)`` of a depth-6n+2 CIFAR network: 16/32/64 channels, shortcut A or B."""
+
+    def check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+        full = _check_common(name, defaults, options)
+        n = _check_depth(name, default_depth if depth is None else depth, 6, 2,
+                         "20, 32, 44, 56, 110, 1202, ...")
+        _check_shortcut(name, full["shortcut"], ("A", "B"))
+        return n, full
+
+    def validate(**options: Any) -> None:
+        check(**options)
+
+    def layout(depth: int | None = None, **options: Any) -> list[Stage]:
+        n, full = check(depth, **options)
+        proj = {"shortcut": full["shortcut"]}
+        return [Stage("layer%d" % (i + 1), width, stride, n, {}, dict(proj))
+                for i, (width, stride) in enumerate(((16, 1), (32, 2), (64, 2)))]
+
+    return validate, layout
 
 
-def cifar_validate(**options: Any) -> None:
-    _cifar_check(**options)
-
-
-def cifar_layout(depth: int | None = None, **options: Any) -> list[Stage]:
-    n, full = _cifar_check(depth, **options)
-    proj = {"shortcut": full["shortcut"]}
-    return [
-        Stage("layer1", 16, 1, n, {}, dict(proj)),
-        Stage("layer2", 32, 2, n, {}, dict(proj)),
-        Stage("layer3", 64, 2, n, {}, dict(proj)),
-    ]
+cifar_validate, cifar_layout = _cifar_family("cifar-resnet", _CIFAR_DEFAULTS, _CIFAR_DEPTH)
 
 
 # ----------------------------------------------------------------------------------------
@@ -233,26 +236,7 @@ _PREACT_DEFAULTS = MappingProxyType({"shortcut": "B"})
 _PREACT_DEPTH = 110
 
 
-def _preact_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
-    full = _check_common("preact-cifar", _PREACT_DEFAULTS, options)
-    n = _check_depth("preact-cifar", _PREACT_DEPTH if depth is None else depth, 6, 2,
-                     "20, 32, 44, 56, 110, ...")
-    _check_shortcut("preact-cifar", full["shortcut"], ("A", "B"))
-    return n, full
-
-
-def preact_validate(**options: Any) -> None:
-    _preact_check(**options)
-
-
-def preact_layout(depth: int | None = None, **options: Any) -> list[Stage]:
-    n, full = _preact_check(depth, **options)
-    proj = {"shortcut": full["shortcut"]}
-    return [
-        Stage("layer1", 16, 1, n, {}, dict(proj)),
-        Stage("layer2", 32, 2, n, {}, dict(proj)),
-        Stage("layer3", 64, 2, n, {}, dict(proj)),
-    ]
+preact_validate, preact_layout = _cifar_family("preact-cifar", _PREACT_DEFAULTS, _PREACT_DEPTH)
 
 
 # ----------------------------------------------------------------------------------------
