@@ -431,6 +431,12 @@ class Diff:
             "notes": list(self.notes),
         }
 
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(self.to_text()) + "</pre>"
+
     def to_text(self) -> str:
         lines = [f"A  {self.a.name}"]
         lines.extend(f"     {l}" for l in self.a.formula.rstrip().splitlines())

@@ -302,6 +302,8 @@ def test_diff_resnet_vs_two_step():
     assert {"order", "characteristic_polynomial", "stability"} <= set(d.properties)
     json.dumps(d.to_json())
     assert "differ" in d.to_text()
+    assert str(d) == d.to_text()
+    assert d._repr_html_().startswith("<pre>") and "x_&lt;n+1&gt;" in d._repr_html_()  # escaped
 
 
 def test_diff_same_formula_written_differently():
