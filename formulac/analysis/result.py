@@ -431,9 +431,6 @@ class Diff:
             "notes": list(self.notes),
         }
 
-    def __str__(self) -> str:
-        return self.to_text()
-
     def _repr_html_(self) -> str:
         return "<pre>" + html.escape(self.to_text()) + "</pre>"
 

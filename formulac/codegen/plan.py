@@ -89,10 +89,8 @@ class StepPlan:
     raw_blocks: set[str]  # blocks that read the stage input (x_in) where it changes resolution
     reads_input: bool  # the formula refers to x_0
     history: list[str]  # states whose whole history a sum reads
-    uses_n: bool
     output: str = "x"
     body: list[str] = field(default_factory=list)
-    block_args: dict[str, list[sympy.Expr]] = field(default_factory=dict)
 
 
 def _attribute(name: str, taken: set[str], reserved: frozenset = frozenset()) -> str:
@@ -154,7 +152,6 @@ def plan_step(rec: Recurrence, stages: bool = True, reserved=frozenset()) -> Ste
         raw_blocks=raw_blocks,
         reads_input=reads_input,
         history=history,
-        uses_n=any(eq.display_rhs.has(n) and _n_outside_indices(eq.display_rhs) for eq in rec.equations),
         output=rec.output,
     )
     printer = _TorchPrinter(rec, plan, subs)
@@ -163,7 +160,6 @@ def plan_step(rec: Recurrence, stages: bool = True, reserved=frozenset()) -> Ste
             printer.define_block(call)
         code = printer.emit(eq.display_rhs)
         plan.body.append(f"{var_name(eq.state, 1)} = {code}")
-    plan.block_args = printer.block_args
     return plan
 
 
@@ -188,14 +184,6 @@ def _state_refs_outside_sums(expr):
         return
     for arg in expr.args:
         yield from _state_refs_outside_sums(arg)
-
-
-def _n_outside_indices(expr) -> bool:
-    if isinstance(expr, sympy.Indexed):
-        return False
-    if expr == n:
-        return True
-    return any(_n_outside_indices(a) for a in expr.args)
 
 
 def _ordered_block_calls(rec: Recurrence) -> dict[str, list[BlockCall]]:
@@ -259,7 +247,6 @@ class _TorchPrinter:
         self.plan = plan
         self.subs = subs
         self.block_vars: dict[sympy.Expr, str] = {}
-        self.block_args: dict[str, list[sympy.Expr]] = {}
         self.counts: dict[str, int] = {}
         self.bound: dict[sympy.Symbol, str] = {}
 
@@ -269,7 +256,6 @@ class _TorchPrinter:
         local = f"out_{name}" if self.counts[name] == 1 else f"out_{name}_{self.counts[name]}"
         self.plan.body.append(f"{local} = self.{name}({self._arg(call)})")
         self.block_vars[rebuild(call)] = local
-        self.block_args.setdefault(name, []).append(rebuild(call.argument))
 
     def _arg(self, call: BlockCall) -> str:
         if call.block in self.plan.raw_blocks:

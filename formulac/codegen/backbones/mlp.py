@@ -10,7 +10,6 @@ into the modules it writes, so each definition is self-contained.
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 class MLPNet(nn.Module):
