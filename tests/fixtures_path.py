@@ -26,3 +26,23 @@ TORCHVISION = {
     "wide_resnet50_2": (50, {"width_per_group": 128}),
     "resnext50_32x4d": (50, {"groups": 32, "width_per_group": 4}),
 }
+
+
+def assert_matches_golden(model, model_name: str) -> None:
+    """``model`` (weights set by ``deterministic_weights_``) gives the golden torchvision logits,
+    to 1e-4 of the logits' scale."""
+    import pytest
+    import torch
+
+    golden = load_fixture("torchvision_resnet_golden.json")["models"][model_name]
+    s = golden["input_size"]
+    x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        logits = model.eval()(x)
+    scale = golden["logits_absmax"]
+    assert logits.shape == (2, 1000)
+    torch.testing.assert_close(logits[:, :16], torch.tensor(golden["logits_first16"]),
+                               rtol=0, atol=1e-4 * scale)
+    torch.testing.assert_close(logits.sum(1), torch.tensor(golden["logits_sum"]),
+                               rtol=0, atol=1e-3 * scale)
+    assert logits.abs().max().item() == pytest.approx(scale, rel=1e-4)

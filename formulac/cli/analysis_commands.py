@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from ..errors import FormulacError, UsageError
-from .common import add_set_argument, load_all_bound
+from .common import add_set_argument, load_all_bound, nonnegative_int
 
 __all__ = ["register"]
-
-
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -39,7 +28,7 @@ def register(subparsers) -> None:
         "and the block outputs F_i(...), whose arguments keep the named states x_i.",
     )
     p.add_argument("file", metavar="FILE", help=".rec formula file")
-    p.add_argument("--steps", type=_depth, required=True, metavar="N", help="number of steps")
+    p.add_argument("--steps", type=nonnegative_int, required=True, metavar="N", help="number of steps")
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of .rec syntax")
     p.add_argument("--state", metavar="NAME", help="unroll this state instead of the output")
     _add_params(p)
@@ -54,7 +43,7 @@ def register(subparsers) -> None:
         "class, the rate, consistency and the path-length distribution of the unrolled network.",
     )
     p.add_argument("file", metavar="FILE", help=".rec formula file")
-    p.add_argument("--depth", type=_depth, default=None, metavar="N", help="analyse x_N (default: 10)")
+    p.add_argument("--depth", type=nonnegative_int, default=None, metavar="N", help="analyse x_N (default: 10)")
     p.add_argument("--json", action="store_true", help="print the JSON contract (docs/cli.md)")
     p.add_argument("--exact", action="store_true", help="with --json: add exact values as strings under \"exact\"")
     _add_params(p)
@@ -70,7 +59,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("a", metavar="A", help="first .rec formula file")
     p.add_argument("b", metavar="B", help="second .rec formula file")
-    p.add_argument("--depth", type=_depth, default=None, metavar="N", help="compare x_N (default: 10)")
+    p.add_argument("--depth", type=nonnegative_int, default=None, metavar="N", help="compare x_N (default: 10)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     _add_params(p)
     add_set_argument(p)

@@ -21,18 +21,29 @@ __all__ = [
     "add_backbone_arguments",
     "backbone_kwargs",
     "positive_int",
+    "nonnegative_int",
     "write_atomically",
 ]
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int, wanted: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: 1, 2, 3, ..."""
+    return _whole_number(text, 1, "a positive whole number")
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: 0, 1, 2, ... (a depth of 0 is the input itself)."""
+    return _whole_number(text, 0, "a whole number >= 0")
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:

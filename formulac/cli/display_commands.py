@@ -30,7 +30,7 @@ def register(subparsers) -> None:
                    help="figure file to write (.png, .pdf, .svg)")
     p.add_argument("--kind", choices=("weights", "roots", "graph"), default="weights",
                    help="what to draw (default: weights)")
-    p.add_argument("--depth", type=_depth, default=None, metavar="N",
+    p.add_argument("--depth", type=positive_int, default=None, metavar="N",
                    help="unroll to x_N (default: 20 for weights, 4 for graph)")
     add_set_argument(p)
     p.add_argument("--block", metavar="NAME", help="plot only this block's weights (weights)")
@@ -50,18 +50,14 @@ def register(subparsers) -> None:
     )
     r.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files")
     r.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for report.md and figures")
-    r.add_argument("--depth", type=_depth, default=None, metavar="N", help="analyse x_N (default: 10)")
-    r.add_argument("--steps", type=_depth, default=None, metavar="K",
+    r.add_argument("--depth", type=positive_int, default=None, metavar="N", help="analyse x_N (default: 10)")
+    r.add_argument("--steps", type=positive_int, default=None, metavar="K",
                    help="depth of the unrolled expansion shown (default: 3)")
     add_set_argument(r)
     r.set_defaults(handler=_report)
 
 
 # -- argument checks -------------------------------------------------------------------------
-
-
-def _depth(text: str) -> int:
-    return positive_int(text)
 
 
 def _check_figure_path(path: str) -> Path:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from formulac.codegen.backbones import BACKBONES, BackboneInfo, Stage, get_backbone
 
 import reference_models as ref  # noqa: E402
-from fixtures_path import REPO, TORCHVISION, load_fixture  # noqa: E402
+from fixtures_path import REPO, TORCHVISION, assert_matches_golden, load_fixture  # noqa: E402
 BACKBONE_DIR = REPO / "formulac" / "codegen" / "backbones"
 
 # the formula each backbone is published with: relu(P(x) + F(x)) or P(x) + F(x)
@@ -426,20 +426,8 @@ def test_imagenet_resnet_matches_torchvision(model_name):
 
 @pytest.mark.parametrize("model_name", ["resnet18", "resnet34"])
 def test_imagenet_resnet_golden_logits(model_name):
-    golden = load_fixture("torchvision_resnet_golden.json")["models"][model_name]
     depth, options = TORCHVISION[model_name]
-    model = ref.deterministic_weights_(assemble("imagenet-resnet", depth, **options)).eval()
-    s = golden["input_size"]
-    x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(7))
-    with torch.no_grad():
-        logits = model(x)
-    scale = golden["logits_absmax"]
-    assert logits.shape == (2, 1000)
-    torch.testing.assert_close(logits[:, :16], torch.tensor(golden["logits_first16"]),
-                               rtol=0, atol=1e-4 * scale)
-    torch.testing.assert_close(logits.sum(1), torch.tensor(golden["logits_sum"]),
-                               rtol=0, atol=1e-3 * scale)
-    assert logits.abs().max().item() == pytest.approx(scale, rel=1e-4)
+    assert_matches_golden(ref.deterministic_weights_(assemble("imagenet-resnet", depth, **options)), model_name)
 
 
 def test_imagenet_init_is_torchvision():

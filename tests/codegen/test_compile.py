@@ -12,7 +12,7 @@ import formulac
 from formulac import UsageError
 
 import reference_models as ref  # noqa: E402
-from fixtures_path import REPO, TORCHVISION, load_fixture  # noqa: E402
+from fixtures_path import REPO, TORCHVISION, assert_matches_golden, load_fixture  # noqa: E402
 
 
 EXAMPLES = REPO / "examples"
@@ -59,27 +59,9 @@ def test_imagenet_resnet_is_torchvision(model_name):
 
 @pytest.mark.parametrize("model_name", ["resnet18", "resnet34"])
 def test_imagenet_resnet_golden_logits(model_name):
-    fixture = load_fixture("torchvision_resnet_golden.json")
-    golden = fixture["models"][model_name]
     depth, options = TORCHVISION[model_name]
     model = formulac.compile(RESNET, backbone="imagenet-resnet", depth=depth, **options)
-    ref.deterministic_weights_(model).eval()
-    s = golden["input_size"]
-    x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(7))
-    with torch.no_grad():
-        logits = model(x)
-    scale = golden["logits_absmax"]
-    assert logits.shape == (2, 1000)
-    # relative 1e-4 of the logits' scale
-    torch.testing.assert_close(logits[:, :16], torch.tensor(golden["logits_first16"]),
-                               rtol=0, atol=1e-4 * scale)
-    torch.testing.assert_close(logits.sum(1), torch.tensor(golden["logits_sum"]),
-                               rtol=0, atol=1e-3 * scale)
-    assert logits.abs().max().item() == pytest.approx(scale, rel=1e-4)
-
-
-# ------------------------------------------------------------------------------------------
-# the hand-written references: same weights, same outputs
+    assert_matches_golden(ref.deterministic_weights_(model), model_name)
 
 
 def _same_keys_and_shapes(a, b):
