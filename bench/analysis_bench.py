@@ -46,7 +46,7 @@ def bench_zoo(depth: int = 100) -> list[tuple[str, float, str]]:
     for path in sorted((ROOT / "examples").glob("*.rec")):
         rec = load(path)
         an = analyze(rec, depth)  # warm-up (lazy imports, caches)
-        t = _median_time(lambda: analyze(rec, depth).to_json(), 3)
+        t = _median_time(lambda rec=rec: analyze(rec, depth).to_json(), 3)
         what = "linear" if an.linear else "non-linear"
         if an.stability:
             what += f", {an.stability}"
@@ -102,8 +102,13 @@ def bench_cold(runs: int) -> tuple[float, float, float, list[str]]:
         tb.append(_run(base))
         tc.append(_run(check))
         ta.append(_run(alone))
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "formulac", "check", *files],
-                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "formulac", "check", *files],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     top = []
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
@@ -122,8 +127,10 @@ def main(argv=None) -> int:
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
     print()
     print("| formula (depth 100) | analyze + to_json (median of 3) | result |")
     print("| --- | ---: | --- |")
@@ -140,9 +147,13 @@ def main(argv=None) -> int:
     if not args.skip_cold:
         tb, tc, ta, top = bench_cold(args.runs)
         print()
-        print(f"cold `formulac check examples/*.rec` vs `python -c \"import sympy, lark\"` "
-              f"({args.runs} alternating runs each, medians):")
-        print(f"- import sympy, lark: {tb:.2f} s; `python -m formulac check`: {tc:.2f} s; ratio {tc / tb:.2f} (target <= 1.5)")
+        print(
+            f"cold `formulac check examples/*.rec` vs `python -c \"import sympy, lark\"` "
+            f"({args.runs} alternating runs each, medians):"
+        )
+        print(
+            f"- import sympy, lark: {tb:.2f} s; `python -m formulac check`: {tc:.2f} s; ratio {tc / tb:.2f} (target <= 1.5)"
+        )
         print(f"- the same check with only the analysis commands registered: {ta:.2f} s; ratio {ta / tb:.2f}")
         print("- largest imports of the check process (cumulative): " + "; ".join(top))
     return 0

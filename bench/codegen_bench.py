@@ -165,8 +165,9 @@ def allocator_peak_bytes(model, x, y) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     model.zero_grad(set_to_none=True)
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
-                 with_stack=True) as prof:
+    with profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+    ) as prof:
         step(model, x, y)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -200,8 +201,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 
 
 def rss_rise_kib(pair: str, side: str, batch: int, threads: int) -> int:
-    result = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(Path(__file__).parent), pair, side,
-                             str(batch), str(threads)], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(Path(__file__).parent), pair, side, str(batch), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(result.stdout.strip().splitlines()[-1])
 
 
@@ -224,30 +229,42 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--depth", type=int, default=56)
     parser.add_argument("--pairs", default="resnet,lm-resnet")
-    parser.add_argument("--rss", action="store_true", help="also measure the peak RSS rise in fresh processes")
+    parser.add_argument(
+        "--rss", action="store_true", help="also measure the peak RSS rise in fresh processes"
+    )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = {"machine": machine(), "batch": args.batch, "rounds": args.rounds, "depth": args.depth,
-               "command": "bench/codegen_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "pairs": {}}
+    results = {
+        "machine": machine(),
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "depth": args.depth,
+        "command": "bench/codegen_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "pairs": {},
+    }
     x = torch.randn(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 10, (args.batch,), generator=torch.Generator().manual_seed(2))
     for pair in args.pairs.split(","):
         compiled, hand = build_pair(pair, args.depth)
         entry = {"max_abs_output_difference": check_same(compiled, hand, x[:4])}
         entry["time"] = time_pair(compiled, hand, x, y, args.rounds, args.warmup)
-        saved = {side: saved_activation_bytes(m, x, y) for side, m in (("compiled", compiled), ("hand", hand))}
+        saved = {
+            side: saved_activation_bytes(m, x, y) for side, m in (("compiled", compiled), ("hand", hand))
+        }
         entry["saved_activation_bytes"] = {
-            "compiled": saved["compiled"]["bytes"], "hand": saved["hand"]["bytes"],
-            "compiled_saves": saved["compiled"]["saves"], "hand_saves": saved["hand"]["saves"],
+            "compiled": saved["compiled"]["bytes"],
+            "hand": saved["hand"]["bytes"],
+            "compiled_saves": saved["compiled"]["saves"],
+            "hand_saves": saved["hand"]["saves"],
             "ratio": saved["compiled"]["bytes"] / saved["hand"]["bytes"],
         }
         peaks = {}
         for side, m in (("compiled", compiled), ("hand", hand), ("hand", hand), ("compiled", compiled)):
             peaks.setdefault(side, []).append(allocator_peak_bytes(m, x, y))
         entry["allocator_peak_bytes"] = {
-            "compiled": max(peaks["compiled"]), "hand": max(peaks["hand"]),
+            "compiled": max(peaks["compiled"]),
+            "hand": max(peaks["hand"]),
             "ratio": max(peaks["compiled"]) / max(peaks["hand"]),
             "repeat_agrees": len(set(peaks["compiled"])) == 1 and len(set(peaks["hand"])) == 1,
         }
@@ -273,13 +290,21 @@ def report(results: dict) -> str:
         "",
         "| pair | wall compiled (ms) | wall hand (ms) | wall ratio | CPU ratio | CPU ratio, paired | saved activations compiled / hand (MiB) | ratio | allocator peak compiled / hand (MiB) | ratio |"
         + (" RSS rise ratio |" if any("rss_peak_rise_kib" in e for e in results["pairs"].values()) else ""),
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if any("rss_peak_rise_kib" in e for e in results["pairs"].values()) else ""),
+        "|---|---|---|---|---|---|---|---|---|---|"
+        + ("---|" if any("rss_peak_rise_kib" in e for e in results["pairs"].values()) else ""),
     ]
     for pair, e in results["pairs"].items():
-        t, c, s, p = e["time"]["wall"], e["time"]["cpu"], e["saved_activation_bytes"], e["allocator_peak_bytes"]
-        row = (f"| {pair} | {t['compiled_median_s'] * 1e3:.1f} | {t['hand_median_s'] * 1e3:.1f} | {t['ratio']:.3f} | "
-               f"{c['ratio']:.3f} | {c['paired_ratio_median']:.3f} | {s['compiled'] / 2**20:.2f} / {s['hand'] / 2**20:.2f} | {s['ratio']:.4f} | "
-               f"{p['compiled'] / 2**20:.2f} / {p['hand'] / 2**20:.2f} | {p['ratio']:.4f} |")
+        t, c, s, p = (
+            e["time"]["wall"],
+            e["time"]["cpu"],
+            e["saved_activation_bytes"],
+            e["allocator_peak_bytes"],
+        )
+        row = (
+            f"| {pair} | {t['compiled_median_s'] * 1e3:.1f} | {t['hand_median_s'] * 1e3:.1f} | {t['ratio']:.3f} | "
+            f"{c['ratio']:.3f} | {c['paired_ratio_median']:.3f} | {s['compiled'] / 2**20:.2f} / {s['hand'] / 2**20:.2f} | {s['ratio']:.4f} | "
+            f"{p['compiled'] / 2**20:.2f} / {p['hand'] / 2**20:.2f} | {p['ratio']:.4f} |"
+        )
         if "rss_peak_rise_kib" in e:
             r = e["rss_peak_rise_kib"]
             row += f" {r['ratio']:.3f} ({r['compiled'] / 1024:.0f} / {r['hand'] / 1024:.0f} MiB) |"

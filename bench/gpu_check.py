@@ -141,12 +141,16 @@ def environment(ctx):
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        out.update({
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "name": props.name, "capability": list(torch.cuda.get_device_capability(0)),
-            "memory_gib": round(props.total_memory / 2**30, 1),
-            "bf16_supported": torch.cuda.is_bf16_supported(),
-        })
+        out.update(
+            {
+                "cuda": torch.version.cuda,
+                "cudnn": torch.backends.cudnn.version(),
+                "name": props.name,
+                "capability": list(torch.cuda.get_device_capability(0)),
+                "memory_gib": round(props.total_memory / 2**30, 1),
+                "bf16_supported": torch.cuda.is_bf16_supported(),
+            }
+        )
     out["ok"] = ctx.args.dry_run or torch.cuda.is_available()
     return out
 
@@ -193,8 +197,11 @@ def modes(ctx):
             for _ in range(2):
                 loss, finite = train_step(model, x, y, opt, dtype, scaler)
                 losses.append(loss)
-            entry[label] = {"losses": losses, "finite_grads": finite,
-                            "ok": all(math.isfinite(v) for v in losses)}
+            entry[label] = {
+                "losses": losses,
+                "finite_grads": finite,
+                "ok": all(math.isfinite(v) for v in losses),
+            }
             if scaler is not None:
                 entry[label]["scale"] = scaler.get_scale()
         # channels_last: same function as the contiguous network
@@ -244,7 +251,7 @@ def time_pair(compiled, hand, x, y, dtype, ctx):
     times = {"compiled": [], "hand": []}
     for r in range(ctx.rounds):
         order = [("compiled", compiled), ("hand", hand)]
-        for side, model in (order if r % 2 == 0 else order[::-1]):
+        for side, model in order if r % 2 == 0 else order[::-1]:
             times[side].append(_measure(model, x, y, dtype, dev))
     med = {k: statistics.median(v) for k, v in times.items()}
     peak = {side: _peak(m, x, y, dtype, dev) for side, m in (("compiled", compiled), ("hand", hand))}
@@ -273,7 +280,9 @@ def timing(ctx):
         for name in FORMULAS:
             compiled, hand = build_pair(name, ctx.depth)
             compiled.to(dev), hand.to(dev)
-            out[name] = {label: time_pair(compiled, hand, x, y, dtype, ctx) for label, dtype in dtypes.items()}
+            out[name] = {
+                label: time_pair(compiled, hand, x, y, dtype, ctx) for label, dtype in dtypes.items()
+            }
             del compiled, hand
     finally:
         torch.backends.cudnn.benchmark = old_benchmark
@@ -302,8 +311,12 @@ def torch_compile(ctx):
         model.train()
         loss, finite = train_step(fast, x, y)
         sync(dev)
-        entry = {"rel_diff_eval": d, "train_loss": loss, "finite_grads": finite,
-                 "compile_and_first_steps_s": time.perf_counter() - t0}
+        entry = {
+            "rel_diff_eval": d,
+            "train_loss": loss,
+            "finite_grads": finite,
+            "compile_and_first_steps_s": time.perf_counter() - t0,
+        }
         entry["ok"] = d < 1e-3 and finite and math.isfinite(loss)
         ok &= entry["ok"]
         out[name] = entry
@@ -355,15 +368,29 @@ def training(ctx):
             continue
 
         def build(in_channels, num_classes, input_size, _name=name):
-            return formulac.compile(FORMULAS[_name], backbone="cifar-resnet", depth=ctx.train_depth,
-                                    in_channels=in_channels, num_classes=num_classes)
+            return formulac.compile(
+                FORMULAS[_name],
+                backbone="cifar-resnet",
+                depth=ctx.train_depth,
+                in_channels=in_channels,
+                num_classes=num_classes,
+            )
 
         config = make_config(data=data, device=str(ctx.device), seed=0, **overrides)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             summary = train(build, config, tmp, progress=False, quiet=True, overwrite=True)
-        entry = {k: summary.get(k) for k in ("final_test_acc", "best_test_acc", "final_train_loss",
-                                              "parameters", "images_per_s", "epochs")}
+        entry = {
+            k: summary.get(k)
+            for k in (
+                "final_test_acc",
+                "best_test_acc",
+                "final_train_loss",
+                "parameters",
+                "images_per_s",
+                "epochs",
+            )
+        }
         entry["seconds"] = time.perf_counter() - t0
         entry["ok"] = entry["final_test_acc"] is not None and math.isfinite(entry["final_train_loss"])
         ok &= entry["ok"]
@@ -373,8 +400,14 @@ def training(ctx):
     return out
 
 
-SECTIONS = [("environment", environment), ("correctness", correctness), ("modes", modes),
-            ("timing", timing), ("torch_compile", torch_compile), ("training", training)]
+SECTIONS = [
+    ("environment", environment),
+    ("correctness", correctness),
+    ("modes", modes),
+    ("timing", timing),
+    ("torch_compile", torch_compile),
+    ("training", training),
+]
 
 
 class Context:
@@ -407,18 +440,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="GPU checks of compiled formula networks")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: $OUT/gpu_check.json)")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="skip what is left after this many seconds")
+    parser.add_argument(
+        "--budget-s", type=float, default=420.0, help="skip what is left after this many seconds"
+    )
     parser.add_argument("--batch", type=int, default=128, help="timing batch")
     parser.add_argument("--rounds", type=int, default=20, help="alternating timing rounds")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per formula")
-    parser.add_argument("--backend", default=None, help="torch.compile backend (default inductor; aot_eager in --dry-run)")
+    parser.add_argument(
+        "--backend", default=None, help="torch.compile backend (default inductor; aot_eager in --dry-run)"
+    )
     parser.add_argument("--sections", default=",".join(n for n, _ in SECTIONS))
     args = parser.parse_args(argv)
     ctx = Context(args)
     path = args.out or default_out()
     path.parent.mkdir(parents=True, exist_ok=True)
     if not args.dry_run and not torch.cuda.is_available():
-        print("gpu_check: CUDA is not available (use --dry-run to check the script on the CPU)", file=sys.stderr)
+        print(
+            "gpu_check: CUDA is not available (use --dry-run to check the script on the CPU)", file=sys.stderr
+        )
     results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "sections": {}}
     wanted = set(args.sections.split(","))
     all_ok = True
@@ -455,8 +494,10 @@ def summary(results: dict) -> str:
     s = results["sections"]
     lines = []
     env = s.get("environment", {})
-    lines.append(f"device {env.get('name', env.get('device'))}, torch {env.get('torch')}, "
-                 f"CUDA {env.get('cuda', '-')}, total {results['total_seconds']:.0f}s")
+    lines.append(
+        f"device {env.get('name', env.get('device'))}, torch {env.get('torch')}, "
+        f"CUDA {env.get('cuda', '-')}, total {results['total_seconds']:.0f}s"
+    )
     for name, res in s.items():
         if "error" in res:
             lines.append(f"  {name}: ERROR {res['error']}")
@@ -466,26 +507,34 @@ def summary(results: dict) -> str:
         for f in FORMULAS:
             e = s["correctness"].get(f, {})
             if "compiled_vs_hand" in e:
-                lines.append(f"  correctness {f}: compiled vs hand {e['compiled_vs_hand']:.1e}, "
-                             f"device vs CPU {e['device_vs_cpu']:.1e}")
+                lines.append(
+                    f"  correctness {f}: compiled vs hand {e['compiled_vs_hand']:.1e}, "
+                    f"device vs CPU {e['device_vs_cpu']:.1e}"
+                )
     if "modes" in s and "error" not in s["modes"]:
         for f in FORMULAS:
             e = s["modes"].get(f, {})
-            modes_ok = ", ".join(f"{m} {'ok' if v.get('ok') else 'FAIL'}" for m, v in e.items() if isinstance(v, dict))
+            modes_ok = ", ".join(
+                f"{m} {'ok' if v.get('ok') else 'FAIL'}" for m, v in e.items() if isinstance(v, dict)
+            )
             lines.append(f"  modes {f}: {modes_ok}")
     if "timing" in s and "error" not in s["timing"] and "skipped" not in s["timing"]:
         for f in FORMULAS:
             for label, r in s["timing"].get(f, {}).items():
                 mem = f", memory ratio {r['memory_ratio']:.3f}" if "memory_ratio" in r else ""
-                lines.append(f"  timing {f} {label}: {r['step_ms']['compiled']:.1f} / {r['step_ms']['hand']:.1f} ms "
-                             f"(compiled / hand), time ratio {r['time_ratio']:.3f}{mem}, "
-                             f"{r['images_per_s']['compiled']:.0f} img/s")
+                lines.append(
+                    f"  timing {f} {label}: {r['step_ms']['compiled']:.1f} / {r['step_ms']['hand']:.1f} ms "
+                    f"(compiled / hand), time ratio {r['time_ratio']:.3f}{mem}, "
+                    f"{r['images_per_s']['compiled']:.0f} img/s"
+                )
     tc = s.get("torch_compile", {})
     for f in FORMULAS:
         e = tc.get(f, {})
         if "rel_diff_eval" in e:
-            lines.append(f"  torch.compile {f}: {'ok' if e['ok'] else 'FAIL'} (diff {e['rel_diff_eval']:.1e}, "
-                         f"{e['compile_and_first_steps_s']:.0f}s)")
+            lines.append(
+                f"  torch.compile {f}: {'ok' if e['ok'] else 'FAIL'} (diff {e['rel_diff_eval']:.1e}, "
+                f"{e['compile_and_first_steps_s']:.0f}s)"
+            )
     if "time_ratio" in tc.get("resnet_timing_fp32", {}):
         r = tc["resnet_timing_fp32"]
         lines.append(f"  torch.compile resnet timing: ratio {r['time_ratio']:.3f}")
@@ -493,8 +542,10 @@ def summary(results: dict) -> str:
     for f in FORMULAS:
         e = tr.get(f, {})
         if "final_test_acc" in e and e["final_test_acc"] is not None:
-            lines.append(f"  training {f} ({tr.get('data')}): test accuracy {100 * e['final_test_acc']:.2f}% "
-                         f"after {e['epochs']} epoch(s), {e['seconds']:.0f}s")
+            lines.append(
+                f"  training {f} ({tr.get('data')}): test accuracy {100 * e['final_test_acc']:.2f}% "
+                f"after {e['epochs']} epoch(s), {e['seconds']:.0f}s"
+            )
     lines.append("ALL OK" if results.get("ok") else "SOME CHECKS FAILED")
     return "\n".join(lines)
 

@@ -27,20 +27,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DEPTH = 8
-
 import formulac
 from formulac.train import make_config, train
 from formulac.train.data import synthetic_dataset
 
+DEPTH = 8
 
 RESNET = "x_<n+1> = relu(x_n + F(x_n))"
 
 
 def compiled_resnet(in_channels: int, num_classes: int, input_size: int) -> nn.Module:
     """The compiled ResNet formula on cifar-resnet (depth from --depth)."""
-    return formulac.compile(RESNET, backbone="cifar-resnet", depth=DEPTH,
-                            in_channels=in_channels, num_classes=num_classes)
+    return formulac.compile(
+        RESNET, backbone="cifar-resnet", depth=DEPTH, in_channels=in_channels, num_classes=num_classes
+    )
 
 
 def bare_loop(data, epochs: int, batch: int, lr: float, seed: int) -> float:
@@ -55,10 +55,10 @@ def bare_loop(data, epochs: int, batch: int, lr: float, seed: int) -> float:
     n = x_all.shape[0]
     model.train()
     t0, c0 = time.perf_counter(), time.process_time()
-    for epoch in range(epochs):
+    for _epoch in range(epochs):
         perm = torch.randperm(n)
         for i in range(0, n, batch):
-            idx = perm[i:i + batch]
+            idx = perm[i : i + batch]
             x, y = x_all[idx], y_all[idx]
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y)
@@ -67,12 +67,26 @@ def bare_loop(data, epochs: int, batch: int, lr: float, seed: int) -> float:
     return (n * epochs / (time.perf_counter() - t0), n * epochs / (time.process_time() - c0))
 
 
-def formulac_train(data, epochs: int, batch: int, lr: float, seed: int,
-                   threads: int) -> tuple[float, float, float]:
-    config = make_config("cifar", data="synthetic", epochs=epochs, batch_size=batch, lr=lr,
-                         momentum=0.9, weight_decay=1e-4, nesterov=False, schedule="constant",
-                         crop_padding=0, flip=False, seed=seed, device="cpu", threads=threads,
-                         eval_every=epochs)
+def formulac_train(
+    data, epochs: int, batch: int, lr: float, seed: int, threads: int
+) -> tuple[float, float, float]:
+    config = make_config(
+        "cifar",
+        data="synthetic",
+        epochs=epochs,
+        batch_size=batch,
+        lr=lr,
+        momentum=0.9,
+        weight_decay=1e-4,
+        nesterov=False,
+        schedule="constant",
+        crop_padding=0,
+        flip=False,
+        seed=seed,
+        device="cpu",
+        threads=threads,
+        eval_every=epochs,
+    )
     with tempfile.TemporaryDirectory() as d:
         t0, c0 = time.perf_counter(), time.process_time()
         s = train(compiled_resnet, config, d, progress=False, quiet=True, dataset=data)
@@ -107,13 +121,17 @@ def main() -> None:
         phase.append(a)
         e2e.append(b)
         e2e_cpu.append(c)
-        print(f"run {r + 1}: bare {bare[-1]:.0f} img/s, train() {phase[-1]:.0f} img/s "
-              f"(end to end {e2e[-1]:.0f} img/s; CPU time: bare {bare_cpu[-1]:.0f}, "
-              f"train() {e2e_cpu[-1]:.0f} img/s)")
+        print(
+            f"run {r + 1}: bare {bare[-1]:.0f} img/s, train() {phase[-1]:.0f} img/s "
+            f"(end to end {e2e[-1]:.0f} img/s; CPU time: bare {bare_cpu[-1]:.0f}, "
+            f"train() {e2e_cpu[-1]:.0f} img/s)"
+        )
     med = statistics.median
     mb, mp, me, mbc, mec = (med(v) for v in (bare, phase, e2e, bare_cpu, e2e_cpu))
-    print(f"\ncompiled ResNet-{args.depth} formula, CPU, {args.threads} thread(s), {args.train_size} images x {args.epochs} epochs, "
-          f"batch {args.batch_size}, median of {args.repeats}")
+    print(
+        f"\ncompiled ResNet-{args.depth} formula, CPU, {args.threads} thread(s), {args.train_size} images x {args.epochs} epochs, "
+        f"batch {args.batch_size}, median of {args.repeats}"
+    )
     print(f"bare loop                 {mb:8.0f} img/s   (CPU time {mbc:.0f} img/s)")
     print(f"train(), train phase      {mp:8.0f} img/s   ratio {mp / mb:.3f}")
     print(f"train(), end to end       {me:8.0f} img/s   ratio {me / mb:.3f}")

@@ -6,17 +6,28 @@
 [1, 1, 1, 1]
 """
 
+from .display import plot  # matplotlib is imported only when something is drawn
 from .errors import FormulacError, SourceError, UsageError
 from .formula import Formula, compile, load, parse, wire
-from .display import plot  # matplotlib is imported only when something is drawn
 
-__all__ = ["parse", "load", "compile", "wire", "analyze", "plot", "Formula", "FormulacError", "SourceError", "UsageError"]
+__all__ = [
+    "parse",
+    "load",
+    "compile",
+    "wire",
+    "analyze",
+    "plot",
+    "Formula",
+    "FormulacError",
+    "SourceError",
+    "UsageError",
+]
 __version__ = "0.1.0"
 
 
 def analyze(formula, depth: int = 10, params: str = "symbolic"):
     """The analysis of a formula (text, path-free Formula, or representation) at a depth."""
-    from .formula import _rec_of
     from .analysis import analyze as _analyze
+    from .formula import _rec_of
 
     return _analyze(_rec_of(formula), depth=depth, params=params)

@@ -7,8 +7,8 @@ to the stage of the pipeline that owns it; torch is imported only by :meth:`comp
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from .errors import UsageError
 from .ir import Recurrence
@@ -74,7 +74,7 @@ class Formula:
     def free_symbols(self) -> tuple[str, ...]:
         return self.rec.free_symbols
 
-    def bind(self, **values) -> "Formula":
+    def bind(self, **values) -> Formula:
         """A copy with symbols (or constants) given values: ``f.bind(a=0.5)``."""
         try:
             return Formula(self.rec.bind(**values))
@@ -94,7 +94,7 @@ class Formula:
 
         return unroll(self.rec, steps)
 
-    def diff(self, other: "Formula", depth: int = 10):
+    def diff(self, other: Formula, depth: int = 10):
         """How two formulas differ once unrolled."""
         from .analysis import diff
 
@@ -144,9 +144,16 @@ def load(path: str | Path) -> Formula:
     return Formula(_load_rec(path))
 
 
-def compile(formula, backbone: str = "cifar-resnet", depth: int | None = None, *,
-            num_classes: int | None = None, in_channels: int | None = None,
-            transition: str = "reset", **options):
+def compile(
+    formula,
+    backbone: str = "cifar-resnet",
+    depth: int | None = None,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    transition: str = "reset",
+    **options,
+):
     """The network for a formula on a backbone, built in memory.
 
     The module is the one ``formulac compile -o model.py`` writes, executed: ``FormulaNet``.
@@ -159,8 +166,15 @@ def compile(formula, backbone: str = "cifar-resnet", depth: int | None = None, *
     symbol_values = {k: options.pop(k) for k in list(options) if k in rec.symbols or k in rec.constants}
     if symbol_values:
         rec = rec.bind(**symbol_values)
-    return compile_network(rec, backbone=backbone, depth=depth, num_classes=num_classes,
-                           in_channels=in_channels, transition=transition, **options)
+    return compile_network(
+        rec,
+        backbone=backbone,
+        depth=depth,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        transition=transition,
+        **options,
+    )
 
 
 def wire(formula, blocks: Mapping[str, Sequence]):

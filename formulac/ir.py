@@ -11,9 +11,9 @@ Nothing here knows about parsing, analysis or code generation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Iterator, Mapping
 
 import sympy
 
@@ -175,7 +175,7 @@ class Recurrence:
         A state read only at ``n+1`` (same step) has lag 0; a history sum makes the lag
         unbounded and is reported as ``-1``.
         """
-        lags = {s: 0 for s in self.states}
+        lags = dict.fromkeys(self.states, 0)
         for eq in self.equations:
             if eq.rhs.has(sympy.Sum):
                 for s in _summed_states(eq.rhs):
@@ -232,7 +232,7 @@ class Recurrence:
             return state(self.output, 0)
         return sympy.Integer(0)
 
-    def bind(self, **values) -> "Recurrence":
+    def bind(self, **values) -> Recurrence:
         """A copy with free symbols given values (numbers or SymPy expressions)."""
         unknown = sorted(set(values) - set(self.symbols) - set(self.constants))
         if unknown:
@@ -243,7 +243,9 @@ class Recurrence:
         bindings = dict(self.bindings)
         constants = dict(self.constants)
         for key, value in values.items():
-            value = sympy.nsimplify(value, rational=True) if isinstance(value, float) else sympy.sympify(value)
+            value = (
+                sympy.nsimplify(value, rational=True) if isinstance(value, float) else sympy.sympify(value)
+            )
             if key in constants:
                 constants[key] = value
             else:

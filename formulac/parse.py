@@ -64,7 +64,9 @@ _TERMINAL_NAMES = {
     "$END": "end of file",
 }
 
-_INDEX = re.compile(r"^\s*(?:(?P<var>[A-Za-z][A-Za-z0-9]*)\s*(?:(?P<sign>[+-])\s*(?P<off>[0-9]+))?|(?P<abs>[+-]?\s*[0-9]+))\s*$")
+_INDEX = re.compile(
+    r"^\s*(?:(?P<var>[A-Za-z][A-Za-z0-9]*)\s*(?:(?P<sign>[+-])\s*(?P<off>[0-9]+))?|(?P<abs>[+-]?\s*[0-9]+))\s*$"
+)
 
 
 @lru_cache(maxsize=1)
@@ -104,7 +106,9 @@ def _decode(data: str | bytes, path: str) -> str:
         text = data
     else:
         if len(data) > MAX_FILE_BYTES:
-            raise SourceError(f"file too large ({len(data)} bytes; the limit is {MAX_FILE_BYTES})", path, None, 1, 1)
+            raise SourceError(
+                f"file too large ({len(data)} bytes; the limit is {MAX_FILE_BYTES})", path, None, 1, 1
+            )
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -113,7 +117,10 @@ def _decode(data: str | bytes, path: str) -> str:
             col = len(prefix) - (prefix.rfind("\n") + 1) + 1
             raise SourceError(
                 f"not UTF-8 text (byte 0x{data[exc.start]:02x}); formula files are plain text",
-                path, prefix + "?", line, col,
+                path,
+                prefix + "?",
+                line,
+                col,
             ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -135,7 +142,9 @@ _ODD_BREAKS = re.compile("\r(?!\n)|[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 def _check_shape(text: str, shown: str, path: str) -> None:
     if len(text) > MAX_FILE_BYTES:
-        raise SourceError(f"file too large ({len(text)} characters; the limit is {MAX_FILE_BYTES})", path, None, 1, 1)
+        raise SourceError(
+            f"file too large ({len(text)} characters; the limit is {MAX_FILE_BYTES})", path, None, 1, 1
+        )
     depth = 0
     for number, line in enumerate(text.split("\n"), 1):
         if line.endswith("\r"):
@@ -143,7 +152,10 @@ def _check_shape(text: str, shown: str, path: str) -> None:
         if len(line) > MAX_LINE_CHARS:
             raise SourceError(
                 f"line too long ({len(line)} characters; the limit is {MAX_LINE_CHARS})",
-                path, shown, number, MAX_LINE_CHARS + 1,
+                path,
+                shown,
+                number,
+                MAX_LINE_CHARS + 1,
             )
         bad = next((i for i, ch in enumerate(line) if not ch.isprintable() and ch not in "\t\f"), None)
         if bad is not None:
@@ -152,7 +164,13 @@ def _check_shape(text: str, shown: str, path: str) -> None:
             if ch == "(":
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise SourceError(f"parentheses nested too deeply (the limit is {MAX_NESTING})", path, shown, number, col)
+                    raise SourceError(
+                        f"parentheses nested too deeply (the limit is {MAX_NESTING})",
+                        path,
+                        shown,
+                        number,
+                        col,
+                    )
             elif ch == ")":
                 depth -= 1
         if not line.endswith("\\"):  # a backslash at the end continues the line
@@ -199,7 +217,7 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, text: str, shown: str, p
     message = f"unexpected {got}"
     if expected:
         message += "; expected " + _one_of(expected)
-    if token is not None and token.type in _OPERATORS and _STATEMENT_START <= terminals:
+    if token is not None and token.type in _OPERATORS and terminals >= _STATEMENT_START:
         message += " (to continue the previous line, end it with a backslash)"
     return SourceError(message, path, shown, line, col)
 
@@ -221,7 +239,10 @@ def _check_depth(tree: lark.Tree, shown: str, path: str) -> None:
             meta = node.meta
             raise SourceError(
                 f"expression nested too deeply (more than {MAX_DEPTH} levels of operators and calls)",
-                path, shown, getattr(meta, "line", 1), getattr(meta, "column", 1),
+                path,
+                shown,
+                getattr(meta, "line", 1),
+                getattr(meta, "column", 1),
             )
         for child in node.children:
             if isinstance(child, lark.Tree):
@@ -240,13 +261,13 @@ def _expected(terminals: set[str]) -> list[str]:
     """Terminal names -> readable words, grouped: 'an expression', 'an operator', 'end of line'."""
     terminals = {t for t in terminals if not t.startswith("__")}
     words: list[str] = []
-    if _STATEMENT_START <= terminals:
+    if terminals >= _STATEMENT_START:
         words.append("a statement (x_<n+1> = ..., a = ..., param, symbol, output or shared)")
         terminals -= _STATEMENT_START
-    if _EXPRESSION_START <= terminals:
+    if terminals >= _EXPRESSION_START:
         words.append("an expression")
         terminals -= _EXPRESSION_START | {"PLUS", "MINUS"}
-    if _OPERATORS <= terminals:
+    if terminals >= _OPERATORS:
         words.append("an operator (+ - * / ^)")
         terminals -= _OPERATORS
     line_end = terminals & _LINE_END
@@ -327,7 +348,9 @@ class _Builder:
         for st in statements:
             if st.data == "param":
                 name_tok, expr = st.children
-                base, index = self._split(name_tok) if name_tok.type == "SUBSCRIPTED" else (str(name_tok), None)
+                base, index = (
+                    self._split(name_tok) if name_tok.type == "SUBSCRIPTED" else (str(name_tok), None)
+                )
                 init = self._value(expr, f"parameter {base}")
                 if init.free_symbols:
                     raise self.error(f"the initial value of parameter {base} must be a number", expr)
@@ -423,7 +446,9 @@ class _Builder:
 
     def _check_name(self, name: str, kind: str, tok, lowercase: bool | None) -> None:
         if len(name) > MAX_NAME_CHARS:
-            raise self.error(f"{kind} name too long ({len(name)} characters; the limit is {MAX_NAME_CHARS})", tok)
+            raise self.error(
+                f"{kind} name too long ({len(name)} characters; the limit is {MAX_NAME_CHARS})", tok
+            )
         if keyword.iskeyword(name) or keyword.issoftkeyword(name):
             raise self.error(f"{name!r} is a Python keyword and cannot name a {kind}", tok)
         if name in RESERVED_WORDS:
@@ -431,7 +456,9 @@ class _Builder:
         if hasattr(builtins, name):
             raise self.error(f"{name!r} is a Python builtin and cannot name a {kind}", tok)
         if lowercase is True and name[:1].isupper():
-            raise self.error(f"capitalised names are blocks; a {kind} name starts with a lower-case letter", tok)
+            raise self.error(
+                f"capitalised names are blocks; a {kind} name starts with a lower-case letter", tok
+            )
         if lowercase is None and name[:1].isupper():
             raise self.error(f"capitalised names are blocks and cannot name a {kind}", tok)
 
@@ -456,7 +483,7 @@ class _Builder:
 
         def visit(c: str, chain: list[str]) -> None:
             if c in chain:
-                cycle = chain[chain.index(c):] + [c]
+                cycle = chain[chain.index(c) :] + [c]
                 raise self.error(
                     f"constant {c} is defined through itself: " + " -> ".join(cycle), self.declared[c][1]
                 )
@@ -476,7 +503,7 @@ class _Builder:
             if s in order:
                 return
             if s in visiting:
-                cycle = chain[chain.index(s):] + [s]
+                cycle = chain[chain.index(s) :] + [s]
                 raise self.error(
                     "same-step references form a cycle: " + " -> ".join(f"{c}_<n+1>" for c in cycle),
                     self.state_heads[s],
@@ -583,7 +610,9 @@ class _Builder:
             if kind == "div":
                 self._check_divisor(rebuild(factor), operand)
             if len(factors) == 1 and factors[0].is_Number and factor.is_Number:
-                factors[0] = self._number(factors[0] / factor if kind == "div" else factors[0] * factor, operand)
+                factors[0] = self._number(
+                    factors[0] / factor if kind == "div" else factors[0] * factor, operand
+                )
                 continue
             if kind == "div":
                 factor = sympy.Pow(factor, -1, evaluate=False)
@@ -663,7 +692,9 @@ class _Builder:
             elif index.var in scope.bound:
                 var = scope.bound[index.var][0]
             else:
-                raise self.error(f"unknown index {index.var!r} in {tok}; indices are n or a sum's variable", tok)
+                raise self.error(
+                    f"unknown index {index.var!r} in {tok}; indices are n or a sum's variable", tok
+                )
             if index.var == "n" and scope.kind != "equation":
                 raise self.error(f"{tok} refers to a step; only equations can", tok)
         if base in self.params:
@@ -687,13 +718,17 @@ class _Builder:
         if scope.kind == "value":
             raise self.error(f"a state ({tok}) cannot appear in a constant or parameter value", tok)
         if scope.kind == "initial":
-            output = str(self.output) if self.output is not None else ("x" if "x" in self.state_heads else None)
+            output = (
+                str(self.output) if self.output is not None else ("x" if "x" in self.state_heads else None)
+            )
             if index.var is not None or index.offset != 0 or base != output:
                 raise self.error(f"an initial condition can only read the input {output}_0", tok)
             return state(base, 0)
         if var is None:
             if index.offset != 0:
-                raise self.error(f"an equation reads states relative to n; {tok} is absolute (only _0 is allowed)", tok)
+                raise self.error(
+                    f"an equation reads states relative to n; {tok} is absolute (only _0 is allowed)", tok
+                )
             return state(base, 0)
         if var == n:
             if index.offset >= 2:
@@ -801,7 +836,9 @@ class _Builder:
             if not (limit.is_Integer or (limit - n).is_Integer):
                 raise self.error("a sum's limits are whole numbers or n plus or minus a whole number", where)
         if high.is_Integer:
-            raise self.error("a sum's upper limit is n or n minus a whole number: sum(i=0..n, x_i)", high_node)
+            raise self.error(
+                "a sum's upper limit is n or n minus a whole number: sum(i=0..n, x_i)", high_node
+            )
         if (high - n).is_positive:
             raise self.error("a sum cannot reach beyond step n", high_node)
         if low.is_Integer and low < 0:
@@ -810,9 +847,16 @@ class _Builder:
             if (limit - n).is_Integer and limit - n < -MAX_LAG:
                 raise self.error(f"a sum's limit reaches too far back (the limit is n-{MAX_LAG})", where)
         if (high - low).subs(n, 0) < -1:
-            raise self.error(f"the range {var}={low}..{high} runs backwards at the first step (n = 0)", low_node)
+            raise self.error(
+                f"the range {var}={low}..{high} runs backwards at the first step (n = 0)", low_node
+            )
         symbol = sympy.Symbol(var, integer=True)
-        inner = _Scope(scope.kind, state=scope.state, bound={**scope.bound, var: (symbol, low, high)}, same_step=scope.same_step)
+        inner = _Scope(
+            scope.kind,
+            state=scope.state,
+            bound={**scope.bound, var: (symbol, low, high)},
+            same_step=scope.same_step,
+        )
         return sympy.Sum(self._expr(body, inner), (symbol, low, high))
 
     def _e_range_arguments(self, node, scope):  # only reachable through _call

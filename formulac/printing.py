@@ -42,14 +42,17 @@ class RecPrinter(StrPrinter):
         return "cat(%s)" % ", ".join(self._print(a) for a in expr.args)
 
     def _print_Sum(self, expr):
-        (var, low, high), = expr.limits
+        ((var, low, high),) = expr.limits
         return f"sum({var}={self._print(low)}..{self._print(high)}, {self._print(expr.function)})"
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
         if exp == -1:
             return "1/%s" % self.parenthesize(base, PRECEDENCE["Pow"])
-        return "%s^%s" % (self.parenthesize(base, PRECEDENCE["Pow"]), self.parenthesize(exp, PRECEDENCE["Pow"]))
+        return "%s^%s" % (
+            self.parenthesize(base, PRECEDENCE["Pow"]),
+            self.parenthesize(exp, PRECEDENCE["Pow"]),
+        )
 
     def _print_Abs(self, expr):
         return "abs(%s)" % self._print(expr.args[0])

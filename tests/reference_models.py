@@ -7,6 +7,7 @@ these. Key names follow the ``cifar-resnet`` backbone layout (``conv1``, ``bn1``
 ``downsample`` where a stage changes width or resolution, ``linear``), so a state_dict moves
 between a compiled network and its reference with ``load_state_dict``.
 """
+
 from __future__ import annotations
 
 import math
@@ -197,8 +198,14 @@ class HandLMResNetCifar(_HandCifarBase):
     x_{n+1} = x_n + F(x_n) at initialisation.
     """
 
-    def __init__(self, depth: int = 56, num_classes: int = 10, k_init: float = 1.0,
-                 shortcut: str = "A", post_relu: bool = False):
+    def __init__(
+        self,
+        depth: int = 56,
+        num_classes: int = 10,
+        k_init: float = 1.0,
+        shortcut: str = "A",
+        post_relu: bool = False,
+    ):
         self.k_init = k_init
         self.post_relu = post_relu
         super().__init__(depth, num_classes, shortcut)
@@ -237,8 +244,14 @@ class HandMomentumResNetCifar(_HandCifarBase):
     projected stage input P(x) (option A or B shortcut), while the branch sees the raw input.
     """
 
-    def __init__(self, depth: int = 56, num_classes: int = 10, gamma: float = 0.9,
-                 shortcut: str = "A", post_relu: bool = False):
+    def __init__(
+        self,
+        depth: int = 56,
+        num_classes: int = 10,
+        gamma: float = 0.9,
+        shortcut: str = "A",
+        post_relu: bool = False,
+    ):
         self.gamma = gamma
         self.post_relu = post_relu
         super().__init__(depth, num_classes, shortcut)

@@ -132,7 +132,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
         except TooDeep as exc:
             notes.append(f"block weights not computed: {exc}")
         except TooLarge as exc:
-            per_step = [p for p in rec.params.values()]
+            per_step = list(rec.params.values())
             if params == "symbolic" and per_step:
                 shown = ", ".join(f"{p.name}{'_n' if p.per_step else ''} = {p.init}" for p in per_step)
                 wst = structure(rec, "init")

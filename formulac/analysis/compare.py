@@ -9,7 +9,16 @@ from .result import Analysis, Diff
 
 __all__ = ["diff_analyses"]
 
-_PROPERTIES = ("output", "order", "linear", "characteristic_polynomial", "roots", "stability", "rate", "consistent")
+_PROPERTIES = (
+    "output",
+    "order",
+    "linear",
+    "characteristic_polynomial",
+    "roots",
+    "stability",
+    "rate",
+    "consistent",
+)
 
 
 def _equal(x, y) -> bool:
@@ -31,7 +40,14 @@ def _roots_equal(ra, rb) -> bool:
         return ra is rb
     if len(ra) != len(rb):
         return False
-    key = lambda r: (r.multiplicity, complex(r.value.evalf(15)).real, complex(r.value.evalf(15)).imag) if r.value.is_number else (r.multiplicity, 0, 0)
+
+    def key(r):
+        return (
+            (r.multiplicity, complex(r.value.evalf(15)).real, complex(r.value.evalf(15)).imag)
+            if r.value.is_number
+            else (r.multiplicity, 0, 0)
+        )
+
     try:
         sa, sb = sorted(ra, key=key), sorted(rb, key=key)
     except TypeError:
@@ -71,7 +87,9 @@ def diff_analyses(a: Analysis, b: Analysis) -> Diff:
     else:
         try:
             ea, eb = a.unrolled().expr, b.unrolled().expr
-            same = ea == eb or (sympy.count_ops(ea) + sympy.count_ops(eb) < 5000 and sympy.expand(ea - eb) == 0)
+            same = ea == eb or (
+                sympy.count_ops(ea) + sympy.count_ops(eb) < 5000 and sympy.expand(ea - eb) == 0
+            )
         except UsageError as exc:
             same = None
             notes.append(f"unrolled forms not compared: {exc.message}")

@@ -48,7 +48,9 @@ class Unrolled:
         return f"${latex_expr(self.lhs)} = {self.latex}$"
 
 
-def unroll(rec: Recurrence | Structure, steps: int, state_name: str | None = None, params: str = "symbolic") -> Unrolled:
+def unroll(
+    rec: Recurrence | Structure, steps: int, state_name: str | None = None, params: str = "symbolic"
+) -> Unrolled:
     """Unroll ``rec`` to ``steps`` steps: ``x_steps`` in terms of ``x_0`` and block outputs."""
     st = rec if isinstance(rec, Structure) else structure(rec, params)
     steps = _check_steps(steps)
@@ -147,7 +149,9 @@ def _substituted(st: Structure, name: str, steps: int) -> sympy.Expr:
             return st.initial_value(s, j) if not (s == st.output and j == 0) else state(s, 0)
         if (s, j) not in value:
             e = concrete_rhs(s, j)
-            mapping = {ref: val(ref.base.label.name, int(ref.indices[0])) for ref in set(_outside_refs(e, states))}
+            mapping = {
+                ref: val(ref.base.label.name, int(ref.indices[0])) for ref in set(_outside_refs(e, states))
+            }
             value[(s, j)] = _replace_outside(e, mapping)
         return value[(s, j)]
 

@@ -17,8 +17,8 @@ import sympy
 
 from ..ir import BlockCall, Recurrence, n, state
 from ..printing import rec_expr
-from .linear import Structure, structure, top_level_calls
 from .expand import _check_steps, _outside_refs
+from .linear import Structure, structure, top_level_calls
 
 __all__ = ["Dag", "build_dag", "dependency_graph", "path_length_distribution"]
 
@@ -124,8 +124,12 @@ def _concrete_steps(st: Structure, dag: Dag, depth: int, states, ref_node) -> No
                 e = e.doit()
             calls = list(dict.fromkeys(c for c in sympy.preorder_traversal(e) if isinstance(c, BlockCall)))
             for c in reversed(calls):
-                preds = [ref_node(r.base.label.name, int(r.indices[0])) for r in _outside_refs(c.argument, states)]
-                preds = [p for p in preds if p is not None] + [("c", d, t) for d in top_level_calls(c.argument)]
+                preds = [
+                    ref_node(r.base.label.name, int(r.indices[0])) for r in _outside_refs(c.argument, states)
+                ]
+                preds = [p for p in preds if p is not None] + [
+                    ("c", d, t) for d in top_level_calls(c.argument)
+                ]
                 dag.add(("c", c, t), "block", t, preds, block=c.block)
             if st.forms is not None:
                 cf = st.concrete(s, t)

@@ -35,7 +35,7 @@ class SumTerm:
     var: sympy.Symbol
     low: sympy.Expr
     high: sympy.Expr
-    body: "LinearForm"
+    body: LinearForm
 
 
 @dataclass
@@ -45,9 +45,9 @@ class LinearForm:
     refs: dict = field(default_factory=dict)  # Indexed state reference -> coefficient
     blocks: dict = field(default_factory=dict)  # BlockCall -> coefficient
     sums: list = field(default_factory=list)  # SumTerm
-    const: sympy.Expr = sympy.Integer(0)
+    const: sympy.Expr = sympy.S.Zero
 
-    def scaled(self, c: sympy.Expr) -> "LinearForm":
+    def scaled(self, c: sympy.Expr) -> LinearForm:
         if c == 1:
             return self
         return LinearForm(
@@ -57,7 +57,7 @@ class LinearForm:
             c * self.const,
         )
 
-    def add(self, other: "LinearForm") -> "LinearForm":
+    def add(self, other: LinearForm) -> LinearForm:
         refs = dict(self.refs)
         for k, v in other.refs.items():
             refs[k] = refs.get(k, 0) + v
@@ -71,12 +71,14 @@ class LinearForm:
             self.const + other.const,
         )
 
-    def substitute(self, ref: sympy.Indexed, form: "LinearForm") -> "LinearForm":
+    def substitute(self, ref: sympy.Indexed, form: LinearForm) -> LinearForm:
         """Replace a state reference by a linear form (same-step references)."""
         if ref not in self.refs:
             return self
         c = self.refs[ref]
-        rest = LinearForm({k: v for k, v in self.refs.items() if k != ref}, dict(self.blocks), list(self.sums), self.const)
+        rest = LinearForm(
+            {k: v for k, v in self.refs.items() if k != ref}, dict(self.blocks), list(self.sums), self.const
+        )
         return rest.add(form.scaled(c))
 
     def coefficients(self):
@@ -119,9 +121,7 @@ def _decompose(e: sympy.Expr, states: frozenset[str]) -> LinearForm:
         rest = [a for a in e.args if not _is_coefficient(a, states)]
         if len(rest) == 1:
             return _decompose(rest[0], states).scaled(sympy.Mul(*coefs))
-        if any(isinstance(a, BlockCall) for a in rest) and any(
-            not isinstance(a, BlockCall) for a in rest
-        ):
+        if any(isinstance(a, BlockCall) for a in rest) and any(not isinstance(a, BlockCall) for a in rest):
             raise NonLinear(
                 f"the gate {rec_expr(e)} multiplies states by a block output: not linear in the states"
             )
@@ -132,7 +132,7 @@ def _decompose(e: sympy.Expr, states: frozenset[str]) -> LinearForm:
             raise NonLinear(
                 f"{rec_expr(e)} applies a block inside a history sum, which the linear analysis does not cover"
             )
-        (var, low, high), = e.limits
+        ((var, low, high),) = e.limits
         return LinearForm(sums=[SumTerm(sympy.Integer(1), var, low, high, body)])
     if isinstance(e, Concat):
         raise NonLinear(f"{rec_expr(e)} concatenates channels: not scalar-linear")
@@ -199,7 +199,9 @@ class Structure:
 
     @property
     def has_sums(self) -> bool:
-        return any(f.sums for f in (self.forms or {}).values()) or any(r.has(sympy.Sum) for r in self.rhs.values())
+        return any(f.sums for f in (self.forms or {}).values()) or any(
+            r.has(sympy.Sum) for r in self.rhs.values()
+        )
 
     def time_varying(self) -> bool:
         """Do coefficients depend on the step (``n`` or per-step parameters)?"""
@@ -222,7 +224,10 @@ class Structure:
         for s in form.sums:
             outer = _at(s.coef, sub)
             low, high = int(s.low.xreplace(sub)), int(s.high.xreplace(sub))
-            body = [(r.base.label.name, int((r.indices[0] - s.var).xreplace(sub)), c) for r, c in s.body.refs.items()]
+            body = [
+                (r.base.label.name, int((r.indices[0] - s.var).xreplace(sub)), c)
+                for r, c in s.body.refs.items()
+            ]
             for name, off, c in body:
                 varying = isinstance(c, sympy.Basic) and (c.has(s.var) or c.has(n))
                 cc = outer * c
@@ -322,7 +327,9 @@ def structure(rec: Recurrence, params: str = "symbolic") -> Structure:
                 key = rec_expr(display_calls.get(call, call))
                 block_keys[call] = key
                 key_order.append(key)
-    return Structure(rec, params, states, rec.output, rhs, forms, reason, block_keys, key_order, display_calls)
+    return Structure(
+        rec, params, states, rec.output, rhs, forms, reason, block_keys, key_order, display_calls
+    )
 
 
 def same_step_substituted(st: Structure) -> dict:

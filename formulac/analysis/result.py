@@ -141,9 +141,13 @@ def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> lis
     numeric = [all(r[i].lstrip("-").isdigit() for r in rows) for i in range(len(headers))]
 
     def fmt(cells):
-        return indent + "  ".join(
-            c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
+        return (
+            indent
+            + "  ".join(
+                c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            ).rstrip()
+        )
+
     return [fmt(headers)] + [fmt(r) for r in rows]
 
 
@@ -202,11 +206,15 @@ class Analysis:
 
     def unrolled(self):
         """The expansion of the output state at this depth (:class:`Unrolled`)."""
-        from .expand import Unrolled, linear_expansion, unroll
         from ..ir import state
+        from .expand import Unrolled, linear_expansion, unroll
 
         if self.weights is not None:
-            return Unrolled(state(self.output, self.depth), linear_expansion(self.structure, self.weights, self.depth), self.depth)
+            return Unrolled(
+                state(self.output, self.depth),
+                linear_expansion(self.structure, self.weights, self.depth),
+                self.depth,
+            )
         return unroll(self.structure, self.depth)
 
     def graph(self):
@@ -254,13 +262,21 @@ class Analysis:
         }
         if exact:
             data["exact"] = {
-                "block_weights": None if W is None else {k: [W.text(w) for w in ws] for k, ws in W.block_elems.items()},
+                "block_weights": None
+                if W is None
+                else {k: [W.text(w) for w in ws] for k, ws in W.block_elems.items()},
                 "initial_weights": None if W is None else {k: W.text(w) for k, w in W.initial_elems.items()},
                 "offset": None if W is None else W.text(W.offset_elem),
                 "rate": None if self.rate is None else sympy_text(self.rate),
                 "roots": None
                 if self.roots is None
-                else [{"value": sympy_text(r.value), "modulus": None if r.modulus is None else sympy_text(r.modulus)} for r in self.roots],
+                else [
+                    {
+                        "value": sympy_text(r.value),
+                        "modulus": None if r.modulus is None else sympy_text(r.modulus),
+                    }
+                    for r in self.roots
+                ],
             }
         return data
 
@@ -269,8 +285,10 @@ class Analysis:
         lines: list[str] = []
         formula_lines = self.formula.rstrip("\n").splitlines()
         lines.append(f"formula      {self.name}")
-        lines.extend(f"               {l}" for l in formula_lines)
-        lines.append(f"order        {'history (reads every past state)' if self.order is None else self.order}")
+        lines.extend(f"               {line}" for line in formula_lines)
+        lines.append(
+            f"order        {'history (reads every past state)' if self.order is None else self.order}"
+        )
         lines.append(f"linear       {'yes' if self.linear else 'no'}")
         out_n = f"{self.output}_{self.depth}"
         blocks = f"blocks at steps 0..{self.depth - 1}" if self.depth else "no blocks"
@@ -278,26 +296,39 @@ class Analysis:
         if self.free_symbols:
             lines.append(f"free symbols {', '.join(self.free_symbols)}")
         if self.params:
-            shown = ", ".join(f"{p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}" for p in self.params.values())
-            lines.append(f"parameters   {shown} ({'symbolic' if self.params_mode == 'symbolic' else 'at initial values'})")
+            shown = ", ".join(
+                f"{p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}" for p in self.params.values()
+            )
+            lines.append(
+                f"parameters   {shown} ({'symbolic' if self.params_mode == 'symbolic' else 'at initial values'})"
+            )
         lines.append("")
         W = self.weights
         if W is not None:
             keys = list(W.block_elems)
             lines.append(f"block weights in {out_n} (coefficient of each block output, by step)")
-            rows = [[str(t)] + [self._show_weight(W.block_elems[k][t]) for k in keys] for t in range(self.depth)]
+            rows = [
+                [str(t)] + [self._show_weight(W.block_elems[k][t]) for k in keys] for t in range(self.depth)
+            ]
             lines.extend(_table(["step"] + keys, rows))
             lines.append("")
         if W is not None:
             lines.append(f"initial weights in {out_n}")
-            lines.extend(_table(["input", "weight"], [[k, self._show_weight(v)] for k, v in W.initial_elems.items()]))
+            lines.extend(
+                _table(["input", "weight"], [[k, self._show_weight(v)] for k, v in W.initial_elems.items()])
+            )
             if W.offset_elem != W.K.zero:
                 lines.append(f"  constant offset: {self._show_weight(W.offset_elem)}")
             lines.append("")
-        lines.append(f"characteristic polynomial  {polynomial_show(self.characteristic_polynomial) if self.characteristic_polynomial is not None else '-'}")
+        lines.append(
+            f"characteristic polynomial  {polynomial_show(self.characteristic_polynomial) if self.characteristic_polynomial is not None else '-'}"
+        )
         if self.roots is not None:
             lines.append("roots")
-            rows = [[show(r.value), str(r.multiplicity), show(r.modulus), "exact" if r.exact else "numeric"] for r in self.roots]
+            rows = [
+                [show(r.value), str(r.multiplicity), show(r.modulus), "exact" if r.exact else "numeric"]
+                for r in self.roots
+            ]
             lines.extend(_table(["value", "multiplicity", "modulus", ""], rows))
         lines.append(f"stability    {self.stability or '-'}")
         if self.rate is not None:
@@ -313,13 +344,17 @@ class Analysis:
             lines.append(f"rate         {show(self.rate)} (spectral radius: {how})")
         lines.append(f"consistent   {show(self.consistent)}")
         if self.path_lengths is not None:
-            lines.append(f"paths        {self.paths} from {self.output}_0 to {out_n}; by number of blocks on the path:")
-            lines.extend(_table(["blocks", "paths"], [[str(k), str(c)] for k, c in enumerate(self.path_lengths) if c]))
+            lines.append(
+                f"paths        {self.paths} from {self.output}_0 to {out_n}; by number of blocks on the path:"
+            )
+            lines.extend(
+                _table(["blocks", "paths"], [[str(k), str(c)] for k, c in enumerate(self.path_lengths) if c])
+            )
         if self.notes:
             lines.append("")
             lines.append("notes")
             lines.extend(f"  - {note}" for note in self.notes)
-        if any("≈" in l for l in lines):
+        if any("≈" in line for line in lines):
             lines.append("  (≈: rounded for display; --json --exact gives exact values)")
         return "\n".join(lines) + "\n"
 
@@ -337,26 +372,38 @@ class Analysis:
     # -- Jupyter ----------------------------------------------------------------------------
     def _repr_html_(self) -> str:
         e = html.escape
-        parts = [f"<div><p><b>{e(self.name)}</b> &mdash; order {e(str(self.order))}, "
-                 f"{'linear' if self.linear else 'non-linear'}, depth {self.depth}</p>"]
+        parts = [
+            f"<div><p><b>{e(self.name)}</b> &mdash; order {e(str(self.order))}, "
+            f"{'linear' if self.linear else 'non-linear'}, depth {self.depth}</p>"
+        ]
         parts.append("<pre>" + e(self.formula) + "</pre>")
         W = self.weights
         if W is not None:
             keys = list(W.block_elems)
-            parts.append("<table><caption>block weights in " + e(f"{self.output}_{self.depth}") + "</caption>")
+            parts.append(
+                "<table><caption>block weights in " + e(f"{self.output}_{self.depth}") + "</caption>"
+            )
             parts.append("<tr><th>step</th>" + "".join(f"<th>{e(k)}</th>" for k in keys) + "</tr>")
             for t in range(self.depth):
                 cells = "".join(f"<td>{e(self._show_weight(W.block_elems[k][t]))}</td>" for k in keys)
                 parts.append(f"<tr><td>{t}</td>{cells}</tr>")
             parts.append("</table>")
             parts.append("<table><caption>initial weights</caption><tr><th>input</th><th>weight</th></tr>")
-            parts.extend(f"<tr><td>{e(k)}</td><td>{e(self._show_weight(v))}</td></tr>" for k, v in W.initial_elems.items())
+            parts.extend(
+                f"<tr><td>{e(k)}</td><td>{e(self._show_weight(v))}</td></tr>"
+                for k, v in W.initial_elems.items()
+            )
             parts.append("</table>")
         if self.roots is not None:
-            parts.append("<table><caption>roots of " + e(polynomial_show(self.characteristic_polynomial)) + "</caption>")
+            parts.append(
+                "<table><caption>roots of "
+                + e(polynomial_show(self.characteristic_polynomial))
+                + "</caption>"
+            )
             parts.append("<tr><th>value</th><th>multiplicity</th><th>modulus</th></tr>")
             parts.extend(
-                f"<tr><td>{e(show(r.value))}</td><td>{r.multiplicity}</td><td>{e(show(r.modulus))}</td></tr>" for r in self.roots
+                f"<tr><td>{e(show(r.value))}</td><td>{r.multiplicity}</td><td>{e(show(r.modulus))}</td></tr>"
+                for r in self.roots
             )
             parts.append("</table>")
         parts.append(
@@ -384,7 +431,9 @@ class Analysis:
         if self.characteristic_polynomial is not None:
             from .roots import descending
 
-            rows.append(f"p({latex_expr(LAMBDA)}) &= {latex_expr(descending(self.characteristic_polynomial))}")
+            rows.append(
+                f"p({latex_expr(LAMBDA)}) &= {latex_expr(descending(self.characteristic_polynomial))}"
+            )
         return "$$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$$"
 
 
@@ -426,8 +475,12 @@ class Diff:
             },
             "initial_weights": None
             if self.initial_weights is None
-            else {k: {"a": json_value(wa), "b": json_value(wb)} for k, (wa, wb) in self.initial_weights.items()},
-            "properties": {k: {"a": prop(k, va), "b": prop(k, vb)} for k, (va, vb) in self.properties.items()},
+            else {
+                k: {"a": json_value(wa), "b": json_value(wb)} for k, (wa, wb) in self.initial_weights.items()
+            },
+            "properties": {
+                k: {"a": prop(k, va), "b": prop(k, vb)} for k, (va, vb) in self.properties.items()
+            },
             "notes": list(self.notes),
         }
 
@@ -436,9 +489,9 @@ class Diff:
 
     def to_text(self) -> str:
         lines = [f"A  {self.a.name}"]
-        lines.extend(f"     {l}" for l in self.a.formula.rstrip().splitlines())
+        lines.extend(f"     {line}" for line in self.a.formula.rstrip().splitlines())
         lines.append(f"B  {self.b.name}")
-        lines.extend(f"     {l}" for l in self.b.formula.rstrip().splitlines())
+        lines.extend(f"     {line}" for line in self.b.formula.rstrip().splitlines())
         out = f"{self.a.output}_{self.depth}"
         verdict = {True: "the same", False: "different", None: "not compared"}[self.same]
         lines.append("")
@@ -446,12 +499,18 @@ class Diff:
         if self.block_weights:
             lines.append("")
             lines.append("block weights that differ")
-            rows = [[k, str(t), show(wa), show(wb)] for k, rs in self.block_weights.items() for t, wa, wb in rs]
+            rows = [
+                [k, str(t), show(wa), show(wb)] for k, rs in self.block_weights.items() for t, wa, wb in rs
+            ]
             lines.extend(_table(["block", "step", "A", "B"], rows))
         if self.initial_weights:
             lines.append("")
             lines.append("initial weights that differ")
-            lines.extend(_table(["input", "A", "B"], [[k, show(a), show(b)] for k, (a, b) in self.initial_weights.items()]))
+            lines.extend(
+                _table(
+                    ["input", "A", "B"], [[k, show(a), show(b)] for k, (a, b) in self.initial_weights.items()]
+                )
+            )
         if self.properties:
             lines.append("")
             lines.append("properties that differ")
@@ -473,7 +532,9 @@ def _show_prop(v, name: str = "") -> str:
     if name == "characteristic_polynomial" and v is not None:
         return polynomial_show(v)
     if isinstance(v, list):
-        return ", ".join(f"{show(r.value)}" + (f" (x{r.multiplicity})" if r.multiplicity > 1 else "") for r in v)
+        return ", ".join(
+            f"{show(r.value)}" + (f" (x{r.multiplicity})" if r.multiplicity > 1 else "") for r in v
+        )
     if isinstance(v, str):
         return v
     if v is None:

@@ -101,8 +101,8 @@ def spectrum(st: Structure) -> Spectrum:
         return out
 
     # state vector
-    lags = {s: 0 for s in st.states}
-    for (s, ref), c in coefs.items():
+    lags = dict.fromkeys(st.states, 0)
+    for s, ref in coefs:
         off = int(ref.indices[0] - n)
         if off > 0:  # a same-step reference left over: cannot happen after substitution
             raise AssertionError(f"same-step reference {ref} left in {s}")
@@ -112,7 +112,9 @@ def spectrum(st: Structure) -> Spectrum:
     vector = [(s, j) for s in st.states for j in range(lags[s])]
     d = len(vector)
     if d > MAX_DIMENSION:
-        out.notes.append(f"the state vector has {d} entries (more than {MAX_DIMENSION}): characteristic polynomial not computed")
+        out.notes.append(
+            f"the state vector has {d} entries (more than {MAX_DIMENSION}): characteristic polynomial not computed"
+        )
         return out
     col = {v: i for i, v in enumerate(vector)}
     rows = [[sympy.Integer(0)] * d for _ in range(d)]
@@ -161,12 +163,13 @@ def spectrum(st: Structure) -> Spectrum:
     unbound = free - param_syms
     if not unbound:
         p_init = poly.xreplace(inits)
-        roots, stability, rate, mult, notes = _numeric(sympy.expand(p_init), A.xreplace(inits), scalar_companion)
+        roots, stability, rate, mult, notes = _numeric(
+            sympy.expand(p_init), A.xreplace(inits), scalar_companion
+        )
         shown = ", ".join(f"{k} = {_txt(v)}" for k, v in inits.items() if k in free)
         out.stability, out.rate, out.rate_multiplicity = stability, rate, mult
         out.notes.append(
-            f"stability and rate evaluated at the parameters' initial values ({shown}); "
-            "training changes them"
+            f"stability and rate evaluated at the parameters' initial values ({shown}); training changes them"
         )
         if out.roots is None:
             out.roots = roots
@@ -322,7 +325,9 @@ def _numeric(poly: sympy.Expr, A: sympy.Matrix, companion: bool):
     elif P.domain.is_ZZ or P.domain.is_QQ:
         # factoring can be slow in the worst case: square-free parts only, roots numerically
         _, pieces = P.sqf_list()
-        notes.append(f"degree {P.degree()} > {_MAX_FACTOR_DEGREE}: the polynomial was not factored; roots are numeric")
+        notes.append(
+            f"degree {P.degree()} > {_MAX_FACTOR_DEGREE}: the polynomial was not factored; roots are numeric"
+        )
         return _numeric_sqf(pieces, A, companion, notes)
     else:
         pieces = [(P, 1)] if P.degree() <= 2 else None
@@ -340,7 +345,7 @@ def _numeric(poly: sympy.Expr, A: sympy.Matrix, companion: bool):
         else:
             try:
                 values = f.nroots(n=_DIGITS, maxsteps=200)
-            except Exception:  # noqa: BLE001 - mpmath.NoConvergence and friends
+            except Exception:
                 notes.append(f"the roots of {_txt(f.as_expr())} did not converge numerically")
                 return None, None, None, None, notes
             recip = _self_reciprocal(f)
@@ -363,7 +368,7 @@ def _numeric_sqf(pieces, A, companion, notes):
     for f, e in pieces:
         try:
             values = f.nroots(n=_DIGITS, maxsteps=200)
-        except Exception:  # noqa: BLE001
+        except Exception:
             notes.append("the roots did not converge numerically")
             return None, None, None, None, notes
         for r in values:
@@ -379,7 +384,7 @@ def _numeric_only(P: sympy.Poly, notes: list):
     """Non-rational numeric coefficients of degree > 2: numeric roots, clustered."""
     try:
         values = P.nroots(n=_DIGITS, maxsteps=200)
-    except Exception:  # noqa: BLE001
+    except Exception:
         notes.append("the roots did not converge numerically")
         return None, None, None, None, notes
     clusters: list = []
@@ -477,7 +482,7 @@ def _jordan_size(root: Root, flag, A, companion, notes) -> int:
                 return k
             prev_rank = rank
         return e
-    except Exception:  # noqa: BLE001 - non-rational matrix: assume the worst case
+    except Exception:
         notes.append("Jordan block sizes assumed equal to root multiplicities")
         return root.multiplicity
 
@@ -508,10 +513,12 @@ def _jury(poly: sympy.Expr, symbols) -> str | None:
             real = sympy.Symbol(s.name, real=True)
             region = sympy.S.Reals
             for cd in conds:
-                region = region.intersect(solve_univariate_inequality(cd.xreplace({s: real}), real, relational=False))
+                region = region.intersect(
+                    solve_univariate_inequality(cd.xreplace({s: real}), real, relational=False)
+                )
             if region is sympy.S.EmptySet:
                 return "never"
             return _txt(region.as_relational(real)).replace("&", "and")
         return " and ".join(_txt(cd) for cd in conds)
-    except Exception:  # noqa: BLE001 - conditions are a courtesy; never fail the analysis
+    except Exception:
         return None

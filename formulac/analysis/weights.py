@@ -44,8 +44,11 @@ def history_terms(st: Structure, depth: int) -> int:
     for f in st.forms.values():
         for s in f.sums:
             refs = max(1, len(s.body.refs))
+
             # limits are n plus or minus a whole number, or whole numbers: the length is linear in t
-            length = lambda t: max(0, int(s.high.xreplace({n: t})) - int(s.low.xreplace({n: t})) + 1)
+            def length(t, s=s):
+                return max(0, int(s.high.xreplace({n: t})) - int(s.low.xreplace({n: t})) + 1)
+
             total += refs * (length(0) + length(max(depth - 1, 0))) * depth // 2
     return total
 
@@ -104,9 +107,7 @@ class Weights:
         K = self.K
         if K.is_ZZ or K.is_QQ:
             return True
-        if (K.is_PolynomialRing or K.is_FractionField) and (K.domain.is_ZZ or K.domain.is_QQ):
-            return True
-        return False
+        return bool((K.is_PolynomialRing or K.is_FractionField) and (K.domain.is_ZZ or K.domain.is_QQ))
 
     def json(self, x):
         """A JSON value: a number when numeric, else a string in SymPy syntax."""
@@ -160,7 +161,9 @@ class Weights:
         if not hasattr(self, "_names"):
             from .result import sympy_text
 
-            self._names = [sympy_text(g.xreplace(self._back)) if self._back else sympy_text(g) for g in self.K.symbols]
+            self._names = [
+                sympy_text(g.xreplace(self._back)) if self._back else sympy_text(g) for g in self.K.symbols
+            ]
         return self._names
 
     def terms(self, x) -> int:
@@ -213,6 +216,7 @@ def _per_step_only(st: Structure) -> bool:
     if st.has_sums:
         return False
     coefs = [c for f in st.forms.values() for c in f.coefficients() if isinstance(c, sympy.Basic)]
+
     def step_dependent(c):
         refs = c.atoms(sympy.Indexed)
         return (c.xreplace({r: sympy.Dummy() for r in refs}) if refs else c).has(n)
@@ -240,7 +244,7 @@ def _compute(st: Structure, depth: int) -> Weights:
         coef_exprs |= {const for refs, blocks, const in template.values()}
         initial_refs = set()
         lowest = min((off for refs, _, _ in template.values() for _, off, _ in refs), default=0)
-        for t in range(0, min(depth, 1 - lowest)):
+        for t in range(min(depth, 1 - lowest)):
             for refs, _, _ in template.values():
                 for name, off, _ in refs:
                     if t + off <= 0:
@@ -300,8 +304,10 @@ def _compute(st: Structure, depth: int) -> Weights:
     wblock = {key: [zero] * depth for key in st.key_order}
     offset = zero
     if templated:
-        tmpl = {s: ([(nm, off, el(c)) for nm, off, c in refs], [(k, el(c)) for k, c in blocks], el(const))
-                for s, (refs, blocks, const) in template.items()}
+        tmpl = {
+            s: ([(nm, off, el(c)) for nm, off, c in refs], [(k, el(c)) for k, c in blocks], el(const))
+            for s, (refs, blocks, const) in template.items()
+        }
     terms_done = 0
     for t in range(depth - 1, -1, -1):
         for si in range(len(states) - 1, -1, -1):
@@ -405,7 +411,7 @@ def _domain(exprs):
             K2, elems2 = construct_domain(exprs, extension=True)
             if not K2.is_EX:
                 return K2, elems2
-        except Exception:  # noqa: BLE001 - any failure: keep the generic domain
+        except Exception:
             pass
     return K, elems
 

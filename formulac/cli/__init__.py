@@ -33,7 +33,7 @@ _COMMANDS = {
 class _Parser(argparse.ArgumentParser):
     """argparse that reports mistakes as ``formulac: error: ...`` with exit status 2."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):
         self.print_usage(sys.stderr)
         raise UsageError(message)
 

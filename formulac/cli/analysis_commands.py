@@ -43,9 +43,13 @@ def register(subparsers) -> None:
         "class, the rate, consistency and the path-length distribution of the unrolled network.",
     )
     p.add_argument("file", metavar="FILE", help=".rec formula file")
-    p.add_argument("--depth", type=nonnegative_int, default=None, metavar="N", help="analyse x_N (default: 10)")
+    p.add_argument(
+        "--depth", type=nonnegative_int, default=None, metavar="N", help="analyse x_N (default: 10)"
+    )
     p.add_argument("--json", action="store_true", help="print the JSON contract (docs/cli.md)")
-    p.add_argument("--exact", action="store_true", help="with --json: add exact values as strings under \"exact\"")
+    p.add_argument(
+        "--exact", action="store_true", help="with --json: add exact values as strings under \"exact\""
+    )
     _add_params(p)
     add_set_argument(p)
     p.set_defaults(handler=_analyze)
@@ -59,7 +63,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("a", metavar="A", help="first .rec formula file")
     p.add_argument("b", metavar="B", help="second .rec formula file")
-    p.add_argument("--depth", type=nonnegative_int, default=None, metavar="N", help="compare x_N (default: 10)")
+    p.add_argument(
+        "--depth", type=nonnegative_int, default=None, metavar="N", help="compare x_N (default: 10)"
+    )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     _add_params(p)
     add_set_argument(p)

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         "compile",
         help="write a standalone PyTorch module for a formula on a backbone",
         description="Write the network of FILE on a backbone as a standalone Python file that "
-                    "imports torch only; its FormulaNet() builds with the chosen options as defaults.",
+        "imports torch only; its FormulaNet() builds with the chosen options as defaults.",
     )
     c.add_argument("file", metavar="FILE", help=".rec formula file")
     c.add_argument("-o", "--output", metavar="MODEL.py", help="file to write (default: standard output)")
@@ -28,7 +28,9 @@ def register(subparsers) -> None:
         help="parameters, multiply-adds, states kept and stage layout of a compiled network",
     )
     i.add_argument("file", metavar="FILE", help=".rec formula file")
-    i.add_argument("--input-size", type=int, default=None, help="image side for multiply-adds (default: the backbone's)")
+    i.add_argument(
+        "--input-size", type=int, default=None, help="image side for multiply-adds (default: the backbone's)"
+    )
     i.add_argument("--json", action="store_true", help="print JSON")
     add_set_argument(i)
     add_backbone_arguments(i)

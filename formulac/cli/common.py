@@ -47,8 +47,14 @@ def nonnegative_int(text: str) -> int:
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", dest="bindings", action="append", default=[], metavar="NAME=VALUE",
-                        help="give a free symbol or constant a value (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="bindings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="give a free symbol or constant a value (repeatable)",
+    )
 
 
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?$")
@@ -115,16 +121,32 @@ def load_bound(path: str, bindings: list[str]) -> Recurrence:
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("backbone")
-    group.add_argument("--backbone", default="cifar-resnet",
-                       help="cifar-resnet, imagenet-resnet, preact-cifar, wrn, resnext or mlp (default: cifar-resnet)")
-    group.add_argument("--depth", type=positive_int, default=None, help="network depth (backbone's rule, e.g. 6n+2)")
+    group.add_argument(
+        "--backbone",
+        default="cifar-resnet",
+        help="cifar-resnet, imagenet-resnet, preact-cifar, wrn, resnext or mlp (default: cifar-resnet)",
+    )
+    group.add_argument(
+        "--depth", type=positive_int, default=None, help="network depth (backbone's rule, e.g. 6n+2)"
+    )
     group.add_argument("--num-classes", type=positive_int, default=None)
     group.add_argument("--in-channels", type=positive_int, default=None)
     group.add_argument("--shortcut", choices=("A", "B"), default=None, help="CIFAR shortcut option")
-    group.add_argument("--transition", choices=("reset", "project"), default="reset",
-                       help="how history states cross stage boundaries (default: reset)")
-    group.add_argument("-O", "--backbone-option", dest="backbone_options", action="append", default=[],
-                       metavar="KEY=VALUE", help="another backbone option, e.g. -O widen_factor=4 (repeatable)")
+    group.add_argument(
+        "--transition",
+        choices=("reset", "project"),
+        default="reset",
+        help="how history states cross stage boundaries (default: reset)",
+    )
+    group.add_argument(
+        "-O",
+        "--backbone-option",
+        dest="backbone_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another backbone option, e.g. -O widen_factor=4 (repeatable)",
+    )
 
 
 def _option_value(text: str):
@@ -143,8 +165,13 @@ def _option_value(text: str):
 
 def backbone_kwargs(args: argparse.Namespace) -> dict:
     """The keyword arguments of ``formulac.compile`` from the backbone arguments."""
-    kwargs = {"backbone": args.backbone, "depth": args.depth, "transition": args.transition,
-              "num_classes": args.num_classes, "in_channels": args.in_channels}
+    kwargs = {
+        "backbone": args.backbone,
+        "depth": args.depth,
+        "transition": args.transition,
+        "num_classes": args.num_classes,
+        "in_channels": args.in_channels,
+    }
     if args.shortcut is not None:
         kwargs["shortcut"] = args.shortcut
     for item in args.backbone_options:

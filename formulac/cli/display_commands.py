@@ -26,17 +26,32 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files")
-    p.add_argument("-o", "--output", required=True, metavar="FIG",
-                   help="figure file to write (.png, .pdf, .svg)")
-    p.add_argument("--kind", choices=("weights", "roots", "graph"), default="weights",
-                   help="what to draw (default: weights)")
-    p.add_argument("--depth", type=positive_int, default=None, metavar="N",
-                   help="unroll to x_N (default: 20 for weights, 4 for graph)")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FIG", help="figure file to write (.png, .pdf, .svg)"
+    )
+    p.add_argument(
+        "--kind",
+        choices=("weights", "roots", "graph"),
+        default="weights",
+        help="what to draw (default: weights)",
+    )
+    p.add_argument(
+        "--depth",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="unroll to x_N (default: 20 for weights, 4 for graph)",
+    )
     add_set_argument(p)
     p.add_argument("--block", metavar="NAME", help="plot only this block's weights (weights)")
     p.add_argument("--log", action="store_true", help="absolute weights on a log scale (weights)")
-    p.add_argument("--label", dest="labels", action="append", metavar="TEXT",
-                   help="legend label, once per FILE in order (default: the file names)")
+    p.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        metavar="TEXT",
+        help="legend label, once per FILE in order (default: the file names)",
+    )
     p.set_defaults(handler=_plot)
 
     r = subparsers.add_parser(
@@ -51,8 +66,13 @@ def register(subparsers) -> None:
     r.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files")
     r.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for report.md and figures")
     r.add_argument("--depth", type=positive_int, default=None, metavar="N", help="analyse x_N (default: 10)")
-    r.add_argument("--steps", type=positive_int, default=None, metavar="K",
-                   help="depth of the unrolled expansion shown (default: 3)")
+    r.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="depth of the unrolled expansion shown (default: 3)",
+    )
     add_set_argument(r)
     r.set_defaults(handler=_report)
 
@@ -66,8 +86,7 @@ def _check_figure_path(path: str) -> Path:
         raise UsageError(f"cannot write {path}: it is a directory")
     if out.suffix.lower() not in _FIGURE_SUFFIXES:
         raise UsageError(
-            f"cannot write {path}: the figure format comes from the extension "
-            f"({', '.join(_FIGURE_SUFFIXES)})"
+            f"cannot write {path}: the figure format comes from the extension ({', '.join(_FIGURE_SUFFIXES)})"
         )
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
@@ -97,7 +116,9 @@ def _plot(args) -> int:
     labels = _labels(args, args.files) or [Path(f).stem for f in args.files]
     skipped: list = []
     if args.kind == "weights":
-        fig, skipped = plot._draw_block_weights(recs, args.depth, labels=labels, block=args.block, log=args.log)
+        fig, skipped = plot._draw_block_weights(
+            recs, args.depth, labels=labels, block=args.block, log=args.log
+        )
     elif args.kind == "roots":
         fig, skipped = plot._draw_roots(recs, labels=labels)
     else:

@@ -17,8 +17,8 @@ def register(subparsers) -> None:
         "train",
         help="train the network of a formula (checkpoints, metrics, resumable)",
         description="Train FILE's network on a data set under a recipe. Writes config.json, "
-                    "metrics.jsonl, checkpoint.pt (every epoch, atomically), summary.json and "
-                    "curves.png into --out. Under torchrun the run is data-parallel.",
+        "metrics.jsonl, checkpoint.pt (every epoch, atomically), summary.json and "
+        "curves.png into --out. Under torchrun the run is data-parallel.",
     )
     t.add_argument("file", metavar="FILE", help=".rec formula file")
     add_set_argument(t)
@@ -31,8 +31,8 @@ def register(subparsers) -> None:
         "compare",
         help="train several formulas under one recipe and seeds; table with significance tests",
         description="Train every FILE with every seed under the same recipe (each run a train "
-                    "run under --out/<name>/seed<k>/) and print mean ± std test error, parameters "
-                    "and time, with a paired t-test for two formulas or a Friedman test for more.",
+        "run under --out/<name>/seed<k>/) and print mean ± std test error, parameters "
+        "and time, with a paired t-test for two formulas or a Friedman test for more.",
     )
     c.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files (the first is the baseline)")
     add_set_argument(c)
@@ -58,7 +58,11 @@ def _model_factory(rec, args):
         return compile_network(rec, **options)
 
     compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
-    describe = {"formula": _formula_text(rec), "file": Path(rec.name).name, **{k: v for k, v in kwargs.items() if v is not None}}
+    describe = {
+        "formula": _formula_text(rec),
+        "file": Path(rec.name).name,
+        **{k: v for k, v in kwargs.items() if v is not None},
+    }
     return build_model, describe
 
 
@@ -86,8 +90,16 @@ def _train(args) -> int:
     config = _config(args)
     out = args.out or str(Path("runs") / Path(args.file).stem)
     try:
-        train(build_model, config, out, resume=args.resume, overwrite=args.overwrite,
-              progress=args.progress, describe=describe, quiet=args.quiet)
+        train(
+            build_model,
+            config,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=args.progress,
+            describe=describe,
+            quiet=args.quiet,
+        )
     except (TrainError, DatasetNotFound) as exc:
         raise UsageError(str(exc)) from None
     return 0
@@ -107,8 +119,15 @@ def _compare(args) -> int:
     config = _config(args)
     out = args.out or "runs/compare"
     try:
-        compare(models, config, args.seeds, out, progress=args.progress, quiet=args.quiet,
-                overwrite=args.overwrite)
+        compare(
+            models,
+            config,
+            args.seeds,
+            out,
+            progress=args.progress,
+            quiet=args.quiet,
+            overwrite=args.overwrite,
+        )
     except (TrainError, DatasetNotFound) as exc:
         raise UsageError(str(exc)) from None
     return 0

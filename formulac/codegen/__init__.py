@@ -38,9 +38,15 @@ def get_backbone_info(name: str):
         raise UsageError(str(exc.args[0]) if exc.args else f"unknown backbone {name!r}") from None
 
 
-def compile_source(rec: Recurrence, backbone: str = "cifar-resnet", depth: int | None = None,
-                   num_classes: int | None = None, in_channels: int | None = None,
-                   transition: str = "reset", **options) -> str:
+def compile_source(
+    rec: Recurrence,
+    backbone: str = "cifar-resnet",
+    depth: int | None = None,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    transition: str = "reset",
+    **options,
+) -> str:
     """The standalone source of the network (``FormulaNet``) for a formula on a backbone."""
     info = get_backbone_info(backbone)
     try:
@@ -48,7 +54,10 @@ def compile_source(rec: Recurrence, backbone: str = "cifar-resnet", depth: int |
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return network_source(
-        rec, info, resolved, transition=transition,
+        rec,
+        info,
+        resolved,
+        transition=transition,
         num_classes=info.default_num_classes if num_classes is None else num_classes,
         in_channels=info.default_in_channels if in_channels is None else in_channels,
     )
@@ -68,7 +77,9 @@ def wire(rec: Recurrence, blocks: dict):
         raise UsageError(f"wire: no modules for block{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     extra = [b for b in blocks if b not in names]
     if extra:
-        raise UsageError(f"wire: the formula has no block {', '.join(map(str, extra))} (its blocks: {', '.join(names)})")
+        raise UsageError(
+            f"wire: the formula has no block {', '.join(map(str, extra))} (its blocks: {', '.join(names)})"
+        )
     lengths = {b: len(blocks[b]) for b in names}
     if len(set(lengths.values())) > 1:
         raise UsageError(f"wire: every block needs one module per step; got {lengths}")

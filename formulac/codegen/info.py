@@ -83,13 +83,15 @@ def network_info(rec: Recurrence, model: nn.Module, input_size: int, in_channels
     for name, child in model.named_children():
         if isinstance(child, nn.ModuleList) and len(child) and type(child[0]).__name__ == "FormulaStep":
             first = child[0]
-            stages.append({
-                "name": name,
-                "steps": len(child),
-                "width": _out_width(first),
-                "stride": _stride(first),
-                "parameters": sum(p.numel() for p in child.parameters()),
-            })
+            stages.append(
+                {
+                    "name": name,
+                    "steps": len(child),
+                    "width": _out_width(first),
+                    "stride": _stride(first),
+                    "parameters": sum(p.numel() for p in child.parameters()),
+                }
+            )
     kept = _carry(plan_step(rec)).names()
     return NetworkInfo(
         parameters=sum(p.numel() for p in model.parameters()),

@@ -24,23 +24,88 @@ __all__ = ["StepPlan", "plan_step", "var_name", "number_literal"]
 # names the generator itself uses); a clashing parameter is renamed with a suffix.
 _TAKEN_ATTRIBUTES = frozenset(
     {
-        "training", "forward", "train", "eval", "to", "cuda", "cpu", "half", "float", "double",
-        "type", "apply", "parameters", "buffers", "children", "modules", "state_dict",
-        "load_state_dict", "zero_grad", "register_buffer", "register_parameter", "add_module",
-        "named_parameters", "named_modules", "named_children", "named_buffers", "requires_grad_",
-        "extra_repr", "share_memory", "dump_patches", "call_super_init", "compile", "get_submodule",
-        "get_parameter", "get_buffer", "set_extra_state", "get_extra_state", "bfloat16", "ipu",
-        "xpu", "mtia", "bias", "weight", "downsample", "stem", "head", "build_head", "init_weights",
-        "run_stage", "n", "num_classes", "stem_width", "relu", "linear", "fc", "bn", "conv",
-        "avgpool", "maxpool", "blocks", "steps",
+        "training",
+        "forward",
+        "train",
+        "eval",
+        "to",
+        "cuda",
+        "cpu",
+        "half",
+        "float",
+        "double",
+        "type",
+        "apply",
+        "parameters",
+        "buffers",
+        "children",
+        "modules",
+        "state_dict",
+        "load_state_dict",
+        "zero_grad",
+        "register_buffer",
+        "register_parameter",
+        "add_module",
+        "named_parameters",
+        "named_modules",
+        "named_children",
+        "named_buffers",
+        "requires_grad_",
+        "extra_repr",
+        "share_memory",
+        "dump_patches",
+        "call_super_init",
+        "compile",
+        "get_submodule",
+        "get_parameter",
+        "get_buffer",
+        "set_extra_state",
+        "get_extra_state",
+        "bfloat16",
+        "ipu",
+        "xpu",
+        "mtia",
+        "bias",
+        "weight",
+        "downsample",
+        "stem",
+        "head",
+        "build_head",
+        "init_weights",
+        "run_stage",
+        "n",
+        "num_classes",
+        "stem_width",
+        "relu",
+        "linear",
+        "fc",
+        "bn",
+        "conv",
+        "avgpool",
+        "maxpool",
+        "blocks",
+        "steps",
     }
 )
 
 # Bare names the generated code uses where a parameter's name also appears (module globals,
 # constructor arguments, loop variables): a parameter is renamed rather than shadow them.
 _GENERATED_NAMES = frozenset(
-    {"torch", "nn", "math", "self", "x", "i", "step", "project", "depth", "width", "stride",
-     "in_width", "branch_options"}
+    {
+        "torch",
+        "nn",
+        "math",
+        "self",
+        "x",
+        "i",
+        "step",
+        "project",
+        "depth",
+        "width",
+        "stride",
+        "in_width",
+        "branch_options",
+    }
 )
 
 
@@ -95,8 +160,13 @@ class StepPlan:
 
 def _attribute(name: str, taken: set[str], reserved: frozenset = frozenset()) -> str:
     attr = name
-    while (attr in _TAKEN_ATTRIBUTES or attr in _GENERATED_NAMES or attr in reserved
-           or attr in taken or keyword.iskeyword(attr)):
+    while (
+        attr in _TAKEN_ATTRIBUTES
+        or attr in _GENERATED_NAMES
+        or attr in reserved
+        or attr in taken
+        or keyword.iskeyword(attr)
+    ):
         attr += "_param"
     taken.add(attr)
     return attr
@@ -115,8 +185,12 @@ def plan_step(rec: Recurrence, stages: bool = True, reserved=frozenset()) -> Ste
         )
     taken: set[str] = set()
     reserved = frozenset(reserved)
-    per_step = {p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if p.per_step}
-    shared = {p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if not p.per_step}
+    per_step = {
+        p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if p.per_step
+    }
+    shared = {
+        p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if not p.per_step
+    }
     subs = rec.substitutions()
     reads: set[tuple[str, int]] = set()
     history: list[str] = []
@@ -193,7 +267,7 @@ def _ordered_block_calls(rec: Recurrence) -> dict[str, list[BlockCall]]:
     for eq in rec.equations:
         ordered: list[BlockCall] = []
 
-        def visit(expr):
+        def visit(expr, ordered=ordered):
             for arg in expr.args:
                 visit(arg)
             if isinstance(expr, BlockCall):
@@ -240,7 +314,15 @@ class _TorchPrinter:
         "sin": "torch.sin",
         "cos": "torch.cos",
     }
-    _MATH_FUNCTIONS = {"exp": "math.exp", "log": "math.log", "sqrt": "math.sqrt", "Abs": "abs", "sin": "math.sin", "cos": "math.cos", "tanh": "math.tanh"}
+    _MATH_FUNCTIONS = {
+        "exp": "math.exp",
+        "log": "math.log",
+        "sqrt": "math.sqrt",
+        "Abs": "abs",
+        "sin": "math.sin",
+        "cos": "math.cos",
+        "tanh": "math.tanh",
+    }
 
     def __init__(self, rec: Recurrence, plan: StepPlan, subs: dict):
         self.rec = rec
@@ -294,7 +376,11 @@ class _TorchPrinter:
             return self._sum(expr), 4
         if isinstance(expr, sympy.Function):
             name = type(expr).__name__
-            table = self._TORCH_FUNCTIONS if self._is_tensor(expr) or self._has_param(expr) else self._MATH_FUNCTIONS
+            table = (
+                self._TORCH_FUNCTIONS
+                if self._is_tensor(expr) or self._has_param(expr)
+                else self._MATH_FUNCTIONS
+            )
             if name not in table:
                 raise UsageError(f"compile: function {name} is not supported on this argument")
             return f"{table[name]}({self.emit(expr.args[0])})", 4
@@ -354,7 +440,11 @@ class _TorchPrinter:
                 numerator.append(factor)
         if numerator and numerator[0] == -1:
             rest = numerator[1:] or [sympy.Integer(1)]
-            inner = sympy.Mul(*rest, *[sympy.Pow(d, -1, evaluate=False) for d in denominator], evaluate=False) if len(rest) + len(denominator) > 1 else rest[0]
+            inner = (
+                sympy.Mul(*rest, *[sympy.Pow(d, -1, evaluate=False) for d in denominator], evaluate=False)
+                if len(rest) + len(denominator) > 1
+                else rest[0]
+            )
             text, prec = self._emit(inner)
             return "-" + (f"({text})" if prec < 2 else text), 2
         num = " * ".join(self._wrap(f, 1) for f in numerator) or "1"
@@ -374,7 +464,7 @@ class _TorchPrinter:
         return f"({text})" if prec < min_prec else text
 
     def _sum(self, expr) -> str:
-        (var, low, high), = expr.limits
+        ((var, low, high),) = expr.limits
         local = f"{var.name}_"
         self.bound[var] = local
         body = self.emit(expr.function)

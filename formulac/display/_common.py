@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..errors import UsageError
 from ..ir import Recurrence
@@ -91,5 +92,3 @@ def check_depth(depth: int | None, maximum: int | None = None, what: str = "dept
         raise UsageError(f"{what} must be at least 1, not {depth}")
     if maximum is not None and depth > maximum:
         raise UsageError(f"{what} {depth} is too large to draw (at most {maximum})")
-
-

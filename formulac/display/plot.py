@@ -69,7 +69,7 @@ def require_matplotlib():
             matplotlib.use("Agg")
     try:
         # pyplot hooks figures into Jupyter's display machinery (inline backend)
-        import matplotlib.pyplot  # noqa: F401
+        import matplotlib.pyplot
     except ImportError:  # a backend that cannot start: fall back to files only
         matplotlib.use("Agg", force=True)
     return matplotlib
@@ -112,7 +112,7 @@ def _new_axes(ax, figsize, margins=(0.85, 0.25, 0.65, 0.45)):
     fig = new_figure(figsize)
     set_margins(fig, *margins)
     ax = fig.add_subplot()
-    fig._formulac_margins = margins  # noqa: SLF001 - read by _skip_note
+    fig._formulac_margins = margins
     return fig, ax
 
 
@@ -214,9 +214,7 @@ def block_weight_series(
             series_label = label if len(weights) == 1 else f"{label}: {names[0]}"
         elif block is not None:
             if block not in weights:
-                raise UsageError(
-                    f"{label} has no block {block} (its blocks: {', '.join(names) or 'none'})"
-                )
+                raise UsageError(f"{label} has no block {block} (its blocks: {', '.join(names) or 'none'})")
             names = [block]
         for name in names:
             values = weights[name]
@@ -264,7 +262,7 @@ def _legend(fig, ax, labels: list[str]) -> None:
     extra = 0.75 + 0.075 * max((len(label) for label in labels), default=4)
     w, h = fig.get_size_inches()
     fig.set_size_inches(w + extra, h)
-    fig._formulac_margins = (left, right + extra, bottom, top)  # noqa: SLF001
+    fig._formulac_margins = (left, right + extra, bottom, top)
     set_margins(fig, left, right + extra, bottom, top)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
 
@@ -309,7 +307,9 @@ def _draw_block_weights(items, depth=None, ax=None, labels=None, block=None, log
         ax.set_xlabel(f"step $i$ of the block ${next(iter(names))}_{{i}}$")
     else:
         ax.set_xlabel("step $i$ at which the block is applied")
-    ax.set_ylabel(("|weight|" if log else "weight") + f" in $x_{{{n_text}}}$" + (" (log scale)" if log else ""))
+    ax.set_ylabel(
+        ("|weight|" if log else "weight") + f" in $x_{{{n_text}}}$" + (" (log scale)" if log else "")
+    )
     title = f"Block weights in $x_{{{n_text}}}$"
     if len(depths) > 1:
         title += " (depths " + ", ".join(map(str, depths)) + ")"
@@ -372,12 +372,27 @@ def _draw_roots(items, ax=None, labels=None):
         finite = [abs(v) for v in values if math.isfinite(abs(v))]
         extent = max(extent, 1.15 * max(finite, default=1.0))
         size = max(40, 160 - 28 * k)  # later formulas smaller, so coincident roots stay visible
-        ax.scatter(xs, ys, s=size, marker=_MARKERS[k % len(_MARKERS)], facecolors="none",
-                   edgecolors=f"C{k}", linewidths=1.8, label=label, zorder=3)
+        ax.scatter(
+            xs,
+            ys,
+            s=size,
+            marker=_MARKERS[k % len(_MARKERS)],
+            facecolors="none",
+            edgecolors=f"C{k}",
+            linewidths=1.8,
+            label=label,
+            zorder=3,
+        )
         for x, y, m in zip(xs, ys, mults):
             if m > 1:
-                ax.annotate(rf"$\times{m}$", (x, y), textcoords="offset points",
-                            xytext=(7, 6 + 10 * k), fontsize="small", color=f"C{k}")
+                ax.annotate(
+                    rf"$\times{m}$",
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(7, 6 + 10 * k),
+                    fontsize="small",
+                    color=f"C{k}",
+                )
     ax.set_xlim(-extent, extent)
     ax.set_ylim(-extent, extent)
     ax.set_aspect("equal")
@@ -417,10 +432,15 @@ def node_kind_step(graph, node) -> tuple[str, str, float]:
     name = data.get("name") or data.get("state") or data.get("block")
     step = data.get("step", data.get("index"))
     kind = data.get("kind") or data.get("type")
-    if (name is None or step is None) and isinstance(node, tuple) and len(node) >= 2:
-        if isinstance(node[0], str) and isinstance(node[-1], int):
-            name = name or node[0]
-            step = node[-1] if step is None else step
+    if (
+        (name is None or step is None)
+        and isinstance(node, tuple)
+        and len(node) >= 2
+        and isinstance(node[0], str)
+        and isinstance(node[-1], int)
+    ):
+        name = name or node[0]
+        step = node[-1] if step is None else step
     if (name is None or step is None) and isinstance(node, str):
         m = _NODE_TEXT.match(node.replace("<", "").replace(">", ""))
         if m:
@@ -455,8 +475,9 @@ def graph_layout(graph) -> tuple[dict, dict]:
     info = {node: node_kind_step(graph, node) for node in graph.nodes}
     output = graph.graph.get("output")
     output_name = info[output][1] if output in info else None
-    states = sorted({name for kind, name, _ in info.values() if kind == "state"},
-                    key=lambda s: (s != output_name, s))
+    states = sorted(
+        {name for kind, name, _ in info.values() if kind == "state"}, key=lambda s: (s != output_name, s)
+    )
     state_row = {name: -k for k, name in enumerate(states)}
 
     def slot(node) -> int:
@@ -517,10 +538,26 @@ def draw_graph(graph, ax) -> None:
     state_nodes = [v for v in graph.nodes if info[v][0] == "state"]
     block_nodes = [v for v in graph.nodes if info[v][0] == "block"]
     size = 520
-    nx.draw_networkx_nodes(graph, pos, nodelist=state_nodes, node_color="#cfe2f3", edgecolors="#3d6a99",
-                           node_size=size, node_shape="o", ax=ax)
-    nx.draw_networkx_nodes(graph, pos, nodelist=block_nodes, node_color="#fde9c9", edgecolors="#b7791f",
-                           node_size=size, node_shape="s", ax=ax)
+    nx.draw_networkx_nodes(
+        graph,
+        pos,
+        nodelist=state_nodes,
+        node_color="#cfe2f3",
+        edgecolors="#3d6a99",
+        node_size=size,
+        node_shape="o",
+        ax=ax,
+    )
+    nx.draw_networkx_nodes(
+        graph,
+        pos,
+        nodelist=block_nodes,
+        node_color="#fde9c9",
+        edgecolors="#b7791f",
+        node_size=size,
+        node_shape="s",
+        ax=ax,
+    )
     straight, arcs = [], []
     for u, v in graph.edges:
         (x0, y0), (x1, y1) = pos[u], pos[v]
@@ -529,8 +566,9 @@ def draw_graph(graph, ax) -> None:
     nx.draw_networkx_edges(graph, pos, edgelist=straight, edge_color="0.35", **common)
     if arcs:
         # skip connections over whole steps: arcs below the row, so they cross no block
-        nx.draw_networkx_edges(graph, pos, edgelist=arcs, edge_color="0.55",
-                               connectionstyle="arc3,rad=0.3", **common)
+        nx.draw_networkx_edges(
+            graph, pos, edgelist=arcs, edge_color="0.55", connectionstyle="arc3,rad=0.3", **common
+        )
     nx.draw_networkx_labels(graph, pos, labels=labels, font_size=9, ax=ax)
     xs = [p[0] for p in pos.values()] or [0.0]
     ys = [p[1] for p in pos.values()] or [0.0]

@@ -14,9 +14,10 @@ The Markdown uses ``$...$``/``$$...$$`` math as GitHub, GitLab, Jupyter and pand
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import sympy
 
@@ -113,7 +114,6 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-
 def _block_text(key: str, step: str) -> str:
     """A block-weight key in Markdown: ``$F_{i}$`` for a block name, code for an output template
     such as ``F(x_n + F(x_n))`` (a block applied twice in one step)."""
@@ -153,7 +153,11 @@ def weight_table(analysis) -> str:
         return ""
     names = list(weights)
     depth = int(analysis.depth)
-    head = "| step $i$ | " + " | ".join(f"weight of {_block_text(name, 'i')} in $x_{{{depth}}}$" for name in names) + " |"
+    head = (
+        "| step $i$ | "
+        + " | ".join(f"weight of {_block_text(name, 'i')} in $x_{{{depth}}}$" for name in names)
+        + " |"
+    )
     rule = "|---:|" + "---:|" * len(names)
     rows = [head, rule]
     steps = max((len(v) for v in weights.values() if v is not None), default=0)
@@ -241,8 +245,9 @@ def _figures(entries: list[_Entry], out_dir: Path, depth: int) -> str | None:
         drawable.append(entry)
     if not drawable:
         return None
-    fig, _ = plot._draw_block_weights([e.analysis for e in drawable], labels=[e.label for e in drawable],
-                                      block=plot.MAIN_BLOCK)
+    fig, _ = plot._draw_block_weights(
+        [e.analysis for e in drawable], labels=[e.label for e in drawable], block=plot.MAIN_BLOCK
+    )
     _save(fig, out_dir / COMPARISON_NAME)
     return COMPARISON_NAME
 
@@ -333,8 +338,11 @@ def _section(e: _Entry, depth: int, steps: int) -> str:
     initial = _initial_table(a)
     if initial:
         out += [f"**Initial-state weights in $x_{{{a.depth}}}$:**", "", initial, ""]
-    for kind, title in (("weights", "block weights"), ("roots", "characteristic roots"),
-                        ("graph", f"dependency graph, depth {min(GRAPH_DEPTH, depth)}")):
+    for kind, title in (
+        ("weights", "block weights"),
+        ("roots", "characteristic roots"),
+        ("graph", f"dependency graph, depth {min(GRAPH_DEPTH, depth)}"),
+    ):
         if kind in e.figures:
             out += [f"![{e.label}: {title}]({e.figures[kind]})", ""]
         elif kind in e.figure_notes and not (a.linear is False and kind != "graph"):
@@ -371,8 +379,8 @@ def write_report(
 
     Returns the path of ``report.md``. ``out_dir`` is created if needed.
     """
-    from . import plot
     from .. import analysis as analysis_mod
+    from . import plot
 
     plot.check_depth(depth, MAX_REPORT_DEPTH)
     plot.check_depth(unroll_steps, 12, "unroll steps")

@@ -9,8 +9,9 @@ decimal beside them where that helps; free symbols stay symbolic.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import sympy
 
@@ -92,8 +93,10 @@ class WeightTable:
 
     def to_markdown(self) -> str:
         headings = list(self.columns)
-        rows = ["| step $i$ | " + " | ".join(h.replace("|", "\\|") for h in headings) + " |",
-                "|---:|" + "---:|" * len(headings)]
+        rows = [
+            "| step $i$ | " + " | ".join(h.replace("|", "\\|") for h in headings) + " |",
+            "|---:|" + "---:|" * len(headings),
+        ]
         for i in range(self.steps):
             rows.append(f"| {i} | " + " | ".join(self._cell(h, i, format_value) for h in headings) + " |")
         text = "\n".join(rows)
@@ -141,8 +144,13 @@ class WeightTable:
         return f"<WeightTable depth={self.depth} columns={list(self.columns)}>"
 
 
-def weights_table(formulas_or_analyses, depth: int | None = None, labels: Sequence[str] | None = None,
-                  block: str | None = None, params: str = "init") -> WeightTable:
+def weights_table(
+    formulas_or_analyses,
+    depth: int | None = None,
+    labels: Sequence[str] | None = None,
+    block: str | None = None,
+    params: str = "init",
+) -> WeightTable:
     """The block weights of several formulas side by side, one row per step.
 
     A formula with several blocks gives one column per block (``name: F``) unless ``block``

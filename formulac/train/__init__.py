@@ -9,21 +9,54 @@ num_classes, input_size) -> nn.Module``; nothing here knows the formula language
 """
 
 from .compare import ComparisonResult, ModelResult, compare
-from .data import (DATASETS, Dataset, DatasetNotFound, TrainError, load_dataset, read_cifar_batch,
-                   read_idx, synthetic_dataset, write_idx)
+from .data import (
+    DATASETS,
+    Dataset,
+    DatasetNotFound,
+    TrainError,
+    load_dataset,
+    read_cifar_batch,
+    read_idx,
+    synthetic_dataset,
+    write_idx,
+)
 from .distributed import DistInfo
 from .loop import count_parameters, evaluate, load_checkpoint, read_metrics, train
-from .options import (add_run_arguments, add_training_arguments, config_from_args, parse_seeds,
-                      seeds_from_args)
+from .options import add_run_arguments, add_training_arguments, config_from_args, parse_seeds, seeds_from_args
 from .recipes import RECIPES, TrainConfig, lr_at, make_config, recipe_for_dataset
 from .stats import TestResult, friedman_test, paired_t_test, wilcoxon_signed_rank
 
 __all__ = [
-    "DATASETS", "RECIPES", "ComparisonResult", "Dataset", "DatasetNotFound", "DistInfo",
-    "ModelResult", "TestResult", "TrainConfig", "TrainError", "add_run_arguments",
-    "add_training_arguments", "compare", "config_from_args", "count_parameters", "evaluate",
-    "friedman_test", "load_checkpoint", "load_dataset", "lr_at", "make_config",
-    "paired_t_test", "parse_seeds", "read_cifar_batch", "read_idx", "read_metrics",
-    "recipe_for_dataset", "seeds_from_args", "synthetic_dataset", "train",
-    "wilcoxon_signed_rank", "write_idx",
+    "DATASETS",
+    "RECIPES",
+    "ComparisonResult",
+    "Dataset",
+    "DatasetNotFound",
+    "DistInfo",
+    "ModelResult",
+    "TestResult",
+    "TrainConfig",
+    "TrainError",
+    "add_run_arguments",
+    "add_training_arguments",
+    "compare",
+    "config_from_args",
+    "count_parameters",
+    "evaluate",
+    "friedman_test",
+    "load_checkpoint",
+    "load_dataset",
+    "lr_at",
+    "make_config",
+    "paired_t_test",
+    "parse_seeds",
+    "read_cifar_batch",
+    "read_idx",
+    "read_metrics",
+    "recipe_for_dataset",
+    "seeds_from_args",
+    "synthetic_dataset",
+    "train",
+    "wilcoxon_signed_rank",
+    "write_idx",
 ]

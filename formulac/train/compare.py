@@ -16,9 +16,9 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from . import distributed as D
 from . import stats
@@ -117,8 +117,17 @@ class ComparisonResult:
             sd = m.std_error
             err = f"{m.mean_error:.2f} ± {sd:.2f}" if sd is not None else f"{m.mean_error:.2f}"
             delta = "" if i == 0 else f"{m.mean_error - base:+.2f}"
-            rows.append([m.label, err, delta, f"{min(m.errors):.2f}", f"{m.parameters:,}",
-                         format_seconds(m.mean_time), str(len(m.seeds))])
+            rows.append(
+                [
+                    m.label,
+                    err,
+                    delta,
+                    f"{min(m.errors):.2f}",
+                    f"{m.parameters:,}",
+                    format_seconds(m.mean_time),
+                    str(len(m.seeds)),
+                ]
+            )
         return rows
 
     _HEAD = ["model", "test error (%)", "vs first", "best seed", "params", "time/run", "seeds"]
@@ -131,19 +140,27 @@ class ComparisonResult:
             t = pw["t_test"]
             p = stats.format_p(t.get("p_value"))
             adj = pw.get("p_holm")
-            extra = f", Holm-adjusted p = {stats.format_p(adj)}" if adj is not None \
-                and len(self.pairwise) > 1 else ""
+            extra = (
+                f", Holm-adjusted p = {stats.format_p(adj)}"
+                if adj is not None and len(self.pairwise) > 1
+                else ""
+            )
             if t.get("p_value") is None:
-                lines.append(f"{pw['model']} vs {pw['baseline']}: paired t-test not computed "
-                             f"({t.get('note')})")
+                lines.append(
+                    f"{pw['model']} vs {pw['baseline']}: paired t-test not computed ({t.get('note')})"
+                )
             else:
                 w = pw.get("wilcoxon") or {}
-                wp = (f"exact Wilcoxon signed-rank p = {stats.format_p(w.get('p_value'))}"
-                      if w.get("p_value") is not None else "")
+                wp = (
+                    f"exact Wilcoxon signed-rank p = {stats.format_p(w.get('p_value'))}"
+                    if w.get("p_value") is not None
+                    else ""
+                )
                 tp = "" if len(self.models) == 2 else f"paired t-test p = {p}{extra}"
-                lines.append(f"{pw['model']} vs {pw['baseline']}: error difference "
-                             f"{pw['mean_difference_pct']:+.2f} points"
-                             + "".join(f"; {x}" for x in (tp, wp) if x))
+                lines.append(
+                    f"{pw['model']} vs {pw['baseline']}: error difference "
+                    f"{pw['mean_difference_pct']:+.2f} points" + "".join(f"; {x}" for x in (tp, wp) if x)
+                )
         return lines
 
     def to_text(self) -> str:
@@ -152,22 +169,26 @@ class ComparisonResult:
         right = {2, 3, 4, 5, 6}
         lines = []
         for j, r in enumerate(rows):
-            cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i])
-                     for i, c in enumerate(r)]
+            cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
             lines.append("  ".join(cells).rstrip())
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
         cfg = self.config
-        head = (f"{cfg.get('data')}, {cfg.get('recipe')} recipe, {cfg.get('epochs')} epochs, "
-                f"seeds {', '.join(map(str, self.seeds))}")
+        head = (
+            f"{cfg.get('data')}, {cfg.get('recipe')} recipe, {cfg.get('epochs')} epochs, "
+            f"seeds {', '.join(map(str, self.seeds))}"
+        )
         return "\n".join([head, ""] + lines + [""] + self._test_lines()) + "\n"
 
     def to_markdown(self) -> str:
         cfg = self.config
-        out = [f"# Comparison: {cfg.get('data')}, {cfg.get('recipe')} recipe, "
-               f"{cfg.get('epochs')} epochs", "",
-               f"Seeds: {', '.join(map(str, self.seeds))}. Test error is 100 - final test "
-               "accuracy (%), mean ± sample std over the seeds.", ""]
+        out = [
+            f"# Comparison: {cfg.get('data')}, {cfg.get('recipe')} recipe, {cfg.get('epochs')} epochs",
+            "",
+            f"Seeds: {', '.join(map(str, self.seeds))}. Test error is 100 - final test "
+            "accuracy (%), mean ± sample std over the seeds.",
+            "",
+        ]
         out.append("| " + " | ".join(self._HEAD) + " |")
         out.append("|" + "|".join(["---"] + ["---:"] * (len(self._HEAD) - 1)) + "|")
         for r in self._rows():
@@ -180,8 +201,11 @@ class ComparisonResult:
         out.append("|---|" + "---:|" * len(self.seeds))
         for m in self.models:
             by_seed = dict(zip(m.seeds, m.errors))
-            out.append(f"| {m.label} | " + " | ".join(
-                f"{by_seed[s]:.2f}" if s in by_seed else "" for s in self.seeds) + " |")
+            out.append(
+                f"| {m.label} | "
+                + " | ".join(f"{by_seed[s]:.2f}" if s in by_seed else "" for s in self.seeds)
+                + " |"
+            )
         return "\n".join(out) + "\n"
 
     def to_dict(self) -> dict:
@@ -209,30 +233,42 @@ def _statistics(models: list[ModelResult]) -> tuple[stats.TestResult | None, lis
     for m in models[1:]:
         t = stats.paired_t_test(m.errors, base.errors)
         w = stats.wilcoxon_signed_rank(m.errors, base.errors)
-        pairwise.append({
-            "model": m.label, "baseline": base.label,
-            "mean_difference_pct": m.mean_error - base.mean_error,
-            "t_test": t.to_dict(), "wilcoxon": w.to_dict(),
-        })
+        pairwise.append(
+            {
+                "model": m.label,
+                "baseline": base.label,
+                "mean_difference_pct": m.mean_error - base.mean_error,
+                "t_test": t.to_dict(),
+                "wilcoxon": w.to_dict(),
+            }
+        )
     adj = stats.holm([pw["t_test"]["p_value"] for pw in pairwise])
     for pw, a in zip(pairwise, adj):
         pw["p_holm"] = a
     if len(models) == 2:
         main = stats.paired_t_test(models[1].errors, base.errors)
-        main.note = (main.note + "; " if main.note else "") + \
-            f"{models[1].label} - {base.label}, paired by seed"
+        main.note = (
+            main.note + "; " if main.note else ""
+        ) + f"{models[1].label} - {base.label}, paired by seed"
         return main, pairwise
     table = [[m.errors[i] for m in models] for i in range(len(base.seeds))]
     main = stats.friedman_test(table)
-    main.note = (main.note + "; " if main.note else "") + \
-        f"{len(models)} models, seeds as blocks"
+    main.note = (main.note + "; " if main.note else "") + f"{len(models)} models, seeds as blocks"
     return main, pairwise
 
 
-def compare(models: Sequence[tuple[str, BuildModel, dict | None]], config: TrainConfig,
-            seeds: Sequence[int], out_dir: str | os.PathLike, *, progress: bool = True,
-            quiet: bool = False, overwrite: bool = False, dataset: Dataset | None = None,
-            on_run_end: Callable[[str, int, dict], None] | None = None) -> ComparisonResult:
+def compare(
+    models: Sequence[tuple[str, BuildModel, dict | None]],
+    config: TrainConfig,
+    seeds: Sequence[int],
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    quiet: bool = False,
+    overwrite: bool = False,
+    dataset: Dataset | None = None,
+    on_run_end: Callable[[str, int, dict], None] | None = None,
+) -> ComparisonResult:
     """Train every model with every seed (``config`` with ``seed`` replaced) and compare.
 
     ``models``: (label, build_model, describe) triples; the first is the baseline of the
@@ -271,9 +307,17 @@ def compare(models: Sequence[tuple[str, BuildModel, dict | None]], config: Train
             exists = D.broadcast_object(exists, info)
             if info.is_main and not quiet:
                 print(f"[{k}/{total}] {label}, seed {seed}: {run_dir}", file=sys.stderr)
-            summary = train(build, cfg, run_dir, resume=exists and not overwrite,
-                            overwrite=overwrite, progress=progress, describe=describe,
-                            quiet=quiet, dataset=data)
+            summary = train(
+                build,
+                cfg,
+                run_dir,
+                resume=exists and not overwrite,
+                overwrite=overwrite,
+                progress=progress,
+                describe=describe,
+                quiet=quiet,
+                dataset=data,
+            )
             results[label].append((seed, summary, str(run_dir)))
             if on_run_end is not None:
                 on_run_end(label, seed, summary)
@@ -281,16 +325,18 @@ def compare(models: Sequence[tuple[str, BuildModel, dict | None]], config: Train
     model_results = []
     for label, _, describe in models:
         rs = results[label]
-        model_results.append(ModelResult(
-            label=label,
-            seeds=[s for s, _, _ in rs],
-            test_acc=[float(r["final_test_acc"]) for _, r, _ in rs],
-            parameters=int(rs[0][1]["parameters"]),
-            times=[float(r["wall_time_s"]) for _, r, _ in rs],
-            run_dirs=[d for _, _, d in rs],
-            describe=describe,
-            best_test_acc=[float(r["best_test_acc"]) for _, r, _ in rs],
-        ))
+        model_results.append(
+            ModelResult(
+                label=label,
+                seeds=[s for s, _, _ in rs],
+                test_acc=[float(r["final_test_acc"]) for _, r, _ in rs],
+                parameters=int(rs[0][1]["parameters"]),
+                times=[float(r["wall_time_s"]) for _, r, _ in rs],
+                run_dirs=[d for _, _, d in rs],
+                describe=describe,
+                best_test_acc=[float(r["best_test_acc"]) for _, r, _ in rs],
+            )
+        )
     test, pairwise = _statistics(model_results)
     cfg = config.to_dict()
     cfg.pop("seed", None)

@@ -31,10 +31,10 @@ import pickle
 import re
 import tarfile
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -78,8 +78,18 @@ _STATS = {
 }
 
 _CLASSES = {
-    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                      "Sneaker", "Bag", "Ankle boot"),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
     "mnist": tuple(str(i) for i in range(10)),
     "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
 }
@@ -97,19 +107,23 @@ DOWNLOAD_URLS = {
 _TORCHVISION_DIRS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST"}
 _CIFAR_SUBDIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _CIFAR_ARCHIVES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
-_IDX_PARTS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_PARTS = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 _HOW_TO_GET = {
     "fashion-mnist": "install Debian's package (apt-get install dataset-fashion-mnist), "
-                     "or pass --data-dir DIR holding the four IDX files, or pass --download",
+    "or pass --data-dir DIR holding the four IDX files, or pass --download",
     "mnist": "pass --data-dir DIR holding the four IDX files (train-images-idx3-ubyte.gz, ...), "
-             "or pass --download",
+    "or pass --download",
     "kmnist": "pass --data-dir DIR holding the four IDX files (train-images-idx3-ubyte.gz, ...), "
-              "or pass --download",
+    "or pass --download",
     "cifar10": "pass --data-dir DIR holding cifar-10-batches-py/ (or cifar-10-python.tar.gz), "
-               "or pass --download",
+    "or pass --download",
     "cifar100": "pass --data-dir DIR holding cifar-100-python/ (or cifar-100-python.tar.gz), "
-                "or pass --download",
+    "or pass --download",
     "imagefolder": "pass --data-dir DIR with DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg",
 }
 
@@ -146,19 +160,17 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.train_images.shape[1:])  # type: ignore[return-value]
 
-    def limit(self, train: int | None = None, test: int | None = None) -> "Dataset":
+    def limit(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first ``train`` training and ``test`` test examples (None keeps all)."""
         out = self
         if train is not None:
             if train < 1:
                 raise TrainError(f"--limit-train must be at least 1, not {train}")
-            out = replace(out, train_images=out.train_images[:train],
-                          train_labels=out.train_labels[:train])
+            out = replace(out, train_images=out.train_images[:train], train_labels=out.train_labels[:train])
         if test is not None:
             if test < 1:
                 raise TrainError(f"--limit-test must be at least 1, not {test}")
-            out = replace(out, test_images=out.test_images[:test],
-                          test_labels=out.test_labels[:test])
+            out = replace(out, test_images=out.test_images[:test], test_labels=out.test_labels[:test])
         return out
 
     def describe(self) -> dict:
@@ -178,12 +190,15 @@ class Dataset:
             images = getattr(self, f"{part}_images")
             labels = getattr(self, f"{part}_labels")
             if images.dtype != torch.uint8 or images.dim() != 4:
-                raise TrainError(f"{self.name}: {part} images must be uint8 NCHW, "
-                                 f"got {images.dtype} {tuple(images.shape)}")
+                raise TrainError(
+                    f"{self.name}: {part} images must be uint8 NCHW, got {images.dtype} {tuple(images.shape)}"
+                )
             if labels.dtype != torch.int64 or labels.shape != (images.shape[0],):
-                raise TrainError(f"{self.name}: {part} labels must be int64 of shape "
-                                 f"({images.shape[0]},), got {labels.dtype} "
-                                 f"{tuple(labels.shape)}")
+                raise TrainError(
+                    f"{self.name}: {part} labels must be int64 of shape "
+                    f"({images.shape[0]},), got {labels.dtype} "
+                    f"{tuple(labels.shape)}"
+                )
         if self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise TrainError(f"{self.name}: train and test images differ in shape")
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
@@ -202,8 +217,9 @@ def default_cache_dir() -> Path:
     return Path(base) / "formulac"
 
 
-def _search_roots(name: str, data_dir: str | os.PathLike | None,
-                  cache_dir: str | os.PathLike | None) -> list[Path]:
+def _search_roots(
+    name: str, data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None
+) -> list[Path]:
     roots: list[Path] = []
     if data_dir is not None:
         roots.append(Path(data_dir).expanduser())
@@ -216,8 +232,10 @@ def _search_roots(name: str, data_dir: str | os.PathLike | None,
 
 def _not_found(name: str, looked: Sequence[str], extra: str = "") -> DatasetNotFound:
     places = "\n".join(f"  {p}" for p in looked) or "  (nowhere)"
-    msg = (f"data set '{name}' not found; looked in:\n{places}\n"
-           f"to get it: {_HOW_TO_GET.get(name, 'pass --data-dir DIR')}")
+    msg = (
+        f"data set '{name}' not found; looked in:\n{places}\n"
+        f"to get it: {_HOW_TO_GET.get(name, 'pass --data-dir DIR')}"
+    )
     if extra:
         msg += f"\n{extra}"
     return DatasetNotFound(msg)
@@ -226,8 +244,14 @@ def _not_found(name: str, looked: Sequence[str], extra: str = "") -> DatasetNotF
 # --------------------------------------------------------------------------------------------
 # IDX
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def _open_maybe_gzip(path: Path) -> bytes:
@@ -252,11 +276,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise TrainError(f"{path}: truncated IDX header")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     count = math.prod(dims)
     if len(raw) - header != count * dtype.itemsize:
-        raise TrainError(f"{path}: IDX file holds {len(raw) - header} data bytes, "
-                         f"expected {count * dtype.itemsize} for shape {dims}")
+        raise TrainError(
+            f"{path}: IDX file holds {len(raw) - header} data bytes, "
+            f"expected {count * dtype.itemsize} for shape {dims}"
+        )
     arr = np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(dims)
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
@@ -265,8 +291,14 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     """Write ``array`` as an IDX file (gzipped when ``compress`` or the name ends in .gz)."""
     path = Path(path)
     array = np.asarray(array)
-    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
-             np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
+    codes = {
+        np.dtype(np.uint8): 0x08,
+        np.dtype(np.int8): 0x09,
+        np.dtype(np.int16): 0x0B,
+        np.dtype(np.int32): 0x0C,
+        np.dtype(np.float32): 0x0D,
+        np.dtype(np.float64): 0x0E,
+    }
     native = array.dtype.newbyteorder("=")
     if native not in codes:
         raise TypeError(f"IDX cannot hold {array.dtype}")
@@ -314,8 +346,9 @@ def _from_arrays(name, xtr, ytr, xte, yte, source) -> Dataset:
         if x.ndim == 3:
             x = x[:, None]
         if x.ndim != 4 or x.dtype != np.uint8:
-            raise TrainError(f"{name}: {what} images have shape {x.shape} and type {x.dtype}, "
-                             "expected uint8 (N, H, W)")
+            raise TrainError(
+                f"{name}: {what} images have shape {x.shape} and type {x.dtype}, expected uint8 (N, H, W)"
+            )
         return torch.from_numpy(np.ascontiguousarray(x))
 
     def labels(y, n, what):
@@ -329,8 +362,18 @@ def _from_arrays(name, xtr, ytr, xte, yte, source) -> Dataset:
     test_y = labels(yte, test_x.shape[0], "test")
     num_classes = _num_classes(name, train_y, test_y)
     mean, std = _STATS.get(name) or image_stats(train_x)
-    return Dataset(name, train_x, train_y, test_x, test_y, num_classes, tuple(mean), tuple(std),
-                   classes=_CLASSES.get(name), source=source)
+    return Dataset(
+        name,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_classes,
+        tuple(mean),
+        tuple(std),
+        classes=_CLASSES.get(name),
+        source=source,
+    )
 
 
 def _num_classes(name: str, *labels: torch.Tensor) -> int:
@@ -342,22 +385,20 @@ def _num_classes(name: str, *labels: torch.Tensor) -> int:
     return max(known.get(name, 0), hi + 1)
 
 
-def image_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...],
-                                                                     tuple[float, ...]]:
+def image_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 NCHW images, in [0, 1] units (float64, chunked)."""
     c = images.shape[1]
     s = torch.zeros(c, dtype=torch.float64)
     s2 = torch.zeros(c, dtype=torch.float64)
     n = 0
     for i in range(0, images.shape[0], chunk):
-        x = images[i:i + chunk].to(torch.float64) / 255.0
+        x = images[i : i + chunk].to(torch.float64) / 255.0
         s += x.sum(dim=(0, 2, 3))
         s2 += (x * x).sum(dim=(0, 2, 3))
         n += x.shape[0] * x.shape[2] * x.shape[3]
     mean = s / max(n, 1)
     var = (s2 / max(n, 1) - mean * mean).clamp_min(1e-12)
-    return (tuple(round(float(v), 6) for v in mean),
-            tuple(round(max(float(v), 1e-3), 6) for v in var.sqrt()))
+    return (tuple(round(float(v), 6) for v in mean), tuple(round(max(float(v), 1e-3), 6) for v in var.sqrt()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,15 +431,16 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def _unpickle(raw: bytes, what: str) -> dict:
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except Exception as e:  # noqa: BLE001 - any failure is a format error for the user
+    except Exception as e:
         raise TrainError(f"{what}: not a CIFAR python pickle ({e})") from None
     if not isinstance(obj, dict):
         raise TrainError(f"{what}: not a CIFAR python pickle (no dict inside)")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
-def read_cifar_batch(source: str | os.PathLike | bytes, what: str | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, dict]:
+def read_cifar_batch(
+    source: str | os.PathLike | bytes, what: str | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read one CIFAR python batch: (uint8 images N x 3 x 32 x 32, int64 labels, the dict)."""
     if isinstance(source, bytes):
         raw, what = source, what or "CIFAR batch"
@@ -412,8 +454,9 @@ def read_cifar_batch(source: str | os.PathLike | bytes, what: str | None = None
         raise TrainError(f"{what}: CIFAR batch without 'labels' or 'fine_labels'")
     data = np.asarray(d["data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise TrainError(f"{what}: CIFAR data of shape {data.shape} and type {data.dtype}, "
-                         "expected uint8 (N, 3072)")
+        raise TrainError(
+            f"{what}: CIFAR data of shape {data.shape} and type {data.dtype}, expected uint8 (N, 3072)"
+        )
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if labels.shape[0] != data.shape[0]:
         raise TrainError(f"{what}: {labels.shape[0]} labels for {data.shape[0]} images")
@@ -502,13 +545,13 @@ def _load_imagefolder(roots: list[Path], image_size: int, workers: int) -> Datas
     return None
 
 
-def _read_imagefolder(root: Path, train_dir: Path, test_dir: Path, image_size: int,
-                      workers: int) -> Dataset:
+def _read_imagefolder(root: Path, train_dir: Path, test_dir: Path, image_size: int, workers: int) -> Dataset:
     try:
         from PIL import Image  # noqa: F401
     except ImportError:
-        raise TrainError("the imagefolder data set needs Pillow to decode images: "
-                         "pip install pillow") from None
+        raise TrainError(
+            "the imagefolder data set needs Pillow to decode images: pip install pillow"
+        ) from None
     classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
     if not classes:
         raise TrainError(f"{train_dir}: no class folders")
@@ -541,8 +584,9 @@ def _read_imagefolder(root: Path, train_dir: Path, test_dir: Path, image_size: i
     xtr, ytr = decode(listing(train_dir))
     xte, yte = decode(listing(test_dir))
     mean, std = image_stats(xtr)
-    return Dataset("imagefolder", xtr, ytr, xte, yte, len(classes), mean, std,
-                   classes=tuple(classes), source=str(root))
+    return Dataset(
+        "imagefolder", xtr, ytr, xte, yte, len(classes), mean, std, classes=tuple(classes), source=str(root)
+    )
 
 
 def _decode_image(path: Path, size: int) -> torch.Tensor:
@@ -571,8 +615,10 @@ def parse_synthetic(name: str) -> tuple[tuple[int, int, int], int]:
     """``synthetic`` or ``synthetic:CxHxW[:K]`` -> ((C, H, W), K)."""
     m = re.fullmatch(r"synthetic(?::(\d+)x(\d+)x(\d+)(?::(\d+))?)?", name)
     if not m:
-        raise TrainError(f"bad synthetic data set '{name}': use synthetic or "
-                         "synthetic:CxHxW[:CLASSES], e.g. synthetic:1x28x28:10")
+        raise TrainError(
+            f"bad synthetic data set '{name}': use synthetic or "
+            "synthetic:CxHxW[:CLASSES], e.g. synthetic:1x28x28:10"
+        )
     if m.group(1) is None:
         return (3, 32, 32), 10
     shape = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
@@ -582,9 +628,15 @@ def parse_synthetic(name: str) -> tuple[tuple[int, int, int], int]:
     return shape, k
 
 
-def synthetic_dataset(shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10,
-                      train: int = 5000, test: int = 1000, seed: int = 0,
-                      name: str = "synthetic", noise: float = 1.0) -> Dataset:
+def synthetic_dataset(
+    shape: tuple[int, int, int] = (3, 32, 32),
+    num_classes: int = 10,
+    train: int = 5000,
+    test: int = 1000,
+    seed: int = 0,
+    name: str = "synthetic",
+    noise: float = 1.0,
+) -> Dataset:
     """A learnable data set fixed by ``seed``.
 
     Each class is a texture (a plane wave of its own orientation and frequency with its own
@@ -598,15 +650,19 @@ def synthetic_dataset(shape: tuple[int, int, int] = (3, 32, 32), num_classes: in
     g = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
     k = num_classes
     angle = (torch.arange(k) + 0.5 * torch.rand(k, generator=g)) * (math.pi / k)
-    cycles = 1.5 + 0.25 * min(h, w) / 4 * torch.rand(k, generator=g)     # per image side
+    cycles = 1.5 + 0.25 * min(h, w) / 4 * torch.rand(k, generator=g)  # per image side
     colour = torch.randn(k, c, generator=g)
     colour = colour / colour.norm(dim=1, keepdim=True).clamp_min(1e-6) * math.sqrt(c)
-    tint = 0.5 * torch.randn(k, c, generator=g)          # a class-dependent mean colour
+    tint = 0.5 * torch.randn(k, c, generator=g)  # a class-dependent mean colour
     v = torch.arange(h, dtype=torch.float32)[:, None] / h
     u = torch.arange(w, dtype=torch.float32)[None, :] / w
     # spatial phase of every class's wave at every pixel: (K, H, W)
-    wave = 2 * math.pi * cycles[:, None, None] * (torch.cos(angle)[:, None, None] * u
-                                                   + torch.sin(angle)[:, None, None] * v)
+    wave = (
+        2
+        * math.pi
+        * cycles[:, None, None]
+        * (torch.cos(angle)[:, None, None] * u + torch.sin(angle)[:, None, None] * v)
+    )
 
     sin_w, cos_w = torch.sin(wave), torch.cos(wave)
 
@@ -615,8 +671,8 @@ def synthetic_dataset(shape: tuple[int, int, int] = (3, 32, 32), num_classes: in
         a = (scale * torch.cos(phase))[:, None, None]
         b = (scale * torch.sin(phase))[:, None, None]
         s = sin_w[cls] * a
-        s.addcmul_(cos_w[cls], b)                                          # (N, H, W)
-        return s[:, None] * colour[cls][:, :, None, None]                # (N, C, H, W)
+        s.addcmul_(cos_w[cls], b)  # (N, H, W)
+        return s[:, None] * colour[cls][:, :, None, None]  # (N, C, H, W)
 
     def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(0, k, (n,), generator=g)
@@ -633,9 +689,18 @@ def synthetic_dataset(shape: tuple[int, int, int] = (3, 32, 32), num_classes: in
     xtr, ytr = make(train)
     xte, yte = make(test)
     mean, std = image_stats(xtr)
-    return Dataset(name, xtr, ytr, xte, yte, num_classes, mean, std,
-                   classes=tuple(f"class{i}" for i in range(num_classes)),
-                   source=f"synthetic(seed={seed})")
+    return Dataset(
+        name,
+        xtr,
+        ytr,
+        xte,
+        yte,
+        num_classes,
+        mean,
+        std,
+        classes=tuple(f"class{i}" for i in range(num_classes)),
+        source=f"synthetic(seed={seed})",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -653,7 +718,7 @@ def _download(url: str, dest: Path) -> None:
                     break
                 f.write(chunk)
         os.replace(tmp, dest)
-    except Exception as e:  # noqa: BLE001 - network errors come in many types
+    except Exception as e:
         tmp.unlink(missing_ok=True)
         raise OSError(f"{url}: {e}") from None
 
@@ -672,10 +737,18 @@ def _fetch(name: str, target: Path) -> None:
 # entry point
 
 
-def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None = None, *,
-                 download: bool = False, cache_dir: str | os.PathLike | None = None,
-                 limit_train: int | None = None, limit_test: int | None = None,
-                 image_size: int | None = None, workers: int = 0, seed: int = 0) -> Dataset:
+def load_dataset(
+    name: str = "fashion-mnist",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    image_size: int | None = None,
+    workers: int = 0,
+    seed: int = 0,
+) -> Dataset:
     """Load the data set ``name`` (see :data:`DATASETS`) from its standard files.
 
     Raises :class:`DatasetNotFound` (a ``ValueError``) naming every place looked in, and
@@ -686,12 +759,18 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None
         shape, k = parse_synthetic(name)
         ds = synthetic_dataset(shape, k, seed=seed, name=name)
         return ds.limit(limit_train, limit_test)
-    aliases = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
-               "cifar-10": "cifar10", "cifar-100": "cifar100", "image-folder": "imagefolder"}
+    aliases = {
+        "fashion_mnist": "fashion-mnist",
+        "fashionmnist": "fashion-mnist",
+        "cifar-10": "cifar10",
+        "cifar-100": "cifar100",
+        "image-folder": "imagefolder",
+    }
     name = aliases.get(name, name)
     if name not in DATASETS:
-        raise TrainError(f"unknown data set '{name}'; choose one of: {', '.join(DATASETS)}, "
-                         "synthetic:CxHxW[:CLASSES]")
+        raise TrainError(
+            f"unknown data set '{name}'; choose one of: {', '.join(DATASETS)}, synthetic:CxHxW[:CLASSES]"
+        )
     if name == "imagefolder":
         if data_dir is None and not os.environ.get("FORMULAC_DATA"):
             raise _not_found(name, [], "the imagefolder data set needs --data-dir")
@@ -710,9 +789,12 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None
         try:
             _fetch(name, target)
         except OSError as e:
-            raise _not_found(name, [str(r) for r in roots],
-                             f"download failed: {e}\n(is this machine online? you can also "
-                             f"fetch {url} by hand and pass --data-dir)") from None
+            raise _not_found(
+                name,
+                [str(r) for r in roots],
+                f"download failed: {e}\n(is this machine online? you can also "
+                f"fetch {url} by hand and pass --data-dir)",
+            ) from None
         ds = loader(name, [target])
     if ds is None:
         raise _not_found(name, [str(r) for r in roots])

@@ -11,6 +11,7 @@ global batch equals ``batch_size`` whatever the number of ranks.  Only rank 0 wr
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,16 @@ import torch.nn as nn
 
 from .data import TrainError
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "broadcast_object", "detect", "setup",
-           "shard", "wrap_model"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "detect",
+    "setup",
+    "shard",
+    "wrap_model",
+]
 
 
 @dataclass(frozen=True)
@@ -102,10 +111,8 @@ def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
 
 def _cleanup() -> None:
     if _OWNED_GROUP and dist.is_available() and dist.is_initialized():
-        try:
+        with contextlib.suppress(Exception):
             dist.destroy_process_group()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
 
 
 def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:

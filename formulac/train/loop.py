@@ -15,15 +15,16 @@ Files written into ``out_dir`` (by rank 0 only):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,11 +33,21 @@ import torch.nn.functional as F
 
 from . import distributed as D
 from .data import Dataset, TrainError, load_dataset
-from .recipes import (TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at,
-                      milestone_epochs)
+from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs
 
-__all__ = ["CHECKPOINT", "CONFIG", "CURVES", "METRICS", "SUMMARY", "BuildModel", "evaluate",
-           "load_checkpoint", "read_metrics", "train", "count_parameters"]
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG",
+    "CURVES",
+    "METRICS",
+    "SUMMARY",
+    "BuildModel",
+    "evaluate",
+    "load_checkpoint",
+    "read_metrics",
+    "train",
+    "count_parameters",
+]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -48,11 +59,12 @@ _OUR_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, CURVES)
 BuildModel = Callable[[int, int, int], nn.Module]
 
 # knobs that may change between a run and its resumption without changing what it computes
-RESUME_FREE = frozenset({"device", "data_dir", "download", "compile", "workers", "threads",
-                         "eval_batch_size", "data_on_device"})
+RESUME_FREE = frozenset(
+    {"device", "data_dir", "download", "compile", "workers", "threads", "eval_batch_size", "data_on_device"}
+)
 
 _CHECKPOINT_FORMAT = 1
-_DEVICE_DATA_LIMIT = 4 * 1024**3     # keep data sets up to this size on the GPU
+_DEVICE_DATA_LIMIT = 4 * 1024**3  # keep data sets up to this size on the GPU
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,10 +100,8 @@ def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink()
-        except OSError:
-            pass
         raise
     _fsync_dir(path.parent)
 
@@ -124,7 +134,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ck = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainError(f"no checkpoint at {p}") from None
-    except Exception as e:  # noqa: BLE001 - a broken file of any kind
+    except Exception as e:
         raise TrainError(f"{p}: cannot read checkpoint ({e})") from None
     if not isinstance(ck, dict) or ck.get("format") != _CHECKPOINT_FORMAT:
         raise TrainError(f"{p}: not a formulac checkpoint")
@@ -146,10 +156,13 @@ def _config_diff(saved: dict, config: TrainConfig) -> list[str]:
         if k in RESUME_FREE:
             continue
         a, b = saved.get(k), now.get(k)
-        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-            if len(a) == len(b) and all(math.isclose(float(x), float(y), rel_tol=1e-12)
-                                        for x, y in zip(a, b)):
-                continue
+        if (
+            isinstance(a, (list, tuple))
+            and isinstance(b, (list, tuple))
+            and len(a) == len(b)
+            and all(math.isclose(float(x), float(y), rel_tol=1e-12) for x, y in zip(a, b))
+        ):
+            continue
         if a != b:
             out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
     return out
@@ -191,8 +204,13 @@ def _get_rng() -> dict:
     py_state = random.getstate()
     rng = {
         "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)),
-                  int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "python": [py_state[0], list(py_state[1]), py_state[2]],
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -236,36 +254,47 @@ def _prepare_out_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bo
         try:
             summary = json.loads(summary_p.read_text())
         except ValueError:
-            raise TrainError(f"{summary_p}: broken summary; pass --overwrite to train again")
+            raise TrainError(f"{summary_p}: broken summary; pass --overwrite to train again") from None
         if not resume:
             acc = summary.get("final_test_acc")
             acc_s = f" (final test accuracy {100 * acc:.2f}%)" if isinstance(acc, float) else ""
-            raise TrainError(f"{out} holds a finished run{acc_s}; pass --overwrite to train "
-                             "again from scratch, or choose another output directory")
+            raise TrainError(
+                f"{out} holds a finished run{acc_s}; pass --overwrite to train "
+                "again from scratch, or choose another output directory"
+            )
         saved = summary.get("config")
         if saved is None and (out / CONFIG).is_file():
             saved = json.loads((out / CONFIG).read_text()).get("config")
         diff = _config_diff(saved or {}, config)
         if diff:
-            raise TrainError(f"{out} holds a finished run with other settings:\n  "
-                             + "\n  ".join(diff) + "\npass --overwrite to train again, or "
-                             "choose another output directory")
+            raise TrainError(
+                f"{out} holds a finished run with other settings:\n  "
+                + "\n  ".join(diff)
+                + "\npass --overwrite to train again, or "
+                "choose another output directory"
+            )
         return "finished", summary
     if ckpt_p.is_file():
         ck = load_checkpoint(ckpt_p)
         if not resume:
-            raise TrainError(f"{out} holds an unfinished run (epoch {ck['epoch']} of "
-                             f"{ck['config'].get('epochs')}); pass --resume to continue it, or "
-                             "--overwrite to start over")
+            raise TrainError(
+                f"{out} holds an unfinished run (epoch {ck['epoch']} of "
+                f"{ck['config'].get('epochs')}); pass --resume to continue it, or "
+                "--overwrite to start over"
+            )
         diff = _config_diff(ck["config"], config)
         if diff:
-            raise TrainError(f"cannot resume {out} with other settings:\n  "
-                             + "\n  ".join(diff)
-                             + "\nresume with the same options, or pass --overwrite")
+            raise TrainError(
+                f"cannot resume {out} with other settings:\n  "
+                + "\n  ".join(diff)
+                + "\nresume with the same options, or pass --overwrite"
+            )
         return "resume", ck
     if resume:
-        raise TrainError(f"nothing to resume: no {CHECKPOINT} in {out}"
-                         + ("" if out.is_dir() else " (the directory does not exist)"))
+        raise TrainError(
+            f"nothing to resume: no {CHECKPOINT} in {out}"
+            + ("" if out.is_dir() else " (the directory does not exist)")
+        )
     return "fresh", None
 
 
@@ -288,9 +317,17 @@ def _on_main(info: D.DistInfo, fn: Callable[[], object]):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
-             std: torch.Tensor, *, config: TrainConfig, device: torch.device,
-             info: D.DistInfo | None = None) -> tuple[float, float, int]:
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    *,
+    config: TrainConfig,
+    device: torch.device,
+    info: D.DistInfo | None = None,
+) -> tuple[float, float, int]:
     """(mean loss, accuracy, count) of ``model`` on uint8 ``images``; with DDP each rank takes
     a contiguous share and the sums are reduced."""
     info = info or D.DistInfo()
@@ -311,9 +348,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean:
         out = out.float()
         loss_sum += F.cross_entropy(out, y, reduction="sum").double()
         correct += (out.argmax(1) == y).sum()
-    stats = torch.stack([loss_sum, correct.double(),
-                         torch.tensor(float(sl.stop - sl.start), dtype=torch.float64,
-                                      device=device)])
+    stats = torch.stack(
+        [
+            loss_sum,
+            correct.double(),
+            torch.tensor(float(sl.stop - sl.start), dtype=torch.float64, device=device),
+        ]
+    )
     D.all_reduce_sum(stats, info)
     model.train(was_training)
     total_loss, total_correct, n = stats.tolist()
@@ -345,15 +386,28 @@ def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimize
         raise TrainError("the model has no trainable parameters")
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay,
-                           nesterov=config.nesterov and config.momentum > 0)
+    return torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov and config.momentum > 0,
+    )
 
 
-def train(build_model: BuildModel, config: TrainConfig, out_dir: str | os.PathLike,
-          resume: bool = False, progress: bool = True, *, overwrite: bool = False,
-          describe: dict | None = None, quiet: bool = False, dataset: Dataset | None = None,
-          on_epoch_end: Callable[[dict], None] | None = None) -> dict:
+def train(
+    build_model: BuildModel,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
+    describe: dict | None = None,
+    quiet: bool = False,
+    dataset: Dataset | None = None,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> dict:
     """Train ``build_model(in_channels, num_classes, input_size)`` under ``config``.
 
     Writes config.json, metrics.jsonl, checkpoint.pt (every epoch, atomically), summary.json and
@@ -375,8 +429,9 @@ def train(build_model: BuildModel, config: TrainConfig, out_dir: str | os.PathLi
         return payload
 
     with _global_settings(config, device):
-        return _run(build_model, config, out, info, device, payload, progress, describe, quiet,
-                    dataset, on_epoch_end)
+        return _run(
+            build_model, config, out, info, device, payload, progress, describe, quiet, dataset, on_epoch_end
+        )
 
 
 def _load_data(config: TrainConfig, info: D.DistInfo, dataset: Dataset | None) -> Dataset:
@@ -384,10 +439,16 @@ def _load_data(config: TrainConfig, info: D.DistInfo, dataset: Dataset | None) -
         return dataset.limit(config.limit_train, config.limit_test)
 
     def load(download: bool) -> Dataset:
-        return load_dataset(config.data, config.data_dir, download=download,
-                            limit_train=config.limit_train, limit_test=config.limit_test,
-                            image_size=config.image_size, workers=config.workers,
-                            seed=0)
+        return load_dataset(
+            config.data,
+            config.data_dir,
+            download=download,
+            limit_train=config.limit_train,
+            limit_test=config.limit_test,
+            image_size=config.image_size,
+            workers=config.workers,
+            seed=0,
+        )
 
     if not info.enabled:
         return load(config.download)
@@ -401,16 +462,26 @@ def _load_data(config: TrainConfig, info: D.DistInfo, dataset: Dataset | None) -
     return box["data"] if info.is_main else load(False)
 
 
-def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: torch.device,
-         checkpoint: dict | None, progress: bool, describe: dict | None, quiet: bool,
-         dataset: Dataset | None, on_epoch_end) -> dict:
+def _run(
+    build_model,
+    config: TrainConfig,
+    out: Path,
+    info: D.DistInfo,
+    device: torch.device,
+    checkpoint: dict | None,
+    progress: bool,
+    describe: dict | None,
+    quiet: bool,
+    dataset: Dataset | None,
+    on_epoch_end,
+) -> dict:
     from tqdm import tqdm
 
     wall_start = time.perf_counter()
     data = _load_data(config, info, dataset)
 
     # ---- model, optimizer, scaler
-    _seed_everything(config.seed)        # the same initial weights for the same seed
+    _seed_everything(config.seed)  # the same initial weights for the same seed
     net = build_model(data.in_channels, data.num_classes, data.input_size)
     if not isinstance(net, nn.Module):
         raise TrainError(f"build_model returned {type(net).__name__}, not a torch.nn.Module")
@@ -431,7 +502,7 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
     # ---- resume
     start_epoch, history, elapsed, train_elapsed = 0, [], 0.0, 0.0
     if checkpoint is not None:
-        ck = checkpoint                  # every rank has it (_on_main broadcast it)
+        ck = checkpoint  # every rank has it (_on_main broadcast it)
         net.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if scaler is not None and ck.get("scaler"):
@@ -447,8 +518,11 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
     # ---- data placement
     on_device = device.type != "cpu" and (
         config.data_on_device == "yes"
-        or (config.data_on_device == "auto"
-            and (data.train_images.numel() + data.test_images.numel()) <= _DEVICE_DATA_LIMIT))
+        or (
+            config.data_on_device == "auto"
+            and (data.train_images.numel() + data.test_images.numel()) <= _DEVICE_DATA_LIMIT
+        )
+    )
     store = device if on_device else torch.device("cpu")
     train_x, train_y = data.train_images.to(store), data.train_labels.to(store)
     test_x, test_y = data.test_images.to(store), data.test_labels.to(store)
@@ -467,33 +541,53 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
     # ---- files
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_json(out / CONFIG, _jsonable({
-            "config": config.to_dict(), "model": describe, "parameters": n_params,
-            "dataset": data.describe(), "world_size": info.world_size, "device": str(device),
-            "torch": torch.__version__,
-            "milestone_epochs": milestone_epochs(config) if config.schedule == "step" else [],
-        }))
+        _atomic_json(
+            out / CONFIG,
+            _jsonable(
+                {
+                    "config": config.to_dict(),
+                    "model": describe,
+                    "parameters": n_params,
+                    "dataset": data.describe(),
+                    "world_size": info.world_size,
+                    "device": str(device),
+                    "torch": torch.__version__,
+                    "milestone_epochs": milestone_epochs(config) if config.schedule == "step" else [],
+                }
+            ),
+        )
         lines = b"".join((json.dumps(r) + "\n").encode() for r in history)
         _atomic_write(out / METRICS, lambda f: f.write(lines))
 
     B = config.batch_size
     steps = n_train // B + (1 if n_train % B >= info.world_size else 0)
     if steps == 0:
-        raise TrainError(f"{n_train} training examples are fewer than the {info.world_size} "
-                         "ranks")
+        raise TrainError(f"{n_train} training examples are fewer than the {info.world_size} ranks")
     autocast = _autocast(config, device)
     use_bars = progress and info.is_main and not quiet and sys.stderr.isatty()
-    best = max(((r["test_acc"], r["epoch"]) for r in history if r.get("test_acc") is not None),
-               default=(None, None))
+    best = max(
+        ((r["test_acc"], r["epoch"]) for r in history if r.get("test_acc") is not None), default=(None, None)
+    )
     if start_epoch > 0:
         _log(info, quiet, f"resuming {out} after epoch {start_epoch} of {config.epochs}")
-    _log(info, quiet, f"training {n_params:,} parameters on {data.name} "
-                      f"({n_train} train / {test_x.shape[0]} test, {data.image_shape}), "
-                      f"{config.recipe} recipe, {config.epochs} epochs, batch {B}, "
-                      f"{device}" + (f" x{info.world_size}" if info.enabled else ""))
+    _log(
+        info,
+        quiet,
+        f"training {n_params:,} parameters on {data.name} "
+        f"({n_train} train / {test_x.shape[0]} test, {data.image_shape}), "
+        f"{config.recipe} recipe, {config.epochs} epochs, batch {B}, "
+        f"{device}" + (f" x{info.world_size}" if info.enabled else ""),
+    )
 
-    epoch_bar = tqdm(total=config.epochs, initial=start_epoch, desc="epochs", unit="ep",
-                     disable=not use_bars, file=sys.stderr, dynamic_ncols=True)
+    epoch_bar = tqdm(
+        total=config.epochs,
+        initial=start_epoch,
+        desc="epochs",
+        unit="ep",
+        disable=not use_bars,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
@@ -505,8 +599,15 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
             correct = torch.zeros((), dtype=torch.int64, device=device)
             seen = 0
             lr0 = lr_at(config, epoch, 0, steps)
-            batch_bar = tqdm(total=steps, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-                             disable=not use_bars, file=sys.stderr, dynamic_ncols=True)
+            batch_bar = tqdm(
+                total=steps,
+                desc=f"epoch {epoch + 1}",
+                unit="batch",
+                leave=False,
+                disable=not use_bars,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
             for step in range(steps):
                 lr = lr_at(config, epoch, step, steps)
                 for group in optimizer.param_groups:
@@ -523,8 +624,9 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
                 with autocast:
                     logits = model(x)
                 logits = logits.float()
-                batch_loss = F.cross_entropy(logits, y, reduction="sum",
-                                             label_smoothing=config.label_smoothing)
+                batch_loss = F.cross_entropy(
+                    logits, y, reduction="sum", label_smoothing=config.label_smoothing
+                )
                 # mean over the GLOBAL batch; DDP averages over ranks, hence the factor
                 loss = batch_loss * (info.world_size / (g1 - g0))
                 if scaler is not None:
@@ -540,8 +642,7 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
                 if use_bars:
                     batch_bar.update(1)
                     if step % 25 == 0:
-                        batch_bar.set_postfix(loss=f"{batch_loss.item() / y.shape[0]:.3f}",
-                                              lr=f"{lr:.3g}")
+                        batch_bar.set_postfix(loss=f"{batch_loss.item() / y.shape[0]:.3f}", lr=f"{lr:.3g}")
             batch_bar.close()
             stats = torch.stack([loss_sum, correct.double()])
             D.all_reduce_sum(stats, info)
@@ -550,14 +651,16 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
                 torch.cuda.synchronize(device)
             train_seconds = time.perf_counter() - t0
             if not all(math.isfinite(v) for v in (tr_loss,)):
-                raise TrainError(f"training diverged in epoch {epoch + 1} (loss {tr_loss}); "
-                                 "try a smaller --lr")
+                raise TrainError(
+                    f"training diverged in epoch {epoch + 1} (loss {tr_loss}); try a smaller --lr"
+                )
 
             te_loss = te_acc = None
             last = epoch + 1 == config.epochs
             if last or (epoch + 1) % config.eval_every == 0:
-                te_loss, te_acc, _ = evaluate(eval_model, test_x, test_y, mean, std,
-                                              config=config, device=device, info=info)
+                te_loss, te_acc, _ = evaluate(
+                    eval_model, test_x, test_y, mean, std, config=config, device=device, info=info
+                )
             seconds = time.perf_counter() - t0
             elapsed += seconds
             train_elapsed += train_seconds
@@ -588,28 +691,36 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
                     "epoch": epoch + 1,
                     "model": net.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "scheduler": {"kind": config.schedule, "last_epoch": epoch,
-                                  "note": "the lr is a pure function of (config, epoch, step)"},
+                    "scheduler": {
+                        "kind": config.schedule,
+                        "last_epoch": epoch,
+                        "note": "the lr is a pure function of (config, epoch, step)",
+                    },
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "rng": rngs,
-                    "data_order": {"scheme": "per-epoch torch.Generator seeded by "
-                                             "splitmix(seed, epoch): order and augmentation",
-                                   "seed": config.seed, "next_epoch": epoch + 1,
-                                   "next_generator_seed": _epoch_seed(config.seed, epoch + 1)},
+                    "data_order": {
+                        "scheme": "per-epoch torch.Generator seeded by "
+                        "splitmix(seed, epoch): order and augmentation",
+                        "seed": config.seed,
+                        "next_epoch": epoch + 1,
+                        "next_generator_seed": _epoch_seed(config.seed, epoch + 1),
+                    },
                     "config": config.to_dict(),
                     "history": history,
                     "elapsed": elapsed,
                     "train_elapsed": train_elapsed,
                     "world_size": info.world_size,
                 }
-                _atomic_write(out / CHECKPOINT, lambda f: torch.save(ck, f))
+                _atomic_write(out / CHECKPOINT, lambda f, ck=ck: torch.save(ck, f))
                 del ck
-            te = ("" if te_acc is None else
-                  f"  test loss {te_loss:.4f} acc {100 * te_acc:.2f}%")
-            _log(info, quiet,
-                 f"epoch {epoch + 1}/{config.epochs}  lr {lr0:.4g}  train loss "
-                 f"{record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%{te}  "
-                 f"{seconds:.1f}s  {record['images_per_s'] or 0:.0f} img/s")
+            te = "" if te_acc is None else f"  test loss {te_loss:.4f} acc {100 * te_acc:.2f}%"
+            _log(
+                info,
+                quiet,
+                f"epoch {epoch + 1}/{config.epochs}  lr {lr0:.4g}  train loss "
+                f"{record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%{te}  "
+                f"{seconds:.1f}s  {record['images_per_s'] or 0:.0f} img/s",
+            )
             epoch_bar.update(1)
             if on_epoch_end is not None:
                 on_epoch_end(dict(record))
@@ -617,8 +728,11 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
         epoch_bar.close()
 
     final = history[-1]
-    total_images = sum(r["images_per_s"] * r["train_seconds"] for r in history
-                       if r.get("images_per_s") and r.get("train_seconds"))
+    total_images = sum(
+        r["images_per_s"] * r["train_seconds"]
+        for r in history
+        if r.get("images_per_s") and r.get("train_seconds")
+    )
     summary = {
         "finished": True,
         "epochs": config.epochs,
@@ -643,9 +757,13 @@ def _run(build_model, config: TrainConfig, out: Path, info: D.DistInfo, device: 
     if info.is_main:
         _atomic_json(out / SUMMARY, summary)
         _plot_curves(out / CURVES, history, info, quiet)
-        _log(info, quiet, f"done: final test accuracy {100 * final['test_acc']:.2f}% "
-                          f"(best {100 * best[0]:.2f}% at epoch {best[1]}), "
-                          f"{elapsed:.1f}s; this call {time.perf_counter() - wall_start:.1f}s")
+        _log(
+            info,
+            quiet,
+            f"done: final test accuracy {100 * final['test_acc']:.2f}% "
+            f"(best {100 * best[0]:.2f}% at epoch {best[1]}), "
+            f"{elapsed:.1f}s; this call {time.perf_counter() - wall_start:.1f}s",
+        )
     D.barrier(info)
     return summary
 
@@ -667,15 +785,14 @@ def _plot_curves(path: Path, history: list[dict], info: D.DistInfo, quiet: bool)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
-    except Exception:  # noqa: BLE001 - no matplotlib, no curves
+    except Exception:
         _log(info, quiet, f"matplotlib is not installed: no {path.name}")
         return
     ep = [r["epoch"] for r in history]
     fig = Figure(figsize=(9, 3.4))
     FigureCanvasAgg(fig)
     a1, a2 = fig.subplots(1, 2)
-    te = [(r["epoch"], r["test_loss"], r["test_acc"]) for r in history
-          if r.get("test_acc") is not None]
+    te = [(r["epoch"], r["test_loss"], r["test_acc"]) for r in history if r.get("test_acc") is not None]
     a1.plot(ep, [r["train_loss"] for r in history], label="train")
     a2.plot(ep, [100 * r["train_acc"] for r in history], label="train")
     if te:

@@ -21,8 +21,13 @@ from dataclasses import fields
 from .data import DATASETS, TrainError
 from .recipes import RECIPES, TrainConfig, make_config
 
-__all__ = ["add_run_arguments", "add_training_arguments", "config_from_args", "parse_seeds",
-           "seeds_from_args"]
+__all__ = [
+    "add_run_arguments",
+    "add_training_arguments",
+    "config_from_args",
+    "parse_seeds",
+    "seeds_from_args",
+]
 
 
 def _positive_int(s: str) -> int:
@@ -89,87 +94,120 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     """Add one flag per :class:`TrainConfig` knob (in a "training" group) and return it."""
     g = parser.add_argument_group("training", "every flag overrides the recipe's value")
     B = argparse.BooleanOptionalAction
-    g.add_argument("--recipe", choices=sorted(RECIPES),
-                   help="cifar (He et al.: SGD 0.1, 160 epochs, steps at 50%%/75%%), imagenet "
-                        "(90 epochs, steps at 30/60), fashion (3 epochs, CPU-friendly); "
-                        "default: by data set")
-    g.add_argument("--data", metavar="NAME",
-                   help=f"data set: {', '.join(DATASETS)} or synthetic:CxHxW[:CLASSES] "
-                        "(default: fashion-mnist)")
+    g.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="cifar (He et al.: SGD 0.1, 160 epochs, steps at 50%%/75%%), imagenet "
+        "(90 epochs, steps at 30/60), fashion (3 epochs, CPU-friendly); "
+        "default: by data set",
+    )
+    g.add_argument(
+        "--data",
+        metavar="NAME",
+        help=f"data set: {', '.join(DATASETS)} or synthetic:CxHxW[:CLASSES] (default: fashion-mnist)",
+    )
     g.add_argument("--data-dir", metavar="DIR", help="where the data set's files are")
-    g.add_argument("--download", action=B, default=None,
-                   help="download a missing data set into ~/.cache/formulac")
-    g.add_argument("--image-size", type=_positive_int, metavar="N",
-                   help="imagefolder: resolution the images are stored and trained at "
-                        "(default 64)")
-    g.add_argument("--limit-train", type=_positive_int, metavar="N",
-                   help="use only the first N training examples")
-    g.add_argument("--limit-test", type=_positive_int, metavar="N",
-                   help="use only the first N test examples")
+    g.add_argument(
+        "--download", action=B, default=None, help="download a missing data set into ~/.cache/formulac"
+    )
+    g.add_argument(
+        "--image-size",
+        type=_positive_int,
+        metavar="N",
+        help="imagefolder: resolution the images are stored and trained at (default 64)",
+    )
+    g.add_argument(
+        "--limit-train", type=_positive_int, metavar="N", help="use only the first N training examples"
+    )
+    g.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test examples")
     g.add_argument("--epochs", type=_positive_int, metavar="N")
-    g.add_argument("--batch-size", type=_positive_int, metavar="N",
-                   help="global batch size (split across torchrun ranks)")
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help="global batch size (split across torchrun ranks)",
+    )
     g.add_argument("--optimizer", choices=["sgd", "adamw"])
     g.add_argument("--lr", type=_float, metavar="LR", help="base learning rate")
     g.add_argument("--momentum", type=_float, metavar="M")
     g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=_float, metavar="WD")
     g.add_argument("--nesterov", action=B, default=None, help="Nesterov momentum")
     g.add_argument("--schedule", choices=["step", "cosine", "constant"])
-    g.add_argument("--milestones", type=_float_list, metavar="LIST",
-                   help="step schedule: fractions of the epochs (0.5,0.75) or, all >= 1, "
-                        "epoch numbers (30,60)")
+    g.add_argument(
+        "--milestones",
+        type=_float_list,
+        metavar="LIST",
+        help="step schedule: fractions of the epochs (0.5,0.75) or, all >= 1, epoch numbers (30,60)",
+    )
     g.add_argument("--gamma", type=_float, metavar="G", help="lr factor at each milestone")
-    g.add_argument("--warmup-epochs", type=_float, metavar="E",
-                   help="linear lr warm-up over E epochs")
+    g.add_argument("--warmup-epochs", type=_float, metavar="E", help="linear lr warm-up over E epochs")
     g.add_argument("--label-smoothing", type=_float, metavar="S")
-    g.add_argument("--crop-padding", type=_nonneg_int, metavar="P",
-                   help="random crop with P pixels of zero padding (0: off)")
+    g.add_argument(
+        "--crop-padding",
+        type=_nonneg_int,
+        metavar="P",
+        help="random crop with P pixels of zero padding (0: off)",
+    )
     g.add_argument("--flip", action=B, default=None, help="random horizontal flips")
-    g.add_argument("--random-resized-crop", action=B, default=None,
-                   help="random-resized crop (the imagenet recipe's)")
-    g.add_argument("--no-augment", action="store_true", default=None,
-                   help="no crop, no flip")
+    g.add_argument(
+        "--random-resized-crop", action=B, default=None, help="random-resized crop (the imagenet recipe's)"
+    )
+    g.add_argument("--no-augment", action="store_true", default=None, help="no crop, no flip")
     g.add_argument("--seed", type=_nonneg_int, metavar="N", help="random seed (default 0)")
     g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
     g.add_argument("--channels-last", action=B, default=None)
     g.add_argument("--compile", action=B, default=None, help="torch.compile the model")
-    g.add_argument("--deterministic", action=B, default=None,
-                   help="deterministic algorithms (slower on GPUs)")
-    g.add_argument("--eval-every", type=_positive_int, metavar="N",
-                   help="evaluate every N epochs (and after the last)")
+    g.add_argument(
+        "--deterministic", action=B, default=None, help="deterministic algorithms (slower on GPUs)"
+    )
+    g.add_argument(
+        "--eval-every", type=_positive_int, metavar="N", help="evaluate every N epochs (and after the last)"
+    )
     g.add_argument("--eval-batch-size", type=_positive_int, metavar="N")
-    g.add_argument("--data-on-device", choices=["auto", "yes", "no"],
-                   help="keep the data set on the GPU (auto: when it fits in 4 GiB)")
-    g.add_argument("--workers", type=_nonneg_int, metavar="N",
-                   help="threads decoding image folders (0: automatic)")
-    g.add_argument("--threads", type=_nonneg_int, metavar="N",
-                   help="torch CPU threads (0: torch's default)")
-    g.add_argument("--sync-bn", action=B, default=None,
-                   help="synchronised BatchNorm across torchrun ranks")
+    g.add_argument(
+        "--data-on-device",
+        choices=["auto", "yes", "no"],
+        help="keep the data set on the GPU (auto: when it fits in 4 GiB)",
+    )
+    g.add_argument(
+        "--workers", type=_nonneg_int, metavar="N", help="threads decoding image folders (0: automatic)"
+    )
+    g.add_argument("--threads", type=_nonneg_int, metavar="N", help="torch CPU threads (0: torch's default)")
+    g.add_argument("--sync-bn", action=B, default=None, help="synchronised BatchNorm across torchrun ranks")
     return g
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, compare: bool = False,
-                      default_out: str | None = None) -> argparse._ArgumentGroup:
+def add_run_arguments(
+    parser: argparse.ArgumentParser, *, compare: bool = False, default_out: str | None = None
+) -> argparse._ArgumentGroup:
     """Add --out/-o, --resume, --overwrite, --no-progress, --quiet (and --seeds when
     ``compare``)."""
     g = parser.add_argument_group("run")
-    g.add_argument("-o", "--out", metavar="DIR", default=default_out,
-                   help="output directory" + (f" (default: {default_out})" if default_out
-                                              else ""))
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint"
-                        + (" (compare always continues finished and unfinished runs)"
-                           if compare else ""))
-    g.add_argument("--overwrite", action="store_true",
-                   help="start over even if --out holds a run")
-    g.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bars")
+    g.add_argument(
+        "-o",
+        "--out",
+        metavar="DIR",
+        default=default_out,
+        help="output directory" + (f" (default: {default_out})" if default_out else ""),
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint"
+        + (" (compare always continues finished and unfinished runs)" if compare else ""),
+    )
+    g.add_argument("--overwrite", action="store_true", help="start over even if --out holds a run")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     g.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
     if compare:
-        g.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="N|LIST",
-                       help="how many seeds (5: seeds 0..4) or which, e.g. 0,2,7 or 3-6 (default 3)")
+        g.add_argument(
+            "--seeds",
+            type=parse_seeds,
+            default=[0, 1, 2],
+            metavar="N|LIST",
+            help="how many seeds (5: seeds 0..4) or which, e.g. 0,2,7 or 3-6 (default 3)",
+        )
     return g
 
 
@@ -179,8 +217,11 @@ _FIELDS = [f.name for f in fields(TrainConfig)]
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe's defaults, overridden by every flag that was given.  Raises
     :class:`TrainError` (a ValueError) for values that do not fit together."""
-    over = {name: getattr(args, name) for name in _FIELDS
-            if name != "recipe" and getattr(args, name, None) is not None}
+    over = {
+        name: getattr(args, name)
+        for name in _FIELDS
+        if name != "recipe" and getattr(args, name, None) is not None
+    }
     if getattr(args, "no_augment", None):
         for k, v in (("crop_padding", 0), ("flip", False), ("random_resized_crop", False)):
             if k in over and over[k] != v and over[k] is not False:

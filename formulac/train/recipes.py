@@ -49,39 +49,39 @@ class TrainConfig:
     data: str = "fashion-mnist"
     data_dir: str | None = None
     download: bool = False
-    image_size: int | None = None       # imagefolder only: stored/trained resolution (default 64)
-    limit_train: int | None = None      # use only the first N training examples
-    limit_test: int | None = None       # use only the first N test examples
+    image_size: int | None = None  # imagefolder only: stored/trained resolution (default 64)
+    limit_train: int | None = None  # use only the first N training examples
+    limit_test: int | None = None  # use only the first N test examples
     # optimisation
     epochs: int = 3
-    batch_size: int = 128               # the GLOBAL batch (split across DDP ranks)
-    optimizer: str = "sgd"              # sgd | adamw
+    batch_size: int = 128  # the GLOBAL batch (split across DDP ranks)
+    optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = True
-    schedule: str = "cosine"            # step | cosine | constant
-    milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of the epochs (step schedule)
-    gamma: float = 0.1                  # lr factor at each milestone
-    warmup_epochs: float = 0.0          # linear warm-up, per iteration
+    schedule: str = "cosine"  # step | cosine | constant
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs (step schedule)
+    gamma: float = 0.1  # lr factor at each milestone
+    warmup_epochs: float = 0.0  # linear warm-up, per iteration
     label_smoothing: float = 0.0
     # augmentation
-    crop_padding: int = 2               # random crop with zero padding (0: off)
-    flip: bool = True                   # random horizontal flip
+    crop_padding: int = 2  # random crop with zero padding (0: off)
+    flip: bool = True  # random horizontal flip
     random_resized_crop: bool = False
     # run
     seed: int = 0
-    device: str = "auto"                # auto | cpu | cuda | cuda:N
-    amp: str = "none"                   # none | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
-    eval_every: int = 1                 # evaluate every N epochs (and always after the last)
+    eval_every: int = 1  # evaluate every N epochs (and always after the last)
     eval_batch_size: int | None = None  # default: max(batch_size, 256)
-    data_on_device: str = "auto"        # auto | yes | no: keep the whole data set on the GPU
-    workers: int = 0                    # threads decoding image folders (0: automatic)
-    threads: int = 0                    # torch CPU threads (0: torch's default)
-    sync_bn: bool = False               # SyncBatchNorm under DDP
+    data_on_device: str = "auto"  # auto | yes | no: keep the whole data set on the GPU
+    workers: int = 0  # threads decoding image folders (0: automatic)
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    sync_bn: bool = False  # SyncBatchNorm under DDP
 
     # ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -90,17 +90,17 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         if "milestones" in kw and kw["milestones"] is not None:
             kw["milestones"] = tuple(float(m) for m in kw["milestones"])
         return cls(**kw)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         def bad(msg: str):
             raise TrainError(msg)
 
@@ -150,18 +150,54 @@ class TrainConfig:
 
 
 RECIPES: dict[str, dict] = {
-    "cifar": dict(epochs=160, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
-                  weight_decay=1e-4, nesterov=False, schedule="step", milestones=(0.5, 0.75),
-                  gamma=0.1, warmup_epochs=0.0, crop_padding=4, flip=True,
-                  random_resized_crop=False),
-    "imagenet": dict(epochs=90, batch_size=256, optimizer="sgd", lr=0.1, momentum=0.9,
-                     weight_decay=1e-4, nesterov=False, schedule="step",
-                     milestones=(1 / 3, 2 / 3), gamma=0.1, warmup_epochs=0.0, crop_padding=0,
-                     flip=True, random_resized_crop=True),
-    "fashion": dict(epochs=3, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9,
-                    weight_decay=5e-4, nesterov=True, schedule="cosine",
-                    milestones=(0.5, 0.75), gamma=0.1, warmup_epochs=0.0, crop_padding=2,
-                    flip=True, random_resized_crop=False),
+    "cifar": dict(
+        epochs=160,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        nesterov=False,
+        schedule="step",
+        milestones=(0.5, 0.75),
+        gamma=0.1,
+        warmup_epochs=0.0,
+        crop_padding=4,
+        flip=True,
+        random_resized_crop=False,
+    ),
+    "imagenet": dict(
+        epochs=90,
+        batch_size=256,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        nesterov=False,
+        schedule="step",
+        milestones=(1 / 3, 2 / 3),
+        gamma=0.1,
+        warmup_epochs=0.0,
+        crop_padding=0,
+        flip=True,
+        random_resized_crop=True,
+    ),
+    "fashion": dict(
+        epochs=3,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=5e-4,
+        nesterov=True,
+        schedule="cosine",
+        milestones=(0.5, 0.75),
+        gamma=0.1,
+        warmup_epochs=0.0,
+        crop_padding=2,
+        flip=True,
+        random_resized_crop=False,
+    ),
 }
 
 
@@ -202,7 +238,7 @@ def make_config(recipe: str | None = None, **overrides) -> TrainConfig:
 def milestone_epochs(config: TrainConfig) -> list[int]:
     """The epochs (0-based) from which the step schedule multiplies the lr by ``gamma`` once
     more: e.g. 80 and 120 for 160 epochs at (0.5, 0.75)."""
-    return [int(math.floor(m * config.epochs + 0.5)) for m in config.milestones]
+    return [math.floor(m * config.epochs + 0.5) for m in config.milestones]
 
 
 def lr_at(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
@@ -237,18 +273,22 @@ class EpochPlan:
     """The data order and every augmentation draw of one epoch, indexed by position in the
     epoch (so that each DDP rank can take its slice of the same global batch)."""
 
-    order: torch.Tensor                       # permutation of the training examples
-    crop: torch.Tensor | None = None          # (N, 2) offsets in [0, 2 * padding]
-    flip: torch.Tensor | None = None          # (N,) bool
-    rrc: torch.Tensor | None = None           # (N, 4): a_x, a_y, b_x, b_y of the affine crop
+    order: torch.Tensor  # permutation of the training examples
+    crop: torch.Tensor | None = None  # (N, 2) offsets in [0, 2 * padding]
+    flip: torch.Tensor | None = None  # (N,) bool
+    rrc: torch.Tensor | None = None  # (N, 4): a_x, a_y, b_x, b_y of the affine crop
     extra: dict = field(default_factory=dict)
 
-    def to(self, device) -> "EpochPlan":
-        mv = (lambda t: None if t is None else t.to(device, non_blocking=True))
+    def to(self, device) -> EpochPlan:
+        def mv(t):
+            return None if t is None else t.to(device, non_blocking=True)
+
         return EpochPlan(mv(self.order), mv(self.crop), mv(self.flip), mv(self.rrc))
 
-    def take(self, sl) -> "EpochPlan":
-        pick = (lambda t: None if t is None else t[sl])
+    def take(self, sl) -> EpochPlan:
+        def pick(t):
+            return None if t is None else t[sl]
+
         return EpochPlan(pick(self.order), pick(self.crop), pick(self.flip), pick(self.rrc))
 
 
@@ -259,56 +299,60 @@ def epoch_plan(config: TrainConfig, n: int, epoch: int, image_hw: tuple[int, int
     order = torch.randperm(n, generator=g)
     plan = EpochPlan(order)
     if config.random_resized_crop:
-        h, w = image_hw
+        _h, _w = image_hw
         area = torch.empty(n).uniform_(0.08, 1.0, generator=g)
         logr = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=g)
         ratio = logr.exp()
-        cw = (area * ratio).sqrt().clamp(max=1.0)      # fractions of the width / height
+        cw = (area * ratio).sqrt().clamp(max=1.0)  # fractions of the width / height
         ch = (area / ratio).sqrt().clamp(max=1.0)
         x0 = torch.rand(n, generator=g) * (1 - cw)
         y0 = torch.rand(n, generator=g) * (1 - ch)
         # affine_grid (align_corners=False): input = a * output + b in [-1, 1] units
         plan.rrc = torch.stack([cw, ch, 2 * x0 + cw - 1, 2 * y0 + ch - 1], dim=1)
     elif config.crop_padding > 0:
-        plan.crop = torch.randint(0, 2 * config.crop_padding + 1, (n, 2), generator=g,
-                                  dtype=torch.int64)
+        plan.crop = torch.randint(0, 2 * config.crop_padding + 1, (n, 2), generator=g, dtype=torch.int64)
     if config.flip:
         plan.flip = torch.rand(n, generator=g) < 0.5
     return plan
 
 
-def _crop_flip(x: torch.Tensor, offsets: torch.Tensor | None, pad: int,
-               flip: torch.Tensor | None) -> torch.Tensor:
+def _crop_flip(
+    x: torch.Tensor, offsets: torch.Tensor | None, pad: int, flip: torch.Tensor | None
+) -> torch.Tensor:
     """Random crop (zero padding ``pad``, top-left ``offsets`` in the padded image) and
     horizontal flip, as one gather over the flattened images."""
     b, c, h, w = x.shape
     if offsets is not None and pad > 0:
         x = F.pad(x, (pad, pad, pad, pad))
         wp = w + 2 * pad
-        base = offsets[:, 0] * wp + offsets[:, 1]                               # (B,)
+        base = offsets[:, 0] * wp + offsets[:, 1]  # (B,)
     else:
         wp = w
         base = torch.zeros(b, dtype=torch.int64, device=x.device)
     cols = torch.arange(w, device=x.device)
     if flip is not None:
-        cols = torch.where(flip[:, None], (w - 1) - cols[None, :], cols[None, :])   # (B, W)
+        cols = torch.where(flip[:, None], (w - 1) - cols[None, :], cols[None, :])  # (B, W)
     else:
         cols = cols[None, :].expand(b, w)
     rows = torch.arange(h, device=x.device) * wp
-    idx = base[:, None, None] + rows[None, :, None] + cols[:, None, :]          # (B, H, W)
+    idx = base[:, None, None] + rows[None, :, None] + cols[:, None, :]  # (B, H, W)
     flat = x.reshape(b, c, -1)
     return flat.gather(2, idx.reshape(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
 
 
-def augment_batch(x: torch.Tensor, plan: EpochPlan | None, config: TrainConfig,
-                  mean: torch.Tensor, std: torch.Tensor, channels_last: bool = False
-                  ) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor,
+    plan: EpochPlan | None,
+    config: TrainConfig,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    channels_last: bool = False,
+) -> torch.Tensor:
     """uint8 NCHW batch -> augmented (when ``plan`` is given), normalised float32 batch.
 
     ``mean``/``std`` are per-channel tensors in [0, 1] units on ``x``'s device.
     """
-    if plan is not None and plan.rrc is None and (plan.crop is not None
-                                                   or plan.flip is not None):
+    if plan is not None and plan.rrc is None and (plan.crop is not None or plan.flip is not None):
         x = _crop_flip(x, plan.crop, config.crop_padding, plan.flip)
         xf = x.float()
     elif plan is not None and plan.rrc is not None:
@@ -318,11 +362,11 @@ def augment_batch(x: torch.Tensor, plan: EpochPlan | None, config: TrainConfig,
         if plan.flip is not None:
             ax = torch.where(plan.flip, -ax, ax)
         zero = torch.zeros_like(ax)
-        theta = torch.stack([torch.stack([ax, zero, p[:, 2]], 1),
-                             torch.stack([zero, p[:, 1], p[:, 3]], 1)], 1)
+        theta = torch.stack(
+            [torch.stack([ax, zero, p[:, 2]], 1), torch.stack([zero, p[:, 1], p[:, 3]], 1)], 1
+        )
         grid = F.affine_grid(theta, list(xf.shape), align_corners=False)
-        xf = F.grid_sample(xf, grid, mode="bilinear", padding_mode="border",
-                           align_corners=False)
+        xf = F.grid_sample(xf, grid, mode="bilinear", padding_mode="border", align_corners=False)
     else:
         xf = x.float()
     if xf is x:  # a float input: do not scale the caller's tensor in place

@@ -13,13 +13,23 @@ regularized incomplete beta and gamma functions evaluated by mpmath at 30 digits
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import mpmath
 
-__all__ = ["TestResult", "chi2_sf", "f_sf", "friedman_test", "holm", "paired_t_test",
-           "rankdata", "t_cdf", "t_sf", "wilcoxon_signed_rank"]
+__all__ = [
+    "TestResult",
+    "chi2_sf",
+    "f_sf",
+    "friedman_test",
+    "holm",
+    "paired_t_test",
+    "rankdata",
+    "t_cdf",
+    "t_sf",
+    "wilcoxon_signed_rank",
+]
 
 _DPS = 30
 
@@ -36,7 +46,7 @@ def t_cdf(t: float, df: float) -> float:
     if math.isinf(t):
         return 1.0 if t > 0 else 0.0
     x = df / (df + t * t)
-    tail = 0.5 * _betainc(df / 2, 0.5, x)          # P(T > |t|)
+    tail = 0.5 * _betainc(df / 2, 0.5, x)  # P(T > |t|)
     return 1.0 - tail if t >= 0 else tail
 
 
@@ -92,8 +102,9 @@ class TestResult:
             return f"{self.name}: not computed ({self.note})"
         parts = []
         if self.statistic is not None:
-            sym = {"paired t-test": "t", "Friedman test": "chi2",
-                   "Wilcoxon signed-rank test": "V"}.get(self.name, "stat")
+            sym = {"paired t-test": "t", "Friedman test": "chi2", "Wilcoxon signed-rank test": "V"}.get(
+                self.name, "stat"
+            )
             parts.append(f"{sym} = {_fmt(self.statistic)}")
         if self.df is not None:
             parts.append(f"df = {_fmt(self.df)}")
@@ -140,10 +151,10 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> TestResult:
     extra = {"mean_difference": md, "sd_difference": sd}
     if sd == 0.0 or sd < 1e-15 * max(1.0, abs(md)):
         if md == 0.0 or abs(md) < 1e-15:
-            return TestResult(name, None, None, n - 1, n, "identical results on every seed",
-                              extra)
-        return TestResult(name, math.copysign(math.inf, md), 0.0, n - 1, n,
-                          "the same difference on every seed", extra)
+            return TestResult(name, None, None, n - 1, n, "identical results on every seed", extra)
+        return TestResult(
+            name, math.copysign(math.inf, md), 0.0, n - 1, n, "the same difference on every seed", extra
+        )
     t = md / (sd / math.sqrt(n))
     df = n - 1
     p = _betainc(df / 2, 0.5, df / (df + t * t))
@@ -166,8 +177,9 @@ def rankdata(values: Sequence[float]) -> list[float]:
     return ranks
 
 
-def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float],
-                         alternative: str = "two-sided") -> TestResult:
+def wilcoxon_signed_rank(
+    a: Sequence[float], b: Sequence[float], alternative: str = "two-sided"
+) -> TestResult:
     """Wilcoxon signed-rank test of the differences a - b, with the exact distribution of
     V (the sum of the ranks of the positive differences; zero differences are dropped, tied
     absolute differences get average ranks and the exact distribution takes them as they are).
@@ -183,7 +195,7 @@ def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float],
     name = "Wilcoxon signed-rank test"
     if n == 0:
         return TestResult(name, None, None, None, 0, "identical results on every seed")
-    r2 = [int(round(2 * r)) for r in rankdata([abs(x) for x in d])]   # doubled ranks: integers
+    r2 = [round(2 * r) for r in rankdata([abs(x) for x in d])]  # doubled ranks: integers
     v2 = sum(r for r, x in zip(r2, d) if x > 0)
     counts = {0: 1}
     for r in r2:
@@ -191,7 +203,7 @@ def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float],
         for s, c in counts.items():
             nxt[s + r] = nxt.get(s + r, 0) + c
         counts = nxt
-    total = 2 ** n
+    total = 2**n
     le = sum(c for s, c in counts.items() if s <= v2) / total
     ge = sum(c for s, c in counts.items() if s >= v2) / total
     if alternative == "greater":
@@ -200,8 +212,15 @@ def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float],
         p = le
     else:
         p = min(1.0, 2 * min(le, ge))
-    return TestResult(name, v2 / 2, p, None, n, "" if alternative == "two-sided"
-                      else f"one-sided, {alternative}", {"alternative": alternative})
+    return TestResult(
+        name,
+        v2 / 2,
+        p,
+        None,
+        n,
+        "" if alternative == "two-sided" else f"one-sided, {alternative}",
+        {"alternative": alternative},
+    )
 
 
 def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
@@ -229,7 +248,7 @@ def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
         seen: dict[float, int] = {}
         for v in r:
             seen[v] = seen.get(v, 0) + 1
-        ties += sum(t ** 3 - t for t in seen.values())
+        ties += sum(t**3 - t for t in seen.values())
     corr = 1.0 - ties / (n * k * (k * k - 1))
     extra = {"mean_ranks": [s / n for s in rsum], "k": k}
     if corr <= 0:

@@ -78,9 +78,17 @@ def test_momentum_closed_form():
 
 
 def test_momentum_example_is_numeric_and_consistent():
-    an = analyze(parse((EXAMPLES / "momentum.rec").read_text()) if (EXAMPLES / "momentum.rec").exists()
-                 else parse("gamma = 0.9\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\nx_<n+1> = x_n + v_<n+1>"), 3)
-    assert an.block_weights["F"] == [sympy.Rational(271, 1000), sympy.Rational(19, 100), sympy.Rational(1, 10)]
+    an = analyze(
+        parse((EXAMPLES / "momentum.rec").read_text())
+        if (EXAMPLES / "momentum.rec").exists()
+        else parse("gamma = 0.9\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\nx_<n+1> = x_n + v_<n+1>"),
+        3,
+    )
+    assert an.block_weights["F"] == [
+        sympy.Rational(271, 1000),
+        sympy.Rational(19, 100),
+        sympy.Rational(1, 10),
+    ]
     assert an.consistent is True and an.stability == "neutral"
 
 
@@ -171,7 +179,10 @@ def test_numeric_roots_match_an_independent_solver():
     import numpy as np
 
     ref = np.roots([1, -1, -0.5, 1 / 3, -0.2])
-    key = lambda z: (round(z.real, 9), z.imag)
+
+    def key(z):
+        return (round(z.real, 9), z.imag)
+
     got = sorted((complex(r.value) for r in an.roots), key=key)
     for x, y in zip(got, sorted(ref, key=key)):
         assert abs(x - y) < 1e-9
@@ -207,7 +218,13 @@ def test_step_dependent_and_history_have_no_polynomial():
     hist = analyze(parse("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)"), 5)
     assert hist.order is None and hist.characteristic_polynomial is None and hist.roots is None
     assert hist.consistent is True
-    assert hist.block_weights["F"] == [sympy.Rational(1, 2), sympy.Rational(1, 3), sympy.Rational(1, 4), sympy.Rational(1, 5), 1]
+    assert hist.block_weights["F"] == [
+        sympy.Rational(1, 2),
+        sympy.Rational(1, 3),
+        sympy.Rational(1, 4),
+        sympy.Rational(1, 5),
+        1,
+    ]
     step = analyze(parse("x_<n+1> = x_n/(n+1) + F(x_n)"), 3)
     assert step.characteristic_polynomial is None and step.consistent is False
 
@@ -228,7 +245,15 @@ def test_step_dependent_and_history_have_no_polynomial():
 def test_nonlinear_gives_none_and_a_note(text, word):
     an = analyze(parse(text), 4)
     assert an.linear is False
-    for name in ("block_weights", "initial_weights", "characteristic_polynomial", "roots", "stability", "rate", "consistent"):
+    for name in (
+        "block_weights",
+        "initial_weights",
+        "characteristic_polynomial",
+        "roots",
+        "stability",
+        "rate",
+        "consistent",
+    ):
         assert getattr(an, name) is None, name
     assert any(word in note for note in an.notes)
     data = an.to_json()
@@ -268,8 +293,14 @@ def test_path_counts_match_enumeration_in_networkx():
 
     from formulac.analysis import dependency_graph, path_length_distribution
 
-    for text in (RESNET, "x_<n+1> = x_n + 1/2*F(x_n) + 1/2*F(x_n + F(x_n))", TWO_STEP, MOMENTUM,
-                 "x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", "x_<n+1> = cat(x_n, F(x_n))"):
+    for text in (
+        RESNET,
+        "x_<n+1> = x_n + 1/2*F(x_n) + 1/2*F(x_n + F(x_n))",
+        TWO_STEP,
+        MOMENTUM,
+        "x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)",
+        "x_<n+1> = cat(x_n, F(x_n))",
+    ):
         rec = parse(text)
         graph = dependency_graph(rec, 4)
         counts: dict = {}
@@ -286,8 +317,14 @@ def test_graph_nodes_and_edges_of_resnet():
 
     graph = dependency_graph(parse(RESNET), 2)
     assert set(graph.nodes) == {"x_0", "x_1", "x_2", "F_0(x_0)", "F_1(x_1)"}
-    assert set(graph.edges) == {("x_0", "F_0(x_0)"), ("x_0", "x_1"), ("F_0(x_0)", "x_1"),
-                                ("x_1", "F_1(x_1)"), ("x_1", "x_2"), ("F_1(x_1)", "x_2")}
+    assert set(graph.edges) == {
+        ("x_0", "F_0(x_0)"),
+        ("x_0", "x_1"),
+        ("F_0(x_0)", "x_1"),
+        ("x_1", "F_1(x_1)"),
+        ("x_1", "x_2"),
+        ("F_1(x_1)", "x_2"),
+    }
     assert graph.nodes["F_1(x_1)"]["kind"] == "block" and graph.nodes["F_1(x_1)"]["step"] == 1
 
 
@@ -323,14 +360,30 @@ def test_diff_nonlinear_pair():
 def test_json_contract_keys_and_types():
     an = analyze(parse("a = -1/4\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)"), 4)
     data = json.loads(json.dumps(an.to_json(exact=True)))
-    for key in ("formula", "order", "linear", "depth", "block_weights", "initial_weights",
-                "characteristic_polynomial", "roots", "stability", "rate", "consistent",
-                "free_symbols", "params", "path_lengths", "notes"):
+    for key in (
+        "formula",
+        "order",
+        "linear",
+        "depth",
+        "block_weights",
+        "initial_weights",
+        "characteristic_polynomial",
+        "roots",
+        "stability",
+        "rate",
+        "consistent",
+        "free_symbols",
+        "params",
+        "path_lengths",
+        "notes",
+    ):
         assert key in data
     assert data["block_weights"]["F"] == [0.5, 0.75, 1, 1]
     assert all(isinstance(w, (int, float)) for w in data["block_weights"]["F"])
     assert data["characteristic_polynomial"] == "λ**2 - λ + 1/4"
-    assert data["roots"] == [{"value": 0.5, "real": 0.5, "imag": 0.0, "multiplicity": 2, "modulus": 0.5, "exact": True}]
+    assert data["roots"] == [
+        {"value": 0.5, "real": 0.5, "imag": 0.0, "multiplicity": 2, "modulus": 0.5, "exact": True}
+    ]
     assert data["exact"]["block_weights"]["F"][0] == str(an.block_weights["F"][0])
     sym = analyze(parse(TWO_STEP), 3).to_json()
     assert sym["block_weights"]["F"][0] == "a + 1" and sym["stability"] is None

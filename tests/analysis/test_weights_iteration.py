@@ -125,7 +125,9 @@ def test_system_weights_match_iteration(case, rnd):
     for n in range(depth):
         vs[n + 1] = p * vs[n] + q * xs[n] + r * u[n]
         xs[n + 1] = s * xs[n] + t * vs[n + 1] + y * xs[n - 1] + z * vs[n]
-    got = _frac(an.initial_weights["x_0"]) * x0 + sum(_frac(an.block_weights["F"][i]) * u[i] for i in range(depth))
+    got = _frac(an.initial_weights["x_0"]) * x0 + sum(
+        _frac(an.block_weights["F"][i]) * u[i] for i in range(depth)
+    )
     assert got == xs[depth]
 
 
@@ -175,7 +177,9 @@ def test_history_sum_matches_iteration():
     xs = [x0]
     for n in range(depth):
         xs.append(sum(xs[: n + 1]) / (n + 1) + u[n])
-    got = _frac(an.initial_weights["x_0"]) * x0 + sum(_frac(an.block_weights["F"][i]) * u[i] for i in range(depth))
+    got = _frac(an.initial_weights["x_0"]) * x0 + sum(
+        _frac(an.block_weights["F"][i]) * u[i] for i in range(depth)
+    )
     assert got == xs[depth]
 
 
@@ -188,7 +192,9 @@ def test_step_dependent_coefficient_matches_iteration():
     xs = {-1: x0, 0: x0}
     for n in range(depth):
         xs[n + 1] = xs[n] + Fraction(1, n + 2) * xs[n - 1] + n * u[n]
-    got = _frac(an.initial_weights["x_0"]) * x0 + sum(_frac(an.block_weights["F"][i]) * u[i] for i in range(depth))
+    got = _frac(an.initial_weights["x_0"]) * x0 + sum(
+        _frac(an.block_weights["F"][i]) * u[i] for i in range(depth)
+    )
     assert got == xs[depth]
     assert an.characteristic_polynomial is None
     assert any("depend on the step" in note for note in an.notes)

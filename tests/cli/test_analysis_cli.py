@@ -26,7 +26,9 @@ def files(tmp_path):
         "two": write("two.rec", "a = -0.25\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)\n"),
         "free": write("free.rec", "symbol a\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)\n"),
         "post": write("post.rec", "x_<n+1> = relu(x_n + F(x_n))\n"),
-        "momentum": write("momentum.rec", "g = 0.9\nv_<n+1> = g*v_n + (1 - g)*F(x_n)\nx_<n+1> = x_n + v_<n+1>\n"),
+        "momentum": write(
+            "momentum.rec", "g = 0.9\nv_<n+1> = g*v_n + (1 - g)*F(x_n)\nx_<n+1> = x_n + v_<n+1>\n"
+        ),
         "bad": write("bad.rec", "a = 1\nx_<n+1> = x_n + F(x_<n+2>)\n"),
         "syntax": write("syntax.rec", "x_<n+1> = x_n + * F(x_n)\n"),
     }
@@ -120,11 +122,11 @@ def test_analyze_json_contract(capsys, files):
 
 
 def test_analyze_set_binds_free_symbol(capsys, files):
-    code, out, _ = run(capsys, "analyze", files["free"], "--depth", "3", "--json")
+    _, out, _ = run(capsys, "analyze", files["free"], "--depth", "3", "--json")
     data = json.loads(out)
     assert data["free_symbols"] == ["a"] and data["block_weights"]["F"][0] == "a + 1"
     assert data["stability"] is None and any("a < 0" in note for note in data["notes"])
-    code, out, _ = run(capsys, "analyze", files["free"], "--depth", "3", "--json", "--set", "a=-0.25")
+    _code, out, _ = run(capsys, "analyze", files["free"], "--depth", "3", "--json", "--set", "a=-0.25")
     data = json.loads(out)
     assert data["free_symbols"] == [] and data["block_weights"]["F"][0] == 0.75
     assert data["stability"] == "contracting"
@@ -178,7 +180,9 @@ def test_diff_exit_status_and_output(capsys, files, tmp_path):
 
 
 def test_diff_json_and_set(capsys, files):
-    code, out, _ = run(capsys, "diff", files["resnet"], files["free"], "--depth", "3", "--set", "a=0", "--json")
+    code, out, _ = run(
+        capsys, "diff", files["resnet"], files["free"], "--depth", "3", "--set", "a=0", "--json"
+    )
     data = json.loads(out)
     assert code == 0 and data["same"] is True  # a = 0 gives ResNet back
     code, out, _ = run(capsys, "diff", files["resnet"], files["free"], "--depth", "3", "--json")

@@ -6,6 +6,7 @@ that follows the backbone contract exactly as the generator does: the step modul
 the branch and adds ``downsample``, stages are ``nn.ModuleList`` attributes registered between
 the stem and ``build_head``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,19 +17,25 @@ import sys
 from pathlib import Path
 
 import pytest
+import reference_models as ref
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fixtures_path import REPO, TORCHVISION, assert_matches_golden, load_fixture
 
 from formulac.codegen.backbones import BACKBONES, BackboneInfo, Stage, get_backbone
 
-import reference_models as ref  # noqa: E402
-from fixtures_path import REPO, TORCHVISION, assert_matches_golden, load_fixture  # noqa: E402
 BACKBONE_DIR = REPO / "formulac" / "codegen" / "backbones"
 
 # the formula each backbone is published with: relu(P(x) + F(x)) or P(x) + F(x)
-POST_RELU = {"cifar-resnet": True, "imagenet-resnet": True, "resnext": True,
-             "preact-cifar": False, "wrn": False, "mlp": False}
+POST_RELU = {
+    "cifar-resnet": True,
+    "imagenet-resnet": True,
+    "resnext": True,
+    "preact-cifar": False,
+    "wrn": False,
+    "mlp": False,
+}
 
 # a small configuration of every backbone: (depth, options, input shape)
 SMALL = {
@@ -47,8 +54,7 @@ def _defs(namespace):
     return lambda name: getattr(namespace, name)
 
 
-def assemble(name, depth=None, num_classes=None, in_channels=None, post_relu=None,
-             namespace=None, **options):
+def assemble(name, depth=None, num_classes=None, in_channels=None, post_relu=None, namespace=None, **options):
     """Build ``name``'s network for the formula x_{n+1} = relu(P(x_n) + F(x_n)) (or without
     the relu), P the projection at a stage's first step, the identity elsewhere.
     ``namespace`` (a dict) takes the definitions from there instead of the module."""
@@ -81,8 +87,7 @@ def assemble(name, depth=None, num_classes=None, in_channels=None, post_relu=Non
                 for i in range(stage.steps):
                     stride = stage.stride if i == 0 else 1
                     downsample = project(width, stage.width, stride, **stage.projection_options)
-                    steps.append(Step(width, stage.width, stride, downsample,
-                                      **stage.branch_options))
+                    steps.append(Step(width, stage.width, stride, downsample, **stage.branch_options))
                     width = stage.width
                 setattr(self, stage.name, nn.ModuleList(steps))
             self.build_head(width)
@@ -113,8 +118,7 @@ def count_on_meta(name, depth=None, **options) -> int:
 
 
 def test_registry_names_and_fields():
-    assert set(BACKBONES) == {"cifar-resnet", "imagenet-resnet", "preact-cifar", "wrn",
-                              "resnext", "mlp"}
+    assert set(BACKBONES) == {"cifar-resnet", "imagenet-resnet", "preact-cifar", "wrn", "resnext", "mlp"}
     for name, info in BACKBONES.items():
         assert isinstance(info, BackboneInfo) and info.name == name
         assert get_backbone(name) is info
@@ -138,6 +142,7 @@ def test_registry_names_and_fields():
 
 def dataclass_error():
     import dataclasses
+
     return dataclasses.FrozenInstanceError
 
 
@@ -152,8 +157,10 @@ def test_get_backbone_unknown_lists_names_and_accepts_spellings():
 
 
 def test_registry_imports_without_torch():
-    code = ("import sys, formulac.codegen.backbones as b; "
-            "b.get_backbone('wrn').layout(28); assert 'torch' not in sys.modules")
+    code = (
+        "import sys, formulac.codegen.backbones as b; "
+        "b.get_backbone('wrn').layout(28); assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -164,7 +171,11 @@ def test_layouts():
     assert get_backbone("cifar-resnet").layout(20)[0].projection_options == {"shortcut": "A"}
     r50 = get_backbone("imagenet-resnet").layout(50, groups=32, width_per_group=4)
     assert [(s.width, s.stride, s.steps) for s in r50] == [
-        (256, 1, 3), (512, 2, 4), (1024, 2, 6), (2048, 2, 3)]
+        (256, 1, 3),
+        (512, 2, 4),
+        (1024, 2, 6),
+        (2048, 2, 3),
+    ]
     assert r50[0].branch_options == {"bottleneck": True, "groups": 32, "base_width": 4}
     r18 = get_backbone("imagenet-resnet").layout(18)
     assert [(s.width, s.steps) for s in r18] == [(64, 2), (128, 2), (256, 2), (512, 2)]
@@ -173,33 +184,35 @@ def test_layouts():
     rx = get_backbone("resnext").layout(29)
     assert [(s.width, s.steps) for s in rx] == [(256, 3), (512, 3), (1024, 3)]
     mlp = get_backbone("mlp").layout(3, stages=[32, 64])
-    assert [(s.name, s.width, s.stride, s.steps) for s in mlp] == [
-        ("layer1", 32, 1, 3), ("layer2", 64, 1, 3)]
+    assert [(s.name, s.width, s.stride, s.steps) for s in mlp] == [("layer1", 32, 1, 3), ("layer2", 64, 1, 3)]
     assert get_backbone("mlp").stem_width(width=32) == 32
     assert get_backbone("wrn").stem_width() == 16
 
 
-@pytest.mark.parametrize("name, options, fragment", [
-    ("cifar-resnet", {"depth": 21}, "6n+2"),
-    ("cifar-resnet", {"depth": 2}, "6n+2"),
-    ("cifar-resnet", {"depth": 20.0}, "6n+2"),
-    ("cifar-resnet", {"depth": 20, "shortcut": "C"}, "'shortcut'"),
-    ("cifar-resnet", {"depth": 20, "widen_factor": 2}, "unknown option 'widen_factor'"),
-    ("cifar-resnet", {"depth": 20, "num_classes": 0}, "'num_classes'"),
-    ("imagenet-resnet", {"depth": 20}, "18, 34, 50, 101, 152"),
-    ("imagenet-resnet", {"depth": 18, "groups": 32}, "basic branches"),
-    ("imagenet-resnet", {"depth": 50, "width_per_group": 0}, "'width_per_group'"),
-    ("preact-cifar", {"depth": 111}, "6n+2"),
-    ("wrn", {"depth": 26}, "6n+4"),
-    ("wrn", {"depth": 28, "widen_factor": True}, "'widen_factor'"),
-    ("wrn", {"depth": 28, "dropout": 1.0}, "'dropout'"),
-    ("wrn", {"depth": 28, "shortcut": "A"}, "unknown option 'shortcut'"),
-    ("resnext", {"depth": 28}, "9n+2"),
-    ("resnext", {"depth": 29, "cardinality": -1}, "'cardinality'"),
-    ("mlp", {"depth": 0}, "positive integer"),
-    ("mlp", {"depth": 2, "stages": []}, "'stages'"),
-    ("mlp", {"depth": 2, "layernorm": "yes"}, "'layernorm'"),
-])
+@pytest.mark.parametrize(
+    "name, options, fragment",
+    [
+        ("cifar-resnet", {"depth": 21}, "6n+2"),
+        ("cifar-resnet", {"depth": 2}, "6n+2"),
+        ("cifar-resnet", {"depth": 20.0}, "6n+2"),
+        ("cifar-resnet", {"depth": 20, "shortcut": "C"}, "'shortcut'"),
+        ("cifar-resnet", {"depth": 20, "widen_factor": 2}, "unknown option 'widen_factor'"),
+        ("cifar-resnet", {"depth": 20, "num_classes": 0}, "'num_classes'"),
+        ("imagenet-resnet", {"depth": 20}, "18, 34, 50, 101, 152"),
+        ("imagenet-resnet", {"depth": 18, "groups": 32}, "basic branches"),
+        ("imagenet-resnet", {"depth": 50, "width_per_group": 0}, "'width_per_group'"),
+        ("preact-cifar", {"depth": 111}, "6n+2"),
+        ("wrn", {"depth": 26}, "6n+4"),
+        ("wrn", {"depth": 28, "widen_factor": True}, "'widen_factor'"),
+        ("wrn", {"depth": 28, "dropout": 1.0}, "'dropout'"),
+        ("wrn", {"depth": 28, "shortcut": "A"}, "unknown option 'shortcut'"),
+        ("resnext", {"depth": 28}, "9n+2"),
+        ("resnext", {"depth": 29, "cardinality": -1}, "'cardinality'"),
+        ("mlp", {"depth": 0}, "positive integer"),
+        ("mlp", {"depth": 2, "stages": []}, "'stages'"),
+        ("mlp", {"depth": 2, "layernorm": "yes"}, "'layernorm'"),
+    ],
+)
 def test_validate_rejects_bad_options(name, options, fragment):
     info = get_backbone(name)
     with pytest.raises(ValueError) as exc:
@@ -237,8 +250,7 @@ def test_backbone_file_is_torch_only(name):
             raise AssertionError("module-level code in %s: %s" % (path.name, ast.dump(node)))
 
 
-IMPORTS = ("import math\nimport torch\nimport torch.nn as nn\n"
-           "import torch.nn.functional as F\n")
+IMPORTS = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -246,8 +258,10 @@ def test_definitions_are_self_contained(name):
     """The generator copies the net class, the branch class and the projection function alone
     (inspect.getsource) under the four imports: that must be enough."""
     info = get_backbone(name)
-    parts = [IMPORTS] + [inspect.getsource(getattr(info.module, attr)) for attr in
-                         (info.net_class, info.branch_class, info.projection_function)]
+    parts = [IMPORTS] + [
+        inspect.getsource(getattr(info.module, attr))
+        for attr in (info.net_class, info.branch_class, info.projection_function)
+    ]
     namespace: dict = {"__name__": "emitted"}
     exec(compile("\n\n".join(parts), "<emitted %s>" % name, "exec"), namespace)
     depth, options, shape = SMALL[name]
@@ -255,7 +269,7 @@ def test_definitions_are_self_contained(name):
     model = assemble(name, depth, num_classes=5, namespace=namespace, **options)
     torch.manual_seed(0)
     original = assemble(name, depth, num_classes=5, **options)
-    assert [k for k in model.state_dict()] == [k for k in original.state_dict()]
+    assert list(model.state_dict()) == list(original.state_dict())
     model.load_state_dict(original.state_dict())
     model.eval(), original.eval()
     x = torch.randn(shape)
@@ -266,16 +280,18 @@ def test_definitions_are_self_contained(name):
 # branches and projections
 
 
-@pytest.mark.parametrize("name, options, names", [
-    ("cifar-resnet", {}, ["conv1", "bn1", "relu", "conv2", "bn2"]),
-    ("imagenet-resnet", {"bottleneck": False}, ["conv1", "bn1", "relu", "conv2", "bn2"]),
-    ("imagenet-resnet", {"bottleneck": True},
-     ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu"]),
-    ("resnext", {}, ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu"]),
-    ("preact-cifar", {}, ["bn1", "relu", "conv1", "bn2", "dropout", "conv2"]),
-    ("wrn", {"dropout": 0.3}, ["bn1", "relu", "conv1", "bn2", "dropout", "conv2"]),
-    ("mlp", {"layernorm": True}, ["norm", "fc1", "relu", "fc2"]),
-])
+@pytest.mark.parametrize(
+    "name, options, names",
+    [
+        ("cifar-resnet", {}, ["conv1", "bn1", "relu", "conv2", "bn2"]),
+        ("imagenet-resnet", {"bottleneck": False}, ["conv1", "bn1", "relu", "conv2", "bn2"]),
+        ("imagenet-resnet", {"bottleneck": True}, ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu"]),
+        ("resnext", {}, ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu"]),
+        ("preact-cifar", {}, ["bn1", "relu", "conv1", "bn2", "dropout", "conv2"]),
+        ("wrn", {"dropout": 0.3}, ["bn1", "relu", "conv1", "bn2", "dropout", "conv2"]),
+        ("mlp", {"layernorm": True}, ["norm", "fc1", "relu", "fc2"]),
+    ],
+)
 def test_branch_layer_names(name, options, names):
     info = get_backbone(name)
     width = 64 if name == "mlp" else 256
@@ -319,23 +335,27 @@ def test_cifar_option_a_projection():
     assert shrink(torch.randn(2, 48, 8, 8)).shape == (2, 32, 4, 4)
     b = project(16, 32, 2, shortcut="B")
     assert [k for k, v in b.state_dict().items()] == [
-        "0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
-        "1.num_batches_tracked"]
+        "0.weight",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]
     with pytest.raises(ValueError):
         project(16, 32, 2, shortcut="C")
 
 
 def test_other_projections():
     assert get_backbone("imagenet-resnet").projection(64, 64, 1) is None
-    assert list(get_backbone("imagenet-resnet").projection(64, 128, 2).state_dict())[0] == "0.weight"
-    assert list(get_backbone("imagenet-resnet").projection(64, 64, 2).state_dict())[0] == "0.weight"
+    assert next(iter(get_backbone("imagenet-resnet").projection(64, 128, 2).state_dict())) == "0.weight"
+    assert next(iter(get_backbone("imagenet-resnet").projection(64, 64, 2).state_dict())) == "0.weight"
     wrn = get_backbone("wrn").projection(16, 160, 1)
     assert list(wrn.state_dict()) == ["0.weight"]  # no batch norm
     pre = get_backbone("preact-cifar").projection
     assert list(pre(16, 32, 2).state_dict()) == ["0.weight"]
     assert count(pre(16, 32, 2, shortcut="A")) == 0
-    assert list(get_backbone("resnext").projection(64, 256, 1).state_dict())[:2] == [
-        "0.weight", "1.weight"]
+    assert list(get_backbone("resnext").projection(64, 256, 1).state_dict())[:2] == ["0.weight", "1.weight"]
     mlp = get_backbone("mlp").projection
     assert mlp(32, 32, 1) is None and mlp(32, 48, 1).weight.shape == (48, 32)
     with pytest.raises(ValueError):
@@ -346,10 +366,17 @@ def test_other_projections():
 # parameter counts
 
 
-@pytest.mark.parametrize("depth, expected", [
-    (20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962),
-    (1202, 19_421_274),
-])
+@pytest.mark.parametrize(
+    "depth, expected",
+    [
+        (20, 269_722),
+        (32, 464_154),
+        (44, 658_586),
+        (56, 853_018),
+        (110, 1_727_962),
+        (1202, 19_421_274),
+    ],
+)
 def test_cifar_resnet_published_counts(depth, expected):
     assert count_on_meta("cifar-resnet", depth, num_classes=10) == expected
 
@@ -359,20 +386,26 @@ def test_cifar_resnet_option_b_count():
     assert count_on_meta("cifar-resnet", 20, shortcut="B") == 269_722 + 2_752
 
 
-@pytest.mark.parametrize("depth, options, expected_m, exact", [
-    (28, {"widen_factor": 10}, 36.48, 36_479_194),
-    (40, {"widen_factor": 4}, 8.95, 8_949_210),
-])
+@pytest.mark.parametrize(
+    "depth, options, expected_m, exact",
+    [
+        (28, {"widen_factor": 10}, 36.48, 36_479_194),
+        (40, {"widen_factor": 4}, 8.95, 8_949_210),
+    ],
+)
 def test_wrn_published_counts(depth, options, expected_m, exact):
     n = count_on_meta("wrn", depth, **options)
     assert round(n / 1e6, 2) == expected_m
     assert n == exact
 
 
-@pytest.mark.parametrize("options, expected_m, exact", [
-    ({"cardinality": 8, "base_width": 64}, 34.4, 34_426_698),
-    ({"cardinality": 16, "base_width": 64}, 68.1, 68_155_210),
-])
+@pytest.mark.parametrize(
+    "options, expected_m, exact",
+    [
+        ({"cardinality": 8, "base_width": 64}, 34.4, 34_426_698),
+        ({"cardinality": 16, "base_width": 64}, 68.1, 68_155_210),
+    ],
+)
 def test_resnext_published_counts(options, expected_m, exact):
     # Xie et al. 2017, table 7: 34.4M and 68.1M. Their figures agree with the weights of the
     # convolutions and the classifier rounded (34.37M, 68.05M), or with all parameters
@@ -397,16 +430,11 @@ def test_preact_counts():
     assert round(n / 1e6, 1) == 1.7
     with torch.device("meta"):
         model = assemble("preact-cifar", 20)
-    assert [n for n, _ in model.named_children()] == [
-        "conv1", "layer1", "layer2", "layer3", "bn", "linear"]
+    assert [n for n, _ in model.named_children()] == ["conv1", "layer1", "layer2", "layer3", "bn", "linear"]
 
 
 # ------------------------------------------------------------------------------------------
 # torchvision layout and golden outputs
-
-
-
-
 
 
 def test_fixture_lists_the_expected_models():
@@ -427,7 +455,9 @@ def test_imagenet_resnet_matches_torchvision(model_name):
 @pytest.mark.parametrize("model_name", ["resnet18", "resnet34"])
 def test_imagenet_resnet_golden_logits(model_name):
     depth, options = TORCHVISION[model_name]
-    assert_matches_golden(ref.deterministic_weights_(assemble("imagenet-resnet", depth, **options)), model_name)
+    assert_matches_golden(
+        ref.deterministic_weights_(assemble("imagenet-resnet", depth, **options)), model_name
+    )
 
 
 def test_imagenet_init_is_torchvision():
@@ -459,8 +489,7 @@ def test_forward_backward(name):
         model.eval()
         with torch.no_grad():
             a = model(x)
-            b = model.to(memory_format=torch.channels_last)(
-                x.to(memory_format=torch.channels_last))
+            b = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
@@ -478,8 +507,9 @@ def test_mlp_inputs():
     assert [n for n, _ in model.named_children()] == ["embed", "relu", "layer1", "fc"]
     assert model(torch.randn(4, 1, 28, 28)).shape == (4, 10)
     assert model(torch.randn(4, 784)).shape == (4, 10)
-    one_d = assemble("mlp", 2, in_channels=20, input_size=1, num_classes=3, width=16,
-                     stages=[16, 24], layernorm=True)
+    one_d = assemble(
+        "mlp", 2, in_channels=20, input_size=1, num_classes=3, width=16, stages=[16, 24], layernorm=True
+    )
     assert one_d(torch.randn(5, 20)).shape == (5, 3)
     assert one_d.layer2[0].downsample.weight.shape == (24, 16)
     assert one_d.layer2[1].downsample is None
@@ -618,5 +648,6 @@ def test_deterministic_weights_recipe():
     assert ((sd["bn1.running_var"] >= 0.5) & (sd["bn1.running_var"] < 1.5)).all()
     # entry 0 is conv1.weight: randn(shape, seed 1000) * sqrt(2 / 27)
     g = torch.Generator().manual_seed(1000)
-    torch.testing.assert_close(sd["conv1.weight"],
-                               torch.randn((16, 3, 3, 3), generator=g) * math.sqrt(2 / 27))
+    torch.testing.assert_close(
+        sd["conv1.weight"], torch.randn((16, 3, 3, 3), generator=g) * math.sqrt(2 / 27)
+    )

@@ -2,18 +2,16 @@
 layout and golden logits, the hand-written LM-ResNet and Momentum ResNet, every zoo formula
 on two backbones, and ``torch.compile``.
 """
+
 from __future__ import annotations
 
-
 import pytest
+import reference_models as ref
 import torch
+from fixtures_path import REPO, TORCHVISION, assert_matches_golden, load_fixture
 
 import formulac
 from formulac import UsageError
-
-import reference_models as ref  # noqa: E402
-from fixtures_path import REPO, TORCHVISION, assert_matches_golden, load_fixture  # noqa: E402
-
 
 EXAMPLES = REPO / "examples"
 RESNET = "x_<n+1> = relu(x_n + F(x_n))"
@@ -33,13 +31,12 @@ def on_meta(*args, **kwargs):
 # exactness: published counts, torchvision layout, golden logits
 
 
-@pytest.mark.parametrize("depth, expected", [
-    (20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)])
+@pytest.mark.parametrize(
+    "depth, expected", [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)]
+)
 def test_cifar_resnet_published_counts(depth, expected):
     model = on_meta(RESNET, backbone="cifar-resnet", depth=depth, shortcut="A", num_classes=10)
     assert count(model) == expected
-
-
 
 
 def test_torchvision_fixture_lists_every_model():
@@ -136,8 +133,9 @@ def test_momentum_matches_hand_written(post_relu):
     hand = ref.deterministic_weights_(ref.HandMomentumResNetCifar(depth=20, gamma=0.9, post_relu=post_relu))
     formula = formulac.load(EXAMPLES / "momentum.rec")
     if post_relu:
-        formula = formulac.parse("gamma = 0.9\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\n"
-                                 "x_<n+1> = relu(x_n + v_<n+1>)")
+        formula = formulac.parse(
+            "gamma = 0.9\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\nx_<n+1> = relu(x_n + v_<n+1>)"
+        )
     compiled = formula.compile(depth=20)
     _same_keys_and_shapes(compiled, hand)
     compiled.load_state_dict(hand.state_dict())
@@ -148,8 +146,9 @@ def test_momentum_gamma_as_a_bound_symbol():
     """A free gamma bound at compile time gives the same network as the constant."""
     torch.manual_seed(0)
     hand = ref.deterministic_weights_(ref.HandMomentumResNetCifar(depth=8, gamma=0.5))
-    compiled = formulac.compile("symbol gamma\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\n"
-                                "x_<n+1> = x_n + v_<n+1>", depth=8, gamma=0.5)
+    compiled = formulac.compile(
+        "symbol gamma\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\nx_<n+1> = x_n + v_<n+1>", depth=8, gamma=0.5
+    )
     compiled.load_state_dict(hand.state_dict())
     _compare(compiled, hand, torch.randn(2, 3, 16, 16))
 
@@ -168,7 +167,7 @@ SMALL = {
 def _zoo_formula(name):
     formula = formulac.load(EXAMPLES / name)
     if formula.free_symbols:
-        formula = formula.bind(**{s: 0.5 for s in formula.free_symbols})
+        formula = formula.bind(**dict.fromkeys(formula.free_symbols, 0.5))
     return formula
 
 
@@ -223,8 +222,10 @@ def test_project_transition_projects_the_history():
     with torch.no_grad():
         assert not torch.allclose(reset(x), project(x))
         # the first stage has no projection, so the stages' inputs to layer2 agree
-        torch.testing.assert_close(reset.run_stage(reset.layer1, reset.stem(x)),
-                                   project.run_stage(project.layer1, *[project.stem(x)] * 2)[0])
+        torch.testing.assert_close(
+            reset.run_stage(reset.layer1, reset.stem(x)),
+            project.run_stage(project.layer1, *[project.stem(x)] * 2)[0],
+        )
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """``formulac.wire``: the user's modules as the blocks of a formula."""
+
 from __future__ import annotations
 
 import ast
@@ -11,7 +12,6 @@ import formulac
 from formulac import UsageError
 from formulac.codegen.emit import network_source, wire_source
 from formulac.parse import parse as parse_rec
-
 
 N = 5
 D = 6
@@ -130,8 +130,9 @@ def test_same_block_same_argument_is_called_once():
 
 def test_parameters_with_initial_values():
     blocks = linears()
-    net = formulac.wire("param k_n = 1.05\nparam g = 0.5\nx_<n+1> = k_n*x_n + (1 - k_n)*x_<n-1> + g*F(x_n)",
-                        {"F": blocks})
+    net = formulac.wire(
+        "param k_n = 1.05\nparam g = 0.5\nx_<n+1> = k_n*x_n + (1 - k_n)*x_<n-1> + g*F(x_n)", {"F": blocks}
+    )
     params = dict(net.named_parameters())
     per_step = [params[f"steps.{i}.k"] for i in range(N)]
     assert all(isinstance(p, nn.Parameter) and p.shape == () for p in per_step)
@@ -192,16 +193,22 @@ def _forward_names(source: str, class_name: str, method: str) -> set[str]:
     return {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} | {a.arg for a in fn.args.args}
 
 
-@pytest.mark.parametrize("text, kept, dropped", [
-    ("x_<n+1> = x_n + F(x_n)", {"x_n"}, {"x_nm1", "x_history"}),
-    ("x_<n+1> = relu(x_n + F(x_n))", {"x_n"}, {"x_nm1"}),
-    ("a = -0.25\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)", {"x_n", "x_nm1"}, {"x_nm2"}),
-    ("x_<n+1> = x_<n-1> + 2*F(x_n)", {"x_n", "x_nm1"}, {"x_nm2"}),
-    ("x_<n+1> = x_n + 0.5*x_<n-2> + F(x_n)", {"x_n", "x_nm1", "x_nm2"}, {"x_nm3"}),
-    ("gamma = 0.9\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\nx_<n+1> = x_n + v_<n+1>",
-     {"x_n", "v_n"}, {"x_nm1", "v_nm1"}),
-    ("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", {"x_n", "x_history"}, {"x_nm1"}),
-])
+@pytest.mark.parametrize(
+    "text, kept, dropped",
+    [
+        ("x_<n+1> = x_n + F(x_n)", {"x_n"}, {"x_nm1", "x_history"}),
+        ("x_<n+1> = relu(x_n + F(x_n))", {"x_n"}, {"x_nm1"}),
+        ("a = -0.25\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)", {"x_n", "x_nm1"}, {"x_nm2"}),
+        ("x_<n+1> = x_<n-1> + 2*F(x_n)", {"x_n", "x_nm1"}, {"x_nm2"}),
+        ("x_<n+1> = x_n + 0.5*x_<n-2> + F(x_n)", {"x_n", "x_nm1", "x_nm2"}, {"x_nm3"}),
+        (
+            "gamma = 0.9\nv_<n+1> = gamma*v_n + (1 - gamma)*F(x_n)\nx_<n+1> = x_n + v_<n+1>",
+            {"x_n", "v_n"},
+            {"x_nm1", "v_nm1"},
+        ),
+        ("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", {"x_n", "x_history"}, {"x_nm1"}),
+    ],
+)
 def test_only_the_states_read_are_kept(text, kept, dropped):
     rec = parse_rec(text)
     wired = _forward_names(wire_source(rec), "Recurrence", "forward")

@@ -13,9 +13,7 @@ ZOO = sorted((ROOT / "examples").glob("*.rec"))
 
 def test_resnet_is_one_aligned_row():
     assert formula_latex(parse("x_<n+1> = x_n + F(x_n)")) == (
-        "\\begin{aligned}\n"
-        "x_{n+1} &= x_{n} + F\\left(x_{n}\\right)\n"
-        "\\end{aligned}"
+        "\\begin{aligned}\nx_{n+1} &= x_{n} + F\\left(x_{n}\\right)\n\\end{aligned}"
     )
 
 

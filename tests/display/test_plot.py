@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("matplotlib")
-import matplotlib.image as mpimg  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.image as mpimg
+import numpy as np
 
-from formulac.cli import main  # noqa: E402
-from formulac.display import plot  # noqa: E402
-from formulac.errors import UsageError  # noqa: E402
-from formulac.parse import load, parse  # noqa: E402
+from formulac.cli import main
+from formulac.display import plot
+from formulac.errors import UsageError
+from formulac.parse import load, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"
@@ -58,7 +58,11 @@ def test_block_weights_accepts_formulas_paths_and_analyses():
     formulac = pytest.importorskip("formulac")
     from formulac.analysis import analyze
 
-    items = [formulac.load(ex("resnet")), ex("two_step"), analyze(load(ex("momentum")), depth=5, params="init")]
+    items = [
+        formulac.load(ex("resnet")),
+        ex("two_step"),
+        analyze(load(ex("momentum")), depth=5, params="init"),
+    ]
     fig = plot.plot_block_weights(items, depth=5, labels=["A", "B", "C"])
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["A", "B", "C"]
     assert all(len(line.get_xdata()) == 5 for line in fig.axes[0].get_lines())
@@ -138,8 +142,14 @@ def test_graph_draws_every_node_and_edge():
     graph = dependency_graph(rec, 4)
     fig = plot.plot_graph(rec, 4)
     ax = fig.axes[0]
-    drawn_nodes = sum(len(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets")
-                      and c.get_offsets().ndim == 2 and len(c.get_offsets()) and type(c).__name__ == "PathCollection")
+    drawn_nodes = sum(
+        len(c.get_offsets())
+        for c in ax.collections
+        if hasattr(c, "get_offsets")
+        and c.get_offsets().ndim == 2
+        and len(c.get_offsets())
+        and type(c).__name__ == "PathCollection"
+    )
     assert drawn_nodes == graph.number_of_nodes()
     arrows = [p for p in ax.patches if type(p).__name__ == "FancyArrowPatch"]
     assert len(arrows) == graph.number_of_edges()
@@ -189,7 +199,9 @@ def test_cli_roots_and_graph_png(tmp_path):
     assert main(["plot", ex("resnet"), ex("two_step"), "--kind", "roots", "-o", str(roots)]) == 0
     assert_not_blank(read_png(roots))
     graph = tmp_path / "g.png"
-    assert main(["plot", ex("two_step"), ex("resnet"), "--kind", "graph", "--depth", "3", "-o", str(graph)]) == 0
+    assert (
+        main(["plot", ex("two_step"), ex("resnet"), "--kind", "graph", "--depth", "3", "-o", str(graph)]) == 0
+    )
     pixels = read_png(graph)
     assert pixels.shape[0] > pixels.shape[1] * 0.8  # two panels stacked
     assert_not_blank(pixels)
@@ -247,7 +259,9 @@ def test_cli_missing_file_and_bad_formula_exit_2(tmp_path, capsys):
 def test_cli_missing_matplotlib_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["plot", ex("resnet"), "-o", str(tmp_path / "w.png")]) == 2
-    assert "formulac: error: plotting needs matplotlib: pip install 'formulac[plot]'" in capsys.readouterr().err
+    assert (
+        "formulac: error: plotting needs matplotlib: pip install 'formulac[plot]'" in capsys.readouterr().err
+    )
     assert main(["report", ex("resnet"), "-o", str(tmp_path / "rep")]) == 2
     assert "plotting needs matplotlib" in capsys.readouterr().err
 
@@ -263,4 +277,4 @@ def test_plot_module_does_not_import_matplotlib_on_import():
 def test_weights_are_finite_for_a_deep_expanding_formula():
     rec = parse("x_<n+1> = 2*x_n + F(x_n)")
     y = plot.plot_block_weights(rec, depth=60, log=True).axes[0].get_lines()[0].get_ydata()
-    assert math.isclose(y[0], 2.0 ** 59) and y[-1] == 1
+    assert math.isclose(y[0], 2.0**59) and y[-1] == 1

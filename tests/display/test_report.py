@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("matplotlib")
-import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.image as mpimg
 
-from formulac.cli import main  # noqa: E402
-from formulac.display.latex import formula_latex  # noqa: E402
-from formulac.display.report import write_report  # noqa: E402
-from formulac.display.tables import weights_table  # noqa: E402
-from formulac.parse import load, parse  # noqa: E402
+from formulac.cli import main
+from formulac.display.latex import formula_latex
+from formulac.display.report import write_report
+from formulac.display.tables import weights_table
+from formulac.parse import load, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = sorted((ROOT / "examples").glob("*.rec"))
@@ -32,7 +32,7 @@ def sections(markdown: str) -> dict[str, str]:
 
 
 def test_report_has_a_section_per_formula_with_its_latex(zoo_report):
-    out, md = zoo_report
+    _out, md = zoo_report
     found = sections(md)
     assert md.startswith("# formulac report\n")
     assert "Block weights compared" in found
@@ -96,7 +96,9 @@ def test_every_referenced_figure_exists_and_is_drawn(zoo_report):
 
 
 def test_comparison_figure_has_every_linear_formula(tmp_path):
-    recs = [load(ROOT / "examples" / f"{name}.rec") for name in ("resnet", "two_step", "momentum", "resnet_post")]
+    recs = [
+        load(ROOT / "examples" / f"{name}.rec") for name in ("resnet", "two_step", "momentum", "resnet_post")
+    ]
     write_report(recs, tmp_path, depth=5)
     md = (tmp_path / "report.md").read_text()
     assert "![block weights of all formulas](weights_comparison.png)" in md
@@ -112,8 +114,11 @@ def test_long_expansions_are_cut_to_fewer_steps(tmp_path):
 
 
 def test_weights_table_api():
-    recs = [load(ROOT / "examples" / "resnet.rec"), load(ROOT / "examples" / "two_step.rec"),
-            load(ROOT / "examples" / "resnet_post.rec")]
+    recs = [
+        load(ROOT / "examples" / "resnet.rec"),
+        load(ROOT / "examples" / "two_step.rec"),
+        load(ROOT / "examples" / "resnet_post.rec"),
+    ]
     table = weights_table(recs, depth=4)
     assert list(table.columns) == ["resnet", "two_step", "resnet_post"]
     md = table.to_markdown()

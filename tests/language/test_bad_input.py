@@ -23,7 +23,13 @@ from formulac.parse import MAX_DEPTH, MAX_LINE_CHARS, MAX_NESTING, parse
 
 CASES = [
     # -- syntax ---------------------------------------------------------------------------
-    ("operator-without-operand", "x_<n+1> = x_n + F(x_n)\ny_<n+1> = y_n +* 2", 2, 16, "unexpected '*'; expected an expression"),
+    (
+        "operator-without-operand",
+        "x_<n+1> = x_n + F(x_n)\ny_<n+1> = y_n +* 2",
+        2,
+        16,
+        "unexpected '*'; expected an expression",
+    ),
     ("missing-operator", "x_<n+1> = x_n + F(x_n) G(x_n)", 1, 24, "expected an operator"),
     ("missing-equals", "x_<n+1> x_n", 1, 9, "expected '='"),
     ("statement-starts-with-equals", "= x_n", 1, 1, "unexpected '='; expected a statement"),
@@ -43,15 +49,45 @@ CASES = [
     ("block-empty-parentheses", "x_<n+1> = x_n + F()", 1, 19, "unexpected ')'; expected an expression"),
     ("block-two-arguments", "x_<n+1> = x_n + F(x_n, x_<n-1>)", 1, 17, "block F takes exactly one argument"),
     ("block-of-a-number", "x_<n+1> = x_n + G(2)", 1, 19, "block G must be applied to states"),
-    ("block-with-absolute-step", "x_<n+1> = x_n + F_0(x_n)", 1, 17, "only a block may be written with its step"),
+    (
+        "block-with-absolute-step",
+        "x_<n+1> = x_n + F_0(x_n)",
+        1,
+        17,
+        "only a block may be written with its step",
+    ),
     ("constant-called", "a = 1\nx_<n+1> = x_n + a(x_n)", 2, 17, "a is a constant, not a function"),
     # -- causality and references ------------------------------------------------------------
     ("future-reference", "a = 0.5\nx_<n+1> = x_n + a*x_<n+2>", 2, 19, "reference to the future: x_<n+2>"),
-    ("future-of-other-state", "v_<n+1> = v_n + F(x_n)\nx_<n+1> = x_n + v_<n+2>", 2, 17, "reference to the future: v_<n+2>"),
+    (
+        "future-of-other-state",
+        "v_<n+1> = v_n + F(x_n)\nx_<n+1> = x_n + v_<n+2>",
+        2,
+        17,
+        "reference to the future: v_<n+2>",
+    ),
     ("self-reference", "x_<n+1> = x_<n+1> + F(x_n)", 1, 11, "refers to the state this equation defines"),
-    ("self-reference-in-block", "x_<n+1> = x_n + F(x_<n+1>)", 1, 19, "refers to the state this equation defines"),
-    ("same-step-cycle", "x_<n+1> = v_<n+1> + F(x_n)\nv_<n+1> = v_n + x_<n+1>", 1, 1, "cycle: x_<n+1> -> v_<n+1> -> x_<n+1>"),
-    ("three-state-cycle", "a_<n+1> = b_<n+1>\nb_<n+1> = c_<n+1>\nc_<n+1> = a_<n+1> + F(a_n)", 1, 1, "cycle: a_<n+1> -> b_<n+1>"),
+    (
+        "self-reference-in-block",
+        "x_<n+1> = x_n + F(x_<n+1>)",
+        1,
+        19,
+        "refers to the state this equation defines",
+    ),
+    (
+        "same-step-cycle",
+        "x_<n+1> = v_<n+1> + F(x_n)\nv_<n+1> = v_n + x_<n+1>",
+        1,
+        1,
+        "cycle: x_<n+1> -> v_<n+1> -> x_<n+1>",
+    ),
+    (
+        "three-state-cycle",
+        "a_<n+1> = b_<n+1>\nb_<n+1> = c_<n+1>\nc_<n+1> = a_<n+1> + F(a_n)",
+        1,
+        1,
+        "cycle: a_<n+1> -> b_<n+1>",
+    ),
     ("undefined-state", "x_<n+1> = x_n + F(z_<n-1>)", 1, 19, "undefined state 'z'"),
     ("undefined-symbol", "x_<n+1> = x_n + alpha*F(x_n)", 1, 17, "undefined symbol 'alpha'"),
     ("state-without-index", "x_<n+1> = x + F(x_n)", 1, 11, "state x needs an index"),
@@ -65,35 +101,95 @@ CASES = [
     ("index-negative-n", "x_<n+1> = x_<-n> + F(x_n)", 1, 11, "cannot read the index of x_<-n>"),
     ("capitalised-state", "Y_<n+1> = Y_n + F(Y_n)", 1, 1, "capitalised names are blocks"),
     # -- declarations -----------------------------------------------------------------------
-    ("duplicate-equation", "x_<n+1> = x_n + F(x_n)\n\n# again\nx_{n+1} = x_n", 4, 1, "duplicate equation for x (first defined on line 1)"),
-    ("duplicate-declaration", "symbol a\nparam a = 1\nx_<n+1> = x_n + a*F(x_n)", 2, 7, "already declared as a symbol on line 1"),
-    ("duplicate-constant", "a = 1\na = 2\nx_<n+1> = x_n + a*F(x_n)", 2, 1, "already declared as a constant on line 1"),
+    (
+        "duplicate-equation",
+        "x_<n+1> = x_n + F(x_n)\n\n# again\nx_{n+1} = x_n",
+        4,
+        1,
+        "duplicate equation for x (first defined on line 1)",
+    ),
+    (
+        "duplicate-declaration",
+        "symbol a\nparam a = 1\nx_<n+1> = x_n + a*F(x_n)",
+        2,
+        7,
+        "already declared as a symbol on line 1",
+    ),
+    (
+        "duplicate-constant",
+        "a = 1\na = 2\nx_<n+1> = x_n + a*F(x_n)",
+        2,
+        1,
+        "already declared as a constant on line 1",
+    ),
     ("constant-cycle", "a = b\nb = a\nx_<n+1> = x_n + a*F(x_n)", 1, 1, "defined through itself: a -> b -> a"),
     ("python-keyword", "lambda = 1\nx_<n+1> = x_n", 1, 1, "'lambda' is a Python keyword"),
     ("python-builtin", "print = 2\nx_<n+1> = x_n", 1, 1, "'print' is a Python builtin"),
     ("reserved-word", "sum = 3\nx_<n+1> = x_n", 1, 1, "'sum' is a reserved word"),
     ("reserved-function-name", "relu = 1\nx_<n+1> = x_n", 1, 1, "'relu' is a reserved word"),
-    ("keyword-as-symbol", "symbol a, lambda\nx_<n+1> = x_n + a*F(x_n)", 1, 11, "'lambda' is a Python keyword"),
+    (
+        "keyword-as-symbol",
+        "symbol a, lambda\nx_<n+1> = x_n + a*F(x_n)",
+        1,
+        11,
+        "'lambda' is a Python keyword",
+    ),
     ("reserved-per-step-param", "x_<n+1> = x_n\n\nparam sum_n = 1", 3, 7, "'sum' is a reserved word"),
     ("n-as-symbol", "symbol n\nx_<n+1> = x_n", 1, 8, "'n' is a reserved word"),
-    ("param-symbolic-init", "symbol b\nparam k = b\nx_<n+1> = k*x_n", 2, 11, "the initial value of parameter k must be a number"),
+    (
+        "param-symbolic-init",
+        "symbol b\nparam k = b\nx_<n+1> = k*x_n",
+        2,
+        11,
+        "the initial value of parameter k must be a number",
+    ),
     ("param-state-init", "param k = x_n\nx_<n+1> = k*x_n", 1, 11, "only equations can"),
     ("param-undefined-init", "param k = abc\nx_<n+1> = k*x_n", 1, 11, "undefined symbol 'abc'"),
-    ("per-step-param-bad-index", "param k_<n+1> = 1\nx_<n+1> = x_n", 1, 7, "a per-step parameter is declared as k_n"),
-    ("per-step-param-without-index", "x_<n+1> = x_n + k*F(x_n)\nparam k_n = 1", 1, 17, "per-step parameter: write k_n"),
+    (
+        "per-step-param-bad-index",
+        "param k_<n+1> = 1\nx_<n+1> = x_n",
+        1,
+        7,
+        "a per-step parameter is declared as k_n",
+    ),
+    (
+        "per-step-param-without-index",
+        "x_<n+1> = x_n + k*F(x_n)\nparam k_n = 1",
+        1,
+        17,
+        "per-step parameter: write k_n",
+    ),
     ("shared-param-with-index", "x_<n+1> = x_n + k_n*F(x_n)\nparam k = 1", 1, 17, "write k, not k_n"),
     ("constant-with-index", "x_<n+1> = x_n + a_n*F(x_n)\na = 2", 1, 17, "a is a constant, not a state"),
     ("output-not-a-state", "a = 1\noutput a\nx_<n+1> = x_n + F(x_n)", 2, 8, "output a is not a state"),
     ("output-undefined", "output y\nx_<n+1> = x_n + F(x_n)", 1, 8, "output y is not a state"),
     ("output-twice", "x_<n+1> = x_n + F(x_n)\noutput x\noutput x", 3, 8, "already declared on line 2"),
     ("several-states-no-output", "u_<n+1> = u_n + F(w_n)\nw_<n+1> = w_n + G(u_n)", 1, 1, "name the output"),
-    ("shared-lowercase", "shared f\nx_<n+1> = x_n + F(x_n)", 1, 8, "only blocks (capitalised names) can be shared"),
+    (
+        "shared-lowercase",
+        "shared f\nx_<n+1> = x_n + F(x_n)",
+        1,
+        8,
+        "only blocks (capitalised names) can be shared",
+    ),
     ("shared-unused", "shared G\nx_<n+1> = x_n + F(x_n)", 1, 8, "shared block G is not used"),
     # -- initial conditions ---------------------------------------------------------------------
-    ("initial-unknown-state", "x_<n+1> = x_n + F(x_n)\nz_0 = 1", 2, 1, "initial condition for z, which no equation defines"),
+    (
+        "initial-unknown-state",
+        "x_<n+1> = x_n + F(x_n)\nz_0 = 1",
+        2,
+        1,
+        "initial condition for z, which no equation defines",
+    ),
     ("initial-sets-input", "x_<n+1> = x_n + F(x_n)\nx_0 = 1", 2, 1, "x_0 is the network's input"),
     ("initial-after-start", "x_<n+1> = x_n + F(x_n)\nx_3 = 1", 2, 1, "sets a state after the start"),
-    ("initial-reads-n", "x_<n+1> = x_n + x_<n-1>\nx_<-1> = n", 2, 10, "n has no value in an initial condition"),
+    (
+        "initial-reads-n",
+        "x_<n+1> = x_n + x_<n-1>\nx_<-1> = n",
+        2,
+        10,
+        "n has no value in an initial condition",
+    ),
     ("initial-twice", "x_<n+1> = x_n + x_<n-1>\nx_<-1> = 0\nx_{-1} = 1", 3, 1, "duplicate initial condition"),
     # -- numbers ------------------------------------------------------------------------------
     ("division-by-zero", "x_<n+1> = x_n + 1/0*F(x_n)", 1, 19, "division by zero"),
@@ -110,7 +206,13 @@ CASES = [
     # -- sums and concatenation ------------------------------------------------------------------
     ("sum-without-range", "x_<n+1> = x_n + sum(x_n)", 1, 17, "sum takes a range first"),
     ("sum-range-into-future", "x_<n+1> = x_n + sum(i=0..n+1, x_i)", 1, 26, "cannot reach beyond step n"),
-    ("sum-body-into-future", "x_<n+1> = x_n + sum(i=0..n, x_<i+1>)", 1, 29, "reference to the future: x_<i+1>"),
+    (
+        "sum-body-into-future",
+        "x_<n+1> = x_n + sum(i=0..n, x_<i+1>)",
+        1,
+        29,
+        "reference to the future: x_<i+1>",
+    ),
     ("sum-absolute-upper-limit", "x_<n+1> = x_n + sum(i=0..3, x_i)", 1, 26, "upper limit is n"),
     ("sum-runs-backwards", "x_<n+1> = x_n + sum(i=2..n, x_i)", 1, 23, "runs backwards"),
     ("sum-variable-n", "x_<n+1> = x_n + sum(n=0..n, x_n)", 1, 21, "already a name"),
@@ -329,9 +431,9 @@ def test_check_command_reports_bad_input(case, tmp_path, capsys):
     main = _cli_main()
     path = _write_case(tmp_path, case)
     status = main(["check", str(path)])
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
     assert status == 2
-    _, text, line, column, fragment = case
+    _, _text, line, column, fragment = case
     first = err.split("\n")[0]
     assert first.startswith(f"{path}:{line}:{column}: error: ") and fragment in first, err
     _check_format(err, str(path), line, column, first.split(" error: ", 1)[1])
@@ -349,12 +451,16 @@ def test_check_command_in_a_subprocess(tmp_path):
     env = dict(os.environ, PYTHONIOENCODING="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "formulac", "check", *map(str, paths)],
-        capture_output=True, text=True, encoding="utf-8", timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        env=env,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     for case, path in zip(CASES, paths):
-        _, _, line, column, fragment = case
+        _, _, line, column, _fragment = case
         assert f"{path}:{line}:{column}: error: " in proc.stderr, case[0]
     assert f"{binary}:1:1: error: not UTF-8" in proc.stderr
     assert f"{long_line}:1:{MAX_LINE_CHARS + 1}: error: line too long" in proc.stderr

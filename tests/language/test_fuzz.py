@@ -32,17 +32,72 @@ FUZZ = settings(
 # Characters of the language, hostile characters, and pieces that build structure.
 CHARS = list("xyvFGTkan0123456789_<>{}()+-*/^=.,;# \t\n\r\x00\ufeff\u2028\xa0é$[]")
 PIECES = [
-    "x_n", "x_<n+1>", "x_<n-1>", "x_{n+1}", "F(", "sum(i=0..n, ", "cat(", "param ", "symbol ",
-    "output ", "shared ", "relu(", "tanh(", "exp(", "log(", "sqrt(", "1e999", "..", "\\\n",
-    "\r\n", "**", "lambda", "print",
+    "x_n",
+    "x_<n+1>",
+    "x_<n-1>",
+    "x_{n+1}",
+    "F(",
+    "sum(i=0..n, ",
+    "cat(",
+    "param ",
+    "symbol ",
+    "output ",
+    "shared ",
+    "relu(",
+    "tanh(",
+    "exp(",
+    "log(",
+    "sqrt(",
+    "1e999",
+    "..",
+    "\\\n",
+    "\r\n",
+    "**",
+    "lambda",
+    "print",
 ]
 ALPHABET = st.sampled_from(CHARS + PIECES)
 TEXT = st.one_of(st.lists(ALPHABET, max_size=60).map("".join), st.text(max_size=80))
 
 TOKENS = [
-    "x_n", "x_<n+1>", "x_<n-1>", "x_<n-2>", "x_0", "v_n", "v_<n+1>", "F(x_n)", "G(", "(", ")",
-    "+", "-", "*", "/", "^", "=", "\n", ";", "0.5", "1/3", "n", "k_n", "a", "sum(i=0..n, x_i)",
-    "cat(", ",", "relu(", "sigmoid(", "1e400", "0", "#", "_", "<", ">", "{", "}", "x_{n+1}",
+    "x_n",
+    "x_<n+1>",
+    "x_<n-1>",
+    "x_<n-2>",
+    "x_0",
+    "v_n",
+    "v_<n+1>",
+    "F(x_n)",
+    "G(",
+    "(",
+    ")",
+    "+",
+    "-",
+    "*",
+    "/",
+    "^",
+    "=",
+    "\n",
+    ";",
+    "0.5",
+    "1/3",
+    "n",
+    "k_n",
+    "a",
+    "sum(i=0..n, x_i)",
+    "cat(",
+    ",",
+    "relu(",
+    "sigmoid(",
+    "1e400",
+    "0",
+    "#",
+    "_",
+    "<",
+    ">",
+    "{",
+    "}",
+    "x_{n+1}",
 ]
 
 
@@ -94,9 +149,9 @@ def _mutate(source: str, edits: list[tuple[int, int, int, str]]) -> str:
         if kind == 0:  # insert
             text = text[:pos] + piece + text[pos:]
         elif kind == 1:  # delete
-            text = text[:pos] + text[pos + length:]
+            text = text[:pos] + text[pos + length :]
         elif kind == 2:  # replace
-            text = text[:pos] + piece + text[pos + len(piece):]
+            text = text[:pos] + piece + text[pos + len(piece) :]
         else:  # splice: move, duplicate or drop a line
             lines = text.split("\n")
             i, j = pos % len(lines), (pos + length) % len(lines)

@@ -58,8 +58,18 @@ def same_formula(a, b, exact: bool = True) -> None:
 
 
 REQUIRED_ZOO = [
-    "resnet", "resnet_post", "two_step", "lm_resnet", "momentum", "revnet", "densenet",
-    "highway", "rezero", "heun", "polynet", "history_sum",
+    "resnet",
+    "resnet_post",
+    "two_step",
+    "lm_resnet",
+    "momentum",
+    "revnet",
+    "densenet",
+    "highway",
+    "rezero",
+    "heun",
+    "polynet",
+    "history_sum",
 ]
 
 
@@ -91,7 +101,8 @@ ZOO_RHS = {
     "two_step_free": x_n + sympy.Symbol("a") * x_m1 + F(x_n),
     "lm_resnet": (1 - sympy.IndexedBase("k")[n]) * x_n + sympy.IndexedBase("k")[n] * x_m1 + F(x_n),
     "densenet": Concat(x_n, F(x_n)),
-    "highway": ELEMENTWISE["sigmoid"](F(x_n, "T")) * F(x_n, "H") + (1 - ELEMENTWISE["sigmoid"](F(x_n, "T"))) * x_n,
+    "highway": ELEMENTWISE["sigmoid"](F(x_n, "T")) * F(x_n, "H")
+    + (1 - ELEMENTWISE["sigmoid"](F(x_n, "T"))) * x_n,
     "rezero": x_n + sympy.IndexedBase("alpha")[n] * F(x_n),
     "heun": x_n + F(x_n) / 2 + F(x_n + F(x_n)) / 2,
     "polynet": x_n + F(x_n) + F(F(x_n)),
@@ -136,7 +147,7 @@ def test_history_sum_example():
     rec = load(EXAMPLES_DIR / "history_sum.rec")
     (eq,) = rec.equations
     (total,) = eq.rhs.atoms(sympy.Sum)
-    (i, low, high), = total.limits
+    ((i, low, high),) = total.limits
     assert (low, high) == (0, n) and i.is_integer
     assert total.function == state("x", i)
     assert eq.rhs == total / (n + 1) + F(x_n)
@@ -146,8 +157,12 @@ def test_history_sum_example():
 def test_shared_and_per_step_examples():
     assert load(EXAMPLES_DIR / "shared_resnet.rec").shared_blocks == frozenset({"F"})
     assert load(EXAMPLES_DIR / "resnet.rec").shared_blocks == frozenset()
-    assert load(EXAMPLES_DIR / "lm_resnet.rec").params == {"k": Param("k", sympy.Rational(-1, 20), per_step=True)}
-    assert load(EXAMPLES_DIR / "rezero.rec").params == {"alpha": Param("alpha", sympy.Integer(0), per_step=True)}
+    assert load(EXAMPLES_DIR / "lm_resnet.rec").params == {
+        "k": Param("k", sympy.Rational(-1, 20), per_step=True)
+    }
+    assert load(EXAMPLES_DIR / "rezero.rec").params == {
+        "alpha": Param("alpha", sympy.Integer(0), per_step=True)
+    }
 
 
 # -- constructs, one at a time -------------------------------------------------------------
@@ -306,7 +321,7 @@ def test_whitespace_line_endings_and_bom():
     ):
         same_formula(parse(variant), plain)
     same_formula(parse(b"\xef\xbb\xbfa = 0.5\r\nx_<n+1> = x_n + a*F(x_n)\r\n"), plain)
-    same_formula(parse("a = 0.5\nx_<n+1> = x_n + a*F(x_n)".encode("utf-8")), plain)
+    same_formula(parse(b"a = 0.5\nx_<n+1> = x_n + a*F(x_n)"), plain)
 
 
 def test_non_ascii_in_comments_is_fine():
@@ -421,7 +436,13 @@ def formulas(draw):
     return "\n".join(lines + list(order))
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(formulas())
 def test_generated_formulas_round_trip(text):
     rec = parse(text)

@@ -10,20 +10,28 @@ from formulac.train import data as D
 from formulac.train.compare import format_seconds, safe_label
 
 
-
-
 def narrow(in_channels, num_classes, input_size):
-    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-                         nn.Flatten(), nn.Linear(4 * (input_size // 2) ** 2, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * (input_size // 2) ** 2, num_classes),
+    )
 
 
 def wide(in_channels, num_classes, input_size):
-    return nn.Sequential(nn.Conv2d(in_channels, 12, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-                         nn.Flatten(), nn.Linear(12 * (input_size // 2) ** 2, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 12, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(12 * (input_size // 2) ** 2, num_classes),
+    )
 
 
 def linear(in_channels, num_classes, input_size):
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * input_size ** 2, num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * input_size**2, num_classes))
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +41,9 @@ def data():
 
 @pytest.fixture()
 def config():
-    return make_config("cifar", data="synthetic:3x8x8:4", epochs=2, batch_size=32, lr=0.1,
-                       threads=1, device="cpu")
+    return make_config(
+        "cifar", data="synthetic:3x8x8:4", epochs=2, batch_size=32, lr=0.1, threads=1, device="cpu"
+    )
 
 
 class Stop(Exception):
@@ -51,12 +60,27 @@ def test_two_models_resumable(tmp_path, data, config, capsys):
             raise Stop
 
     with pytest.raises(Stop):
-        compare(models, config, [0, 1], tmp_path, progress=False, quiet=True, dataset=data,
-                on_run_end=stop_after_first)
+        compare(
+            models,
+            config,
+            [0, 1],
+            tmp_path,
+            progress=False,
+            quiet=True,
+            dataset=data,
+            on_run_end=stop_after_first,
+        )
     first = (tmp_path / "narrow" / "seed0" / "checkpoint.pt").stat().st_mtime_ns
 
-    result = compare(models, config, [0, 1], tmp_path, progress=False, dataset=data,
-                     on_run_end=lambda label, seed, s: done.append((label, seed)))
+    result = compare(
+        models,
+        config,
+        [0, 1],
+        tmp_path,
+        progress=False,
+        dataset=data,
+        on_run_end=lambda label, seed, s: done.append((label, seed)),
+    )
     # the finished run was reused, not retrained
     assert (tmp_path / "narrow" / "seed0" / "checkpoint.pt").stat().st_mtime_ns == first
     assert done[1:] == [("narrow", 0), ("wide net", 0), ("narrow", 1), ("wide net", 1)]
@@ -83,26 +107,32 @@ def test_two_models_resumable(tmp_path, data, config, capsys):
     assert m["test_error_pct"][0] == pytest.approx(100 * (1 - m["test_acc"][0]))
 
     # a third call trains nothing and gives the same table
-    again = compare(models, config, [0, 1], tmp_path, progress=False, quiet=True,
-                    dataset=data)
+    again = compare(models, config, [0, 1], tmp_path, progress=False, quiet=True, dataset=data)
     assert again.to_dict() == result.to_dict()
     # other settings in the same directory: refused, nothing mixed
     with pytest.raises(TrainError, match="other settings"):
-        compare(models, config.replace(lr=0.05), [0], tmp_path, progress=False, quiet=True,
-                dataset=data)
+        compare(models, config.replace(lr=0.05), [0], tmp_path, progress=False, quiet=True, dataset=data)
 
 
 def test_three_models_friedman(tmp_path, data, config):
     config = config.replace(epochs=1)
-    result = compare([("a", narrow, None), ("b", wide, None), ("c", linear, None)], config,
-                     [0, 1], tmp_path, progress=False, quiet=True, dataset=data)
+    result = compare(
+        [("a", narrow, None), ("b", wide, None), ("c", linear, None)],
+        config,
+        [0, 1],
+        tmp_path,
+        progress=False,
+        quiet=True,
+        dataset=data,
+    )
     assert result.test.name == "Friedman test" and result.test.df == 2 and result.test.n == 2
     assert [p["model"] for p in result.pairwise] == ["b", "c"]
     assert all("p_holm" in p for p in result.pairwise)
     text = result.to_text()
     assert "Friedman test" in text and text.count("\n") > 6
-    one = compare([("solo", narrow, None)], config, [0], tmp_path / "solo", progress=False,
-                  quiet=True, dataset=data)
+    one = compare(
+        [("solo", narrow, None)], config, [0], tmp_path / "solo", progress=False, quiet=True, dataset=data
+    )
     assert one.test is None and one.models[0].std_error is None
     assert "solo" in one.to_markdown()
 

@@ -12,16 +12,13 @@ from formulac.train import data as D
 from formulac.train.data import DatasetNotFound, TrainError, load_dataset, read_idx, write_idx
 
 
-
-
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path):
     """No real data set, cache or download is ever reached from these tests."""
     monkeypatch.delenv("FORMULAC_DATA", raising=False)
     monkeypatch.setenv("FORMULAC_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(D, "SYSTEM_DIRS", {"fashion-mnist": [tmp_path / "system"]})
-    monkeypatch.setattr(D, "DOWNLOAD_URLS", {k: "file:///nonexistent/" + k
-                                             for k in D.DOWNLOAD_URLS})
+    monkeypatch.setattr(D, "DOWNLOAD_URLS", {k: "file:///nonexistent/" + k for k in D.DOWNLOAD_URLS})
 
 
 def _idx_set(rng, n_train=12, n_test=5, h=28, w=28):
@@ -39,8 +36,7 @@ def _write_idx_set(d, arrays, gz=(True, False, True, False)):
         write_idx(d / (name + (".gz" if z else "")), arr)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32,
-                                   np.float64])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_round_trip(tmp_path, dtype, gz):
     a = (np.arange(2 * 3 * 4) - 7).reshape(2, 3, 4)
@@ -88,8 +84,7 @@ def test_idx_dataset_from_data_dir(tmp_path, name):
     assert ds.test_labels.dtype == torch.int64 and ds.test_labels.shape == (5,)
     assert ds.num_classes == 10 and ds.in_channels == 1 and ds.input_size == 28
     assert len(ds.mean) == len(ds.std) == 1
-    np.testing.assert_array_equal(ds.train_images[:, 0].numpy(),
-                                  arrays["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(ds.train_images[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
     np.testing.assert_array_equal(ds.test_labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
     assert ds.source == str(tmp_path / "d")
 
@@ -101,8 +96,7 @@ def test_idx_layouts_and_lookup_order(tmp_path, monkeypatch):
     monkeypatch.setenv("FORMULAC_DATA", str(tmp_path / "env"))
     assert load_dataset("mnist").train_images.shape[0] == 3
     # --data-dir wins over $FORMULAC_DATA; torchvision's layout DIR/MNIST/raw is understood
-    _write_idx_set(tmp_path / "tv" / "MNIST" / "raw", _idx_set(rng, n_train=4),
-                   gz=(False,) * 4)
+    _write_idx_set(tmp_path / "tv" / "MNIST" / "raw", _idx_set(rng, n_train=4), gz=(False,) * 4)
     assert load_dataset("mnist", tmp_path / "tv").train_images.shape[0] == 4
     # DIR/<name> under --data-dir, and the original dotted names (train-images.idx3-ubyte)
     d = tmp_path / "parent" / "kmnist"
@@ -114,9 +108,8 @@ def test_idx_layouts_and_lookup_order(tmp_path, monkeypatch):
 
 def test_fashion_mnist_system_dir(tmp_path):
     # the Debian package's directory (dataset-fashion-mnist: the four .gz files)
-    _write_idx_set(tmp_path / "system", _idx_set(np.random.default_rng(3), n_train=7),
-                   gz=(True,) * 4)
-    ds = load_dataset()                     # fashion-mnist is the default
+    _write_idx_set(tmp_path / "system", _idx_set(np.random.default_rng(3), n_train=7), gz=(True,) * 4)
+    ds = load_dataset()  # fashion-mnist is the default
     assert ds.name == "fashion-mnist" and ds.train_images.shape[0] == 7
     assert ds.classes[0] == "T-shirt/top"
     assert ds.source == str(tmp_path / "system")
@@ -128,8 +121,12 @@ def test_not_found_names_every_place(tmp_path, monkeypatch):
         load_dataset("fashion-mnist", tmp_path / "mine")
     msg = str(e.value)
     assert isinstance(e.value, ValueError)
-    for place in (tmp_path / "mine", tmp_path / "env" / "fashion-mnist", tmp_path / "system",
-                  tmp_path / "cache"):
+    for place in (
+        tmp_path / "mine",
+        tmp_path / "env" / "fashion-mnist",
+        tmp_path / "system",
+        tmp_path / "cache",
+    ):
         assert str(place) in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "--data-dir" in msg
     with pytest.raises(DatasetNotFound, match="cifar-10-batches-py"):
@@ -153,7 +150,7 @@ def test_download_into_cache(tmp_path, monkeypatch):
     _write_idx_set(src, arrays, gz=(True,) * 4)
     monkeypatch.setitem(D.DOWNLOAD_URLS, "mnist", src.as_uri() + "/")
     with pytest.raises(DatasetNotFound, match="--download"):
-        load_dataset("mnist")               # no download unless asked
+        load_dataset("mnist")  # no download unless asked
     ds = load_dataset("mnist", download=True)
     assert ds.train_images.shape[0] == 9
     assert (tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
@@ -177,9 +174,12 @@ def test_failed_download_is_a_clear_error(tmp_path):
 
 
 def _cifar_batch(rng, n, key=b"labels", classes=10):
-    return {b"batch_label": b"x", key: [int(v) for v in rng.integers(0, classes, n)],
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"filenames": [b"f%d.png" % i for i in range(n)]}
+    return {
+        b"batch_label": b"x",
+        key: [int(v) for v in rng.integers(0, classes, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"f%d.png" % i for i in range(n)],
+    }
 
 
 def _write_cifar10(d, rng, n=4):
@@ -188,22 +188,36 @@ def _write_cifar10(d, rng, n=4):
     batches["test_batch"] = _cifar_batch(rng, 3)
     for name, b in batches.items():
         (d / name).write_bytes(pickle.dumps(b, protocol=2))
-    meta = {b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog",
-                             b"frog", b"horse", b"ship", b"truck"], b"num_vis": 3072}
+    meta = {
+        b"label_names": [
+            b"airplane",
+            b"automobile",
+            b"bird",
+            b"cat",
+            b"deer",
+            b"dog",
+            b"frog",
+            b"horse",
+            b"ship",
+            b"truck",
+        ],
+        b"num_vis": 3072,
+    }
     (d / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return batches
 
 
 def test_cifar10_batches(tmp_path):
     batches = _write_cifar10(tmp_path / "cifar-10-batches-py", np.random.default_rng(6))
-    ds = load_dataset("cifar10", tmp_path)          # DIR holding cifar-10-batches-py/
+    ds = load_dataset("cifar10", tmp_path)  # DIR holding cifar-10-batches-py/
     assert ds.train_images.shape == (20, 3, 32, 32) and ds.test_images.shape == (3, 3, 32, 32)
     assert ds.num_classes == 10 and ds.classes[0] == "airplane" and ds.in_channels == 3
     first = batches["data_batch_1"][b"data"][0].reshape(3, 32, 32)
     np.testing.assert_array_equal(ds.train_images[0].numpy(), first)
     # row-major planes: the first 1024 bytes are the red channel
-    np.testing.assert_array_equal(ds.train_images[0, 0].numpy().reshape(-1),
-                                  batches["data_batch_1"][b"data"][0][:1024])
+    np.testing.assert_array_equal(
+        ds.train_images[0, 0].numpy().reshape(-1), batches["data_batch_1"][b"data"][0][:1024]
+    )
     assert ds.train_labels[:4].tolist() == batches["data_batch_1"][b"labels"]
     assert ds.mean == D._STATS["cifar10"][0]
 
@@ -284,7 +298,7 @@ def test_imagefolder(tmp_path):
 
 
 def test_synthetic_is_fixed_by_seed():
-    assert D.parse_synthetic("synthetic") == ((3, 32, 32), 10)      # CIFAR-shaped
+    assert D.parse_synthetic("synthetic") == ((3, 32, 32), 10)  # CIFAR-shaped
     b = D.synthetic_dataset(train=100, test=20)
     assert b.train_images.shape == (100, 3, 32, 32) and b.num_classes == 10
     assert b.test_images.shape == (20, 3, 32, 32) and b.in_channels == 3
@@ -307,8 +321,9 @@ def test_limit_and_validation():
     with pytest.raises(TrainError):
         ds.limit(0)
     with pytest.raises(TrainError, match="uint8"):
-        D.Dataset("x", ds.train_images.float(), ds.train_labels, ds.test_images,
-                  ds.test_labels, 4, (0.5,), (0.5,))
+        D.Dataset(
+            "x", ds.train_images.float(), ds.train_labels, ds.test_images, ds.test_labels, 4, (0.5,), (0.5,)
+        )
     d = ds.describe()
     assert d["train"] == 30 and d["image_shape"] == [1, 8, 8]
 
@@ -333,6 +348,6 @@ def test_imagefolder_without_pillow_is_a_clear_error(tmp_path, monkeypatch):
 
     (tmp_path / "train" / "a").mkdir(parents=True)
     (tmp_path / "val" / "a").mkdir(parents=True)
-    monkeypatch.setitem(sys.modules, "PIL", None)          # import PIL now fails
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now fails
     with pytest.raises(TrainError, match="pip install pillow"):
         load_dataset("imagefolder", tmp_path)

@@ -12,9 +12,6 @@ import torch
 
 from formulac.train import load_checkpoint, read_metrics, train
 
-
-
-
 SCRIPT = Path(__file__).with_name("train_run_script.py")
 _spec = importlib.util.spec_from_file_location("formulac_train_run_script", SCRIPT)
 script = importlib.util.module_from_spec(_spec)
@@ -26,16 +23,30 @@ def test_two_ranks_match_one_process(tmp_path):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     # 249 examples, global batch 32: the last global batch (25) splits 13 / 12 over the ranks
-    ddp = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                            "--nproc_per_node=2", str(SCRIPT), str(tmp_path / "ddp"),
-                            "--epochs", "3", "--limit", "249"],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ddp = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(SCRIPT),
+            str(tmp_path / "ddp"),
+            "--epochs",
+            "3",
+            "--limit",
+            "249",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # the single-process reference, here, while the ranks run
-        train(script.build(False), script.config(3, 249), tmp_path / "single", progress=False,
-              quiet=True)
+        train(script.build(False), script.config(3, 249), tmp_path / "single", progress=False, quiet=True)
     finally:
-        out, err = ddp.communicate(timeout=180)
+        _out, err = ddp.communicate(timeout=180)
     assert ddp.returncode == 0, err
 
     a, b = load_checkpoint(tmp_path / "single"), load_checkpoint(tmp_path / "ddp")

@@ -4,8 +4,15 @@ import argparse
 
 import pytest
 
-from formulac.train import (TrainError, add_run_arguments, add_training_arguments,
-                            config_from_args, make_config, parse_seeds, seeds_from_args)
+from formulac.train import (
+    TrainError,
+    add_run_arguments,
+    add_training_arguments,
+    config_from_args,
+    make_config,
+    parse_seeds,
+    seeds_from_args,
+)
 
 
 def _parser(compare=False):
@@ -20,40 +27,130 @@ def test_defaults_follow_the_recipe():
     assert config_from_args(args) == make_config("fashion")
     args = _parser().parse_args(["--data", "cifar10"])
     assert config_from_args(args) == make_config("cifar", data="cifar10")
-    assert (args.out, args.resume, args.overwrite, args.progress, args.quiet) == \
-        ("runs/x", False, False, True, False)
+    assert (args.out, args.resume, args.overwrite, args.progress, args.quiet) == (
+        "runs/x",
+        False,
+        False,
+        True,
+        False,
+    )
 
 
 def test_every_flag():
-    argv = ["--recipe", "cifar", "--data", "synthetic:1x8x8:3", "--data-dir", "/d",
-            "--download", "--image-size", "48", "--limit-train", "100", "--limit-test", "20",
-            "--epochs", "7", "--batch-size", "64", "--optimizer", "adamw", "--lr", "0.003",
-            "--momentum", "0.8", "--wd", "0.05", "--no-nesterov", "--schedule", "cosine",
-            "--milestones", "0.3,0.6", "--gamma", "0.2", "--warmup-epochs", "1.5",
-            "--label-smoothing", "0.1", "--crop-padding", "3", "--no-flip",
-            "--random-resized-crop", "--seed", "5", "--device", "cpu", "--amp", "bf16",
-            "--channels-last", "--compile", "--deterministic", "--eval-every", "2",
-            "--eval-batch-size", "512", "--data-on-device", "no", "--workers", "3",
-            "--threads", "1", "--sync-bn", "-o", "out", "--resume", "--no-progress", "-q"]
+    argv = [
+        "--recipe",
+        "cifar",
+        "--data",
+        "synthetic:1x8x8:3",
+        "--data-dir",
+        "/d",
+        "--download",
+        "--image-size",
+        "48",
+        "--limit-train",
+        "100",
+        "--limit-test",
+        "20",
+        "--epochs",
+        "7",
+        "--batch-size",
+        "64",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.003",
+        "--momentum",
+        "0.8",
+        "--wd",
+        "0.05",
+        "--no-nesterov",
+        "--schedule",
+        "cosine",
+        "--milestones",
+        "0.3,0.6",
+        "--gamma",
+        "0.2",
+        "--warmup-epochs",
+        "1.5",
+        "--label-smoothing",
+        "0.1",
+        "--crop-padding",
+        "3",
+        "--no-flip",
+        "--random-resized-crop",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--amp",
+        "bf16",
+        "--channels-last",
+        "--compile",
+        "--deterministic",
+        "--eval-every",
+        "2",
+        "--eval-batch-size",
+        "512",
+        "--data-on-device",
+        "no",
+        "--workers",
+        "3",
+        "--threads",
+        "1",
+        "--sync-bn",
+        "-o",
+        "out",
+        "--resume",
+        "--no-progress",
+        "-q",
+    ]
     args = _parser().parse_args(argv)
     c = config_from_args(args)
     assert c.to_dict() == {
-        "recipe": "cifar", "data": "synthetic:1x8x8:3", "data_dir": "/d", "download": True,
-        "image_size": 48, "limit_train": 100, "limit_test": 20, "epochs": 7, "batch_size": 64,
-        "optimizer": "adamw", "lr": 0.003, "momentum": 0.8, "weight_decay": 0.05,
-        "nesterov": False, "schedule": "cosine", "milestones": [0.3, 0.6], "gamma": 0.2,
-        "warmup_epochs": 1.5, "label_smoothing": 0.1, "crop_padding": 3, "flip": False,
-        "random_resized_crop": True, "seed": 5, "device": "cpu", "amp": "bf16",
-        "channels_last": True, "compile": True, "deterministic": True, "eval_every": 2,
-        "eval_batch_size": 512, "data_on_device": "no", "workers": 3, "threads": 1,
-        "sync_bn": True}
+        "recipe": "cifar",
+        "data": "synthetic:1x8x8:3",
+        "data_dir": "/d",
+        "download": True,
+        "image_size": 48,
+        "limit_train": 100,
+        "limit_test": 20,
+        "epochs": 7,
+        "batch_size": 64,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "momentum": 0.8,
+        "weight_decay": 0.05,
+        "nesterov": False,
+        "schedule": "cosine",
+        "milestones": [0.3, 0.6],
+        "gamma": 0.2,
+        "warmup_epochs": 1.5,
+        "label_smoothing": 0.1,
+        "crop_padding": 3,
+        "flip": False,
+        "random_resized_crop": True,
+        "seed": 5,
+        "device": "cpu",
+        "amp": "bf16",
+        "channels_last": True,
+        "compile": True,
+        "deterministic": True,
+        "eval_every": 2,
+        "eval_batch_size": 512,
+        "data_on_device": "no",
+        "workers": 3,
+        "threads": 1,
+        "sync_bn": True,
+    }
     assert (args.out, args.resume, args.progress, args.quiet) == ("out", True, False, True)
 
 
 def test_milestones_as_epochs_and_no_augment():
-    c = config_from_args(_parser().parse_args(["--recipe", "imagenet", "--epochs", "90",
-                                               "--milestones", "30,60,80"]))
+    c = config_from_args(
+        _parser().parse_args(["--recipe", "imagenet", "--epochs", "90", "--milestones", "30,60,80"])
+    )
     from formulac.train.recipes import milestone_epochs
+
     assert milestone_epochs(c) == [30, 60, 80]
     with pytest.raises(TrainError, match="epochs inside"):
         config_from_args(_parser().parse_args(["--epochs", "10", "--milestones", "5,12"]))

@@ -7,17 +7,22 @@ import torch
 import torch.nn.functional as F
 
 from formulac.train.data import TrainError
-from formulac.train.recipes import (RECIPES, EpochPlan, TrainConfig, augment_batch,
-                                    epoch_plan, lr_at, make_config, milestone_epochs,
-                                    recipe_for_dataset)
-
-
+from formulac.train.recipes import (
+    RECIPES,
+    EpochPlan,
+    TrainConfig,
+    augment_batch,
+    epoch_plan,
+    lr_at,
+    make_config,
+    milestone_epochs,
+    recipe_for_dataset,
+)
 
 
 def test_cifar_recipe_is_he_et_al():
     c = make_config("cifar")
-    assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov) == \
-        ("sgd", 0.1, 0.9, 1e-4, False)
+    assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov) == ("sgd", 0.1, 0.9, 1e-4, False)
     assert (c.batch_size, c.epochs, c.schedule, c.gamma) == (128, 160, "step", 0.1)
     assert milestone_epochs(c) == [80, 120]
     assert (c.crop_padding, c.flip, c.random_resized_crop) == (4, True, False)
@@ -44,7 +49,7 @@ def test_recipe_by_dataset_and_overrides():
     assert recipe_for_dataset("cifar100") == "cifar"
     assert recipe_for_dataset("imagefolder") == "imagenet"
     assert make_config(data="cifar10").recipe == "cifar"
-    c = make_config("cifar", epochs=10, lr=0.2, batch_size=None)     # None keeps the recipe's
+    c = make_config("cifar", epochs=10, lr=0.2, batch_size=None)  # None keeps the recipe's
     assert (c.epochs, c.lr, c.batch_size) == (10, 0.2, 128)
     assert milestone_epochs(c) == [5, 8]
     with pytest.raises(TrainError, match="unknown training option"):
@@ -60,10 +65,20 @@ def test_warmup_and_constant():
     assert lr_at(c, 5, 3, 10) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(amp="fp8"),
-                                 dict(milestones=(0.5, 1.5)), dict(schedule="poly"),
-                                 dict(optimizer="adam"), dict(momentum=0.0, nesterov=True),
-                                 dict(data_on_device="maybe"), dict(limit_train=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(epochs=0),
+        dict(lr=-1.0),
+        dict(amp="fp8"),
+        dict(milestones=(0.5, 1.5)),
+        dict(schedule="poly"),
+        dict(optimizer="adam"),
+        dict(momentum=0.0, nesterov=True),
+        dict(data_on_device="maybe"),
+        dict(limit_train=0),
+    ],
+)
 def test_validation(bad):
     with pytest.raises(TrainError):
         make_config("cifar", **bad)
@@ -93,8 +108,12 @@ def test_epoch_plan_depends_on_seed_and_epoch_only():
 def _reference_crop_flip(x, offsets, pad, flip):
     p = F.pad(x, (pad, pad, pad, pad))
     h, w = x.shape[2:]
-    out = torch.stack([p[i, :, offsets[i, 0]:offsets[i, 0] + h,
-                         offsets[i, 1]:offsets[i, 1] + w] for i in range(x.shape[0])])
+    out = torch.stack(
+        [
+            p[i, :, offsets[i, 0] : offsets[i, 0] + h, offsets[i, 1] : offsets[i, 1] + w]
+            for i in range(x.shape[0])
+        ]
+    )
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
@@ -104,7 +123,7 @@ def test_crop_and_flip_match_reference():
     x = torch.randint(0, 256, (16, 3, 10, 12), dtype=torch.uint8, generator=g)
     plan = epoch_plan(c, 16, 0, (10, 12))
     mean = torch.tensor([0.0, 0.0, 0.0])
-    std = torch.tensor([1 / 255] * 3)          # normalisation becomes the identity on 0..255
+    std = torch.tensor([1 / 255] * 3)  # normalisation becomes the identity on 0..255
     got = augment_batch(x, plan, c, mean, std)
     want = _reference_crop_flip(x, plan.crop, 4, plan.flip).float()
     assert got.dtype == torch.float32
@@ -123,14 +142,14 @@ def test_normalisation_and_channels_last():
     torch.testing.assert_close(y[:, :, 0, 0], torch.tensor([[1.0, 3.0, 0.5]] * 2))
     xf = x.float()
     augment_batch(xf, None, c, mean, std)
-    assert float(xf[0, 0, 0, 0]) == 255.0          # the caller's tensor is left alone
+    assert float(xf[0, 0, 0, 0]) == 255.0  # the caller's tensor is left alone
 
 
 def test_random_resized_crop():
     c = make_config("imagenet")
     x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
     mean, std = torch.zeros(3), torch.full((3,), 1 / 255)
-    full = torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 4)         # the whole image: the identity
+    full = torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 4)  # the whole image: the identity
     plan = EpochPlan(torch.arange(4), rrc=full, flip=torch.tensor([False, True, False, True]))
     y = augment_batch(x, plan, c, mean, std)
     want = torch.where(plan.flip[:, None, None, None], x.flip(3), x).float()

@@ -13,9 +13,6 @@ import torch
 
 from formulac.train import load_checkpoint, read_metrics, train
 
-
-
-
 SCRIPT = Path(__file__).with_name("train_run_script.py")
 _spec = importlib.util.spec_from_file_location("formulac_train_run_script_kill", SCRIPT)
 script = importlib.util.module_from_spec(_spec)
@@ -33,9 +30,12 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     epochs = 6
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     # the interrupted run sleeps after each epoch's checkpoint, so the kill lands mid-run
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(cut), "--dropout",
-                             "--epochs", str(epochs), "--sleep", "0.4"], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(cut), "--dropout", "--epochs", str(epochs), "--sleep", "0.4"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 90
         while not (cut / "checkpoint.pt").exists():
@@ -54,9 +54,13 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     done = load_checkpoint(cut)["epoch"]
     assert 1 <= done < epochs and not (cut / "summary.json").exists()
 
-    resumed = subprocess.Popen([sys.executable, str(SCRIPT), str(cut), "--dropout",
-                                "--epochs", str(epochs), "--resume"], env=_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    resumed = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(cut), "--dropout", "--epochs", str(epochs), "--resume"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # the uninterrupted run, here, while the resumed one runs (same settings: one thread,
         # deterministic algorithms)
@@ -75,5 +79,6 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
     assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
     drop = ("seconds", "train_seconds", "images_per_s")
-    assert [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(whole)] == \
-           [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(cut)]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(whole)] == [
+        {k: v for k, v in r.items() if k not in drop} for r in read_metrics(cut)
+    ]

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from formulac.train import stats
 
-
 # Student's sleep data (Cushny and Peebles), as in R's example:
 # t.test(extra ~ group, data = sleep, paired = TRUE): t = -4.0621, df = 9, p-value = 0.002833
 SLEEP_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
@@ -18,12 +17,28 @@ SLEEP_2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
 # R's friedman.test example (Hollander and Wolfe, rounding first base):
 # Friedman chi-squared = 11.143, df = 2, p-value = 0.003805
 ROUNDING_TIMES = [
-    [5.40, 5.50, 5.55], [5.85, 5.70, 5.75], [5.20, 5.60, 5.50], [5.55, 5.50, 5.40],
-    [5.90, 5.85, 5.70], [5.45, 5.55, 5.60], [5.40, 5.40, 5.35], [5.45, 5.50, 5.35],
-    [5.25, 5.15, 5.00], [5.85, 5.80, 5.70], [5.25, 5.20, 5.10], [5.65, 5.55, 5.45],
-    [5.60, 5.35, 5.45], [5.05, 5.00, 4.95], [5.50, 5.50, 5.40], [5.45, 5.55, 5.50],
-    [5.55, 5.55, 5.35], [5.45, 5.50, 5.55], [5.50, 5.45, 5.25], [5.65, 5.60, 5.40],
-    [5.70, 5.65, 5.55], [6.30, 6.30, 6.25],
+    [5.40, 5.50, 5.55],
+    [5.85, 5.70, 5.75],
+    [5.20, 5.60, 5.50],
+    [5.55, 5.50, 5.40],
+    [5.90, 5.85, 5.70],
+    [5.45, 5.55, 5.60],
+    [5.40, 5.40, 5.35],
+    [5.45, 5.50, 5.35],
+    [5.25, 5.15, 5.00],
+    [5.85, 5.80, 5.70],
+    [5.25, 5.20, 5.10],
+    [5.65, 5.55, 5.45],
+    [5.60, 5.35, 5.45],
+    [5.05, 5.00, 4.95],
+    [5.50, 5.50, 5.40],
+    [5.45, 5.55, 5.50],
+    [5.55, 5.55, 5.35],
+    [5.45, 5.50, 5.55],
+    [5.50, 5.45, 5.25],
+    [5.65, 5.60, 5.40],
+    [5.70, 5.65, 5.55],
+    [6.30, 6.30, 6.25],
 ]
 
 # R's wilcox.test example (Hollander and Wolfe, depression scale):
@@ -65,10 +80,13 @@ def test_paired_t_test_degenerate():
 
 def test_t_distribution_against_numerical_integration():
     for df in (1, 2, 3.5, 9, 30):
+
         def density(x, df=df):
-            return (mpmath.gamma((df + 1) / 2) / (mpmath.sqrt(df * mpmath.pi)
-                                                   * mpmath.gamma(df / 2))
-                    * (1 + x * x / df) ** (-(df + 1) / 2))
+            return (
+                mpmath.gamma((df + 1) / 2)
+                / (mpmath.sqrt(df * mpmath.pi) * mpmath.gamma(df / 2))
+                * (1 + x * x / df) ** (-(df + 1) / 2)
+            )
 
         for t in (-6.0, -2.0, -0.3, 0.0, 0.7, 2.262157, 5.0):
             want = float(mpmath.quad(density, [-mpmath.inf, 0, t]))
@@ -85,10 +103,11 @@ def test_chi2_and_f():
     assert stats.chi2_sf(3.841458821, 1) == pytest.approx(0.05, abs=1e-9)
     assert stats.chi2_sf(5.991464547, 2) == pytest.approx(0.05, abs=1e-9)
     assert stats.chi2_sf(15.08627247, 5) == pytest.approx(0.01, abs=1e-9)
-    assert stats.chi2_sf(4.0, 2) == pytest.approx(math.exp(-2))     # df 2: exp(-x/2)
+    assert stats.chi2_sf(4.0, 2) == pytest.approx(math.exp(-2))  # df 2: exp(-x/2)
     assert stats.chi2_sf(0.0, 3) == 1.0
-    want = float(mpmath.quad(lambda x: x ** 1.5 * mpmath.exp(-x / 2), [7.3, mpmath.inf])
-                 / (2 ** 2.5 * mpmath.gamma(2.5)))
+    want = float(
+        mpmath.quad(lambda x: x**1.5 * mpmath.exp(-x / 2), [7.3, mpmath.inf]) / (2**2.5 * mpmath.gamma(2.5))
+    )
     assert stats.chi2_sf(7.3, 5) == pytest.approx(want, rel=1e-10)
     # F_{0.95}(2, 42) = 3.219942
     assert stats.f_sf(3.219942, 2, 42) == pytest.approx(0.05, abs=1e-6)
@@ -108,7 +127,7 @@ def test_friedman_by_hand():
     r = stats.friedman_test([[1, 2, 3], [10, 20, 30], [0.1, 0.2, 0.3]])
     assert r.statistic == pytest.approx(6.0)
     assert r.p_value == pytest.approx(math.exp(-3))
-    assert "iman_davenport_f" not in r.extra       # perfect agreement: F is infinite
+    assert "iman_davenport_f" not in r.extra  # perfect agreement: F is infinite
     tied = stats.friedman_test([[1, 1, 1], [2, 2, 2]])
     assert tied.p_value is None
     assert stats.friedman_test([[1, 2, 3]]).p_value is None
@@ -119,7 +138,7 @@ def test_friedman_by_hand():
 def test_wilcoxon_exact():
     g = stats.wilcoxon_signed_rank(DEPRESSION_X, DEPRESSION_Y, alternative="greater")
     assert g.statistic == 40
-    assert g.p_value == pytest.approx(10 / 512)            # 0.01953
+    assert g.p_value == pytest.approx(10 / 512)  # 0.01953
     two = stats.wilcoxon_signed_rank(DEPRESSION_X, DEPRESSION_Y)
     assert two.p_value == pytest.approx(20 / 512)
     less = stats.wilcoxon_signed_rank(DEPRESSION_X, DEPRESSION_Y, alternative="less")
@@ -137,13 +156,15 @@ def test_rankdata_and_holm():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.floats(-100, 100), st.floats(-100, 100)), min_size=2,
-                max_size=12))
+@given(st.lists(st.tuples(st.floats(-100, 100), st.floats(-100, 100)), min_size=2, max_size=12))
 def test_tests_give_probabilities(pairs):
     a = [p[0] for p in pairs]
     b = [p[1] for p in pairs]
-    for r in (stats.paired_t_test(a, b), stats.wilcoxon_signed_rank(a, b),
-              stats.friedman_test([[x, y] for x, y in pairs])):
+    for r in (
+        stats.paired_t_test(a, b),
+        stats.wilcoxon_signed_rank(a, b),
+        stats.friedman_test([[x, y] for x, y in pairs]),
+    ):
         assert r.p_value is None or 0.0 <= r.p_value <= 1.0
     t1, t2 = stats.paired_t_test(a, b), stats.paired_t_test(b, a)
     assert (t1.p_value is None) == (t2.p_value is None)

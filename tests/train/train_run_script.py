@@ -18,8 +18,7 @@ from formulac.train import TrainError, make_config, train
 
 def build(dropout: bool):
     def build_model(in_channels: int, num_classes: int, input_size: int) -> nn.Module:
-        layers = [nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-                  nn.Flatten()]
+        layers = [nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten()]
         if dropout:
             layers.append(nn.Dropout(0.3))
         layers.append(nn.Linear(8 * (input_size // 2) ** 2, num_classes))
@@ -29,9 +28,18 @@ def build(dropout: bool):
 
 
 def config(epochs: int = 5, limit: int = 249):
-    return make_config("cifar", data="synthetic:3x8x8:4", epochs=epochs, batch_size=32,
-                       lr=0.05, limit_train=limit, limit_test=64, deterministic=True,
-                       device="cpu", threads=1)
+    return make_config(
+        "cifar",
+        data="synthetic:3x8x8:4",
+        epochs=epochs,
+        batch_size=32,
+        lr=0.05,
+        limit_train=limit,
+        limit_test=64,
+        deterministic=True,
+        device="cpu",
+        threads=1,
+    )
 
 
 def main() -> int:
@@ -49,9 +57,16 @@ def main() -> int:
         time.sleep(args.sleep)
 
     try:
-        summary = train(build(args.dropout), config(args.epochs, args.limit), args.out, resume=args.resume,
-                        progress=False, quiet=True, on_epoch_end=slow if args.sleep else None,
-                        describe={"name": "tiny"})
+        summary = train(
+            build(args.dropout),
+            config(args.epochs, args.limit),
+            args.out,
+            resume=args.resume,
+            progress=False,
+            quiet=True,
+            on_epoch_end=slow if args.sleep else None,
+            describe={"name": "tiny"},
+        )
     except TrainError as e:
         print(f"formulac: error: {e}", file=sys.stderr)
         return 2

@@ -21,12 +21,14 @@ The contract between a backbone file and the code generator:
 * ``projection_function(in_width, width, stride, **Stage.projection_options)``: the shortcut
   projection across a stage boundary, or None when ``in_width == width and stride == 1``.
 """
+
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["Stage", "BackboneInfo", "BACKBONES", "get_backbone", "backbone_names"]
 
@@ -127,8 +129,11 @@ def _check_common(backbone: str, defaults: Mapping[str, Any], options: dict) -> 
     unknown = sorted(set(options) - set(defaults) - {"num_classes", "in_channels"})
     if unknown:
         known = ", ".join(["depth", "num_classes", "in_channels", *defaults])
-        _fail(backbone, "unknown option%s %s (known options: %s)" % (
-            "s" if len(unknown) > 1 else "", ", ".join(repr(u) for u in unknown), known))
+        _fail(
+            backbone,
+            "unknown option%s %s (known options: %s)"
+            % ("s" if len(unknown) > 1 else "", ", ".join(repr(u) for u in unknown), known),
+        )
     for name in ("num_classes", "in_channels"):
         if name in options:
             _check_positive_int(backbone, name, options[name])
@@ -139,15 +144,16 @@ def _check_common(backbone: str, defaults: Mapping[str, Any], options: dict) -> 
 
 def _check_depth(backbone: str, depth: Any, step: int, offset: int, examples: str) -> int:
     if not _is_int(depth) or depth < step + offset or (depth - offset) % step:
-        _fail(backbone, "depth must be %dn+%d with n >= 1 (%s), got %r" % (
-            step, offset, examples, depth))
+        _fail(backbone, "depth must be %dn+%d with n >= 1 (%s), got %r" % (step, offset, examples, depth))
     return (depth - offset) // step
 
 
 def _check_shortcut(backbone: str, shortcut: Any, allowed: tuple) -> None:
     if shortcut not in allowed:
-        _fail(backbone, "option 'shortcut' must be %s, got %r" % (
-            " or ".join(repr(a) for a in allowed), shortcut))
+        _fail(
+            backbone,
+            "option 'shortcut' must be %s, got %r" % (" or ".join(repr(a) for a in allowed), shortcut),
+        )
 
 
 # ----------------------------------------------------------------------------------------
@@ -163,8 +169,9 @@ def _cifar_family(name: str, defaults: Mapping[str, Any], default_depth: int):
 
     def check(depth: Any = None, **options: Any) -> tuple[int, dict]:
         full = _check_common(name, defaults, options)
-        n = _check_depth(name, default_depth if depth is None else depth, 6, 2,
-                         "20, 32, 44, 56, 110, 1202, ...")
+        n = _check_depth(
+            name, default_depth if depth is None else depth, 6, 2, "20, 32, 44, 56, 110, 1202, ..."
+        )
         _check_shortcut(name, full["shortcut"], ("A", "B"))
         return n, full
 
@@ -174,8 +181,10 @@ def _cifar_family(name: str, defaults: Mapping[str, Any], default_depth: int):
     def layout(depth: int | None = None, **options: Any) -> list[Stage]:
         n, full = check(depth, **options)
         proj = {"shortcut": full["shortcut"]}
-        return [Stage("layer%d" % (i + 1), width, stride, n, {}, dict(proj))
-                for i, (width, stride) in enumerate(((16, 1), (32, 2), (64, 2)))]
+        return [
+            Stage("layer%d" % (i + 1), width, stride, n, {}, dict(proj))
+            for i, (width, stride) in enumerate(((16, 1), (32, 2), (64, 2)))
+        ]
 
     return validate, layout
 
@@ -189,8 +198,13 @@ cifar_validate, cifar_layout = _cifar_family("cifar-resnet", _CIFAR_DEFAULTS, _C
 
 _IMAGENET_DEFAULTS = MappingProxyType({"width_per_group": 64, "groups": 1})
 _IMAGENET_DEPTH = 50
-_IMAGENET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
-                    101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+_IMAGENET_BLOCKS = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+}
 
 
 def _imagenet_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
@@ -202,9 +216,12 @@ def _imagenet_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     _check_positive_int(name, "width_per_group", full["width_per_group"])
     _check_positive_int(name, "groups", full["groups"])
     if depth < 50 and (full["groups"] != 1 or full["width_per_group"] != 64):
-        _fail(name, "depth %d uses basic branches, which support only groups=1 and "
-                    "width_per_group=64 (use depth 50, 101 or 152 for ResNeXt or wide "
-                    "ResNets)" % depth)
+        _fail(
+            name,
+            "depth %d uses basic branches, which support only groups=1 and "
+            "width_per_group=64 (use depth 50, 101 or 152 for ResNeXt or wide "
+            "ResNets)" % depth,
+        )
     return depth, full
 
 
@@ -217,13 +234,18 @@ def imagenet_layout(depth: int | None = None, **options: Any) -> list[Stage]:
     bottleneck = depth >= 50
     expansion = 4 if bottleneck else 1
     if bottleneck:
-        branch = {"bottleneck": True, "groups": full["groups"],
-                  "base_width": full["width_per_group"]}
+        branch = {"bottleneck": True, "groups": full["groups"], "base_width": full["width_per_group"]}
     else:
         branch = {"bottleneck": False}
     return [
-        Stage("layer%d" % (i + 1), planes * expansion, 1 if i == 0 else 2, steps,
-              dict(branch), {"shortcut": "B"})
+        Stage(
+            "layer%d" % (i + 1),
+            planes * expansion,
+            1 if i == 0 else 2,
+            steps,
+            dict(branch),
+            {"shortcut": "B"},
+        )
         for i, (planes, steps) in enumerate(zip((64, 128, 256, 512), _IMAGENET_BLOCKS[depth]))
     ]
 
@@ -306,8 +328,7 @@ def resnext_layout(depth: int | None = None, **options: Any) -> list[Stage]:
 # mlp
 
 
-_MLP_DEFAULTS = MappingProxyType({"width": 64, "stages": None, "input_size": 28,
-                                  "layernorm": False})
+_MLP_DEFAULTS = MappingProxyType({"width": 64, "stages": None, "input_size": 28, "layernorm": False})
 _MLP_DEPTH = 4
 
 
@@ -315,16 +336,17 @@ def _mlp_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     full = _check_common("mlp", _MLP_DEFAULTS, options)
     depth = _MLP_DEPTH if depth is None else depth
     if not _is_int(depth) or depth < 1:
-        _fail("mlp", "depth (the number of steps per stage) must be a positive integer, "
-                     "got %r" % (depth,))
+        _fail("mlp", "depth (the number of steps per stage) must be a positive integer, got %r" % (depth,))
     _check_positive_int("mlp", "width", full["width"])
     _check_positive_int("mlp", "input_size", full["input_size"])
     stages = full["stages"]
-    if stages is not None:
-        if (isinstance(stages, (str, bytes)) or not hasattr(stages, "__iter__")
-                or not list(stages) or not all(_is_int(w) and w >= 1 for w in stages)):
-            _fail("mlp", "option 'stages' must be a non-empty list of positive widths, "
-                         "got %r" % (stages,))
+    if stages is not None and (
+        isinstance(stages, (str, bytes))
+        or not hasattr(stages, "__iter__")
+        or not list(stages)
+        or not all(_is_int(w) and w >= 1 for w in stages)
+    ):
+        _fail("mlp", "option 'stages' must be a non-empty list of positive widths, got %r" % (stages,))
     if not isinstance(full["layernorm"], bool):
         _fail("mlp", "option 'layernorm' must be true or false, got %r" % (full["layernorm"],))
     return depth, full
@@ -338,8 +360,9 @@ def mlp_layout(depth: int | None = None, **options: Any) -> list[Stage]:
     depth, full = _mlp_check(depth, **options)
     widths = list(full["stages"]) if full["stages"] is not None else [full["width"]]
     branch = {"layernorm": True} if full["layernorm"] else {}
-    return [Stage("layer%d" % (i + 1), w, 1, depth, dict(branch), {"shortcut": "B"})
-            for i, w in enumerate(widths)]
+    return [
+        Stage("layer%d" % (i + 1), w, 1, depth, dict(branch), {"shortcut": "B"}) for i, w in enumerate(widths)
+    ]
 
 
 # ----------------------------------------------------------------------------------------
@@ -349,6 +372,7 @@ def mlp_layout(depth: int | None = None, **options: Any) -> list[Stage]:
 def _fixed(width: int) -> Callable[..., int]:
     def stem_width(**options: Any) -> int:
         return width
+
     return stem_width
 
 
@@ -366,7 +390,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             branch_class="CifarBasicBranch",
             projection_function="cifar_projection",
             description="CIFAR ResNet of He et al. 2015: depth 6n+2, widths 16/32/64, basic "
-                        "branch, shortcut option A (parameter-free, default) or B (1x1 conv)",
+            "branch, shortcut option A (parameter-free, default) or B (1x1 conv)",
             default_depth=_CIFAR_DEPTH,
             default_input_size=32,
             layout=cifar_layout,
@@ -382,8 +406,8 @@ BACKBONES: dict[str, BackboneInfo] = {
             branch_class="ResNetBranch",
             projection_function="imagenet_projection",
             description="ImageNet ResNet-18/34/50/101/152 in the torchvision layout (basic or "
-                        "bottleneck branch; groups and width_per_group give ResNeXt and wide "
-                        "ResNets)",
+            "bottleneck branch; groups and width_per_group give ResNeXt and wide "
+            "ResNets)",
             default_depth=_IMAGENET_DEPTH,
             default_input_size=224,
             layout=imagenet_layout,
@@ -400,7 +424,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             branch_class="PreActBranch",
             projection_function="preact_projection",
             description="pre-activation CIFAR ResNet of He et al. 2016: depth 6n+2, widths "
-                        "16/32/64, BN-ReLU-conv branch, final BN-ReLU in the head",
+            "16/32/64, BN-ReLU-conv branch, final BN-ReLU in the head",
             default_depth=_PREACT_DEPTH,
             default_input_size=32,
             layout=preact_layout,
@@ -417,7 +441,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             branch_class="PreActBranch",
             projection_function="preact_projection",
             description="Wide ResNet WRN-d-k of Zagoruyko & Komodakis 2016: depth 6n+4, widths "
-                        "16k/32k/64k, pre-activation branch with optional dropout",
+            "16k/32k/64k, pre-activation branch with optional dropout",
             default_depth=_WRN_DEPTH,
             default_input_size=32,
             layout=wrn_layout,
@@ -433,7 +457,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             branch_class="ResNeXtBranch",
             projection_function="resnext_projection",
             description="CIFAR ResNeXt of Xie et al. 2017: depth 9n+2, output widths "
-                        "256/512/1024, aggregated bottleneck branch (cardinality x base_width)",
+            "256/512/1024, aggregated bottleneck branch (cardinality x base_width)",
             default_depth=_RESNEXT_DEPTH,
             default_input_size=32,
             layout=resnext_layout,
@@ -449,7 +473,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             branch_class="MLPBranch",
             projection_function="mlp_projection",
             description="small fully connected backbone for fast tests: flatten + Linear stem, "
-                        "Linear-ReLU-Linear branch, depth = steps per stage",
+            "Linear-ReLU-Linear branch, depth = steps per stage",
             default_depth=_MLP_DEPTH,
             default_input_size=28,
             layout=mlp_layout,
@@ -475,5 +499,4 @@ def get_backbone(name: str) -> BackboneInfo:
     try:
         return BACKBONES[key]
     except (KeyError, TypeError):
-        raise KeyError("unknown backbone %r; known backbones: %s"
-                       % (name, ", ".join(BACKBONES))) from None
+        raise KeyError("unknown backbone %r; known backbones: %s" % (name, ", ".join(BACKBONES))) from None

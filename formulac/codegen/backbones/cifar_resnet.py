@@ -8,6 +8,7 @@ implementation (conv1, bn1, layer1..layer3, linear), with the shortcut named ``d
 This file depends on torch alone: the code generator copies its classes and functions verbatim
 into the modules it writes, so each definition is self-contained.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

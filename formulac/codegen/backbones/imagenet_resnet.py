@@ -8,6 +8,7 @@ convolution), so the compiled ResNet formula has torchvision's state_dict keys.
 This file depends on torch alone: the code generator copies its classes and functions verbatim
 into the modules it writes, so each definition is self-contained.
 """
+
 import torch
 import torch.nn as nn
 
@@ -74,7 +75,9 @@ class ResNetBranch(nn.Module):
             inner = int(width // 4 * (base_width / 64.0)) * groups
             self.conv1 = nn.Conv2d(in_width, inner, kernel_size=1, bias=False)
             self.bn1 = nn.BatchNorm2d(inner)
-            self.conv2 = nn.Conv2d(inner, inner, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False)
+            self.conv2 = nn.Conv2d(
+                inner, inner, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False
+            )
             self.bn2 = nn.BatchNorm2d(inner)
             self.conv3 = nn.Conv2d(inner, width, kernel_size=1, bias=False)
             self.bn3 = nn.BatchNorm2d(width)

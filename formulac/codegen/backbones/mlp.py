@@ -8,6 +8,7 @@ projection a Linear map where the width changes; head a Linear classifier. Image
 This file depends on torch alone: the code generator copies its classes and functions verbatim
 into the modules it writes, so each definition is self-contained.
 """
+
 import torch
 import torch.nn as nn
 

@@ -9,6 +9,7 @@ The natural formula is ``x_<n+1> = x_n + F(x_n)``.
 This file depends on torch alone: the code generator copies its classes and functions verbatim
 into the modules it writes, so each definition is self-contained.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -11,6 +11,7 @@ Projections are 1x1 convolution + batch norm. The natural formula is
 This file depends on torch alone: the code generator copies its classes and functions verbatim
 into the modules it writes, so each definition is self-contained.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -70,7 +71,9 @@ class ResNeXtBranch(nn.Module):
         inner = cardinality * int(base_width * width / 256)
         self.conv1 = nn.Conv2d(in_width, inner, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(inner)
-        self.conv2 = nn.Conv2d(inner, inner, kernel_size=3, stride=stride, padding=1, groups=cardinality, bias=False)
+        self.conv2 = nn.Conv2d(
+            inner, inner, kernel_size=3, stride=stride, padding=1, groups=cardinality, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv3 = nn.Conv2d(inner, width, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(width)
