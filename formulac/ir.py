@@ -22,6 +22,7 @@ __all__ = [
     "ELEMENTWISE",
     "BlockCall",
     "Concat",
+    "Domain",
     "Equation",
     "Param",
     "Recurrence",
@@ -130,6 +131,29 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """Where a free symbol may range when a family of formulas is searched.
+
+    Either a closed interval ``[low, high]`` (sampled on a log scale when ``log``), or a finite
+    set of ``choices``. Values are exact SymPy numbers, as everywhere in the representation.
+    """
+
+    low: sympy.Expr | None = None
+    high: sympy.Expr | None = None
+    log: bool = False
+    choices: tuple[sympy.Expr, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.choices is None) == (self.low is None or self.high is None):
+            raise ValueError("a domain is either an interval (low, high) or a set of choices")
+
+    @property
+    def is_finite(self) -> bool:
+        """True for a set of choices (a grid can enumerate it)."""
+        return self.choices is not None
+
+
+@dataclass(frozen=True)
 class Recurrence:
     """A parsed formula file: equations in evaluation order and everything they refer to.
 
@@ -144,6 +168,7 @@ class Recurrence:
     params: Mapping[str, Param] = field(default_factory=dict)
     symbols: tuple[str, ...] = ()
     bindings: Mapping[str, sympy.Expr] = field(default_factory=dict)
+    domains: Mapping[str, Domain] = field(default_factory=dict)  # free symbol -> search domain
     initial: Mapping[tuple[str, int], sympy.Expr] = field(default_factory=dict)
     shared_blocks: frozenset[str] = frozenset()
     name: str = "<formula>"
