@@ -165,6 +165,10 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
                 "path-length distribution not computed at this depth (too costly); "
                 "formulac.analysis.path_length_distribution(rec, depth) computes it"
             )
+    # memory (issue 10): can a step run backward, and how errors grow when states are rebuilt
+    from .invertibility import invert, reconstruction
+
+    inverse = invert(rec)
     return Analysis(
         formula=to_rec(rec),
         name=rec.name,
@@ -185,6 +189,8 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
         notes=notes,
         structure=wst,
         weights=weights,
+        invertibility=inverse,
+        reconstruction=reconstruction(rec, inverse=inverse),
     )
 
 

@@ -174,6 +174,13 @@ class Analysis:
     notes: list = field(default_factory=list)
     structure: object = field(default=None, repr=False, compare=False)
     weights: object = field(default=None, repr=False, compare=False)
+    invertibility: object = field(default=None, repr=False, compare=False)  # invertibility.Invertibility
+    reconstruction: object = field(default=None, repr=False, compare=False)  # invertibility.Reconstruction
+
+    @property
+    def invertible(self) -> bool | None:
+        """Can a step run backward (the older states solved from the newer ones)?"""
+        return None if self.invertibility is None else self.invertibility.invertible
 
     # -- derived ----------------------------------------------------------------------------
     @property
@@ -257,6 +264,7 @@ class Analysis:
             "consistent": self.consistent,
             "paths": self.paths,
             "path_lengths": None if self.path_lengths is None else list(self.path_lengths),
+            **_memory_json(self),
             "notes": list(self.notes),
             "exact": None,
         }
@@ -350,6 +358,7 @@ class Analysis:
             lines.extend(
                 _table(["blocks", "paths"], [[str(k), str(c)] for k, c in enumerate(self.path_lengths) if c])
             )
+        lines.extend(_memory_lines(self))
         if self.notes:
             lines.append("")
             lines.append("notes")
@@ -435,6 +444,18 @@ class Analysis:
                 f"p({latex_expr(LAMBDA)}) &= {latex_expr(descending(self.characteristic_polynomial))}"
             )
         return "$$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$$"
+
+
+def _memory_json(a: Analysis) -> dict:
+    from .invertibility import invertibility_json
+
+    return invertibility_json(a.invertibility, a.reconstruction, json_value)
+
+
+def _memory_lines(a: Analysis) -> list[str]:
+    from .invertibility import invertibility_lines
+
+    return invertibility_lines(a.invertibility, a.reconstruction, show)
 
 
 @dataclass
