@@ -152,13 +152,16 @@ def compile(
     num_classes: int | None = None,
     in_channels: int | None = None,
     transition: str = "reset",
+    memory: str = "standard",
     **options,
 ):
     """The network for a formula on a backbone, built in memory.
 
     The module is the one ``formulac compile -o model.py`` writes, executed: ``FormulaNet``.
     ``options`` are the backbone's (``shortcut="A"|"B"``, ``widen_factor``, ...) and values for
-    free symbols of the formula (``a=0.5``).
+    free symbols of the formula (``a=0.5``). ``memory``: "standard" (autograd keeps every
+    activation), "reversible" (states rebuilt backward from the formula's inverse; invertible
+    formulas only) or "checkpoint" (``torch.utils.checkpoint`` over segments of each stage).
     """
     from .codegen import compile_network
 
@@ -173,6 +176,7 @@ def compile(
         num_classes=num_classes,
         in_channels=in_channels,
         transition=transition,
+        memory=memory,
         **options,
     )
 

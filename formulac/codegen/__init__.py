@@ -45,9 +45,11 @@ def compile_source(
     num_classes: int | None = None,
     in_channels: int | None = None,
     transition: str = "reset",
+    memory: str = "standard",
     **options,
 ) -> str:
-    """The standalone source of the network (``FormulaNet``) for a formula on a backbone."""
+    """The standalone source of the network (``FormulaNet``) for a formula on a backbone;
+    ``memory`` is "standard", "reversible" or "checkpoint"."""
     info = get_backbone_info(backbone)
     try:
         resolved = info.resolve(depth=depth, **options)
@@ -60,6 +62,7 @@ def compile_source(
         transition=transition,
         num_classes=info.default_num_classes if num_classes is None else num_classes,
         in_channels=info.default_in_channels if in_channels is None else in_channels,
+        memory=memory,
     )
 
 

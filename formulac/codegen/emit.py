@@ -23,6 +23,7 @@ import sympy
 from ..errors import UsageError
 from ..ir import BlockCall, Concat, Recurrence, n, rebuild, state
 from ..printing import rec_expr
+from . import reversible
 from .backbones import BackboneInfo, Stage
 from .plan import StepPlan, number_literal, plan_step, var_name
 
@@ -374,11 +375,17 @@ def network_source(
     transition: str = "reset",
     num_classes: int = 10,
     in_channels: int = 3,
+    memory: str = "standard",
 ) -> str:
-    """Source of a standalone module defining ``FormulaNet`` (buildable with no arguments)."""
+    """Source of a standalone module defining ``FormulaNet`` (buildable with no arguments).
+    ``memory``: "standard", "reversible" or "checkpoint" (:mod:`.reversible`)."""
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
-    plan = plan_step(rec, reserved=_backbone_names(backbone, options))
+    reserved = _backbone_names(backbone, options)
+    if memory != "standard":  # memory modes (issue 10)
+        reserved |= reversible.RESERVED_NAMES
+    plan = plan_step(rec, reserved=reserved)
+    mplan = reversible.memory_plan(rec, memory)
     if not plan.blocks:
         raise UsageError("compile: the formula has no block, so the network would have nothing to learn")
     layout = network_layout(rec, plan, backbone, options, transition)
@@ -388,7 +395,11 @@ def network_source(
     net_options = backbone.net_kwargs(**{k: v for k, v in options.items() if k != "depth"})
     lines = _header(rec, f"A {backbone.name} network whose steps follow the formula.")
     lines += _backbone_source(backbone)
-    lines += _step_class(plan, base=branch if inline else None) + ["", ""]
+    lines += reversible.runtime_lines(memory)
+    lines += _step_class(plan, base=branch if inline else None)
+    if memory != "standard":
+        lines += [""] + reversible.step_methods(rec, plan, carry.lags, memory)
+    lines += ["", ""]
     lines.append(f"class FormulaNet({backbone.net_class}):")
     summary = (
         f"The formula on the {backbone.name} backbone ({_options_text(options)}; transition {transition}).\n"
@@ -399,17 +410,19 @@ def network_source(
     )
     lines.append(_docstring(summary, _INDENT))
     lines.append("")
+    lines += reversible.network_attribute_lines(mplan, _INDENT)
     lines.append(
         f"{_INDENT}def __init__(self, num_classes={int(num_classes)}, in_channels={int(in_channels)}):"
     )
     kw = "".join(f", {k}={_literal(v)}" for k, v in net_options.items())
     lines.append(f"{_INDENT * 2}super().__init__(num_classes=num_classes, in_channels=in_channels{kw})")
+    lines += reversible.init_lines(mplan, _INDENT * 2)
     lines += _shared_param_lines(plan, _INDENT * 2)
     for stage, shapes in zip(layout.stages, layout.steps):
         lines += _stage_lines(stage, shapes, plan, backbone, inline, _INDENT * 2)
     lines.append(f"{_INDENT * 2}self.build_head({layout.final_width})")
     lines.append("")
-    lines += _forward_lines(rec, plan, carry, layout, transition)
+    lines += _forward_lines(rec, plan, carry, layout, transition, memory)
     return "\n".join(lines) + "\n"
 
 
@@ -500,8 +513,19 @@ def _stage_lines(
     return lines
 
 
+def _stage_loop(plan: StepPlan, carry: _Carry, memory: str) -> list[str]:
+    """The steps of ``run_stage``: one loop, or (memory modes) the first step and a runtime call."""
+
+    def loop(steps: str) -> list[str]:
+        return _loop_lines(plan, carry, _INDENT * 2, steps, "self.", stage_input=True)
+
+    if memory == "standard":
+        return loop("steps")
+    return reversible.stage_lines(plan, carry.lags, _INDENT * 2, loop, memory)
+
+
 def _forward_lines(
-    rec: Recurrence, plan: StepPlan, carry: _Carry, layout: NetworkLayout, transition: str
+    rec: Recurrence, plan: StepPlan, carry: _Carry, layout: NetworkLayout, transition: str, memory: str
 ) -> list[str]:
     out = f"{rec.output}"
     names = carry.names()
@@ -523,7 +547,7 @@ def _forward_lines(
             f"{_INDENT * 2}{out}_0 = x_in if steps[0].downsample is None else steps[0].downsample(x_in)"
         )
         lines += _initial_lines(rec, carry, _INDENT * 2, f"{out}_0")
-        lines += _loop_lines(plan, carry, _INDENT * 2, "steps", "self.", stage_input=True)
+        lines += _stage_loop(plan, carry, memory)
         lines.append(f"{_INDENT * 2}return {var_name(out, 0)}")
         return lines
     lines += _initial_lines(rec, carry, _INDENT * 2, f"{out}_0")
@@ -544,6 +568,6 @@ def _forward_lines(
             lines.append(f"{_INDENT * 3}{name} = [project(h) for h in {name}]")
         else:
             lines.append(f"{_INDENT * 3}{name} = project({name})")
-    lines += _loop_lines(plan, carry, _INDENT * 2, "steps", "self.", stage_input=True)
+    lines += _stage_loop(plan, carry, memory)
     lines.append(f"{_INDENT * 2}return {state_tuple}")
     return lines

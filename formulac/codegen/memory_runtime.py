@@ -1,0 +1,336 @@
+"""Running a stage's steps with less activation memory: rebuilt backward, or checkpointed.
+
+This file depends on torch alone: the code generator copies its definitions verbatim into the
+modules it writes for ``memory="reversible"`` and ``memory="checkpoint"``. Each step module has
+two generated methods, on the states it keeps (``x_n, x_nm1, ...``):
+
+* ``advance(call, *states)``: the step, every block call made as ``call(index, block, argument)``
+  (``index`` numbers the step's distinct block calls in the forward's order);
+* ``retreat(call, *states_after)``: the formula's inverse, solved symbolically: the states
+  before the step from those after it, calling the same blocks on arguments already known.
+
+``run_reversible`` keeps only the last states of the stage (plus anchor states every
+``anchor_steps[dtype]`` steps, an interval chosen from the formula's error growth). Backward, it
+rebuilds each step's input with ``retreat``; the block outputs computed on the way are the
+forward's own (same arguments), so each step's blocks are evaluated once more, not twice, before
+their gradients are taken. Batch-norm running statistics (every buffer of a step) are restored
+after the recomputation, and when the step holds dropout in training mode (or
+``preserve_rng_state`` is True) each block call replays the random state it had in the forward.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+
+_RANDOM_MODULES = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
+
+def uses_randomness(steps, preserve_rng_state=None):
+    """Whether block calls must replay the forward's random state: ``preserve_rng_state`` when
+    given, else whether a step holds a dropout module with p > 0 in training mode."""
+    if preserve_rng_state is not None:
+        return bool(preserve_rng_state)
+    return any(
+        isinstance(m, _RANDOM_MODULES) and m.p > 0 and m.training for step in steps for m in step.modules()
+    )
+
+
+def _plain_call(index, block, argument):
+    return block(argument)
+
+
+def advance_steps(steps, states, shared):
+    """The steps one after another, as the standard forward runs them."""
+    for step in steps:
+        states = step.advance(_plain_call, *states, **shared)
+    return tuple(states)
+
+
+def _rng_state(device):
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    return torch.get_rng_state()
+
+
+def _set_rng_state(device, state):
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
+
+
+def _autocast_state(device_type):
+    try:
+        return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+    except TypeError:  # torch < 2.4 has one function per device
+        if device_type == "cuda":
+            return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
+        return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+
+
+class _KeptBuffers:
+    """Restores a module's buffers (batch-norm running statistics) after a recomputation, so
+    that they are updated once per forward."""
+
+    def __init__(self, module):
+        self.saved = [(b, b.clone()) for b in module.buffers()] if module.training else []
+
+    def restore(self):
+        with torch.no_grad():
+            for buffer, value in self.saved:
+                buffer.copy_(value)
+
+
+class _Rebuild:
+    """What a reversible run needs: the steps, how many states they keep, the shared parameters'
+    names, the anchor interval, whether randomness is replayed, the parameters in the order of
+    the inputs, and where observed rebuilding errors are reported."""
+
+    def __init__(self, steps, count, names, interval, random, params, report):
+        self.steps, self.count, self.names, self.interval = steps, count, names, interval
+        self.random, self.params, self.report = random, params, report
+
+
+class ReversibleSteps(torch.autograd.Function):
+    """Steps whose inputs are rebuilt from their outputs during backward (see run_reversible)."""
+
+    @staticmethod
+    def forward(ctx, plan, *tensors):
+        states = tensors[: plan.count]
+        shared = dict(zip(plan.names, tensors[plan.count : plan.count + len(plan.names)]))
+        rng = {}
+
+        def record(i):
+            def call(index, block, argument):
+                if plan.random:
+                    rng[(i, index)] = _rng_state(argument.device)
+                return block(argument)
+
+            return call
+
+        positions, kept = [], []
+        for i, step in enumerate(plan.steps):
+            if i % plan.interval == 0:  # an anchor: the states before step i, kept exactly
+                positions.append(i)
+                kept.extend(states)
+            states = tuple(step.advance(record(i), *states, **shared))
+        ctx.plan = plan
+        ctx.positions = positions
+        ctx.rng = rng
+        ctx.device = states[0].device
+        ctx.autocast = _autocast_state(states[0].device.type)
+        ctx.save_for_backward(*states, *kept)
+        return states
+
+    @staticmethod
+    def backward(ctx, *grads):
+        plan = ctx.plan
+        count = plan.count
+        saved = ctx.saved_tensors
+        states = saved[:count]
+        anchors = {pos: saved[count * (j + 1) : count * (j + 2)] for j, pos in enumerate(ctx.positions)}
+        shared_values = list(plan.params[: len(plan.names)])
+        shared = dict(zip(plan.names, shared_values))
+        total = {id(p): None for p in plan.params}
+        grads = list(grads)
+        enabled, dtype = ctx.autocast
+        outer_rng = _rng_state(ctx.device) if plan.random else None
+        rebuilt = 0  # steps rebuilt since the last exact states
+        try:
+            with torch.autocast(ctx.device.type, dtype=dtype, enabled=enabled):
+                for i in reversed(range(len(plan.steps))):
+                    step = plan.steps[i]
+                    kept = _KeptBuffers(step)
+                    step_params = shared_values + [p for p in step.parameters() if p.requires_grad]
+                    rebuilt += 1
+                    states, grads, error = _step_backward(
+                        ctx, i, step, states, grads, anchors.get(i), shared, step_params, total
+                    )
+                    kept.restore()
+                    if error is not None:
+                        plan.report(error, rebuilt)
+                        rebuilt = 0
+        finally:
+            if plan.random:
+                _set_rng_state(ctx.device, outer_rng)
+        # the stage's first states were passed in; parameters follow them
+        return (None, *grads, *[total[id(p)] for p in plan.params])
+
+
+def _accumulate(total, params, grads):
+    for p, g in zip(params, grads):
+        if g is not None:
+            total[id(p)] = g if total[id(p)] is None else total[id(p)] + g
+
+
+def _relative_error(rebuilt, exact):
+    worst = 0.0
+    for r, e in zip(rebuilt, exact):
+        scale = float(e.detach().float().norm())
+        if scale > 0:
+            worst = max(worst, float((r.detach().float() - e.detach().float()).norm()) / scale)
+    return worst
+
+
+def _step_backward(ctx, i, step, after, grads, anchor, shared, params, total):
+    """Rebuild the states before step ``i`` and turn the gradients of its outputs into those of
+    its inputs (returned) and of its parameters (added to ``total``). At an anchor the exact
+    states are used, and the error of the rebuilt ones is returned (else None)."""
+    replay = ctx.rng
+    device = ctx.device
+    records = {}  # block index -> (argument leaf, output with its graph)
+
+    def rebuild_call(index, block, argument):
+        leaf = argument.detach().requires_grad_()
+        if (i, index) in replay:
+            _set_rng_state(device, replay[(i, index)])
+        with torch.enable_grad():
+            output = block(leaf)
+        records[index] = (leaf, output)
+        return output.detach()
+
+    with torch.no_grad():
+        before = tuple(step.retreat(rebuild_call, *after, **shared))
+    error = None
+    if anchor is not None:  # check the rebuilt states, then go on from the exact ones
+        error = _relative_error(before, anchor)
+        before = anchor
+        records.clear()
+    leaves = [t.detach().requires_grad_() for t in before]
+    arguments = {}
+    outputs = {}
+
+    def glue_call(index, block, argument):
+        if index in records:  # the block's output is known: stand it in as a leaf
+            arguments[index] = argument
+            outputs[index] = records[index][1].detach().requires_grad_()
+            return outputs[index]
+        if (i, index) in replay:
+            _set_rng_state(device, replay[(i, index)])
+        return block(argument)
+
+    with torch.enable_grad():
+        new = step.advance(glue_call, *leaves, **shared)
+    indices = sorted(outputs)
+    stand_ins = [outputs[k] for k in indices]
+    inputs = leaves + stand_ins + params
+    grad_inputs = _grad(new, grads, inputs)
+    g_leaves = grad_inputs[: len(leaves)]
+    g_outputs = dict(zip(indices, grad_inputs[len(leaves) : len(leaves) + len(indices)]))
+    _accumulate(total, params, grad_inputs[len(leaves) + len(indices) :])
+    # backward through each block (latest first), then through the expression of its argument
+    for k in reversed(indices):
+        leaf, output = records[k]
+        if g_outputs[k] is None:
+            continue
+        through = torch.autograd.grad(output, [leaf, *params], g_outputs[k], allow_unused=True)
+        _accumulate(total, params, through[1:])
+        argument = arguments[k]
+        if through[0] is None or not argument.requires_grad:
+            continue
+        back = _grad([argument], [through[0]], inputs)
+        g_leaves = [_add(a, b) for a, b in zip(g_leaves, back[: len(leaves)])]
+        for j, index in enumerate(indices):
+            g_outputs[index] = _add(g_outputs[index], back[len(leaves) + j])
+        _accumulate(total, params, back[len(leaves) + len(indices) :])
+    grads_before = [g if g is not None else torch.zeros_like(t) for g, t in zip(g_leaves, before)]
+    return tuple(t.detach() for t in before), grads_before, error
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def _grad(outputs, grads, inputs):
+    """``torch.autograd.grad`` over the outputs that carry a gradient (None where unused)."""
+    pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
+    if not pairs:
+        return [None] * len(inputs)
+    return list(
+        torch.autograd.grad(
+            [o for o, _ in pairs],
+            inputs,
+            [g for _, g in pairs],
+            retain_graph=True,
+            allow_unused=True,
+        )
+    )
+
+
+def run_reversible(steps, states, shared, anchor_steps, tolerance, errors, preserve_rng_state=None):
+    """Run ``steps`` on ``states`` keeping only the last states and anchors for backward.
+
+    ``anchor_steps`` maps a dtype name (``"float32"``) to the number of steps between anchor
+    states (kept exactly; the first states of the run are one). Backward, each anchor checks the
+    states rebuilt down to it: the largest relative error is recorded in ``errors[dtype]``, and
+    when it exceeds ``tolerance`` the interval in ``anchor_steps`` is shortened (to what the
+    observed growth allows) for the following runs. ``shared`` holds the formula's shared
+    parameters by name.
+    """
+    steps = list(steps)
+    states = tuple(states)
+    params = list(shared.values())
+    seen = {id(p) for p in params}
+    for step in steps:
+        for p in step.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    wants_grad = any(t.requires_grad for t in states) or any(p.requires_grad for p in params)
+    # too few steps to hand back new tensors for every kept state (x_n, x_nm1): run them plainly
+    if not torch.is_grad_enabled() or not wants_grad or len(steps) < len(states):
+        return advance_steps(steps, states, shared)
+    key = str(states[0].dtype).replace("torch.", "")
+    interval = max(1, int(anchor_steps.get(key, 1)))
+    unit = torch.finfo(states[0].dtype).eps / 2
+
+    def report(error, rebuilt):
+        errors[key] = max(errors.get(key, 0.0), error)
+        if error > tolerance and rebuilt > 1:
+            growth = (error / unit) ** (1.0 / rebuilt)
+            allowed = int(math.log(tolerance / unit) / math.log(growth)) if growth > 1 else rebuilt - 1
+            anchor_steps[key] = max(1, min(rebuilt - 1, allowed, anchor_steps.get(key, interval)))
+
+    random = uses_randomness(steps, preserve_rng_state)
+    plan = _Rebuild(steps, len(states), list(shared), interval, random, params, report)
+    return ReversibleSteps.apply(plan, *states, *params)
+
+
+def run_checkpointed(steps, states, shared, segment=None):
+    """Run ``steps`` with ``torch.utils.checkpoint`` over segments of ``segment`` steps (default:
+    about the square root of the number of steps); batch-norm running statistics are restored
+    after each recomputation."""
+    steps = list(steps)
+    states = tuple(states)
+    if not torch.is_grad_enabled() or not steps:
+        return advance_steps(steps, states, shared)
+    size = segment or max(1, round(math.sqrt(len(steps))))
+    for start in range(0, len(steps), size):
+        chunk = steps[start : start + size]
+        calls = [0]
+
+        def run(*inputs, chunk=chunk, calls=calls):
+            calls[0] += 1
+            if calls[0] == 1:
+                return advance_steps(chunk, inputs, shared)
+            kept = [_KeptBuffers(step) for step in chunk]
+            try:
+                return advance_steps(chunk, inputs, shared)
+            finally:
+                for k in kept:
+                    k.restore()
+
+        states = torch.utils.checkpoint.checkpoint(run, *states, use_reentrant=False)
+    return tuple(states)
