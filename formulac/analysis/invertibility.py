@@ -279,7 +279,7 @@ class Reconstruction:
     max_steps: dict  # format -> longest run within the tolerance (int <= MAX_RUN), for REPORTED_FORMATS
     evaluated_at: dict  # parameter or symbol -> value used (learnable parameters: initial values)
     notes: list = field(default_factory=list)
-    backward_matrix: object = field(default=None, repr=False, compare=False)  # B (numpy, float64)
+    backward_matrix: list | None = field(default=None, repr=False, compare=False)  # B as rows of floats
     _norms: list = field(default_factory=list, repr=False, compare=False)  # ||B^i||_inf, i = 0, 1, ...
     _power: object = field(default=None, repr=False, compare=False)
 
@@ -309,19 +309,43 @@ class Reconstruction:
         return MAX_RUN
 
     def _extend(self, count: int) -> None:
+        """Append ``||B^i||_inf`` up to ``i = count - 1`` (plain floats for small matrices, so
+        that ``analyze`` need not import numpy; numpy, 256 powers per product, above)."""
+        B = self.backward_matrix
+        if B is None:
+            raise ValueError("no backward matrix: the growth factor is not determined")
+        d = len(B)
+        if not self._norms:
+            self._norms.append(1.0)
+            self._power = [[float(i == j) for j in range(d)] for i in range(d)]
+        if d > 4:
+            return self._extend_numpy(count)
+        P = self._power
+        while len(self._norms) < count:
+            P = [[sum(P[i][k] * B[k][j] for k in range(d)) for j in range(d)] for i in range(d)]
+            norm = max(sum(abs(v) for v in row) for row in P)
+            self._norms.append(norm if math.isfinite(norm) else math.inf)
+            if not math.isfinite(norm):
+                P = [[math.inf] * d for _ in range(d)]
+        self._power = P
+
+    def _extend_numpy(self, count: int) -> None:
         import numpy
 
-        if self.backward_matrix is None:
-            raise ValueError("no backward matrix: the growth factor is not determined")
-        B = self.backward_matrix
-        if self._power is None:
-            self._power = numpy.eye(B.shape[0])
-            self._norms.append(1.0)
+        B = numpy.array(self.backward_matrix, dtype=float)
+        if not isinstance(self._power, tuple):  # (B^1 .. B^256, B^256, B^(256 m))
+            with numpy.errstate(over="ignore", invalid="ignore"):
+                block = [B]
+                for _ in range(255):
+                    block.append(block[-1] @ B)
+            self._power = (numpy.stack(block), block[-1], numpy.eye(len(B)))
+        block, step, base = self._power
         with numpy.errstate(over="ignore", invalid="ignore"):
             while len(self._norms) < count:
-                self._power = self._power @ B
-                norm = float(numpy.abs(self._power).sum(axis=1).max())
-                self._norms.append(norm if math.isfinite(norm) else math.inf)
+                norms = numpy.abs(base @ block).sum(axis=2).max(axis=1)
+                self._norms.extend(float(v) if math.isfinite(v) else math.inf for v in norms)
+                base = base @ step
+        self._power = (block, step, base)
 
     def anchor_interval(self, dtype: str = "float32") -> int:
         """Steps between kept anchor states so that no rebuilt state exceeds the tolerance
@@ -375,9 +399,7 @@ def reconstruction(
         if worst is None or float(found[0]) > float(worst[0]):
             worst = (*found, at)
     growth, A, at = worst
-    import numpy
-
-    B = numpy.array([[float(sympy.N(v, 30)) for v in row] for row in A.inv().tolist()], dtype=float)
+    B = [[float(sympy.N(v, 30)) for v in row] for row in A.inv().tolist()]
     notes: list[str] = []
     result = Reconstruction(growth, tolerance, {}, {**at, **symbol_values}, notes, B)
     result.max_steps = {fmt: result.max_run(fmt) for fmt in REPORTED_FORMATS}

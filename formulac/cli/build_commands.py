@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_backbone_arguments, add_set_argument, backbone_kwargs, load_bound, write_atomically
+from .common import (
+    add_backbone_arguments,
+    add_memory_argument,
+    add_set_argument,
+    backbone_kwargs,
+    load_bound,
+    write_atomically,
+)
 
 __all__ = ["register"]
 
@@ -21,6 +28,7 @@ def register(subparsers) -> None:
     c.add_argument("-o", "--output", metavar="MODEL.py", help="file to write (default: standard output)")
     add_set_argument(c)
     add_backbone_arguments(c)
+    add_memory_argument(c)
     c.set_defaults(handler=_compile)
 
     i = subparsers.add_parser(
@@ -34,6 +42,7 @@ def register(subparsers) -> None:
     i.add_argument("--json", action="store_true", help="print JSON")
     add_set_argument(i)
     add_backbone_arguments(i)
+    add_memory_argument(i, table=True)
     i.set_defaults(handler=_info)
 
 
@@ -61,9 +70,21 @@ def _info(args) -> int:
     in_channels = args.in_channels or backbone.default_in_channels
     size = args.input_size or kwargs.get("input_size") or backbone.default_input_size
     info = network_info(rec, model, size, in_channels)
+    memory = None
+    if args.memory is not None:  # --memory: every mode's predicted activation memory
+        from ..codegen.memory_info import memory_estimates
+
+        memory = memory_estimates(rec, kwargs, in_channels, size)
     if args.json:
-        print(json.dumps(info.to_json(), indent=2))
+        data = info.to_json()
+        if memory is not None:
+            data["memory"] = [e.to_json() for e in memory]
+        print(json.dumps(data, indent=2))
     else:
         print(f"{args.file} on {args.backbone}")
         print(info.to_text())
+        if memory is not None:
+            from ..codegen.memory_info import memory_text
+
+            print(memory_text(memory))
     return 0

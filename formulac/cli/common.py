@@ -19,6 +19,7 @@ __all__ = [
     "load_all_bound",
     "load_bound",
     "add_backbone_arguments",
+    "add_memory_argument",
     "backbone_kwargs",
     "positive_int",
     "nonnegative_int",
@@ -149,6 +150,34 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MEMORY_MODES = ("standard", "reversible", "checkpoint")
+
+
+def add_memory_argument(parser: argparse.ArgumentParser, table: bool = False) -> None:
+    """``--memory MODE``: how the network keeps activations for backward (``formulac.compile``'s
+    ``memory``). With ``table`` (``info``) the mode may be left out: ``--memory`` alone asks for
+    the predicted activation memory of every mode, with a mode also builds that network."""
+    help_text = (
+        "standard (autograd keeps every activation), reversible (states rebuilt backward from the "
+        "formula's inverse; invertible formulas only) or checkpoint (torch.utils.checkpoint over "
+        "segments of each stage); default: standard"
+    )
+    if table:
+        parser.add_argument(
+            "--memory",
+            nargs="?",
+            const="standard",
+            default=None,
+            choices=MEMORY_MODES,
+            metavar="MODE",
+            help="print the predicted activation memory per image of every mode; " + help_text,
+        )
+    else:
+        parser.add_argument(
+            "--memory", choices=MEMORY_MODES, default="standard", metavar="MODE", help=help_text
+        )
+
+
 def _option_value(text: str):
     lowered = text.lower()
     if lowered in ("true", "false"):
@@ -172,6 +201,8 @@ def backbone_kwargs(args: argparse.Namespace) -> dict:
         "num_classes": args.num_classes,
         "in_channels": args.in_channels,
     }
+    if getattr(args, "memory", None) is not None:
+        kwargs["memory"] = args.memory
     if args.shortcut is not None:
         kwargs["shortcut"] = args.shortcut
     for item in args.backbone_options:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import add_backbone_arguments, add_set_argument, backbone_kwargs, load_bound
+from .common import add_backbone_arguments, add_memory_argument, add_set_argument, backbone_kwargs, load_bound
 
 __all__ = ["register"]
 
@@ -23,6 +23,7 @@ def register(subparsers) -> None:
     t.add_argument("file", metavar="FILE", help=".rec formula file")
     add_set_argument(t)
     add_backbone_arguments(t)
+    add_memory_argument(t)
     add_training_arguments(t)
     add_run_arguments(t)
     t.set_defaults(handler=_train)
@@ -37,6 +38,7 @@ def register(subparsers) -> None:
     c.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files (the first is the baseline)")
     add_set_argument(c)
     add_backbone_arguments(c)
+    add_memory_argument(c)
     add_training_arguments(c)
     add_run_arguments(c, compare=True)
     c.set_defaults(handler=_compare)
