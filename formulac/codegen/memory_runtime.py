@@ -297,11 +297,17 @@ def run_reversible(steps, states, shared, anchor_steps, tolerance, errors, prese
     unit = torch.finfo(states[0].dtype).eps / 2
 
     def report(error, rebuilt):
-        errors[key] = max(errors.get(key, 0.0), error)
-        if error > tolerance and rebuilt > 1:
-            growth = (error / unit) ** (1.0 / rebuilt)
-            allowed = int(math.log(tolerance / unit) / math.log(growth)) if growth > 1 else rebuilt - 1
-            anchor_steps[key] = max(1, min(rebuilt - 1, allowed, anchor_steps.get(key, interval)))
+        if not error <= tolerance:  # too large, or not a number: rebuilt states drifted
+            errors[key] = math.inf if math.isnan(error) else max(errors.get(key, 0.0), error)
+            current = min(rebuilt, anchor_steps.get(key, interval))
+            if math.isfinite(error) and error < 1:  # the growth per step it shows, with a margin
+                growth = (error / unit) ** (1.0 / rebuilt)
+                allowed = int(0.8 * math.log(tolerance / unit) / math.log(growth))
+            else:  # saturated: no growth to read off
+                allowed = current // 2
+            anchor_steps[key] = max(1, min(current - 1, allowed))
+        else:
+            errors[key] = max(errors.get(key, 0.0), error)
 
     random = uses_randomness(steps, preserve_rng_state)
     plan = _Rebuild(steps, len(states), list(shared), interval, random, params, report)

@@ -84,8 +84,8 @@ def memory_plan(rec: Recurrence, memory: str) -> MemoryPlan:
         raise UsageError(f"unknown memory mode {memory!r} (choose {', '.join(MEMORY_MODES)})")
     if memory == "standard":
         return MemoryPlan(memory, {})
-    _check_supported(rec, memory)
     if memory == "checkpoint":
+        _check_supported(rec, memory)
         return MemoryPlan(memory, {})
     inverse = invert(rec)
     if not inverse.invertible:
@@ -93,6 +93,7 @@ def memory_plan(rec: Recurrence, memory: str) -> MemoryPlan:
             f"memory='reversible' needs a formula whose steps can run backward, and {rec.name} "
             f"cannot: {inverse.reason}; use memory='checkpoint' instead"
         )
+    _check_supported(rec, memory)
     rebuild_ = reconstruction(rec, inverse=inverse)
     if rebuild_ is None or rebuild_.growth is None:
         why = "; ".join(rebuild_.notes) if rebuild_ is not None else "not determined"
@@ -177,7 +178,7 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
         f" call(index, block, argument).\"\"\"",
     ]
     lines += [f"{_INDENT * 2}{line}" for line in body]
-    lines.append(f"{_INDENT * 2}return {', '.join(after)}")
+    lines.append(f"{_INDENT * 2}return {_tuple(after)}")
     if memory != "reversible":
         return lines
 
@@ -200,8 +201,12 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
     )
     lines.append(f'{_INDENT * 2}before the step from those after it."""')
     lines += [f"{_INDENT * 2}{line}" for line in body]
-    lines.append(f"{_INDENT * 2}return {', '.join(before)}")
+    lines.append(f"{_INDENT * 2}return {_tuple(before)}")
     return lines
+
+
+def _tuple(names: list[str]) -> str:
+    return f"({names[0]},)" if len(names) == 1 else ", ".join(names)
 
 
 def _innermost_first(expr) -> list[BlockCall]:

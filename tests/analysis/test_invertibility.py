@@ -136,7 +136,9 @@ def _evaluate(expr, values):
 def test_growth_two_step_a_minus_021_is_ten_thirds():
     r = reconstruction(_rec("a = -0.21\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)"))
     assert r.growth == sympy.Rational(10, 3)  # forward roots 7/10 and 3/10
-    assert r.max_steps["float32"] == _reference_run([[0, 1], [sympy.Rational(100, -21), sympy.Rational(100, 21)]])
+    assert r.max_steps["float32"] == _reference_run(
+        [[0, 1], [sympy.Rational(100, -21), sympy.Rational(100, 21)]]
+    )
 
 
 def test_growth_momentum_is_one_over_gamma():
