@@ -128,27 +128,35 @@ def activation_profile(model: nn.Module, example: torch.Tensor, kept_states: int
     return profile
 
 
+def _runs(profile: ActivationProfile) -> tuple[float, list]:
+    """Bytes kept as in standard mode (outside the steps, and shape-changing first steps), and
+    per stage the saved bytes of the steps a memory mode runs, with the bytes of their states."""
+    kept = profile.outside
+    runs = []
+    for saved, carried, first in zip(profile.steps, profile.carried, profile.first_standard):
+        start = 1 if first else 0
+        kept += sum(saved[:start])
+        if saved[start:]:
+            runs.append((saved[start:], carried))
+    return kept, runs
+
+
 def predict_memory(
     rec: Recurrence, profile: ActivationProfile, segment: int | None = None
 ) -> list[MemoryEstimate]:
     """Per-image activation memory of each mode from a standard network's profile."""
     out = [MemoryEstimate("standard", round(profile.total), round(profile.total), 0)]
-    # checkpoint: first steps standard, the rest in segments of about sqrt(steps)
-    resident = profile.outside
+    # checkpoint: the states at each segment's start; backward, one segment's saved bytes
+    resident, runs = _runs(profile)
     transient = 0.0
-    sizes = []
-    for saved, carried, first in zip(profile.steps, profile.carried, profile.first_standard):
-        start = 1 if first else 0
-        resident += sum(saved[:start])
-        rest = saved[start:]
-        if not rest:
-            continue
+    sizes = set()
+    for rest, carried in runs:
         size = segment or max(1, round(math.sqrt(len(rest))))
-        sizes.append(size)
+        sizes.add(size)
         segments = [rest[j : j + size] for j in range(0, len(rest), size)]
         resident += carried * len(segments)
         transient = max(transient, max(sum(seg) for seg in segments))
-    detail = "segments of " + ", ".join(str(s) for s in sorted(set(sizes))) + " steps" if sizes else ""
+    detail = "segments of " + ", ".join(map(str, sorted(sizes))) + " steps" if sizes else ""
     out.append(
         MemoryEstimate("checkpoint", round(resident + transient), round(resident), round(transient), detail)
     )
@@ -158,23 +166,17 @@ def predict_memory(
         return out
     try:
         plan = memory_plan(rec, "reversible")
-    except UsageError as exc:  # not invertible, or rebuilding is useless: say why
+    except UsageError as exc:  # rebuilding is useless, or its growth unknown: say why
         out.append(MemoryEstimate("reversible", None, note=exc.message))
         return out
-    interval = plan.anchor_steps["float32"]
-    resident = profile.outside
+    # reversible: the last states and the anchors (the first states among them); backward, one step
+    resident, runs = _runs(profile)
     transient = 0.0
-    for saved, carried, first in zip(profile.steps, profile.carried, profile.first_standard):
-        start = 1 if first else 0
-        resident += sum(saved[:start])
-        rest = saved[start:]
-        if not rest:
-            continue
+    for rest, carried in runs:
         if len(rest) < profile.kept:  # too short to rebuild: run as usual
             resident += sum(rest)
             continue
-        anchors = math.ceil(len(rest) / interval)  # the first states, then every interval steps
-        resident += carried * (1 + anchors)
+        resident += carried * (1 + math.ceil(len(rest) / plan.anchor_steps["float32"]))
         transient = max(transient, max(rest))
     a = plan.anchor_steps
     detail = f"anchors every {a['float32']} steps in float32 ({a['bfloat16']} in bfloat16)"
