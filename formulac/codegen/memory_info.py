@@ -1,17 +1,20 @@
 """Predicted activation memory of a compiled network under each memory mode.
 
 One instrumented training forward of the standard network on a small batch records the bytes
-autograd saves for backward (each storage once, parameters excluded) and which step saved them,
-and the bytes of the states each step hands on. The modes then differ only in what they keep:
+autograd saves for backward (each storage once, parameters excluded): which step saved them, or
+which stretch between stages (stem, projections, head), and the bytes of the states each step
+hands on. The modes differ only in what a stage keeps for its backward:
 
-* ``standard``: everything saved;
-* ``checkpoint``: outside the checkpointed steps as standard, the states at each segment
-  boundary, and during backward one segment's saved bytes at a time;
-* ``reversible``: outside the rebuilt steps as standard, the last states and the anchors of each
-  stage, and during backward one step's saved bytes at a time.
+* ``standard``: everything its steps saved;
+* ``checkpoint``: its shape-changing first step's saved bytes, the states at each segment's
+  start, and while its backward runs, one segment's saved bytes at a time;
+* ``reversible``: its first step's saved bytes, the last states and the anchors, and while its
+  backward runs, one step's saved bytes at a time.
 
-The prediction is resident bytes at the end of the forward plus the largest transient during the
-backward, per image (activation memory grows linearly with the batch).
+The backward runs the stages from the last to the first and frees what each kept, so the peak
+is the largest, over the stages, of what everything up to a stage keeps plus that stage's
+transient (and, at the backward's start, of all that is kept). Figures are per image: activation
+memory grows linearly with the batch.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ __all__ = ["MemoryEstimate", "ActivationProfile", "activation_profile", "predict
 class MemoryEstimate:
     mode: str
     bytes_per_image: int | None  # None: the mode does not apply (note says why)
-    resident: int = 0  # per image, kept from the end of the forward into the backward
-    transient: int = 0  # per image, the largest extra during the backward
+    resident: int = 0  # per image, kept at the end of the forward
+    transient: int = 0  # per image, how far the backward's peak rises above it
     detail: str = ""  # anchor interval, segment length
     note: str | None = None
 
@@ -52,17 +55,26 @@ class MemoryEstimate:
 
 @dataclass
 class ActivationProfile:
-    """Saved bytes per image: outside the stages' steps, and per stage, per step."""
+    """Saved bytes per image, in forward order: ``between[k]`` before stage ``k`` (after stage
+    ``k - 1``; the last entry is the head), and per stage, per step."""
 
-    outside: float = 0.0
+    between: list = field(default_factory=list)
     steps: list = field(default_factory=list)  # per stage: [saved bytes of step 0, 1, ...]
-    carried: list = field(default_factory=list)  # per stage: bytes of the states a step hands on
+    state: list = field(default_factory=list)  # per stage: bytes of one state (x_n)
     first_standard: list = field(default_factory=list)  # per stage: the first step changes shape
     kept: int = 1  # how many states a step hands on (x_n, x_nm1, v_n, ...)
+    aliases: int = 1  # how many of them start as the stage input itself (x_n = x_0, x_nm1 = x_0)
+
+    def fresh(self, s: int, start: bool = False, end: bool = False) -> float:
+        """Bytes of the states kept at one point of stage ``s`` that nothing else keeps: at the
+        end the output state is the next stage's (or the head's) saved input; at the start, when
+        the stage runs from its input, the states that are that input."""
+        shared = 1 if end else (self.aliases if start and not self.first_standard[s] else 0)
+        return (self.kept - shared) * self.state[s]
 
     @property
     def total(self) -> float:
-        return self.outside + sum(sum(s) for s in self.steps)
+        return sum(self.between) + sum(sum(s) for s in self.steps)
 
 
 def _step_lists(model: nn.Module) -> list[nn.ModuleList]:
@@ -73,15 +85,21 @@ def _step_lists(model: nn.Module) -> list[nn.ModuleList]:
     ]
 
 
-def activation_profile(model: nn.Module, example: torch.Tensor, kept_states: int) -> ActivationProfile:
-    """Instrument one training forward of a standard-mode ``model`` on ``example``."""
+def activation_profile(
+    model: nn.Module, example: torch.Tensor, kept_states: int, aliases: int = 1
+) -> ActivationProfile:
+    """Instrument one training forward of a standard-mode ``model`` on ``example``; a step
+    hands on ``kept_states`` states, ``aliases`` of which start as the stage input."""
     stages = _step_lists(model)
-    owner = [None]
+    owner = [None]  # (stage, step) while a step runs
+    done = [-1]  # the last stage whose step has run
     profile = ActivationProfile(
+        between=[0.0] * (len(stages) + 1),
         steps=[[0.0] * len(s) for s in stages],
-        carried=[0.0] * len(stages),
+        state=[0.0] * len(stages),
         first_standard=[s[0].downsample is not None for s in stages],
         kept=kept_states,
+        aliases=aliases,
     )
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: set[int] = set()
@@ -94,7 +112,7 @@ def activation_profile(model: nn.Module, example: torch.Tensor, kept_states: int
             seen.add(ptr)
             size = storage.nbytes() / batch
             if owner[0] is None:
-                profile.outside += size
+                profile.between[done[0] + 1] += size
             else:
                 s, i = owner[0]
                 profile.steps[s][i] += size
@@ -109,10 +127,11 @@ def activation_profile(model: nn.Module, example: torch.Tensor, kept_states: int
 
             def post(module, args, output, where=(s, i)):
                 owner[0] = None
+                done[0] = where[0]
                 outs = output if isinstance(output, tuple) else (output,)
                 state = outs[-1] if outs else None
                 if isinstance(state, torch.Tensor):
-                    profile.carried[where[0]] = kept_states * state.numel() * state.element_size() / batch
+                    profile.state[where[0]] = state.numel() * state.element_size() / batch
 
             handles.append(step.register_forward_pre_hook(pre))
             handles.append(step.register_forward_hook(post))
@@ -128,17 +147,17 @@ def activation_profile(model: nn.Module, example: torch.Tensor, kept_states: int
     return profile
 
 
-def _runs(profile: ActivationProfile) -> tuple[float, list]:
-    """Bytes kept as in standard mode (outside the steps, and shape-changing first steps), and
-    per stage the saved bytes of the steps a memory mode runs, with the bytes of their states."""
-    kept = profile.outside
-    runs = []
-    for saved, carried, first in zip(profile.steps, profile.carried, profile.first_standard):
-        start = 1 if first else 0
-        kept += sum(saved[:start])
-        if saved[start:]:
-            runs.append((saved[start:], carried))
-    return kept, runs
+def _peak(profile: ActivationProfile, stage_memory) -> tuple[float, float]:
+    """(resident at the backward's start, peak) when stage ``s`` keeps ``stage_memory(s)[0]``
+    and needs ``stage_memory(s)[1]`` more while its backward runs."""
+    kept = [stage_memory(s) for s in range(len(profile.steps))]
+    resident = sum(profile.between) + sum(k for k, _ in kept)
+    peak = resident
+    below = profile.between[0]
+    for s, (k, extra) in enumerate(kept):
+        peak = max(peak, below + k + extra)
+        below += k + profile.between[s + 1]
+    return resident, peak
 
 
 def predict_memory(
@@ -146,20 +165,27 @@ def predict_memory(
 ) -> list[MemoryEstimate]:
     """Per-image activation memory of each mode from a standard network's profile."""
     out = [MemoryEstimate("standard", round(profile.total), round(profile.total), 0)]
-    # checkpoint: the states at each segment's start; backward, one segment's saved bytes
-    resident, runs = _runs(profile)
-    transient = 0.0
+
+    def split(s):
+        saved = profile.steps[s]
+        start = 1 if profile.first_standard[s] else 0
+        return sum(saved[:start]), saved[start:]
+
     sizes = set()
-    for rest, carried in runs:
+
+    def checkpointed(s):  # the states at each segment's start; backward, one segment at a time
+        first, rest = split(s)
+        if not rest:
+            return first, 0.0
         size = segment or max(1, round(math.sqrt(len(rest))))
         sizes.add(size)
         segments = [rest[j : j + size] for j in range(0, len(rest), size)]
-        resident += carried * len(segments)
-        transient = max(transient, max(sum(seg) for seg in segments))
+        starts = profile.fresh(s, start=True) + (len(segments) - 1) * profile.fresh(s)
+        return first + starts, max(sum(seg) for seg in segments)
+
+    resident, peak = _peak(profile, checkpointed)
     detail = "segments of " + ", ".join(map(str, sorted(sizes))) + " steps" if sizes else ""
-    out.append(
-        MemoryEstimate("checkpoint", round(resident + transient), round(resident), round(transient), detail)
-    )
+    out.append(MemoryEstimate("checkpoint", round(peak), round(resident), round(peak - resident), detail))
     inverse = invert(rec)
     if not inverse.invertible:
         out.append(MemoryEstimate("reversible", None, note=f"not invertible: {inverse.reason}"))
@@ -169,20 +195,19 @@ def predict_memory(
     except UsageError as exc:  # rebuilding is useless, or its growth unknown: say why
         out.append(MemoryEstimate("reversible", None, note=exc.message))
         return out
-    # reversible: the last states and the anchors (the first states among them); backward, one step
-    resident, runs = _runs(profile)
-    transient = 0.0
-    for rest, carried in runs:
+
+    def rebuilt(s):  # the last states and the anchors (the first states among them); one step
+        first, rest = split(s)
         if len(rest) < profile.kept:  # too short to rebuild: run as usual
-            resident += sum(rest)
-            continue
-        resident += carried * (1 + math.ceil(len(rest) / plan.anchor_steps["float32"]))
-        transient = max(transient, max(rest))
+            return first + sum(rest), 0.0
+        anchors = math.ceil(len(rest) / plan.anchor_steps["float32"])
+        kept = profile.fresh(s, end=True) + profile.fresh(s, start=True) + (anchors - 1) * profile.fresh(s)
+        return first + kept, max(rest)
+
+    resident, peak = _peak(profile, rebuilt)
     a = plan.anchor_steps
     detail = f"anchors every {a['float32']} steps in float32 ({a['bfloat16']} in bfloat16)"
-    out.append(
-        MemoryEstimate("reversible", round(resident + transient), round(resident), round(transient), detail)
-    )
+    out.append(MemoryEstimate("reversible", round(peak), round(resident), round(peak - resident), detail))
     return out
 
 
@@ -198,8 +223,12 @@ def memory_estimates(
     options = {**compile_options, "memory": "standard"}
     model = compile_network(rec, **options)
     example = torch.randn(2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    kept = sum(_carry(plan_step(rec)).lags.values())
-    return predict_memory(rec, activation_profile(model, example, kept))
+    from ..ir import state
+
+    lags = _carry(plan_step(rec)).lags
+    x0 = state(rec.output, 0)
+    aliases = sum(rec.initial_value(s, -k) == x0 for s, depth in lags.items() for k in range(depth))
+    return predict_memory(rec, activation_profile(model, example, sum(lags.values()), aliases))
 
 
 def memory_text(estimates: list[MemoryEstimate]) -> str:
