@@ -201,7 +201,7 @@ def backbone_kwargs(args: argparse.Namespace) -> dict:
         "num_classes": args.num_classes,
         "in_channels": args.in_channels,
     }
-    if getattr(args, "memory", None) is not None:
+    if getattr(args, "memory", None) not in (None, "standard"):  # standard runs keep their old config
         kwargs["memory"] = args.memory
     if args.shortcut is not None:
         kwargs["shortcut"] = args.shortcut
