@@ -4,9 +4,10 @@ Every measurement runs in a fresh process (the lesson of momentumnet issue #16: 
 what an earlier model left in the allocator distorts the next figure). For each formula, depth
 and mode:
 
-* memory (one process): on CPU, the rise of the process's peak RSS over one training step (the
-  first, so the allocator starts empty), then the peak of live tensor memory during a second step
-  from the profiler's allocation events (``torch.profiler``, ``profile_memory=True``); on CUDA
+* memory (one process): on CPU, after one warm-up step, one profiled training step: the peak of
+  live tensor memory from the profiler's allocation events (``torch.profiler``,
+  ``profile_memory=True``, summed in time order at operator granularity) and the rise of the
+  process's peak RSS over it (Linux ``VmHWM``, reset before the step); on CUDA
   (``--device cuda``), the allocator's peak (``torch.cuda.max_memory_allocated``) over one step
   above what the model and batch hold before it. Beside them, ``formulac info --memory``'s
   prediction (activation memory only; the measured peaks also hold the parameters' gradients).
@@ -19,7 +20,8 @@ power-of-two batch that fits, and its figure extrapolated linearly to ``--batch`
 
     .venv/bin/python bench/memory_bench.py [--formulas revnet momentum] [--depths 56 110 254 1202]
         [--batch 128] [--modes standard checkpoint reversible] [--repeats 3] [--time-depths 56 110]
-        [--time-batch 128] [--threads 2] [--device cpu|cuda] [--ram-limit-gib 4] [--out FILE.json]
+        [--time-batch 128] [--threads 2] [--device cpu|cuda] [--ram-limit-gib 4] [--no-memory]
+        [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -76,19 +77,39 @@ def child_memory(formula: str, depth: int, mode: str, batch: int, device: str) -
         _step(model, x, y)
         torch.cuda.synchronize()
         return {"peak_allocated": torch.cuda.max_memory_allocated() - base, "parameter_bytes": params}
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    _step(model, x, y)
-    rss_rise = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    _step(model, x, y)  # warm-up: one-time allocations (kernels' workspaces, caches) happen here
     model.zero_grad(set_to_none=True)
+    base = _reset_peak_rss()
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         _step(model, x, y)
+    rss_rise = _peak_rss() - base if base is not None else None
     live = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         live += event.self_cpu_memory_usage
         peak = max(peak, live)
     return {"rss_rise": rss_rise, "profiler_peak": peak, "parameter_bytes": params}
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak_rss() -> int | None:
+    """Reset the process's peak RSS (Linux: clear_refs 5) and return the current RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status("VmRSS")
+    except (OSError, KeyError):
+        return None
+
+
+def _peak_rss() -> int:
+    return _status("VmHWM")
 
 
 def child_time(formula: str, depth: int, mode: str, batch: int, device: str) -> dict:
@@ -163,6 +184,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds (0: no timing)")
+    parser.add_argument("--no-memory", action="store_true", help="time only")
     parser.add_argument("--time-depths", nargs="+", type=int, default=None, help="default: --depths")
     parser.add_argument("--time-batch", type=int, default=None, help="default: --batch")
     parser.add_argument("--threads", type=int, default=2)
@@ -195,7 +217,7 @@ def main() -> None:
         "memory": [],
         "time": [],
     }
-    for formula in args.formulas:
+    for formula in [] if args.no_memory else args.formulas:
         for depth in args.depths:
             prediction = predicted(formula, depth)
             for mode in args.modes:
