@@ -4,10 +4,11 @@ Every measurement runs in a fresh process (the lesson of momentumnet issue #16: 
 what an earlier model left in the allocator distorts the next figure). For each formula, depth
 and mode:
 
-* memory (one process): on CPU, after one warm-up step, one profiled training step: the peak of
-  live tensor memory from the profiler's allocation events (``torch.profiler``,
-  ``profile_memory=True``, summed in time order at operator granularity) and the rise of the
-  process's peak RSS over it (Linux ``VmHWM``, reset before the step); on CUDA
+* memory (one process): on CPU, the rise of the process's peak RSS over the first training step
+  (Linux ``VmHWM``, reset before it; the allocator holds nothing of a step yet, but what it
+  keeps after frees counts, as the OS sees it), then the peak of live tensor memory during a
+  second step from the profiler's allocation events (``torch.profiler``, ``profile_memory=True``,
+  summed in time order at operator granularity); on CUDA
   (``--device cuda``), the allocator's peak (``torch.cuda.max_memory_allocated``) over one step
   above what the model and batch hold before it. Beside them, ``formulac info --memory``'s
   prediction (activation memory only; the measured peaks also hold the parameters' gradients).
@@ -77,14 +78,14 @@ def child_memory(formula: str, depth: int, mode: str, batch: int, device: str) -
         _step(model, x, y)
         torch.cuda.synchronize()
         return {"peak_allocated": torch.cuda.max_memory_allocated() - base, "parameter_bytes": params}
-    _step(model, x, y)  # warm-up: one-time allocations (kernels' workspaces, caches) happen here
+    base = _reset_peak_rss()  # the first step: the allocator holds nothing of a step yet
+    _step(model, x, y)
+    rss_rise = _peak_rss() - base if base is not None else None
     model.zero_grad(set_to_none=True)
-    base = _reset_peak_rss()
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         _step(model, x, y)
-    rss_rise = _peak_rss() - base if base is not None else None
     live = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         live += event.self_cpu_memory_usage
