@@ -282,6 +282,7 @@ class Reconstruction:
     backward_matrix: list | None = field(default=None, repr=False, compare=False)  # B as rows of floats
     _norms: list = field(default_factory=list, repr=False, compare=False)  # ||B^i||_inf, i = 0, 1, ...
     _power: object = field(default=None, repr=False, compare=False)
+    period: int | None = field(default=None, repr=False, compare=False)  # B^period = I exactly
 
     def amplification(self, steps: int) -> float:
         """``sum_{i<steps} ||B^i||_inf``: how many unit roundoffs a run of ``steps`` rebuilt steps
@@ -297,6 +298,15 @@ class Reconstruction:
         """The longest run of rebuilt steps whose predicted error stays within the tolerance
         (``MAX_RUN`` when longer)."""
         budget = (self.tolerance if tolerance is None else tolerance) / UNIT_ROUNDOFF[dtype]
+        if self.period is not None:  # the norms repeat (RevNet: B = I): whole periods in one go
+            self._extend(self.period)
+            cycle = math.fsum(self._norms[: self.period])
+            whole = min(MAX_RUN // self.period, int(budget // cycle))
+            total, j = whole * cycle, whole * self.period
+            while j < MAX_RUN and total + self._norms[j % self.period] <= budget:
+                total += self._norms[j % self.period]
+                j += 1
+            return j
         total = 0.0
         for j in range(MAX_RUN):
             self._extend(j + 1)
@@ -399,9 +409,11 @@ def reconstruction(
         if worst is None or float(found[0]) > float(worst[0]):
             worst = (*found, at)
     growth, A, at = worst
-    B = [[float(sympy.N(v, 30)) for v in row] for row in A.inv().tolist()]
+    exact = A.inv()
+    B = [[float(sympy.N(v, 30)) for v in row] for row in exact.tolist()]
     notes: list[str] = []
     result = Reconstruction(growth, tolerance, {}, {**at, **symbol_values}, notes, B)
+    result.period = _period(exact) if growth == 1 else None
     result.max_steps = {fmt: result.max_run(fmt) for fmt in REPORTED_FORMATS}
     if rec.params and not values:
         shown = ", ".join(
@@ -422,6 +434,16 @@ def reconstruction(
         elif result.max_steps[fmt] >= MAX_RUN:
             notes.append(f"{fmt}: at least {MAX_RUN} steps can be rebuilt within the tolerance")
     return result
+
+
+def _period(B: sympy.Matrix, longest: int = 12) -> int | None:
+    """The smallest p <= longest with B^p = I exactly (None if there is none)."""
+    power = B
+    for p in range(1, longest + 1):
+        if power == sympy.eye(B.shape[0]):
+            return p
+        power = power * B
+    return None
 
 
 def _growth_at(rec: Recurrence):

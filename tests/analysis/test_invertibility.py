@@ -165,6 +165,12 @@ def test_growth_revnet_and_midpoint_is_one():
         assert r.growth == 1
         # neutral: a float32 run is bounded by the tolerance over the unit roundoff alone
         assert r.max_steps["float32"] == pytest.approx(r.tolerance / UNIT_ROUNDOFF["float32"], rel=0.01)
+        # B^p = I (p = 1 for RevNet, 2 for the midpoint rule): the shortcut counts as the loop does
+        assert r.period in (1, 2)
+        looped = reconstruction(_rec(spec))
+        looped.period = None
+        for fmt in ("float32", "float16", "bfloat16"):
+            assert looped.max_run(fmt) == r.max_run(fmt)
 
 
 def test_double_root_counts_its_polynomial_growth():
