@@ -22,7 +22,7 @@ power-of-two batch that fits, and its figure extrapolated linearly to ``--batch`
     .venv/bin/python bench/memory_bench.py [--formulas revnet momentum] [--depths 56 110 254 1202]
         [--batch 128] [--modes standard checkpoint reversible] [--repeats 3] [--time-depths 56 110]
         [--time-batch 128] [--threads 2] [--device cpu|cuda] [--ram-limit-gib 4] [--no-memory]
-        [--out FILE.json]
+        [--lean-malloc] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -144,7 +144,10 @@ def _run_child(kind: str, formula: str, depth: int, mode: str, batch: int, args)
         "--threads",
         str(args.threads),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    env = dict(os.environ)
+    if args.lean_malloc:  # large blocks mmapped and returned at once: RSS follows live memory
+        env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     if done.returncode != 0:
         return {
             "error": done.stderr.strip().splitlines()[-1]
@@ -186,6 +189,12 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds (0: no timing)")
     parser.add_argument("--no-memory", action="store_true", help="time only")
+    parser.add_argument(
+        "--lean-malloc",
+        action="store_true",
+        help="run the measurements with glibc's mmap and trim thresholds at 128 KiB, so that the "
+        "RSS rise follows live memory instead of what the allocator keeps after frees",
+    )
     parser.add_argument("--time-depths", nargs="+", type=int, default=None, help="default: --depths")
     parser.add_argument("--time-batch", type=int, default=None, help="default: --batch")
     parser.add_argument("--threads", type=int, default=2)
@@ -215,6 +224,7 @@ def main() -> None:
             "load_average_start": os.getloadavg(),
         },
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "lean_malloc": args.lean_malloc,
         "memory": [],
         "time": [],
     }
