@@ -174,9 +174,11 @@ def _accumulate(total, params, grads):
 def _relative_error(rebuilt, exact):
     worst = 0.0
     for r, e in zip(rebuilt, exact):
-        scale = float(e.detach().float().norm())
+        wide = torch.promote_types(e.dtype, torch.float32)  # half precisions measured in float32
+        r, e = r.detach().to(wide), e.detach().to(wide)
+        scale = float(e.norm())
         if scale > 0:
-            worst = max(worst, float((r.detach().float() - e.detach().float()).norm()) / scale)
+            worst = max(worst, float((r - e).norm()) / scale)
     return worst
 
 
