@@ -236,13 +236,17 @@ def stage_lines(plan: StepPlan, lags: dict[str, int], indent: str, loop_lines, m
     lines += loop_lines("steps[:first]")
     states = ", ".join(before) + ("," if len(before) == 1 else "")
     if memory == "reversible":
-        call = (
-            f"run_reversible(steps[first:], ({states}), dict({shared}), self.anchor_steps, "
-            "self.anchor_tolerance, self.rebuild_errors, self.preserve_rng_state)"
-        )
+        function = "run_reversible"
+        arguments = [
+            f"steps[first:], ({states}), dict({shared}),",
+            "self.anchor_steps, self.anchor_tolerance, self.rebuild_errors, self.preserve_rng_state,",
+        ]
     else:
-        call = f"run_checkpointed(steps[first:], ({states}), dict({shared}), self.checkpoint_segment)"
-    lines.append(f"{indent}{states} = {call}")
+        function = "run_checkpointed"
+        arguments = [f"steps[first:], ({states}), dict({shared}), self.checkpoint_segment,"]
+    lines.append(f"{indent}{states} = {function}(")
+    lines += [f"{indent}{_INDENT}{a}" for a in arguments]
+    lines.append(f"{indent})")
     return lines
 
 
