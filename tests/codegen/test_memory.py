@@ -281,6 +281,20 @@ def test_emitted_reversible_file_is_standalone_and_deterministic(tmp_path):
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("mode", ["reversible", "checkpoint"])
+def test_emitted_file_imports_torch_and_math_only(mode):
+    import ast
+
+    source = formulac.load(EXAMPLES / "revnet.rec").source(backbone="cifar-resnet", depth=8, memory=mode)
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            modules.add(node.module)
+    assert modules <= {"math", "torch", "torch.nn", "torch.nn.functional"}, modules
+
+
 def test_cli_compile_and_info_memory(capsys, tmp_path):
     out = tmp_path / "m.py"
     assert main(["compile", str(EXAMPLES / "momentum.rec"), "--memory", "checkpoint", "-o", str(out)]) == 0
