@@ -144,7 +144,8 @@ def kept_names(lags: dict[str, int]) -> tuple[list[str], list[str]]:
 
 def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: str) -> list[str]:
     """The ``advance`` (and, when reversible, ``retreat``) methods of the step class."""
-    calls = [c for group in _ordered_block_calls(rec).values() for c in group]
+    by_equation = _block_calls_by_equation(rec)
+    calls = [c for group in by_equation.values() for c in group]
     subs = rec.substitutions()
     index = {}
     locals_: dict = {}
@@ -163,15 +164,15 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
     printer.block_vars = dict(locals_)
     body = []
     defined: set[str] = set()
-    for eq in rec.equations:
-        for call in _ordered_block_calls(rec)[eq.state]:
+    for state_name, expr in _step_equations(rec):
+        for call in by_equation[state_name]:
             key = rebuild(call)
             if locals_[key] not in defined:
                 defined.add(locals_[key])
                 body.append(
                     f"{locals_[key]} = call({index[key]}, self.{call.block}, {printer.emit(call.argument)})"
                 )
-        body.append(f"{var_name(eq.state, 1)} = {printer.emit(eq.display_rhs)}")
+        body.append(f"{var_name(state_name, 1)} = {printer.emit(expr)}")
     lines = [
         f"{_INDENT}def advance({', '.join(['self', 'call', *before, *keyword])}):",
         f'{_INDENT * 2}"""The step on the states it keeps; each block call goes through'
@@ -203,6 +204,17 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
     lines += [f"{_INDENT * 2}{line}" for line in body]
     lines.append(f"{_INDENT * 2}return {_tuple(before)}")
     return lines
+
+
+def _step_equations(rec: Recurrence) -> list[tuple[str, sympy.Expr]]:
+    """(state, the expression the step's forward computes), in evaluation order: the user's
+    terms, so that ``advance`` computes exactly what ``forward`` does."""
+    return [(eq.state, eq.display_rhs) for eq in rec.equations]
+
+
+def _block_calls_by_equation(rec: Recurrence) -> dict[str, list[BlockCall]]:
+    """Distinct block calls of each equation, innermost first, as the forward makes them."""
+    return _ordered_block_calls(rec)
 
 
 def _tuple(names: list[str]) -> str:
