@@ -44,32 +44,9 @@ def register(subparsers) -> None:
 
 def _model_factory(rec, args):
     """``build_model(in_channels, num_classes, input_size)`` compiling the formula."""
-    from ..codegen import compile_network, compile_source, get_backbone_info
+    from ..formula import network_factory
 
-    kwargs = backbone_kwargs(args)
-    info = get_backbone_info(kwargs["backbone"])
-
-    def build_model(in_channels: int, num_classes: int, input_size: int):
-        options = dict(kwargs)
-        options["in_channels"] = options["in_channels"] or in_channels
-        options["num_classes"] = options["num_classes"] or num_classes
-        if "input_size" in info.defaults and "input_size" not in options:
-            options["input_size"] = input_size
-        return compile_network(rec, **options)
-
-    compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
-    describe = {
-        "formula": _formula_text(rec),
-        "file": Path(rec.name).name,
-        **{k: v for k, v in kwargs.items() if v is not None},
-    }
-    return build_model, describe
-
-
-def _formula_text(rec) -> str:
-    from ..printing import to_rec
-
-    return to_rec(rec)
+    return network_factory(rec, backbone_kwargs(args))
 
 
 def _config(args):
