@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ..errors import UsageError
@@ -57,11 +58,13 @@ def _model_factory(rec, args):
             options["input_size"] = input_size
         return compile_network(rec, **options)
 
-    compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
+    source = compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
     describe = {
         "formula": _formula_text(rec),
         "file": Path(rec.name).name,
         **{k: v for k, v in kwargs.items() if v is not None},
+        # the network's code as `formulac compile` writes it (for these class and input sizes)
+        "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
     }
     return build_model, describe
 
@@ -73,40 +76,33 @@ def _formula_text(rec) -> str:
 
 
 def _config(args):
-    from ..train import TrainError
     from ..train.options import config_from_args
 
-    try:
-        return config_from_args(args)
-    except TrainError as exc:
-        raise UsageError(str(exc)) from None
+    return config_from_args(args)
 
 
 def _train(args) -> int:
-    from ..train import DatasetNotFound, TrainError, train
+    from ..train import train
 
     rec = load_bound(args.file, args.bindings)
     build_model, describe = _model_factory(rec, args)
     config = _config(args)
     out = args.out or str(Path("runs") / Path(args.file).stem)
-    try:
-        train(
-            build_model,
-            config,
-            out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            progress=args.progress,
-            describe=describe,
-            quiet=args.quiet,
-        )
-    except (TrainError, DatasetNotFound) as exc:
-        raise UsageError(str(exc)) from None
+    train(
+        build_model,
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=args.progress,
+        describe=describe,
+        quiet=args.quiet,
+    )
     return 0
 
 
 def _compare(args) -> int:
-    from ..train import DatasetNotFound, TrainError, compare
+    from ..train import compare
 
     names = [Path(f).stem for f in args.files]
     if len(set(names)) != len(names):
@@ -118,16 +114,13 @@ def _compare(args) -> int:
         models.append((name, build_model, describe))
     config = _config(args)
     out = args.out or "runs/compare"
-    try:
-        compare(
-            models,
-            config,
-            args.seeds,
-            out,
-            progress=args.progress,
-            quiet=args.quiet,
-            overwrite=args.overwrite,
-        )
-    except (TrainError, DatasetNotFound) as exc:
-        raise UsageError(str(exc)) from None
+    compare(
+        models,
+        config,
+        args.seeds,
+        out,
+        progress=args.progress,
+        quiet=args.quiet,
+        overwrite=args.overwrite,
+    )
     return 0
