@@ -7,6 +7,7 @@ to the stage of the pipeline that owns it; torch is imported only by :meth:`comp
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -202,11 +203,13 @@ def network_factory(rec: Recurrence, backbone_kwargs: Mapping):
             options["input_size"] = input_size
         return compile_network(rec, **options)
 
-    compile_source(rec, **kwargs)
+    source = compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
     describe = {
         "formula": to_rec(rec),
         "file": Path(rec.name).name,
         **{k: v for k, v in kwargs.items() if v is not None},
+        # the network's code as `formulac compile` writes it (for these class and input sizes)
+        "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
     }
     return build_model, describe
 

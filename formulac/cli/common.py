@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import atomic_write
 from ..ir import Recurrence
 from ..numbers import option_value
 from ..numbers import parse_number as _parse_number
@@ -137,18 +136,14 @@ def backbone_kwargs(args: argparse.Namespace) -> dict:
 
 
 def write_atomically(path: str | Path, text: str) -> None:
-    """Write a file so that a failure leaves the old one intact."""
+    """Write a file so that a failure leaves the old one intact (and its mode as it was)."""
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{path} is a directory")
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise UsageError(f"cannot write {path}: no directory {directory}")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
+        atomic_write(target, text)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

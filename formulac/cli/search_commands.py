@@ -24,7 +24,9 @@ def register(subparsers) -> None:
         "and --baseline with --seeds on the full training set and tests them on the test set. "
         "Running the same command again continues the study.",
     )
-    s.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files (several: one categorical choice)")
+    s.add_argument(
+        "files", nargs="+", metavar="FILE", help=".rec formula files (several: one categorical choice)"
+    )
     g = s.add_argument_group("search")
     g.add_argument(
         "--space",
@@ -42,26 +44,106 @@ def register(subparsers) -> None:
         help="reject candidates that fail: stable, consistent, linear, 'rate<=1', 'order<=2', "
         "first_block_weight...; repeatable",
     )
-    g.add_argument("--max-params", type=positive_int, metavar="N", help="reject networks with more parameters")
-    g.add_argument("--max-macs", type=positive_int, metavar="N", help="reject networks with more multiply-adds per image")
-    g.add_argument("--trials", type=positive_int, default=20, metavar="N", help="trials in the study, all workers together (default 20)")
-    g.add_argument("--sampler", choices=("auto", "tpe", "random", "grid"), default="auto", help="default: grid when every domain is finite, else TPE")
-    g.add_argument("--pruner", choices=("hyperband", "sha", "median", "none"), default="hyperband", help="early stopping (default hyperband)")
-    g.add_argument("--sampler-seed", type=int, default=None, metavar="N", help="seed of the sampler (default: random, recorded)")
-    g.add_argument("--workers", type=positive_int, default=1, metavar="N", help="worker processes on this machine (one per GPU)")
-    g.add_argument("--storage", metavar="URL", help="study database shared by machines (e.g. postgresql://user@host/db); default: DIR/study.db")
+    g.add_argument(
+        "--max-params", type=positive_int, metavar="N", help="reject networks with more parameters"
+    )
+    g.add_argument(
+        "--max-macs", type=positive_int, metavar="N", help="reject networks with more multiply-adds per image"
+    )
+    g.add_argument(
+        "--trials",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="trials in the study, all workers together (default 20)",
+    )
+    g.add_argument(
+        "--sampler",
+        choices=("auto", "tpe", "random", "grid"),
+        default="auto",
+        help="default: grid when every domain is finite, else TPE",
+    )
+    g.add_argument(
+        "--pruner",
+        choices=("hyperband", "sha", "median", "none"),
+        default="hyperband",
+        help="early stopping (default hyperband)",
+    )
+    g.add_argument(
+        "--sampler-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the sampler (default: random, recorded)",
+    )
+    g.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes on this machine (one per GPU)",
+    )
+    g.add_argument(
+        "--storage",
+        metavar="URL",
+        help="study database shared by machines (e.g. postgresql://user@host/db); default: DIR/study.db",
+    )
     g.add_argument("--study", metavar="NAME", help="study name in the storage (default formulac-search)")
-    g.add_argument("--heartbeat", type=positive_int, default=10, metavar="S", help="seconds between heartbeats of a running trial (default 10)")
-    g.add_argument("--grace", type=positive_int, default=None, metavar="S", help="seconds without heartbeat before a trial is retried (default 3 heartbeats)")
-    g.add_argument("--analysis-depth", type=positive_int, default=10, metavar="N", help="depth of the analysis of each candidate (default 10)")
-    g.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="validation split held out from the training set (default 0.1)")
-    g.add_argument("--split-seed", type=int, default=0, metavar="N", help="seed of the validation split (default 0)")
+    g.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=10,
+        metavar="S",
+        help="seconds between heartbeats of a running trial (default 10)",
+    )
+    g.add_argument(
+        "--grace",
+        type=positive_int,
+        default=None,
+        metavar="S",
+        help="seconds without heartbeat before a trial is retried (default 3 heartbeats)",
+    )
+    g.add_argument(
+        "--analysis-depth",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="depth of the analysis of each candidate (default 10)",
+    )
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="validation split held out from the training set (default 0.1)",
+    )
+    g.add_argument(
+        "--split-seed", type=int, default=0, metavar="N", help="seed of the validation split (default 0)"
+    )
     c = s.add_argument_group("confirmation")
-    c.add_argument("--confirm", type=int, default=0, metavar="K", help="retrain the K best with --seeds on the full training set")
-    c.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="N|LIST", help="seeds of the confirmation (default 3)")
-    c.add_argument("--baseline", metavar="FILE", help="the formula the confirmation compares against (e.g. examples/resnet.rec)")
+    c.add_argument(
+        "--confirm",
+        type=int,
+        default=0,
+        metavar="K",
+        help="retrain the K best with --seeds on the full training set",
+    )
+    c.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=[0, 1, 2],
+        metavar="N|LIST",
+        help="seeds of the confirmation (default 3)",
+    )
+    c.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="the formula the confirmation compares against (e.g. examples/resnet.rec)",
+    )
     r = s.add_argument_group("run")
-    r.add_argument("-o", "--out", metavar="DIR", default="runs/search", help="output directory (default runs/search)")
+    r.add_argument(
+        "-o", "--out", metavar="DIR", default="runs/search", help="output directory (default runs/search)"
+    )
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines")
     r.add_argument("-q", "--quiet", action="store_true", help="print the result only")
     add_set_argument(s)
@@ -76,8 +158,12 @@ def register(subparsers) -> None:
         "values of its parameters per stage, write it as a .rec file, and analyse it.",
     )
     learned.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (config.json, checkpoint.pt)")
-    learned.add_argument("-o", "--output", metavar="FILE.rec", help="where to write the formula (default RUN_DIR/learned.rec)")
-    learned.add_argument("--depth", type=positive_int, default=None, help="analysis depth (default: the stage's steps)")
+    learned.add_argument(
+        "-o", "--output", metavar="FILE.rec", help="where to write the formula (default RUN_DIR/learned.rec)"
+    )
+    learned.add_argument(
+        "--depth", type=positive_int, default=None, help="analysis depth (default: the stage's steps)"
+    )
     learned.add_argument("--json", action="store_true", help="print JSON")
     learned.set_defaults(handler=_learned)
 
@@ -89,9 +175,10 @@ def _search(args) -> int:
     from ..search.run import SearchRequest, run_search
     from ..train.options import config_from_args
 
-    if not (0 < args.val_fraction < 1):
-        raise UsageError(f"--val-fraction must be in (0, 1), not {args.val_fraction}")
-    args.split_seed = max(args.split_seed, 0)
+    if args.val_fraction is None:
+        args.val_fraction = 0.1  # the search selects on a validation split, never on the test set
+    if args.val_fraction <= 0:
+        raise UsageError("search selects on a validation split: --val-fraction must be above 0 (default 0.1)")
     config = config_from_args(args)
     options = StudyOptions(
         out=args.out,

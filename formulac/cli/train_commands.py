@@ -50,40 +50,33 @@ def _model_factory(rec, args):
 
 
 def _config(args):
-    from ..train import TrainError
     from ..train.options import config_from_args
 
-    try:
-        return config_from_args(args)
-    except TrainError as exc:
-        raise UsageError(str(exc)) from None
+    return config_from_args(args)
 
 
 def _train(args) -> int:
-    from ..train import DatasetNotFound, TrainError, train
+    from ..train import train
 
     rec = load_bound(args.file, args.bindings)
     build_model, describe = _model_factory(rec, args)
     config = _config(args)
     out = args.out or str(Path("runs") / Path(args.file).stem)
-    try:
-        train(
-            build_model,
-            config,
-            out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            progress=args.progress,
-            describe=describe,
-            quiet=args.quiet,
-        )
-    except (TrainError, DatasetNotFound) as exc:
-        raise UsageError(str(exc)) from None
+    train(
+        build_model,
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=args.progress,
+        describe=describe,
+        quiet=args.quiet,
+    )
     return 0
 
 
 def _compare(args) -> int:
-    from ..train import DatasetNotFound, TrainError, compare
+    from ..train import compare
 
     names = [Path(f).stem for f in args.files]
     if len(set(names)) != len(names):
@@ -95,16 +88,13 @@ def _compare(args) -> int:
         models.append((name, build_model, describe))
     config = _config(args)
     out = args.out or "runs/compare"
-    try:
-        compare(
-            models,
-            config,
-            args.seeds,
-            out,
-            progress=args.progress,
-            quiet=args.quiet,
-            overwrite=args.overwrite,
-        )
-    except (TrainError, DatasetNotFound) as exc:
-        raise UsageError(str(exc)) from None
+    compare(
+        models,
+        config,
+        args.seeds,
+        out,
+        progress=args.progress,
+        quiet=args.quiet,
+        overwrite=args.overwrite,
+    )
     return 0

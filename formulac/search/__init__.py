@@ -71,7 +71,7 @@ def search(
     if config is None and (trainer is None or confirm):
         from ..train import make_config
 
-        train_options.setdefault("val_fraction", 0.1)
+        train_options.setdefault("val_fraction", 0.1)  # selection never sees the test set
         try:
             config = make_config(train_options.pop("recipe", None), **train_options)
         except ValueError as exc:

@@ -46,7 +46,7 @@ def confirm(
     from ..formula import network_factory
     from ..train import compare, friedman_test
 
-    config = config.replace(val_fraction=0.0) if hasattr(config, "val_fraction") else config
+    config = config.replace(val_fraction=0.0)  # the full training set; the test set evaluates
     chosen = list(ranked[:k])
     models = []
     build, describe = network_factory(baseline, backbone_kwargs)

@@ -9,19 +9,10 @@ import json
 import math
 from pathlib import Path
 
+from ..files import atomic_write
 from ..printing import to_rec
 from .engine import REASON_ATTR, tally, trial_state
 from .space import SearchSpace, value_text
-
-
-def atomic_write(path: Path, content: str | bytes) -> None:
-    """Stopgap until formulac.files lands: write beside, then replace."""
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(content.encode() if isinstance(content, str) else content)
-    os.replace(tmp, path)
-
 
 __all__ = ["leaderboard", "write_outputs", "best_rec_text", "PLOTTED_PROPERTIES"]
 
