@@ -16,6 +16,7 @@ def register(subparsers) -> None:
 
     s = subparsers.add_parser(
         "search",
+        conflict_handler="resolve",  # --workers: processes here, not the image-decoding threads of train
         help="search a family of formulas: prune by analysis, train the survivors, confirm a winner",
         description="Search free symbols (--space), several formula files and backbone knobs with "
         "Optuna. Candidates failing --require are rejected untrained; the others train on the "
@@ -27,6 +28,9 @@ def register(subparsers) -> None:
     s.add_argument(
         "files", nargs="+", metavar="FILE", help=".rec formula files (several: one categorical choice)"
     )
+    add_set_argument(s)
+    add_backbone_arguments(s)
+    add_training_arguments(s)
     g = s.add_argument_group("search")
     g.add_argument(
         "--space",
@@ -78,6 +82,7 @@ def register(subparsers) -> None:
     )
     g.add_argument(
         "--workers",
+        dest="search_workers",
         type=positive_int,
         default=1,
         metavar="N",
@@ -110,16 +115,6 @@ def register(subparsers) -> None:
         metavar="N",
         help="depth of the analysis of each candidate (default 10)",
     )
-    g.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        metavar="F",
-        help="validation split held out from the training set (default 0.1)",
-    )
-    g.add_argument(
-        "--split-seed", type=int, default=0, metavar="N", help="seed of the validation split (default 0)"
-    )
     c = s.add_argument_group("confirmation")
     c.add_argument(
         "--confirm",
@@ -146,9 +141,6 @@ def register(subparsers) -> None:
     )
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines")
     r.add_argument("-q", "--quiet", action="store_true", help="print the result only")
-    add_set_argument(s)
-    add_backbone_arguments(s)
-    add_training_arguments(s)
     s.set_defaults(handler=_search)
 
     learned = subparsers.add_parser(
@@ -200,7 +192,7 @@ def _search(args) -> int:
         backbone_kwargs=backbone_kwargs(args),
         config=config,
         options=options,
-        workers=args.workers,
+        workers=args.search_workers,
         limits=Limits(args.max_params, args.max_macs),
         analysis_depth=args.analysis_depth,
         confirm=args.confirm,

@@ -325,5 +325,3 @@ def _summary(board: dict, out: Path) -> None:
         print(
             f"best: trial {best['number']} {best['formula']} {values}: validation accuracy {best['val_accuracy']:.4f}"
         )
-    if board.get("confirmation"):
-        print(board["confirmation"]["text"], end="")
