@@ -16,6 +16,8 @@ figures), ``confirm`` (retraining with seeds and tests), ``learned`` (trained co
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["search"]
@@ -112,3 +114,15 @@ def search(
         quiet=quiet,
     )
     return run_search(request)
+
+
+class _CallableModule(types.ModuleType):
+    """``formulac.search`` is this package and the function at once: ``formulac.search(...)``
+    calls :func:`search` (importing a submodule sets the package attribute, so a plain function
+    of that name in ``formulac`` would be replaced by the module)."""
+
+    def __call__(self, *args, **kwargs):
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -210,6 +210,10 @@ def run_search(request: SearchRequest) -> dict:
     if request.options.seed is None:  # workers and machines must not draw the same points
         request = replace(request, options=replace(request.options, seed=secrets.randbelow(2**31)))
     prepared = Prepared(request)
+    size = prepared.space.grid_size if prepared._every_dimension() else None
+    if size is not None and size < request.options.trials:  # a grid has no more points to try
+        request = replace(request, options=replace(request.options, trials=size))
+        prepared.request = request
     o = request.options
     out = Path(o.out)
     if out.exists() and not out.is_dir():
