@@ -110,29 +110,30 @@ def open_storage(options: StudyOptions):
         engine_kwargs["pool_pre_ping"] = True
     if url.startswith("sqlite"):
         _sqlite_write_ahead_log(url)
-    try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=options.heartbeat,
-            grace_period=options.grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-        )
-    except ImportError as exc:
-        raise UsageError(
-            f"--storage {_safe_url(url)}: the database driver is not installed ({exc})"
-        ) from None
-    except Exception as exc:  # sqlalchemy's errors: unreachable server, bad URL, bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot open the study storage {_safe_url(url)}: {first}") from None
-    finally:
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for attempt in range(5):
+        try:
+            storage = RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=options.heartbeat,
+                grace_period=options.grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+            return storage
+        except Exception as exc:
+            # two workers starting together both create the tables; the later one sees them
+            if "already exists" not in str(exc) or attempt == 4:
+                raise _open_storage_errors(url, exc) from None
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
-def _sqlite_pool():
-    from sqlalchemy.pool import NullPool
-
-    return NullPool  # no connection outlives its session: nothing shared across fork/spawn
+def _open_storage_errors(url: str, exc: BaseException) -> UsageError:
+    if isinstance(exc, ImportError):
+        return UsageError(f"--storage {_safe_url(url)}: the database driver is not installed ({exc})")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UsageError(f"cannot open the study storage {_safe_url(url)}: {first}")
 
 
 def _sqlite_write_ahead_log(url: str) -> None:
@@ -213,6 +214,11 @@ def open_study(
     pruner = make_pruner(options)
     if name in existing:
         attrs = existing[name].user_attrs
+        for _ in range(50):  # a worker that created it a moment ago may not have labelled it yet
+            if SPACE_ATTR in attrs and SETTINGS_ATTR in attrs:
+                break
+            time.sleep(0.1)
+            attrs = {s.study_name: s for s in _study_summaries(storage)}[name].user_attrs
         if attrs.get(SPACE_ATTR) != signature:
             raise UsageError(
                 f"the study {name!r} in {_safe_url(options.storage_url)} was created with another search space "
