@@ -180,9 +180,7 @@ def test_dashboard_serves_the_finished_study(tmp_path):
     port = _free_port()
     dash = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "optuna_dashboard",
+            str(Path(sys.executable).parent / "optuna-dashboard"),
             f"sqlite:///{out / 'study.db'}",
             "--host",
             "127.0.0.1",
