@@ -13,8 +13,11 @@ Numbers are read exactly (``1/3``, ``-0.25``, ``1e-3``). A backbone knob (``dept
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ from ..printing import rec_expr, to_rec
 
 __all__ = [
     "FORMULA_PARAM",
+    "GRID_PARAM",
     "Candidate",
     "FormulaChoice",
     "Knob",
@@ -39,6 +43,10 @@ __all__ = [
 
 #: The Optuna parameter that picks the formula file when several compete.
 FORMULA_PARAM = "formula"
+#: The one Optuna parameter of a grid over several files: each grid point is one candidate
+#: (``two_step_free: a=-0.6``), so that a file lacking a symbol is not repeated once per value
+#: of that symbol, as a product of per-name dimensions would repeat it.
+GRID_PARAM = "candidate"
 #: Sampled interval values are rounded to this many significant digits, so that ``best.rec``
 #: and the leaderboard show ``a = 0.317265`` rather than a 17-digit fraction.
 SIGNIFICANT_DIGITS = 6
@@ -183,6 +191,8 @@ def interval_domain(what: str, low, high, log: bool) -> Domain:
         )
     if log and low <= 0:
         raise UsageError(f"{what}: a log-scale interval needs LO > 0")
+    if not math.isfinite(float(high) - float(low)):  # the sampler draws in double precision
+        raise UsageError(f"{what}: the interval is too wide for a sampler of floating-point numbers")
     return Domain(low=low, high=high, log=log)
 
 
@@ -208,11 +218,32 @@ class SearchSpace:
     def is_finite(self) -> bool:
         return all(d.domain.is_finite for d in self.symbols)
 
+    def points(self) -> list[Candidate]:
+        """Every member of a finite space once: per file, the product of its own symbols'
+        values and the knobs (files in the order given, names in alphabetical order)."""
+        return list(self._points)
+
+    @functools.cached_property
+    def _points(self) -> tuple[Candidate, ...]:
+        points = []
+        for choice in self.formulas:
+            dims = [d for d in self.symbols if choice.label in d.formulas]
+            symbol_values = itertools.product(*(d.domain.choices for d in dims))
+            for values in symbol_values:
+                bound = dict(zip((d.name for d in dims), values))
+                rec = choice.rec.bind(**bound) if bound else choice.rec
+                for knob_values in itertools.product(*(k.values for k in self.knobs)):
+                    knobs = dict(zip((k.name for k in self.knobs), knob_values))
+                    points.append(Candidate(choice.label, choice.path, rec, bound, knobs))
+        return tuple(points)
+
     def grid(self) -> dict[str, list]:
-        """The search space of Optuna's GridSampler (finite spaces only)."""
-        grid: dict[str, list] = {}
+        """The search space of Optuna's GridSampler (finite spaces only): one dimension per
+        name for one file; for several files the single dimension :data:`GRID_PARAM` whose
+        values are the points (each file's own space, once)."""
         if len(self.formulas) > 1:
-            grid[FORMULA_PARAM] = [f.label for f in self.formulas]
+            return {GRID_PARAM: [p.describe() for p in self.points()]}
+        grid: dict[str, list] = {}
         for d in self.symbols:
             grid[d.name] = d.choices_text
         for k in self.knobs:
@@ -221,11 +252,18 @@ class SearchSpace:
 
     @property
     def grid_size(self) -> int | None:
+        """The number of points of a finite space (None for an interval)."""
         if not self.is_finite:
             return None
-        size = 1
-        for values in self.grid().values():
-            size *= len(values)
+        size = 0
+        for choice in self.formulas:
+            n = 1
+            for d in self.symbols:
+                if choice.label in d.formulas:
+                    n *= len(d.domain.choices)
+            size += n
+        for k in self.knobs:
+            size *= len(k.values)
         return size
 
     def signature(self) -> dict:
@@ -240,9 +278,13 @@ class SearchSpace:
     def names(self) -> list[str]:
         return [d.name for d in self.symbols] + [k.name for k in self.knobs]
 
-    def suggest(self, trial, every_dimension: bool = False) -> Candidate:
-        """Draw a candidate through an Optuna trial. Symbols of other files are drawn only when
-        ``every_dimension`` (the grid sampler needs a fixed space)."""
+    def suggest(self, trial, grid: bool = False) -> Candidate:
+        """Draw a candidate through an Optuna trial: the formula file (when several compete),
+        then that file's symbols and the knobs. ``grid``: the sampler is the GridSampler of
+        :meth:`grid` (several files: one choice among the points)."""
+        if grid and len(self.formulas) > 1:
+            points = {p.describe(): p for p in self._points}
+            return points[trial.suggest_categorical(GRID_PARAM, list(points))]
         if len(self.formulas) > 1:
             label = trial.suggest_categorical(FORMULA_PARAM, [f.label for f in self.formulas])
             choice = next(f for f in self.formulas if f.label == label)
@@ -250,12 +292,8 @@ class SearchSpace:
             choice = self.formulas[0]
         values: dict[str, sympy.Expr] = {}
         for d in self.symbols:
-            used = choice.label in d.formulas
-            if not (used or every_dimension):
-                continue
-            value = _suggest_symbol(trial, d)
-            if used:
-                values[d.name] = value
+            if choice.label in d.formulas:
+                values[d.name] = _suggest_symbol(trial, d)
         knobs = {k.name: trial.suggest_categorical(k.name, list(k.values)) for k in self.knobs}
         rec = choice.rec.bind(**values) if values else choice.rec
         return Candidate(choice.label, choice.path, rec, values, knobs)
@@ -385,8 +423,9 @@ def _not_searchable(name, item, formulas, knob_names, backbone) -> str:
             return f"--space {item}: {name} is a constant in {f.label} ({name} = {value_text(rec.constants[name])}), not a free symbol; declare it `symbol {name}` to search it"
         if name in rec.bindings:
             return f"--space {item}: {name} is bound by --set in {f.label}, not a free symbol"
-        if name in rec.params:
-            return f"--space {item}: {name} is a trained parameter in {f.label} (param), not a free symbol; training sets it"
+        param = name[:-2] if name.endswith("_n") and name[:-2] in rec.params else name
+        if param in rec.params:
+            return f"--space {item}: {param} is a trained parameter in {f.label} (param), not a free symbol; training sets it"
     free = sorted({s for f in formulas for s in f.rec.free_symbols})
     return (
         f"--space {item}: unknown name {name!r}; the free symbols are {', '.join(free) or '(none)'} "
