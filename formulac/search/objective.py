@@ -6,10 +6,11 @@ The trainer is injected: ``trainer(candidate, run_dir, report) -> TrialScore``, 
 when the pruner stops the trial. :class:`~formulac.search.training.FormulaTrainer` trains the
 compiled network; tests pass a fast function of the parameters instead.
 
-Trial states are kept in the user attribute ``formulac_state``: ``rejected`` and ``pruned``
-(Optuna's PRUNED), ``failed`` (Optuna's FAIL: diverged, or the network could not be trained),
-``complete``. A FAIL without it (a worker killed or interrupted mid-trial) is superseded by its
-retry and counts for nothing.
+Each trial writes two user attributes (every write is a database commit): ``formulac_trial``
+when it starts (what it is) and ``formulac_outcome`` when it ends. The outcome's state is
+``rejected`` or ``pruned`` (Optuna's PRUNED), ``failed`` (Optuna's FAIL: diverged, or the
+network could not be trained) or ``complete``. A FAIL without it (a worker killed or
+interrupted mid-trial) is superseded by its retry and counts for nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +23,23 @@ from pathlib import Path
 from .properties import Requirement, summarize
 from .space import Candidate, SearchSpace
 
-__all__ = ["STATE_ATTR", "REASON_ATTR", "Limits", "Objective", "TrialFailed", "TrialScore"]
+__all__ = [
+    "OUTCOME_ATTR",
+    "TRIAL_ATTR",
+    "Limits",
+    "Objective",
+    "TrialFailed",
+    "TrialScore",
+    "outcome",
+    "trial_record",
+]
 
-STATE_ATTR = "formulac_state"
-REASON_ATTR = "formulac_reason"
+#: User attribute written when the trial starts: run_dir, formula, params, candidate (text),
+#: analysis (summary), size (with --max-params/--max-macs).
+TRIAL_ATTR = "formulac_trial"
+#: User attribute written when it ends: state (complete, rejected, pruned, failed; or
+#: interrupted, surplus), reason, epochs, extra.
+OUTCOME_ATTR = "formulac_outcome"
 #: A trial started when the study already held its --trials; it is dropped (see engine).
 SURPLUS = "surplus"
 
@@ -38,6 +52,30 @@ class TrialScore:
     epochs: int
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+def outcome(trial) -> dict:
+    """The outcome record of a (frozen) trial; empty while it runs or after its worker died."""
+    return trial.user_attrs.get(OUTCOME_ATTR) or {}
+
+
+def trial_record(trial) -> dict:
+    """What the trial is (run_dir, formula, params, candidate, analysis, size); empty before
+    its analysis."""
+    return trial.user_attrs.get(TRIAL_ATTR) or {}
+
+
+class _Clock:
+    """Adds the seconds since the last lap to ``timing[name]``."""
+
+    def __init__(self, timing: dict):
+        self.timing = timing
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timing[name] = self.timing.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 class TrialFailed(Exception):
@@ -75,9 +113,10 @@ class Objective:
         trainer: Trainer,
         trials_dir: Path,
         analysis_depth: int,
-        every_dimension: bool,
+        grid: bool,
         slots: Callable[[object], bool],
         sizer: Callable[[Candidate], dict] | None = None,
+        epochs: int | None = None,
     ):
         self.space = space
         self.requirements = list(requirements)
@@ -85,9 +124,10 @@ class Objective:
         self.trainer = trainer
         self.trials_dir = trials_dir
         self.analysis_depth = analysis_depth
-        self.every_dimension = every_dimension
+        self.grid = grid
         self.slots = slots
         self.sizer = sizer
+        self.epochs = epochs  # of a whole training run
         self._analyses: dict[str, dict] = {}
         self.last_timing: dict = {}
         self.last_number: int | None = None  # the trial this process ran last
@@ -104,67 +144,75 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        t0 = time.perf_counter()
-        self.last_timing = {"train": 0.0}
+        clock = _Clock(self.last_timing)
+        self.last_timing.clear()
+        self.last_timing.update(train=0.0, report=0.0)
         self.last_number = trial.number
         if not self.slots(trial):
-            trial.set_user_attr(STATE_ATTR, SURPLUS)
+            trial.set_user_attr(OUTCOME_ATTR, {"state": SURPLUS})
             raise Surplus(f"trial {trial.number}: the study already holds its trials")
-        candidate = self.space.suggest(trial, self.every_dimension)
-        attrs = trial.user_attrs
-        if "run_dir" not in attrs:  # a retried trial keeps its run directory (and checkpoint)
-            trial.set_user_attr("run_dir", str(self.trials_dir / f"trial-{trial.number:04d}"))
-            trial.set_user_attr("formula", candidate.formula)
-            trial.set_user_attr("params", candidate.params)
-            trial.set_user_attr("candidate", candidate.describe())
-        run_dir = Path(trial.user_attrs["run_dir"])
+        clock.lap("slot")
+        candidate = self.space.suggest(trial, self.grid)
+        clock.lap("sample")
         summary = self.analysis(candidate)
-        trial.set_user_attr("analysis", summary)
         reasons = [r for r in (req.failure(summary) for req in self.requirements) if r]
-        if self.limits.any and not reasons:
-            reasons += self._size_failures(trial, candidate)
-        self.last_timing["analysis"] = time.perf_counter() - t0
+        size = self.sizer(candidate) if self.limits.any and not reasons and self.sizer else None
+        if size is not None:
+            reasons += self._size_failures(size)
+        clock.lap("analysis")
+        # one write of what the trial is (each write is a commit); a retried trial keeps its
+        # record and so its run directory and checkpoint
+        record = trial.user_attrs.get(TRIAL_ATTR)
+        if record is None:
+            record = {
+                "run_dir": str(self.trials_dir / f"trial-{trial.number:04d}"),
+                "formula": candidate.formula,
+                "params": candidate.params,
+                "candidate": candidate.describe(),
+                "analysis": summary,
+                "size": size,
+            }
+            trial.set_user_attr(TRIAL_ATTR, record)
+        run_dir = Path(record["run_dir"])
+        clock.lap("record")
         if reasons:
-            trial.set_user_attr(STATE_ATTR, "rejected")
-            trial.set_user_attr(REASON_ATTR, "; ".join(reasons))
+            trial.set_user_attr(OUTCOME_ATTR, {"state": "rejected", "reason": "; ".join(reasons)})
             raise optuna.TrialPruned("rejected by analysis: " + "; ".join(reasons))
 
         def report(epoch: int, val_accuracy: float) -> None:
             if epoch in trial_reported:
                 return
             trial_reported.add(epoch)
-            trial.report(float(val_accuracy), int(epoch))
-            if trial.should_prune():
-                trial.set_user_attr(STATE_ATTR, "pruned")
-                trial.set_user_attr(
-                    REASON_ATTR, f"stopped after epoch {epoch} (validation accuracy {val_accuracy:.4f})"
-                )
-                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+            start = time.perf_counter()
+            try:
+                trial.report(float(val_accuracy), int(epoch))
+                # the last epoch is trained already: stopping there saves nothing
+                if (self.epochs is None or epoch < self.epochs) and trial.should_prune():
+                    reason = f"stopped after epoch {epoch} (validation accuracy {val_accuracy:.4f})"
+                    trial.set_user_attr(OUTCOME_ATTR, {"state": "pruned", "reason": reason})
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+            finally:  # the pruner's time is the search's, not training's
+                self.last_timing["report"] += time.perf_counter() - start
 
         trial_reported: set[int] = set()  # a resumed run reports its earlier epochs once
         t1 = time.perf_counter()
         try:
             score = self.trainer(candidate, run_dir, report)
         except TrialFailed as exc:
-            trial.set_user_attr(STATE_ATTR, "failed")
-            trial.set_user_attr(REASON_ATTR, str(exc))
+            trial.set_user_attr(OUTCOME_ATTR, {"state": "failed", "reason": str(exc)})
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr(STATE_ATTR, "interrupted")
+            trial.set_user_attr(OUTCOME_ATTR, {"state": "interrupted"})
             raise
         finally:
-            self.last_timing["train"] = time.perf_counter() - t1
-        trial.set_user_attr(STATE_ATTR, "complete")
-        trial.set_user_attr("epochs", int(score.epochs))
+            self.last_timing["train"] = time.perf_counter() - t1 - self.last_timing["report"]
+        outcome = {"state": "complete", "epochs": int(score.epochs)}
         if score.extra:
-            trial.set_user_attr("extra", score.extra)
+            outcome["extra"] = score.extra
+        trial.set_user_attr(OUTCOME_ATTR, outcome)
         return float(score.val_accuracy)
 
-    def _size_failures(self, trial, candidate: Candidate) -> list[str]:
-        if self.sizer is None:
-            return []
-        size = self.sizer(candidate)
-        trial.set_user_attr("size", size)
+    def _size_failures(self, size: dict) -> list[str]:
         out = []
         if self.limits.max_params is not None and size["parameters"] > self.limits.max_params:
             out.append(f"--max-params {self.limits.max_params}: parameters = {size['parameters']}")

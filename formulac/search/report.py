@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..files import atomic_write
 from ..printing import to_rec
-from .engine import REASON_ATTR, tally, trial_state
+from .engine import tally, trial_state
+from .objective import outcome, trial_record
 from .space import SearchSpace, value_text
 
 __all__ = ["leaderboard", "write_outputs", "best_rec_text", "PLOTTED_PROPERTIES"]
@@ -24,23 +25,23 @@ PLOTTED_PROPERTIES = (
 
 
 def _trial_record(t) -> dict:
-    attrs = t.user_attrs
+    record, result = trial_record(t), outcome(t)
     state = trial_state(t)
     intermediate = t.intermediate_values
     return {
         "number": t.number,
-        "formula": attrs.get("formula"),
-        "params": attrs.get("params", {}),
+        "formula": record.get("formula"),
+        "params": record.get("params", {}),
         "state": state,
-        "reason": attrs.get(REASON_ATTR),
+        "reason": result.get("reason"),
         "val_accuracy": t.value
         if state == "complete"
         else (intermediate[max(intermediate)] if intermediate else None),
-        "epochs": attrs.get("epochs", max(intermediate) if intermediate else 0),
+        "epochs": result.get("epochs", max(intermediate) if intermediate else 0),
         "curve": [intermediate[k] for k in sorted(intermediate)],
-        "analysis": attrs.get("analysis"),
-        "size": attrs.get("size"),
-        "run_dir": attrs.get("run_dir") if state in ("complete", "pruned", "failed") else None,
+        "analysis": record.get("analysis"),
+        "size": record.get("size"),
+        "run_dir": record.get("run_dir") if state in ("complete", "pruned", "failed") else None,
         "retry_of": t.system_attrs.get("failed_trial"),
         "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
         if t.datetime_complete and t.datetime_start
@@ -68,7 +69,7 @@ def leaderboard(study, space: SearchSpace, settings: dict, total: int) -> dict:
         "superseded": [
             {
                 "number": x.number,
-                "reason": x.user_attrs.get("formulac_state") or "worker died or was interrupted",
+                "reason": outcome(x).get("state") or "worker died or was interrupted",
             }
             for x in t.superseded
         ],

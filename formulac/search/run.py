@@ -16,11 +16,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import UsageError
-from .engine import PRUNERS, SAMPLERS, StudyOptions, open_storage, open_study, progress_printer, run_worker
+from .engine import (
+    PRUNERS,
+    SAMPLERS,
+    StudyOptions,
+    close_storage,
+    open_storage,
+    open_study,
+    progress_printer,
+    run_worker,
+)
 from .objective import Limits, Objective
 from .properties import parse_requirements
 
 __all__ = ["SearchRequest", "run_search"]
+
+#: The deepest analysis a search runs per candidate (the leaderboard keeps every block weight).
+MAX_ANALYSIS_DEPTH = 1000
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,17 @@ class SearchRequest:
             raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, not {o.pruner!r}")
         if o.heartbeat < 1 or (o.grace is not None and o.grace <= o.heartbeat):
             raise UsageError("--heartbeat must be at least 1 second, and the grace period longer than it")
+        if not 1 <= self.analysis_depth <= MAX_ANALYSIS_DEPTH:
+            raise UsageError(
+                f"--analysis-depth must be between 1 and {MAX_ANALYSIS_DEPTH} (every candidate is "
+                f"analysed before it trains), not {self.analysis_depth}"
+            )
         if self.confirm < 0:
             raise UsageError("--confirm must not be negative")
+        if self.confirm > o.trials:
+            raise UsageError(
+                f"--confirm {self.confirm} asks for more candidates than the study's {o.trials} trials"
+            )
         if self.confirm and not self.baseline:
             raise UsageError("--confirm needs --baseline FILE (the formula to beat)")
         if self.confirm and len(self.seeds) < 2:
@@ -87,6 +108,11 @@ class Prepared:
             if k not in ("backbone", "transition", "num_classes", "in_channels")
         }
         self.space = build_space(recs, list(request.files), request.space, backbone, fixed)
+        if request.options.sampler == "grid" and not self.space.is_finite:
+            interval = next(d.name for d in self.space.symbols if not d.domain.is_finite)
+            raise UsageError(
+                f"--sampler grid needs finite domains; {interval} is an interval (write {interval}=V1,V2,...)"
+            )
         self.requirements = parse_requirements(list(request.require))
         self.baseline = None
         if request.baseline:
@@ -96,6 +122,8 @@ class Prepared:
                     f"--baseline {request.baseline}: its symbols {', '.join(self.baseline.free_symbols)} have no value"
                 )
         _check_backbone(self.space, kwargs)
+        if request.trainer is None:
+            _check_networks(self.space, kwargs)
         self.settings = self._settings()
 
     def _settings(self) -> dict:
@@ -132,7 +160,7 @@ class Prepared:
             sizer = trainer.size
         if r.limits.any and sizer is None:
             sizer = _default_sizer(r.backbone_kwargs)
-        every = self._every_dimension()
+        grid = self._grid()
         return Objective(
             self.space,
             self.requirements,
@@ -140,12 +168,13 @@ class Prepared:
             trainer,
             Path(r.options.out) / "trials",
             r.analysis_depth,
-            every,
+            grid,
             slots=lambda trial: True,
             sizer=sizer,
+            epochs=r.options.epochs,
         )
 
-    def _every_dimension(self) -> bool:
+    def _grid(self) -> bool:
         o = self.request.options
         return o.sampler == "grid" or (o.sampler == "auto" and self.space.is_finite)
 
@@ -161,6 +190,38 @@ def _check_backbone(space, kwargs: dict) -> None:
         info.validate(depth=depth, **options)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+
+
+def _check_networks(space, kwargs: dict) -> None:
+    """Every formula compiles on the backbone with every combination of knob values (symbols at
+    one value of their domain: a coefficient's value does not change the network's structure),
+    so that a file the backbone cannot build is refused before the study is touched."""
+    import itertools
+
+    from ..codegen import compile_source
+    from ..errors import FormulacError
+
+    fixed = {k: v for k, v in kwargs.items() if v is not None}
+    for choice in space.formulas:
+        values = {
+            d.name: d.domain.choices[0] if d.domain.choices is not None else d.domain.low
+            for d in space.symbols
+            if choice.label in d.formulas
+        }
+        rec = choice.rec.bind(**values) if values else choice.rec
+        for knob_values in itertools.product(*(k.values for k in space.knobs)):
+            options = {**fixed, **dict(zip((k.name for k in space.knobs), knob_values))}
+            try:
+                compile_source(rec, **options)
+            except FormulacError:
+                raise
+            except (ValueError, TypeError) as exc:
+                knobs = ", ".join(f"{k.name}={v}" for k, v in zip(space.knobs, knob_values))
+                raise UsageError(
+                    f"{choice.path} does not compile on {options.get('backbone')}"
+                    + (f" with {knobs}" if knobs else "")
+                    + f": {exc}"
+                ) from None
 
 
 def _default_sizer(backbone_kwargs):
@@ -181,14 +242,15 @@ def _default_sizer(backbone_kwargs):
     return size
 
 
-def _worker(prepared: Prepared, index: int, study=None, stream=None) -> None:
+def _worker(prepared: Prepared, index: int, study=None, objective=None, stream=None) -> None:
     from .engine import holds_slot
 
     r = prepared.request
     o = r.options
+    if objective is None:
+        objective = prepared.objective(index)
     if study is None:
         study = open_study(o, prepared.space, prepared.settings, worker=index)
-    objective = prepared.objective(index)
     objective.slots = holds_slot(study, o.trials)
     progress = progress_printer(study, o.trials, stream) if r.progress and not r.quiet else None
     timings = Path(o.out) / "timings.jsonl"
@@ -210,40 +272,44 @@ def run_search(request: SearchRequest) -> dict:
     if request.options.seed is None:  # workers and machines must not draw the same points
         request = replace(request, options=replace(request.options, seed=secrets.randbelow(2**31)))
     prepared = Prepared(request)
-    size = prepared.space.grid_size if prepared._every_dimension() else None
+    size = prepared.space.grid_size if prepared._grid() else None
     if size is not None and size < request.options.trials:  # a grid has no more points to try
+        if request.confirm > size:
+            raise UsageError(
+                f"--confirm {request.confirm} asks for more candidates than the grid's {size} points"
+            )
         request = replace(request, options=replace(request.options, trials=size))
         prepared.request = request
     o = request.options
     out = Path(o.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
+    objective = prepared.objective(0)
+    if hasattr(objective.trainer, "data"):
+        objective.trainer.data()  # missing data is an error now, before the study is touched
     out.mkdir(parents=True, exist_ok=True)
     storage = open_storage(o)
-    study = open_study(o, prepared.space, prepared.settings, storage=storage)
-    _announce(request, prepared)
-
-    procs = []
-    ctx = multiprocessing.get_context("spawn")
-    for index in range(1, request.workers):
-        env_device = _device_for(index, request)
-        sub = replace(request, config=env_device) if env_device is not None else request
-        p = ctx.Process(target=_worker_process, args=(sub, index), daemon=False)
-        p.start()
-        procs.append(p)
     try:
-        _worker(prepared, 0, study=study)
+        study = open_study(o, prepared.space, prepared.settings, storage=storage)
+        _announce(request, prepared)
+        _run_workers(request, prepared, study, objective)
+        board = leaderboard(study, prepared.space, prepared.settings, o.trials)
     finally:
-        for p in procs:
-            p.join()
-    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if bad:
-        print(f"search: {len(bad)} worker process(es) ended with status {bad}", file=sys.stderr)
-
-    board = leaderboard(study, prepared.space, prepared.settings, o.trials)
+        close_storage(storage)
     board["sampler_seed"] = o.seed
     board["overhead"] = _overhead(out / "timings.jsonl")
-    if request.confirm and board["best"] is not None:
+    complete = board["counts"]["complete"]
+    if request.confirm > complete:
+        write_outputs(out, board, prepared.space, request.origin or "formulac.search")
+        raise UsageError(
+            f"--confirm {request.confirm}: only {complete} trial(s) of the study completed "
+            f"({_counts_text(board)}); the study and its leaderboard are kept in {out}: run the "
+            f"same command with more --trials, or with --confirm {complete}"
+            if complete
+            else f"--confirm {request.confirm}: no trial of the study completed ({_counts_text(board)}); "
+            f"the study and its leaderboard are kept in {out}"
+        )
+    if request.confirm:
         from .confirm import confirm
 
         board["confirmation"] = confirm(
@@ -263,6 +329,26 @@ def run_search(request: SearchRequest) -> dict:
     if not request.quiet:
         _summary(board, out)
     return board
+
+
+def _run_workers(request: SearchRequest, prepared: Prepared, study, objective) -> None:
+    """Worker 0 in this process, the others in spawned processes; returns when all are done."""
+    procs = []
+    ctx = multiprocessing.get_context("spawn")
+    for index in range(1, request.workers):
+        env_device = _device_for(index, request)
+        sub = replace(request, config=env_device) if env_device is not None else request
+        p = ctx.Process(target=_worker_process, args=(sub, index), daemon=False)
+        p.start()
+        procs.append(p)
+    try:
+        _worker(prepared, 0, study=study, objective=objective)
+    finally:
+        for p in procs:
+            p.join()
+    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if bad:
+        print(f"search: {len(bad)} worker process(es) ended with status {bad}", file=sys.stderr)
 
 
 def _device_for(index: int, request: SearchRequest):
@@ -316,12 +402,18 @@ def _announce(request: SearchRequest, prepared: Prepared) -> None:
     )
 
 
+def _counts_text(board: dict) -> str:
+    c = board["counts"]
+    return (
+        f"{c['complete']} complete, {c['pruned']} pruned, {c['rejected']} rejected by analysis, "
+        f"{c['failed']} failed"
+    )
+
+
 def _summary(board: dict, out: Path) -> None:
     best = board["best"]
-    c = board["counts"]
     print(
-        f"search done: {len(board['trials'])} trials ({c['complete']} complete, {c['pruned']} pruned, "
-        f"{c['rejected']} rejected by analysis, {c['failed']} failed); results in {out}",
+        f"search done: {len(board['trials'])} trials ({_counts_text(board)}); results in {out}",
         file=sys.stderr,
     )
     if best is not None:

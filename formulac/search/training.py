@@ -39,10 +39,9 @@ class FormulaTrainer:
 
     def data(self):
         if self._data is None:
-            from ..train.distributed import DistInfo
-            from ..train.loop import _load_data
+            from ..train import load_data
 
-            self._data = _load_data(self.config, DistInfo(), None)
+            self._data = load_data(self.config)
         return self._data
 
     @property
@@ -67,13 +66,18 @@ class FormulaTrainer:
     def __call__(
         self, candidate: Candidate, run_dir: Path, report: Callable[[int, float], None]
     ) -> TrialScore:
+        import torch
+
         from ..formula import network_factory
         from ..train import TrainingDiverged, train
         from ..train.loop import CHECKPOINT, SUMMARY, read_metrics
 
-        build_model, describe = network_factory(
-            candidate.rec, candidate_backbone(candidate, self.backbone_kwargs)
-        )
+        try:
+            build_model, describe = network_factory(
+                candidate.rec, candidate_backbone(candidate, self.backbone_kwargs)
+            )
+        except (ValueError, TypeError) as exc:  # checked up front per file and knob; kept as a net
+            raise TrialFailed(f"the network could not be built: {exc}") from None
         describe["search"] = {"formula": candidate.formula, "params": candidate.params}
         resume = (run_dir / CHECKPOINT).is_file() or (run_dir / SUMMARY).is_file()
         for record in read_metrics(run_dir) if resume else ():
@@ -97,6 +101,8 @@ class FormulaTrainer:
             )
         except TrainingDiverged as exc:
             raise TrialFailed(str(exc)) from None
+        except torch.OutOfMemoryError as exc:
+            raise TrialFailed(f"out of memory: {str(exc).splitlines()[0]}") from None
         history = read_metrics(run_dir)
         return TrialScore(
             val_accuracy=float(summary["final_val_acc"]),
