@@ -53,6 +53,23 @@ def slow_trainer(candidate, run_dir, report):
     return TrialScore(final, EPOCHS)
 
 
+_met = False
+
+
+def paired_trainer(candidate, run_dir, report):
+    """fake_trainer, but the first trial of a process waits until another process has started
+    one too (FORMULAC_TEST_RENDEZVOUS names a shared directory): both workers take trials."""
+    global _met
+    if not _met:
+        meeting = Path(os.environ["FORMULAC_TEST_RENDEZVOUS"])
+        (meeting / str(os.getpid())).write_text("")
+        deadline = time.time() + 180
+        while len(list(meeting.iterdir())) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        _met = True
+    return fake_trainer(candidate, run_dir, report)
+
+
 def diverging_trainer(candidate, run_dir, report):
     """Positive a diverges (as a real NaN loss would)."""
     _log(run_dir, candidate)

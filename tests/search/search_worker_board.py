@@ -9,12 +9,12 @@ import formulac
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def board_of(out):
+def board_of(out, trials, space):
     return formulac.search(
         [str(EXAMPLES / "two_step_free.rec")],
-        space=["a=-0.9:0.9"],
+        space=[space],
         require=["stable"],
-        trials=4,
+        trials=trials,
         out=str(out),
         trainer=fake_trainers.slow_trainer,
         epochs=fake_trainers.EPOCHS,

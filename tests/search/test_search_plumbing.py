@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import sympy
+from conftest import build_once
 from fake_trainers import EPOCHS, diverging_trainer, fake_trainer, score, trained
 
 import formulac
 from formulac.analysis import analyze
 from formulac.parse import load
+from formulac.search.space import GRID_PARAM, build_space
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TWO_STEP = str(EXAMPLES / "two_step_free.rec")
@@ -26,9 +28,22 @@ def run(tmp_path, files=(TWO_STEP,), **kw):
     return formulac.search(list(files), out=str(tmp_path / "out"), **kw)
 
 
-def test_unstable_candidates_are_rejected_and_never_trained(tmp_path):
-    board = run(tmp_path, space=["a=-0.9:0.9"], require=["stable"], trials=16, pruner="none")
-    assert len(board["trials"]) == 16
+@pytest.fixture(scope="session")
+def fake_study(tmp_path_factory, worker_id):
+    """One search of a in [-0.9, 0.9] with --require stable and the fake objective, shared."""
+    directory = build_once(
+        tmp_path_factory,
+        worker_id,
+        "fake-study",
+        lambda d: run(d, space=["a=-0.9:0.9"], require=["stable"], trials=12, pruner="none"),
+    )
+    out = directory / "out"
+    return out, json.loads((out / "leaderboard.json").read_text())
+
+
+def test_unstable_candidates_are_rejected_and_never_trained(fake_study):
+    out, board = fake_study
+    assert len(board["trials"]) == 12
     rejected = [t for t in board["trials"] if t["state"] == "rejected"]
     kept = [t for t in board["trials"] if t["state"] == "complete"]
     assert rejected and kept
@@ -41,7 +56,7 @@ def test_unstable_candidates_are_rejected_and_never_trained(tmp_path):
         assert t["run_dir"] is None and t["val_accuracy"] is None
     for t in kept:
         assert -1 <= t["params"]["a"] <= 0
-    trained_values = sorted(r["params"]["a"] for r in trained(tmp_path / "out"))
+    trained_values = sorted(r["params"]["a"] for r in trained(out))
     assert trained_values == sorted(t["params"]["a"] for t in kept)
     # every candidate carries its analysis: spectral radius = max |root|
     for t in board["trials"]:
@@ -77,15 +92,31 @@ def test_more_trials_than_grid_points_stops_at_the_grid(tmp_path):
 
 def test_several_files_compete_as_one_categorical_choice(tmp_path):
     resnet = str(EXAMPLES / "resnet.rec")
-    # the grid is the product formula x a: resnet.rec has no a, so it comes twice (same network)
+    # the grid holds each file's own space once: resnet.rec has no a, so it is one point
     board = run(tmp_path, files=(TWO_STEP, resnet), space=["a=-0.6,-0.3"], trials=10, pruner="none")
-    assert len(board["trials"]) == 4
-    seen = {(t["formula"], t["params"].get("a")) for t in board["trials"]}
-    assert seen == {("two_step_free", -0.6), ("two_step_free", -0.3), ("resnet", None)}
+    assert board["trials_requested"] == 3 and len(board["trials"]) == 3
+    seen = sorted((t["formula"], t["params"].get("a", 0)) for t in board["trials"])
+    assert seen == [("resnet", 0), ("two_step_free", -0.6), ("two_step_free", -0.3)]
     assert board["best"]["formula"] == "two_step_free" and board["best"]["params"]["a"] == -0.3
     for t in board["trials"]:
         base, a = (0.9, t["params"]["a"]) if t["formula"] == "two_step_free" else (0.8, 0.0)
         assert t["val_accuracy"] == pytest.approx(base - (a + 0.3) ** 2)
+
+
+def test_a_grid_over_files_holds_each_files_own_space_once():
+    resnet = str(EXAMPLES / "resnet.rec")
+    space = build_space(
+        [load(TWO_STEP), load(resnet)], [TWO_STEP, resnet], ["a=-0.6,-0.3", "depth=8,14"], "cifar-resnet"
+    )
+    points = [p.describe() for p in space.points()]
+    expected = [f"two_step_free: a={a}, depth={d}" for a in ("-0.6", "-0.3") for d in (8, 14)] + [
+        f"resnet: depth={d}" for d in (8, 14)
+    ]
+    assert points == expected and space.grid_size == 6
+    assert space.grid() == {GRID_PARAM: expected}
+    # one file: one dimension per name, whose product is the same points
+    single = build_space([load(TWO_STEP)], [TWO_STEP], ["a=-0.6,-0.3", "depth=8,14"], "cifar-resnet")
+    assert single.grid() == {"a": ["-0.6", "-0.3"], "depth": [8, 14]} and single.grid_size == 4
 
 
 def test_resume_continues_without_duplicates(tmp_path):
@@ -126,16 +157,15 @@ def test_diverged_trials_are_failed_and_the_study_goes_on(tmp_path):
 
 
 def test_pruner_stops_poor_trials_early(tmp_path):
-    board = run(tmp_path, space=["a=-0.9:0.9"], trials=16, pruner="median")
+    board = run(tmp_path, space=["a=-0.9:0.9"], trials=10, pruner="median")
     pruned = [t for t in board["trials"] if t["state"] == "pruned"]
     assert pruned
     for t in pruned:
         assert t["epochs"] < EPOCHS and t["reason"].startswith("stopped after epoch")
 
 
-def test_outputs_follow_the_contract(tmp_path):
-    board = run(tmp_path, space=["a=-0.9:0.5"], require=["stable"], trials=10, pruner="none")
-    out = tmp_path / "out"
+def test_outputs_follow_the_contract(fake_study):
+    out, board = fake_study
     data = json.loads((out / "leaderboard.json").read_text())
     assert {"study", "objective", "direction", "trials", "best", "confirmation"} <= set(data)
     assert data["objective"] == "val_accuracy" and data["direction"] == "maximize"
@@ -165,8 +195,22 @@ def test_outputs_follow_the_contract(tmp_path):
     assert rho is not None and -1 <= rho <= 1
 
 
-def test_candidate_scores_are_the_fake_objective(tmp_path):
-    board = run(tmp_path, space=["a=-0.9:0"], trials=4, pruner="none")
+def test_candidate_scores_are_the_fake_objective(fake_study):
+    _, board = fake_study
     for t in board["trials"]:
-        cand = type("C", (), {"values": {"a": t["params"]["a"]}, "formula": "two_step_free"})
-        assert t["val_accuracy"] == pytest.approx(score(cand))
+        if t["state"] == "complete":
+            cand = type("C", (), {"values": {"a": t["params"]["a"]}, "formula": "two_step_free"})
+            assert t["val_accuracy"] == pytest.approx(score(cand))
+            assert t["curve"] == pytest.approx([score(cand) * e / EPOCHS for e in range(1, EPOCHS + 1)])
+
+
+def test_machinery_time_is_recorded_per_trial(fake_study):
+    out, board = fake_study
+    rows = [json.loads(x) for x in (out / "timings.jsonl").read_text().splitlines()]
+    assert sorted(r["number"] for r in rows) == [t["number"] for t in board["trials"]]
+    for r in rows:
+        assert r["seconds"] >= r["train_seconds"] + r["analysis_seconds"] - 1e-9
+        assert r["overhead_seconds"] == pytest.approx(r["seconds"] - r["train_seconds"])
+        if r["state"] == "rejected":
+            assert r["train_seconds"] == 0
+    assert board["overhead"]["trials"] == sum(1 for r in rows if r["train_seconds"] > 0)
