@@ -249,6 +249,7 @@ def _worker(prepared: Prepared, index: int, study=None, objective=None, stream=N
     o = r.options
     if objective is None:
         objective = prepared.objective(index)
+        objective.warm_up()
     if study is None:
         study = open_study(o, prepared.space, prepared.settings, worker=index)
     objective.slots = holds_slot(study, o.trials)
@@ -287,6 +288,7 @@ def run_search(request: SearchRequest) -> dict:
     objective = prepared.objective(0)
     if hasattr(objective.trainer, "data"):
         objective.trainer.data()  # missing data is an error now, before the study is touched
+    objective.warm_up()
     out.mkdir(parents=True, exist_ok=True)
     storage = open_storage(o)
     try:
