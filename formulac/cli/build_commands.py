@@ -38,10 +38,13 @@ def register(subparsers) -> None:
 
 
 def _compile(args) -> int:
-    from ..codegen import compile_source
+    from ..codegen import PlanError, compile_source
 
     rec = load_bound(args.file, args.bindings)
-    source = compile_source(rec, **backbone_kwargs(args))
+    try:
+        source = compile_source(rec, **backbone_kwargs(args))
+    except PlanError as exc:
+        raise exc.in_file(args.file) from None
     if args.output:
         write_atomically(args.output, source)
         print(f"{args.output}: FormulaNet ({args.backbone}) from {args.file}", file=sys.stderr)

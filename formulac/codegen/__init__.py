@@ -13,9 +13,19 @@ import types
 from ..errors import UsageError
 from ..ir import Recurrence
 from .backbones import BACKBONES, get_backbone
-from .emit import network_source, wire_source
+from .emit import network_layout, network_source, require_blocks, wire_source
+from .plan import PlanError, plan_step
 
-__all__ = ["compile_source", "compile_network", "wire", "load_source", "get_backbone_info", "BACKBONES"]
+__all__ = [
+    "compile_source",
+    "compile_network",
+    "check_buildable",
+    "wire",
+    "load_source",
+    "get_backbone_info",
+    "BACKBONES",
+    "PlanError",
+]
 
 _counter = itertools.count()
 
@@ -61,6 +71,18 @@ def compile_source(
         num_classes=info.default_num_classes if num_classes is None else num_classes,
         in_channels=info.default_in_channels if in_channels is None else in_channels,
     )
+
+
+def check_buildable(rec: Recurrence) -> None:
+    """Plan the network of ``rec`` without torch, as ``compile`` does: a :class:`PlanError`
+    (with the statement's line and column) for anything ``compile`` would refuse on every
+    backbone. Free symbols are allowed: they are given values later (``--set``)."""
+    plan = plan_step(rec, free_symbols=True)
+    require_blocks(rec, plan)
+    # widths on a small two-stage layout: every rule about them shows in the first steps
+    nominal = get_backbone_info("mlp")
+    depth = (rec.order or 1) + 2
+    network_layout(rec, plan, nominal, nominal.resolve(depth=depth, stages=[8, 16]), "reset")
 
 
 def compile_network(rec: Recurrence, **kwargs):

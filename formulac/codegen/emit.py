@@ -25,7 +25,16 @@ from ..errors import UsageError
 from ..ir import BlockCall, Concat, Recurrence, n, rebuild, state
 from ..printing import rec_expr
 from .backbones import BackboneInfo, Stage
-from .plan import StepPlan, formula_text, number_literal, plan_step, unprojected_name, var_name
+from .plan import (
+    PlanError,
+    StepPlan,
+    formula_text,
+    located,
+    number_literal,
+    plan_step,
+    unprojected_name,
+    var_name,
+)
 
 __all__ = ["wire_source", "network_source", "NetworkLayout", "network_layout"]
 
@@ -35,11 +44,41 @@ LINE_LENGTH = 110
 
 
 def _docstring(text: str, indent: str, one_line: bool = False) -> str:
-    safe = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    if one_line and "\n" not in safe and len(indent) + len(safe) + 6 <= LINE_LENGTH:
-        return f'{indent}"""{safe}"""'
-    body = "\n".join((indent + line) if line else "" for line in safe.splitlines())
+    """A docstring at ``indent`` whose lines fit in :data:`LINE_LENGTH`: prose is wrapped, and
+    long formula lines (indented by four spaces) continue with a backslash, as .rec text does."""
+    width = LINE_LENGTH - len(indent)
+    if one_line and "\n" not in text and len(text) + 6 <= width:
+        return f'{indent}"""{_escaped(text)}"""'
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("    "):
+            lines += _continued(line, width)
+        else:
+            lines += textwrap.wrap(line, width, break_on_hyphens=False) or [""]
+    body = "\n".join((indent + _escaped(line)) if line else "" for line in lines)
     return f'{indent}"""\n{body}\n{indent}"""'
+
+
+def _escaped(line: str) -> str:
+    return line.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _continued(line: str, width: int) -> list[str]:
+    """A formula line cut after a top-level ``+`` or ``-``, each piece ending in a backslash
+    (escaped in the docstring, so two characters)."""
+    if len(line) <= width:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    terms = _split_terms(line.strip())
+    lines, current = [], indent + terms[0]
+    for term in terms[1:]:
+        operator, rest = term[0], term[1:].strip()
+        if len(current) + len(term) + 5 <= width:  # room for " + \\"
+            current += f" {term}"
+        else:
+            lines.append(f"{current} {operator} \\")
+            current = f"{indent}    {rest}"
+    return [*lines, current]
 
 
 # -- the step class ----------------------------------------------------------------------------
@@ -113,7 +152,8 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
                 f"{h}_history[k] is {rec_expr(state(h, sympy.Symbol('k') + first))}"
             )
     for line in plan.body:
-        out.append(f"{_INDENT * 2}{line}")
+        target, _, code = line.partition(" = ")
+        out += _fitted(_INDENT * 2, f"{target} = ", code, "")
     out.append(f"{_INDENT * 2}return {', '.join(var_name(s, 1) for s in _returned(plan))}")
     return out
 
@@ -263,7 +303,9 @@ def _module(rec: Recurrence, purpose: str, body: list[str]) -> str:
     standard = [_IMPORTS["math"]] if "math" in used else []
     third_party = [_IMPORTS[name] for name in ("torch", "F", "nn") if name in used]
     imports = standard + ([""] if standard and third_party else []) + third_party
-    return "\n".join([_docstring(text, "").strip("\n"), "", *imports, "", "", *body]) + "\n"
+    # isort's blank lines after the imports: two before a class, one before a comment
+    gap = [""] if body[0].startswith("#") else ["", ""]
+    return "\n".join([_docstring(text, "").strip("\n"), "", *imports, *gap, *body]) + "\n"
 
 
 # -- networks on a backbone ------------------------------------------------------------------------
@@ -310,17 +352,19 @@ def network_layout(
             env = dict(widths)
             new: dict[str, int] = {}
             for s, expr in plan.equations:
-                w = _width(
-                    expr,
-                    env,
-                    stage.width,
-                    blocks,
-                    plan,
-                    rec,
-                    history_width,
-                    raw_width=width_in if i == 0 else None,
-                    stride=stage.stride if i == 0 else 1,
-                )
+                eq = rec.equation(s)
+                with located(eq.line, eq.column):
+                    w = _width(
+                        expr,
+                        env,
+                        stage.width,
+                        blocks,
+                        plan,
+                        rec,
+                        history_width,
+                        raw_width=width_in if i == 0 else None,
+                        stride=stage.stride if i == 0 else 1,
+                    )
                 env[var_name(s, 1)] = w
                 new[s] = w
             for b in plan.blocks:
@@ -331,7 +375,10 @@ def network_layout(
                     widths[var_name(s, -k)] = widths[var_name(s, -k + 1)]
                 widths[var_name(s, 0)] = new[s]
             if any(new.get(h) != history_width for h in carry.history):
-                raise UsageError("compile: a sum over the history needs states of one width")
+                eq = rec.equation(next(h for h in carry.history if new.get(h) != history_width))
+                raise PlanError(
+                    "compile: a sum over the history needs states of one width", eq.line, eq.column
+                )
         all_steps.append(shapes)
         carried = {name: w for name, w in widths.items() if name in carry.names()}
         if transition == "project" and len(set(carried.values())) > 1:
@@ -399,8 +446,7 @@ def network_source(
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
     plan = plan_step(rec, reserved=_backbone_names(backbone, options))
-    if not plan.blocks:
-        raise UsageError("compile: the formula has no block, so the network would have nothing to learn")
+    require_blocks(rec, plan)
     layout = network_layout(rec, plan, backbone, options, transition)
     inline = len(plan.blocks) == 1 and not (rec.shared_blocks)
     branch = backbone.branch_class
@@ -435,6 +481,17 @@ def network_source(
     lines.append("")
     lines += _forward_lines(rec, plan, _carry(plan), layout, transition)
     return _module(rec, f"A network on the {backbone.name} backbone whose steps follow the formula.", lines)
+
+
+def require_blocks(rec: Recurrence, plan: StepPlan) -> None:
+    if not plan.blocks:
+        first = rec.equations[0]
+        raise PlanError(
+            "compile: the formula has no block (a learned layer such as F(x_n)), so the network "
+            "would have nothing to learn",
+            first.line,
+            first.column,
+        )
 
 
 def _backbone_names(backbone: BackboneInfo, options: dict) -> frozenset:
@@ -497,7 +554,7 @@ def _backbone_source(backbone: BackboneInfo) -> list[str]:
         ):
             raise AssertionError(f"backbone file {module.__name__} imports more than torch: {line}")
     names = [backbone.net_class, backbone.branch_class, backbone.projection_function]
-    lines = ["# --- the backbone (copied from formulac.codegen.backbones) ---", ""]
+    lines = ["# --- the backbone (copied from formulac.codegen.backbones) ---", "", ""]
     for name in names:
         lines += inspect.getsource(getattr(module, name)).rstrip("\n").splitlines() + ["", ""]
     return lines
@@ -594,6 +651,12 @@ def _fitted(indent: str, prefix: str, code: str, suffix: str) -> list[str]:
     line = f"{indent}{prefix}{code}{suffix}"
     if len(line) <= LINE_LENGTH:
         return [line]
+    terms = _split_terms(code)
+    if len(terms) > 1:  # a long sum: one term a line, in parentheses
+        lines = [f"{indent}{prefix}("]
+        for term in terms:
+            lines += _fitted(indent + _INDENT, "", term, "")
+        return [*lines, f"{indent}){suffix}"]
     opener, inner, closer = _outer_brackets(code)
     if opener is None:
         return [line]
@@ -603,6 +666,20 @@ def _fitted(indent: str, prefix: str, code: str, suffix: str) -> list[str]:
         lines += _fitted(indent + _INDENT, "", piece.removesuffix(","), "," if comma else "")
     lines.append(f"{indent}{closer}{suffix}")
     return lines
+
+
+def _split_terms(code: str) -> list[str]:
+    """``a + b - c`` at bracket depth 0 -> [``a``, ``+ b``, ``- c``] (a lambda-free expression)."""
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(code):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and i > start and code.startswith((" + ", " - "), i):
+            terms.append(code[start:i].strip())
+            start = i + 1
+    return [*terms, code[start:].strip()]
 
 
 def _outer_brackets(code: str) -> tuple[str | None, str, str]:
@@ -682,7 +759,8 @@ def _forward_lines(
     lines.append(
         f'{_INDENT * 2}"""One stage; every state entering it goes through the stage\'s projection."""'
     )
-    lines.append(f"{_INDENT * 2}x_in = {var_name(out, 0)}")
+    if plan.raw_blocks:
+        lines.append(f"{_INDENT * 2}x_in = {var_name(out, 0)}")
     lines.append(f"{_INDENT * 2}project = steps[0].downsample")
     lines.append(f"{_INDENT * 2}if project is not None:")
     for name in names:

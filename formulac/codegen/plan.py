@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import keyword
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sympy
 
-from ..errors import UsageError
+from ..errors import FormulacError, SourceError, UsageError
 from ..ir import BlockCall, Concat, Recurrence, block_calls, evaluate_functions, n, rebuild, state
 from ..printing import rec_expr
 
@@ -197,6 +199,17 @@ class PlanError(UsageError):
         super().__init__(message)
         self.line, self.column = line, column
 
+    def in_file(self, path: str) -> FormulacError:
+        """The same error at its place in the formula file ``path`` (``FILE:LINE:COL: error:``
+        with the source line and a caret)."""
+        if not self.line:
+            return self
+        try:
+            text = Path(path).read_bytes().decode("utf-8-sig", errors="replace")
+        except OSError:
+            text = None
+        return SourceError(self.message, str(path), text, self.line, self.column)
+
 
 def _attribute(name: str, taken: set[str], reserved: frozenset = frozenset()) -> str:
     attr = name
@@ -260,50 +273,45 @@ def plan_step(
     printer = _TorchPrinter(rec, plan, rec.substitutions())
     for s, expr in equations:
         eq = rec.equation(s)
-        with _located(eq.line, eq.column):
+        with located(eq.line, eq.column):
             for call in calls.get(s, []):
                 printer.define_block(call)
-            plan.body.append(f"{var_name(s, 1)} = {printer.emit(expr)}")
+            plan.body.append(f"{var_name(s, 1)} = {printer.state_value(s, expr)}")
     for key in _initial_keys(plan):
         eq = rec.equation(key[0])
-        with _located(eq.line, eq.column, f"the value of {rec_expr(state(*key))} before the first step: "):
+        with located(eq.line, eq.column, f"the value of {rec_expr(state(*key))} before the first step: "):
             plan.initial[key] = printer.initial(rec.initial_value(*key))
     return plan
 
 
-class _located:
-    """Turn a UsageError raised while printing a statement into a :class:`PlanError` there."""
-
-    def __init__(self, line: int, column: int, prefix: str = ""):
-        self.line, self.column, self.prefix = line, column, prefix
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if isinstance(exc, UsageError) and not isinstance(exc, PlanError):
-            message = exc.message.removeprefix("compile: ")
-            raise PlanError(f"compile: {self.prefix}{message}", self.line, self.column) from None
-        return False
+@contextmanager
+def located(line: int, column: int, prefix: str = ""):
+    """Turn a UsageError raised while building a statement into a :class:`PlanError` there."""
+    try:
+        yield
+    except PlanError:
+        raise
+    except UsageError as exc:
+        message = exc.message.removeprefix("compile: ")
+        raise PlanError(f"compile: {prefix}{message}", line, column) from None
 
 
 def _collect_reads(rec: Recurrence, expr, reads: set, starts: set, history: dict) -> None:
     """Add what ``expr`` reads: lags (state, offset), starts (s_0) and history reaches."""
-    lows = {s.limits[0][0]: s.limits[0][1] for s in expr.atoms(sympy.Sum)}
     for ref in expr.atoms(sympy.Indexed):
-        name = ref.base.label.name
+        name, index = ref.base.label.name, ref.indices[0]
         if name in rec.params:
             continue
-        index = ref.indices[0]
         if index.is_Integer:
             starts.add(name)
-        elif (index - n).is_Integer:
-            if index - n <= 0:
-                reads.add((name, int(index - n)))
-        else:  # the variable of a sum over the history: its first term reaches lows[var] + offset
-            (var,) = index.free_symbols - {n}
-            first = int(lows[var] + index - var)
-            history[name] = min(history.get(name, 0), first)
+        elif (index - n).is_Integer and index - n <= 0:
+            reads.add((name, int(index - n)))
+    for total in expr.atoms(sympy.Sum):  # a sum over the history reaches back to low + offset
+        ((var, low, _),) = total.limits
+        for ref in total.function.atoms(sympy.Indexed):
+            name, index = ref.base.label.name, ref.indices[0]
+            if name not in rec.params and index.has(var):
+                history[name] = min(history.get(name, 0), int(low + index - var))
 
 
 def _lags(rec: Recurrence, reads: list[tuple[str, int]], history: dict[str, int]) -> dict[str, int]:
@@ -433,15 +441,15 @@ class _TorchPrinter:
         "sin": "torch.sin",
         "cos": "torch.cos",
     }
-    # the same functions of a Python number (a coefficient that follows the step n): {a} is the
-    # argument, {w} the argument in parentheses where it needs them
+    # the same functions of a Python number (a coefficient that follows the step n), in forms
+    # that do not overflow: {a} is the argument, {w} the argument in parentheses where it needs them
     _MATH_FUNCTIONS = {
         "relu": "max({a}, 0)",
-        "sigmoid": "(1 / (1 + math.exp(-{w})))",
+        "sigmoid": "((1 + math.tanh({w} / 2)) / 2)",
         "tanh": "math.tanh({a})",
-        "softplus": "math.log1p(math.exp({a}))",
+        "softplus": "(max({a}, 0) + math.log1p(math.exp(-abs({a}))))",
         "gelu": "({w} * (1 + math.erf({w} / math.sqrt(2))) / 2)",
-        "silu": "({w} / (1 + math.exp(-{w})))",
+        "silu": "({w} * (1 + math.tanh({w} / 2)) / 2)",
         "elu": "({w} if {w} > 0 else math.expm1({a}))",
         "exp": "math.exp({a})",
         "log": "math.log({a})",
@@ -618,7 +626,33 @@ class _TorchPrinter:
         del self.bound[var]
         lo = self.emit(low)
         hi = self.emit(high + 1)
+        if low > high.xreplace({n: 0}):  # empty at the first steps: a tensor of zeros, not 0
+            summed = next((r.base.label.name for r in expr.function.atoms(sympy.Indexed) if r.has(var)), None)
+            zeros = f"torch.zeros_like({self.reference(summed)})"
+            return f"sum(({body} for {local} in range({lo}, {hi})), {zeros})"
         return f"sum({body} for {local} in range({lo}, {hi}))"
+
+    def state_value(self, name: str, expr) -> str:
+        """Code of the right side of ``name``'s equation: a tensor at every step, even where the
+        formula gives a number (``v_<n+1> = 1/2``)."""
+        code = self.emit(expr)
+        return code if self._is_tensor(expr) else f"torch.full_like({self.reference(name)}, {code})"
+
+    def reference(self, name: str | None = None) -> str:
+        """A tensor the step reads: of state ``name`` if it reads one, else of any state."""
+        plan = self.plan
+        if name in plan.history:
+            return f"{name}_history[0]"
+        own = [r for r in plan.reads if r[0] == name]
+        if own:
+            return var_name(*own[0])
+        if plan.reads:
+            return var_name(*plan.reads[0])
+        if plan.starts:
+            return f"{plan.starts[0]}_0"
+        if plan.history:
+            return f"{next(iter(plan.history))}_history[0]"
+        raise UsageError("compile: the formula reads no state")
 
     def _is_tensor(self, expr) -> bool:
         for node in sympy.preorder_traversal(expr):
