@@ -41,11 +41,8 @@ def load_source(source: str, name: str) -> types.ModuleType:
 
 
 def get_backbone_info(name: str):
-    """The registered backbone, or a :class:`UsageError` naming the known ones."""
-    try:
-        return get_backbone(name)
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0]) if exc.args else f"unknown backbone {name!r}") from None
+    """The registered backbone, or a :class:`BackboneError` naming the known ones."""
+    return get_backbone(name)
 
 
 def compile_source(
@@ -59,10 +56,7 @@ def compile_source(
 ) -> str:
     """The standalone source of the network (``FormulaNet``) for a formula on a backbone."""
     info = get_backbone_info(backbone)
-    try:
-        resolved = info.resolve(depth=depth, **options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    resolved = info.resolve(depth=depth, **options)
     return network_source(
         rec,
         info,
