@@ -365,6 +365,8 @@ def network_layout(
                         raw_width=width_in if i == 0 else None,
                         stride=stage.stride if i == 0 else 1,
                     )
+                if w is None:  # a number, made a tensor like one the step reads
+                    w = env.get(plan.shaped_like[s], history_width)
                 env[var_name(s, 1)] = w
                 new[s] = w
             for b in plan.blocks:

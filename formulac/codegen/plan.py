@@ -184,6 +184,7 @@ class StepPlan:
     output: str = "x"
     equations: list[tuple[str, sympy.Expr]] = field(default_factory=list)  # what the code computes
     initial: dict[tuple[str, int], str] = field(default_factory=dict)  # (state, index <= 0) -> code
+    shaped_like: dict[str, str] = field(default_factory=dict)  # state whose value is a number -> tensor
     body: list[str] = field(default_factory=list)
 
     @property
@@ -270,6 +271,10 @@ def plan_step(
         output=rec.output,
         equations=equations,
     )
+    first = rec.equations[0]
+    for p in rec.params.values():
+        with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
+            number_literal(p.init)
     printer = _TorchPrinter(rec, plan, rec.substitutions())
     for s, expr in equations:
         eq = rec.equation(s)
@@ -636,7 +641,10 @@ class _TorchPrinter:
         """Code of the right side of ``name``'s equation: a tensor at every step, even where the
         formula gives a number (``v_<n+1> = 1/2``)."""
         code = self.emit(expr)
-        return code if self._is_tensor(expr) else f"torch.full_like({self.reference(name)}, {code})"
+        if self._is_tensor(expr):
+            return code
+        self.plan.shaped_like[name] = self.reference(name)
+        return f"torch.full_like({self.plan.shaped_like[name]}, {code})"
 
     def reference(self, name: str | None = None) -> str:
         """A tensor the step reads: of state ``name`` if it reads one, else of any state."""
