@@ -672,16 +672,24 @@ def _fitted(indent: str, prefix: str, code: str, suffix: str) -> list[str]:
 
 def _split_terms(code: str) -> list[str]:
     """``a + b - c`` at bracket depth 0 -> [``a``, ``+ b``, ``- c``] (a lambda-free expression)."""
-    terms, depth, start = [], 0, 0
+    terms, start = [], 0
+    for i in _outside_brackets(code):
+        if i > start and code.startswith((" + ", " - "), i):
+            terms.append(code[start:i].strip())
+            start = i + 1
+    return [*terms, code[start:].strip()]
+
+
+def _outside_brackets(code: str):
+    """The positions of ``code`` outside every bracket (the brackets excluded)."""
+    depth = 0
     for i, ch in enumerate(code):
         if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        elif depth == 0 and i > start and code.startswith((" + ", " - "), i):
-            terms.append(code[start:i].strip())
-            start = i + 1
-    return [*terms, code[start:].strip()]
+        elif depth == 0:
+            yield i
 
 
 def _outer_brackets(code: str) -> tuple[str | None, str, str]:
@@ -705,16 +713,12 @@ def _outer_brackets(code: str) -> tuple[str | None, str, str]:
 def _split_top_level(inner: str) -> list[str]:
     """Pieces of ``inner`` at bracket depth 0: arguments (each with its comma), a
     comprehension's ``for`` clause, and the lists that ``+`` joins (with the ``+``)."""
-    pieces, depth, start = [], 0, 0
-    for i, ch in enumerate(inner):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0 and ch == ",":
+    pieces, start = [], 0
+    for i in _outside_brackets(inner):
+        if inner[i] == ",":
             pieces.append(inner[start : i + 1].strip())
             start = i + 1
-        elif depth == 0 and (inner.startswith(" for ", i) or inner.startswith(" + [", i)):
+        elif inner.startswith((" for ", " + ["), i):
             pieces.append(inner[start:i].strip())
             start = i + 1
     pieces.append(inner[start:].strip())

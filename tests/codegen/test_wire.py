@@ -92,13 +92,21 @@ def test_revnet_two_blocks():
     torch.testing.assert_close(net(x), z)
 
 
-def test_history_sum_and_step_index():
+@pytest.mark.parametrize(
+    "text, step",
+    [
+        ("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", lambda f, h: sum(h) / len(h) + f(h[-1])),
+        # a block inside the sum: the step's block applied to every earlier state
+        ("x_<n+1> = x_n + sum(i=0..n, F(x_i))/(n+1)", lambda f, h: h[-1] + sum(f(s) for s in h) / len(h)),
+    ],
+)
+def test_history_sum_and_step_index(text, step):
     blocks = linears()
-    net = formulac.wire("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", {"F": blocks})
+    net = formulac.wire(text, {"F": blocks})
     x = torch.randn(3, D)
     history = [x]
     for f in blocks:
-        history.append(sum(history) / len(history) + f(history[-1]))
+        history.append(step(f, history))
     torch.testing.assert_close(net(x), history[-1])
 
 
@@ -264,18 +272,7 @@ def test_terms_that_cancel_are_still_defined():
 
 
 # ------------------------------------------------------------------------------------------
-# states before x_0, constants written with functions, blocks inside a sum
-
-
-def test_block_applied_inside_a_history_sum():
-    """``sum(i=0..n, F(x_i))``: the step's block on every earlier state, inside the sum."""
-    blocks = linears()
-    net = formulac.wire("x_<n+1> = x_n + sum(i=0..n, F(x_i))/(n+1)", {"F": blocks})
-    x = torch.randn(3, D)
-    history = [x]
-    for f in blocks:
-        history.append(history[-1] + sum(f(h) for h in history) / len(history))
-    torch.testing.assert_close(net(x), history[-1])
+# constants written with functions; the project transition
 
 
 def test_numbers_written_with_functions():
