@@ -255,6 +255,24 @@ def test_torch_compile_fullgraph():
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x_<n+1> = x_n + 1/2*sum(i=0..n, x_<i-1>) + F(x_n)",  # a history list that starts at x_<-1>
+        "v_<n+1> = sum(i=1..n, v_i) + G(x_n)\nx_<n+1> = x_n + F(v_<n+1>)",  # empty at n = 0
+        "x_<n+1> = sigmoid(n)*x_n + softplus(1 - n)*x_<n-1> + F(x_n)",  # math on the step index
+        "v_0 = x_0/2\nv_<n+1> = 1/2\nx_<n+1> = x_n + v_0 + F(v_<n+1>)",  # a start value, a number
+    ],
+)
+def test_torch_compile_fullgraph_reads_before_step_0(text):
+    """The code for states before step 0 traces with no graph break."""
+    torch._dynamo.reset()
+    model = formulac.compile(text, backbone="mlp", depth=3, width=8)
+    x = torch.randn(2, 1, 28, 28)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), model(x))
+
+
 @pytest.mark.parametrize("name", ["resnet_post", "lm_resnet", "momentum"])
 def test_compiled_network_under_channels_last_and_bf16_autocast(name):
     """The compiled formula keeps its function in channels_last and runs under CPU autocast."""
