@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import sympy
 
 from ..errors import UsageError
-from ..ir import BlockCall, Concat, Recurrence, n, rebuild, state
+from ..ir import BlockCall, Concat, Recurrence, block_calls, n, rebuild, state
 from ..printing import rec_expr
 from .backbones import BackboneInfo, Stage
 from .plan import (
@@ -381,6 +381,7 @@ def network_layout(
                 raise PlanError(
                     "compile: a sum over the history needs states of one width", eq.line, eq.column
                 )
+        _check_shared(rec, stage, shapes)
         all_steps.append(shapes)
         carried = {name: w for name, w in widths.items() if name in carry.names()}
         if transition == "project" and len(set(carried.values())) > 1:
@@ -389,6 +390,22 @@ def network_layout(
             )
         width_in = widths[var_name(rec.output, 0)]
     return NetworkLayout(stages, all_steps, width_in, backbone.stem_width(**options))
+
+
+def _check_shared(rec: Recurrence, stage: Stage, shapes: list[StepShape]) -> None:
+    """A shared block has one set of weights per stage: every step after the first (which may
+    change width and stride, and then has its own) gives it inputs of one width."""
+    for block in sorted(rec.shared_blocks):
+        later = {shape.blocks[block] for shape in shapes[1:]}
+        if len(later) > 1:
+            eq = next(e for e in rec.equations if block in {c.block for c in block_calls(e.display_rhs)})
+            widths = ", ".join(str(w) for w, _ in sorted(later))
+            raise PlanError(
+                f"compile: shared block {block} gets inputs of widths {widths} in one stage "
+                f"({stage.name}), so its weights cannot be shared",
+                eq.line,
+                eq.column,
+            )
 
 
 def _width(expr, env, width, blocks, plan, rec, history_width, raw_width, stride) -> int | None:
@@ -476,7 +493,7 @@ def network_source(
         if stage.branch_options and stage.branch_options != options_in_scope:
             options_in_scope = stage.branch_options
             lines.append(f"{_INDENT * 2}branch_options = {_literal(stage.branch_options)}")
-        lines += _stage_lines(stage, shapes, plan, backbone, inline, first_n, _INDENT * 2)
+        lines += _stage_lines(stage, shapes, plan, backbone, inline, first_n, _INDENT * 2, rec.shared_blocks)
         if transition == "project":  # the history goes on across stages, and so does n
             first_n += stage.steps
     lines.append(f"{_INDENT * 2}self.build_head({layout.final_width})")
@@ -570,6 +587,7 @@ def _stage_lines(
     inline: bool,
     first_n: int,
     indent: str,
+    shared_blocks: frozenset = frozenset(),
 ) -> list[str]:
     """``self.NAME = nn.ModuleList(...)``: the stage's steps, runs of alike steps as loops."""
     options = ", **branch_options" if stage.branch_options else ""
@@ -579,14 +597,22 @@ def _stage_lines(
     def branch_args(w_in: int, s: int) -> str:
         return f"{w_in}, {stage.width}" + (f", {s}" if s != 1 else "")
 
+    # a shared block: one module for the steps of the stage that give it the same input
+    shared = {b: shapes[-1].blocks[b] for b in plan.blocks if b in shared_blocks}
+    for b, shape in shared.items():
+        lines.append(f"{indent}shared_{b} = {backbone.branch_class}({branch_args(*shape)}{options})")
+
+    def block_code(b: str, shape: StepShape) -> str:
+        if shared.get(b) == shape.blocks[b]:
+            return f"shared_{b}"
+        return f"{backbone.branch_class}({branch_args(*shape.blocks[b])}{options})"
+
     def step_code(i: int, shape: StepShape) -> str:
         down = ", downsample=downsample" if shape.downsample is not None else ""
         if inline:
             (block,) = plan.blocks
             return f"FormulaStep({branch_args(*shape.blocks[block])}, n={first_n + i}{down}{options})"
-        blocks = ", ".join(
-            f"{b}={backbone.branch_class}({branch_args(*shape.blocks[b])}{options})" for b in plan.blocks
-        )
+        blocks = ", ".join(f"{b}={block_code(b, shape)}" for b in plan.blocks)
         return f"FormulaStep({blocks}, n={first_n + i}{down})"
 
     for shape in shapes:
