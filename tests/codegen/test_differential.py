@@ -1,10 +1,11 @@
 """Differential test of the whole pipeline: random formulas, four computations that must agree.
 
 Hypothesis draws formulas from a model of the language kept in this file (orders 1-5, sums over
-the history and windows that reach before step 0, explicit initial conditions and the defaults,
-reads of ``x_0`` and ``v_0``, constants, per-step and shared parameters, coefficients in ``n``,
-two- and three-state systems with same-step reads, blocks reading older states, nested blocks,
-non-linear activations), prints each as ``.rec`` text, and checks on it:
+the history, with coefficients that follow the sum's index too, and windows, both reaching
+before step 0; explicit initial conditions and the defaults; reads of ``x_0`` and ``v_0``;
+constants, per-step and shared parameters, coefficients in ``n``; two- and three-state systems
+with same-step reads; blocks reading older states, nested blocks; non-linear activations),
+prints each as ``.rec`` text, and checks on it:
 
 1. the analyzer's exact block and initial weights (``formulac.analyze(..., params="init")``)
    against an exact ``Fraction`` iteration of the model written here (linear formulas);
@@ -74,12 +75,13 @@ class Block:
 
 @dataclass(frozen=True)
 class History:
-    """``sum(i=low..n, weight*state_<i-shift>)``."""
+    """``sum(i=low..n, weight*state_<i-shift>)``, times ``(i+1)`` in each term when ``by_index``."""
 
     state: str
     low: int
     shift: int
     weight: Fraction
+    by_index: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,9 @@ def _body_text(body) -> str:
     if isinstance(body, Activation):
         return f"{body.name}({_terms_text(body.argument)})"
     if isinstance(body, History):
-        return f"sum(i={body.low}..n, ({_fraction(body.weight)})*{body.state}_{_index('i', -body.shift)})"
+        factor = "(i+1)*" if body.by_index else ""
+        term = f"({_fraction(body.weight)})*{factor}{body.state}_{_index('i', -body.shift)}"
+        return f"sum(i={body.low}..n, {term})"
     if isinstance(body, Window):
         high = "n" if body.upto == 0 else f"n-{body.upto}"
         return f"sum(j=n-{body.back}..{high}, {body.state}_{_index('j', -body.shift)})"
@@ -259,7 +263,8 @@ class Iteration:
         if isinstance(body, History):
             total = self.lift(Fraction(0), Fraction(0))
             for i in range(body.low, t + 1):
-                total = total + self.value(body.state, i - body.shift) * self.number(body.weight)
+                weight = body.weight * (i + 1) if body.by_index else body.weight
+                total = total + self.value(body.state, i - body.shift) * self.number(weight)
             return total
         if isinstance(body, Window):
             total = self.lift(Fraction(0), Fraction(0))
@@ -363,7 +368,9 @@ def models(draw) -> Model:
             used_blocks.append(name)
             return Block(name, argument(position, 0))
         if kind == "history":
-            return History(s, draw(st.integers(0, 1)), draw(st.integers(0, 3)), draw(FRACTIONS))
+            return History(
+                s, draw(st.integers(0, 1)), draw(st.integers(0, 3)), draw(FRACTIONS), draw(st.booleans())
+            )
         if kind == "window":
             back = draw(st.integers(0, 3))
             return Window(s, back, draw(st.integers(0, back)), draw(st.integers(0, 2)))
