@@ -43,7 +43,7 @@ from torch import nn
 
 import formulac
 
-EXAMPLES = int(os.environ.get("FORMULAC_DIFFERENTIAL_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("FORMULAC_DIFFERENTIAL_EXAMPLES", "60"))
 SEED = os.environ.get("FORMULAC_DIFFERENTIAL_SEED")
 WIDTH = 5  # features of the states
 BATCH = 3
