@@ -84,13 +84,14 @@ def _continued(line: str, width: int) -> list[str]:
 # -- the step class ----------------------------------------------------------------------------
 
 
-def _step_arguments(plan: StepPlan) -> list[str]:
-    """What a step reads, in the order the caller passes it (shared parameters come after)."""
+def _step_arguments(plan: StepPlan, unprojected: str | None = None) -> list[str]:
+    """What a step reads, in the order the caller passes it (shared parameters come after);
+    ``unprojected`` is what the caller passes for the unprojected output state."""
     args = [var_name(s, o) for s, o in plan.reads]
     args += [f"{s}_0" for s in plan.starts]
     args += [f"{h}_history" for h in plan.history]
     if plan.raw_blocks:
-        args.append(unprojected_name(plan.output))
+        args.append(unprojected or unprojected_name(plan.output))
     return args
 
 
@@ -124,12 +125,12 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
     params = [f"{attr}={number_literal(init)}" for attr, init in plan.per_step_params.values()]
     if base:
         sig = ["self", "in_width", "width", "stride=1", "n=0", "downsample=None", *params, "**branch_options"]
-        out.append(f"{_INDENT}def __init__({', '.join(sig)}):")
+        out += _fitted(_INDENT, "def ", f"__init__({', '.join(sig)})", ":")
         out.append(f"{_INDENT * 2}super().__init__(in_width, width, stride, **branch_options)")
         out.append(f"{_INDENT * 2}self.downsample = downsample")
     else:
         sig = ["self", *plan.blocks, "n=0", "downsample=None", *params]
-        out.append(f"{_INDENT}def __init__({', '.join(sig)}):")
+        out += _fitted(_INDENT, "def ", f"__init__({', '.join(sig)})", ":")
         out.append(f"{_INDENT * 2}super().__init__()")
         for block in plan.blocks:
             out.append(f"{_INDENT * 2}self.{block} = {block}")
@@ -143,7 +144,7 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
         out.append(f"{_INDENT}def {block}(self, x):")
         out.append(f"{_INDENT * 2}return {base}.forward(self, x)")
         out.append("")
-    out.append(f"{_INDENT}def forward({', '.join(['self', *_step_signature(plan)])}):")
+    out += _fitted(_INDENT, "def ", f"forward({', '.join(['self', *_step_signature(plan)])})", ":")
     out.append(_docstring(_forward_docstring(plan), _INDENT * 2, one_line=True))
     for h, first in plan.history.items():
         if first < 0:
@@ -213,18 +214,15 @@ def _initial_lines(plan: StepPlan, indent: str, entry: str) -> list[str]:
 def _loop_lines(
     plan: StepPlan, carry: _Carry, indent: str, steps: str, shared: str, stage_input: bool
 ) -> list[str]:
-    args = [var_name(s, o) for s, o in plan.reads]
-    args += [f"{s}_0" for s in plan.starts]
-    args += [f"{h}_history" for h in plan.history]
-    if plan.raw_blocks:
-        current = var_name(plan.output, 0)
-        args.append(f"x_in if i == 0 else {current}" if stage_input else current)
+    current = var_name(plan.output, 0)
+    args = _step_arguments(plan, f"x_in if i == 0 else {current}" if stage_input else current)
     args += [f"{attr}={shared}{attr}" for attr, _ in plan.shared_params.values()]
     returned = _returned(plan)
     loop_var = "i, step" if (plan.raw_blocks and stage_input) else "step"
     iterator = f"enumerate({steps})" if (plan.raw_blocks and stage_input) else steps
     lines = [f"{indent}for {loop_var} in {iterator}:"]
-    lines.append(f"{indent}{_INDENT}{', '.join(var_name(s, 1) for s in returned)} = step({', '.join(args)})")
+    targets = ", ".join(var_name(s, 1) for s in returned)
+    lines += _fitted(indent + _INDENT, f"{targets} = ", f"step({', '.join(args)})", "")
     for s, depth in carry.lags.items():
         chain = [var_name(s, -k) for k in range(depth)]
         if depth == 1:
@@ -262,8 +260,11 @@ def wire_source(rec: Recurrence) -> str:
         first = plan.blocks[0]
         lines.append(f"{_INDENT * 2}depth = len(blocks[{_literal(first)}])")
         kwargs = ", ".join(f"{b}=blocks[{_literal(b)}][i]" for b in plan.blocks)
-        lines.append(
-            f"{_INDENT * 2}self.steps = nn.ModuleList(FormulaStep({kwargs}, n=i) for i in range(depth))"
+        lines += _fitted(
+            _INDENT * 2,
+            "self.steps = ",
+            f"nn.ModuleList(FormulaStep({kwargs}, n=i) for i in range(depth))",
+            "",
         )
     lines.append("")
     lines.append(f"{_INDENT}def forward(self, {rec.output}_0):")
