@@ -215,6 +215,9 @@ def _forward_names(source: str, class_name: str, method: str) -> set[str]:
             {"x_nm1", "v_nm1"},
         ),
         ("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", {"x_n", "x_history"}, {"x_nm1"}),
+        # a window is a few lags, not the whole history
+        ("x_<n+1> = sum(j=n-2..n, x_j)/3 + F(x_n)", {"x_n", "x_nm1", "x_nm2"}, {"x_nm3", "x_history"}),
+        ("x_<n+1> = x_n + sum(i=0..n, x_<i-2>) + F(x_n)", {"x_n", "x_history"}, {"x_nm1", "x_nm2"}),
     ],
 )
 def test_only_the_states_read_are_kept(text, kept, dropped):
