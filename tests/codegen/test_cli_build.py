@@ -8,9 +8,16 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from fixtures_path import REPO
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import formulac
+from formulac import FormulacError, SourceError
 from formulac.cli import main
+from formulac.codegen import PlanError, check_buildable
+from formulac.parse import parse as parse_rec
 
 EXAMPLES = REPO / "examples"
 
@@ -235,3 +242,58 @@ def test_info_input_size(capsys):
 def test_info_bad_input_size(capsys, argv, fragment):
     status, _out, err = run(capsys, "info", EXAMPLES / "resnet.rec", "--backbone", "mlp", *argv)
     assert status == 2 and fragment in err and "Traceback" not in err
+
+
+TERMS = [
+    "x_n",
+    "x_<n-3>",
+    "x_0",
+    "v_0",
+    "v_n",
+    "F(x_n)",
+    "G(x_<n-2>)",
+    "F(v_n)",
+    "sum(i=0..n, x_<i-2>)",
+    "sum(i=1..n, v_i)",
+    "sum(j=n-2..n, x_j)",
+    "sigmoid(1)*x_n",
+    "relu(n - 2)*x_n",
+    "cat(x_n, F(x_n))",
+    "cat(x_n, x_n)",
+    "2",
+    "1e300*1e300*x_n",
+    "k_n*x_n",
+    "F(cat(x_n, v_n))",
+    "sum(i=0..n, cat(x_i, x_i))",
+    "sum(i=0..n, F(x_i))",
+]
+HEADS = ["x_<-1> = 0\n", "v_0 = x_0\n", "v_<-1> = 1e309*x_0\n", "shared F\n", "param k_n = 1/2\n"]
+
+
+@settings(max_examples=40, derandomize=True, database=None, deadline=None)
+@given(
+    heads=st.lists(st.sampled_from(HEADS), unique=True, max_size=2),
+    v_terms=st.lists(st.sampled_from(TERMS), min_size=1, max_size=3),
+    x_terms=st.lists(st.sampled_from([*TERMS, "v_<n+1>"]), min_size=1, max_size=4),
+)
+def test_check_and_compile_agree(heads, v_terms, x_terms):
+    """Whatever check says, compile (on a deeper network than check's own plan) agrees."""
+    text = "".join(heads) + f"v_<n+1> = {' + '.join(v_terms)}\nx_<n+1> = {' + '.join(x_terms)}\n"
+    if "k_n" in text and "param k_n" not in text:
+        text = "param k_n = 1/2\n" + text
+    try:
+        rec = parse_rec(text)
+    except SourceError:
+        return
+    try:
+        check_buildable(rec)
+        refused = None
+    except PlanError as exc:
+        refused = exc
+    try:
+        net = formulac.compile(rec, backbone="mlp", depth=6, width=8, stages=[8, 12, 6])
+    except FormulacError as exc:
+        assert refused is not None, f"check accepts, compile refuses ({exc}):\n{text}"
+        return
+    assert refused is None, f"check refuses ({refused}), compile builds:\n{text}"
+    net(torch.randn(2, 1, 28, 28)).sum().backward()
