@@ -30,7 +30,6 @@ __all__ = [
     "block_calls",
     "state_refs",
     "rebuild",
-    "evaluate_functions",
 ]
 
 #: The step index. ``x[n + 1]`` is the state computed at step ``n``.
@@ -56,29 +55,6 @@ ELEMENTWISE: Mapping[str, object] = MappingProxyType(
         "cos": sympy.cos,
     }
 )
-
-
-#: What the opaque element-wise functions compute, in SymPy terms (torch's definitions: exact
-#: gelu, elu with alpha 1, softplus with beta 1), so that a number such as sigmoid(1) evaluates.
-_DEFINITIONS: Mapping[str, object] = MappingProxyType(
-    {
-        "relu": lambda a: sympy.Max(a, 0),
-        "sigmoid": lambda a: 1 / (1 + sympy.exp(-a)),
-        "tanh": sympy.tanh,
-        "softplus": lambda a: sympy.log(1 + sympy.exp(a)),
-        "gelu": lambda a: a * (1 + sympy.erf(a / sympy.sqrt(2))) / 2,
-        "silu": lambda a: a / (1 + sympy.exp(-a)),
-        "elu": lambda a: sympy.Piecewise((a, a > 0), (sympy.exp(a) - 1, True)),
-    }
-)
-
-
-def evaluate_functions(expr: sympy.Expr) -> sympy.Expr:
-    """``expr`` with the opaque element-wise functions replaced by their definitions."""
-    return expr.replace(
-        lambda e: isinstance(e, sympy.Function) and type(e).__name__ in _DEFINITIONS,
-        lambda e: _DEFINITIONS[type(e).__name__](e.args[0]),
-    )
 
 
 class BlockCall(sympy.Function):

@@ -17,7 +17,7 @@ from pathlib import Path
 import sympy
 
 from ..errors import FormulacError, SourceError, UsageError
-from ..ir import BlockCall, Concat, Recurrence, block_calls, evaluate_functions, n, rebuild, state
+from ..ir import BlockCall, Concat, Recurrence, block_calls, n, rebuild, state
 from ..printing import rec_expr
 
 __all__ = [
@@ -126,6 +126,28 @@ def var_name(state: str, offset: int) -> str:
     if offset == 1:
         return f"{state}_next"
     return f"{state}_nm{-offset}"
+
+
+# What the opaque element-wise functions compute (torch's definitions: exact gelu, elu with
+# alpha 1, softplus with beta 1), so that a coefficient such as sigmoid(1) is a number.
+# (The language's branch gives ir's activations these definitions; then evalf alone does it.)
+_DEFINITIONS = {
+    "relu": lambda a: sympy.Max(a, 0),
+    "sigmoid": lambda a: 1 / (1 + sympy.exp(-a)),
+    "tanh": sympy.tanh,
+    "softplus": lambda a: sympy.log(1 + sympy.exp(a)),
+    "gelu": lambda a: a * (1 + sympy.erf(a / sympy.sqrt(2))) / 2,
+    "silu": lambda a: a / (1 + sympy.exp(-a)),
+    "elu": lambda a: sympy.Piecewise((a, a > 0), (sympy.exp(a) - 1, True)),
+}
+
+
+def _defined(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with the opaque element-wise functions replaced by their definitions."""
+    return expr.replace(
+        lambda e: isinstance(e, sympy.Function) and type(e).__name__ in _DEFINITIONS,
+        lambda e: _DEFINITIONS[type(e).__name__](e.args[0]),
+    )
 
 
 def unprojected_name(output: str) -> str:
@@ -540,7 +562,7 @@ class _TorchPrinter:
             return None
         if value.is_Rational:
             return value
-        value = evaluate_functions(value).evalf(30)
+        value = _defined(value).evalf(30)
         return value if value.is_number else None
 
     def _indexed(self, expr) -> str:
