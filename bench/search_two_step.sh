@@ -1,47 +1,47 @@
 #!/usr/bin/env bash
-# The two-step family a in [-0.9, 0.9] on cifar-resnet-20, Fashion-MNIST, 24 trials with pruning,
-# then --confirm 2 --seeds 3 against ResNet. Writes DIR/bench.json: wall time, best a, counts of
-# rejected and pruned trials, epochs saved against training every trial to the end, the search
-# machinery's overhead per trial (storage, sampler, analysis) as a fraction of trial time, and
-# the confirmation table.
+# The search benchmark of issue 8: the two-step family a in [-0.9, 0.9] on cifar-resnet-20,
+# Fashion-MNIST, 24 trials with pruning, then --confirm 2 --seeds 3 against ResNet.
 #
-#   bash bench/search_two_step.sh [DIR] [extra formulac search flags]
-#   BUDGET=reduced bash bench/search_two_step.sh runs/bench-search   # a quick end-to-end check
+#   bash bench/search_two_step.sh [DIR]                    # the issue's command, exactly
+#   BUDGET=reduced bash bench/search_two_step.sh [DIR]     # a small run of the same pipeline
+#
+# Writes DIR/bench.json (machine, load, command, wall time, best a, counts, epochs and time
+# saved by rejection and pruning, machinery overhead, confirmation table); then
+#   .venv/bin/python bench/search_report.py DIR/bench.json
+# prints the docs/benchmarks.md section (--write docs/benchmarks.md puts it there).
+#
+# The reduced run keeps the family, --require stable, the pruner, the baseline and the
+# confirmation, and shrinks the rest: cifar-resnet-8, 2000 training images, 3 epochs, a grid of
+# 6 values of a (two of them expanding, so rejected untrained), --confirm 1 --seeds 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-runs/bench-search}; shift || true
-if [ "${BUDGET:-full}" = reduced ]; then
-  LIMITS=(--trials 8 --epochs 2 --limit-train 2000 --limit-test 1000 --confirm 1 --seeds 2)
+BUDGET=${BUDGET:-full}
+if [ "$BUDGET" = reduced ]; then
+  OUT=${1:-runs/search-a-reduced}
+  CMD=(.venv/bin/formulac search examples/two_step_free.rec --space a=-0.9,-0.6,-0.3,0,0.3,0.6 --require stable
+    --data fashion-mnist --epochs 3 --trials 6 --confirm 1 --seeds 2 --baseline examples/resnet_post.rec
+    --backbone cifar-resnet --depth 8 --limit-train 2000 --limit-test 1000 --out "$OUT")
+elif [ "$BUDGET" = full ]; then
+  OUT=${1:-runs/search-a}
+  # the command of issue 8, word for word
+  CMD=(.venv/bin/formulac search examples/two_step_free.rec --space a=-0.9:0.9 --require stable
+    --data fashion-mnist --epochs 4 --trials 24 --confirm 2 --seeds 3 --baseline examples/resnet_post.rec
+    --backbone cifar-resnet --depth 20 --out "$OUT")
 else
-  LIMITS=(--trials 24 --epochs 4 --confirm 2 --seeds 3)
+  echo "BUDGET must be full or reduced, not $BUDGET" >&2
+  exit 2
 fi
+shift || true
+CMD+=("$@")
+if [ -e "$OUT/study.db" ]; then
+  echo "$OUT holds a study already: the run would continue it; choose another DIR" >&2
+  exit 2
+fi
+mkdir -p "$OUT"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$(date +%s.%N)
-.venv/bin/formulac search examples/two_step_free.rec --space a=-0.9:0.9 --require stable \
-  --data fashion-mnist --backbone cifar-resnet --depth 20 --baseline examples/resnet_post.rec \
-  --sampler-seed 0 --no-progress "${LIMITS[@]}" --out "$OUT" "$@"
+"${CMD[@]}" 2> >(tee "$OUT/search.log" >&2)
 end=$(date +%s.%N)
-.venv/bin/python - "$OUT" "$start" "$end" "${BUDGET:-full}" <<'PY'
-import json, sys, platform, os
-out, start, end, budget = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-b = json.load(open(f"{out}/leaderboard.json"))
-epochs = b["settings"]["train"]["epochs"]
-trials = b["trials"]
-trained = sum(t["epochs"] for t in trials if t["state"] != "rejected")
-full = epochs * len(trials)
-per_epoch = [t["seconds"] / t["epochs"] for t in trials if t["state"] == "complete" and t["epochs"] and t["seconds"]]
-sec_per_epoch = sorted(per_epoch)[len(per_epoch) // 2] if per_epoch else None
-result = {
-    "budget": budget,
-    "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-    "wall_time_s": end - start,
-    "best": b["best"] and {"a": b["best"]["params"].get("a"), "val_accuracy": b["best"]["val_accuracy"]},
-    "counts": b["counts"],
-    "epochs_trained": trained,
-    "epochs_if_every_trial_ran_to_the_end": full,
-    "time_saved_s_estimate": None if sec_per_epoch is None else (full - trained) * sec_per_epoch,
-    "overhead": b["overhead"],
-    "confirmation": b["confirmation"] and b["confirmation"]["markdown"],
-}
-json.dump(result, open(f"{out}/bench.json", "w"), indent=2)
-print(json.dumps(result, indent=2))
-PY
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+.venv/bin/python bench/search_report.py --collect "$OUT" --budget "$BUDGET" --wall "$start" "$end" \
+  --load "$load_before" "$load_after" --command "${CMD[*]}"
