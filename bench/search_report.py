@@ -60,7 +60,9 @@ def collect(out: Path, budget: str, wall: tuple[float, float], load: tuple[str, 
     ]
     seconds_per_epoch = statistics.median(per_epoch) if per_epoch else None
     search_seconds = sum(r["seconds"] for r in timings)
-    overhead = [r["overhead_seconds"] for r in timings if r["train_seconds"] > 0]
+    trained = [r for r in timings if r["train_seconds"] > 0]
+    rejected = [r["seconds"] for r in timings if r["state"] == "rejected"]
+    overhead = [r["overhead_seconds"] for r in trained]
     fractions = [
         r["overhead_seconds"] / r["seconds"] for r in timings if r["train_seconds"] > 0 and r["seconds"]
     ]
@@ -105,9 +107,10 @@ def collect(out: Path, budget: str, wall: tuple[float, float], load: tuple[str, 
             "max_s": max(overhead) if overhead else None,
             "median_fraction": statistics.median(fractions) if fractions else None,
             "max_fraction": max(fractions) if fractions else None,
-            "total_fraction": sum(r["overhead_seconds"] for r in timings) / search_seconds
-            if search_seconds
+            "total_fraction": sum(r["overhead_seconds"] for r in trained) / sum(r["seconds"] for r in trained)
+            if trained
             else None,
+            "rejected_trial_median_s": statistics.median(rejected) if rejected else None,
         },
         "trial_table": [
             {
@@ -189,7 +192,13 @@ def markdown(b: dict) -> str:
         lines.append(
             f"- Search machinery (storage, sampler, analysis, pruner) per trained trial: median "
             f"{o['median_s']:.3f} s, max {o['max_s']:.3f} s; **{100 * o['median_fraction']:.2f} %** of trial "
-            f"time (median; max {100 * o['max_fraction']:.2f} %, all trials {100 * o['total_fraction']:.2f} %)."
+            f"time (median; max {100 * o['max_fraction']:.2f} %; {100 * o['total_fraction']:.2f} % of all "
+            "trained trials' time together)"
+            + (
+                f"; a rejected trial took {o['rejected_trial_median_s']:.2f} s (median) instead of a training."
+                if o.get("rejected_trial_median_s") is not None
+                else "."
+            )
         )
     lines += [
         "",
