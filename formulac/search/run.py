@@ -199,7 +199,7 @@ def _check_networks(space, kwargs: dict) -> None:
     import itertools
 
     from ..codegen import compile_source
-    from ..errors import FormulacError
+    from ..errors import SourceError
 
     fixed = {k: v for k, v in kwargs.items() if v is not None}
     for choice in space.formulas:
@@ -213,9 +213,9 @@ def _check_networks(space, kwargs: dict) -> None:
             options = {**fixed, **dict(zip((k.name for k in space.knobs), knob_values))}
             try:
                 compile_source(rec, **options)
-            except FormulacError:
-                raise
-            except (ValueError, TypeError) as exc:
+            except SourceError:
+                raise  # points at the file's line
+            except (ValueError, TypeError, UsageError) as exc:
                 knobs = ", ".join(f"{k.name}={v}" for k, v in zip(space.knobs, knob_values))
                 raise UsageError(
                     f"{choice.path} does not compile on {options.get('backbone')}"

@@ -361,7 +361,7 @@ def build_space(
                 depth = options.pop("depth", None)
                 try:
                     info.validate(depth=depth, **options)
-                except (ValueError, TypeError) as exc:
+                except (ValueError, TypeError, UsageError) as exc:  # codegen's BackboneError is a UsageError
                     raise UsageError(f"--space {item}: {exc}") from None
             knobs.append(Knob(name, values))
         else:
