@@ -144,7 +144,7 @@ def kept_names(lags: dict[str, int]) -> tuple[list[str], list[str]]:
 
 def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: str) -> list[str]:
     """The ``advance`` (and, when reversible, ``retreat``) methods of the step class."""
-    by_equation = _block_calls_by_equation(rec)
+    by_equation = _block_calls_by_equation(plan)
     calls = [c for group in by_equation.values() for c in group]
     subs = rec.substitutions()
     index = {}
@@ -164,7 +164,7 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
     printer.block_vars = dict(locals_)
     body = []
     defined: set[str] = set()
-    for state_name, expr in _step_equations(rec):
+    for state_name, expr in _step_equations(plan):
         for call in by_equation[state_name]:
             key = rebuild(call)
             if locals_[key] not in defined:
@@ -206,15 +206,15 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
     return lines
 
 
-def _step_equations(rec: Recurrence) -> list[tuple[str, sympy.Expr]]:
+def _step_equations(plan: StepPlan) -> list[tuple[str, sympy.Expr]]:
     """(state, the expression the step's forward computes), in evaluation order: the user's
     terms, so that ``advance`` computes exactly what ``forward`` does."""
-    return [(eq.state, eq.display_rhs) for eq in rec.equations]
+    return plan.equations
 
 
-def _block_calls_by_equation(rec: Recurrence) -> dict[str, list[BlockCall]]:
+def _block_calls_by_equation(plan: StepPlan) -> dict[str, list[BlockCall]]:
     """Distinct block calls of each equation, innermost first, as the forward makes them."""
-    return _ordered_block_calls(rec)
+    return _ordered_block_calls(plan.equations)
 
 
 def _tuple(names: list[str]) -> str:
