@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from search_report import _cpu  # bench/ is the script directory: its CPU-name helper
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("standard", "checkpoint", "reversible")
 
@@ -217,7 +219,7 @@ def main() -> None:
     results = {
         "machine": {
             "platform": platform.platform(),
-            "processor": _cpu_name(),
+            "processor": _cpu(),
             "cpus": os.cpu_count(),
             "threads": args.threads,
             "device": args.device,
@@ -302,16 +304,6 @@ def _time_line(row: dict, modes) -> str:
                 f" x{row.get(f'{mode}_cpu_ratio', float('nan')):.2f} cpu)"
             )
     return "  ".join(parts)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
