@@ -8,7 +8,9 @@ and mode:
   (Linux ``VmHWM``, reset before it; the allocator holds nothing of a step yet, but what it
   keeps after frees counts, as the OS sees it), then the peak of live tensor memory during a
   second step from the profiler's allocation events (``torch.profiler``, ``profile_memory=True``,
-  summed in time order at operator granularity); on CUDA
+  summed in time order at operator granularity), and the live tensor bytes when its backward
+  starts: the activations the forward kept (the peak also holds the parameters' gradients,
+  which every mode ends the backward with, and the backward's transients); on CUDA
   (``--device cuda``), the allocator's peak (``torch.cuda.max_memory_allocated``) over one step
   above what the model and batch hold before it. Beside them, ``formulac info --memory``'s
   prediction (activation memory only; the measured peaks also hold the parameters' gradients).
@@ -62,7 +64,9 @@ def _step(model, x, y):
     import torch
 
     model.zero_grad(set_to_none=True)
-    torch.nn.functional.cross_entropy(model(x), y).backward()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    with torch.profiler.record_function("memory_bench::backward"):  # marks the forward's end
+        loss.backward()
 
 
 def child_memory(formula: str, depth: int, mode: str, batch: int, device: str) -> dict:
@@ -89,10 +93,13 @@ def child_memory(formula: str, depth: int, mode: str, batch: int, device: str) -
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         _step(model, x, y)
     live = peak = 0
+    kept = None  # live tensor bytes when the backward starts: what the forward kept for it
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        if kept is None and event.name == "memory_bench::backward":
+            kept = live
         live += event.self_cpu_memory_usage
         peak = max(peak, live)
-    return {"rss_rise": rss_rise, "profiler_peak": peak, "parameter_bytes": params}
+    return {"rss_rise": rss_rise, "profiler_peak": peak, "kept_for_backward": kept, "parameter_bytes": params}
 
 
 def _status(field: str) -> int:
@@ -288,8 +295,10 @@ def _memory_line(row: dict, batch: int) -> str:
     rss = row.get("rss_rise")
     note = f"  (measured at batch {row['batch']}, x{scale:g} extrapolated)" if scale != 1 else ""
     pred = row["predicted_per_image"]
+    kept = row.get("kept_for_backward")
     return (
-        f"{row['formula']:<9} {row['depth']:>5} {row['mode']:<11} peak {_mib(measured * scale)} MiB"
+        f"{row['formula']:<9} {row['depth']:>5} {row['mode']:<11} kept {_mib(kept * scale if kept else None)} MiB"
+        f"  peak {_mib(measured * scale)} MiB"
         f"  rss rise {_mib(rss * scale if rss is not None else None)} MiB"
         f"  predicted {_mib(pred * batch if pred else None)} MiB{note}"
     )
