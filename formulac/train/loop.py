@@ -8,7 +8,8 @@ Files written into ``out_dir`` (by rank 0 only):
                     test_acc, val_loss, val_acc, seconds, train_seconds, images_per_s
                     (accuracies are fractions in [0, 1]; the set not evaluated is null)
 ``checkpoint.pt``   written atomically after every epoch: model, optimizer and scaler state,
-                    epoch, RNG states, history; ``resume=True`` continues from it and ends with
+                    the weight average (``average["model"]``: the weights evaluated when the
+                    recipe averages), epoch, RNG states, history; ``resume=True`` continues from it and ends with
                     exactly the weights of an uninterrupted run
 ``summary.json``    written when the run is finished: final and best accuracy, parameters,
                     wall time, images/s, what it was evaluated on, how to repeat it
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 
 from ..files import atomic_write
 from . import distributed as D
+from .averaging import WeightAverage
 from .data import Dataset, load_dataset
 from .errors import TrainError, TrainingDiverged
 from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs
@@ -364,7 +366,8 @@ def evaluate(
     info: D.DistInfo | None = None,
 ) -> tuple[float, float, int]:
     """(mean loss, accuracy, count) of ``model`` on uint8 ``images``; with DDP each rank takes
-    a contiguous share and the sums are reduced."""
+    a contiguous share and the sums are reduced.  With ``config.tta`` the logits are the mean of
+    those of each image and of its mirror image."""
     info = info or D.DistInfo()
     was_training = model.training
     model.eval()
@@ -379,8 +382,12 @@ def evaluate(
         y = labels[i:j].to(device, non_blocking=True)
         x = augment_batch(x, None, config, mean, std, config.channels_last)
         with amp:
-            out = model(x)
-        out = out.float()
+            out = model(x).float()
+            if config.tta:
+                mirrored = x.flip(3)
+                if config.channels_last:
+                    mirrored = mirrored.contiguous(memory_format=torch.channels_last)
+                out = 0.5 * (out + model(mirrored).float())
         loss_sum += F.cross_entropy(out, y, reduction="sum").double()
         correct += (out.argmax(1) == y).sum()
     stats = torch.stack(
@@ -416,13 +423,23 @@ def _log(info: D.DistInfo, quiet: bool, msg: str) -> None:
 
 
 def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW; without ``config.norm_bias_decay`` the parameters of fewer than two
+    dimensions (batch-norm weights, biases, a formula's scalar coefficients) get no weight
+    decay."""
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise TrainError("the model has no trainable parameters")
+    groups: list[dict] = [{"params": params}]
+    if not config.norm_bias_decay:
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2]},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
-        params,
+        groups,
         lr=config.lr,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
@@ -462,6 +479,7 @@ class _Run:
     eval_model: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
+    average: WeightAverage | None  # evaluated in place of ``net`` when the recipe averages
     data: _Data
     parameters: int
     describe: dict | None
@@ -643,10 +661,11 @@ def _set_up(
         raise TrainError(f"{data.n_train} training examples are fewer than the {info.world_size} ranks")
 
     model = D.wrap_model(net, info, device)
-    eval_model: nn.Module = net
+    average = WeightAverage(net, config.ema_decay) if config.ema_decay > 0 else None
+    eval_model: nn.Module = average.model if average is not None else net
     if config.compile:
         model = torch.compile(model)
-        eval_model = torch.compile(net)
+        eval_model = torch.compile(eval_model)
     return _Run(
         config=config,
         out=out,
@@ -657,6 +676,7 @@ def _set_up(
         eval_model=eval_model,
         optimizer=optimizer,
         scaler=scaler,
+        average=average,
         data=data,
         parameters=count_parameters(net),
         describe=describe,
@@ -676,6 +696,8 @@ def _restore(run: _Run, checkpoint: dict) -> None:
         ) from None
     if run.scaler is not None and checkpoint.get("scaler"):
         run.scaler.load_state_dict(checkpoint["scaler"])
+    if run.average is not None:
+        run.average.load_state_dict(checkpoint["average"])
     rngs = checkpoint["rng"]
     _set_rng(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
     run.epoch = int(checkpoint["epoch"])
@@ -859,6 +881,8 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
         else:
             loss.backward()
             run.optimizer.step()
+        if run.average is not None:
+            run.average.update()
         batch_loss = batch_loss.detach()
         watch.see(step, batch_loss, lr)
         loss_sum += batch_loss.double()
@@ -932,6 +956,7 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
             "note": "the lr is a pure function of (config, epoch, step)",
         },
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "average": run.average.state_dict() if run.average is not None else None,
         "rng": rngs,
         "data_order": {
             "scheme": "per-epoch torch.Generator seeded by splitmix(seed, epoch): order and augmentation",

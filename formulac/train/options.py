@@ -20,7 +20,7 @@ from dataclasses import fields
 
 from .data import DATASETS
 from .errors import TrainError
-from .recipes import RECIPES, TrainConfig, make_config
+from .recipes import RECIPES, SCHEDULES, TrainConfig, make_config
 
 __all__ = [
     "add_run_arguments",
@@ -146,7 +146,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     g.add_argument("--momentum", type=_float, metavar="M")
     g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=_float, metavar="WD")
     g.add_argument("--nesterov", action=B, default=None, help="Nesterov momentum")
-    g.add_argument("--schedule", choices=["step", "cosine", "constant"])
+    g.add_argument("--schedule", choices=list(SCHEDULES), help="lr schedule after the warm-up")
     g.add_argument(
         "--milestones",
         type=_float_list,
@@ -156,6 +156,25 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     g.add_argument("--gamma", type=_float, metavar="G", help="lr factor at each milestone")
     g.add_argument("--warmup-epochs", type=_float, metavar="E", help="linear lr warm-up over E epochs")
     g.add_argument("--label-smoothing", type=_float, metavar="S")
+    g.add_argument(
+        "--norm-bias-decay",
+        action=B,
+        default=None,
+        help="weight decay on batch-norm weights and biases too (--no-norm-bias-decay: on conv and "
+        "linear weights only)",
+    )
+    g.add_argument(
+        "--ema-decay",
+        type=_float,
+        metavar="D",
+        help="evaluate an exponential moving average of the weights, updated every step (0: off)",
+    )
+    g.add_argument(
+        "--tta",
+        action=B,
+        default=None,
+        help="test-time augmentation: average the logits of each image and its mirror",
+    )
     g.add_argument(
         "--crop-padding",
         type=_nonneg_int,

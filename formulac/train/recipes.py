@@ -64,11 +64,14 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = True
-    schedule: str = "cosine"  # step | cosine | constant
+    schedule: str = "cosine"  # step | cosine | linear | constant
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs (step schedule)
     gamma: float = 0.1  # lr factor at each milestone
     warmup_epochs: float = 0.0  # linear warm-up, per iteration
     label_smoothing: float = 0.0
+    norm_bias_decay: bool = True  # weight decay on batch-norm weights and biases too
+    ema_decay: float = 0.0  # evaluate an exponential moving average of the weights (0: off)
+    tta: bool = False  # evaluate on each image and its mirror image, logits averaged
     # augmentation
     crop_padding: int = 2  # random crop with zero padding (0: off)
     flip: bool = True  # random horizontal flip
@@ -124,8 +127,8 @@ class TrainConfig:
             bad("--momentum and --weight-decay must not be negative")
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             bad("Nesterov momentum needs --momentum > 0 (or --no-nesterov)")
-        if self.schedule not in ("step", "cosine", "constant"):
-            bad(f"unknown schedule '{self.schedule}'; choose step, cosine or constant")
+        if self.schedule not in SCHEDULES:
+            bad(f"unknown schedule '{self.schedule}'; choose {', '.join(SCHEDULES)}")
         if any(not (0 < m < 1) for m in self.milestones):
             bad(f"--milestones are fractions of the epochs in (0, 1), not {self.milestones}")
         if not (0 < self.gamma <= 1):
@@ -134,6 +137,8 @@ class TrainConfig:
             bad("--warmup-epochs must not be negative")
         if not (0 <= self.label_smoothing < 1):
             bad("--label-smoothing must be in [0, 1)")
+        if not (0 <= self.ema_decay < 1):
+            bad(f"--ema-decay must be in [0, 1), not {self.ema_decay}")
         if self.crop_padding < 0:
             bad("--crop-padding must not be negative")
         if self.amp not in ("none", "bf16", "fp16"):
@@ -156,6 +161,8 @@ class TrainConfig:
                 bad(f"--{what.replace('_', '-')} must be at least 1, not {v}")
         return self
 
+
+SCHEDULES = ("step", "cosine", "linear", "constant")
 
 RECIPES: dict[str, dict] = {
     "cifar": dict(
@@ -257,6 +264,8 @@ def lr_at(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int =
         factor = config.gamma ** sum(1 for m in milestone_epochs(config) if epoch >= m)
     elif config.schedule == "cosine":
         factor = 0.5 * (1.0 + math.cos(math.pi * t / config.epochs))
+    elif config.schedule == "linear":
+        factor = 1.0 - t / config.epochs
     else:
         factor = 1.0
     if config.warmup_epochs > 0 and t < config.warmup_epochs:
