@@ -235,6 +235,15 @@ def add_run_arguments(
     g.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
     if compare:
         g.add_argument(
+            "-j",
+            "--jobs",
+            type=_positive_int,
+            default=1,
+            metavar="N",
+            help="train N runs at once in separate processes, each with its share of the CPU "
+            "threads (default 1)",
+        )
+        g.add_argument(
             "--seeds",
             type=parse_seeds,
             default=[0, 1, 2],
