@@ -5,7 +5,8 @@ Files written into ``out_dir`` (by rank 0 only):
 ``config.json``     the config, the model's description, the data set, the versions of torch,
                     formulac and Python, the device
 ``metrics.jsonl``   one JSON line per epoch: epoch, lr, train_loss, train_acc, test_loss,
-                    test_acc, val_loss, val_acc, seconds, train_seconds, images_per_s
+                    test_acc, val_loss, val_acc, seconds, train_seconds, train_cpu_seconds
+                    (the process's CPU time), images_per_s
                     (accuracies are fractions in [0, 1]; the set not evaluated is null)
 ``checkpoint.pt``   written atomically after every epoch: model, optimizer and scaler state,
                     the weight average (``average["model"]``: the weights evaluated when the
@@ -47,7 +48,7 @@ from . import distributed as D
 from .averaging import WeightAverage
 from .data import Dataset, load_dataset
 from .errors import TrainError, TrainingDiverged
-from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs
+from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs, resolve_amp
 
 __all__ = [
     "CHECKPOINT",
@@ -405,9 +406,10 @@ def evaluate(
 
 
 def _autocast(config: TrainConfig, device: torch.device):
-    if config.amp == "none":
+    amp = resolve_amp(config.amp, device)
+    if amp == "none":
         return nullcontext()
-    dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -647,7 +649,7 @@ def _set_up(
             raise TrainError("--sync-bn needs CUDA devices")
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     optimizer = _make_optimizer(net, config)
-    scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if resolve_amp(config.amp, device) == "fp16" else None
     if info.enabled:
         # each rank its own stream for dropout and the like; the data order is global
         torch.manual_seed(config.seed + 7919 * info.rank)
@@ -716,6 +718,7 @@ def _repeat_info(run: _Run) -> dict:
         "world_size": run.info.world_size,
         "device": str(run.device),
         "device_name": _device_name(run.device),
+        "amp": resolve_amp(run.config.amp, run.device),
         "versions": _versions(),
     }
 
@@ -843,7 +846,7 @@ class _DivergenceWatch:
 def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
     """One pass over the training data; returns the epoch's record without evaluation."""
     config, info, device, data = run.config, run.info, run.device, run.data
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run.net.train()
     hw = (data.train_x.shape[2], data.train_x.shape[3])
     plan = epoch_plan(config, data.n_train, epoch, hw)
@@ -907,6 +910,9 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
         "val_acc": None,
         "seconds": train_seconds,
         "train_seconds": train_seconds,
+        # CPU time of this process in the training phase: what other jobs on a shared machine
+        # disturb far less than the wall time
+        "train_cpu_seconds": time.process_time() - c0,
         "images_per_s": seen / train_seconds if train_seconds > 0 else None,
     }
 
@@ -1035,10 +1041,12 @@ def _finish(run: _Run, quiet: bool) -> dict:
         "parameters": run.parameters,
         "wall_time_s": run.elapsed,
         "train_time_s": run.train_elapsed,
+        "train_cpu_time_s": math.fsum(r.get("train_cpu_seconds") or 0.0 for r in history),
         "images_per_s": total_images / run.train_elapsed if run.train_elapsed > 0 else None,
         "world_size": run.info.world_size,
         "device": str(run.device),
         "device_name": _device_name(run.device),
+        "amp": resolve_amp(run.config.amp, run.device),
         "seed": run.config.seed,
         "recipe": run.config.recipe,
         "data": run.data.description["name"],

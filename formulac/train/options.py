@@ -20,7 +20,7 @@ from dataclasses import fields
 
 from .data import DATASETS
 from .errors import TrainError
-from .recipes import RECIPES, SCHEDULES, TrainConfig, make_config
+from .recipes import AMP_MODES, RECIPES, SCHEDULES, TrainConfig, make_config
 
 __all__ = [
     "add_run_arguments",
@@ -188,7 +188,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     g.add_argument("--no-augment", action="store_true", default=None, help="no crop, no flip")
     g.add_argument("--seed", type=_nonneg_int, metavar="N", help="random seed (default 0)")
     g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
-    g.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
+    g.add_argument(
+        "--amp",
+        choices=list(AMP_MODES),
+        help="mixed precision; auto: bf16 on CUDA devices that have it and on CPUs with native "
+        "bf16 arithmetic (AVX512-BF16, AMX), none elsewhere",
+    )
     g.add_argument("--channels-last", action=B, default=None)
     g.add_argument("--compile", action=B, default=None, help="torch.compile the model")
     g.add_argument(

@@ -36,6 +36,7 @@ __all__ = [
     "make_config",
     "milestone_epochs",
     "recipe_for_dataset",
+    "resolve_amp",
 ]
 
 
@@ -79,7 +80,7 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "none"  # none | bf16 | fp16
+    amp: str = "none"  # none | bf16 | fp16 | auto (bf16 where the device computes it natively)
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
@@ -141,8 +142,8 @@ class TrainConfig:
             bad(f"--ema-decay must be in [0, 1), not {self.ema_decay}")
         if self.crop_padding < 0:
             bad("--crop-padding must not be negative")
-        if self.amp not in ("none", "bf16", "fp16"):
-            bad(f"unknown --amp '{self.amp}'; choose none, bf16 or fp16")
+        if self.amp not in AMP_MODES:
+            bad(f"unknown --amp '{self.amp}'; choose {', '.join(AMP_MODES)}")
         if self.eval_every < 1:
             bad("--eval-every must be at least 1")
         if self.data_on_device not in ("auto", "yes", "no"):
@@ -163,6 +164,7 @@ class TrainConfig:
 
 
 SCHEDULES = ("step", "cosine", "linear", "constant")
+AMP_MODES = ("none", "bf16", "fp16", "auto")
 
 RECIPES: dict[str, dict] = {
     "cifar": dict(
@@ -244,6 +246,36 @@ def make_config(recipe: str | None = None, **overrides) -> TrainConfig:
     if "milestones" in values:
         values["milestones"] = tuple(float(m) for m in values["milestones"])
     return TrainConfig(recipe=recipe, **values).validate()
+
+
+# --------------------------------------------------------------------------------------------
+# mixed precision
+
+
+def _cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX): there bf16
+    autocast speeds training up; elsewhere oneDNN emulates it and it slows training down."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """The mixed precision a run uses on ``device``: ``auto`` becomes ``bf16`` on CUDA devices
+    that support it and on CPUs with native bf16 arithmetic, ``none`` elsewhere."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    if device.type == "cpu":
+        return "bf16" if _cpu_has_native_bf16() else "none"
+    return "none"
 
 
 # --------------------------------------------------------------------------------------------
