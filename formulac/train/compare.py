@@ -30,8 +30,9 @@ from . import distributed as D
 from . import stats
 from .data import Dataset
 from .errors import TrainError
-from .loop import CHECKPOINT, RESUME_FREE, SUMMARY, BuildModel, _atomic_json, _load_data, train
+from .loop import BuildModel, _load_data, train
 from .recipes import TrainConfig
+from .rundir import CHECKPOINT, RESUME_FREE, SUMMARY, write_json
 
 __all__ = ["ComparisonResult", "ModelResult", "compare", "format_seconds", "safe_label"]
 
@@ -510,7 +511,7 @@ def compare(
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "comparison.md", result.to_markdown())
-        _atomic_json(out / "comparison.json", result.to_dict())
+        write_json(out / "comparison.json", result.to_dict())
         if not quiet:
             print(result.to_text(), end="")
     D.barrier(info)

@@ -30,15 +30,13 @@ import json
 import math
 import os
 import platform
-import random
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -49,6 +47,20 @@ from .averaging import WeightAverage
 from .data import Dataset, load_dataset
 from .errors import TrainError, TrainingDiverged
 from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs, resolve_amp
+from .rundir import (
+    CHECKPOINT,
+    CHECKPOINT_FORMAT,
+    CONFIG,
+    CURVES,
+    METRICS,
+    SUMMARY,
+    jsonable,
+    load_checkpoint,
+    prepare_out_dir,
+    read_metrics,
+    write_json,
+)
+from .runtime import gather_rng, global_settings, seed_everything, set_rng
 
 __all__ = [
     "CHECKPOINT",
@@ -64,26 +76,12 @@ __all__ = [
     "count_parameters",
 ]
 
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-CHECKPOINT = "checkpoint.pt"
-SUMMARY = "summary.json"
-CURVES = "curves.png"
-_OUR_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, CURVES)
-
-BuildModel = Callable[[int, int, int], nn.Module]
-
-# knobs that may change between a run and its resumption without changing what it computes
-RESUME_FREE = frozenset(
-    {"device", "data_dir", "download", "compile", "workers", "threads", "eval_batch_size", "data_on_device"}
-)
-# entries of the model's description that do not decide which network is trained
-_DESCRIBE_FREE = frozenset({"file", "source_sha256"})
-
-_CHECKPOINT_FORMAT = 1
 _DEVICE_DATA_LIMIT = 4 * 1024**3  # keep data sets up to this size on the GPU
 # how often (steps) the GPU reports a non-finite loss to the host; on the CPU every step
 _DIVERGENCE_CHECK_STEPS = 50
+
+
+BuildModel = Callable[[int, int, int], nn.Module]
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,48 +91,6 @@ _DIVERGENCE_CHECK_STEPS = 50
 def count_parameters(model: nn.Module) -> int:
     """Number of distinct parameters (shared ones counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
-def _atomic_json(path: Path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, Path):
-        return str(x)
-    return repr(x)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint written by :func:`train` (a directory means its checkpoint.pt).
-
-    It loads with ``weights_only=True``: the file holds tensors and plain data only."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / CHECKPOINT
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainError(f"no checkpoint at {p}") from None
-    except Exception as e:
-        raise TrainError(f"{p}: cannot read checkpoint ({e})") from None
-    if not isinstance(ck, dict) or ck.get("format") != _CHECKPOINT_FORMAT:
-        raise TrainError(f"{p}: not a formulac checkpoint")
-    return ck
-
-
-def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
-    """The per-epoch records of a run's metrics.jsonl."""
-    p = Path(out_dir) / METRICS
-    if not p.is_file():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
 def _versions() -> dict:
@@ -153,110 +109,6 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-# --------------------------------------------------------------------------------------------
-# the output directory
-
-
-def _config_diff(saved: dict, config: TrainConfig) -> list[str]:
-    now = config.to_dict()
-    defaults = TrainConfig().to_dict()
-    out = []
-    for k in sorted(set(saved) | set(now)):
-        if k in RESUME_FREE:
-            continue
-        # a knob the saved run predates had its default value then
-        a, b = saved.get(k, defaults.get(k)), now.get(k)
-        if (
-            isinstance(a, (list, tuple))
-            and isinstance(b, (list, tuple))
-            and len(a) == len(b)
-            and all(math.isclose(float(x), float(y), rel_tol=1e-12) for x, y in zip(a, b))
-        ):
-            continue
-        if a != b:
-            out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
-    return out
-
-
-def _describe_diff(saved: dict | None, describe: dict | None) -> list[str]:
-    if not saved or not describe:
-        return []
-    out = []
-    for k in sorted((set(saved) | set(describe)) - _DESCRIBE_FREE):
-        a, b = saved.get(k), describe.get(k)
-        if a != b:
-            out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
-    return out
-
-
-def _refuse_other_run(out: Path, what: str, diff: list[str], advice: str) -> None:
-    if diff:
-        raise TrainError(f"{out} holds {what}:\n  " + "\n  ".join(diff) + f"\n{advice}")
-
-
-def _prepare_out_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bool, describe: dict | None):
-    """Decide what to do with ``out``: ('fresh', None), ('resume', checkpoint) or
-    ('finished', summary); raise TrainError when that would lose or mix up work."""
-    summary_p, ckpt_p = out / SUMMARY, out / CHECKPOINT
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"{out} exists and is not a directory")
-    if overwrite and not resume:
-        for name in _OUR_FILES:
-            (out / name).unlink(missing_ok=True)
-        return "fresh", None
-    start_over = "pass --overwrite to train again from scratch, or choose another output directory"
-    if summary_p.is_file():
-        try:
-            summary = json.loads(summary_p.read_text())
-        except ValueError:
-            raise TrainError(f"{summary_p}: broken summary; pass --overwrite to train again") from None
-        _refuse_other_run(
-            out, "a run of another model", _describe_diff(summary.get("model"), describe), start_over
-        )
-        if not resume:
-            acc = summary.get("final_test_acc")
-            acc_s = f" (final test accuracy {100 * acc:.2f}%)" if isinstance(acc, float) else ""
-            raise TrainError(f"{out} holds a finished run{acc_s}; {start_over}")
-        saved = summary.get("config")
-        if saved is None and (out / CONFIG).is_file():
-            saved = json.loads((out / CONFIG).read_text()).get("config")
-        _refuse_other_run(
-            out, "a finished run with other settings", _config_diff(saved or {}, config), start_over
-        )
-        return "finished", summary
-    if ckpt_p.is_file():
-        ck = load_checkpoint(ckpt_p)
-        saved_model = ck.get("describe")
-        if saved_model is None and (out / CONFIG).is_file():
-            saved_model = json.loads((out / CONFIG).read_text()).get("model")
-        _refuse_other_run(
-            out,
-            "an unfinished run of another model",
-            _describe_diff(saved_model, describe),
-            "pass --overwrite to start over, or choose another output directory",
-        )
-        if not resume:
-            raise TrainError(
-                f"{out} holds an unfinished run (epoch {ck['epoch']} of "
-                f"{ck['config'].get('epochs')}); pass --resume to continue it, or "
-                "--overwrite to start over"
-            )
-        diff = _config_diff(ck["config"], config)
-        if diff:
-            raise TrainError(
-                f"cannot resume {out} with other settings:\n  "
-                + "\n  ".join(diff)
-                + "\nresume with the same options, or pass --overwrite"
-            )
-        return "resume", ck
-    if resume:
-        raise TrainError(
-            f"nothing to resume: no {CHECKPOINT} in {out}"
-            + ("" if out.is_dir() else " (the directory does not exist)")
-        )
-    return "fresh", None
-
-
 def _on_main(info: D.DistInfo, fn: Callable[[], object]):
     """Run ``fn`` on rank 0 and give its result (or its TrainError) to every rank."""
     result, error = None, None
@@ -269,85 +121,6 @@ def _on_main(info: D.DistInfo, fn: Callable[[], object]):
     if error is not None:
         raise TrainError(error)
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# global state: determinism, threads, RNG
-
-
-@contextmanager
-def _global_settings(config: TrainConfig, device: torch.device):
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_bench = torch.backends.cudnn.benchmark
-    prev_cudnn_det = torch.backends.cudnn.deterministic
-    prev_threads = torch.get_num_threads()
-    try:
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
-        if config.deterministic:
-            if device.type == "cuda":
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        elif device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-        torch.backends.cudnn.benchmark = prev_bench
-        torch.backends.cudnn.deterministic = prev_cudnn_det
-        if config.threads > 0:
-            torch.set_num_threads(prev_threads)
-
-
-def _get_rng() -> dict:
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    rng = {
-        "torch": torch.get_rng_state(),
-        "numpy": [
-            np_state[0],
-            torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)),
-            int(np_state[2]),
-            int(np_state[3]),
-            float(np_state[4]),
-        ],
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
-
-
-def _set_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    n = rng["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
-    p = rng["python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))
-    if "cuda" in rng and torch.cuda.is_available():
-        states = rng["cuda"]
-        if len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states)
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-
-
-def _gather_rng(info: D.DistInfo) -> list[dict]:
-    mine = _get_rng()
-    if not info.enabled:
-        return [mine]
-    import torch.distributed as dist
-
-    box: list = [None] * info.world_size
-    dist.all_gather_object(box, mine)
-    return box
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,13 +307,13 @@ def train(
     config = TrainConfig.from_dict(config.to_dict()).validate()  # a private, checked copy
     info, device = D.setup(config.device)
     out = Path(out_dir)
-    state, payload = _on_main(info, lambda: _prepare_out_dir(out, config, resume, overwrite, describe))
+    state, payload = _on_main(info, lambda: prepare_out_dir(out, config, resume, overwrite, describe))
     if state == "finished":
         _log(info, quiet, f"{out}: finished run, nothing to do")
         return payload
 
     wall_start = time.perf_counter()
-    with _global_settings(config, device):
+    with global_settings(config, device):
         run = _set_up(build_model, config, out, info, device, dataset, describe)
         if payload is not None:
             _restore(run, payload)
@@ -637,7 +410,7 @@ def _set_up(
 ) -> _Run:
     """Load and place the data, build the model (seeded), its optimizer and wrappers."""
     loaded = _load_data(config, info, dataset)
-    _seed_everything(config.seed)  # the same initial weights for the same seed
+    seed_everything(config.seed)  # the same initial weights for the same seed
     net = build_model(loaded.in_channels, loaded.num_classes, loaded.input_size)
     if not isinstance(net, nn.Module):
         raise TrainError(f"build_model returned {type(net).__name__}, not a torch.nn.Module")
@@ -701,7 +474,7 @@ def _restore(run: _Run, checkpoint: dict) -> None:
     if run.average is not None:
         run.average.load_state_dict(checkpoint["average"])
     rngs = checkpoint["rng"]
-    _set_rng(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
+    set_rng(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
     run.epoch = int(checkpoint["epoch"])
     run.history = list(checkpoint["history"])
     run.elapsed = float(checkpoint["elapsed"])
@@ -730,9 +503,9 @@ def _write_run_files(run: _Run) -> None:
         return
     run.out.mkdir(parents=True, exist_ok=True)
     config = run.config
-    _atomic_json(
+    write_json(
         run.out / CONFIG,
-        _jsonable(
+        jsonable(
             {
                 "config": config.to_dict(),
                 **_repeat_info(run),
@@ -944,7 +717,7 @@ def _evaluate_epoch(run: _Run, record: dict) -> None:
 def _save_checkpoint(run: _Run, record: dict) -> None:
     """Append the epoch's metrics line, then write the checkpoint atomically (rank 0)."""
     config, info = run.config, run.info
-    rngs = _gather_rng(info)  # a collective: every rank takes part
+    rngs = gather_rng(info)  # a collective: every rank takes part
     if not info.is_main:
         return
     with open(run.out / METRICS, "ab") as f:
@@ -952,7 +725,7 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     ck = {
-        "format": _CHECKPOINT_FORMAT,
+        "format": CHECKPOINT_FORMAT,
         "epoch": run.epoch,
         "model": run.net.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -971,7 +744,7 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
             "next_generator_seed": _epoch_seed(config.seed, run.epoch),
         },
         "config": config.to_dict(),
-        "describe": _jsonable(run.describe),
+        "describe": jsonable(run.describe),
         "history": run.history,
         "elapsed": run.elapsed,
         "train_elapsed": run.train_elapsed,
@@ -1055,9 +828,9 @@ def _finish(run: _Run, quiet: bool) -> dict:
         "versions": _versions(),
         "config": run.config.to_dict(),
     }
-    summary = _jsonable(summary)
+    summary = jsonable(summary)
     if run.info.is_main:
-        _atomic_json(run.out / SUMMARY, summary)
+        write_json(run.out / SUMMARY, summary)
         _plot_curves(run.out / CURVES, history, key, run.info, quiet)
     return summary
 
