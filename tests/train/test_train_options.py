@@ -26,7 +26,7 @@ def test_defaults_follow_the_recipe():
     args = _parser().parse_args([])
     assert config_from_args(args) == make_config("fashion")
     args = _parser().parse_args(["--data", "cifar10"])
-    assert config_from_args(args) == make_config("cifar", data="cifar10")
+    assert config_from_args(args) == make_config("cifar-fast", data="cifar10")
     assert (args.out, args.resume, args.overwrite, args.progress, args.quiet) == (
         "runs/x",
         False,

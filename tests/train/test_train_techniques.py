@@ -34,7 +34,18 @@ def data():
 
 
 def cfg(**kw):
-    base = dict(data="synthetic:3x8x8:4", epochs=3, batch_size=32, threads=1, device="cpu")
+    # the fashion recipe with its techniques off unless a test turns them on
+    base = dict(
+        data="synthetic:3x8x8:4",
+        epochs=3,
+        batch_size=32,
+        threads=1,
+        device="cpu",
+        ema_decay=0.0,
+        tta=False,
+        amp="none",
+        channels_last=False,
+    )
     base.update(kw)
     return make_config("fashion", **base)
 
