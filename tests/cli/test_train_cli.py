@@ -76,3 +76,14 @@ def test_validation_split_from_the_command_line(tmp_path, capsys):
         summary["evaluated_on"] == "validation" and 30 <= summary["validation"]["examples"] <= 34
     )  # a quarter of 128, per class
     capsys.readouterr()
+
+
+def test_an_infinite_learning_rate_stops_the_cli_with_one_line(tmp_path, capsys):
+    status = main(["train", str(EX / "resnet.rec"), *SMALL, "--lr", "1e30", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert (
+        len(err) == 1
+        and err[0].startswith("formulac: error: training diverged")
+        and "epoch 1, step" in err[0]
+    )
