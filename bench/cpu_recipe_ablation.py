@@ -171,6 +171,7 @@ STEPS = [
     ("no_norm_bias_decay", "no weight decay on batch norm and biases", {}, dict(norm_bias_decay=False)),
     ("ema", "EMA of the weights (decay 0.995)", {}, dict(ema_decay=0.995)),
     ("tta", "flip test-time augmentation", {}, dict(tta=True)),
+    ("no_crop", "flips only, no random crop", {}, dict(crop_padding=0)),
     ("channels_last", "channels_last", {}, dict(channels_last=True)),
     ("bf16", "bf16 autocast", {}, dict(amp="bf16")),
     ("batch_256", "batch 256, lr 0.2", {}, dict(batch_size=256, lr=0.2)),

@@ -42,6 +42,8 @@ if $FC --help | grep -q compare; then
   fi
   # the network: ResNet-8 on cifar-resnet with 32/64/128 channels at half resolution (a
   # stride-2 stem), fast on a CPU; one run per core at a time
+  $FC info examples/two_step.rec --backbone cifar-resnet --depth 8 -O width=32 -O stem_stride=2 \
+    --in-channels 1 --input-size 28
   JOBS=$(nproc 2>/dev/null || echo 2)
   [ "$JOBS" -gt 6 ] && JOBS=6
   $FC compare examples/resnet_post.rec examples/two_step.rec --backbone cifar-resnet --depth 8 \
