@@ -33,6 +33,7 @@ SMALL = [
 
 
 def test_compare_in_two_processes_with_a_bound_symbol(tmp_path, capsys):
+    """--jobs 2: the formula factory crosses into spawned workers, --set included."""
     out = tmp_path / "cmp"
     argv = ["compare", str(EX / "resnet.rec"), str(EX / "two_step_free.rec"), "--set", "a=-1/4"]
     status = main(argv + SMALL + ["--seeds", "2", "--jobs", "2", "--out", str(out)])
@@ -50,6 +51,11 @@ def test_compare_in_two_processes_with_a_bound_symbol(tmp_path, capsys):
     )
     assert status == 0
     assert summary["model"]["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    # the two worker processes gave exactly what one process gives (deterministic CPU runs)
+    status = main(argv + SMALL + ["--seeds", "2", "--jobs", "1", "--out", str(tmp_path / "one")])
+    assert status == 0
+    one = json.loads((tmp_path / "one" / "comparison.json").read_text())
+    assert [m["test_acc"] for m in one["models"]] == [m["test_acc"] for m in js["models"]]
     capsys.readouterr()
 
 

@@ -213,14 +213,6 @@ def test_runs_under_different_recipes_are_not_paired():
         _same_recipe([("a", 0, a), ("b", 0, c)])
 
 
-def test_parallel_jobs_give_the_sequential_results(tmp_path, data, config):
-    models = [("narrow", narrow, None), ("linear", linear, None)]
-    config = config.replace(epochs=1, deterministic=True, threads=1)
-    one = compare(models, config, [0, 1, 2], tmp_path / "one", progress=False, quiet=True, dataset=data)
-    two = compare(
-        models, config, [0, 1, 2], tmp_path / "two", progress=False, quiet=True, dataset=data, jobs=2
-    )
-    assert [m.accuracy for m in two.models] == [m.accuracy for m in one.models]
-    assert len(one.verdicts) >= 1 and "Too little" not in " ".join(one.verdicts)
+def test_jobs_must_be_positive(tmp_path, data, config):
     with pytest.raises(TrainError, match="--jobs must be at least 1"):
-        compare(models, config, [0], tmp_path / "three", quiet=True, dataset=data, jobs=0)
+        compare([("a", narrow, None)], config, [0], tmp_path, quiet=True, dataset=data, jobs=0)
