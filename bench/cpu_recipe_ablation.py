@@ -10,7 +10,9 @@ tries a deeper and a wider-at-lower-resolution network of about the same cost.
 
 Equal time: every row gets the same budget of CPU seconds (``--budget``, one thread).  A short
 calibration (2 epochs on 4,096 images) measures the configuration's training images per CPU
-second, and the row trains as many whole epochs as fit (at least one).  With one thread the
+second, and the row trains as many whole epochs as fit (at least one).  Techniques that leave
+the cost of a step unchanged (schedule, smoothing, decay groups, EMA, TTA, augmentation) train
+the epochs of the row they build on; the others are calibrated anew.  With one thread the
 CPU time is the wall time of a quiet machine; on a shared machine it is much less disturbed by
 other jobs than the wall time (both are recorded, with the load average).
 
@@ -140,8 +142,12 @@ def _epochs_for_budget(row: Row, data, args, workdir: Path) -> tuple[int, float]
     return max(1, round(args.budget * per_cpu_s / n_train)), per_cpu_s
 
 
-def _run_row(row: Row, data, args, workdir: Path) -> None:
-    epochs, per_cpu_s = _epochs_for_budget(row, data, args, workdir)
+def _run_row(row: Row, data, args, workdir: Path, like: Row | None = None) -> None:
+    """Train ``row``; with ``like``, for as many epochs as that row (same cost per step)."""
+    if like is not None:
+        epochs, per_cpu_s = like.results[0]["epochs"], like.results[0]["calibrated_images_per_cpu_s"]
+    else:
+        epochs, per_cpu_s = _epochs_for_budget(row, data, args, workdir)
     for seed in range(args.seeds):
         r = _train(row, data, args, seed, epochs, workdir, limit=512 if args.dry_run else None)
         r["calibrated_images_per_cpu_s"] = per_cpu_s
@@ -159,25 +165,35 @@ def _run_row(row: Row, data, args, workdir: Path) -> None:
 
 BASE_NET = {"depth": 8, "width": 16, "stem_stride": 1}
 
-# (name, technique in words, network changes, config changes); each tried on the best so far
+# (name, technique in words, network changes, config changes, changes the cost of a step);
+# each is tried on the best row so far. A technique that leaves a step's cost as it is trains
+# the best row's number of epochs (a fresh calibration would only add its noise); the others
+# are calibrated anew.
 STEPS = [
     (
         "schedule",
         "linear decay after a 0.3-epoch warm-up, Nesterov",
         {},
         dict(schedule="linear", warmup_epochs=0.3, nesterov=True),
+        False,
     ),
-    ("label_smoothing", "label smoothing 0.1", {}, dict(label_smoothing=0.1)),
-    ("no_norm_bias_decay", "no weight decay on batch norm and biases", {}, dict(norm_bias_decay=False)),
-    ("ema", "EMA of the weights (decay 0.995)", {}, dict(ema_decay=0.995)),
-    ("tta", "flip test-time augmentation", {}, dict(tta=True)),
-    ("no_crop", "flips only, no random crop", {}, dict(crop_padding=0)),
-    ("channels_last", "channels_last", {}, dict(channels_last=True)),
-    ("bf16", "bf16 autocast", {}, dict(amp="bf16")),
-    ("batch_256", "batch 256, lr 0.2", {}, dict(batch_size=256, lr=0.2)),
-    ("deeper", "depth 14 (width 16)", {"depth": 14}, {}),
-    ("wider_stride2", "width 32, stem stride 2 (14x14 stages)", {"width": 32, "stem_stride": 2}, {}),
-    ("compile", "torch.compile (compile time counted)", {}, dict(compile=True)),
+    ("label_smoothing", "label smoothing 0.1", {}, dict(label_smoothing=0.1), False),
+    (
+        "no_norm_bias_decay",
+        "no weight decay on batch norm and biases",
+        {},
+        dict(norm_bias_decay=False),
+        False,
+    ),
+    ("ema", "EMA of the weights (decay 0.999)", {}, dict(ema_decay=0.999), False),
+    ("tta", "flip test-time augmentation", {}, dict(tta=True), False),
+    ("no_crop", "flips only, no random crop", {}, dict(crop_padding=0), False),
+    ("channels_last", "channels_last", {}, dict(channels_last=True), True),
+    ("bf16", "bf16 autocast", {}, dict(amp="bf16"), True),
+    ("batch_256", "batch 256, lr 0.2", {}, dict(batch_size=256, lr=0.2), True),
+    ("deeper", "depth 14 (width 16)", {"depth": 14}, {}, True),
+    ("wider_stride2", "width 32, stem stride 2 (14x14 stages)", {"width": 32, "stem_stride": 2}, {}, True),
+    ("compile", "torch.compile (compile time counted)", {}, dict(compile=True), True),
 ]
 
 
@@ -190,12 +206,12 @@ def ablation(data, args, workdir: Path) -> dict:
     )
     _run_row(base, data, args, workdir)
     rows, best = [base], base
-    for name, technique, net, changes in STEPS:
+    for name, technique, net, changes, costs in STEPS:
         if args.only and name not in args.only:
             continue
         row = Row(name, technique, {**best.network, **net}, {**best.changes, **changes})
         try:
-            _run_row(row, data, args, workdir)
+            _run_row(row, data, args, workdir, like=None if costs else best)
         except Exception as e:  # e.g. torch.compile without a working compiler
             row.results.append({"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
             print(f"{name}: failed ({row.results[-1]['error']})", flush=True)
