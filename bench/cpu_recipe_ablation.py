@@ -19,10 +19,14 @@ other jobs than the wall time (both are recorded, with the load average).
 Study ``frontier``: test accuracy against time for the chosen recipe (``--recipe``, default
 ``fashion``) and several networks, one run per (network, epochs) pair.
 
+Study ``speed``: training images per CPU second of one step for several networks (bf16,
+channels_last, batch 128), in alternating rounds.
+
 Writes OUT/STUDY.json and OUT/STUDY.md (the table, the machine, the command, the load).
 
     .venv/bin/python bench/cpu_recipe_ablation.py --study ablation --budget 120
     .venv/bin/python bench/cpu_recipe_ablation.py --study frontier --epochs-list 2,3,4,5
+    .venv/bin/python bench/cpu_recipe_ablation.py --study speed --networks 8,16,1 8,32,2 8,24,2
     .venv/bin/python bench/cpu_recipe_ablation.py --dry-run      # every row on 512 images, 1 epoch
 """
 
@@ -251,6 +255,48 @@ def frontier(data, args, workdir: Path) -> dict:
     return {"rows": rows, "best": None}
 
 
+def speed(data, args, workdir: Path) -> dict:
+    """Training images per CPU second of one step (bf16, channels_last, batch 128, one thread)
+    for each network, in alternating rounds; no data loading, no augmentation."""
+    import torch.nn.functional as F
+
+    nets = FRONTIER_NETS if not args.networks else [_parse_net(s) for s in args.networks]
+    runs = []
+    for net in nets:
+        torch.manual_seed(0)
+        model = _builder(net)(1, 10, 28).to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x = torch.randn(128, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (128,))
+        runs.append((net, model, opt, x, y, []))
+
+    def step(model, opt, x, y):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        loss = F.cross_entropy(out.float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _net, model, opt, x, y, _ in runs:
+        for _ in range(3):
+            step(model, opt, x, y)
+    rounds = 2 if args.dry_run else 8
+    for r in range(rounds):
+        for _net, model, opt, x, y, rates in runs if r % 2 == 0 else runs[::-1]:
+            c0 = time.process_time()
+            for _ in range(4):
+                step(model, opt, x, y)
+            rates.append(4 * x.shape[0] / (time.process_time() - c0))
+    rows = []
+    for net, *_, rates in runs:
+        row = Row(f"d{net['depth']}-w{net['width']}-s{net['stem_stride']}", "one training step", net, {})
+        row.results.append({"images_per_cpu_s": statistics.median(rates), "rounds": rates, "load": _load()})
+        print(f"{row.name:16s} {statistics.median(rates):7.0f} training images per CPU second", flush=True)
+        rows.append(row)
+    return {"rows": rows, "best": None}
+
+
 def _parse_net(text: str) -> dict:
     depth, width, stride = (int(v) for v in text.split(","))
     return {"depth": depth, "width": width, "stem_stride": stride}
@@ -274,9 +320,11 @@ def _row_dict(row: Row) -> dict:
 
 def _markdown(study: str, result: dict, args, header: dict) -> str:
     lines = [
-        f"# CPU {study}: test accuracy at equal time"
-        if study == "ablation"
-        else "# CPU accuracy-against-time frontier",
+        {
+            "ablation": "# CPU ablation: test accuracy at equal time",
+            "frontier": "# CPU accuracy-against-time frontier",
+            "speed": "# CPU training speed per network",
+        }[study],
         "",
         f"Command: `{header['command']}`",
         "",
@@ -294,6 +342,10 @@ def _markdown(study: str, result: dict, args, header: dict) -> str:
             "| row | technique | network | epochs | img / CPU s | test acc (%) | CPU s | wall s | kept |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
+    elif study == "speed":
+        lines += ["| network | training images per CPU s (median) |", "| --- | ---: |"]
+        lines += [f"| {r.name} | {r.results[0]['images_per_cpu_s']:.0f} |" for r in result["rows"]]
+        return "\n".join(lines) + "\n"
     else:
         lines += [
             "| network | epochs | test acc (%) | wall s | CPU s | img/s |",
@@ -330,7 +382,7 @@ def _markdown(study: str, result: dict, args, header: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--study", choices=["ablation", "frontier"], default="ablation")
+    p.add_argument("--study", choices=["ablation", "frontier", "speed"], default="ablation")
     p.add_argument("--budget", type=float, default=120.0, help="CPU seconds of training per ablation row")
     p.add_argument("--seeds", type=int, default=1, help="seeds per row (their mean decides what is kept)")
     p.add_argument("--threads", type=int, default=1)
@@ -358,7 +410,7 @@ def main() -> None:
     }
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="formulac-bench-") as d:
-        result = (ablation if args.study == "ablation" else frontier)(data, args, Path(d))
+        result = {"ablation": ablation, "frontier": frontier, "speed": speed}[args.study](data, args, Path(d))
     header["elapsed_s"] = time.perf_counter() - t0
     header["load_end"] = _load()
     record = {**header, "args": vars(args), "rows": [_row_dict(r) for r in result["rows"]]}
