@@ -7,6 +7,7 @@ to the stage of the pipeline that owns it; torch is imported only by :meth:`comp
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from .parse import load as _load_rec
 from .parse import parse as _parse_rec
 from .printing import latex_expr, to_rec
 
-__all__ = ["Formula", "parse", "load"]
+__all__ = ["Formula", "NetworkFactory", "parse", "load", "load_bound_recurrences", "network_factory"]
 
 
 class Formula:
@@ -182,3 +183,103 @@ def wire(formula, blocks: Mapping[str, Sequence]):
     from .codegen import wire as _wire
 
     return _wire(_rec_of(formula), dict(blocks))
+
+
+class NetworkFactory:
+    """``build_model(in_channels, num_classes, input_size)`` for :func:`formulac.train.train`:
+    compiles a formula on a backbone (``backbone_kwargs``: backbone, depth, transition,
+    options), filling in what the data set decides.
+
+    Picklable, so that ``compare --jobs`` can build in worker processes.  ``describe`` is the
+    JSON the run directory records; each build records there the SHA-256 of the source it
+    compiled (the file ``formulac compile`` writes for the same classes and input channels).
+    Bad options fail in the constructor, before any data is loaded."""
+
+    def __init__(self, rec: Recurrence, backbone_kwargs: Mapping):
+        from .codegen import compile_source, get_backbone_info
+
+        self.rec = rec
+        self.kwargs = dict(backbone_kwargs)
+        self._takes_input_size = "input_size" in get_backbone_info(self.kwargs["backbone"]).defaults
+        source = compile_source(rec, **self.kwargs)
+        self._text = _rebuildable_text(rec, source, self.kwargs)
+        self.describe = {
+            "formula": to_rec(rec),
+            "file": Path(rec.name).name,
+            **{k: v for k, v in self.kwargs.items() if v is not None},
+        }
+
+    # Pickling SymPy expressions rebuilds them in canonical order, which would change the user's
+    # term order in the emitted source; a formula read from a file travels as its text instead.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self._text is not None:
+            state["rec"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.rec is None:
+            self.rec = _from_text(*self._text)
+
+    def __call__(self, in_channels: int, num_classes: int, input_size: int):
+        from .codegen import compile_source, load_source
+
+        options = dict(self.kwargs)
+        options["in_channels"] = options.get("in_channels") or in_channels
+        options["num_classes"] = options.get("num_classes") or num_classes
+        if self._takes_input_size and "input_size" not in options:
+            options["input_size"] = input_size
+        source = compile_source(self.rec, **options)
+        self.describe["source_sha256"] = hashlib.sha256(source.encode()).hexdigest()
+        return load_source(source, "net").FormulaNet()
+
+
+def _from_text(text: str, name: str, bindings: dict) -> Recurrence:
+    rec = _parse_rec(text, name)
+    return rec.bind(**bindings) if bindings else rec
+
+
+def _rebuildable_text(rec: Recurrence, source: str, kwargs: dict):
+    """(file text, name, bindings) that parse and bind back to ``rec`` (checked: the same
+    compiled source), or None."""
+    from .codegen import compile_source
+
+    try:
+        text = Path(rec.name).read_text(encoding="utf-8")
+        spec = (text, rec.name, {str(k): v for k, v in rec.bindings.items()})
+        if compile_source(_from_text(*spec), **kwargs) == source:
+            return spec
+    except (OSError, UnicodeDecodeError, UsageError, ValueError, TypeError):
+        pass
+    return None
+
+
+def network_factory(rec: Recurrence, backbone_kwargs: Mapping) -> tuple[NetworkFactory, dict]:
+    """``(build_model, describe)`` for training: a :class:`NetworkFactory` and its
+    ``describe``."""
+    factory = NetworkFactory(rec, backbone_kwargs)
+    return factory, factory.describe
+
+
+def load_bound_recurrences(paths: Sequence[str], values: Mapping) -> list[Recurrence]:
+    """Parse formula files and bind ``values`` (``--set``): each name goes to the files that have
+    it, and a name that no file has is a :class:`UsageError`."""
+    recs = [_load_rec(p) for p in paths]
+    if not values:
+        return recs
+    used: set[str] = set()
+    out = []
+    for rec in recs:
+        names = set(rec.symbols) | set(rec.constants)
+        mine = {k: v for k, v in values.items() if k in names}
+        used |= set(mine)
+        out.append(rec.bind(**mine) if mine else rec)
+    unknown = sorted(set(values) - used)
+    if unknown:
+        known = sorted({s for rec in recs for s in (*rec.symbols, *rec.constants)})
+        raise UsageError(
+            f"--set {unknown[0]}=...: no symbol or constant {unknown[0]!r} in "
+            f"{' or '.join(map(str, paths))} (known: {', '.join(known) or 'none'})"
+        )
+    return out

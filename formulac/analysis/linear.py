@@ -203,6 +203,15 @@ class Structure:
             r.has(sympy.Sum) for r in self.rhs.values()
         )
 
+    @property
+    def reads_start(self) -> bool:
+        """Does an equation read a state at the absolute index 0 (``x_0``, ``v_0``)?"""
+        return any(
+            ref.base.label.name in self.states and ref.indices[0].is_Integer
+            for r in self.rhs.values()
+            for ref in r.atoms(sympy.Indexed)
+        )
+
     def time_varying(self) -> bool:
         """Do coefficients depend on the step (``n`` or per-step parameters)?"""
         for f in self.forms.values():

@@ -203,7 +203,10 @@ def compute_weights(st: Structure, depth: int) -> Weights:
         # the last PROBE_DEPTH blocks at depth N are those of a PROBE_DEPTH-deep run (with the
         # parameters renamed), so if that run overflows away from the initial steps, so does this
         # one; finding out takes a fraction of the full run with its N generators.
-        order = max((1 - int(r.indices[0] - n) for f in st.forms.values() for r in f.refs), default=1)
+        order = max(
+            (1 - int(r.indices[0] - n) for f in st.forms.values() for r in f.refs if r.indices[0].has(n)),
+            default=1,
+        )
         try:
             _compute(st, PROBE_DEPTH)
         except TooLarge as exc:
@@ -226,7 +229,8 @@ def _per_step_only(st: Structure) -> bool:
 
 def _compute(st: Structure, depth: int) -> Weights:
     states = st.states
-    templated = not st.has_sums and not st.time_varying()
+    # a template holds offsets from n; a read of x_0 has none, so such formulas go step by step
+    templated = not st.has_sums and not st.time_varying() and not st.reads_start
 
     # 1. concrete forms per step (a template with integer offsets for constant coefficients)
     if templated:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ..errors import UsageError
@@ -43,52 +42,11 @@ def register(subparsers) -> None:
     c.set_defaults(handler=_compare)
 
 
-class FormulaModel:
-    """``build_model(in_channels, num_classes, input_size)`` for :func:`formulac.train.train`:
-    compiles the network of a formula file with ``--set`` values and backbone options.
+def _model_factory(rec, args):
+    """``(build_model, describe)`` compiling the formula (picklable: ``compare --jobs``)."""
+    from ..formula import network_factory
 
-    Picklable (it carries the file's path and reloads it), so that ``compare --jobs`` can
-    build in worker processes.  ``describe`` is the run's description of the model; each
-    build records there the SHA-256 of the source it compiled (``formulac compile`` writes the
-    same file for the same classes and input channels)."""
-
-    def __init__(self, path: str, bindings: list[str], kwargs: dict):
-        from ..codegen import compile_source, get_backbone_info
-
-        self.path, self.bindings, self.kwargs = path, list(bindings), dict(kwargs)
-        self._rec = load_bound(path, self.bindings)
-        self._takes_input_size = "input_size" in get_backbone_info(kwargs["backbone"]).defaults
-        compile_source(self._rec, **kwargs)  # bad options fail here, before any data is loaded
-        self.describe = {
-            "formula": _formula_text(self._rec),
-            "file": Path(path).name,
-            **{k: v for k, v in kwargs.items() if v is not None},
-        }
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_rec"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._rec = load_bound(self.path, self.bindings)
-
-    def __call__(self, in_channels: int, num_classes: int, input_size: int):
-        from ..codegen import compile_source, load_source
-
-        options = dict(self.kwargs)
-        options["in_channels"] = options["in_channels"] or in_channels
-        options["num_classes"] = options["num_classes"] or num_classes
-        if self._takes_input_size and "input_size" not in options:
-            options["input_size"] = input_size
-        source = compile_source(self._rec, **options)
-        self.describe["source_sha256"] = hashlib.sha256(source.encode()).hexdigest()
-        return load_source(source, "net").FormulaNet()
-
-
-def _formula_text(rec) -> str:
-    from ..printing import to_rec
-
-    return to_rec(rec)
+    return network_factory(rec, backbone_kwargs(args))
 
 
 def _config(args):
@@ -100,7 +58,7 @@ def _config(args):
 def _train(args) -> int:
     from ..train import train
 
-    build_model = FormulaModel(args.file, args.bindings, backbone_kwargs(args))
+    build_model, describe = _model_factory(load_bound(args.file, args.bindings), args)
     config = _config(args)
     out = args.out or str(Path("runs") / Path(args.file).stem)
     train(
@@ -110,7 +68,7 @@ def _train(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=args.progress,
-        describe=build_model.describe,
+        describe=describe,
         quiet=args.quiet,
     )
     return 0
@@ -122,13 +80,12 @@ def _compare(args) -> int:
     names = [Path(f).stem for f in args.files]
     if len(set(names)) != len(names):
         raise UsageError("compare: two files have the same name; rename one so runs do not collide")
-    recs = load_all_bound(args.files, args.bindings)  # every --set name must belong to some file
+    # each --set name goes to the files that have it; one that no file has is an error
+    recs = load_all_bound(args.files, args.bindings)
     models = []
-    for path, name, rec in zip(args.files, names, recs):
-        names_here = set(rec.symbols) | set(rec.constants)
-        mine = [item for item in args.bindings if item.partition("=")[0].strip() in names_here]
-        build_model = FormulaModel(path, mine, backbone_kwargs(args))
-        models.append((name, build_model, build_model.describe))
+    for name, rec in zip(names, recs):
+        build_model, describe = _model_factory(rec, args)
+        models.append((name, build_model, describe))
     config = _config(args)
     out = args.out or "runs/compare"
     compare(

@@ -53,6 +53,7 @@ from .rundir import (
     CONFIG,
     CURVES,
     METRICS,
+    RESUME_FREE,
     SUMMARY,
     jsonable,
     load_checkpoint,
@@ -63,6 +64,7 @@ from .rundir import (
 from .runtime import gather_rng, global_settings, seed_everything, set_rng
 
 __all__ = [
+    "RESUME_FREE",
     "CHECKPOINT",
     "CONFIG",
     "CURVES",
@@ -71,6 +73,7 @@ __all__ = [
     "BuildModel",
     "evaluate",
     "load_checkpoint",
+    "load_data",
     "read_metrics",
     "train",
     "count_parameters",
@@ -344,6 +347,13 @@ def train(
 
 def _eval_phrase(run: _Run) -> str:
     return "validation accuracy" if run.eval_key == "val" else "test accuracy"
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    """The data set that ``train(..., config, ...)`` reads, with ``config``'s limits applied (the
+    validation split stays ``train``'s business). Load it once and pass it as ``dataset=`` to
+    several runs of one process."""
+    return _load_data(config, D.DistInfo(), None)
 
 
 def _load_data(config: TrainConfig, info: D.DistInfo, dataset: Dataset | None) -> Dataset:

@@ -5,8 +5,9 @@
 * :func:`wilcoxon_signed_rank` - two models: the signed-rank test, exact where the differences
   have no ties (``scipy.stats.wilcoxon``), an exact permutation test of the same statistic
   where they do;
-* :func:`friedman_test` - three or more models, seeds as blocks (``friedmanchisquare``, with the
-  tie correction of R's ``friedman.test``; the Iman-Davenport F as an extra);
+* :func:`friedman_test` - several models, seeds as blocks (``friedmanchisquare`` for three or
+  more, its formula with ``scipy.stats.chi2`` for two; the tie correction of R's
+  ``friedman.test``; the Iman-Davenport F as an extra);
 * :func:`holm` - Holm's step-down adjustment of several p-values.
 """
 
@@ -172,7 +173,7 @@ def _signed_rank_permutation_p(ranks: np.ndarray, v: float, alternative: str) ->
 
 
 def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
-    """Friedman test: rows are blocks (seeds), columns are treatments (three or more models).
+    """Friedman test: rows are blocks (seeds), columns are treatments (models).
 
     The statistic is corrected for ties (as R's ``friedman.test``) and referred to the
     chi-square distribution with k - 1 degrees of freedom; ``extra`` holds the mean ranks and
@@ -185,16 +186,19 @@ def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
     k = len(rows[0])
     if any(len(r) != k for r in rows):
         raise ValueError("every block needs one value per treatment")
-    if k < 3:
-        raise ValueError("the Friedman test needs at least 3 treatments (use a paired test for 2)")
+    if k < 2:
+        raise ValueError("the Friedman test needs at least 2 treatments")
     ranks = np.array([sps.rankdata(r) for r in rows])
     extra: dict = {"mean_ranks": [float(x) for x in ranks.mean(axis=0)], "k": k}
     if n < 2:
         return TestResult(name, None, None, k - 1, n, "needs at least 2 seeds", extra)
     if all(len(set(r)) == 1 for r in rows):
         return TestResult(name, None, None, k - 1, n, "identical results on every seed", extra)
-    res = sps.friedmanchisquare(*np.array(rows).T)
-    q = max(float(res.statistic), 0.0)
+    if k >= 3:
+        res = sps.friedmanchisquare(*np.array(rows).T)
+        q, p = max(float(res.statistic), 0.0), float(res.pvalue)
+    else:  # SciPy wants 3 treatments; the same statistic (R's, tie-corrected) by its formula
+        q, p = _friedman_statistic(rows, ranks)
     denom = n * (k - 1) - q
     if denom > 0:
         f = (n - 1) * q / denom
@@ -202,7 +206,17 @@ def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
         extra.update(
             iman_davenport_f=f, iman_davenport_df=[d1, d2], iman_davenport_p=float(sps.f.sf(f, d1, d2))
         )
-    return TestResult(name, q, float(res.pvalue), k - 1, n, "", extra)
+    return TestResult(name, q, p, k - 1, n, "", extra)
+
+
+def _friedman_statistic(rows: list[list[float]], ranks: np.ndarray) -> tuple[float, float]:
+    n, k = ranks.shape
+    rsum = ranks.sum(axis=0)
+    ties = sum(float((c**3 - c).sum()) for c in (np.unique(r, return_counts=True)[1] for r in rows))
+    corr = 1.0 - ties / (n * k * (k * k - 1))
+    q = (12.0 / (n * k * (k + 1)) * float((rsum**2).sum()) - 3.0 * n * (k + 1)) / corr
+    q = max(q, 0.0)
+    return q, float(sps.chi2.sf(q, k - 1))
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:

@@ -7,7 +7,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from formulac.train import DatasetNotFound, TrainError, load_checkpoint, make_config, read_metrics, train
+from formulac.train import (
+    DatasetNotFound,
+    TrainError,
+    load_checkpoint,
+    load_data,
+    make_config,
+    read_metrics,
+    train,
+)
 from formulac.train import data as D
 
 
@@ -409,3 +417,18 @@ def test_a_run_of_another_model_is_refused_unless_overwrite(tmp_path, data):
     assert s["model"] == two_step and s["recipe"] == "cifar"
     assert s["versions"]["torch"] == torch.__version__ and s["versions"]["formulac"]
     assert s["seed"] == 0 and s["device"] == "cpu" and s["wall_time_s"] > 0
+
+
+def test_load_data_is_what_train_reads(tmp_path):
+    config = cfg(epochs=1, limit_train=200, limit_test=60, val_fraction=0.25)
+    loaded = load_data(config)
+    # the limits apply; the validation split does not (train draws it)
+    assert len(loaded.train_labels) == 200 and len(loaded.test_labels) == 60
+    reference = D.load_dataset("synthetic:3x8x8:4", limit_train=200, limit_test=60)
+    assert torch.equal(loaded.train_images, reference.train_images)
+    assert torch.equal(loaded.test_labels, reference.test_labels)
+    # handing it to train gives the run that loading inside train gives
+    inside = train(tiny, config, tmp_path / "inside", progress=False, quiet=True)
+    given = train(tiny, config, tmp_path / "given", progress=False, quiet=True, dataset=loaded)
+    assert inside["final_val_acc"] == given["final_val_acc"]
+    assert _same_state(_weights(tmp_path / "inside"), _weights(tmp_path / "given"))

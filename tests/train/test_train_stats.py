@@ -113,8 +113,20 @@ def test_friedman_by_hand():
     assert stats.friedman_test([[1, 2, 3]]).p_value is None
     with pytest.raises(ValueError):
         stats.friedman_test([[1, 2], [1, 2, 3]])
-    with pytest.raises(ValueError, match="at least 3"):
-        stats.friedman_test([[1, 2], [2, 1]])
+    # two treatments, by hand: ranks (1,2) (1,2) (1,2) (2,1), rank sums 5 and 7,
+    # Q = 12 / (4*2*3) * (25 + 49) - 3*4*3 = 1, df 1
+    two = stats.friedman_test([[1, 2], [3, 4], [5, 7], [8, 6]])
+    assert two.statistic == pytest.approx(1.0) and two.df == 1
+    assert two.p_value == pytest.approx(0.3173105, abs=1e-7)  # chi2(1).sf(1)
+    # for k = 3 the formula and SciPy's friedmanchisquare agree
+    import numpy as np
+    from scipy.stats import rankdata as rk
+
+    from formulac.train.stats import _friedman_statistic
+
+    rows = [list(map(float, r)) for r in ROUNDING_TIMES]
+    q, p = _friedman_statistic(rows, np.array([rk(r) for r in rows]))
+    assert q == pytest.approx(11.143, abs=5e-4) and p == pytest.approx(0.003805, abs=5e-7)
 
 
 def test_wilcoxon_exact():

@@ -24,12 +24,12 @@ class CifarResNet(nn.Module):
     Build order: ``__init__`` creates the stem, the generator registers the stages
     (``layer1``..``layer3``, each an ``nn.ModuleList`` of steps), then calls
     ``build_head(width)``, which creates the head and initialises all weights.
-    Options meant for other parts of the backbone are accepted and ignored.
+    Its options are exactly its arguments: a misspelled one is a TypeError.
     """
 
     stem_width = 16
 
-    def __init__(self, num_classes=10, in_channels=3, width=16, stem_stride=1, **options):
+    def __init__(self, num_classes=10, in_channels=3, width=16, stem_stride=1):
         super().__init__()
         self.num_classes = num_classes
         self.stem_width = width
