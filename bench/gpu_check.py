@@ -1,4 +1,6 @@
-"""One short check of compiled networks on a GPU (run it once on a lent H100, < 8 minutes).
+"""One call that checks compiled networks and training on a GPU (a lent H200; about 9 minutes,
+``--budget-s 540``; ``--sections environment,fashion_speedrun,harness_throughput,ddp`` for the
+training checks alone).
 
     python bench/gpu_check.py                 # writes $OUT/gpu_check.json (or ./gpu_check.json)
     python bench/gpu_check.py --dry-run       # tiny sizes on the CPU: checks the script itself
