@@ -497,7 +497,7 @@ def compare(
                 parameters=int(rs[0]["parameters"]),
                 times=[float(r["wall_time_s"]) for r in rs],
                 run_dirs=[str(out / d / f"seed{s}") for s in seeds],
-                describe=describe,
+                describe=rs[0].get("model") or describe,  # with the source's hash, from the run
                 best_accuracy=[float(r[f"best_{key}_acc"]) for r in rs],
                 metric="validation" if key == "val" else "test",
             )
@@ -522,7 +522,9 @@ def _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end
     """Train the runs ``jobs`` at a time in fresh (spawned) processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
+    jobs = min(jobs, len(tasks))
     threads = config.threads or max(1, _cpu_count() // jobs)
     pending = {}
     summaries: dict[tuple[str, int], dict] = {}
@@ -542,7 +544,17 @@ def _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end
         try:
             for fut in as_completed(pending):
                 label, seed = pending[fut]
-                summary = fut.result()
+                try:
+                    summary = fut.result()
+                except TrainError as e:  # say which run; the type (e.g. TrainingDiverged) stays
+                    e.message = f"{label}, seed {seed}: {e.message}"
+                    e.args = (e.message,)
+                    raise
+                except BrokenProcessPool:
+                    raise TrainError(
+                        f"the process training {label}, seed {seed} died (out of memory?); run the "
+                        "same compare again to resume from the last checkpoints"
+                    ) from None
                 done += 1
                 summaries[label, seed] = summary
                 if not quiet:

@@ -93,3 +93,11 @@ def test_an_infinite_learning_rate_stops_the_cli_with_one_line(tmp_path, capsys)
         and err[0].startswith("formulac: error: training diverged")
         and "epoch 1, step" in err[0]
     )
+
+
+def test_a_run_diverging_in_a_worker_is_named_in_one_line(tmp_path, capsys):
+    argv = ["compare", str(EX / "resnet.rec"), str(EX / "two_step.rec"), *SMALL, "--lr", "1e30"]
+    status = main(argv + ["--seeds", "1", "--jobs", "2", "--out", str(tmp_path / "cmp")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1
+    assert err[0].startswith("formulac: error: ") and ", seed 0: training diverged" in err[0]
