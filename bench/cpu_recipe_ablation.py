@@ -19,6 +19,9 @@ other jobs than the wall time (both are recorded, with the load average).
 Study ``frontier``: test accuracy against time for the chosen recipe (``--recipe``, default
 ``fashion``) and several networks, one run per (network, epochs) pair.
 
+Study ``recipe``: the chosen recipe (``--recipe``) on the demo's network, then with one
+technique taken out (or added) at a time, ``--seeds`` seeds each.
+
 Study ``speed``: training images per CPU second of one step for several networks (bf16,
 channels_last, batch 128), in alternating rounds.
 
@@ -255,6 +258,39 @@ def frontier(data, args, workdir: Path) -> dict:
     return {"rows": rows, "best": None}
 
 
+# one change at a time to the chosen recipe (none changes the cost of a training step, so the
+# same epochs are the same time)
+RECIPE_TOGGLES = [
+    ("no_ema", "without the EMA of the weights", dict(ema_decay=0.0)),
+    ("no_label_smoothing", "without label smoothing", dict(label_smoothing=0.0)),
+    ("no_tta", "without flip TTA", dict(tta=False)),
+    ("no_norm_bias_decay", "with no weight decay on batch norm and biases", dict(norm_bias_decay=False)),
+    ("crop_2", "with random crops (2-pixel padding)", dict(crop_padding=2)),
+]
+
+
+def recipe(data, args, workdir: Path) -> dict:
+    """The recipe as it is, then with one technique taken out (or added) at a time, at the
+    recipe's epochs on the first of --networks (default: the demo's network)."""
+    net = _parse_net(args.networks[0]) if args.networks else {"depth": 8, "width": 32, "stem_stride": 2}
+    epochs = 1 if args.dry_run else make_config(args.recipe).epochs
+    rows = []
+    for name, technique, changes in [("recipe", f"the {args.recipe} recipe as it is", {})] + [
+        t for t in RECIPE_TOGGLES if not args.only or t[0] in args.only
+    ]:
+        row = Row(name, technique, net, {"recipe": args.recipe, **changes})
+        for seed in range(args.seeds):
+            row.results.append(
+                _train(row, data, args, seed, epochs, workdir, limit=512 if args.dry_run else None)
+            )
+        print(
+            f"{name:22s} {technique:48s} acc {100 * row.mean_acc():.2f}%  {[r['test_acc'] for r in row.results]}",
+            flush=True,
+        )
+        rows.append(row)
+    return {"rows": rows, "best": None}
+
+
 def speed(data, args, workdir: Path) -> dict:
     """Training images per CPU second of one step (bf16, channels_last, batch 128, one thread)
     for each network, in alternating rounds; no data loading, no augmentation."""
@@ -324,6 +360,7 @@ def _markdown(study: str, result: dict, args, header: dict) -> str:
             "ablation": "# CPU ablation: test accuracy at equal time",
             "frontier": "# CPU accuracy-against-time frontier",
             "speed": "# CPU training speed per network",
+            "recipe": "# The chosen recipe, one technique changed at a time",
         }[study],
         "",
         f"Command: `{header['command']}`",
@@ -342,6 +379,22 @@ def _markdown(study: str, result: dict, args, header: dict) -> str:
             "| row | technique | network | epochs | img / CPU s | test acc (%) | CPU s | wall s | kept |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
+    elif study == "recipe":
+        lines += [
+            f"{args.seeds} seed(s) per row, the recipe's epochs (every change leaves a step's cost as it is).",
+            "",
+            "| row | change | network | epochs | test acc (%) per seed | mean | vs recipe |",
+            "| --- | --- | --- | ---: | --- | ---: | ---: |",
+        ]
+        base = result["rows"][0].mean_acc()
+        for r in result["rows"]:
+            net = f"d{r.network['depth']} w{r.network['width']} s{r.network['stem_stride']}"
+            per = ", ".join(f"{100 * x['test_acc']:.2f}" for x in r.results)
+            diff = "" if r is result["rows"][0] else f"{100 * (r.mean_acc() - base):+.2f}"
+            lines.append(
+                f"| {r.name} | {r.technique} | {net} | {r.results[0]['epochs']} | {per} | {100 * r.mean_acc():.2f} | {diff} |"
+            )
+        return "\n".join(lines) + "\n"
     elif study == "speed":
         lines += ["| network | training images per CPU s (median) |", "| --- | ---: |"]
         lines += [f"| {r.name} | {r.results[0]['images_per_cpu_s']:.0f} |" for r in result["rows"]]
@@ -382,7 +435,7 @@ def _markdown(study: str, result: dict, args, header: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--study", choices=["ablation", "frontier", "speed"], default="ablation")
+    p.add_argument("--study", choices=["ablation", "frontier", "speed", "recipe"], default="ablation")
     p.add_argument("--budget", type=float, default=120.0, help="CPU seconds of training per ablation row")
     p.add_argument("--seeds", type=int, default=1, help="seeds per row (their mean decides what is kept)")
     p.add_argument("--threads", type=int, default=1)
@@ -410,7 +463,8 @@ def main() -> None:
     }
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="formulac-bench-") as d:
-        result = {"ablation": ablation, "frontier": frontier, "speed": speed}[args.study](data, args, Path(d))
+        studies = {"ablation": ablation, "frontier": frontier, "speed": speed, "recipe": recipe}
+        result = studies[args.study](data, args, Path(d))
     header["elapsed_s"] = time.perf_counter() - t0
     header["load_end"] = _load()
     record = {**header, "args": vars(args), "rows": [_row_dict(r) for r in result["rows"]]}
