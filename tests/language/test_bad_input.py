@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from formulac.errors import FormulacError, SourceError
-from formulac.parse import MAX_DEPTH, MAX_LINE_CHARS, MAX_NESTING, parse
+from formulac.limits import MAX_EXPRESSION_DEPTH, MAX_LINE_CHARS, MAX_NESTING
+from formulac.parse import parse
 
 CASES = [
     # -- syntax ---------------------------------------------------------------------------
@@ -83,13 +84,13 @@ CASES = [
     ),
     (
         "three-state-cycle",
-        "a_<n+1> = b_<n+1>\nb_<n+1> = c_<n+1>\nc_<n+1> = a_<n+1> + F(a_n)",
+        "a_<n+1> = b_<n+1>\nb_<n+1> = c_<n+1>\nc_<n+1> = a_<n+1> + F(a_n)\noutput a",
         1,
         1,
         "cycle: a_<n+1> -> b_<n+1>",
     ),
     ("undefined-state", "x_<n+1> = x_n + F(z_<n-1>)", 1, 19, "undefined state 'z'"),
-    ("undefined-symbol", "x_<n+1> = x_n + alpha*F(x_n)", 1, 17, "undefined symbol 'alpha'"),
+    ("misspelt-constant", "alpha = 0.5\nx_<n+1> = x_n + alpah*F(x_n)", 2, 17, "did you mean 'alpha'"),
     ("state-without-index", "x_<n+1> = x + F(x_n)", 1, 11, "state x needs an index"),
     ("too-far-back", "x_<n+1> = x_n + F(x_<n-65>)", 1, 19, "reaches too far back"),
     ("absolute-index-in-equation", "x_<n+1> = x_0 + x_<5>", 1, 17, "is absolute"),
@@ -222,11 +223,11 @@ CASES = [
     # -- characters, whitespace, encodings --------------------------------------------------------
     ("tabs-error-position", "\tx_<n+1> =\tx_n +\tG(x_n)\t+ foo(x_n)", 1, 27, "unknown function 'foo'"),
     ("windows-line-endings-error", "x_<n+1> = x_n + F(x_n)\r\nx_<n+1> = x_n\r\n", 2, 1, "duplicate equation"),
-    ("bom-error-position", "\ufeffx_<n+1> = x_n + q", 1, 17, "undefined symbol 'q'"),
+    ("bom-error-position", "\ufeffx_<n+1> = x_n + q(x_n)", 1, 17, "unknown function 'q'"),
     ("lone-carriage-return", "x_<n+1> = x_n\r+ F(x_n)", 1, 14, "carriage return"),
     ("no-break-space", "x_<n+1> = x_n + \xa0F(x_n)", 1, 17, "no-break space"),
     ("line-separator", "a = 1\u2028\nx_<n+1> = x_n + b", 1, 6, "line separator"),
-    ("form-feed-keeps-lines", "a = 1\x0c\nx_<n+1> = x_n + b", 2, 17, "undefined symbol 'b'"),
+    ("form-feed-keeps-lines", "a = 1\x0c\nx_<n+1> = x_n + b(x_n)", 2, 17, "unknown function 'b'"),
     ("non-ascii-name", "x_<n+1> = x_n + é", 1, 17, "unexpected character 'é'"),
     ("nul-character", "x_<n+1> = x_n\x00 + F(x_n)", 1, 14, "control character U+0000"),
     # -- empty files ------------------------------------------------------------------------------
@@ -367,7 +368,7 @@ def test_deep_operator_nesting(text):
     with pytest.raises(SourceError) as info:
         parse(text, "bad.rec")
     assert "nested too deeply" in info.value.message
-    assert f"more than {MAX_DEPTH}" in info.value.message
+    assert f"more than {MAX_EXPRESSION_DEPTH}" in info.value.message
     assert time.perf_counter() - start < 1.0
 
 
