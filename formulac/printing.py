@@ -6,9 +6,10 @@ The ``.rec`` text printer (:func:`rec_expr`, :func:`to_rec`) belongs to the repr
 
 from __future__ import annotations
 
+import sympy
 from sympy.printing.latex import LatexPrinter
 
-from .ir import BlockCall, Concat, RecPrinter, index_text, n, rec_expr, to_rec
+from .ir import BlockCall, Concat, RecPrinter, StateRef, index_text, n, rec_expr, to_rec
 
 __all__ = ["to_rec", "rec_expr", "latex_expr", "index_text", "RecPrinter", "RecLatexPrinter"]
 
@@ -22,8 +23,9 @@ class RecLatexPrinter(LatexPrinter):
         super().__init__({"order": "none", **(settings or {})})
 
     def _print_Indexed(self, expr):
-        index = index_text(expr.indices[0], latex=True)
-        return "%s_{%s}" % (self._print(expr.base.label), index.strip("{}"))
+        ref = StateRef.of(expr)
+        index = index_text(ref.index, latex=True)
+        return "%s_{%s}" % (self._print(sympy.Symbol(ref.name)), index.strip("{}"))
 
     def _print_BlockCall(self, expr: BlockCall, exp=None):
         sub = "" if expr.step == n else "_{%s}" % self._print(expr.step)

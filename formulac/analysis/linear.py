@@ -13,10 +13,32 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..ir import BlockCall, Concat, Recurrence, block_calls, n, rebuild, state, substitute_param_inits
-from ..printing import rec_expr
+from ..errors import UsageError
+from ..ir import (
+    BlockCall,
+    Concat,
+    Recurrence,
+    StateRef,
+    block_calls,
+    n,
+    rebuild,
+    rec_expr,
+    references,
+    substitute_param_inits,
+    walk,
+)
+from ..limits import MAX_ANALYSIS_DEPTH
 
-__all__ = ["NonLinear", "LinearForm", "SumTerm", "Structure", "decompose", "structure"]
+__all__ = ["NonLinear", "LinearForm", "SumTerm", "Structure", "decompose", "structure", "check_steps"]
+
+
+def check_steps(steps, what: str = "the number of steps") -> int:
+    """A depth or number of steps: a whole number from 0 to :data:`MAX_ANALYSIS_DEPTH`."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise UsageError(f"{what} must be a whole number >= 0, not {steps!r}")
+    if steps > MAX_ANALYSIS_DEPTH:
+        raise UsageError(f"{what} must be at most {MAX_ANALYSIS_DEPTH}, not {steps}")
+    return steps
 
 
 class NonLinear(Exception):
@@ -95,7 +117,7 @@ def _is_coefficient(expr: sympy.Expr, states: frozenset[str]) -> bool:
         return True
     if expr.has(BlockCall, Concat):
         return False
-    return not any(ref.base.label.name in states for ref in expr.atoms(sympy.Indexed))
+    return next(references(expr, states), None) is None
 
 
 def decompose(expr: sympy.Expr, states) -> LinearForm:
@@ -148,27 +170,6 @@ def _nonlinear_function(e: sympy.Expr):
     raise NonLinear(f"{name}(...) is applied to states ({rec_expr(e)}): not linear in the states")
 
 
-def top_level_calls(expr: sympy.Expr):
-    """Block calls of ``expr`` that are not nested inside another block's argument."""
-    if isinstance(expr, BlockCall):
-        yield expr
-        return
-    for a in expr.args:
-        yield from top_level_calls(a)
-
-
-def top_level_refs(expr: sympy.Expr, states: frozenset[str]):
-    """State references of ``expr`` outside block arguments (bound sum variables included)."""
-    if isinstance(expr, BlockCall):
-        return
-    if isinstance(expr, sympy.Indexed):
-        if expr.base.label.name in states:
-            yield expr
-        return
-    for a in expr.args:
-        yield from top_level_refs(a, states)
-
-
 @dataclass
 class ConcreteForm:
     """A linear form at an integer step: ``(state, index) -> coefficient``, block key -> coefficient."""
@@ -207,7 +208,7 @@ class Structure:
         """Do coefficients depend on the step (``n`` or per-step parameters)?"""
         for f in self.forms.values():
             for c in f.coefficients():
-                if c.has(n) or any(isinstance(a, sympy.Indexed) for a in sympy.preorder_traversal(c)):
+                if c.has(n) or any(isinstance(a, sympy.Indexed) for a in walk(c)):
                     return True
         return False
 
@@ -218,15 +219,15 @@ class Structure:
         sub = {n: sympy.Integer(t)}
         refs: dict = {}
         extra = sympy.Integer(0)
-        for ref, c in form.refs.items():
-            key = (ref.base.label.name, int(ref.indices[0].xreplace(sub)))
+        for node, c in form.refs.items():
+            ref = StateRef.of(node)
+            key = (ref.name, ref.at(t))
             refs[key] = refs.get(key, 0) + _at(c, sub)
         for s in form.sums:
             outer = _at(s.coef, sub)
             low, high = int(s.low.xreplace(sub)), int(s.high.xreplace(sub))
             body = [
-                (r.base.label.name, int((r.indices[0] - s.var).xreplace(sub)), c)
-                for r, c in s.body.refs.items()
+                (ref.name, ref.shift, c) for ref, c in ((StateRef.of(r), c) for r, c in s.body.refs.items())
             ]
             for name, off, c in body:
                 varying = isinstance(c, sympy.Basic) and (c.has(s.var) or c.has(n))
@@ -256,11 +257,10 @@ class Structure:
     def name_initial_states(self, expr: sympy.Expr) -> sympy.Expr:
         """Replace states before the start (and non-output states at 0) by their initial values."""
         mapping = {}
-        for ref in expr.atoms(sympy.Indexed):
-            name = ref.base.label.name
-            idx = ref.indices[0]
-            if name in self.states and idx.is_Integer and idx <= 0 and not (name == self.output and idx == 0):
-                mapping[ref] = self.rec.initial_value(name, int(idx))
+        for ref in references(expr, self.states):
+            step = ref.step
+            if step is not None and step <= 0 and not (ref.name == self.output and step == 0):
+                mapping[ref.indexed] = self.rec.initial_value(ref.name, step)
         return expr.xreplace(mapping) if mapping else expr
 
     def initial_value(self, name: str, index: int) -> sympy.Expr:
@@ -337,13 +337,9 @@ def same_step_substituted(st: Structure) -> dict:
     done: dict = {}
     for s in st.states:
         form = st.forms[s]
-        for ref in list(form.refs):
-            name = ref.base.label.name
-            if ref.indices[0] == n + 1 and name in done:
-                form = form.substitute(ref, done[name])
+        for node in list(form.refs):
+            ref = StateRef.of(node)
+            if ref.offset == 1 and ref.name in done:
+                form = form.substitute(node, done[ref.name])
         done[s] = form
     return done
-
-
-def output_ref(st: Structure, depth: int) -> sympy.Indexed:
-    return state(st.output, depth)

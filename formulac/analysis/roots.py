@@ -18,16 +18,13 @@ from dataclasses import dataclass, field
 import sympy
 from sympy.polys.matrices import DomainMatrix
 
-from ..ir import n
+from ..ir import ELEMENTWISE, StateRef, lags_of, n, rec_expr
+from ..limits import MAX_DIMENSION
+from .formatting import LAMBDA
 from .linear import Structure, same_step_substituted
 
 __all__ = ["LAMBDA", "Root", "Spectrum", "spectrum", "MAX_DIMENSION"]
 
-#: The variable of characteristic polynomials (printed ``λ``).
-LAMBDA = sympy.Symbol("lambda")
-
-#: Largest state-vector dimension for which a characteristic polynomial is computed.
-MAX_DIMENSION = 32
 _MAX_SYMBOLIC_OPS = 400
 _MAX_FACTOR_DEGREE = 16
 _DIGITS = 30
@@ -91,8 +88,6 @@ def spectrum(st: Structure) -> Spectrum:
             coefs[(s, ref)] = c.xreplace(frozen) if frozen else c
     if any(c.has(n) for c in coefs.values()):
         where = next(c for c in coefs.values() if c.has(n))
-        from ..printing import rec_expr
-
         out.notes.append(
             f"coefficients depend on the step n (e.g. {rec_expr(where)}): no characteristic polynomial, "
             "roots, stability class or rate"
@@ -101,13 +96,11 @@ def spectrum(st: Structure) -> Spectrum:
         return out
 
     # state vector
-    lags = dict.fromkeys(st.states, 0)
-    for s, ref in coefs:
-        off = int(ref.indices[0] - n)
-        if off > 0:  # a same-step reference left over: cannot happen after substitution
+    read = [(s, StateRef.of(node)) for s, node in coefs]
+    for s, ref in read:
+        if ref.offset > 0:  # a same-step reference left over: cannot happen after substitution
             raise AssertionError(f"same-step reference {ref} left in {s}")
-        name = ref.base.label.name
-        lags[name] = max(lags[name], 1 - off)
+    lags = lags_of((ref for _, ref in read), st.states)
     lags[st.output] = max(lags[st.output], 1)
     vector = [(s, j) for s in st.states for j in range(lags[s])]
     d = len(vector)
@@ -120,10 +113,10 @@ def spectrum(st: Structure) -> Spectrum:
     rows = [[sympy.Integer(0)] * d for _ in range(d)]
     for i, (s, j) in enumerate(vector):
         if j == 0:
-            for (s2, ref), c in coefs.items():
+            for (s2, node), c in coefs.items():
                 if s2 == s:
-                    key = (ref.base.label.name, -int(ref.indices[0] - n))
-                    rows[i][col[key]] += c
+                    ref = StateRef.of(node)
+                    rows[i][col[(ref.name, -ref.offset)]] += c
         else:
             rows[i][col[(s, j - 1)]] = sympy.Integer(1)
     A = sympy.Matrix(rows)
@@ -196,30 +189,7 @@ def spectrum(st: Structure) -> Spectrum:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def descending(poly: sympy.Expr) -> sympy.Expr:
-    """``poly`` as an unevaluated sum in descending powers of λ, for printing with order="none"."""
-    P = sympy.Poly(poly, LAMBDA)
-    terms = []
-    for (k,), c in P.terms():
-        power = LAMBDA**k if k else sympy.Integer(1)
-        if k == 0:
-            terms.append(c)
-        elif c == 1:
-            terms.append(power)
-        elif c == -1:
-            terms.append(sympy.Mul(-1, power, evaluate=False))
-        elif c.could_extract_minus_sign() and not c.is_Number:
-            terms.append(sympy.Mul(-1, -c, power, evaluate=False))
-        else:
-            terms.append(sympy.Mul(c, power, evaluate=False))
-    if not terms:
-        return sympy.Integer(0)
-    return terms[0] if len(terms) == 1 else sympy.Add(*terms, evaluate=False)
-
-
 def _txt(e) -> str:
-    from ..printing import rec_expr
-
     return rec_expr(e).replace("lambda", "λ")
 
 
@@ -292,8 +262,6 @@ def _self_reciprocal(f: sympy.Poly) -> bool:
 def _defined(expr):
     """The language's element-wise functions that SymPy lacks, by their definitions, so that
     coefficients such as ``sigmoid(k)`` at ``k = 1/2`` evaluate to numbers."""
-    from ..ir import ELEMENTWISE
-
     defs = {
         "relu": lambda x: sympy.Max(0, x),
         "sigmoid": lambda x: 1 / (1 + sympy.exp(-x)),

@@ -18,18 +18,12 @@ from __future__ import annotations
 import sympy
 from sympy.polys.constructor import construct_domain
 
-from ..ir import n
-from ..printing import rec_expr
+from ..ir import StateRef, n, rec_expr, references, state
+from ..limits import MAX_HISTORY_TERMS, MAX_TERMS
+from .formatting import json_number, json_value, poly_text, sympy_text
 from .linear import NonLinear, Structure, decompose
 
 __all__ = ["Weights", "TooLarge", "TooDeep", "MAX_TERMS", "MAX_HISTORY_TERMS", "compute_weights"]
-
-#: The most polynomial terms the symbolic weights may hold in all (adjoints and results).
-MAX_TERMS = 20_000
-
-
-#: The most terms a history sum may expand to over all steps (about depth^2 / 2).
-MAX_HISTORY_TERMS = 600_000
 
 
 class TooDeep(Exception):
@@ -128,8 +122,6 @@ class Weights:
             if K.is_FractionField and x.numer.is_ground and x.denom.is_ground:
                 return json_number(K.to_sympy(x))
             return self.text(x)
-        from .result import json_value
-
         return json_value(self.expr(x))
 
     def _ground_json(self, x):
@@ -144,23 +136,19 @@ class Weights:
             p, q = int(x.numerator), int(x.denominator)
             return str(p) if q == 1 else f"{p}/{q}"
         if K.is_PolynomialRing and (K.domain.is_ZZ or K.domain.is_QQ):
-            return _poly_text(x, self._gen_names())
+            return poly_text(x, self._gen_names())
         if K.is_FractionField and (K.domain.is_ZZ or K.domain.is_QQ):
             names = self._gen_names()
-            num, den = _poly_text(x.numer, names), _poly_text(x.denom, names)
+            num, den = poly_text(x.numer, names), poly_text(x.denom, names)
             if den == "1":
                 return num
             num = f"({num})" if len(x.numer) > 1 else num
             den = f"({den})" if len(x.denom) > 1 or "*" in den or "/" in den else den
             return f"{num}/{den}"
-        from .result import sympy_text
-
         return sympy_text(self.expr(x))
 
     def _gen_names(self) -> list[str]:
         if not hasattr(self, "_names"):
-            from .result import sympy_text
-
             self._names = [
                 sympy_text(g.xreplace(self._back)) if self._back else sympy_text(g) for g in self.K.symbols
             ]
@@ -173,12 +161,6 @@ class Weights:
         if K.is_FractionField:
             return len(x.numer) + len(x.denom)
         return 1
-
-
-def _index_offset(ref) -> int:
-    from ..ir import n
-
-    return int(ref.indices[0] - n)
 
 
 #: Depth of the trial run that decides, for deep formulas with per-step parameters, whether
@@ -203,7 +185,7 @@ def compute_weights(st: Structure, depth: int) -> Weights:
         # the last PROBE_DEPTH blocks at depth N are those of a PROBE_DEPTH-deep run (with the
         # parameters renamed), so if that run overflows away from the initial steps, so does this
         # one; finding out takes a fraction of the full run with its N generators.
-        order = max((1 - int(r.indices[0] - n) for f in st.forms.values() for r in f.refs), default=1)
+        order = max((1 - StateRef.of(r).offset for f in st.forms.values() for r in f.refs), default=1)
         try:
             _compute(st, PROBE_DEPTH)
         except TooLarge as exc:
@@ -233,7 +215,7 @@ def _compute(st: Structure, depth: int) -> Weights:
         template = {}
         for s in states:
             f = st.forms[s]
-            refs = [(r.base.label.name, _index_offset(r), c) for r, c in f.refs.items()]
+            refs = [(ref.name, ref.offset, c) for ref, c in ((StateRef.of(r), c) for r, c in f.refs.items())]
             blocks = {}
             for call, c in f.blocks.items():
                 key = st.block_keys[call]
@@ -343,7 +325,7 @@ def _compute(st: Structure, depth: int) -> Weights:
     for key, a in adj.items():
         if key not in initial_forms:
             if key == (st.output, 0):
-                initial_forms[key] = ({rec_expr(sympy.IndexedBase(st.output)[0]): sympy.Integer(1)}, 0)
+                initial_forms[key] = ({rec_expr(state(st.output, 0)): sympy.Integer(1)}, 0)
             else:  # a value never computed: cannot happen for a well-formed recurrence
                 raise AssertionError(f"unexpected reference {key}")
         parts, const = initial_forms[key]
@@ -351,56 +333,22 @@ def _compute(st: Structure, depth: int) -> Weights:
             winit[text] = winit.get(text, zero) + a * el(c)
         if const != 0:
             offset += a * el(const)
-    out_text = rec_expr(sympy.IndexedBase(st.output)[0])
-    inputs.setdefault(out_text, sympy.IndexedBase(st.output)[0])
+    out_text = rec_expr(state(st.output, 0))
+    inputs.setdefault(out_text, state(st.output, 0))
     winit.setdefault(out_text, zero)
 
     initial_order = sorted(winit, key=lambda k: k != out_text)
     return Weights(K, wblock, {k: winit[k] for k in initial_order}, offset, inputs, back)
 
 
-def json_number(c: sympy.Rational):
-    """A rational as a JSON number: an int when whole, else the nearest double (string if huge)."""
-    if c.is_Integer:
-        return int(c)
-    try:
-        return int(c.p) / int(c.q)
-    except OverflowError:
-        return f"{c.p}/{c.q}"
-
-
-def _poly_text(p, names: list[str]) -> str:
-    """A sparse polynomial in SymPy syntax, fast (SymPy's printer is slow for many generators)."""
-    if not p:
-        return "0"
-    out = []
-    for monom, coeff in p.terms():
-        c = sympy.Rational(int(getattr(coeff, "numerator", coeff)), int(getattr(coeff, "denominator", 1)))
-        factors = [names[i] if e == 1 else f"{names[i]}**{e}" for i, e in enumerate(monom) if e]
-        neg = c < 0
-        c = -c if neg else c
-        if not factors:
-            body = str(c)
-        elif c == 1:
-            body = "*".join(factors)
-        else:
-            body = f"{c}*" + "*".join(factors)
-        if out:
-            out.append(" - " if neg else " + ")
-        elif neg:
-            out.append("-")
-        out.append(body)
-    return "".join(out)
-
-
 def _param_dummies(exprs):
     """Per-step parameter references ``k[3]`` -> plain symbols (polynomial generators)."""
     params: dict = {}
     for e in exprs:
-        for ref in e.atoms(sympy.Indexed):
-            if ref not in params:
+        for ref in references(e):
+            if ref.indexed not in params:
                 # names of the language contain no underscore, so k_3 cannot clash
-                params[ref] = sympy.Symbol(f"{ref.base.label}_{ref.indices[0]}")
+                params[ref.indexed] = sympy.Symbol(f"{ref.name}_{ref.index}")
     return params, {v: k for k, v in params.items()}
 
 
