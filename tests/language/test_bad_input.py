@@ -419,11 +419,8 @@ def _write_case(directory: Path, case) -> Path:
 
 
 def _cli_main():
-    cli = pytest.importorskip("formulac.cli")
-    parser = cli.build_parser()
-    commands = next(a for a in parser._actions if a.dest == "command").choices
-    if "check" not in commands:
-        pytest.skip("the check command is not part of this checkout yet")
+    from formulac import cli
+
     return cli.main
 
 
