@@ -468,6 +468,8 @@ class Recurrence:
     shared_blocks: frozenset[str] = frozenset()
     name: str = "<formula>"
     display_values: Mapping[object, sympy.Expr] = field(default_factory=dict)
+    #: :meth:`substitutions` when the parser has already computed it (None: on first use)
+    resolved: Mapping[sympy.Symbol, sympy.Expr] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.equations and self.output not in self.states:
@@ -533,7 +535,9 @@ class Recurrence:
 
     # -- values ----------------------------------------------------------------------------
     @cached_property
-    def _values(self) -> dict[sympy.Symbol, sympy.Expr]:
+    def _values(self) -> Mapping[sympy.Symbol, sympy.Expr]:
+        if self.resolved is not None:
+            return self.resolved
         return resolve_values({**self.constants, **self.bindings})
 
     def substitutions(self) -> dict[sympy.Symbol, sympy.Expr]:
@@ -580,7 +584,14 @@ class Recurrence:
             else:
                 bindings[key] = value
                 domains.pop(key, None)
-        return replace(self, bindings=bindings, constants=constants, display_values=display, domains=domains)
+        return replace(
+            self,
+            bindings=bindings,
+            constants=constants,
+            display_values=display,
+            domains=domains,
+            resolved=None,
+        )
 
 
 def _exact(name: str, value) -> sympy.Expr:

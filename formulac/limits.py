@@ -76,7 +76,7 @@ MAX_HISTORY_TERMS = 600_000
 #: Expression nodes of a non-linear expansion that ``unroll`` builds.
 MAX_EXPANSION_NODES = 50_000
 #: Nesting of a non-linear expansion (``relu(relu(...))``) that ``unroll`` builds.
-MAX_EXPANSION_DEPTH = 150
+MAX_EXPANSION_DEPTH = 300
 #: State-vector entries for which a characteristic polynomial is computed.
 MAX_DIMENSION = 32
 #: Graph edges up to which ``analyze`` computes the path-length distribution.

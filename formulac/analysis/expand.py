@@ -57,9 +57,9 @@ def unroll(
     if name not in st.states:
         raise UsageError(f"no state {name!r}; the formula's states are {', '.join(st.states)}")
     lhs = state(name, steps)
-    if st.linear and name == st.output:
+    if st.linear:
         try:
-            w = compute_weights(st, steps)
+            w = compute_weights(st, steps, name)
         except TooDeep as exc:
             raise UsageError(f"cannot unroll {rec_expr(lhs)}: {exc}") from None
         except TooLarge as exc:

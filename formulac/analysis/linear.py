@@ -305,18 +305,16 @@ def structure(rec: Recurrence, params: str = "symbolic") -> Structure:
             display_calls.setdefault(canon, c)
 
     # top-level block outputs, per block name, in order of appearance
-    outputs: dict[str, list] = {b: [] for b in rec.blocks}
+    outputs: dict[str, dict] = {b: {} for b in rec.blocks}
     if forms is not None:
         for s in states:
             for call in forms[s].blocks:
-                lst = outputs.setdefault(call.block, [])
-                if call not in lst:
-                    lst.append(call)
+                outputs.setdefault(call.block, {})[call] = None
     block_keys: dict = {}
     key_order: list = []
-    shown = list(display_calls)
+    shown = {call: i for i, call in enumerate(display_calls)}
     for name, calls in outputs.items():
-        calls = sorted(calls, key=lambda c: shown.index(c) if c in shown else len(shown))
+        calls = sorted(calls, key=lambda c: shown.get(c, len(shown)))
         if len(calls) == 1:
             block_keys[calls[0]] = name
             key_order.append(name)

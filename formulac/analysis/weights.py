@@ -168,13 +168,15 @@ class Weights:
 PROBE_DEPTH = 32
 
 
-def compute_weights(st: Structure, depth: int) -> Weights:
-    """Weights of every block output and initial input in ``output_depth``.
+def compute_weights(st: Structure, depth: int, state_name: str | None = None) -> Weights:
+    """Weights of every block output and initial input in ``output_depth`` (or in
+    ``state_name`` at ``depth``).
 
     Raises :class:`TooLarge` when symbolic weights exceed :data:`MAX_TERMS`.
     """
     if st.forms is None:
         raise ValueError("the formula is not linear")
+    target = state_name or st.output
     if st.has_sums and history_terms(st, depth) > MAX_HISTORY_TERMS:
         raise TooDeep(
             f"the history sum expands to {history_terms(st, depth)} terms at depth {depth} "
@@ -187,11 +189,11 @@ def compute_weights(st: Structure, depth: int) -> Weights:
         # one; finding out takes a fraction of the full run with its N generators.
         order = max((1 - StateRef.of(r).offset for f in st.forms.values() for r in f.refs), default=1)
         try:
-            _compute(st, PROBE_DEPTH)
+            _compute(st, PROBE_DEPTH, target)
         except TooLarge as exc:
             if exc.step >= order:
                 raise TooLarge(depth, depth - PROBE_DEPTH + exc.step, exc.terms) from None
-    return _compute(st, depth)
+    return _compute(st, depth, target)
 
 
 def _per_step_only(st: Structure) -> bool:
@@ -206,7 +208,7 @@ def _per_step_only(st: Structure) -> bool:
     return not any(step_dependent(c) for c in coefs) and any(c.atoms(sympy.Indexed) for c in coefs)
 
 
-def _compute(st: Structure, depth: int) -> Weights:
+def _compute(st: Structure, depth: int, target: str) -> Weights:
     states = st.states
     templated = not st.has_sums and not st.time_varying()
 
@@ -243,7 +245,7 @@ def _compute(st: Structure, depth: int) -> Weights:
                 coef_exprs.add(cf.const)
                 initial_refs.update(k for k in cf.refs if k[1] <= 0)
     if depth == 0:
-        initial_refs.add((st.output, 0))
+        initial_refs.add((target, 0))
 
     # 2. initial values as combinations of the inputs
     initial_forms: dict = {}
@@ -282,7 +284,7 @@ def _compute(st: Structure, depth: int) -> Weights:
         return to_dom[sympy.sympify(e)]
 
     # 4. the backward sweep
-    adj: dict = {(st.output, depth): one}
+    adj: dict = {(target, depth): one}
     wblock = {key: [zero] * depth for key in st.key_order}
     offset = zero
     if templated:

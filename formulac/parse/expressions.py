@@ -110,6 +110,9 @@ class Expressions(lark.visitors.Interpreter):
 
     div = mul
 
+    def parens(self, tree):
+        return self.visit(tree.children[1])
+
     def neg(self, tree):
         return _negate(self.visit(tree.children[1]))
 

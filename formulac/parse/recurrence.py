@@ -67,6 +67,7 @@ def build(tree: lark.Tree, source: Source) -> Recurrence:
         shared_blocks=frozenset(names.shared_blocks),
         name=source.path,
         display_values=display,
+        resolved=exprs.values,
     )
 
 
@@ -75,8 +76,7 @@ def _constants(names: Declarations, exprs: Expressions, source: Source):
     display: dict = {}
     for name, (_, node) in names.constant_nodes.items():
         display[name] = exprs.build(node, Scope("constant"))
-        constants[name] = rebuild(display[name])
-        check_result(source, constants[name], node)
+        constants[name] = rebuild(display[name])  # checked once resolved, below
 
     def check(name: str, value: sympy.Expr) -> None:
         check_size(source, value, names.constant_nodes[name][1], f"constant {name}")

@@ -32,16 +32,16 @@ class Source:
         if isinstance(where, tuple):
             line, col = where
         else:
-            meta = getattr(where, "meta", None)
-            line = getattr(where, "line", None) or getattr(meta, "line", 1)
-            col = getattr(where, "column", None) or getattr(meta, "column", 1)
+            while isinstance(where, lark.Tree) and where.children:  # positions are not propagated:
+                where = where.children[0]  # they cost half the parse time and matter only here
+            line, col = getattr(where, "line", 1), getattr(where, "column", 1)
         return SourceError(message, self.path, self.text, line or 1, col or 1)
 
 
 @lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
     grammar = resources.files("formulac.grammar").joinpath("rec.lark").read_text(encoding="utf-8")
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=True)
+    return lark.Lark(grammar, parser="lalr", maybe_placeholders=False, cache=True)
 
 
 def read(data: str | bytes, path: str) -> tuple[lark.Tree, Source]:
@@ -273,7 +273,7 @@ def _one_of(items: list[str]) -> str:
 # -- nesting ------------------------------------------------------------------------------------
 
 _CHAINS = {"add": "sum", "sub": "sum", "mul": "product", "div": "product"}
-_ARGUMENT_LISTS = ("arguments", "range_arguments")
+_TRANSPARENT = ("arguments", "range_arguments", "parens")  # add no level of nesting
 
 
 def _check_depth(tree: lark.Tree, source: Source) -> None:
@@ -295,7 +295,7 @@ def _check_depth(tree: lark.Tree, source: Source) -> None:
             if isinstance(child, lark.Tree):
                 family = _CHAINS.get(child.data)
                 flat = family is not None and family == _CHAINS.get(node.data) and child is node.children[0]
-                stack.append((child, depth if flat or child.data in _ARGUMENT_LISTS else depth + 1))
+                stack.append((child, depth if flat or child.data in _TRANSPARENT else depth + 1))
 
 
 def chain(node: lark.Tree) -> tuple[lark.Tree, list[tuple[str, lark.Tree]]]:

@@ -14,34 +14,56 @@ from ..ir import n, walk
 from ..limits import MAX_EXP_ARGUMENT, MAX_NUMBER_BITS, MAX_POWER, MAX_VALUE_NODES
 from .syntax import Source
 
-__all__ = ["check_result", "check_divisor", "check_argument", "check_power", "check_number", "check_size"]
+__all__ = [
+    "check_result",
+    "check_size",
+    "check_value",
+    "check_divisor",
+    "check_argument",
+    "check_power",
+    "check_number",
+]
 
 
 def check_result(source: Source, expr: sympy.Expr, where) -> None:
     """A finished value: finite, real, with numbers of at most :data:`MAX_NUMBER_BITS` bits."""
-    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
-        raise source.error("division by zero (or another undefined value, such as log(0))", where)
-    if expr.has(sympy.I):
-        raise source.error("the value is not a real number (a root or log of a negative number?)", where)
-    for number in expr.atoms(sympy.Rational):
-        check_number(source, number, where)
+    check_value(source, expr, where)
 
 
 def check_size(source: Source, expr: sympy.Expr, where, what: str) -> None:
-    """A value with the constants it uses substituted: at most :data:`MAX_VALUE_NODES` nodes
-    and powers up to :data:`MAX_POWER` (``c0 = c1*c1``, ``c1 = c2*c2``, ... doubles each line)."""
+    """A value with the constants it uses substituted: as :func:`check_result`, and at most
+    :data:`MAX_VALUE_NODES` nodes and powers up to :data:`MAX_POWER` (``c0 = c1*c1``,
+    ``c1 = c2*c2``, ... doubles each line)."""
+    check_value(source, expr, where, what)
+
+
+def check_value(source: Source, expr: sympy.Expr, where, what: str | None = None) -> None:
+    """One pass over ``expr`` for :func:`check_result` (and, with ``what``, :func:`check_size`)."""
     for count, node in enumerate(walk(expr)):
-        if count > MAX_VALUE_NODES:
+        if node.is_Atom:
+            if node in _UNDEFINED:
+                raise source.error("division by zero (or another undefined value, such as log(0))", where)
+            if node is sympy.I:
+                raise source.error(
+                    "the value is not a real number (a root or log of a negative number?)", where
+                )
+            if node.is_Rational:
+                check_number(source, node, where)
+        elif what is None:
+            continue
+        elif count > MAX_VALUE_NODES:
             raise source.error(
                 f"{what} is too large once the constants it uses are written out "
                 f"(more than {MAX_VALUE_NODES} terms)",
                 where,
             )
-        if isinstance(node, sympy.Pow) and node.exp.is_Number and abs(node.exp) > MAX_POWER:
+        elif isinstance(node, sympy.Pow) and node.exp.is_Number and abs(node.exp) > MAX_POWER:
             raise source.error(
                 f"{what} has a power beyond {MAX_POWER} once the constants it uses are written out", where
             )
-    check_result(source, expr, where)
+
+
+_UNDEFINED = frozenset({sympy.zoo, sympy.nan, sympy.oo, -sympy.oo})
 
 
 def check_number(source: Source, value: sympy.Expr, where) -> sympy.Expr:

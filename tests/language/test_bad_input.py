@@ -195,8 +195,8 @@ CASES = [
     # -- numbers ------------------------------------------------------------------------------
     ("division-by-zero", "x_<n+1> = x_n + 1/0*F(x_n)", 1, 19, "division by zero"),
     ("division-by-zero-at-step", "x_<n+1> = x_n + 1/n*F(x_n)", 1, 19, "division by zero at step n = 0"),
-    ("division-by-zero-later", "x_<n+1> = x_n + F(x_n)/(n^2-4)", 1, 25, "division by zero at step n = 2"),
-    ("division-by-zero-in-constant", "a = 1/(2-2)\nx_<n+1> = x_n + a*F(x_n)", 1, 8, "division by zero"),
+    ("division-by-zero-later", "x_<n+1> = x_n + F(x_n)/(n^2-4)", 1, 24, "division by zero at step n = 2"),
+    ("division-by-zero-in-constant", "a = 1/(2-2)\nx_<n+1> = x_n + a*F(x_n)", 1, 7, "division by zero"),
     ("huge-literal", "x_<n+1> = x_n + 1e999999*F(x_n)", 1, 17, "number out of range: 1e999999"),
     ("huge-exponent", "x_<n+1> = x_n^1000000", 1, 15, "exponent too large"),
     ("power-tower", "x_<n+1> = x_n + ((2^64)^64)^64 * F(x_n)", 1, 18, "number out of range"),
