@@ -51,16 +51,16 @@ class UsageError(FormulacError):
 class UnboundSymbolsError(UsageError):
     """A formula with free symbols that have no value, where a value is needed (compile, train)."""
 
-    def __init__(self, names, action: str = "compile"):
+    def __init__(self, names, action: str = "a network"):
         self.names = tuple(names)
         self.action = action
         several = len(self.names) > 1
-        listed = ", ".join(self.names)
         sets = " ".join(f"--set {name}=VALUE" for name in self.names)
         binds = ", ".join(f"{name}=..." for name in self.names)
         super().__init__(
-            f"{action} needs a value for {'each free symbol' if several else 'the free symbol'} "
-            f"{listed}: give {'them' if several else 'one'} with {sets} "
+            f"{'the free symbols' if several else 'the free symbol'} {', '.join(self.names)} "
+            f"{'have' if several else 'has'} no value, and {action} needs "
+            f"{'them' if several else 'it'}: give {'each one' if several else 'it one'} with {sets} "
             f"(in Python: formula.bind({binds}))"
         )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import UsageError
 from .ir import Recurrence
 from .parse import load as _load_rec
 from .parse import parse as _parse_rec
@@ -76,10 +75,7 @@ class Formula:
 
     def bind(self, **values) -> Formula:
         """A copy with symbols (or constants) given values: ``f.bind(a=0.5)``."""
-        try:
-            return Formula(self.rec.bind(**values))
-        except KeyError as exc:
-            raise UsageError(exc.args[0]) from None
+        return Formula(self.rec.bind(**values))
 
     # -- analysis -------------------------------------------------------------------------
     def analyze(self, depth: int = 10, params: str = "symbolic"):
@@ -166,6 +162,7 @@ def compile(
     symbol_values = {k: options.pop(k) for k in list(options) if k in rec.symbols or k in rec.constants}
     if symbol_values:
         rec = rec.bind(**symbol_values)
+    rec.require_bound()
     return compile_network(
         rec,
         backbone=backbone,
@@ -181,4 +178,6 @@ def wire(formula, blocks: Mapping[str, Sequence]):
     """``nn.Module`` mapping x_0 to x_N by the formula with the user's blocks."""
     from .codegen import wire as _wire
 
-    return _wire(_rec_of(formula), dict(blocks))
+    rec = _rec_of(formula)
+    rec.require_bound("wire")
+    return _wire(rec, dict(blocks))

@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 
 import sympy
@@ -56,9 +56,11 @@ __all__ = [
     "resolve_values",
     "rebuild",
     "substitute_param_inits",
+    "written_out",
     "RecPrinter",
     "rec_expr",
     "index_text",
+    "decimal_text",
     "to_rec",
 ]
 
@@ -84,24 +86,43 @@ class _Activation(sympy.Function):
         raise NotImplementedError
 
     def _eval_evalf(self, prec):
-        digits = prec_to_dps(prec)
-        x = self.args[0].evalf(digits)  # a Float first: the definition never sees nested calls
-        if not x.is_Number:
-            return None
-        return self.definition(x).evalf(digits)
+        return _evaluated(self, 30 * -(-prec_to_dps(prec) // 30))  # a few precisions: cache hits
 
 
-def _activation(name: str, definition) -> type[_Activation]:
-    return type(name, (_Activation,), {"definition": staticmethod(definition), "__module__": __name__})
+@lru_cache(maxsize=4096)
+def _evaluated(call: _Activation, digits: int) -> sympy.Expr | None:
+    """A numeric value of an activation, memoised so that nested calls cost linear time."""
+    x = call.args[0].evalf(digits)  # a Float first: the definition never sees nested calls
+    if not x.is_Number:
+        return None
+    return call.definition(x).evalf(digits)
+
+
+def _activation(name: str, definition, write_out: bool = True) -> type[_Activation]:
+    attributes = {"definition": staticmethod(definition), "write_out": write_out, "__module__": __name__}
+    return type(name, (_Activation,), attributes)
 
 
 relu = _activation("relu", lambda x: sympy.Max(0, x))
 sigmoid = _activation("sigmoid", lambda x: 1 / (1 + sympy.exp(-x)))
-tanh = _activation("tanh", sympy.tanh)
+tanh = _activation("tanh", sympy.tanh, write_out=False)  # SymPy's tanh is slow when nested
 softplus = _activation("softplus", lambda x: sympy.log(1 + sympy.exp(x)))
 gelu = _activation("gelu", lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2)
 silu = _activation("silu", lambda x: x / (1 + sympy.exp(-x)))
 elu = _activation("elu", lambda x: sympy.Piecewise((x, x > 0), (sympy.exp(x) - 1, True)))
+
+_ACTIVATIONS = (relu, sigmoid, tanh, softplus, gelu, silu, elu)
+
+
+def written_out(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with the language's own activations replaced by their SymPy definitions
+    (``relu(2)`` -> ``2``, ``sigmoid(k)`` -> ``1/(1 + exp(-k))``): exact values of coefficients."""
+    if not isinstance(expr, sympy.Basic) or not expr.has(*_ACTIVATIONS):
+        return expr
+    return expr.replace(
+        lambda e: isinstance(e, _Activation) and e.write_out, lambda e: type(e).definition(e.args[0])
+    )
+
 
 #: Element-wise functions of the language: name -> SymPy function class.
 ELEMENTWISE: Mapping[str, object] = MappingProxyType(
@@ -559,7 +580,7 @@ class Recurrence:
             return state(self.output, 0)
         return sympy.Integer(0)
 
-    def require_bound(self, action: str = "compile") -> None:
+    def require_bound(self, action: str = "a network") -> None:
         """Raise :class:`~formulac.errors.UnboundSymbolsError` naming every free symbol, if any."""
         if self.free_symbols:
             raise UnboundSymbolsError(self.free_symbols, action)
@@ -666,11 +687,37 @@ class RecPrinter(StrPrinter):
     def _print_Abs(self, expr):
         return "abs(%s)" % self._print(expr.args[0])
 
+    def _print_Integer(self, expr):
+        return decimal_text(int(expr.p))
+
     def _print_Rational(self, expr):
-        return f"{expr.p}/{expr.q}"
+        return f"{decimal_text(int(expr.p))}/{decimal_text(int(expr.q))}"
 
     def _print_Float(self, expr):  # only from user bindings; keep it exact enough to re-read
         return repr(float(expr))
+
+
+def decimal_text(value: int) -> str:
+    """``str(value)`` at any size (Python refuses more than 4,300 digits by default)."""
+    if abs(value).bit_length() <= _SAFE_BITS:
+        return str(value)
+    pieces: list[str] = []
+    _decimal_pieces(abs(value), pieces, 0)
+    return ("-" if value < 0 else "") + "".join(pieces)
+
+
+_SAFE_BITS = 12_000  # about 3,600 digits: within Python's default limit
+
+
+def _decimal_pieces(value: int, pieces: list[str], width: int) -> None:
+    """Append the digits of ``value`` (zero-padded to ``width``), splitting at a power of ten."""
+    if value.bit_length() <= _SAFE_BITS:
+        pieces.append(str(value).rjust(width, "0"))
+        return
+    digits = int(value.bit_length() * 0.30103) // 2
+    high, low = divmod(value, 10**digits)
+    _decimal_pieces(high, pieces, max(0, width - digits))
+    _decimal_pieces(low, pieces, digits)
 
 
 def rec_expr(expr: sympy.Expr) -> str:

@@ -14,7 +14,7 @@ import math
 import sympy
 from sympy.printing.str import StrPrinter
 
-from ..ir import RecPrinter, StateRef, rec_expr, references
+from ..ir import RecPrinter, StateRef, decimal_text, rec_expr, references, written_out
 from ..limits import MAX_JSON_DIGITS
 
 __all__ = [
@@ -76,6 +76,12 @@ class _SympyTextPrinter(StrPrinter):
     def _print_Symbol(self, expr):
         return "λ" if expr.name == "lambda" else super()._print_Symbol(expr)
 
+    def _print_Integer(self, expr):
+        return decimal_text(int(expr.p))
+
+    def _print_Rational(self, expr):
+        return f"{decimal_text(int(expr.p))}/{decimal_text(int(expr.q))}"
+
 
 def sympy_text(e) -> str:
     return _SympyTextPrinter().doprint(e)
@@ -100,6 +106,8 @@ def json_value(e):
     if isinstance(e, float):
         return e if math.isfinite(e) else str(e)
     e = sympy.sympify(e)
+    if e.is_number:
+        e = written_out(e)  # relu(2) -> 2: exact where the definition allows
     if e.is_Integer:
         return json_integer(int(e))
     if e.is_Rational or e.is_Float:
@@ -128,6 +136,8 @@ def show(e) -> str:
         if terms > 8 or sympy.count_ops(e) > 60:
             names = name_ranges({_SympyTextPrinter().doprint(a) for a in _symbols(e)})
             return f"<{terms} terms in {names}>"
+    if e.is_Rational and max(abs(e.p), e.q).bit_length() > 80:  # more digits than a cell shows
+        return "≈" + _rounded(e)
     text = _PRETTY.doprint(e).replace("lambda", "λ")
     if len(text) <= TEXT_WIDTH or not e.is_number:
         return text
@@ -138,6 +148,12 @@ def show(e) -> str:
     if c.imag == 0:
         return f"≈{c.real:.6g}"
     return f"≈{c.real:.6g}{c.imag:+.6g}i"
+
+
+def _rounded(e: sympy.Rational) -> str:
+    """Six significant digits at any size (a float overflows beyond 1e308)."""
+    mantissa, _, exponent = str(sympy.N(e, 6)).partition("e")
+    return f"{float(mantissa):.6g}" + (f"e{int(exponent):+d}" if exponent else "")
 
 
 def name_ranges(names) -> str:
@@ -202,29 +218,6 @@ def json_integer(value: int):
 
 
 _MAX_JSON_BITS = int(MAX_JSON_DIGITS * math.log2(10))  # below this many bits, surely short enough
-
-
-def decimal_text(value: int) -> str:
-    """``str(value)`` at any size (Python refuses more than 4,300 digits by default)."""
-    if abs(value).bit_length() <= _SAFE_BITS:
-        return str(value)
-    pieces: list[str] = []
-    _decimal_pieces(abs(value), pieces, 0)
-    return ("-" if value < 0 else "") + "".join(pieces)
-
-
-_SAFE_BITS = 12_000  # about 3,600 digits: within Python's default limit
-
-
-def _decimal_pieces(value: int, pieces: list[str], width: int) -> None:
-    """Append the digits of ``value`` (zero-padded to ``width``), splitting at a power of ten."""
-    if value.bit_length() <= _SAFE_BITS:
-        pieces.append(str(value).rjust(width, "0"))
-        return
-    digits = int(value.bit_length() * 0.30103) // 2
-    high, low = divmod(value, 10**digits)
-    _decimal_pieces(high, pieces, max(0, width - digits))
-    _decimal_pieces(low, pieces, digits)
 
 
 def poly_text(p, names: list[str]) -> str:

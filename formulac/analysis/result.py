@@ -133,8 +133,8 @@ class Analysis:
             "rate": json_value(self.rate),
             "rate_multiplicity": self.rate_multiplicity,
             "consistent": self.consistent,
-            "paths": self.paths,
-            "path_lengths": None if self.path_lengths is None else list(self.path_lengths),
+            "paths": json_value(self.paths),
+            "path_lengths": None if self.path_lengths is None else [json_value(c) for c in self.path_lengths],
             "notes": list(self.notes),
             "exact": None,
         }
@@ -223,10 +223,10 @@ class Analysis:
         lines.append(f"consistent   {show(self.consistent)}")
         if self.path_lengths is not None:
             lines.append(
-                f"paths        {self.paths} from {self.output}_0 to {out_n}; by number of blocks on the path:"
+                f"paths        {show(self.paths)} from {self.output}_0 to {out_n}; by number of blocks on the path:"
             )
             lines.extend(
-                table(["blocks", "paths"], [[str(k), str(c)] for k, c in enumerate(self.path_lengths) if c])
+                table(["blocks", "paths"], [[str(k), show(c)] for k, c in enumerate(self.path_lengths) if c])
             )
         if self.notes:
             lines.append("")

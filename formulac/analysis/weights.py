@@ -18,9 +18,9 @@ from __future__ import annotations
 import sympy
 from sympy.polys.constructor import construct_domain
 
-from ..ir import StateRef, n, rec_expr, references, state
+from ..ir import StateRef, decimal_text, n, rec_expr, references, state
 from ..limits import MAX_HISTORY_TERMS, MAX_TERMS
-from .formatting import json_number, json_value, poly_text, sympy_text
+from .formatting import json_integer, json_number, json_value, poly_text, sympy_text
 from .linear import NonLinear, Structure, decompose
 
 __all__ = ["Weights", "TooLarge", "TooDeep", "MAX_TERMS", "MAX_HISTORY_TERMS", "compute_weights"]
@@ -107,15 +107,11 @@ class Weights:
         """A JSON value: a number when numeric, else a string in SymPy syntax."""
         K = self.K
         if K.is_ZZ:
-            return int(x)
+            return json_integer(int(x))
         if K.is_QQ:
-            p, q = int(x.numerator), int(x.denominator)
-            if q == 1:
-                return p
-            try:
-                return p / q
-            except OverflowError:
-                return f"{p}/{q}"
+            return json_number(sympy.Rational(int(x.numerator), int(x.denominator)))
+        if (K.is_PolynomialRing or K.is_FractionField) and all(g.is_number for g in K.symbols):
+            return json_value(self.expr(x))  # generators such as exp(1) or sigmoid(1): a number
         if self._fast():
             if K.is_PolynomialRing and x.is_ground:
                 return self._ground_json(x)
@@ -131,10 +127,10 @@ class Weights:
         """The exact value in SymPy syntax (``3/4``, ``k_1*k_2 + 1``)."""
         K = self.K
         if K.is_ZZ:
-            return str(int(x))
+            return decimal_text(int(x))
         if K.is_QQ:
-            p, q = int(x.numerator), int(x.denominator)
-            return str(p) if q == 1 else f"{p}/{q}"
+            p, q = decimal_text(int(x.numerator)), decimal_text(int(x.denominator))
+            return p if q == "1" else f"{p}/{q}"
         if K.is_PolynomialRing and (K.domain.is_ZZ or K.domain.is_QQ):
             return poly_text(x, self._gen_names())
         if K.is_FractionField and (K.domain.is_ZZ or K.domain.is_QQ):

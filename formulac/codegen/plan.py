@@ -177,12 +177,7 @@ def plan_step(rec: Recurrence, stages: bool = True, reserved=frozenset()) -> Ste
     state read the unprojected stage input at a stage's first step. Parameters named like
     an attribute or argument of the generated classes (``reserved``: the backbone's names)
     are renamed with a ``_param`` suffix."""
-    free = rec.free_symbols
-    if free:
-        raise UsageError(
-            f"unbound symbol{'s' if len(free) > 1 else ''} {', '.join(free)}: give a value "
-            f"with --set {free[0]}=VALUE (or formula.bind({free[0]}=...))"
-        )
+    rec.require_bound()
     taken: set[str] = set()
     reserved = frozenset(reserved)
     per_step = {
