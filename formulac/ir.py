@@ -605,7 +605,7 @@ class Recurrence:
             else:
                 bindings[key] = value
                 domains.pop(key, None)
-        return replace(
+        bound = replace(
             self,
             bindings=bindings,
             constants=constants,
@@ -613,6 +613,20 @@ class Recurrence:
             domains=domains,
             resolved=None,
         )
+        bound._check_values(", ".join(f"{k} = {rec_expr(bound._values[sympy.Symbol(k)])}" for k in values))
+        return bound
+
+    def _check_values(self, given: str) -> None:
+        """Every value finite and real once constants and bindings are substituted."""
+        values = self._values
+        checked = [(f"the value of {s}", v) for s, v in values.items()]
+        checked += [(f"the equation of {eq.state}", eq.rhs.xreplace(values)) for eq in self.equations]
+        checked += [(f"{k[0]}_{index_text(k[1])}", v.xreplace(values)) for k, v in self.initial.items()]
+        for what, value in checked:
+            if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+                raise UsageError(f"with {given}, {what} divides by zero (or is otherwise undefined)")
+            if value.has(sympy.I):
+                raise UsageError(f"with {given}, {what} is not a real number")
 
 
 def _exact(name: str, value) -> sympy.Expr:

@@ -99,13 +99,15 @@ def _collect(terms: dict, thing: sympy.Expr, weight: sympy.Expr) -> None:
 
 
 def _times(weight, thing):
+    if isinstance(weight, sympy.Add):  # a polynomial weight by descending degree: a^2 + 3*a + 1
+        weight = sympy.Add(*weight.as_ordered_terms(), evaluate=False)
     if thing == 1:
         return weight
     if weight == 1:
         return thing
     if weight == -1:
         return -thing
-    return sympy.Mul(weight, thing)
+    return sympy.Mul(weight, thing, evaluate=not isinstance(weight, sympy.Add))
 
 
 def _substituted(st: Structure, name: str, steps: int) -> sympy.Expr:
