@@ -684,15 +684,37 @@ class RecPrinter(StrPrinter):
         ((var, low, high),) = expr.limits
         return f"sum({var}={self._print(low)}..{self._print(high)}, {self._print(expr.function)})"
 
+    def _print_Mul(self, expr):
+        """Factors in their order after one numeric coefficient that carries the sign, with
+        ``p/q`` and negative powers below one bar: ``-2*a*b/(3*c)``. Nested products print flat
+        and their numbers combine, which is also how the parser reads the text back."""
+        coefficient, above, below = _product_parts(expr)
+        if coefficient == 0:
+            return "0"
+        sign = "-" if coefficient < 0 else ""
+        coefficient = abs(coefficient)
+        if coefficient.p != 1 or not above:
+            above.insert(0, sympy.Integer(coefficient.p))
+        if coefficient.q != 1:
+            below.insert(0, sympy.Integer(coefficient.q))
+        level = PRECEDENCE["Mul"]
+        text = "*".join(self.parenthesize(f, level) for f in above)
+        if len(below) == 1:
+            text += "/" + self.parenthesize(below[0], level)
+        elif below:
+            text += "/(" + "*".join(self.parenthesize(f, level) for f in below) + ")"
+        return sign + text
+
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
         if exp == sympy.S.Half:
             return "sqrt(%s)" % self._print(base)
-        if exp == -1:
-            return "1/%s" % self.parenthesize(base, PRECEDENCE["Pow"])
+        if exp.is_Integer and exp.is_negative:  # 1/x, 1/x^2, and numbers as the parser folds them
+            return self._print_Mul(sympy.Mul(sympy.Integer(1), expr, evaluate=False))
+        # ^ groups to the right: a power as the base needs parentheses, (x^3)^2
         return "%s^%s" % (
-            self.parenthesize(base, PRECEDENCE["Pow"], strict=True),
-            self.parenthesize(exp, PRECEDENCE["Pow"]),
+            self.parenthesize(_single_factor(base), PRECEDENCE["Pow"]),
+            self.parenthesize(_single_factor(exp), PRECEDENCE["Pow"]),
         )
 
     def _print_Exp1(self, expr):
@@ -734,6 +756,43 @@ def _decimal_pieces(value: int, pieces: list[str], width: int) -> None:
     _decimal_pieces(low, pieces, digits)
 
 
+def _product_parts(expr: sympy.Mul) -> tuple[sympy.Rational, list, list]:
+    """A product as its numeric coefficient, the factors above the bar and those below it."""
+    coefficient, above, below = sympy.Integer(1), [], []
+    stack = list(reversed(expr.args))
+    while stack:
+        f = stack.pop()
+        if isinstance(f, sympy.Mul):
+            stack.extend(reversed(f.args))
+        elif f.is_Rational:
+            coefficient *= f
+        elif f.is_Pow and f.exp.is_Integer and f.exp.is_negative and isinstance(f.base, sympy.Mul):
+            stack.extend(sympy.Pow(g, f.exp, evaluate=False) for g in reversed(f.base.args))
+        elif f.is_Pow and f.exp.is_Integer and f.exp.is_negative and f.base.is_Pow:
+            power = f.base.exp * f.exp
+            stack.append(f.base.base if power == 1 else sympy.Pow(f.base.base, power, evaluate=False))
+        elif f.is_Pow and f.exp.is_Rational and f.exp.is_negative:  # x^(-1/2): below as sqrt(x)
+            if f.base.is_Rational and f.exp.is_Integer:
+                coefficient /= f.base ** (-f.exp)
+            else:
+                below.append(f.base if f.exp == -1 else sympy.Pow(f.base, -f.exp, evaluate=False))
+        else:
+            above.append(f)
+    return coefficient, above, below
+
+
+def _single_factor(expr: sympy.Expr) -> sympy.Expr:
+    """A product that prints as one factor (``2*(1/2*a)`` prints ``a``) as that factor, so
+    that it is parenthesised as what it prints."""
+    if expr.is_Pow and expr.exp.is_Integer and expr.exp.is_negative:
+        expr = sympy.Mul(sympy.Integer(1), expr, evaluate=False)  # printed as a product: 1/x
+    if isinstance(expr, sympy.Mul):
+        coefficient, above, below = _product_parts(expr)
+        if not below and ((coefficient == 1 and len(above) == 1) or not above):
+            return above[0] if above else coefficient
+    return expr
+
+
 def rec_expr(expr: sympy.Expr) -> str:
     """An expression in ``.rec`` syntax, in the order of its terms (as written, for display forms)."""
     return RecPrinter({"order": "none"}).doprint(expr)
@@ -755,12 +814,17 @@ def to_rec(rec: Recurrence) -> str:
         lines.append(f"{name} = {rec_expr(rec.display_value(name))}")
     for name, value in rec.bindings.items():
         lines.append(f"{name} = {rec_expr(value)}")
-    plain = [s for s in rec.free_symbols if s not in rec.domains]
+    plain: list[str] = []  # runs of symbols without a domain share a line, in the formula's order
+    for name in rec.free_symbols:
+        if name not in rec.domains:
+            plain.append(name)
+            continue
+        if plain:
+            lines.append("symbol " + ", ".join(plain))
+            plain = []
+        lines.append(f"symbol {name} in {_domain_text(rec.domains[name])}")
     if plain:
         lines.append("symbol " + ", ".join(plain))
-    for name in rec.free_symbols:
-        if name in rec.domains:
-            lines.append(f"symbol {name} in {_domain_text(rec.domains[name])}")
     for p in rec.params.values():
         lines.append(f"param {p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}")
     if rec.shared_blocks:

@@ -80,7 +80,7 @@ class Expressions(lark.visitors.Interpreter):
     def add(self, tree):  # also sub: a chain a + b - c is built flat, without recursion
         first, links = chain(tree)
         value = self.visit(first)
-        terms = list(value.args) if isinstance(value, sympy.Add) else [value]
+        terms = list(value.args) if isinstance(value, sympy.Add) and first.data != "parens" else [value]
         for kind, operand in links:
             term = self.visit(operand)
             terms.append(_negate(term) if kind == "sub" else term)
@@ -91,7 +91,7 @@ class Expressions(lark.visitors.Interpreter):
     def mul(self, tree):  # also div: a chain a*b/c is built flat
         first, links = chain(tree)
         value = self.visit(first)
-        factors = list(value.args) if isinstance(value, sympy.Mul) else [value]
+        factors = list(value.args) if isinstance(value, sympy.Mul) and first.data != "parens" else [value]
         for kind, operand in links:
             factor = self.visit(operand)
             if kind == "div":
@@ -348,13 +348,16 @@ _WHERE = {
 
 
 def _negate(expr: sympy.Expr) -> sympy.Expr:
+    """``-expr`` as written: a number negated, a product with -1 as its first factor."""
     if expr.is_Number:
         return -expr
-    if isinstance(expr, sympy.Mul) and expr.args[0].is_Number:
-        coefficient, rest = -expr.args[0], expr.args[1:]
-        if coefficient == 1:
+    if isinstance(expr, sympy.Mul):
+        first, rest = expr.args[0], expr.args[1:]
+        if not first.is_Number:
+            return sympy.Mul(sympy.Integer(-1), *expr.args, evaluate=False)
+        if first == -1:
             return rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False)
-        return sympy.Mul(coefficient, *rest, evaluate=False)
+        return sympy.Mul(-first, *rest, evaluate=False)
     return sympy.Mul(sympy.Integer(-1), expr, evaluate=False)
 
 

@@ -116,7 +116,15 @@ def check_argument(source: Source, name: str, value: sympy.Expr, where) -> None:
 
 
 def _first_zero_step(expr: sympy.Expr) -> int | None:
-    """The first step n >= 0 at which ``expr``, a polynomial in n, is zero (None if none or unknown)."""
+    """The first step n >= 0 at which ``expr`` is zero for sure: a factor of it that is a
+    polynomial in n alone has a root there (None if none or unknown)."""
+    steps = [
+        _polynomial_zero(f.base if f.is_Pow and f.exp.is_positive else f) for f in sympy.Mul.make_args(expr)
+    ]
+    return min((s for s in steps if s is not None), default=None)
+
+
+def _polynomial_zero(expr: sympy.Expr) -> int | None:
     if expr.free_symbols != {n}:
         return None
     try:
