@@ -57,6 +57,7 @@ __all__ = [
     "rebuild",
     "substitute_param_inits",
     "written_out",
+    "has_activation",
     "RecPrinter",
     "rec_expr",
     "index_text",
@@ -122,6 +123,12 @@ def written_out(expr: sympy.Expr) -> sympy.Expr:
     return expr.replace(
         lambda e: isinstance(e, _Activation) and e.write_out, lambda e: type(e).definition(e.args[0])
     )
+
+
+def has_activation(expr: sympy.Expr) -> bool:
+    """Does ``expr`` hold one of the language's opaque activations (which ``sympy.simplify``
+    must not see: it rewrites nested calls exponentially)?"""
+    return isinstance(expr, sympy.Basic) and expr.has(*_ACTIVATIONS)
 
 
 #: Element-wise functions of the language: name -> SymPy function class.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import sympy
 from sympy.polys.matrices import DomainMatrix
 
-from ..ir import StateRef, lags_of, n, rec_expr, written_out
+from ..ir import StateRef, has_activation, lags_of, n, rec_expr, written_out
 from ..limits import MAX_DIMENSION
 from .formatting import LAMBDA
 from .linear import Structure, same_step_substituted
@@ -321,7 +321,7 @@ def _is_zero(number: sympy.Expr) -> bool | None:
             return False
     except (TypeError, ValueError):
         return None
-    return True if sympy.simplify(value) == 0 else None
+    return True if not has_activation(value) and sympy.simplify(value) == 0 else None
 
 
 def _freeze_per_step(st: Structure) -> dict:
@@ -343,8 +343,10 @@ def _consistent_scalar(st: Structure, notes: list) -> bool | None:
     for s in f.sums:
         inner = sympy.Add(*s.body.refs.values())
         total += s.coef * sympy.Sum(inner, (s.var, s.low, s.high)).doit()
-    if sympy.count_ops(total) > _MAX_SYMBOLIC_OPS:
-        notes.append("consistency not determined: the coefficient sum is too large to simplify")
+    if sympy.count_ops(total) > _MAX_SYMBOLIC_OPS or has_activation(total):
+        notes.append(
+            "consistency not determined: the coefficient sum is too large (or too opaque) to simplify"
+        )
         return None
     diff = sympy.simplify(total - 1)
     if diff == 0:
@@ -419,7 +421,7 @@ def _numeric(poly: sympy.Expr, A: sympy.Matrix, companion: bool):
             rs = sympy.roots(f, LAMBDA)
             for r, m in rs.items():
                 mod = sympy.Abs(r) if r.is_real else sympy.sqrt(sympy.expand(r * sympy.conjugate(r)))
-                mod = sympy.simplify(mod) if sympy.count_ops(mod) < 60 else mod
+                mod = sympy.simplify(mod) if sympy.count_ops(mod) < 60 and not has_activation(mod) else mod
                 sign = _sign(mod - 1)
                 roots.append(Root(r, m * e, mod, True))
                 unit_flags.append((sign, f, e))
