@@ -276,7 +276,7 @@ def references(
     into_sums: bool = True,
 ) -> Iterator[StateRef]:
     """The indexed references of ``expr`` (of the states ``names`` when given), in order."""
-    wanted = None if names is None else frozenset(names)
+    wanted = names if names is None or isinstance(names, (set, frozenset, dict)) else frozenset(names)
     for node in walk(expr, into_blocks=into_blocks, into_sums=into_sums):
         if isinstance(node, sympy.Indexed):
             ref = StateRef.of(node)
