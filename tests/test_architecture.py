@@ -124,3 +124,19 @@ def test_layers_are_read_from_the_drawing():
     assert order == sorted(order) and len(set(order)) == 3
     assert _layer_of("formulac", layers) == _layer_of("formulac.cli.common", layers) == 0
     assert _layer_of("formulac.errors", layers) == _layer_of("formulac.limits", layers) == len(layers) - 1
+
+
+# codegen/ still reads SymPy's indexed objects itself; it moves onto ir's facts with its own
+# rework of state reads (issue 11); nothing else may.
+_STILL_READING_SYMPY_INDICES = ("formulac/codegen/",)
+
+
+def test_only_the_representation_reads_sympy_indices():
+    pattern = re.compile(r"\.base\.label|\.indices\[0\]")
+    offenders = []
+    for module, path in MODULES.items():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == "formulac/ir.py" or rel.startswith(_STILL_READING_SYMPY_INDICES):
+            continue
+        offenders += [f"{rel}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not offenders, "use formulac.ir.StateRef: " + ", ".join(offenders)
