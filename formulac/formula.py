@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .ir import Recurrence
+from .limits import DEFAULT_DEPTH
 from .parse import load as _load_rec
 from .parse import parse as _parse_rec
 from .printing import latex_expr, to_rec
@@ -78,7 +79,7 @@ class Formula:
         return Formula(self.rec.bind(**values))
 
     # -- analysis -------------------------------------------------------------------------
-    def analyze(self, depth: int = 10, params: str = "symbolic"):
+    def analyze(self, depth: int = DEFAULT_DEPTH, params: str = "symbolic"):
         """Order, linearity, block weights in x_depth, roots, stability, consistency."""
         from .analysis import analyze
 
@@ -90,7 +91,7 @@ class Formula:
 
         return unroll(self.rec, steps)
 
-    def diff(self, other: Formula, depth: int = 10):
+    def diff(self, other: Formula, depth: int = DEFAULT_DEPTH):
         """How two formulas differ once unrolled."""
         from .analysis import diff
 

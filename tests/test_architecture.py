@@ -134,9 +134,11 @@ _STILL_READING_SYMPY_INDICES = ("formulac/codegen/",)
 def test_only_the_representation_reads_sympy_indices():
     pattern = re.compile(r"\.base\.label|\.indices\[0\]")
     offenders = []
-    for module, path in MODULES.items():
+    for path in MODULES.values():
         rel = path.relative_to(ROOT).as_posix()
         if rel == "formulac/ir.py" or rel.startswith(_STILL_READING_SYMPY_INDICES):
             continue
-        offenders += [f"{rel}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+        offenders += [
+            f"{rel}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)
+        ]
     assert not offenders, "use formulac.ir.StateRef: " + ", ".join(offenders)

@@ -282,7 +282,7 @@ def _at(c, sub):
 def structure(rec: Recurrence, params: str = "symbolic") -> Structure:
     """The linear structure of ``rec`` (``params``: keep parameters symbolic or use their inits)."""
     if params not in ("symbolic", "init"):
-        raise ValueError(f"params must be 'symbolic' or 'init', not {params!r}")
+        raise UsageError(f"params must be 'symbolic' or 'init', not {params!r}")
     states = rec.states
     rhs = {s: rec.resolved_rhs(s, params=params) for s in states}
     forms: dict | None = {}
