@@ -17,6 +17,7 @@ __all__ = [
     "compile",
     "wire",
     "analyze",
+    "search",
     "plot",
     "Formula",
     "FormulacError",
@@ -24,6 +25,15 @@ __all__ = [
     "UsageError",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # formulac.search (a package that is also callable) loads Optuna only when first used
+    if name == "search":
+        import importlib
+
+        return importlib.import_module(".search", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def analyze(formula, depth: int = DEFAULT_DEPTH, params: str = "symbolic"):

@@ -7,16 +7,18 @@ to the stage of the pipeline that owns it; torch is imported only by :meth:`comp
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .errors import UsageError
 from .ir import Recurrence
 from .limits import DEFAULT_DEPTH
 from .parse import load as _load_rec
 from .parse import parse as _parse_rec
 from .printing import latex_expr, to_rec
 
-__all__ = ["Formula", "parse", "load"]
+__all__ = ["Formula", "parse", "load", "load_bound_recurrences", "network_factory"]
 
 
 class Formula:
@@ -182,3 +184,55 @@ def wire(formula, blocks: Mapping[str, Sequence]):
     rec = _rec_of(formula)
     rec.require_bound("wire")
     return _wire(rec, dict(blocks))
+
+
+def network_factory(rec: Recurrence, backbone_kwargs: Mapping):
+    """``(build_model, describe)`` for training: ``build_model(in_channels, num_classes,
+    input_size)`` compiles ``rec`` on the backbone (``backbone_kwargs``: backbone, depth,
+    transition, options), filling in what the data set decides; ``describe`` is the JSON the
+    run directory records. Bad options fail here, before any data is loaded."""
+    from .codegen import compile_network, compile_source, get_backbone_info
+
+    kwargs = dict(backbone_kwargs)
+    info = get_backbone_info(kwargs["backbone"])
+
+    def build_model(in_channels: int, num_classes: int, input_size: int):
+        options = dict(kwargs)
+        options["in_channels"] = options.get("in_channels") or in_channels
+        options["num_classes"] = options.get("num_classes") or num_classes
+        if "input_size" in info.defaults and "input_size" not in options:
+            options["input_size"] = input_size
+        return compile_network(rec, **options)
+
+    source = compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
+    describe = {
+        "formula": to_rec(rec),
+        "file": Path(rec.name).name,
+        **{k: v for k, v in kwargs.items() if v is not None},
+        # the network's code as `formulac compile` writes it (for these class and input sizes)
+        "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+    }
+    return build_model, describe
+
+
+def load_bound_recurrences(paths: Sequence[str], values: Mapping) -> list[Recurrence]:
+    """Parse formula files and bind ``values`` (``--set``): each name goes to the files that have
+    it, and a name that no file has is a :class:`UsageError`."""
+    recs = [_load_rec(p) for p in paths]
+    if not values:
+        return recs
+    used: set[str] = set()
+    out = []
+    for rec in recs:
+        names = set(rec.symbols) | set(rec.constants)
+        mine = {k: v for k, v in values.items() if k in names}
+        used |= set(mine)
+        out.append(rec.bind(**mine) if mine else rec)
+    unknown = sorted(set(values) - used)
+    if unknown:
+        known = sorted({s for rec in recs for s in (*rec.symbols, *rec.constants)})
+        raise UsageError(
+            f"--set {unknown[0]}=...: no symbol or constant {unknown[0]!r} in "
+            f"{' or '.join(map(str, paths))} (known: {', '.join(known) or 'none'})"
+        )
+    return out

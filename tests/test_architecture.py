@@ -126,17 +126,12 @@ def test_layers_are_read_from_the_drawing():
     assert _layer_of("formulac.errors", layers) == _layer_of("formulac.limits", layers) == len(layers) - 1
 
 
-# codegen/ still reads SymPy's indexed objects itself; it moves onto ir's facts with its own
-# rework of state reads (issue 11); nothing else may.
-_STILL_READING_SYMPY_INDICES = ("formulac/codegen/",)
-
-
 def test_only_the_representation_reads_sympy_indices():
     pattern = re.compile(r"\.base\.label|\.indices\[0\]")
     offenders = []
     for path in MODULES.values():
         rel = path.relative_to(ROOT).as_posix()
-        if rel == "formulac/ir.py" or rel.startswith(_STILL_READING_SYMPY_INDICES):
+        if rel == "formulac/ir.py":
             continue
         offenders += [
             f"{rel}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)

@@ -72,7 +72,7 @@ def build_dag(rec: Recurrence | Structure, depth: int, params: str = "symbolic")
             depends_on_input[key] = sympy.sympify(st.initial_value(name, j)).has(input_ref)
         return inp if depends_on_input[key] else None
 
-    if st.has_sums:
+    if st.has_sums or st.reads_start:
         _concrete_steps(st, dag, depth, states, ref_node)
         return dag
 

@@ -204,6 +204,11 @@ class Structure:
             r.has(sympy.Sum) for r in self.rhs.values()
         )
 
+    @property
+    def reads_start(self) -> bool:
+        """Does an equation read a state at the absolute index 0 (``x_0``, ``v_0``)?"""
+        return any(ref.step is not None for r in self.rhs.values() for ref in references(r, self.states))
+
     def time_varying(self) -> bool:
         """Do coefficients depend on the step (``n`` or per-step parameters)?"""
         for f in self.forms.values():

@@ -84,9 +84,14 @@ def spectrum(st: Structure) -> Spectrum:
     forms = same_step_substituted(st)
     frozen = _freeze_per_step(st)
     coefs = {}
+    forcing = []  # coefficients of x_0 (or v_0) read at every step: a constant input
     for s, f in forms.items():
         for ref, c in f.refs.items():
-            coefs[(s, ref)] = c.xreplace(frozen) if frozen else c
+            c = c.xreplace(frozen) if frozen else c
+            if StateRef.of(ref).step is not None:
+                forcing.append(c)
+            else:
+                coefs[(s, ref)] = c
     if any(c.has(n) for c in coefs.values()):
         where = next(c for c in coefs.values() if c.has(n))
         out.notes.append(
@@ -132,9 +137,14 @@ def spectrum(st: Structure) -> Spectrum:
     free = poly.free_symbols - {LAMBDA}
     inits = {sympy.Symbol(p.name): p.init for p in st.rec.params.values()}
 
-    # consistency: lambda = 1 is a root
+    # consistency: lambda = 1 is a root, and no constant input moves the states
     p1 = sympy.expand(poly.xreplace({LAMBDA: sympy.Integer(1)}))
-    if p1 == 0:
+    if any(c != 0 for c in forcing):
+        out.consistent = False if all(c.is_number for c in forcing) else None
+        out.notes.append(
+            "consistent only where the coefficients of the start values (x_0) read at every step are 0"
+        )
+    elif p1 == 0:
         out.consistent = True
     elif p1.is_number:
         out.consistent = _is_zero(p1)

@@ -183,7 +183,8 @@ def compute_weights(st: Structure, depth: int, state_name: str | None = None) ->
         # the last PROBE_DEPTH blocks at depth N are those of a PROBE_DEPTH-deep run (with the
         # parameters renamed), so if that run overflows away from the initial steps, so does this
         # one; finding out takes a fraction of the full run with its N generators.
-        order = max((1 - StateRef.of(r).offset for f in st.forms.values() for r in f.refs), default=1)
+        refs = (StateRef.of(r) for f in st.forms.values() for r in f.refs)
+        order = max((1 - ref.offset for ref in refs if ref.offset is not None), default=1)
         try:
             _compute(st, PROBE_DEPTH, target)
         except TooLarge as exc:
@@ -206,7 +207,8 @@ def _per_step_only(st: Structure) -> bool:
 
 def _compute(st: Structure, depth: int, target: str) -> Weights:
     states = st.states
-    templated = not st.has_sums and not st.time_varying()
+    # a template holds offsets from n; a read of x_0 has none, so such formulas go step by step
+    templated = not st.has_sums and not st.time_varying() and not st.reads_start
 
     # 1. concrete forms per step (a template with integer offsets for constant coefficients)
     if templated:

@@ -24,6 +24,8 @@ _COMMANDS = {
     "compile": "build_commands",
     "info": "build_commands",
     "train": "train_commands",
+    "search": "search_commands",
+    "learned": "search_commands",
     "compare": "train_commands",
     "plot": "display_commands",
     "report": "display_commands",

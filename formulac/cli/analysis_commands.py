@@ -102,6 +102,7 @@ def _dump(data) -> None:
 
 def _check(args) -> int:
     from ..analysis.linear import structure
+    from ..codegen import PlanError, check_buildable
     from ..parse import load
 
     _prepare_output()
@@ -110,6 +111,10 @@ def _check(args) -> int:
         try:
             rec = load(path)
             st = structure(rec)
+            try:
+                check_buildable(rec)  # what compile would refuse, check refuses
+            except PlanError as exc:
+                raise exc.in_file(path) from None
         except FormulacError as exc:
             print(exc.format(), file=sys.stderr)
             failed += 1

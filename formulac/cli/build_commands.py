@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
-from .common import add_backbone_arguments, add_set_argument, backbone_kwargs, load_bound, write_atomically
+from ..errors import UsageError
+from .common import (
+    add_backbone_arguments,
+    add_set_argument,
+    backbone_kwargs,
+    load_bound,
+    positive_int,
+    write_atomically,
+)
 
 __all__ = ["register"]
 
@@ -29,7 +38,11 @@ def register(subparsers) -> None:
     )
     i.add_argument("file", metavar="FILE", help=".rec formula file")
     i.add_argument(
-        "--input-size", type=int, default=None, help="image side for multiply-adds (default: the backbone's)"
+        "--input-size",
+        type=_input_size,
+        default=None,
+        help=f"image side for multiply-adds, 1 to {MAX_INPUT_SIZE} (default: the backbone's; for mlp, "
+        "the size its stem is built for)",
     )
     i.add_argument("--json", action="store_true", help="print JSON")
     add_set_argument(i)
@@ -37,11 +50,25 @@ def register(subparsers) -> None:
     i.set_defaults(handler=_info)
 
 
+#: The largest image side ``info`` runs a network on (it runs one forward pass).
+MAX_INPUT_SIZE = 1024
+
+
+def _input_size(text: str) -> int:
+    side = positive_int(text)
+    if side > MAX_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"expected an image side of at most {MAX_INPUT_SIZE}, got {text!r}")
+    return side
+
+
 def _compile(args) -> int:
-    from ..codegen import compile_source
+    from ..codegen import PlanError, compile_source
 
     rec = load_bound(args.file, args.bindings)
-    source = compile_source(rec, **backbone_kwargs(args))
+    try:
+        source = compile_source(rec, **backbone_kwargs(args))
+    except PlanError as exc:
+        raise exc.in_file(args.file) from None
     if args.output:
         write_atomically(args.output, source)
         print(f"{args.output}: FormulaNet ({args.backbone}) from {args.file}", file=sys.stderr)
@@ -51,15 +78,23 @@ def _compile(args) -> int:
 
 
 def _info(args) -> int:
-    from ..codegen import compile_network, get_backbone_info
+    from ..codegen import PlanError, compile_network, get_backbone_info
     from ..codegen.info import network_info
 
     rec = load_bound(args.file, args.bindings)
     kwargs = backbone_kwargs(args)
-    model = compile_network(rec, **kwargs)
     backbone = get_backbone_info(args.backbone)
+    size = args.input_size or backbone.default_input_size
+    if "input_size" in backbone.defaults:  # the network is built for one input size (mlp)
+        option = kwargs.get("input_size")
+        if args.input_size is not None and option is not None and option != args.input_size:
+            raise UsageError(f"--input-size {args.input_size} and -O input_size={option} disagree")
+        kwargs["input_size"] = size = option if args.input_size is None and option is not None else size
+    try:
+        model = compile_network(rec, **kwargs)
+    except PlanError as exc:
+        raise exc.in_file(args.file) from None
     in_channels = args.in_channels or backbone.default_in_channels
-    size = args.input_size or kwargs.get("input_size") or backbone.default_input_size
     info = network_info(rec, model, size, in_channels)
     if args.json:
         print(json.dumps(info.to_json(), indent=2))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import tempfile
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import atomic_write
 from ..ir import Recurrence
-from ..parse import load
+from ..numbers import option_value
+from ..numbers import parse_number as _parse_number
 
 __all__ = [
     "add_set_argument",
@@ -57,26 +56,9 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?$")
-
-
 def parse_number(item: str, text: str):
-    """``2``, ``-0.25``, ``1e-3``, ``1/3`` -> an exact SymPy rational."""
-    import sympy
-
-    parts = text.strip().split("/")
-    if len(parts) > 2 or not all(_NUMBER.match(p.strip()) for p in parts):
-        raise UsageError(f"--set {item}: {text.strip()!r} is not a number (write 2, -0.25, 1e-3 or 1/3)")
-    for p in parts:
-        m = _NUMBER.match(p.strip())
-        if m.group(1) is not None and abs(int(m.group(1))) > 400:
-            raise UsageError(f"--set {item}: {text.strip()!r} is out of range")
-    values = [sympy.Rational(p.strip()) for p in parts]
-    if len(values) == 2:
-        if values[1] == 0:
-            raise UsageError(f"--set {item}: division by zero")
-        return values[0] / values[1]
-    return values[0]
+    """``2``, ``-0.25``, ``1e-3``, ``1/3`` -> an exact SymPy rational (``--set item`` in errors)."""
+    return _parse_number(f"--set {item}", text)
 
 
 def parse_bindings(items: list[str]) -> dict:
@@ -93,25 +75,10 @@ def parse_bindings(items: list[str]) -> dict:
 
 def load_all_bound(paths: list[str], bindings: list[str] | dict) -> list[Recurrence]:
     """Parse formula files and bind ``--set`` values; every name must belong to some file."""
+    from ..formula import load_bound_recurrences
+
     values = parse_bindings(bindings) if isinstance(bindings, list) else dict(bindings)
-    recs = [load(p) for p in paths]
-    if not values:
-        return recs
-    used: set[str] = set()
-    out = []
-    for rec in recs:
-        names = set(rec.symbols) | set(rec.constants)
-        mine = {k: v for k, v in values.items() if k in names}
-        used |= set(mine)
-        out.append(rec.bind(**mine) if mine else rec)
-    unknown = sorted(set(values) - used)
-    if unknown:
-        known = sorted({s for rec in recs for s in (*rec.symbols, *rec.constants)})
-        raise UsageError(
-            f"--set {unknown[0]}=...: no symbol or constant {unknown[0]!r} in "
-            f"{' or '.join(paths)} (known: {', '.join(known) or 'none'})"
-        )
-    return out
+    return load_bound_recurrences(paths, values)
 
 
 def load_bound(path: str, bindings: list[str]) -> Recurrence:
@@ -149,20 +116,6 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _option_value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    if "," in text:
-        return [_option_value(t) for t in text.split(",")]
-    return text
-
-
 def backbone_kwargs(args: argparse.Namespace) -> dict:
     """The keyword arguments of ``formulac.compile`` from the backbone arguments."""
     kwargs = {
@@ -178,23 +131,19 @@ def backbone_kwargs(args: argparse.Namespace) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key.strip().isidentifier():
             raise UsageError(f"-O expects KEY=VALUE, got {item!r}")
-        kwargs[key.strip()] = _option_value(text.strip())
+        kwargs[key.strip()] = option_value(text.strip())
     return kwargs
 
 
 def write_atomically(path: str | Path, text: str) -> None:
-    """Write a file so that a failure leaves the old one intact."""
+    """Write a file so that a failure leaves the old one intact (and its mode as it was)."""
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{path} is a directory")
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise UsageError(f"cannot write {path}: no directory {directory}")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
+        atomic_write(target, text)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

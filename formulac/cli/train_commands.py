@@ -44,69 +44,39 @@ def register(subparsers) -> None:
 
 def _model_factory(rec, args):
     """``build_model(in_channels, num_classes, input_size)`` compiling the formula."""
-    from ..codegen import compile_network, compile_source, get_backbone_info
+    from ..formula import network_factory
 
-    kwargs = backbone_kwargs(args)
-    info = get_backbone_info(kwargs["backbone"])
-
-    def build_model(in_channels: int, num_classes: int, input_size: int):
-        options = dict(kwargs)
-        options["in_channels"] = options["in_channels"] or in_channels
-        options["num_classes"] = options["num_classes"] or num_classes
-        if "input_size" in info.defaults and "input_size" not in options:
-            options["input_size"] = input_size
-        return compile_network(rec, **options)
-
-    compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
-    describe = {
-        "formula": _formula_text(rec),
-        "file": Path(rec.name).name,
-        **{k: v for k, v in kwargs.items() if v is not None},
-    }
-    return build_model, describe
-
-
-def _formula_text(rec) -> str:
-    from ..printing import to_rec
-
-    return to_rec(rec)
+    return network_factory(rec, backbone_kwargs(args))
 
 
 def _config(args):
-    from ..train import TrainError
     from ..train.options import config_from_args
 
-    try:
-        return config_from_args(args)
-    except TrainError as exc:
-        raise UsageError(str(exc)) from None
+    return config_from_args(args)
 
 
 def _train(args) -> int:
-    from ..train import DatasetNotFound, TrainError, train
+    from ..train import train
 
     rec = load_bound(args.file, args.bindings)
     build_model, describe = _model_factory(rec, args)
     config = _config(args)
     out = args.out or str(Path("runs") / Path(args.file).stem)
-    try:
-        train(
-            build_model,
-            config,
-            out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            progress=args.progress,
-            describe=describe,
-            quiet=args.quiet,
-        )
-    except (TrainError, DatasetNotFound) as exc:
-        raise UsageError(str(exc)) from None
+    train(
+        build_model,
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=args.progress,
+        describe=describe,
+        quiet=args.quiet,
+    )
     return 0
 
 
 def _compare(args) -> int:
-    from ..train import DatasetNotFound, TrainError, compare
+    from ..train import compare
 
     names = [Path(f).stem for f in args.files]
     if len(set(names)) != len(names):
@@ -118,16 +88,13 @@ def _compare(args) -> int:
         models.append((name, build_model, describe))
     config = _config(args)
     out = args.out or "runs/compare"
-    try:
-        compare(
-            models,
-            config,
-            args.seeds,
-            out,
-            progress=args.progress,
-            quiet=args.quiet,
-            overwrite=args.overwrite,
-        )
-    except (TrainError, DatasetNotFound) as exc:
-        raise UsageError(str(exc)) from None
+    compare(
+        models,
+        config,
+        args.seeds,
+        out,
+        progress=args.progress,
+        quiet=args.quiet,
+        overwrite=args.overwrite,
+    )
     return 0

@@ -13,9 +13,19 @@ import types
 from ..errors import UsageError
 from ..ir import Recurrence
 from .backbones import BACKBONES, get_backbone
-from .emit import network_source, wire_source
+from .emit import network_layout, network_source, require_blocks, wire_source
+from .plan import PlanError, plan_step
 
-__all__ = ["compile_source", "compile_network", "wire", "load_source", "get_backbone_info", "BACKBONES"]
+__all__ = [
+    "compile_source",
+    "compile_network",
+    "check_buildable",
+    "wire",
+    "load_source",
+    "get_backbone_info",
+    "BACKBONES",
+    "PlanError",
+]
 
 _counter = itertools.count()
 
@@ -31,11 +41,8 @@ def load_source(source: str, name: str) -> types.ModuleType:
 
 
 def get_backbone_info(name: str):
-    """The registered backbone, or a :class:`UsageError` naming the known ones."""
-    try:
-        return get_backbone(name)
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0]) if exc.args else f"unknown backbone {name!r}") from None
+    """The registered backbone, or a :class:`BackboneError` naming the known ones."""
+    return get_backbone(name)
 
 
 def compile_source(
@@ -49,10 +56,7 @@ def compile_source(
 ) -> str:
     """The standalone source of the network (``FormulaNet``) for a formula on a backbone."""
     info = get_backbone_info(backbone)
-    try:
-        resolved = info.resolve(depth=depth, **options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    resolved = info.resolve(depth=depth, **options)
     return network_source(
         rec,
         info,
@@ -61,6 +65,18 @@ def compile_source(
         num_classes=info.default_num_classes if num_classes is None else num_classes,
         in_channels=info.default_in_channels if in_channels is None else in_channels,
     )
+
+
+def check_buildable(rec: Recurrence) -> None:
+    """Plan the network of ``rec`` without torch, as ``compile`` does: a :class:`PlanError`
+    (with the statement's line and column) for anything ``compile`` would refuse on every
+    backbone. Free symbols are allowed: they are given values later (``--set``)."""
+    plan = plan_step(rec, free_symbols=True)
+    require_blocks(rec, plan)
+    # widths on a small two-stage layout: every rule about them shows in the first steps
+    nominal = get_backbone_info("mlp")
+    depth = (rec.order or 1) + 2
+    network_layout(rec, plan, nominal, nominal.resolve(depth=depth, stages=[8, 16]), "reset")
 
 
 def compile_network(rec: Recurrence, **kwargs):

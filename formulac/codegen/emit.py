@@ -15,40 +15,105 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass
 
 import sympy
 
 from ..errors import UsageError
-from ..ir import BlockCall, Concat, Recurrence, n, rebuild, state
+from ..ir import BlockCall, Concat, Recurrence, StateRef, block_calls, n, rebuild, state
 from ..printing import rec_expr
 from .backbones import BackboneInfo, Stage
-from .plan import StepPlan, number_literal, plan_step, var_name
+from .plan import (
+    PlanError,
+    StepPlan,
+    formula_text,
+    located,
+    number_literal,
+    plan_step,
+    unprojected_name,
+    var_name,
+)
 
 __all__ = ["wire_source", "network_source", "NetworkLayout", "network_layout"]
 
 _INDENT = "    "
+#: The longest line the emitted code has (ruff's limit in the tests of the emitted files).
+LINE_LENGTH = 110
 
 
-def _docstring(text: str, indent: str) -> str:
-    safe = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    body = "\n".join((indent + line) if line else "" for line in safe.splitlines())
+def _docstring(text: str, indent: str, one_line: bool = False) -> str:
+    """A docstring at ``indent`` whose lines fit in :data:`LINE_LENGTH`: prose is wrapped, and
+    long formula lines (indented by four spaces) continue with a backslash, as .rec text does."""
+    width = LINE_LENGTH - len(indent)
+    if one_line and "\n" not in text and len(text) + 6 <= width:
+        return f'{indent}"""{_escaped(text)}"""'
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("    "):
+            lines += _continued(line, width)
+        else:
+            lines += textwrap.wrap(line, width, break_on_hyphens=False) or [""]
+    body = "\n".join((indent + _escaped(line)) if line else "" for line in lines)
     return f'{indent}"""\n{body}\n{indent}"""'
+
+
+def _escaped(line: str) -> str:
+    return line.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _continued(line: str, width: int) -> list[str]:
+    """A formula line cut after a top-level ``+`` or ``-``, each piece ending in a backslash
+    (escaped in the docstring, so two characters)."""
+    if len(line) <= width:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    terms = _split_terms(line.strip())
+    lines, current = [], indent + terms[0]
+    for term in terms[1:]:
+        operator, rest = term[0], term[1:].strip()
+        if len(current) + len(term) + 5 <= width:  # room for " + \\"
+            current += f" {term}"
+        else:
+            lines.append(f"{current} {operator} \\")
+            current = f"{indent}    {rest}"
+    return [*lines, current]
 
 
 # -- the step class ----------------------------------------------------------------------------
 
 
-def _step_signature(plan: StepPlan) -> list[str]:
+def _step_arguments(plan: StepPlan, unprojected: str | None = None) -> list[str]:
+    """What a step reads, in the order the caller passes it (shared parameters come after);
+    ``unprojected`` is what the caller passes for the unprojected output state."""
     args = [var_name(s, o) for s, o in plan.reads]
-    if plan.reads_input:
-        args.append("x_0")
+    args += [f"{s}_0" for s in plan.starts]
     args += [f"{h}_history" for h in plan.history]
     if plan.raw_blocks:
-        args.append("x_in")
+        args.append(unprojected or unprojected_name(plan.output))
+    return args
+
+
+def _step_signature(plan: StepPlan) -> list[str]:
     keyword_only = [plan.shared_params[p][0] for p in plan.shared_params]
-    return args + (["*"] + keyword_only if keyword_only else [])
+    return _step_arguments(plan) + (["*", *keyword_only] if keyword_only else [])
+
+
+def _forward_docstring(plan: StepPlan) -> str:
+    """What the step computes from what, in the formula's notation."""
+    returned = ", ".join(rec_expr(state(s, n + 1)) for s in _returned(plan))
+    read = [rec_expr(state(s, n + o)) for s, o in plan.reads]
+    read += [rec_expr(state(s, 0)) for s in plan.starts]
+    read += [f"{h}_history = [{rec_expr(state(h, first))}, ..., {h}_n]" for h, first in plan.history.items()]
+    lines = [f"{returned} from {', '.join(read)}." if read else f"{returned}."]
+    if plan.raw_blocks:
+        blocks = " and ".join(sorted(plan.raw_blocks))
+        lines.append(
+            f"{blocks} read{'s' if len(plan.raw_blocks) == 1 else ''} {unprojected_name(plan.output)}: "
+            f"{plan.output}_n, or at a stage's first step the stage input before its projection."
+        )
+    return "\n".join(lines)
 
 
 def _step_class(plan: StepPlan, base: str | None) -> list[str]:
@@ -60,17 +125,17 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
     params = [f"{attr}={number_literal(init)}" for attr, init in plan.per_step_params.values()]
     if base:
         sig = ["self", "in_width", "width", "stride=1", "n=0", "downsample=None", *params, "**branch_options"]
-        out.append(f"{_INDENT}def __init__({', '.join(sig)}):")
+        out += _fitted(_INDENT, "def ", f"__init__({', '.join(sig)})", ":")
         out.append(f"{_INDENT * 2}super().__init__(in_width, width, stride, **branch_options)")
         out.append(f"{_INDENT * 2}self.downsample = downsample")
     else:
         sig = ["self", *plan.blocks, "n=0", "downsample=None", *params]
-        out.append(f"{_INDENT}def __init__({', '.join(sig)}):")
+        out += _fitted(_INDENT, "def ", f"__init__({', '.join(sig)})", ":")
         out.append(f"{_INDENT * 2}super().__init__()")
         for block in plan.blocks:
             out.append(f"{_INDENT * 2}self.{block} = {block}")
         out.append(f"{_INDENT * 2}self.downsample = downsample")
-    out.append(f"{_INDENT * 2}self.n = n  # the step's index in its stage")
+    out.append(f"{_INDENT * 2}self.n = n  # the step index n of the formula")
     for attr, _ in plan.per_step_params.values():
         out.append(f"{_INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
     out.append("")
@@ -79,11 +144,18 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
         out.append(f"{_INDENT}def {block}(self, x):")
         out.append(f"{_INDENT * 2}return {base}.forward(self, x)")
         out.append("")
-    out.append(f"{_INDENT}def forward({', '.join(['self', *_step_signature(plan)])}):")
+    out += _fitted(_INDENT, "def ", f"forward({', '.join(['self', *_step_signature(plan)])})", ":")
+    out.append(_docstring(_forward_docstring(plan), _INDENT * 2, one_line=True))
+    for h, first in plan.history.items():
+        if first < 0:
+            out.append(
+                f"{_INDENT * 2}# {h}_history starts at {rec_expr(state(h, first))}: "
+                f"{h}_history[k] is {rec_expr(state(h, sympy.Symbol('k') + first))}"
+            )
     for line in plan.body:
-        out.append(f"{_INDENT * 2}{line}")
-    carried = _returned(plan)
-    out.append(f"{_INDENT * 2}return {', '.join(var_name(s, 1) for s in carried)}")
+        target, _, code = line.partition(" = ")
+        out += _fitted(_INDENT * 2, f"{target} = ", code, "")
+    out.append(f"{_INDENT * 2}return {', '.join(var_name(s, 1) for s in _returned(plan))}")
     return out
 
 
@@ -93,8 +165,7 @@ def _indented(text: str) -> str:
 
 def _returned(plan: StepPlan) -> list[str]:
     """States a step hands to the next: those read at a later step (and the output)."""
-    read = {s for s, _ in plan.reads} | set(plan.history)
-    return [s for s in plan.returns if s in read or s == plan.output]
+    return [s for s in plan.returns if s in plan.lags]
 
 
 # -- running the steps ---------------------------------------------------------------------------
@@ -102,75 +173,56 @@ def _returned(plan: StepPlan) -> list[str]:
 
 @dataclass(frozen=True)
 class _Carry:
-    """The variables that live across steps: lagged states, the input, histories."""
+    """The variables that live across steps: lagged states, starts (s_0), histories."""
 
     lags: dict[str, int]  # state -> how many past values are kept (x_n, x_nm1, ...)
-    reads_input: bool
+    starts: list[str]
     history: list[str]
     output: str
 
     def names(self) -> list[str]:
         names = [var_name(s, -k) for s, depth in self.lags.items() for k in range(depth)]
-        if self.reads_input:
-            names.append(f"{self.output}_0")
+        names += [f"{s}_0" for s in self.starts]
         return names + [f"{h}_history" for h in self.history]
 
 
 def _carry(plan: StepPlan) -> _Carry:
-    lags: dict[str, int] = {}
-    for s in plan.returns:
-        offsets = [o for st, o in plan.reads if st == s]
-        depth = 1 - min(offsets) if offsets else 0
-        if s == plan.output or s in plan.history:
-            depth = max(depth, 1)
-        if depth:
-            lags[s] = depth
-    return _Carry(lags, plan.reads_input, plan.history, plan.output)
+    return _Carry(dict(plan.lags), list(plan.starts), list(plan.history), plan.output)
 
 
-def _initial_lines(rec: Recurrence, carry: _Carry, indent: str, entry: str) -> list[str]:
-    """Assign every carried variable its value before the first step from ``entry`` (x_0)."""
-    lines = [f"{indent}{rec.output}_0 = {entry}"] if entry != f"{rec.output}_0" else []
-    for s, depth in carry.lags.items():
+def _initial_lines(plan: StepPlan, indent: str, entry: str) -> list[str]:
+    """Give every carried variable its value before the first step, from ``entry`` (x_0)."""
+    output = plan.output
+    lines = [f"{indent}{output}_0 = {entry}"] if entry != f"{output}_0" else []
+    for s in plan.starts:
+        if s != output:
+            lines.append(f"{indent}{s}_0 = {plan.initial[(s, 0)]}")
+    for s, depth in plan.lags.items():
         for k in range(depth):
-            value = rec.initial_value(s, -k)
-            lines.append(f"{indent}{var_name(s, -k)} = {_initial_code(value, rec.output)}")
-    for h in carry.history:
-        lines.append(f"{indent}{h}_history = [{var_name(h, 0)}]")
+            value = f"{output}_0" if (s, -k) == (output, 0) else plan.initial[(s, -k)]
+            if (s, -k) != (output, 0) and k == 0 and s in plan.starts:
+                value = f"{s}_0"
+            lines.append(f"{indent}{var_name(s, -k)} = {value}")
+    for h, first in plan.history.items():
+        depth = plan.lags[h]
+        # the states before the start that are also lags already hold their values
+        head = [var_name(h, k) if -k < depth else plan.initial[(h, k)] for k in range(first, 0)]
+        lines.append(f"{indent}{h}_history = [{', '.join([*head, var_name(h, 0)])}]")
     return lines
-
-
-def _initial_code(value: sympy.Expr, output: str) -> str:
-    x0 = state(output, 0)
-    if value == x0:
-        return f"{output}_0"
-    if not value.has(x0):
-        if value == 0:
-            return f"torch.zeros_like({output}_0)"
-        return f"torch.full_like({output}_0, {number_literal(value)})"
-    coefficient = sympy.simplify(value / x0)
-    if coefficient.free_symbols or not coefficient.is_number:
-        raise UsageError(f"compile: initial value {rec_expr(value)} must be a number times {output}_0")
-    return f"{number_literal(coefficient)} * {output}_0"
 
 
 def _loop_lines(
     plan: StepPlan, carry: _Carry, indent: str, steps: str, shared: str, stage_input: bool
 ) -> list[str]:
-    args = [var_name(s, o) for s, o in plan.reads]
-    if plan.reads_input:
-        args.append(f"{plan.output}_0")
-    args += [f"{h}_history" for h in plan.history]
-    if plan.raw_blocks:
-        args.append(
-            "x_in if i == 0 else " + var_name(plan.output, 0) if stage_input else var_name(plan.output, 0)
-        )
+    current = var_name(plan.output, 0)
+    args = _step_arguments(plan, f"x_in if i == 0 else {current}" if stage_input else current)
     args += [f"{attr}={shared}{attr}" for attr, _ in plan.shared_params.values()]
     returned = _returned(plan)
     loop_var = "i, step" if (plan.raw_blocks and stage_input) else "step"
     iterator = f"enumerate({steps})" if (plan.raw_blocks and stage_input) else steps
     lines = [f"{indent}for {loop_var} in {iterator}:"]
-    lines.append(f"{indent}{_INDENT}{', '.join(var_name(s, 1) for s in returned)} = step({', '.join(args)})")
+    targets = ", ".join(var_name(s, 1) for s in returned)
+    lines += _fitted(indent + _INDENT, f"{targets} = ", f"step({', '.join(args)})", "")
     for s, depth in carry.lags.items():
         chain = [var_name(s, -k) for k in range(depth)]
         if depth == 1:
@@ -191,8 +243,7 @@ def wire_source(rec: Recurrence) -> str:
     """Source of ``FormulaStep`` and ``Recurrence(blocks)`` for user-supplied blocks."""
     plan = plan_step(rec, stages=False)
     carry = _carry(plan)
-    lines = _header(rec, "Wires user blocks by the formula.")
-    lines += _step_class(plan, base=None) + ["", ""]
+    lines = _step_class(plan, base=None) + ["", ""]
     lines.append("class Recurrence(nn.Module):")
     lines.append(
         _docstring(
@@ -207,17 +258,20 @@ def wire_source(rec: Recurrence) -> str:
     lines += _shared_param_lines(plan, _INDENT * 2)
     if plan.blocks:
         first = plan.blocks[0]
-        lines.append(f"{_INDENT * 2}depth = len(blocks[{first!r}])")
-        kwargs = ", ".join(f"{b}=blocks[{b!r}][i]" for b in plan.blocks)
-        lines.append(
-            f"{_INDENT * 2}self.steps = nn.ModuleList(FormulaStep({kwargs}, n=i) for i in range(depth))"
+        lines.append(f"{_INDENT * 2}depth = len(blocks[{_literal(first)}])")
+        kwargs = ", ".join(f"{b}=blocks[{_literal(b)}][i]" for b in plan.blocks)
+        lines += _fitted(
+            _INDENT * 2,
+            "self.steps = ",
+            f"nn.ModuleList(FormulaStep({kwargs}, n=i) for i in range(depth))",
+            "",
         )
     lines.append("")
     lines.append(f"{_INDENT}def forward(self, {rec.output}_0):")
-    lines += _initial_lines(rec, carry, _INDENT * 2, f"{rec.output}_0")
+    lines += _initial_lines(plan, _INDENT * 2, f"{rec.output}_0")
     lines += _loop_lines(plan, carry, _INDENT * 2, "self.steps", "self.", stage_input=False)
     lines.append(f"{_INDENT * 2}return {var_name(rec.output, 0)}")
-    return "\n".join(lines) + "\n"
+    return _module(rec, "Wires user blocks by the formula.", lines)
 
 
 def _shared_param_lines(plan: StepPlan, indent: str) -> list[str]:
@@ -227,24 +281,32 @@ def _shared_param_lines(plan: StepPlan, indent: str) -> list[str]:
     ]
 
 
-def _header(rec: Recurrence, purpose: str) -> list[str]:
-    text = "Generated by formulac. " + purpose + "\n\nThe formula:\n\n" + _indented(_plan_text(rec))
-    return [
-        _docstring(text, "").strip("\n"),
-        "",
-        "import math",
-        "",
-        "import torch",
-        "from torch import nn",
-        "",
-        "",
-    ]
+# Every name a module may take from an import: the generated code and the backbone files use
+# only these (the backbone files' own ``import torch.nn as nn`` is the same ``nn``).
+_IMPORTS = {
+    "math": "import math",
+    "torch": "import torch",
+    "F": "import torch.nn.functional as F",
+    "nn": "from torch import nn",
+}
+_IMPORT_ALIASES = {"import torch.nn as nn": "nn"}
 
 
-def _plan_text(rec: Recurrence) -> str:
-    from .plan import _formula_text
-
-    return _formula_text(rec)
+def _module(rec: Recurrence, purpose: str, body: list[str]) -> str:
+    """The module text: docstring, the imports its body uses (in isort's order), the body."""
+    text = "Generated by formulac. " + purpose + "\n\nThe formula:\n\n" + _indented(formula_text(rec))
+    code = "\n".join(body) + "\n"
+    used = {
+        node.value.id
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    }
+    standard = [_IMPORTS["math"]] if "math" in used else []
+    third_party = [_IMPORTS[name] for name in ("torch", "F", "nn") if name in used]
+    imports = standard + ([""] if standard and third_party else []) + third_party
+    # isort's blank lines after the imports: two before a class, one before a comment
+    gap = [""] if body[0].startswith("#") else ["", ""]
+    return "\n".join([_docstring(text, "").strip("\n"), "", *imports, *gap, *body]) + "\n"
 
 
 # -- networks on a backbone ------------------------------------------------------------------------
@@ -282,27 +344,32 @@ def network_layout(
         for s, depth in carry.lags.items():
             for k in range(depth):
                 widths[var_name(s, -k)] = stage.width
-        widths[f"{rec.output}_0"] = stage.width
+        for s in {*plan.starts, rec.output}:
+            widths[f"{s}_0"] = stage.width
         history_width = stage.width
         shapes: list[StepShape] = []
         for i in range(stage.steps):
             blocks: dict[str, tuple[int, int]] = {}
             env = dict(widths)
             new: dict[str, int] = {}
-            for eq in rec.equations:
-                w = _width(
-                    eq.display_rhs,
-                    env,
-                    stage.width,
-                    blocks,
-                    plan,
-                    rec,
-                    history_width,
-                    raw_width=width_in if i == 0 else None,
-                    stride=stage.stride if i == 0 else 1,
-                )
-                env[var_name(eq.state, 1)] = w
-                new[eq.state] = w
+            for s, expr in plan.equations:
+                eq = rec.equation(s)
+                with located(eq.line, eq.column):
+                    w = _width(
+                        expr,
+                        env,
+                        stage.width,
+                        blocks,
+                        plan,
+                        rec,
+                        history_width,
+                        raw_width=width_in if i == 0 else None,
+                        stride=stage.stride if i == 0 else 1,
+                    )
+                if w is None:  # a number, made a tensor like one the step reads
+                    w = env.get(plan.shaped_like[s], history_width)
+                env[var_name(s, 1)] = w
+                new[s] = w
             for b in plan.blocks:
                 blocks.setdefault(b, (stage.width, 1))
             shapes.append(StepShape(blocks, downsample if i == 0 else None))
@@ -310,8 +377,12 @@ def network_layout(
                 for k in reversed(range(1, depth)):
                     widths[var_name(s, -k)] = widths[var_name(s, -k + 1)]
                 widths[var_name(s, 0)] = new[s]
-            if carry.history and new.get(rec.output) != history_width:
-                raise UsageError("compile: a sum over the history needs states of one width")
+            if any(new.get(h) != history_width for h in carry.history):
+                eq = rec.equation(next(h for h in carry.history if new.get(h) != history_width))
+                raise PlanError(
+                    "compile: a sum over the history needs states of one width", eq.line, eq.column
+                )
+        _check_shared(rec, stage, shapes)
         all_steps.append(shapes)
         carried = {name: w for name, w in widths.items() if name in carry.names()}
         if transition == "project" and len(set(carried.values())) > 1:
@@ -320,6 +391,22 @@ def network_layout(
             )
         width_in = widths[var_name(rec.output, 0)]
     return NetworkLayout(stages, all_steps, width_in, backbone.stem_width(**options))
+
+
+def _check_shared(rec: Recurrence, stage: Stage, shapes: list[StepShape]) -> None:
+    """A shared block has one set of weights per stage: every step after the first (which may
+    change width and stride, and then has its own) gives it inputs of one width."""
+    for block in sorted(rec.shared_blocks):
+        later = {shape.blocks[block] for shape in shapes[1:]}
+        if len(later) > 1:
+            eq = next(e for e in rec.equations if block in {c.block for c in block_calls(e.display_rhs)})
+            widths = ", ".join(str(w) for w, _ in sorted(later))
+            raise PlanError(
+                f"compile: shared block {block} gets inputs of widths {widths} in one stage "
+                f"({stage.name}), so its weights cannot be shared",
+                eq.line,
+                eq.column,
+            )
 
 
 def _width(expr, env, width, blocks, plan, rec, history_width, raw_width, stride) -> int | None:
@@ -337,14 +424,13 @@ def _width(expr, env, width, blocks, plan, rec, history_width, raw_width, stride
             blocks[expr.block] = (w_in, 1)
         return width
     if isinstance(expr, sympy.Indexed):
-        name = expr.base.label.name
-        if name not in rec.states:
+        ref = StateRef.of(expr)
+        if ref.name not in rec.states:
             return None
-        index = expr.indices[0]
-        if index.is_Integer:
-            return env[f"{name}_0"]
-        if (index - n).is_Integer:
-            return env[var_name(name, int(index - n))]
+        if ref.step is not None:
+            return env[f"{ref.name}_0"]
+        if ref.offset is not None:
+            return env[var_name(ref.name, ref.offset)]
         return history_width
     if isinstance(expr, Concat):
         parts = [
@@ -379,15 +465,12 @@ def network_source(
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
     plan = plan_step(rec, reserved=_backbone_names(backbone, options))
-    if not plan.blocks:
-        raise UsageError("compile: the formula has no block, so the network would have nothing to learn")
+    require_blocks(rec, plan)
     layout = network_layout(rec, plan, backbone, options, transition)
-    carry = _carry(plan)
     inline = len(plan.blocks) == 1 and not (rec.shared_blocks)
     branch = backbone.branch_class
     net_options = backbone.net_kwargs(**{k: v for k, v in options.items() if k != "depth"})
-    lines = _header(rec, f"A {backbone.name} network whose steps follow the formula.")
-    lines += _backbone_source(backbone)
+    lines = _backbone_source(backbone)
     lines += _step_class(plan, base=branch if inline else None) + ["", ""]
     lines.append(f"class FormulaNet({backbone.net_class}):")
     summary = (
@@ -405,12 +488,29 @@ def network_source(
     kw = "".join(f", {k}={_literal(v)}" for k, v in net_options.items())
     lines.append(f"{_INDENT * 2}super().__init__(num_classes=num_classes, in_channels=in_channels{kw})")
     lines += _shared_param_lines(plan, _INDENT * 2)
+    first_n, options_in_scope = 0, None
     for stage, shapes in zip(layout.stages, layout.steps):
-        lines += _stage_lines(stage, shapes, plan, backbone, inline, _INDENT * 2)
+        if stage.branch_options and stage.branch_options != options_in_scope:
+            options_in_scope = stage.branch_options
+            lines.append(f"{_INDENT * 2}branch_options = {_literal(stage.branch_options)}")
+        lines += _stage_lines(stage, shapes, plan, backbone, inline, first_n, _INDENT * 2, rec.shared_blocks)
+        if transition == "project":  # the history goes on across stages, and so does n
+            first_n += stage.steps
     lines.append(f"{_INDENT * 2}self.build_head({layout.final_width})")
     lines.append("")
-    lines += _forward_lines(rec, plan, carry, layout, transition)
-    return "\n".join(lines) + "\n"
+    lines += _forward_lines(rec, plan, _carry(plan), layout, transition)
+    return _module(rec, f"A network on the {backbone.name} backbone whose steps follow the formula.", lines)
+
+
+def require_blocks(rec: Recurrence, plan: StepPlan) -> None:
+    if not plan.blocks:
+        first = rec.equations[0]
+        raise PlanError(
+            "compile: the formula has no block (a learned layer such as F(x_n)), so the network "
+            "would have nothing to learn",
+            first.line,
+            first.column,
+        )
 
 
 def _backbone_names(backbone: BackboneInfo, options: dict) -> frozenset:
@@ -446,58 +546,211 @@ def _options_text(options: dict) -> str:
 
 
 def _literal(value) -> str:
+    """A Python literal for an option value (strings in double quotes, as ruff formats them)."""
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, str) and value.replace("-", "").replace("_", "").isalnum():
-        return repr(value)
+    if isinstance(value, str) and value.replace("-", "").replace("_", "").isalnum() and value.isascii():
+        return f'"{value}"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, dict) and all(isinstance(k, str) and k.isidentifier() for k in value):
+        return "{" + ", ".join(f'"{k}": {_literal(v)}' for k, v in value.items()) + "}"
     raise UsageError(f"compile: option value {value!r} cannot be written into the module")
 
 
 def _backbone_source(backbone: BackboneInfo) -> list[str]:
+    """The backbone's net class, branch class and projection function, copied verbatim."""
     module = backbone.module
+    for line in inspect.getsource(module).splitlines():
+        if (
+            line.startswith(("import ", "from "))
+            and line not in _IMPORTS.values()
+            and line not in _IMPORT_ALIASES
+        ):
+            raise AssertionError(f"backbone file {module.__name__} imports more than torch: {line}")
     names = [backbone.net_class, backbone.branch_class, backbone.projection_function]
-    lines = ["# --- the backbone (copied from formulac.codegen.backbones) ---", ""]
+    lines = ["# --- the backbone (copied from formulac.codegen.backbones) ---", "", ""]
     for name in names:
         lines += inspect.getsource(getattr(module, name)).rstrip("\n").splitlines() + ["", ""]
-    imports = [
-        line for line in inspect.getsource(module).splitlines() if line.startswith(("import ", "from "))
-    ]
-    extra = [i for i in imports if i not in ("import torch", "import math", "from torch import nn")]
-    return extra + ([""] if extra else []) + lines
+    return lines
 
 
 def _stage_lines(
-    stage: Stage, shapes: list[StepShape], plan: StepPlan, backbone: BackboneInfo, inline: bool, indent: str
+    stage: Stage,
+    shapes: list[StepShape],
+    plan: StepPlan,
+    backbone: BackboneInfo,
+    inline: bool,
+    first_n: int,
+    indent: str,
+    shared_blocks: frozenset = frozenset(),
 ) -> list[str]:
-    options = "".join(f", {k}={_literal(v)}" for k, v in sorted(stage.branch_options.items()))
+    """``self.NAME = nn.ModuleList(...)``: the stage's steps, runs of alike steps as loops."""
+    options = ", **branch_options" if stage.branch_options else ""
     proj_options = "".join(f", {k}={_literal(v)}" for k, v in sorted(stage.projection_options.items()))
+    lines = [f"{indent}# {stage.name}: {stage.steps} steps of width {stage.width}, stride {stage.stride}"]
+
+    def branch_args(w_in: int, s: int) -> str:
+        return f"{w_in}, {stage.width}" + (f", {s}" if s != 1 else "")
+
+    # a shared block: one module for the steps of the stage that give it the same input
+    shared = {b: shapes[-1].blocks[b] for b in plan.blocks if b in shared_blocks}
+    for b, shape in shared.items():
+        lines.append(f"{indent}shared_{b} = {backbone.branch_class}({branch_args(*shape)}{options})")
+
+    def block_code(b: str, shape: StepShape) -> str:
+        if shared.get(b) == shape.blocks[b]:
+            return f"shared_{b}"
+        return f"{backbone.branch_class}({branch_args(*shape.blocks[b])}{options})"
 
     def step_code(i: int, shape: StepShape) -> str:
-        down = "None"
-        if shape.downsample is not None:
-            w_in, w, s = shape.downsample
-            down = f"{backbone.projection_function}({w_in}, {w}, {s}{proj_options})"
+        down = ", downsample=downsample" if shape.downsample is not None else ""
         if inline:
             (block,) = plan.blocks
-            w_in, s = shape.blocks[block]
-            return f"FormulaStep({w_in}, {stage.width}, {s}, n={i}, downsample={down}{options})"
-        blocks = ", ".join(
-            f"{b}={backbone.branch_class}({shape.blocks[b][0]}, {stage.width}, {shape.blocks[b][1]}{options})"
-            for b in plan.blocks
-        )
-        return f"FormulaStep({blocks}, n={i}, downsample={down})"
+            return f"FormulaStep({branch_args(*shape.blocks[block])}, n={first_n + i}{down}{options})"
+        blocks = ", ".join(f"{b}={block_code(b, shape)}" for b in plan.blocks)
+        return f"FormulaStep({blocks}, n={first_n + i}{down})"
 
-    codes = [step_code(i, s) for i, s in enumerate(shapes)]
-    lines = [f"{indent}self.{stage.name} = nn.ModuleList(["]
-    lines += [f"{indent}{_INDENT}{c}," for c in codes]
-    lines.append(f"{indent}])")
+    for shape in shapes:
+        if shape.downsample is not None:
+            w_in, w, s = shape.downsample
+            lines.append(
+                f"{indent}downsample = {backbone.projection_function}({w_in}, {w}, {s}{proj_options})"
+            )
+    runs = _runs([step_code(i, s) for i, s in enumerate(shapes)])
+    if len(runs) == 1 and len(runs[0]) > 1:
+        body = _loop(runs[0])[1:-1]  # a generator of the steps
+    else:
+        body = " + ".join(_loop(run) for run in runs)
+    return lines + _fitted(indent, f"self.{stage.name} = ", f"nn.ModuleList({body})", "")
+
+
+_INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")
+
+
+def _runs(codes: list[str]) -> list[list[str]]:
+    """Consecutive codes that differ only in integers that grow by a fixed amount per step."""
+    runs: list[list[str]] = []
+    for code in codes:
+        run = runs[-1] if runs else None
+        alike = run is not None and _INTEGER.sub("#", run[0]) == _INTEGER.sub("#", code)
+        if alike and (len(run) == 1 or _slopes(run[-2], run[-1]) == _slopes(run[-1], code)):
+            run.append(code)
+            continue
+        runs.append([code])
+    return runs
+
+
+def _numbers(code: str) -> list[int]:
+    return [int(m) for m in _INTEGER.findall(code)]
+
+
+def _slopes(a: str, b: str) -> list[int]:
+    return [y - x for x, y in zip(_numbers(a), _numbers(b))]
+
+
+def _loop(run: list[str]) -> str:
+    """``[code]`` for one step; ``[code for n in range(...)]`` for a run, each of its integers
+    written as a function of the step index n."""
+    if len(run) == 1:
+        return f"[{run[0]}]"
+    n_first = int(re.search(r"\bn=(\d+)", run[0]).group(1))
+    pieces = _INTEGER.split(run[0])
+    out = pieces[0]
+    for value, slope, piece in zip(_numbers(run[0]), _slopes(run[0], run[1]), pieces[1:]):
+        constant = value - slope * n_first
+        if slope == 0:
+            out += str(value)
+        else:
+            term = "n" if slope == 1 else f"{slope} * n"
+            out += term if constant == 0 else f"{term} {'+' if constant > 0 else '-'} {abs(constant)}"
+        out += piece
+    bounds = f"{n_first}, {n_first + len(run)}" if n_first else f"{len(run)}"
+    return f"[{out} for n in range({bounds})]"
+
+
+def _fitted(indent: str, prefix: str, code: str, suffix: str) -> list[str]:
+    """``prefix + code + suffix`` on one line if it fits in :data:`LINE_LENGTH`, else with the
+    code's outer brackets opened, one argument (or ``for`` clause, or ``+`` operand) a line."""
+    line = f"{indent}{prefix}{code}{suffix}"
+    if len(line) <= LINE_LENGTH:
+        return [line]
+    terms = _split_terms(code)
+    if len(terms) > 1:  # a long sum: one term a line, in parentheses
+        lines = [f"{indent}{prefix}("]
+        for term in terms:
+            lines += _fitted(indent + _INDENT, "", term, "")
+        return [*lines, f"{indent}){suffix}"]
+    opener, inner, closer = _outer_brackets(code)
+    if opener is None:
+        return [line]
+    lines = [f"{indent}{prefix}{opener}"]
+    for piece in _split_top_level(inner):
+        comma = piece.endswith(",")
+        lines += _fitted(indent + _INDENT, "", piece.removesuffix(","), "," if comma else "")
+    lines.append(f"{indent}{closer}{suffix}")
     return lines
+
+
+def _split_terms(code: str) -> list[str]:
+    """``a + b - c`` at bracket depth 0 -> [``a``, ``+ b``, ``- c``] (a lambda-free expression)."""
+    terms, start = [], 0
+    for i in _outside_brackets(code):
+        if i > start and code.startswith((" + ", " - "), i):
+            terms.append(code[start:i].strip())
+            start = i + 1
+    return [*terms, code[start:].strip()]
+
+
+def _outside_brackets(code: str):
+    """The positions of ``code`` outside every bracket (the brackets excluded)."""
+    depth = 0
+    for i, ch in enumerate(code):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0:
+            yield i
+
+
+def _outer_brackets(code: str) -> tuple[str | None, str, str]:
+    """``name(inner)`` -> (``name(``, inner, ``)``), ``[inner]`` likewise; (None, "", "") when
+    the first bracket does not close at the end."""
+    depth = 0
+    for i, ch in enumerate(code):
+        if ch in "([{":
+            depth += 1
+            if depth == 1:
+                start = i
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                if i == len(code) - 1:
+                    return code[: start + 1], code[start + 1 : -1], code[-1]
+                return None, "", ""
+    return None, "", ""
+
+
+def _split_top_level(inner: str) -> list[str]:
+    """Pieces of ``inner`` at bracket depth 0: arguments (each with its comma), a
+    comprehension's ``for`` clause, and the lists that ``+`` joins (with the ``+``)."""
+    pieces, start = [], 0
+    for i in _outside_brackets(inner):
+        if inner[i] == ",":
+            pieces.append(inner[start : i + 1].strip())
+            start = i + 1
+        elif inner.startswith((" for ", " + ["), i):
+            pieces.append(inner[start:i].strip())
+            start = i + 1
+    pieces.append(inner[start:].strip())
+    if len(pieces) > 1 and pieces[-2].endswith(","):
+        pieces[-1] += ","  # the trailing comma of an argument list opened over several lines
+    return [p for p in pieces if p.strip(",")]
 
 
 def _forward_lines(
@@ -522,21 +775,24 @@ def _forward_lines(
         lines.append(
             f"{_INDENT * 2}{out}_0 = x_in if steps[0].downsample is None else steps[0].downsample(x_in)"
         )
-        lines += _initial_lines(rec, carry, _INDENT * 2, f"{out}_0")
+        lines += _initial_lines(plan, _INDENT * 2, f"{out}_0")
         lines += _loop_lines(plan, carry, _INDENT * 2, "steps", "self.", stage_input=True)
         lines.append(f"{_INDENT * 2}return {var_name(out, 0)}")
         return lines
-    lines += _initial_lines(rec, carry, _INDENT * 2, f"{out}_0")
+    lines += _initial_lines(plan, _INDENT * 2, f"{out}_0")
     state_tuple = ", ".join(names)
     for stage in layout.stages:
-        lines.append(f"{_INDENT * 2}{state_tuple} = self.run_stage(self.{stage.name}, {state_tuple})")
+        lines += _fitted(
+            _INDENT * 2, f"{state_tuple} = ", f"self.run_stage(self.{stage.name}, {state_tuple})", ""
+        )
     lines.append(f"{_INDENT * 2}return self.head({var_name(out, 0)})")
     lines.append("")
-    lines.append(f"{_INDENT}def run_stage(self, steps, {state_tuple}):")
+    lines += _fitted(_INDENT, "def ", f"run_stage(self, steps, {state_tuple})", ":")
     lines.append(
         f'{_INDENT * 2}"""One stage; every state entering it goes through the stage\'s projection."""'
     )
-    lines.append(f"{_INDENT * 2}x_in = {var_name(out, 0)}")
+    if plan.raw_blocks:
+        lines.append(f"{_INDENT * 2}x_in = {var_name(out, 0)}")
     lines.append(f"{_INDENT * 2}project = steps[0].downsample")
     lines.append(f"{_INDENT * 2}if project is not None:")
     for name in names:

@@ -10,15 +10,37 @@ from __future__ import annotations
 
 import keyword
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sympy
 
-from ..errors import UsageError
-from ..ir import BlockCall, Concat, Recurrence, n, rebuild
+from ..errors import FormulacError, SourceError, UsageError
+from ..ir import (
+    BlockCall,
+    Concat,
+    Recurrence,
+    StateRef,
+    block_calls,
+    n,
+    rebuild,
+    references,
+    state,
+    walk,
+    written_out,
+)
 from ..printing import rec_expr
 
-__all__ = ["StepPlan", "plan_step", "var_name", "number_literal"]
+__all__ = [
+    "StepPlan",
+    "PlanError",
+    "plan_step",
+    "formula_text",
+    "var_name",
+    "number_literal",
+    "unprojected_name",
+]
 
 # Attribute names a formula cannot take on a generated module (nn.Module's own, and the
 # names the generator itself uses); a clashing parameter is renamed with a suffix.
@@ -118,6 +140,12 @@ def var_name(state: str, offset: int) -> str:
     return f"{state}_nm{-offset}"
 
 
+def unprojected_name(output: str) -> str:
+    """The step argument that a block reading exactly ``output_n`` takes: ``output_n`` itself,
+    except at a stage's first step, where it is the stage input before the projection."""
+    return f"{output}_n_unprojected"
+
+
 def number_literal(value: sympy.Expr) -> str:
     """A Python literal for an exact number: 1.05 for 21/20, (1 / 3) for 1/3."""
     try:
@@ -126,7 +154,8 @@ def number_literal(value: sympy.Expr) -> str:
         finite = False
     if not finite:
         raise UsageError("compile: a number of the formula is not a finite float (too large, or not real)")
-    value = sympy.nsimplify(value) if value.is_Float else value
+    if value.is_Float:
+        return repr(float(value))
     if value.is_Integer:
         return str(int(value))
     if value.is_Rational:
@@ -143,19 +172,56 @@ def number_literal(value: sympy.Expr) -> str:
 
 @dataclass
 class StepPlan:
-    """One step of a formula as printable code."""
+    """One step of a formula as printable code.
+
+    A step reads ``reads`` (``s_<n+offset>``, offset <= 0), ``starts`` (``s_0``: the input for
+    the output state, a fixed initial value for the others) and, for a sum over the history,
+    the list of every ``s_k`` from ``k = history[s]`` (0, or earlier when the sum reaches before
+    the start) up to ``s_n``. ``lags[s]`` is how many past values of ``s`` live across steps.
+    ``initial`` holds the code of every value that exists before the first step (lagged states,
+    starts, the head of each history list): an expression in ``OUTPUT_0``, computed from
+    :meth:`~formulac.ir.Recurrence.initial_value`, the one definition of a state before step 0.
+    """
 
     formula: str
     reads: list[tuple[str, int]]  # (state, offset<=0) in argument order; offset 0 is s_n
+    starts: list[str]  # states read at index 0, output first
     returns: list[str]  # states computed, in evaluation order
     per_step_params: dict[str, tuple[str, sympy.Expr]]  # formula name -> (attribute, init)
     shared_params: dict[str, tuple[str, sympy.Expr]]
     blocks: list[str]
-    raw_blocks: set[str]  # blocks that read the stage input (x_in) where it changes resolution
-    reads_input: bool  # the formula refers to x_0
-    history: list[str]  # states whose whole history a sum reads
+    raw_blocks: set[str]  # blocks that read the unprojected stage input at a stage's first step
+    history: dict[str, int]  # state -> index of the first entry of its history list
+    lags: dict[str, int]  # state -> how many past values (s_n, s_nm1, ...) are carried
     output: str = "x"
+    equations: list[tuple[str, sympy.Expr]] = field(default_factory=list)  # what the code computes
+    initial: dict[tuple[str, int], str] = field(default_factory=dict)  # (state, index <= 0) -> code
+    shaped_like: dict[str, str] = field(default_factory=dict)  # state whose value is a number -> tensor
     body: list[str] = field(default_factory=list)
+
+    @property
+    def reads_input(self) -> bool:
+        """Does the formula read the input ``OUTPUT_0`` at every step?"""
+        return self.output in self.starts
+
+
+class PlanError(UsageError):
+    """A formula that parses but cannot be built; ``line`` and ``column`` locate its statement."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0):
+        super().__init__(message)
+        self.line, self.column = line, column
+
+    def in_file(self, path: str) -> FormulacError:
+        """The same error at its place in the formula file ``path`` (``FILE:LINE:COL: error:``
+        with the source line and a caret)."""
+        if not self.line:
+            return self
+        try:
+            text = Path(path).read_bytes().decode("utf-8-sig", errors="replace")
+        except OSError:
+            text = None
+        return SourceError(self.message, str(path), text, self.line, self.column)
 
 
 def _attribute(name: str, taken: set[str], reserved: frozenset = frozenset()) -> str:
@@ -172,12 +238,16 @@ def _attribute(name: str, taken: set[str], reserved: frozenset = frozenset()) ->
     return attr
 
 
-def plan_step(rec: Recurrence, stages: bool = True, reserved=frozenset()) -> StepPlan:
+def plan_step(
+    rec: Recurrence, stages: bool = True, reserved=frozenset(), free_symbols: bool = False
+) -> StepPlan:
     """Plan the forward of one step; with ``stages``, blocks that read exactly the output
     state read the unprojected stage input at a stage's first step. Parameters named like
     an attribute or argument of the generated classes (``reserved``: the backbone's names)
-    are renamed with a ``_param`` suffix."""
-    rec.require_bound()
+    are renamed with a ``_param`` suffix. With ``free_symbols`` (``formulac check``), unbound
+    symbols are printed as names instead of refused. Errors are :class:`PlanError`."""
+    if not free_symbols:
+        rec.require_bound()
     taken: set[str] = set()
     reserved = frozenset(reserved)
     per_step = {
@@ -186,53 +256,133 @@ def plan_step(rec: Recurrence, stages: bool = True, reserved=frozenset()) -> Ste
     shared = {
         p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if not p.per_step
     }
-    subs = rec.substitutions()
+    # the code prints display_rhs (the user's terms), windows written out as lags
+    equations = [(eq.state, _written_out(eq.display_rhs)) for eq in rec.equations]
     reads: set[tuple[str, int]] = set()
-    history: list[str] = []
-    reads_input = False
-    # the code prints display_rhs (the user's terms), so what it reads is read from there
-    for eq in rec.equations:
-        for ref in _state_refs_outside_sums(eq.display_rhs):
-            name = ref.base.label.name
-            if name in rec.params:
-                continue
-            offset = ref.indices[0] - n
-            if ref.indices[0].is_Integer:
-                reads_input = True
-                if name != rec.output or ref.indices[0] != 0:
-                    raise UsageError(f"compile: only {rec.output}_0 can be read by absolute index")
-            elif int(offset) <= 0:
-                reads.add((name, int(offset)))
-        for s in eq.display_rhs.atoms(sympy.Sum):
-            for ref in s.function.atoms(sympy.Indexed):
-                if ref.base.label.name in rec.states and ref.base.label.name not in history:
-                    history.append(ref.base.label.name)
-    # every state is carried from step to step even when only its equation reads it
+    starts: set[str] = set()
+    history: dict[str, int] = {}
+    for _, expr in equations:
+        _collect_reads(rec, expr, reads, starts, history)
     ordered_reads = sorted(reads, key=lambda r: (rec.states.index(r[0]), -r[1]))
-    calls = _ordered_block_calls(rec)
-    raw_blocks = _raw_blocks(rec, calls) if stages else set()
+    calls = _ordered_block_calls(equations)
     plan = StepPlan(
-        formula=_formula_text(rec),
+        formula=formula_text(rec),
         reads=ordered_reads,
+        starts=sorted(starts, key=lambda s: (s != rec.output, rec.states.index(s))),
         returns=list(rec.states),
         per_step_params=per_step,
         shared_params=shared,
         blocks=list(rec.blocks),
-        raw_blocks=raw_blocks,
-        reads_input=reads_input,
-        history=history,
+        raw_blocks=_raw_blocks(rec, equations) if stages else set(),
+        history={s: history[s] for s in rec.states if s in history},
+        lags=_lags(rec, ordered_reads, history),
         output=rec.output,
+        equations=equations,
     )
-    printer = _TorchPrinter(rec, plan, subs)
-    for eq in rec.equations:
-        for call in calls.get(eq.state, []):
-            printer.define_block(call)
-        code = printer.emit(eq.display_rhs)
-        plan.body.append(f"{var_name(eq.state, 1)} = {code}")
+    first = rec.equations[0]
+    for p in rec.params.values():
+        with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
+            number_literal(p.init)
+    printer = _TorchPrinter(rec, plan, rec.substitutions())
+    for s, expr in equations:
+        eq = rec.equation(s)
+        with located(eq.line, eq.column):
+            for call in calls.get(s, []):
+                printer.define_block(call)
+            plan.body.append(f"{var_name(s, 1)} = {printer.state_value(s, expr)}")
+    for key in _initial_keys(plan):
+        eq = rec.equation(key[0])
+        with located(eq.line, eq.column, f"the value of {rec_expr(state(*key))} before the first step: "):
+            plan.initial[key] = printer.initial(rec.initial_value(*key))
     return plan
 
 
-def _formula_text(rec: Recurrence) -> str:
+@contextmanager
+def located(line: int, column: int, prefix: str = ""):
+    """Turn a UsageError raised while building a statement into a :class:`PlanError` there."""
+    try:
+        yield
+    except PlanError:
+        raise
+    except UsageError as exc:
+        message = exc.message.removeprefix("compile: ")
+        raise PlanError(f"compile: {prefix}{message}", line, column) from None
+
+
+def _collect_reads(rec: Recurrence, expr, reads: set, starts: set, history: dict) -> None:
+    """Add what ``expr`` reads: lags (state, offset), starts (s_0) and history reaches."""
+    for ref in references(expr, rec.states):
+        if ref.step is not None:
+            starts.add(ref.name)
+        elif ref.offset is not None and ref.offset <= 0:
+            reads.add((ref.name, ref.offset))
+    for total in expr.atoms(sympy.Sum):  # a sum over the history reaches back to low + offset
+        ((var, low, _),) = total.limits
+        for ref in references(total.function, rec.states):
+            if ref.variable == var:
+                history[ref.name] = min(history.get(ref.name, 0), int(low) + ref.shift)
+
+
+def _lags(rec: Recurrence, reads: list[tuple[str, int]], history: dict[str, int]) -> dict[str, int]:
+    """How many past values of each state a step needs (every history ends with s_n)."""
+    lags: dict[str, int] = {}
+    for s in rec.states:
+        offsets = [o for st, o in reads if st == s]
+        depth = 1 - min(offsets) if offsets else 0
+        if s == rec.output or s in history:
+            depth = max(depth, 1)
+        if depth:
+            lags[s] = depth
+    return lags
+
+
+def _initial_keys(plan: StepPlan) -> list[tuple[str, int]]:
+    """Every (state, index <= 0) whose value must exist before the first step."""
+    keys = [(s, -k) for s, depth in plan.lags.items() for k in range(depth)]
+    keys += [(s, 0) for s in plan.starts]
+    keys += [(s, k) for s, first in plan.history.items() for k in range(first, 0)]
+    return [k for k in dict.fromkeys(keys) if k != (plan.output, 0)]
+
+
+def _written_out(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with every window (a sum whose limits both follow n) written out term by term,
+    so that its states are lags like any other: ``sum(j=n-2..n, x_j)`` -> ``x_<n-2> + x_<n-1> + x_n``."""
+    if isinstance(expr, sympy.Sum):
+        ((var, low, high),) = expr.limits
+        if low.is_Integer:
+            return expr
+        terms = [_substituted(expr.function, var, low + k) for k in range(int(high - low) + 1)]
+        if not terms:
+            return sympy.Integer(0)
+        return terms[0] if len(terms) == 1 else sympy.Add(*terms, evaluate=False)
+    if not expr.args or isinstance(expr, (sympy.Indexed, sympy.Symbol)):
+        return expr
+    return _remade(expr, [_written_out(a) for a in expr.args])
+
+
+def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> sympy.Expr:
+    """``expr`` with ``var`` replaced by ``value``, the user's term order kept."""
+    if expr == var:
+        return value
+    if isinstance(expr, sympy.Indexed):
+        ref = StateRef.of(expr)
+        return state(ref.name, ref.index.xreplace({var: value}))
+    if not expr.args or not expr.has(var):
+        return expr
+    return _remade(expr, [_substituted(a, var, value) for a in expr.args])
+
+
+def _remade(expr: sympy.Expr, args: list) -> sympy.Expr:
+    if list(expr.args) == args:
+        return expr
+    if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)):
+        return expr.func(*args, evaluate=False)
+    if isinstance(expr, (BlockCall, Concat, sympy.Sum)):
+        return expr.func(*args)
+    return expr.func(*args, evaluate=False)
+
+
+def formula_text(rec: Recurrence) -> str:
     lines = []
     for p in rec.params.values():
         lines.append(f"param {p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}")
@@ -245,55 +395,48 @@ def _formula_text(rec: Recurrence) -> str:
     return "\n".join(lines)
 
 
-def _state_refs_outside_sums(expr):
-    if isinstance(expr, sympy.Sum):
-        return
-    if isinstance(expr, sympy.Indexed):
-        yield expr
-        return
-    for arg in expr.args:
-        yield from _state_refs_outside_sums(arg)
+def _bound_variables(expr: sympy.Expr) -> set:
+    return {s.limits[0][0] for s in expr.atoms(sympy.Sum)}
 
 
-def _ordered_block_calls(rec: Recurrence) -> dict[str, list[BlockCall]]:
-    """Distinct block calls of each equation, innermost first (each computed once per step)."""
+def _ordered_block_calls(equations: list[tuple[str, sympy.Expr]]) -> dict[str, list[BlockCall]]:
+    """Distinct block calls of each equation, innermost first (each computed once per step);
+    calls on a sum's variable are made inside the sum instead."""
     seen: set = set()
     result: dict[str, list[BlockCall]] = {}
-    for eq in rec.equations:
+    for s, expr in equations:
         ordered: list[BlockCall] = []
+        bound = _bound_variables(expr)
 
-        def visit(expr, ordered=ordered):
-            for arg in expr.args:
+        def visit(node, ordered=ordered, bound=bound):
+            for arg in node.args:
                 visit(arg)
-            if isinstance(expr, BlockCall):
-                key = rebuild(expr)
+            if isinstance(node, BlockCall) and not (bound and node.has(*bound)):
+                key = rebuild(node)
                 if key not in seen:
                     seen.add(key)
-                    ordered.append(expr)
+                    ordered.append(node)
 
-        visit(eq.display_rhs)
-        result[eq.state] = ordered
+        visit(expr)
+        result[s] = ordered
     return result
 
 
-def _raw_blocks(rec: Recurrence, calls: dict[str, list[BlockCall]]) -> set[str]:
+def _raw_blocks(rec: Recurrence, equations: list[tuple[str, sympy.Expr]]) -> set[str]:
     """Blocks whose every call reads exactly the output state at step n: at a stage boundary
     they take the unprojected stage input, and stride (the torchvision layout)."""
-    raw: set[str] = set()
     bare = sympy.IndexedBase(rec.output)[n]
-    by_block: dict[str, list] = {}
-    for group in calls.values():
-        for call in group:
-            by_block.setdefault(call.block, []).append(rebuild(call.argument))
-    for block, args in by_block.items():
-        if all(a == bare for a in args):
-            raw.add(block)
-    return raw
+    by_block: dict[str, list] = {b: [] for b in rec.blocks}
+    for _, expr in equations:
+        for call in block_calls(expr):
+            by_block[call.block].append(rebuild(call.argument))
+    return {block for block, args in by_block.items() if args and all(a == bare for a in args)}
 
 
 class _TorchPrinter:
     """SymPy (as the user wrote it) -> a Python expression over torch tensors."""
 
+    # element-wise functions of tensors (and of learned parameters, which are tensors too)
     _TORCH_FUNCTIONS = {
         "relu": "torch.relu",
         "sigmoid": "torch.sigmoid",
@@ -304,19 +447,25 @@ class _TorchPrinter:
         "elu": "torch.nn.functional.elu",
         "exp": "torch.exp",
         "log": "torch.log",
-        "sqrt": "torch.sqrt",
         "Abs": "torch.abs",
         "sin": "torch.sin",
         "cos": "torch.cos",
     }
+    # the same functions of a Python number (a coefficient that follows the step n), in forms
+    # that do not overflow: {a} is the argument, {w} the argument in parentheses where it needs them
     _MATH_FUNCTIONS = {
-        "exp": "math.exp",
-        "log": "math.log",
-        "sqrt": "math.sqrt",
-        "Abs": "abs",
-        "sin": "math.sin",
-        "cos": "math.cos",
-        "tanh": "math.tanh",
+        "relu": "max({a}, 0)",
+        "sigmoid": "((1 + math.tanh({w} / 2)) / 2)",
+        "tanh": "math.tanh({a})",
+        "softplus": "(max({a}, 0) + math.log1p(math.exp(-abs({a}))))",
+        "gelu": "({w} * (1 + math.erf({w} / math.sqrt(2))) / 2)",
+        "silu": "({w} * (1 + math.tanh({w} / 2)) / 2)",
+        "elu": "({w} if {w} > 0 else math.expm1({a}))",
+        "exp": "math.exp({a})",
+        "log": "math.log({a})",
+        "Abs": "abs({a})",
+        "sin": "math.sin({a})",
+        "cos": "math.cos({a})",
     }
 
     def __init__(self, rec: Recurrence, plan: StepPlan, subs: dict):
@@ -336,8 +485,18 @@ class _TorchPrinter:
 
     def _arg(self, call: BlockCall) -> str:
         if call.block in self.plan.raw_blocks:
-            return "x_in"
+            return unprojected_name(self.rec.output)
         return self.emit(call.argument)
+
+    def initial(self, value: sympy.Expr) -> str:
+        """Code of a value before the first step: a tensor shaped like the input."""
+        output = self.rec.output
+        if self._is_tensor(value):
+            return self.emit(value)
+        number = self._number(value)
+        if number is not None and number == 0:
+            return f"torch.zeros_like({output}_0)"
+        return f"torch.full_like({output}_0, {self.emit(value)})"
 
     # precedence: 0 sum, 1 product, 2 unary minus, 3 power, 4 atom
     def emit(self, expr) -> str:
@@ -345,7 +504,10 @@ class _TorchPrinter:
 
     def _emit(self, expr) -> tuple[str, int]:
         if isinstance(expr, BlockCall):
-            return self.block_vars[rebuild(expr)], 4
+            local = self.block_vars.get(rebuild(expr))
+            if local is None:  # a call on a sum's variable, made inside the sum
+                return f"self.{expr.block}({self.emit(expr.argument)})", 4
+            return local, 4
         if isinstance(expr, sympy.Indexed):
             return self._indexed(expr), 4
         if isinstance(expr, sympy.Symbol):
@@ -354,9 +516,8 @@ class _TorchPrinter:
             text = number_literal(expr)
             return text, (2 if text.startswith("-") else 4)
         if not self._is_tensor(expr) and not expr.has(n) and not self._has_param(expr):
-            value = rebuild(expr).xreplace(self.subs)
-            if value.is_number:
-                value = sympy.nsimplify(value) if value.is_Rational else value
+            value = self._number(expr)
+            if value is not None:
                 text = number_literal(value)
                 return text, (2 if text.startswith("-") else 4)
         if isinstance(expr, sympy.Add):
@@ -369,30 +530,35 @@ class _TorchPrinter:
             return "torch.cat((%s), dim=1)" % ", ".join(self.emit(a) for a in expr.args), 4
         if isinstance(expr, sympy.Sum):
             return self._sum(expr), 4
-        if isinstance(expr, sympy.Function):
-            name = type(expr).__name__
-            table = (
-                self._TORCH_FUNCTIONS
-                if self._is_tensor(expr) or self._has_param(expr)
-                else self._MATH_FUNCTIONS
-            )
-            if name not in table:
-                raise UsageError(f"compile: function {name} is not supported on this argument")
-            return f"{table[name]}({self.emit(expr.args[0])})", 4
+        if isinstance(expr, sympy.Function) and type(expr).__name__ in self._TORCH_FUNCTIONS:
+            name, (arg,) = type(expr).__name__, expr.args
+            if self._is_tensor(expr) or self._has_param(expr):
+                return f"{self._TORCH_FUNCTIONS[name]}({self.emit(arg)})", 4
+            text = self._MATH_FUNCTIONS[name].format(a=self.emit(arg), w=self._wrap(arg, 4))
+            return text, 4
         raise UsageError(f"compile: cannot generate code for {rec_expr(expr)}")
 
+    def _number(self, expr) -> sympy.Expr | None:
+        """The value of an expression without states, n or parameters (None if it has symbols)."""
+        value = rebuild(expr).xreplace(self.subs)
+        if value.free_symbols:
+            return None
+        if value.is_Rational:
+            return value
+        value = written_out(value).evalf(30)  # ir's activations evaluate by their definitions
+        return value if value.is_number else None
+
     def _indexed(self, expr) -> str:
-        name = expr.base.label.name
-        if name in self.plan.per_step_params:
-            return "self." + self.plan.per_step_params[name][0]
-        index = expr.indices[0]
-        if index.is_Integer:
-            return f"{name}_0"
-        var = next(iter(index.free_symbols - {n}), None)
-        if var is not None:  # inside a sum: the history list
-            offset = index - var
-            return f"{name}_history[{self.bound[var]}{'' if offset == 0 else f' {int(offset):+d}'.replace('+', '+ ').replace('-', '- ')}]"
-        return var_name(name, int(index - n))
+        ref = StateRef.of(expr)
+        if ref.name in self.plan.per_step_params:
+            return "self." + self.plan.per_step_params[ref.name][0]
+        if ref.step is not None:
+            return f"{ref.name}_0"
+        if ref.offset is None:  # inside a sum: the history list, whose entry 0 is name_<first>
+            position = ref.shift - self.plan.history[ref.name]
+            shift = "" if position == 0 else f" {'+' if position > 0 else '-'} {abs(position)}"
+            return f"{ref.name}_history[{self.bound[ref.variable]}{shift}]"
+        return var_name(ref.name, ref.offset)
 
     def _symbol(self, expr) -> tuple[str, int]:
         if expr == n:
@@ -403,6 +569,8 @@ class _TorchPrinter:
             return self.plan.shared_params[expr.name][0], 4
         value = expr.xreplace(self.subs)
         if value.free_symbols:
+            if expr.name in self.rec.free_symbols:  # planned for `check` only, never run
+                return expr.name, 4
             raise UsageError(f"compile: symbol {expr.name} has no value")
         return self._emit(value)
 
@@ -466,24 +634,49 @@ class _TorchPrinter:
         del self.bound[var]
         lo = self.emit(low)
         hi = self.emit(high + 1)
+        if low > high.xreplace({n: 0}):  # empty at the first steps: a tensor of zeros, not 0
+            summed = next(
+                (r.name for r in references(expr.function, self.rec.states) if r.variable == var), None
+            )
+            zeros = f"torch.zeros_like({self.reference(summed)})"
+            return f"sum(({body} for {local} in range({lo}, {hi})), {zeros})"
         return f"sum({body} for {local} in range({lo}, {hi}))"
 
+    def state_value(self, name: str, expr) -> str:
+        """Code of the right side of ``name``'s equation: a tensor at every step, even where the
+        formula gives a number (``v_<n+1> = 1/2``)."""
+        code = self.emit(expr)
+        if self._is_tensor(expr):
+            return code
+        self.plan.shaped_like[name] = self.reference(name)
+        return f"torch.full_like({self.plan.shaped_like[name]}, {code})"
+
+    def reference(self, name: str | None = None) -> str:
+        """A tensor the step reads: of state ``name`` if it reads one, else of any state."""
+        plan = self.plan
+        if name in plan.history:
+            return f"{name}_history[0]"
+        own = [r for r in plan.reads if r[0] == name]
+        if own:
+            return var_name(*own[0])
+        if plan.reads:
+            return var_name(*plan.reads[0])
+        if plan.starts:
+            return f"{plan.starts[0]}_0"
+        if plan.history:
+            return f"{next(iter(plan.history))}_history[0]"
+        raise UsageError("compile: the formula reads no state")
+
     def _is_tensor(self, expr) -> bool:
-        for node in sympy.preorder_traversal(expr):
-            if isinstance(node, (BlockCall, Concat)):
-                return True
-            if isinstance(node, sympy.Indexed) and node.base.label.name in self.rec.states:
-                return True
-        return False
+        if any(isinstance(node, (BlockCall, Concat)) for node in walk(expr)):
+            return True
+        return next(references(expr, self.rec.states), None) is not None
 
     def _has_param(self, expr) -> bool:
         names = set(self.rec.params)
-        for node in sympy.preorder_traversal(expr):
-            if isinstance(node, sympy.Indexed) and node.base.label.name in names:
-                return True
-            if isinstance(node, sympy.Symbol) and node.name in names:
-                return True
-        return False
+        if next(references(expr, names), None) is not None:
+            return True
+        return any(isinstance(node, sympy.Symbol) and node.name in names for node in walk(expr))
 
 
 def _split_sign(term) -> tuple[bool, sympy.Expr]:

@@ -12,8 +12,6 @@ from .compare import ComparisonResult, ModelResult, compare
 from .data import (
     DATASETS,
     Dataset,
-    DatasetNotFound,
-    TrainError,
     load_dataset,
     read_cifar_batch,
     read_idx,
@@ -21,7 +19,8 @@ from .data import (
     write_idx,
 )
 from .distributed import DistInfo
-from .loop import count_parameters, evaluate, load_checkpoint, read_metrics, train
+from .errors import DatasetNotFound, TrainError, TrainingDiverged
+from .loop import count_parameters, evaluate, load_checkpoint, load_data, read_metrics, train
 from .options import add_run_arguments, add_training_arguments, config_from_args, parse_seeds, seeds_from_args
 from .recipes import RECIPES, TrainConfig, lr_at, make_config, recipe_for_dataset
 from .stats import TestResult, friedman_test, paired_t_test, wilcoxon_signed_rank
@@ -37,6 +36,7 @@ __all__ = [
     "TestResult",
     "TrainConfig",
     "TrainError",
+    "TrainingDiverged",
     "add_run_arguments",
     "add_training_arguments",
     "compare",
@@ -45,6 +45,7 @@ __all__ = [
     "evaluate",
     "friedman_test",
     "load_checkpoint",
+    "load_data",
     "load_dataset",
     "lr_at",
     "make_config",

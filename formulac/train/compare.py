@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write
 from . import distributed as D
 from . import stats
-from .data import Dataset, TrainError
+from .data import Dataset
+from .errors import TrainError
 from .loop import CHECKPOINT, SUMMARY, BuildModel, _atomic_json, _load_data, train
 from .recipes import TrainConfig
 
@@ -322,6 +324,7 @@ def compare(
             if on_run_end is not None:
                 on_run_end(label, seed, summary)
 
+    key = "val" if config.val_fraction > 0 else "test"  # validation accuracy stands in for test
     model_results = []
     for label, _, describe in models:
         rs = results[label]
@@ -329,12 +332,12 @@ def compare(
             ModelResult(
                 label=label,
                 seeds=[s for s, _, _ in rs],
-                test_acc=[float(r["final_test_acc"]) for _, r, _ in rs],
+                test_acc=[float(r[f"final_{key}_acc"]) for _, r, _ in rs],
                 parameters=int(rs[0][1]["parameters"]),
                 times=[float(r["wall_time_s"]) for _, r, _ in rs],
                 run_dirs=[d for _, _, d in rs],
                 describe=describe,
-                best_test_acc=[float(r["best_test_acc"]) for _, r, _ in rs],
+                best_test_acc=[float(r[f"best_{key}_acc"]) for _, r, _ in rs],
             )
         )
     test, pairwise = _statistics(model_results)
@@ -343,10 +346,7 @@ def compare(
     result = ComparisonResult(model_results, seeds, cfg, test, pairwise, str(out))
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        md = result.to_markdown().encode()
-        from .loop import _atomic_write
-
-        _atomic_write(out / "comparison.md", lambda f: f.write(md))
+        atomic_write(out / "comparison.md", result.to_markdown())
         _atomic_json(out / "comparison.json", result.to_dict())
         if not quiet:
             print(result.to_text(), end="")

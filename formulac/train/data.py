@@ -29,6 +29,7 @@ import math
 import os
 import pickle
 import re
+import shutil
 import tarfile
 import urllib.request
 from collections.abc import Sequence
@@ -38,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..files import atomic_write
+from .errors import DatasetNotFound, TrainError
 
 __all__ = [
     "DATASETS",
@@ -51,17 +55,6 @@ __all__ = [
     "synthetic_dataset",
     "write_idx",
 ]
-
-
-class TrainError(ValueError):
-    """A user error in training (bad option, missing checkpoint, run already finished, ...).
-
-    The command line reports it as ``formulac: error: MESSAGE`` and exits with status 2.
-    """
-
-
-class DatasetNotFound(TrainError):
-    """The data set's files are nowhere to be found; the message says where we looked."""
 
 
 DATASETS = ("fashion-mnist", "mnist", "kmnist", "cifar10", "cifar100", "imagefolder", "synthetic")
@@ -173,6 +166,46 @@ class Dataset:
             out = replace(out, test_images=out.test_images[:test], test_labels=out.test_labels[:test])
         return out
 
+    def split_validation(self, fraction: float, seed: int) -> Dataset:
+        """Hold out ``fraction`` of the TRAINING examples, stratified by class: the result
+        trains on the rest and its test part is the held-out validation set.
+
+        The split depends on ``seed`` and the training labels alone: each class's examples
+        are put in an order drawn from ``seed`` and the first ``round(fraction * n_class)``
+        of them are held out.  ``extra["validation"]`` records the fraction, the seed and the
+        size; the real test set is not part of the result."""
+        if not 0 < fraction < 1:
+            raise TrainError(f"--val-fraction must be in [0, 1), not {fraction}")
+        labels = self.train_labels
+        n = labels.shape[0]
+        g = torch.Generator().manual_seed(int(seed))
+        shuffled = torch.randperm(n, generator=g)
+        by_class = shuffled[torch.sort(labels[shuffled], stable=True).indices]
+        counts = torch.bincount(labels, minlength=1).tolist()
+        held: list[torch.Tensor] = []
+        start = 0
+        for count in counts:
+            take = math.floor(fraction * count + 0.5)
+            held.append(by_class[start : start + take])
+            start += count
+        val = torch.sort(torch.cat(held)).values
+        if val.numel() == 0 or val.numel() == n:
+            raise TrainError(
+                f"--val-fraction {fraction} of {n} training examples leaves "
+                + ("no validation examples" if val.numel() == 0 else "no training examples")
+            )
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[val] = False
+        info = {"fraction": fraction, "split_seed": int(seed), "examples": int(val.numel())}
+        return replace(
+            self,
+            train_images=self.train_images[keep],
+            train_labels=labels[keep],
+            test_images=self.train_images[val],
+            test_labels=labels[val],
+            extra={**self.extra, "validation": info},
+        )
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -183,6 +216,7 @@ class Dataset:
             "mean": list(self.mean),
             "std": list(self.std),
             "source": self.source,
+            **({"validation": self.extra["validation"]} if "validation" in self.extra else {}),
         }
 
     def __post_init__(self) -> None:
@@ -709,17 +743,14 @@ def synthetic_dataset(
 
 def _download(url: str, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
+
+    def copy(f) -> None:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            shutil.copyfileobj(r, f, 1 << 20)
+
     try:
-        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
-            while True:
-                chunk = r.read(1 << 20)
-                if not chunk:
-                    break
-                f.write(chunk)
-        os.replace(tmp, dest)
+        atomic_write(dest, copy)
     except Exception as e:
-        tmp.unlink(missing_ok=True)
         raise OSError(f"{url}: {e}") from None
 
 

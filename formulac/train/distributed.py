@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .data import TrainError
+from .errors import TrainError
 
 __all__ = [
     "DistInfo",

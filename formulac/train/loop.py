@@ -2,28 +2,38 @@
 
 Files written into ``out_dir`` (by rank 0 only):
 
-``config.json``     the config, the model's description, the data set, torch's version
+``config.json``     the config, the model's description, the data set, the versions of torch,
+                    formulac and Python, the device
 ``metrics.jsonl``   one JSON line per epoch: epoch, lr, train_loss, train_acc, test_loss,
-                    test_acc, seconds, images_per_s (accuracies are fractions in [0, 1])
-``checkpoint.pt``   written atomically after every epoch: model, optimizer, scheduler and scaler
-                    state, epoch, RNG states, history; ``resume=True`` continues from it and ends
-                    with exactly the weights of an uninterrupted run
-``summary.json``    written when the run is finished: final and best test accuracy, parameters,
-                    wall time, images/s
+                    test_acc, val_loss, val_acc, seconds, train_seconds, images_per_s
+                    (accuracies are fractions in [0, 1]; the set not evaluated is null)
+``checkpoint.pt``   written atomically after every epoch: model, optimizer and scaler state,
+                    epoch, RNG states, history; ``resume=True`` continues from it and ends with
+                    exactly the weights of an uninterrupted run
+``summary.json``    written when the run is finished: final and best accuracy, parameters,
+                    wall time, images/s, what it was evaluated on, how to repeat it
 ``curves.png``      loss and accuracy per epoch, when matplotlib imports
+
+With ``config.val_fraction > 0`` the run evaluates on a validation split held out from the
+training set and never reads the test set (``summary["evaluated_on"] == "validation"``).
+
+A run is set up (:func:`_set_up`), restored from its checkpoint (:func:`_restore`), trained one
+epoch at a time (:func:`_train_epoch`, :func:`_evaluate_epoch`), checkpointed
+(:func:`_save_checkpoint`) and summarised (:func:`_finish`) around one :class:`_Run` record.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
+import platform
 import random
 import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +41,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..files import atomic_write
 from . import distributed as D
-from .data import Dataset, TrainError, load_dataset
+from .data import Dataset, load_dataset
+from .errors import TrainError, TrainingDiverged
 from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs
 
 __all__ = [
@@ -44,6 +56,7 @@ __all__ = [
     "BuildModel",
     "evaluate",
     "load_checkpoint",
+    "load_data",
     "read_metrics",
     "train",
     "count_parameters",
@@ -62,9 +75,13 @@ BuildModel = Callable[[int, int, int], nn.Module]
 RESUME_FREE = frozenset(
     {"device", "data_dir", "download", "compile", "workers", "threads", "eval_batch_size", "data_on_device"}
 )
+# entries of the model's description that do not decide which network is trained
+_DESCRIBE_FREE = frozenset({"file", "source_sha256"})
 
 _CHECKPOINT_FORMAT = 1
 _DEVICE_DATA_LIMIT = 4 * 1024**3  # keep data sets up to this size on the GPU
+# how often (steps) the GPU reports a non-finite loss to the host; on the CPU every step
+_DIVERGENCE_CHECK_STEPS = 50
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,39 +93,8 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
-    """Write via ``write(fileobj)`` to a temporary file in the same folder, fsync, then
-    ``os.replace`` it onto ``path``: a reader sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
 def _atomic_json(path: Path, obj) -> None:
-    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def _jsonable(x):
@@ -149,13 +135,35 @@ def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("formulac")
+    except PackageNotFoundError:
+        ours = "not installed"
+    return {"formulac": ours, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+# --------------------------------------------------------------------------------------------
+# the output directory
+
+
 def _config_diff(saved: dict, config: TrainConfig) -> list[str]:
     now = config.to_dict()
+    defaults = TrainConfig().to_dict()
     out = []
     for k in sorted(set(saved) | set(now)):
         if k in RESUME_FREE:
             continue
-        a, b = saved.get(k), now.get(k)
+        # a knob the saved run predates had its default value then
+        a, b = saved.get(k, defaults.get(k)), now.get(k)
         if (
             isinstance(a, (list, tuple))
             and isinstance(b, (list, tuple))
@@ -166,6 +174,99 @@ def _config_diff(saved: dict, config: TrainConfig) -> list[str]:
         if a != b:
             out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
     return out
+
+
+def _describe_diff(saved: dict | None, describe: dict | None) -> list[str]:
+    if not saved or not describe:
+        return []
+    out = []
+    for k in sorted((set(saved) | set(describe)) - _DESCRIBE_FREE):
+        a, b = saved.get(k), describe.get(k)
+        if a != b:
+            out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
+    return out
+
+
+def _refuse_other_run(out: Path, what: str, diff: list[str], advice: str) -> None:
+    if diff:
+        raise TrainError(f"{out} holds {what}:\n  " + "\n  ".join(diff) + f"\n{advice}")
+
+
+def _prepare_out_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bool, describe: dict | None):
+    """Decide what to do with ``out``: ('fresh', None), ('resume', checkpoint) or
+    ('finished', summary); raise TrainError when that would lose or mix up work."""
+    summary_p, ckpt_p = out / SUMMARY, out / CHECKPOINT
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"{out} exists and is not a directory")
+    if overwrite and not resume:
+        for name in _OUR_FILES:
+            (out / name).unlink(missing_ok=True)
+        return "fresh", None
+    start_over = "pass --overwrite to train again from scratch, or choose another output directory"
+    if summary_p.is_file():
+        try:
+            summary = json.loads(summary_p.read_text())
+        except ValueError:
+            raise TrainError(f"{summary_p}: broken summary; pass --overwrite to train again") from None
+        _refuse_other_run(
+            out, "a run of another model", _describe_diff(summary.get("model"), describe), start_over
+        )
+        if not resume:
+            acc = summary.get("final_test_acc")
+            acc_s = f" (final test accuracy {100 * acc:.2f}%)" if isinstance(acc, float) else ""
+            raise TrainError(f"{out} holds a finished run{acc_s}; {start_over}")
+        saved = summary.get("config")
+        if saved is None and (out / CONFIG).is_file():
+            saved = json.loads((out / CONFIG).read_text()).get("config")
+        _refuse_other_run(
+            out, "a finished run with other settings", _config_diff(saved or {}, config), start_over
+        )
+        return "finished", summary
+    if ckpt_p.is_file():
+        ck = load_checkpoint(ckpt_p)
+        saved_model = ck.get("describe")
+        if saved_model is None and (out / CONFIG).is_file():
+            saved_model = json.loads((out / CONFIG).read_text()).get("model")
+        _refuse_other_run(
+            out,
+            "an unfinished run of another model",
+            _describe_diff(saved_model, describe),
+            "pass --overwrite to start over, or choose another output directory",
+        )
+        if not resume:
+            raise TrainError(
+                f"{out} holds an unfinished run (epoch {ck['epoch']} of "
+                f"{ck['config'].get('epochs')}); pass --resume to continue it, or "
+                "--overwrite to start over"
+            )
+        diff = _config_diff(ck["config"], config)
+        if diff:
+            raise TrainError(
+                f"cannot resume {out} with other settings:\n  "
+                + "\n  ".join(diff)
+                + "\nresume with the same options, or pass --overwrite"
+            )
+        return "resume", ck
+    if resume:
+        raise TrainError(
+            f"nothing to resume: no {CHECKPOINT} in {out}"
+            + ("" if out.is_dir() else " (the directory does not exist)")
+        )
+    return "fresh", None
+
+
+def _on_main(info: D.DistInfo, fn: Callable[[], object]):
+    """Run ``fn`` on rank 0 and give its result (or its TrainError) to every rank."""
+    result, error = None, None
+    if info.is_main:
+        try:
+            result = fn()
+        except TrainError as e:
+            error = str(e)
+    result, error = D.broadcast_object((result, error), info)
+    if error is not None:
+        raise TrainError(error)
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,80 +337,15 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-# --------------------------------------------------------------------------------------------
-# the output directory
+def _gather_rng(info: D.DistInfo) -> list[dict]:
+    mine = _get_rng()
+    if not info.enabled:
+        return [mine]
+    import torch.distributed as dist
 
-
-def _prepare_out_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bool):
-    """Decide what to do with ``out``: ('fresh', None), ('resume', checkpoint) or
-    ('finished', summary); raise TrainError when that would lose or mix up work."""
-    summary_p, ckpt_p = out / SUMMARY, out / CHECKPOINT
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"{out} exists and is not a directory")
-    if overwrite and not resume:
-        for name in _OUR_FILES:
-            (out / name).unlink(missing_ok=True)
-        return "fresh", None
-    if summary_p.is_file():
-        try:
-            summary = json.loads(summary_p.read_text())
-        except ValueError:
-            raise TrainError(f"{summary_p}: broken summary; pass --overwrite to train again") from None
-        if not resume:
-            acc = summary.get("final_test_acc")
-            acc_s = f" (final test accuracy {100 * acc:.2f}%)" if isinstance(acc, float) else ""
-            raise TrainError(
-                f"{out} holds a finished run{acc_s}; pass --overwrite to train "
-                "again from scratch, or choose another output directory"
-            )
-        saved = summary.get("config")
-        if saved is None and (out / CONFIG).is_file():
-            saved = json.loads((out / CONFIG).read_text()).get("config")
-        diff = _config_diff(saved or {}, config)
-        if diff:
-            raise TrainError(
-                f"{out} holds a finished run with other settings:\n  "
-                + "\n  ".join(diff)
-                + "\npass --overwrite to train again, or "
-                "choose another output directory"
-            )
-        return "finished", summary
-    if ckpt_p.is_file():
-        ck = load_checkpoint(ckpt_p)
-        if not resume:
-            raise TrainError(
-                f"{out} holds an unfinished run (epoch {ck['epoch']} of "
-                f"{ck['config'].get('epochs')}); pass --resume to continue it, or "
-                "--overwrite to start over"
-            )
-        diff = _config_diff(ck["config"], config)
-        if diff:
-            raise TrainError(
-                f"cannot resume {out} with other settings:\n  "
-                + "\n  ".join(diff)
-                + "\nresume with the same options, or pass --overwrite"
-            )
-        return "resume", ck
-    if resume:
-        raise TrainError(
-            f"nothing to resume: no {CHECKPOINT} in {out}"
-            + ("" if out.is_dir() else " (the directory does not exist)")
-        )
-    return "fresh", None
-
-
-def _on_main(info: D.DistInfo, fn: Callable[[], object]):
-    """Run ``fn`` on rank 0 and give its result (or its TrainError) to every rank."""
-    result, error = None, None
-    if info.is_main:
-        try:
-            result = fn()
-        except TrainError as e:
-            error = str(e)
-    result, error = D.broadcast_object((result, error), info)
-    if error is not None:
-        raise TrainError(error)
-    return result
+    box: list = [None] * info.world_size
+    dist.all_gather_object(box, mine)
+    return box
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,6 +431,52 @@ def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimize
     )
 
 
+@dataclass
+class _Data:
+    """The tensors of a run where they are kept (``store``), and what the run evaluates on."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    store: torch.device
+    evaluated_on: str  # "test" or "validation"
+    description: dict
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_x.shape[0])
+
+
+@dataclass
+class _Run:
+    """What one run carries from its set-up through its epochs to its summary."""
+
+    config: TrainConfig
+    out: Path
+    info: D.DistInfo
+    device: torch.device
+    net: nn.Module  # the model itself: its state_dict is what the checkpoint holds
+    model: nn.Module  # what a training step calls (DDP and/or compiled around ``net``)
+    eval_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    data: _Data
+    parameters: int
+    describe: dict | None
+    steps: int  # optimizer steps per epoch
+    epoch: int = 0  # epochs done
+    history: list[dict] = field(default_factory=list)
+    elapsed: float = 0.0
+    train_elapsed: float = 0.0
+
+    @property
+    def eval_key(self) -> str:
+        return "val" if self.data.evaluated_on == "validation" else "test"
+
+
 def train(
     build_model: BuildModel,
     config: TrainConfig,
@@ -413,28 +495,74 @@ def train(
     Writes config.json, metrics.jsonl, checkpoint.pt (every epoch, atomically), summary.json and
     curves.png into ``out_dir`` and returns the summary.  ``resume=True`` continues from the
     checkpoint (a finished run is returned as is); a directory that holds a run is never
-    overwritten unless ``overwrite=True``.  Under torchrun the run is data-parallel (DDP), the
-    global batch stays ``config.batch_size`` and rank 0 writes the files.
+    overwritten unless ``overwrite=True``, and a run of another model (``describe`` differs:
+    formula, backbone options) or with other settings is never resumed.  Under torchrun the run
+    is data-parallel (DDP), the global batch stays ``config.batch_size`` and rank 0 writes the
+    files.
 
-    ``dataset`` replaces loading ``config.data`` (limits still apply); ``on_epoch_end(record)``
-    is called on every rank after each epoch's checkpoint.  Raises :class:`TrainError` (a
-    ``ValueError``) for user errors, :class:`DatasetNotFound` when the data is missing.
+    ``dataset`` replaces loading ``config.data`` (limits and the validation split still apply).
+
+    ``on_epoch_end(record)`` is called on every rank after each epoch, once that epoch's
+    checkpoint and metrics line are written; ``record`` is a copy of the metrics line.  An
+    exception it raises propagates out of ``train`` unchanged and leaves ``out_dir`` resumable
+    from that epoch (e.g. ``optuna.TrialPruned`` to stop a trial); under DDP it must raise on
+    every rank alike.
+
+    Raises :class:`TrainError` (a :class:`~formulac.errors.FormulacError`) for user errors,
+    :class:`DatasetNotFound` when the data is missing, :class:`TrainingDiverged` when the loss
+    becomes NaN or infinite (the last good checkpoint stays).
     """
     config = TrainConfig.from_dict(config.to_dict()).validate()  # a private, checked copy
     info, device = D.setup(config.device)
     out = Path(out_dir)
-    state, payload = _on_main(info, lambda: _prepare_out_dir(out, config, resume, overwrite))
+    state, payload = _on_main(info, lambda: _prepare_out_dir(out, config, resume, overwrite, describe))
     if state == "finished":
         _log(info, quiet, f"{out}: finished run, nothing to do")
         return payload
 
+    wall_start = time.perf_counter()
     with _global_settings(config, device):
-        return _run(
-            build_model, config, out, info, device, payload, progress, describe, quiet, dataset, on_epoch_end
+        run = _set_up(build_model, config, out, info, device, dataset, describe)
+        if payload is not None:
+            _restore(run, payload)
+            del payload
+        _write_run_files(run)
+        _log_start(run, quiet)
+        with _Bars(run, progress and not quiet) as bars:
+            for epoch in range(run.epoch, config.epochs):
+                record = _train_epoch(run, epoch, bars)
+                _evaluate_epoch(run, record)
+                _save_checkpoint(run, record)
+                _log_epoch(run, record, quiet)
+                bars.epoch_done()
+                if on_epoch_end is not None:
+                    on_epoch_end(dict(record))
+        summary = _finish(run, quiet)
+    if info.is_main:
+        _log(
+            info,
+            quiet,
+            f"done: final {_eval_phrase(run)} {100 * summary[f'final_{run.eval_key}_acc']:.2f}% "
+            f"(best {100 * summary[f'best_{run.eval_key}_acc']:.2f}% at epoch {summary['best_epoch']}), "
+            f"{run.elapsed:.1f}s; this call {time.perf_counter() - wall_start:.1f}s",
         )
+    D.barrier(info)
+    return summary
+
+
+def _eval_phrase(run: _Run) -> str:
+    return "validation accuracy" if run.eval_key == "val" else "test accuracy"
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    """The data set that ``train(..., config, ...)`` reads, with ``config``'s limits applied (the
+    validation split stays ``train``'s business). Load it once and pass it as ``dataset=`` to
+    several runs of one process."""
+    return _load_data(config, D.DistInfo(), None)
 
 
 def _load_data(config: TrainConfig, info: D.DistInfo, dataset: Dataset | None) -> Dataset:
+    """The data set with its limits applied (the validation split is the set-up's business)."""
     if dataset is not None:
         return dataset.limit(config.limit_train, config.limit_test)
 
@@ -462,27 +590,43 @@ def _load_data(config: TrainConfig, info: D.DistInfo, dataset: Dataset | None) -
     return box["data"] if info.is_main else load(False)
 
 
-def _run(
-    build_model,
+def _place_data(config: TrainConfig, data: Dataset, device: torch.device) -> _Data:
+    if config.val_fraction > 0:
+        data = data.split_validation(config.val_fraction, config.split_seed)
+    on_device = device.type != "cpu" and (
+        config.data_on_device == "yes"
+        or (
+            config.data_on_device == "auto"
+            and (data.train_images.numel() + data.test_images.numel()) <= _DEVICE_DATA_LIMIT
+        )
+    )
+    store = device if on_device else torch.device("cpu")
+    return _Data(
+        train_x=data.train_images.to(store),
+        train_y=data.train_labels.to(store),
+        eval_x=data.test_images.to(store),
+        eval_y=data.test_labels.to(store),
+        mean=torch.tensor(data.mean, dtype=torch.float32, device=device),
+        std=torch.tensor(data.std, dtype=torch.float32, device=device),
+        store=store,
+        evaluated_on="validation" if config.val_fraction > 0 else "test",
+        description=data.describe(),
+    )
+
+
+def _set_up(
+    build_model: BuildModel,
     config: TrainConfig,
     out: Path,
     info: D.DistInfo,
     device: torch.device,
-    checkpoint: dict | None,
-    progress: bool,
-    describe: dict | None,
-    quiet: bool,
     dataset: Dataset | None,
-    on_epoch_end,
-) -> dict:
-    from tqdm import tqdm
-
-    wall_start = time.perf_counter()
-    data = _load_data(config, info, dataset)
-
-    # ---- model, optimizer, scaler
+    describe: dict | None,
+) -> _Run:
+    """Load and place the data, build the model (seeded), its optimizer and wrappers."""
+    loaded = _load_data(config, info, dataset)
     _seed_everything(config.seed)  # the same initial weights for the same seed
-    net = build_model(data.in_channels, data.num_classes, data.input_size)
+    net = build_model(loaded.in_channels, loaded.num_classes, loaded.input_size)
     if not isinstance(net, nn.Module):
         raise TrainError(f"build_model returned {type(net).__name__}, not a torch.nn.Module")
     net = net.to(device)
@@ -492,242 +636,367 @@ def _run(
         if device.type != "cuda":
             raise TrainError("--sync-bn needs CUDA devices")
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    n_params = count_parameters(net)
     optimizer = _make_optimizer(net, config)
     scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
     if info.enabled:
         # each rank its own stream for dropout and the like; the data order is global
         torch.manual_seed(config.seed + 7919 * info.rank)
 
-    # ---- resume
-    start_epoch, history, elapsed, train_elapsed = 0, [], 0.0, 0.0
-    if checkpoint is not None:
-        ck = checkpoint  # every rank has it (_on_main broadcast it)
-        net.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        rngs = ck["rng"]
-        _set_rng(rngs[info.rank] if len(rngs) == info.world_size else rngs[0])
-        start_epoch = int(ck["epoch"])
-        history = list(ck["history"])
-        elapsed = float(ck["elapsed"])
-        train_elapsed = float(ck.get("train_elapsed", 0.0))
-        del ck, checkpoint
-
-    # ---- data placement
-    on_device = device.type != "cpu" and (
-        config.data_on_device == "yes"
-        or (
-            config.data_on_device == "auto"
-            and (data.train_images.numel() + data.test_images.numel()) <= _DEVICE_DATA_LIMIT
-        )
+    data = _place_data(config, loaded, device)
+    del loaded
+    steps = data.n_train // config.batch_size + (
+        1 if data.n_train % config.batch_size >= info.world_size else 0
     )
-    store = device if on_device else torch.device("cpu")
-    train_x, train_y = data.train_images.to(store), data.train_labels.to(store)
-    test_x, test_y = data.test_images.to(store), data.test_labels.to(store)
-    mean = torch.tensor(data.mean, dtype=torch.float32, device=device)
-    std = torch.tensor(data.std, dtype=torch.float32, device=device)
-    n_train = train_x.shape[0]
-    hw = (train_x.shape[2], train_x.shape[3])
+    if steps == 0:
+        raise TrainError(f"{data.n_train} training examples are fewer than the {info.world_size} ranks")
 
-    # ---- wrapping
     model = D.wrap_model(net, info, device)
     eval_model: nn.Module = net
     if config.compile:
         model = torch.compile(model)
         eval_model = torch.compile(net)
-
-    # ---- files
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        _atomic_json(
-            out / CONFIG,
-            _jsonable(
-                {
-                    "config": config.to_dict(),
-                    "model": describe,
-                    "parameters": n_params,
-                    "dataset": data.describe(),
-                    "world_size": info.world_size,
-                    "device": str(device),
-                    "torch": torch.__version__,
-                    "milestone_epochs": milestone_epochs(config) if config.schedule == "step" else [],
-                }
-            ),
-        )
-        lines = b"".join((json.dumps(r) + "\n").encode() for r in history)
-        _atomic_write(out / METRICS, lambda f: f.write(lines))
-
-    B = config.batch_size
-    steps = n_train // B + (1 if n_train % B >= info.world_size else 0)
-    if steps == 0:
-        raise TrainError(f"{n_train} training examples are fewer than the {info.world_size} ranks")
-    autocast = _autocast(config, device)
-    use_bars = progress and info.is_main and not quiet and sys.stderr.isatty()
-    best = max(
-        ((r["test_acc"], r["epoch"]) for r in history if r.get("test_acc") is not None), default=(None, None)
-    )
-    if start_epoch > 0:
-        _log(info, quiet, f"resuming {out} after epoch {start_epoch} of {config.epochs}")
-    _log(
-        info,
-        quiet,
-        f"training {n_params:,} parameters on {data.name} "
-        f"({n_train} train / {test_x.shape[0]} test, {data.image_shape}), "
-        f"{config.recipe} recipe, {config.epochs} epochs, batch {B}, "
-        f"{device}" + (f" x{info.world_size}" if info.enabled else ""),
+    return _Run(
+        config=config,
+        out=out,
+        info=info,
+        device=device,
+        net=net,
+        model=model,
+        eval_model=eval_model,
+        optimizer=optimizer,
+        scaler=scaler,
+        data=data,
+        parameters=count_parameters(net),
+        describe=describe,
+        steps=steps,
     )
 
-    epoch_bar = tqdm(
-        total=config.epochs,
-        initial=start_epoch,
-        desc="epochs",
-        unit="ep",
-        disable=not use_bars,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
+
+def _restore(run: _Run, checkpoint: dict) -> None:
+    """Continue from ``checkpoint`` (every rank has it): weights, optimizer, RNG, history."""
     try:
-        for epoch in range(start_epoch, config.epochs):
-            t0 = time.perf_counter()
-            net.train()
-            plan = epoch_plan(config, n_train, epoch, hw)
-            order = plan.order.to(store)
-            aug = plan.to(device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            seen = 0
-            lr0 = lr_at(config, epoch, 0, steps)
-            batch_bar = tqdm(
-                total=steps,
+        run.net.load_state_dict(checkpoint["model"])
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainError(
+            f"{run.out / CHECKPOINT} does not fit this model ({first}); pass --overwrite to start over"
+        ) from None
+    if run.scaler is not None and checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    rngs = checkpoint["rng"]
+    _set_rng(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
+    run.epoch = int(checkpoint["epoch"])
+    run.history = list(checkpoint["history"])
+    run.elapsed = float(checkpoint["elapsed"])
+    run.train_elapsed = float(checkpoint.get("train_elapsed", 0.0))
+
+
+def _repeat_info(run: _Run) -> dict:
+    """What it takes to repeat the run, beside its config."""
+    return {
+        "model": run.describe,
+        "parameters": run.parameters,
+        "dataset": run.data.description,
+        "evaluated_on": run.data.evaluated_on,
+        "world_size": run.info.world_size,
+        "device": str(run.device),
+        "device_name": _device_name(run.device),
+        "versions": _versions(),
+    }
+
+
+def _write_run_files(run: _Run) -> None:
+    """config.json, and metrics.jsonl rewritten from the history (a resumed run drops any line
+    written after its checkpoint)."""
+    if not run.info.is_main:
+        return
+    run.out.mkdir(parents=True, exist_ok=True)
+    config = run.config
+    _atomic_json(
+        run.out / CONFIG,
+        _jsonable(
+            {
+                "config": config.to_dict(),
+                **_repeat_info(run),
+                "torch": torch.__version__,
+                "milestone_epochs": milestone_epochs(config) if config.schedule == "step" else [],
+            }
+        ),
+    )
+    atomic_write(run.out / METRICS, "".join(json.dumps(r) + "\n" for r in run.history))
+
+
+class _Bars:
+    """The tqdm bars of a run (epochs, and batches within the epoch) when stderr is a terminal."""
+
+    def __init__(self, run: _Run, enabled: bool):
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.enabled = enabled and run.info.is_main and sys.stderr.isatty()
+        self.steps = run.steps
+        self.epochs = tqdm(
+            total=run.config.epochs,
+            initial=run.epoch,
+            desc="epochs",
+            unit="ep",
+            disable=not self.enabled,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        self.batches = None
+
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.batches is not None:
+            self.batches.close()
+        self.epochs.close()
+
+    def epoch_start(self, epoch: int) -> None:
+        if self.enabled:
+            self.batches = self._tqdm(
+                total=self.steps,
                 desc=f"epoch {epoch + 1}",
                 unit="batch",
                 leave=False,
-                disable=not use_bars,
                 file=sys.stderr,
                 dynamic_ncols=True,
             )
-            for step in range(steps):
-                lr = lr_at(config, epoch, step, steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                g0 = step * B
-                g1 = min(g0 + B, n_train)
-                local = D.shard(g1 - g0, info)
-                sl = slice(g0 + local.start, g0 + local.stop)
-                idx = order[sl]
-                x = train_x[idx].to(device, non_blocking=True)
-                y = train_y[idx].to(device, non_blocking=True)
-                x = augment_batch(x, aug.take(sl), config, mean, std, config.channels_last)
-                optimizer.zero_grad(set_to_none=True)
-                with autocast:
-                    logits = model(x)
-                logits = logits.float()
-                batch_loss = F.cross_entropy(
-                    logits, y, reduction="sum", label_smoothing=config.label_smoothing
-                )
-                # mean over the GLOBAL batch; DDP averages over ranks, hence the factor
-                loss = batch_loss * (info.world_size / (g1 - g0))
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                loss_sum += batch_loss.detach().double()
-                correct += (logits.detach().argmax(1) == y).sum()
-                seen += g1 - g0
-                if use_bars:
-                    batch_bar.update(1)
-                    if step % 25 == 0:
-                        batch_bar.set_postfix(loss=f"{batch_loss.item() / y.shape[0]:.3f}", lr=f"{lr:.3g}")
-            batch_bar.close()
-            stats = torch.stack([loss_sum, correct.double()])
-            D.all_reduce_sum(stats, info)
-            tr_loss, tr_correct = stats.tolist()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            train_seconds = time.perf_counter() - t0
-            if not all(math.isfinite(v) for v in (tr_loss,)):
-                raise TrainError(
-                    f"training diverged in epoch {epoch + 1} (loss {tr_loss}); try a smaller --lr"
-                )
 
-            te_loss = te_acc = None
-            last = epoch + 1 == config.epochs
-            if last or (epoch + 1) % config.eval_every == 0:
-                te_loss, te_acc, _ = evaluate(
-                    eval_model, test_x, test_y, mean, std, config=config, device=device, info=info
-                )
-            seconds = time.perf_counter() - t0
-            elapsed += seconds
-            train_elapsed += train_seconds
-            record = {
-                "epoch": epoch + 1,
-                "lr": lr0,
-                "train_loss": tr_loss / seen,
-                "train_acc": tr_correct / seen,
-                "test_loss": te_loss,
-                "test_acc": te_acc,
-                "seconds": seconds,
-                "train_seconds": train_seconds,
-                "images_per_s": seen / train_seconds if train_seconds > 0 else None,
-            }
-            history.append(record)
-            if te_acc is not None and (best[0] is None or te_acc > best[0]):
-                best = (te_acc, epoch + 1)
+    def step(self, step: int, loss: torch.Tensor, size: int, lr: float) -> None:
+        if self.batches is not None:
+            self.batches.update(1)
+            if step % 25 == 0:
+                self.batches.set_postfix(loss=f"{loss.item() / size:.3f}", lr=f"{lr:.3g}")
 
-            if info.is_main:
-                with open(out / METRICS, "ab") as f:
-                    f.write((json.dumps(record) + "\n").encode())
-                    f.flush()
-                    os.fsync(f.fileno())
-            rngs = _gather_rng(info)
-            if info.is_main:
-                ck = {
-                    "format": _CHECKPOINT_FORMAT,
-                    "epoch": epoch + 1,
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": {
-                        "kind": config.schedule,
-                        "last_epoch": epoch,
-                        "note": "the lr is a pure function of (config, epoch, step)",
-                    },
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": rngs,
-                    "data_order": {
-                        "scheme": "per-epoch torch.Generator seeded by "
-                        "splitmix(seed, epoch): order and augmentation",
-                        "seed": config.seed,
-                        "next_epoch": epoch + 1,
-                        "next_generator_seed": _epoch_seed(config.seed, epoch + 1),
-                    },
-                    "config": config.to_dict(),
-                    "history": history,
-                    "elapsed": elapsed,
-                    "train_elapsed": train_elapsed,
-                    "world_size": info.world_size,
-                }
-                _atomic_write(out / CHECKPOINT, lambda f, ck=ck: torch.save(ck, f))
-                del ck
-            te = "" if te_acc is None else f"  test loss {te_loss:.4f} acc {100 * te_acc:.2f}%"
-            _log(
-                info,
-                quiet,
-                f"epoch {epoch + 1}/{config.epochs}  lr {lr0:.4g}  train loss "
-                f"{record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%{te}  "
-                f"{seconds:.1f}s  {record['images_per_s'] or 0:.0f} img/s",
-            )
-            epoch_bar.update(1)
-            if on_epoch_end is not None:
-                on_epoch_end(dict(record))
-    finally:
-        epoch_bar.close()
+    def epoch_done(self) -> None:
+        if self.batches is not None:
+            self.batches.close()
+            self.batches = None
+        self.epochs.update(1)
 
+
+class _DivergenceWatch:
+    """Notices the first step whose loss is NaN or infinite without a host sync per step on a
+    GPU (the flag stays on the device and is read every few steps); on the CPU every step."""
+
+    def __init__(self, run: _Run, epoch: int):
+        self.run, self.epoch = run, epoch
+        self.every = 1 if run.device.type == "cpu" else _DIVERGENCE_CHECK_STEPS
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=run.device)
+        self.bad_loss = torch.zeros((), dtype=torch.float32, device=run.device)
+        self.steps = torch.arange(run.steps, device=run.device)
+
+    def see(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        first = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(first, self.steps[step], self.first_bad)
+        self.bad_loss = torch.where(first, loss.float(), self.bad_loss)
+        if (step + 1) % self.every == 0 and not self.run.info.enabled:
+            self.check(lr)
+
+    def check(self, lr: float) -> None:
+        flag = self.first_bad.clone()
+        if self.run.info.enabled:
+            import torch.distributed as dist
+
+            # the earliest bad step over the ranks; -1 (none) must not win the minimum
+            flag = torch.where(flag < 0, torch.full_like(flag, 2**62), flag)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            flag = torch.where(flag == 2**62, torch.full_like(flag, -1), flag)
+        step = int(flag.item())
+        if step < 0:
+            return
+        run = self.run
+        value = float(self.bad_loss.item())  # this rank's: nan or inf when the bad step was its own
+        kept = (
+            f"the checkpoint of epoch {run.epoch} is kept in {run.out}"
+            if run.epoch > 0
+            else "no epoch finished, so there is no checkpoint"
+        )
+        raise TrainingDiverged(
+            f"training diverged: the loss became {value if not math.isfinite(value) else 'not finite'} "
+            f"at epoch {self.epoch + 1}, step {step + 1} of {run.steps} (lr {lr:.4g}); {kept}; "
+            "try a smaller --lr or a longer --warmup-epochs",
+            epoch=self.epoch + 1,
+            step=step + 1,
+            loss=value,
+        )
+
+
+def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
+    """One pass over the training data; returns the epoch's record without evaluation."""
+    config, info, device, data = run.config, run.info, run.device, run.data
+    t0 = time.perf_counter()
+    run.net.train()
+    hw = (data.train_x.shape[2], data.train_x.shape[3])
+    plan = epoch_plan(config, data.n_train, epoch, hw)
+    order = plan.order.to(data.store)
+    aug = plan.to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    watch = _DivergenceWatch(run, epoch)
+    autocast = _autocast(config, device)
+    B, seen, lr = config.batch_size, 0, config.lr
+    bars.epoch_start(epoch)
+    for step in range(run.steps):
+        lr = lr_at(config, epoch, step, run.steps)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        g0 = step * B
+        g1 = min(g0 + B, data.n_train)
+        local = D.shard(g1 - g0, info)
+        sl = slice(g0 + local.start, g0 + local.stop)
+        idx = order[sl]
+        x = data.train_x[idx].to(device, non_blocking=True)
+        y = data.train_y[idx].to(device, non_blocking=True)
+        x = augment_batch(x, aug.take(sl), config, data.mean, data.std, config.channels_last)
+        run.optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            logits = run.model(x)
+        logits = logits.float()
+        batch_loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=config.label_smoothing)
+        # mean over the GLOBAL batch; DDP averages over ranks, hence the factor
+        loss = batch_loss * (info.world_size / (g1 - g0))
+        if run.scaler is not None:
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:
+            loss.backward()
+            run.optimizer.step()
+        batch_loss = batch_loss.detach()
+        watch.see(step, batch_loss, lr)
+        loss_sum += batch_loss.double()
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += g1 - g0
+        bars.step(step, batch_loss, y.shape[0], lr)
+    watch.check(lr)
+    stats = torch.stack([loss_sum, correct.double()])
+    D.all_reduce_sum(stats, info)
+    tr_loss, tr_correct = stats.tolist()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_seconds = time.perf_counter() - t0
+    return {
+        "epoch": epoch + 1,
+        "lr": lr_at(config, epoch, 0, run.steps),
+        "train_loss": tr_loss / seen,
+        "train_acc": tr_correct / seen,
+        "test_loss": None,
+        "test_acc": None,
+        "val_loss": None,
+        "val_acc": None,
+        "seconds": train_seconds,
+        "train_seconds": train_seconds,
+        "images_per_s": seen / train_seconds if train_seconds > 0 else None,
+    }
+
+
+def _evaluate_epoch(run: _Run, record: dict) -> None:
+    """Evaluate on the run's evaluation set when the epoch calls for it; complete ``record``."""
+    config = run.config
+    epoch = record["epoch"]
+    t0 = time.perf_counter()
+    if epoch == config.epochs or epoch % config.eval_every == 0:
+        loss, acc, _ = evaluate(
+            run.eval_model,
+            run.data.eval_x,
+            run.data.eval_y,
+            run.data.mean,
+            run.data.std,
+            config=config,
+            device=run.device,
+            info=run.info,
+        )
+        record[f"{run.eval_key}_loss"], record[f"{run.eval_key}_acc"] = loss, acc
+    record["seconds"] = record["train_seconds"] + (time.perf_counter() - t0)
+    run.epoch = epoch
+    run.elapsed += record["seconds"]
+    run.train_elapsed += record["train_seconds"]
+    run.history.append(record)
+
+
+def _save_checkpoint(run: _Run, record: dict) -> None:
+    """Append the epoch's metrics line, then write the checkpoint atomically (rank 0)."""
+    config, info = run.config, run.info
+    rngs = _gather_rng(info)  # a collective: every rank takes part
+    if not info.is_main:
+        return
+    with open(run.out / METRICS, "ab") as f:
+        f.write((json.dumps(record) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+    ck = {
+        "format": _CHECKPOINT_FORMAT,
+        "epoch": run.epoch,
+        "model": run.net.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": {
+            "kind": config.schedule,
+            "last_epoch": run.epoch - 1,
+            "note": "the lr is a pure function of (config, epoch, step)",
+        },
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "rng": rngs,
+        "data_order": {
+            "scheme": "per-epoch torch.Generator seeded by splitmix(seed, epoch): order and augmentation",
+            "seed": config.seed,
+            "next_epoch": run.epoch,
+            "next_generator_seed": _epoch_seed(config.seed, run.epoch),
+        },
+        "config": config.to_dict(),
+        "describe": _jsonable(run.describe),
+        "history": run.history,
+        "elapsed": run.elapsed,
+        "train_elapsed": run.train_elapsed,
+        "world_size": info.world_size,
+    }
+    atomic_write(run.out / CHECKPOINT, lambda f: torch.save(ck, f))
+
+
+def _log_start(run: _Run, quiet: bool) -> None:
+    config, info, data = run.config, run.info, run.data
+    if run.epoch > 0:
+        _log(info, quiet, f"resuming {run.out} after epoch {run.epoch} of {config.epochs}")
+    shape = tuple(data.train_x.shape[1:])
+    evaluated = f"{data.eval_x.shape[0]} {'validation' if run.eval_key == 'val' else 'test'}"
+    _log(
+        info,
+        quiet,
+        f"training {run.parameters:,} parameters on {data.description['name']} "
+        f"({data.n_train} train / {evaluated}, {shape}), "
+        f"{config.recipe} recipe, {config.epochs} epochs, batch {config.batch_size}, "
+        f"{run.device}" + (f" x{info.world_size}" if info.enabled else ""),
+    )
+    if run.eval_key == "val":
+        _log(info, quiet, "evaluating on a validation split of the training set; the test set is not used")
+
+
+def _log_epoch(run: _Run, record: dict, quiet: bool) -> None:
+    key = run.eval_key
+    acc = record[f"{key}_acc"]
+    shown = "" if acc is None else f"  {key} loss {record[f'{key}_loss']:.4f} acc {100 * acc:.2f}%"
+    _log(
+        run.info,
+        quiet,
+        f"epoch {record['epoch']}/{run.config.epochs}  lr {record['lr']:.4g}  train loss "
+        f"{record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%{shown}  "
+        f"{record['seconds']:.1f}s  {record['images_per_s'] or 0:.0f} img/s",
+    )
+
+
+def _finish(run: _Run, quiet: bool) -> dict:
+    """The summary of a finished run; rank 0 writes it and the curves."""
+    history, key = run.history, run.eval_key
     final = history[-1]
+    best_acc, best_epoch = max(
+        ((r[f"{key}_acc"], r["epoch"]) for r in history if r.get(f"{key}_acc") is not None),
+        key=lambda t: t[0],
+        default=(None, None),
+    )
     total_images = sum(
         r["images_per_s"] * r["train_seconds"]
         for r in history
@@ -735,51 +1004,40 @@ def _run(
     )
     summary = {
         "finished": True,
-        "epochs": config.epochs,
-        "final_test_acc": final["test_acc"],
-        "final_test_loss": final["test_loss"],
+        "epochs": run.config.epochs,
+        "evaluated_on": run.data.evaluated_on,
+        "final_test_acc": final.get("test_acc"),
+        "final_test_loss": final.get("test_loss"),
+        "final_val_acc": final.get("val_acc"),
+        "final_val_loss": final.get("val_loss"),
         "final_train_acc": final["train_acc"],
         "final_train_loss": final["train_loss"],
-        "best_test_acc": best[0],
-        "best_epoch": best[1],
-        "parameters": n_params,
-        "wall_time_s": elapsed,
-        "train_time_s": train_elapsed,
-        "images_per_s": total_images / train_elapsed if train_elapsed > 0 else None,
-        "world_size": info.world_size,
-        "device": str(device),
-        "seed": config.seed,
-        "data": data.name,
-        "model": describe,
-        "config": config.to_dict(),
+        "best_test_acc": best_acc if key == "test" else None,
+        "best_val_acc": best_acc if key == "val" else None,
+        "best_epoch": best_epoch,
+        "parameters": run.parameters,
+        "wall_time_s": run.elapsed,
+        "train_time_s": run.train_elapsed,
+        "images_per_s": total_images / run.train_elapsed if run.train_elapsed > 0 else None,
+        "world_size": run.info.world_size,
+        "device": str(run.device),
+        "device_name": _device_name(run.device),
+        "seed": run.config.seed,
+        "recipe": run.config.recipe,
+        "data": run.data.description["name"],
+        "validation": run.data.description.get("validation"),
+        "model": run.describe,
+        "versions": _versions(),
+        "config": run.config.to_dict(),
     }
     summary = _jsonable(summary)
-    if info.is_main:
-        _atomic_json(out / SUMMARY, summary)
-        _plot_curves(out / CURVES, history, info, quiet)
-        _log(
-            info,
-            quiet,
-            f"done: final test accuracy {100 * final['test_acc']:.2f}% "
-            f"(best {100 * best[0]:.2f}% at epoch {best[1]}), "
-            f"{elapsed:.1f}s; this call {time.perf_counter() - wall_start:.1f}s",
-        )
-    D.barrier(info)
+    if run.info.is_main:
+        _atomic_json(run.out / SUMMARY, summary)
+        _plot_curves(run.out / CURVES, history, key, run.info, quiet)
     return summary
 
 
-def _gather_rng(info: D.DistInfo) -> list[dict]:
-    mine = _get_rng()
-    if not info.enabled:
-        return [mine]
-    import torch.distributed as dist
-
-    box: list = [None] * info.world_size
-    dist.all_gather_object(box, mine)
-    return box
-
-
-def _plot_curves(path: Path, history: list[dict], info: D.DistInfo, quiet: bool) -> None:
+def _plot_curves(path: Path, history: list[dict], key: str, info: D.DistInfo, quiet: bool) -> None:
     try:
         # the object-oriented API: no pyplot, no change to the global backend (notebooks)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -792,12 +1050,13 @@ def _plot_curves(path: Path, history: list[dict], info: D.DistInfo, quiet: bool)
     fig = Figure(figsize=(9, 3.4))
     FigureCanvasAgg(fig)
     a1, a2 = fig.subplots(1, 2)
-    te = [(r["epoch"], r["test_loss"], r["test_acc"]) for r in history if r.get("test_acc") is not None]
+    ev = [(r["epoch"], r[f"{key}_loss"], r[f"{key}_acc"]) for r in history if r.get(f"{key}_acc") is not None]
+    label = "validation" if key == "val" else "test"
     a1.plot(ep, [r["train_loss"] for r in history], label="train")
     a2.plot(ep, [100 * r["train_acc"] for r in history], label="train")
-    if te:
-        a1.plot([t[0] for t in te], [t[1] for t in te], "o-", label="test")
-        a2.plot([t[0] for t in te], [100 * t[2] for t in te], "o-", label="test")
+    if ev:
+        a1.plot([t[0] for t in ev], [t[1] for t in ev], "o-", label=label)
+        a2.plot([t[0] for t in ev], [100 * t[2] for t in ev], "o-", label=label)
     a1.set_ylabel("loss")
     a2.set_ylabel("accuracy (%)")
     for a in (a1, a2):
@@ -806,4 +1065,4 @@ def _plot_curves(path: Path, history: list[dict], info: D.DistInfo, quiet: bool)
         a.grid(alpha=0.3)
         a.legend()
     fig.tight_layout()
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

@@ -18,7 +18,8 @@ import argparse
 import re
 from dataclasses import fields
 
-from .data import DATASETS, TrainError
+from .data import DATASETS
+from .errors import TrainError
 from .recipes import RECIPES, TrainConfig, make_config
 
 __all__ = [
@@ -120,6 +121,19 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
         "--limit-train", type=_positive_int, metavar="N", help="use only the first N training examples"
     )
     g.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test examples")
+    g.add_argument(
+        "--val-fraction",
+        type=_float,
+        metavar="F",
+        help="hold out this fraction of the training set (stratified by class) and evaluate on "
+        "it; the test set is then not used at all (default 0: evaluate on the test set)",
+    )
+    g.add_argument(
+        "--split-seed",
+        type=_nonneg_int,
+        metavar="N",
+        help="seed of the validation split, independent of --seed (default 0)",
+    )
     g.add_argument("--epochs", type=_positive_int, metavar="N")
     g.add_argument(
         "--batch-size",

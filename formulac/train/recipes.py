@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 import torch.nn.functional as F
 
-from .data import TrainError
+from .errors import TrainError
 
 __all__ = [
     "RECIPES",
@@ -52,6 +52,10 @@ class TrainConfig:
     image_size: int | None = None  # imagefolder only: stored/trained resolution (default 64)
     limit_train: int | None = None  # use only the first N training examples
     limit_test: int | None = None  # use only the first N test examples
+    # hold out this fraction of the training set (stratified, drawn from split_seed alone) and
+    # evaluate on it instead of the test set, which is then never read
+    val_fraction: float = 0.0
+    split_seed: int = 0
     # optimisation
     epochs: int = 3
     batch_size: int = 128  # the GLOBAL batch (split across DDP ranks)
@@ -142,6 +146,10 @@ class TrainConfig:
             bad("--workers and --threads must not be negative")
         if self.image_size is not None and self.image_size < 4:
             bad("--image-size must be at least 4")
+        if not (0 <= self.val_fraction < 1):
+            bad(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
+        if self.split_seed < 0:
+            bad(f"--split-seed must not be negative, not {self.split_seed}")
         for what in ("limit_train", "limit_test"):
             v = getattr(self, what)
             if v is not None and v < 1:

@@ -23,7 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fixtures_path import REPO, TORCHVISION, assert_matches_golden, load_fixture
 
-from formulac.codegen.backbones import BACKBONES, BackboneInfo, Stage, get_backbone
+import formulac
+from formulac import FormulacError
+from formulac.codegen.backbones import BACKBONES, BackboneError, BackboneInfo, Stage, get_backbone
 
 BACKBONE_DIR = REPO / "formulac" / "codegen" / "backbones"
 
@@ -147,7 +149,7 @@ def dataclass_error():
 
 
 def test_get_backbone_unknown_lists_names_and_accepts_spellings():
-    with pytest.raises(KeyError) as exc:
+    with pytest.raises(BackboneError) as exc:
         get_backbone("densenet")
     message = str(exc.value)
     assert "densenet" in message
@@ -215,12 +217,13 @@ def test_layouts():
 )
 def test_validate_rejects_bad_options(name, options, fragment):
     info = get_backbone(name)
-    with pytest.raises(ValueError) as exc:
+    with pytest.raises(BackboneError) as exc:
         info.validate(**options)
+    assert isinstance(exc.value, FormulacError)
     assert fragment in str(exc.value)
     assert repr(name) in str(exc.value)
     depth = options.pop("depth")
-    with pytest.raises(ValueError):
+    with pytest.raises(BackboneError):
         info.layout(depth, **options)
 
 
@@ -651,3 +654,23 @@ def test_deterministic_weights_recipe():
     torch.testing.assert_close(
         sd["conv1.weight"], torch.randn((16, 3, 3, 3), generator=g) * math.sqrt(2 / 27)
     )
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_net_classes_take_exactly_their_options(name):
+    """The torch classes swallow nothing: a misspelled option is Python's TypeError there, and
+    formulac's own entry points refuse it first, naming the options the backbone knows."""
+    info = get_backbone(name)
+    with pytest.raises(TypeError, match="widht"):
+        info.net(num_classes=3, widht=8)
+    with pytest.raises(BackboneError, match=r"unknown option 'widht' \(known options: depth, num_classes"):
+        formulac.compile("x_<n+1> = x_n + F(x_n)", backbone=name, widht=8)
+
+
+def test_unknown_backbone_is_a_usage_error_in_the_cli(capsys):
+    from formulac.cli import main
+
+    assert main(["info", str(REPO / "examples" / "resnet.rec"), "--backbone", "densenet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("formulac: error: unknown backbone 'densenet'; known backbones: cifar-resnet")
+    assert "Traceback" not in err

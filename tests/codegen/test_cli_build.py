@@ -8,9 +8,16 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from fixtures_path import REPO
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import formulac
+from formulac import FormulacError, SourceError
 from formulac.cli import main
+from formulac.codegen import PlanError, check_buildable
+from formulac.parse import parse as parse_rec
 
 EXAMPLES = REPO / "examples"
 
@@ -65,7 +72,7 @@ def test_compile_set_and_shortcut(capsys, tmp_path):
     )
     assert status == 0
     assert "x_n - 0.25 * x_nm1 + out_F" in out
-    assert "shortcut='B'" in out and "transition project" in out
+    assert 'shortcut="B"' in out and "transition project" in out
 
 
 def test_info_text_and_json(capsys):
@@ -134,3 +141,159 @@ def test_real_process_exit_status_and_message():
     assert result.returncode == 2
     assert result.stderr.startswith("formulac: error:")
     assert "6n+2" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# check accepts exactly what compile builds
+
+
+# (formula file, line, column, fragment): parsed, but no network can be built from it
+UNBUILDABLE = [
+    ("x_<n+1> = 1e309*x_n + F(x_n)\n", 1, 1, "not a finite float"),
+    ("a = 1\nx_<n+1> = x_n + a*x_<n-1>\n", 2, 1, "no block"),
+    ("# cat\n\nx_<n+1> = cat(x_n, F(x_n)) + x_n\n", 3, 1, "cannot add tensors of widths"),
+    (
+        "x_<-1> = 1e309*x_0\nx_<n+1> = x_n + x_<n-1> + F(x_n)\n",
+        2,
+        1,
+        "the value of x_<-1> before the first step",
+    ),
+    ("param k = 1e300*1e300\nx_<n+1> = x_n + k*F(x_n)\n", 2, 1, "initial value of parameter k"),
+    ("v_<n+1> = v_n + G(x_n)\nx_<n+1> = x_n + sum(i=0..n, cat(v_i, x_i)) + F(x_n)\n", 2, 1, "widths"),
+    ("x_<n+1> = x_n + F(x_n) + F(cat(x_n, x_n))\n", 1, 1, "applied to inputs of widths"),
+]
+
+
+@pytest.mark.parametrize("text, line, column, fragment", UNBUILDABLE)
+def test_check_refuses_what_compile_refuses(capsys, tmp_path, text, line, column, fragment):
+    path = tmp_path / "f.rec"
+    path.write_text(text)
+    for command in ("check", "compile", "info"):
+        status, out, err = (
+            run(capsys, command, path, "--backbone", "mlp")
+            if command != "check"
+            else run(capsys, command, path)
+        )
+        assert status == 2, (command, out)
+        first = err.splitlines()[0]
+        assert first.startswith(f"{path}:{line}:{column}: error: compile: "), (command, err)
+        assert fragment in first and "Traceback" not in err
+        assert err.splitlines()[2].strip() == "^"  # the source line and a caret under it
+
+
+BUILDABLE = [
+    "x_<n+1> = sigmoid(1)*x_n + F(x_n)",
+    "x_<n+1> = (relu(2) + tanh(1) + softplus(-1) + gelu(1) + silu(1) + elu(-1) + exp(1) + log(2))/9*x_n + F(x_n)",
+    "x_<n+1> = sigmoid(n)*x_n + softplus(1 - n)*elu(1 - n)*gelu(n)*silu(n)*relu(1 - n)*x_<n-1> + F(x_n)",
+    "x_<n+1> = sum(j=n-2..n, x_j)/3 + F(x_n)",
+    "x_<n+1> = x_n + sum(i=0..n, x_<i-2>)/(n+1) + F(x_n)",
+    "x_<-1> = 0\nx_<n+1> = sum(j=n-1..n, x_j) + F(x_n)",
+    "x_<-1> = 2*x_0 + 1\nx_<-2> = 1/2\nx_<n+1> = x_n + x_<n-1> - x_<n-2> + G(x_<n-2>) + F(x_n)",
+    "v_0 = x_0/2\nv_<n+1> = v_n + G(x_n)\nx_<n+1> = x_n + v_0 + v_<n+1> + F(x_n)",
+    "v_<n+1> = sum(i=1..n, v_i) + G(x_n)\nx_<n+1> = x_n + F(v_<n+1>)",
+    "v_<n+1> = 1/2\nx_<n+1> = x_n + F(v_<n+1>)",
+    "x_<n+1> = x_n + sum(i=0..n, F(x_i))/(n+1)",
+    "symbol a\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)",  # free symbols: values come with --set
+]
+
+
+@pytest.mark.parametrize("text", BUILDABLE)
+def test_what_check_accepts_compile_builds(capsys, tmp_path, text):
+    path = tmp_path / "f.rec"
+    path.write_text(text + "\n")
+    status, out, err = run(capsys, "check", path)
+    assert status == 0 and err == "", err
+    bind = ["--set", "a=0.5"] if "symbol a" in text else []
+    for backbone, depth in (("mlp", "3"), ("cifar-resnet", "8")):
+        status, out, err = run(capsys, "info", path, "--backbone", backbone, "--depth", depth, *bind)
+        assert status == 0, err
+        assert "parameters" in out
+
+
+# ------------------------------------------------------------------------------------------
+# info --input-size
+
+
+def test_info_input_size(capsys):
+    resnet = EXAMPLES / "resnet.rec"
+    status, out, err = run(capsys, "info", resnet, "--backbone", "mlp", "--input-size", "32", "--json")
+    assert status == 0, err
+    data = json.loads(out)
+    assert data["input_shape"] == [1, 32, 32]
+    # the stem is built for 32x32 inputs: Linear(1024, 64) + branch + head
+    status, out28, _ = run(capsys, "info", resnet, "--backbone", "mlp", "--json")
+    assert data["parameters"] - json.loads(out28)["parameters"] == (32 * 32 - 28 * 28) * 64
+    status, out, _ = run(capsys, "info", resnet, "--backbone", "mlp", "-O", "input_size=20", "--json")
+    assert json.loads(out)["input_shape"] == [1, 20, 20]
+    status, out, _ = run(capsys, "info", resnet, "--depth", "8", "--input-size", "1", "--json")
+    assert status == 0 and json.loads(out)["input_shape"] == [3, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--input-size", "0"], "positive whole number"),
+        (["--input-size=-5"], "positive whole number"),
+        (["--input-size", "5000"], "at most 1024"),
+        (["--input-size", "32", "-O", "input_size=28"], "disagree"),
+        (["-O", "input_size=0"], "'input_size'"),
+    ],
+)
+def test_info_bad_input_size(capsys, argv, fragment):
+    status, _out, err = run(capsys, "info", EXAMPLES / "resnet.rec", "--backbone", "mlp", *argv)
+    assert status == 2 and fragment in err and "Traceback" not in err
+
+
+TERMS = [
+    "x_n",
+    "x_<n-3>",
+    "x_0",
+    "v_0",
+    "v_n",
+    "F(x_n)",
+    "G(x_<n-2>)",
+    "F(v_n)",
+    "sum(i=0..n, x_<i-2>)",
+    "sum(i=1..n, v_i)",
+    "sum(j=n-2..n, x_j)",
+    "sigmoid(1)*x_n",
+    "relu(n - 2)*x_n",
+    "cat(x_n, F(x_n))",
+    "cat(x_n, x_n)",
+    "2",
+    "1e300*1e300*x_n",
+    "k_n*x_n",
+    "F(cat(x_n, v_n))",
+    "sum(i=0..n, cat(x_i, x_i))",
+    "sum(i=0..n, F(x_i))",
+]
+HEADS = ["x_<-1> = 0\n", "v_0 = x_0\n", "v_<-1> = 1e309*x_0\n", "shared F\n", "param k_n = 1/2\n"]
+
+
+@settings(max_examples=40, derandomize=True, database=None, deadline=None)
+@given(
+    heads=st.lists(st.sampled_from(HEADS), unique=True, max_size=2),
+    v_terms=st.lists(st.sampled_from(TERMS), min_size=1, max_size=3),
+    x_terms=st.lists(st.sampled_from([*TERMS, "v_<n+1>"]), min_size=1, max_size=4),
+)
+def test_check_and_compile_agree(heads, v_terms, x_terms):
+    """Whatever check says, compile (on a deeper network than check's own plan) agrees."""
+    text = "".join(heads) + f"v_<n+1> = {' + '.join(v_terms)}\nx_<n+1> = {' + '.join(x_terms)}\n"
+    if "k_n" in text and "param k_n" not in text:
+        text = "param k_n = 1/2\n" + text
+    try:
+        rec = parse_rec(text)
+    except SourceError:
+        return
+    try:
+        check_buildable(rec)
+        refused = None
+    except PlanError as exc:
+        refused = exc
+    try:
+        net = formulac.compile(rec, backbone="mlp", depth=6, width=8, stages=[8, 12, 6])
+    except FormulacError as exc:
+        assert refused is not None, f"check accepts, compile refuses ({exc}):\n{text}"
+        return
+    assert refused is None, f"check refuses ({refused}), compile builds:\n{text}"
+    net(torch.randn(2, 1, 28, 28)).sum().backward()

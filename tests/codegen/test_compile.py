@@ -255,6 +255,24 @@ def test_torch_compile_fullgraph():
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x_<n+1> = x_n + 1/2*sum(i=0..n, x_<i-1>) + F(x_n)",  # a history list that starts at x_<-1>
+        "v_<n+1> = sum(i=1..n, v_i) + G(x_n)\nx_<n+1> = x_n + F(v_<n+1>)",  # empty at n = 0
+        "x_<n+1> = sigmoid(n)*x_n + softplus(1 - n)*x_<n-1> + F(x_n)",  # math on the step index
+        "v_0 = x_0/2\nv_<n+1> = 1/2\nx_<n+1> = x_n + v_0 + F(v_<n+1>)",  # a start value, a number
+    ],
+)
+def test_torch_compile_fullgraph_reads_before_step_0(text):
+    """The code for states before step 0 traces with no graph break."""
+    torch._dynamo.reset()
+    model = formulac.compile(text, backbone="mlp", depth=3, width=8)
+    x = torch.randn(2, 1, 28, 28)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), model(x))
+
+
 @pytest.mark.parametrize("name", ["resnet_post", "lm_resnet", "momentum"])
 def test_compiled_network_under_channels_last_and_bf16_autocast(name):
     """The compiled formula keeps its function in channels_last and runs under CPU autocast."""
@@ -269,3 +287,32 @@ def test_compiled_network_under_channels_last_and_bf16_autocast(name):
             low = model(x)
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), expected, rtol=0.1, atol=0.1 * expected.abs().max().item())
+
+
+def test_shared_block_is_one_module_per_stage():
+    """``shared F``: the steps of a stage use one F (a stage's first step, which changes width
+    and stride, has its own), so a stage has one set of branch weights, not one per step."""
+    shared = formulac.load(EXAMPLES / "shared_resnet.rec").compile(depth=20)
+    stages = (shared.layer1, shared.layer2, shared.layer3)
+    for stage in stages:
+        assert len({id(step.F) for step in stage[1:]}) == 1
+    assert shared.layer1[0].F is shared.layer1[1].F  # no width change: the first step shares too
+    assert shared.layer2[0].F is not shared.layer2[1].F
+    plain = formulac.compile(RESNET, depth=20)
+    later = [count(stage[1]) for stage in (plain.layer1, plain.layer2, plain.layer3)]
+    # layer1 keeps 1 of its 3 branches, layer2 and layer3 2 of 3 (the first, and the shared one)
+    assert count(plain) - count(shared) == 2 * later[0] + later[1] + later[2]
+    x = torch.randn(2, 3, 16, 16)
+    shared(x).square().sum().backward()
+    assert shared.layer3[1].F.conv1.weight.grad is shared.layer3[2].F.conv1.weight.grad
+
+
+def test_shared_block_whose_inputs_grow_is_refused(tmp_path):
+    text = "shared F\nx_<n+1> = cat(x_n, F(x_n))\n"
+    with pytest.raises(UsageError, match="shared block F gets inputs of widths"):
+        formulac.compile(text, backbone="mlp", depth=3)
+    from formulac.cli import main
+
+    path = tmp_path / "dense.rec"
+    path.write_text(text)
+    assert main(["check", str(path)]) == 2

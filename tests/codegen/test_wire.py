@@ -92,13 +92,21 @@ def test_revnet_two_blocks():
     torch.testing.assert_close(net(x), z)
 
 
-def test_history_sum_and_step_index():
+@pytest.mark.parametrize(
+    "text, step",
+    [
+        ("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", lambda f, h: sum(h) / len(h) + f(h[-1])),
+        # a block inside the sum: the step's block applied to every earlier state
+        ("x_<n+1> = x_n + sum(i=0..n, F(x_i))/(n+1)", lambda f, h: h[-1] + sum(f(s) for s in h) / len(h)),
+    ],
+)
+def test_history_sum_and_step_index(text, step):
     blocks = linears()
-    net = formulac.wire("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", {"F": blocks})
+    net = formulac.wire(text, {"F": blocks})
     x = torch.randn(3, D)
     history = [x]
     for f in blocks:
-        history.append(sum(history) / len(history) + f(history[-1]))
+        history.append(step(f, history))
     torch.testing.assert_close(net(x), history[-1])
 
 
@@ -207,6 +215,9 @@ def _forward_names(source: str, class_name: str, method: str) -> set[str]:
             {"x_nm1", "v_nm1"},
         ),
         ("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", {"x_n", "x_history"}, {"x_nm1"}),
+        # a window is a few lags, not the whole history
+        ("x_<n+1> = sum(j=n-2..n, x_j)/3 + F(x_n)", {"x_n", "x_nm1", "x_nm2"}, {"x_nm3", "x_history"}),
+        ("x_<n+1> = x_n + sum(i=0..n, x_<i-2>) + F(x_n)", {"x_n", "x_history"}, {"x_nm1", "x_nm2"}),
     ],
 )
 def test_only_the_states_read_are_kept(text, kept, dropped):
@@ -261,3 +272,54 @@ def test_terms_that_cancel_are_still_defined():
     torch.testing.assert_close(net(x), want)
     model = formulac.compile(text, backbone="mlp", depth=2)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+# ------------------------------------------------------------------------------------------
+# constants written with functions; the project transition
+
+
+def test_numbers_written_with_functions():
+    import math
+
+    text = "x_<n+1> = sigmoid(1)*x_n + softplus(n - 2)*gelu(1)*x_<n-1> + silu(-n)*elu(1 - n)*F(x_n)"
+    blocks = linears()
+    net = formulac.wire(text, {"F": blocks})
+    x = torch.randn(3, D)
+
+    def sigmoid(v):
+        return 1 / (1 + math.exp(-v))
+
+    def elu(v):
+        return v if v > 0 else math.exp(v) - 1
+
+    gelu1 = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
+    prev, cur = x, x
+    for i, f in enumerate(blocks):
+        softplus = math.log(1 + math.exp(i - 2))
+        coefficient = -i * sigmoid(-i) * elu(1 - i)
+        prev, cur = cur, sigmoid(1) * cur + softplus * gelu1 * prev + coefficient * f(cur)
+    torch.testing.assert_close(net(x), cur)
+
+
+def test_project_transition_continues_the_history_and_n():
+    """With ``project`` and stages of one width (no projection), a two-stage network is one
+    run of the formula over all its steps: n and the history go on across the boundary;
+    with ``reset`` the second stage starts again from its input."""
+    text = "x_<-1> = 0\nx_<n+1> = x_n + 1/(n+1)*sum(i=0..n, x_<i-1>) - 1/2*x_<n-2> + F(x_n)"
+    steps = 3
+    project = formulac.compile(
+        text, backbone="mlp", depth=steps, width=D, stages=[D, D], transition="project"
+    )
+    reset = formulac.compile(text, backbone="mlp", depth=steps, width=D, stages=[D, D])
+    reset.load_state_dict(project.state_dict())
+    blocks = [step.F for stage in (project.layer1, project.layer2) for step in stage]
+    assert [step.n for stage in (project.layer1, project.layer2) for step in stage] == list(range(2 * steps))
+    assert [step.n for stage in (reset.layer1, reset.layer2) for step in stage] == [0, 1, 2] * 2
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        x0 = project.stem(x)
+        whole = formulac.wire(text, {"F": blocks})(x0)
+        torch.testing.assert_close(project.head(whole), project(x))
+        half = formulac.wire(text, {"F": blocks[:steps]})
+        second = formulac.wire(text, {"F": blocks[steps:]})
+        torch.testing.assert_close(reset.head(second(half(x0))), reset(x))

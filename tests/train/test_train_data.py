@@ -351,3 +351,32 @@ def test_imagefolder_without_pillow_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now fails
     with pytest.raises(TrainError, match="pip install pillow"):
         load_dataset("imagefolder", tmp_path)
+
+
+def test_validation_split_is_stratified_fixed_and_disjoint():
+    from formulac.train.data import synthetic_dataset
+
+    ds = synthetic_dataset((1, 6, 6), 5, train=503, test=50)
+    counts = torch.bincount(ds.train_labels, minlength=5)
+    a = ds.split_validation(0.2, seed=3)
+    b = ds.split_validation(0.2, seed=3)
+    c = ds.split_validation(0.2, seed=4)
+    assert torch.equal(a.test_images, b.test_images) and torch.equal(a.train_labels, b.train_labels)
+    assert not torch.equal(a.test_images, c.test_images)
+    # per class round(0.2 * n_class) held out
+    held = torch.bincount(a.test_labels, minlength=5)
+    assert held.tolist() == [int(0.2 * n + 0.5) for n in counts.tolist()]
+    assert a.train_images.shape[0] + a.test_images.shape[0] == 503
+
+    # the two parts together are exactly the training set (no test example enters)
+    def rows(x):
+        return sorted(map(bytes, x.reshape(x.shape[0], -1).numpy()))
+
+    assert rows(torch.cat([a.train_images, a.test_images])) == rows(ds.train_images)
+    assert a.extra["validation"] == {"fraction": 0.2, "split_seed": 3, "examples": int(held.sum())}
+    assert a.describe()["validation"]["examples"] == a.test_images.shape[0]
+    tiny = synthetic_dataset((1, 4, 4), 2, train=4, test=2)
+    with pytest.raises(TrainError, match="no validation examples"):
+        tiny.split_validation(0.1, seed=0)
+    with pytest.raises(TrainError, match="no training examples"):
+        tiny.split_validation(0.9, seed=0)

@@ -7,9 +7,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from formulac.train import DatasetNotFound, TrainError, load_checkpoint, make_config, read_metrics, train
+from formulac.train import (
+    DatasetNotFound,
+    TrainError,
+    load_checkpoint,
+    load_data,
+    make_config,
+    read_metrics,
+    train,
+)
 from formulac.train import data as D
-from formulac.train import loop as L
 
 
 def tiny(in_channels, num_classes, input_size):
@@ -205,22 +212,6 @@ def test_missing_data_is_a_dataset_error(tmp_path, monkeypatch):
         )
 
 
-def test_atomic_write_keeps_the_old_file(tmp_path):
-    p = tmp_path / "checkpoint.pt"
-    p.write_bytes(b"old")
-
-    def broken(f):
-        f.write(b"half a checkpoint")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        L._atomic_write(p, broken)
-    assert p.read_bytes() == b"old"
-    assert [q.name for q in tmp_path.iterdir()] == ["checkpoint.pt"]
-    L._atomic_write(p, lambda f: f.write(b"new"))
-    assert p.read_bytes() == b"new"
-
-
 def test_eval_every_amp_channels_last_and_loading_by_name(tmp_path):
     config = cfg(
         epochs=3,
@@ -279,3 +270,224 @@ def test_without_matplotlib_no_curves(tmp_path, data, monkeypatch, capsys):
     assert not (tmp_path / "run" / "curves.png").exists()
     assert (tmp_path / "run" / "summary.json").exists()
     assert capsys.readouterr().err.count("matplotlib is not installed") == 1
+
+
+# --------------------------------------------------------------------------------------------
+# validation split, divergence, the epoch callback, runs of another model
+
+
+def test_validation_split_never_reads_the_test_set(tmp_path, data):
+    from dataclasses import replace
+
+    # labels no model can predict: evaluating on this test set would fail in cross_entropy
+    poisoned = replace(data, test_labels=torch.full_like(data.test_labels, 99))
+    config = cfg(epochs=2, val_fraction=0.25, split_seed=5, limit_train=200)
+    s = train(tiny, config, tmp_path / "run", progress=False, quiet=True, dataset=poisoned)
+    rows = read_metrics(tmp_path / "run")
+    assert all(r["val_acc"] is not None and r["val_loss"] is not None for r in rows)
+    assert all(r["test_acc"] is None and r["test_loss"] is None for r in rows)
+    assert s["evaluated_on"] == "validation" and s["final_test_acc"] is None and s["best_test_acc"] is None
+    assert s["final_val_acc"] == rows[-1]["val_acc"] and s["best_val_acc"] == max(r["val_acc"] for r in rows)
+    # the limit applies first, then the split: 200 -> 150 train + 50 validation
+    assert s["validation"] == {"fraction": 0.25, "split_seed": 5, "examples": 50}
+    conf = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert conf["evaluated_on"] == "validation"
+    assert conf["dataset"]["train"] == 150 and conf["dataset"]["test"] == 50
+    # the split does not move with the run's seed, so the validation set is the same one
+    s2 = train(tiny, config.replace(seed=9), tmp_path / "run2", progress=False, quiet=True, dataset=poisoned)
+    assert s2["validation"] == s["validation"]
+
+
+class NaNAt(nn.Module):
+    """Passes its input through, but makes it NaN on the k-th training forward (1-based)."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k, self.calls = k, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.k:
+                return x * float("nan")
+        return x
+
+
+def test_divergence_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, data):
+    from formulac.errors import FormulacError
+    from formulac.train import TrainingDiverged
+
+    def build(c, k, s):
+        return nn.Sequential(tiny(c, k, s), NaNAt(8 + 3))  # 256 / 32 = 8 steps: epoch 2, step 3
+
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as e:
+        train(build, cfg(epochs=3), out, progress=False, quiet=True, dataset=data)
+    err = e.value
+    assert isinstance(err, TrainError) and isinstance(err, FormulacError)
+    assert (err.epoch, err.step) == (2, 3) and err.loss != err.loss
+    msg = str(err)
+    assert "\n" not in msg and "epoch 2, step 3 of 8" in msg and "became nan" in msg
+    assert "checkpoint of epoch 1 is kept" in msg and err.format().startswith("formulac: error: ")
+    assert load_checkpoint(out)["epoch"] == 1 and len(read_metrics(out)) == 1
+    assert not (out / "summary.json").exists()
+
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 1 of 8.*no epoch finished"):
+        train(
+            lambda c, k, s: nn.Sequential(tiny(c, k, s), NaNAt(1)),
+            cfg(epochs=1),
+            tmp_path / "first",
+            progress=False,
+            quiet=True,
+            dataset=data,
+        )
+
+
+def test_an_infinite_learning_rate_stops_the_cli_with_one_line(tmp_path, capsys):
+    from formulac.cli import main
+
+    out = tmp_path / "run"
+    status = main(
+        [
+            "train",
+            "examples/resnet.rec",
+            "--backbone",
+            "mlp",
+            "--depth",
+            "2",
+            "--data",
+            "synthetic:1x8x8:4",
+            "--limit-train",
+            "128",
+            "--limit-test",
+            "32",
+            "--batch-size",
+            "32",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert (
+        len(err) == 1
+        and err[0].startswith("formulac: error: training diverged")
+        and "epoch 1, step" in err[0]
+    )
+
+
+def test_epoch_callback_exception_propagates_unchanged_and_the_run_resumes(tmp_path, data):
+    config = cfg(epochs=3, deterministic=True)
+    seen, raised = [], Stop("prune")
+
+    def prune_at_2(record):
+        seen.append(dict(record))
+        assert load_checkpoint(tmp_path / "cut")["epoch"] == record["epoch"]  # already written
+        if record["epoch"] == 2:
+            raise raised
+
+    with pytest.raises(Stop) as e:
+        train(
+            tiny_bn,
+            config,
+            tmp_path / "cut",
+            progress=False,
+            quiet=True,
+            dataset=data,
+            on_epoch_end=prune_at_2,
+        )
+    assert e.value is raised
+    assert [r["epoch"] for r in seen] == [1, 2] and seen == read_metrics(tmp_path / "cut")
+    resumed = train(tiny_bn, config, tmp_path / "cut", resume=True, progress=False, quiet=True, dataset=data)
+    whole = train(tiny_bn, config, tmp_path / "whole", progress=False, quiet=True, dataset=data)
+    assert resumed["final_test_acc"] == whole["final_test_acc"]
+    assert _same_state(_weights(tmp_path / "whole"), _weights(tmp_path / "cut"))
+
+
+def test_a_run_of_another_model_is_refused_unless_overwrite(tmp_path, data):
+    out = tmp_path / "run"
+    resnet = {"formula": "x_<n+1> = x_n + F(x_n)", "backbone": "cifar-resnet", "depth": 8}
+    two_step = dict(resnet, formula="x_<n+1> = x_n + -1/4*x_<n-1> + F(x_n)")
+
+    def stop(record):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(
+            tiny,
+            cfg(epochs=2),
+            out,
+            progress=False,
+            quiet=True,
+            dataset=data,
+            describe=resnet,
+            on_epoch_end=stop,
+        )
+    for resume in (False, True):
+        with pytest.raises(
+            TrainError, match="(?s)unfinished run of another model:\n  formula: .*--overwrite"
+        ):
+            train(
+                tiny,
+                cfg(epochs=2),
+                out,
+                resume=resume,
+                progress=False,
+                quiet=True,
+                dataset=data,
+                describe=two_step,
+            )
+    # the file name and the compiled source's hash do not make another model
+    renamed = dict(resnet, file="renamed.rec", source_sha256="0" * 64)
+    train(tiny, cfg(epochs=2), out, resume=True, progress=False, quiet=True, dataset=data, describe=renamed)
+    with pytest.raises(TrainError, match="another model:\n  depth: 8 \\(saved\\) vs 20 \\(now\\)"):
+        train(
+            tiny,
+            cfg(epochs=2),
+            out,
+            resume=True,
+            progress=False,
+            quiet=True,
+            dataset=data,
+            describe=dict(resnet, depth=20),
+        )
+    with pytest.raises(TrainError, match="other settings:\n  recipe: 'cifar' \\(saved\\) vs 'fashion'"):
+        train(
+            tiny,
+            make_config("fashion", **{k: v for k, v in cfg(epochs=2).to_dict().items() if k != "recipe"}),
+            out,
+            resume=True,
+            progress=False,
+            quiet=True,
+            dataset=data,
+            describe=resnet,
+        )
+    s = train(
+        tiny, cfg(epochs=1), out, overwrite=True, progress=False, quiet=True, dataset=data, describe=two_step
+    )
+    assert s["model"] == two_step and s["recipe"] == "cifar"
+    assert s["versions"]["torch"] == torch.__version__ and s["versions"]["formulac"]
+    assert s["seed"] == 0 and s["device"] == "cpu" and s["wall_time_s"] > 0
+
+
+def test_load_data_is_what_train_reads(tmp_path):
+    config = cfg(epochs=1, limit_train=200, limit_test=60, val_fraction=0.25)
+    loaded = load_data(config)
+    # the limits apply; the validation split does not (train draws it)
+    assert len(loaded.train_labels) == 200 and len(loaded.test_labels) == 60
+    reference = D.load_dataset("synthetic:3x8x8:4", limit_train=200, limit_test=60)
+    assert torch.equal(loaded.train_images, reference.train_images)
+    assert torch.equal(loaded.test_labels, reference.test_labels)
+    # handing it to train gives the run that loading inside train gives
+    inside = train(tiny, config, tmp_path / "inside", progress=False, quiet=True)
+    given = train(tiny, config, tmp_path / "given", progress=False, quiet=True, dataset=loaded)
+    assert inside["final_val_acc"] == given["final_val_acc"]
+    assert _same_state(_weights(tmp_path / "inside"), _weights(tmp_path / "given"))

@@ -51,6 +51,10 @@ def test_every_flag():
         "100",
         "--limit-test",
         "20",
+        "--val-fraction",
+        "0.1",
+        "--split-seed",
+        "3",
         "--epochs",
         "7",
         "--batch-size",
@@ -114,6 +118,8 @@ def test_every_flag():
         "image_size": 48,
         "limit_train": 100,
         "limit_test": 20,
+        "val_fraction": 0.1,
+        "split_seed": 3,
         "epochs": 7,
         "batch_size": 64,
         "optimizer": "adamw",
@@ -167,6 +173,9 @@ def test_bad_values_exit_2(capsys):
         assert e.value.code == 2
     with pytest.raises(TrainError):
         config_from_args(_parser().parse_args(["--lr", "-0.1"]))
+    for fraction in ("1", "-0.1", "nan", "1.5"):
+        with pytest.raises(TrainError, match="--val-fraction must be in \\[0, 1\\)"):
+            config_from_args(_parser().parse_args(["--val-fraction", fraction]))
 
 
 def test_seeds():

@@ -2,14 +2,16 @@
 
 A backbone is one torch-only file in this package (copied verbatim, definition by definition,
 into the modules the code generator writes) plus an entry here that says, in pure Python, how
-its stages are laid out and which options it takes. Importing this package does not import
+its stages are laid out and which options it takes. The options are checked here, before any
+torch code runs (the torch-only files cannot raise formulac's errors): a bad or misspelled one
+is a :class:`BackboneError` naming the known ones. Importing this package does not import
 torch; ``BackboneInfo.module`` imports the torch-only file on first use.
 
 The contract between a backbone file and the code generator:
 
-* ``net_class(num_classes=..., in_channels=..., **options)``: an ``nn.Module`` whose
-  ``__init__`` creates only the stem (options meant for other parts are accepted and ignored;
-  ``BackboneInfo.net_options`` names the ones it uses). It has ``stem_width`` (int),
+* ``net_class(num_classes=..., in_channels=..., **net_options)``: an ``nn.Module`` whose
+  ``__init__`` creates only the stem and takes exactly ``num_classes``, ``in_channels`` and
+  the options that ``BackboneInfo.net_options`` names. It has ``stem_width`` (int),
   ``stem(x)``, ``head(x)`` and ``build_head(width)``. The generator registers each stage as
   the attribute ``Stage.name`` (an ``nn.ModuleList`` of steps), then calls
   ``build_head(width)`` with the width of the final state; ``build_head`` creates the head and
@@ -30,7 +32,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-__all__ = ["Stage", "BackboneInfo", "BACKBONES", "get_backbone", "backbone_names"]
+from ...errors import UsageError
+
+__all__ = ["Stage", "BackboneInfo", "BackboneError", "BACKBONES", "get_backbone", "backbone_names"]
+
+
+class BackboneError(UsageError):
+    """An unknown backbone, or an option a backbone does not take or cannot use."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class Stage:
 @dataclass(frozen=True)
 class BackboneInfo:
     """A registered backbone. ``layout(depth=None, **options)`` returns the list of stages,
-    ``validate(**options)`` raises ValueError with a user-facing message for bad options
+    ``validate(**options)`` raises :class:`BackboneError` for bad options
     (``depth`` included; ``num_classes`` and ``in_channels`` are accepted and checked too)."""
 
     name: str
@@ -112,7 +120,7 @@ class BackboneInfo:
 
 
 def _fail(backbone: str, message: str) -> None:
-    raise ValueError("backbone %r: %s" % (backbone, message))
+    raise BackboneError("backbone %r: %s" % (backbone, message))
 
 
 def _is_int(value: Any) -> bool:
@@ -493,10 +501,12 @@ def backbone_names() -> list[str]:
 
 
 def get_backbone(name: str) -> BackboneInfo:
-    """The backbone called ``name`` (case and ``_``/``-`` insensitive); KeyError listing the
-    known names otherwise."""
+    """The backbone called ``name`` (case and ``_``/``-`` insensitive); a :class:`BackboneError`
+    listing the known names otherwise."""
     key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
     try:
         return BACKBONES[key]
     except (KeyError, TypeError):
-        raise KeyError("unknown backbone %r; known backbones: %s" % (name, ", ".join(BACKBONES))) from None
+        raise BackboneError(
+            "unknown backbone %r; known backbones: %s" % (name, ", ".join(BACKBONES))
+        ) from None

@@ -22,12 +22,12 @@ class ImageNetResNet(nn.Module):
     (``layer1``..``layer4``, each an ``nn.ModuleList`` of steps), then calls
     ``build_head(width)``, which creates the head and initialises all weights, so the
     state_dict keys come in torchvision's order (conv1, bn1, layer1..layer4, fc).
-    Options meant for other parts of the backbone are accepted and ignored.
+    Its options are exactly its arguments: a misspelled one is a TypeError.
     """
 
     stem_width = 64
 
-    def __init__(self, num_classes=1000, in_channels=3, **options):
+    def __init__(self, num_classes=1000, in_channels=3):
         super().__init__()
         self.num_classes = num_classes
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

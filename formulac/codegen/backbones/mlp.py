@@ -18,11 +18,11 @@ class MLPNet(nn.Module):
 
     Stem: flatten - embed (Linear) - relu. Head: fc (Linear).
     Build order: ``__init__`` creates the stem, the generator registers the stages, then
-    calls ``build_head(width)``. Options meant for other parts of the backbone are accepted
-    and ignored.
+    calls ``build_head(width)``. Its options are exactly its arguments: a misspelled one is
+    a TypeError.
     """
 
-    def __init__(self, num_classes=10, in_channels=1, input_size=28, width=64, **options):
+    def __init__(self, num_classes=10, in_channels=1, input_size=28, width=64):
         super().__init__()
         self.num_classes = num_classes
         self.stem_width = width

@@ -21,13 +21,13 @@ class PreActCifarResNet(nn.Module):
     Stem: conv3x3(in_channels, 16). Head: bn - ReLU - global average pool - linear.
     Build order: ``__init__`` creates the stem, the generator registers the stages
     (``layer1``..``layer3``), then calls ``build_head(width)``, which creates the head and
-    initialises all weights. Options meant for other parts of the backbone are accepted and
-    ignored.
+    initialises all weights. Its options are exactly its arguments: a misspelled one is a
+    TypeError.
     """
 
     stem_width = 16
 
-    def __init__(self, num_classes=10, in_channels=3, **options):
+    def __init__(self, num_classes=10, in_channels=3):
         super().__init__()
         self.num_classes = num_classes
         self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, stride=1, padding=1, bias=False)

@@ -1,0 +1,219 @@
+"""``formulac search`` (explore a family of formulas) and ``formulac learned`` (read back the
+coefficients that training chose)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from .common import add_backbone_arguments, add_set_argument, backbone_kwargs, parse_bindings, positive_int
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    from ..train.options import add_training_arguments, parse_seeds
+
+    s = subparsers.add_parser(
+        "search",
+        conflict_handler="resolve",  # --workers: processes here, not the image-decoding threads of train
+        help="search a family of formulas: prune by analysis, train the survivors, confirm a winner",
+        description="Search free symbols (--space), several formula files and backbone knobs with "
+        "Optuna. Candidates failing --require are rejected untrained; the others train on the "
+        "training set less a validation split and are stopped early by the pruner. Writes "
+        "leaderboard.json/.md, best.rec and figures into --out; --confirm K retrains the K best "
+        "and --baseline with --seeds on the full training set and tests them on the test set. "
+        "Running the same command again continues the study.",
+    )
+    s.add_argument(
+        "files", nargs="+", metavar="FILE", help=".rec formula files (several: one categorical choice)"
+    )
+    add_set_argument(s)
+    add_backbone_arguments(s)
+    add_training_arguments(s)
+    g = s.add_argument_group("search")
+    g.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="NAME=DOMAIN",
+        help="a searched name: NAME=LO:HI, NAME=LO:HI:log or NAME=V1,V2,... (free symbols; backbone "
+        "options such as depth=20,32,44 take lists); overrides the file's domain; repeatable",
+    )
+    g.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="PROPERTY",
+        help="reject candidates that fail: stable, consistent, linear, 'rate<=1', 'order<=2', "
+        "first_block_weight...; repeatable",
+    )
+    g.add_argument(
+        "--max-params", type=positive_int, metavar="N", help="reject networks with more parameters"
+    )
+    g.add_argument(
+        "--max-macs", type=positive_int, metavar="N", help="reject networks with more multiply-adds per image"
+    )
+    g.add_argument(
+        "--trials",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="trials in the study, all workers together (default 20)",
+    )
+    g.add_argument(
+        "--sampler",
+        choices=("auto", "tpe", "random", "grid"),
+        default="auto",
+        help="default: grid when every domain is finite, else TPE",
+    )
+    g.add_argument(
+        "--pruner",
+        choices=("hyperband", "sha", "median", "none"),
+        default="hyperband",
+        help="early stopping (default hyperband)",
+    )
+    g.add_argument(
+        "--sampler-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the sampler (default: random, recorded)",
+    )
+    g.add_argument(
+        "--workers",
+        dest="search_workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes on this machine (one per GPU)",
+    )
+    g.add_argument(
+        "--storage",
+        metavar="URL",
+        help="study database shared by machines (e.g. postgresql://user@host/db); default: DIR/study.db",
+    )
+    g.add_argument("--study", metavar="NAME", help="study name in the storage (default formulac-search)")
+    g.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=10,
+        metavar="S",
+        help="seconds between heartbeats of a running trial (default 10)",
+    )
+    g.add_argument(
+        "--grace",
+        type=positive_int,
+        default=None,
+        metavar="S",
+        help="seconds without heartbeat before a trial is retried (default 3 heartbeats)",
+    )
+    g.add_argument(
+        "--analysis-depth",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="depth of the analysis of each candidate (default 10)",
+    )
+    c = s.add_argument_group("confirmation")
+    c.add_argument(
+        "--confirm",
+        type=int,
+        default=0,
+        metavar="K",
+        help="retrain the K best with --seeds on the full training set",
+    )
+    c.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=[0, 1, 2],
+        metavar="N|LIST",
+        help="seeds of the confirmation (default 3)",
+    )
+    c.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="the formula the confirmation compares against (e.g. examples/resnet.rec)",
+    )
+    r = s.add_argument_group("run")
+    r.add_argument(
+        "-o", "--out", metavar="DIR", default="runs/search", help="output directory (default runs/search)"
+    )
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines")
+    r.add_argument("-q", "--quiet", action="store_true", help="print the result only")
+    s.set_defaults(handler=_search)
+
+    learned = subparsers.add_parser(
+        "learned",
+        help="the formula with the coefficients that training learned (param k_n, gates, scales)",
+        description="Read RUN_DIR (a formulac train run), print its formula with the trained "
+        "values of its parameters per stage, write it as a .rec file, and analyse it.",
+    )
+    learned.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (config.json, checkpoint.pt)")
+    learned.add_argument(
+        "-o", "--output", metavar="FILE.rec", help="where to write the formula (default RUN_DIR/learned.rec)"
+    )
+    learned.add_argument(
+        "--depth", type=positive_int, default=None, help="analysis depth (default: the stage's steps)"
+    )
+    learned.add_argument("--json", action="store_true", help="print JSON")
+    learned.set_defaults(handler=_learned)
+
+
+def _search(args) -> int:
+    from ..errors import UsageError
+    from ..search.engine import StudyOptions
+    from ..search.objective import Limits
+    from ..search.run import SearchRequest, run_search
+    from ..train.options import config_from_args
+
+    if args.val_fraction is None:
+        args.val_fraction = 0.1  # the search selects on a validation split, never on the test set
+    if args.val_fraction <= 0:
+        raise UsageError("search selects on a validation split: --val-fraction must be above 0 (default 0.1)")
+    config = config_from_args(args)
+    options = StudyOptions(
+        out=args.out,
+        trials=args.trials,
+        storage=args.storage,
+        study=args.study,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        seed=args.sampler_seed,
+        epochs=config.epochs,
+        heartbeat=args.heartbeat,
+        grace=args.grace,
+    )
+    request = SearchRequest(
+        files=tuple(args.files),
+        space=tuple(args.space),
+        require=tuple(args.require),
+        bindings=parse_bindings(args.bindings),
+        backbone_kwargs=backbone_kwargs(args),
+        config=config,
+        options=options,
+        workers=args.search_workers,
+        limits=Limits(args.max_params, args.max_macs),
+        analysis_depth=args.analysis_depth,
+        confirm=args.confirm,
+        seeds=tuple(args.seeds),
+        baseline=args.baseline,
+        progress=args.progress,
+        quiet=args.quiet,
+        origin="formulac " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    run_search(request)
+    return 0
+
+
+def _learned(args) -> int:
+    import json
+
+    from ..search.learned import learned
+
+    result = learned(args.run_dir, output=args.output, depth=args.depth)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.to_text(), end="")
+    return 0

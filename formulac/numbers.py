@@ -1,0 +1,47 @@
+"""Numbers and option values typed by a user (``--set``, ``--space``, ``-O``), read exactly."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import UsageError
+
+__all__ = ["parse_number", "option_value"]
+
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?$")
+
+
+def parse_number(what: str, text: str):
+    """``2``, ``-0.25``, ``1e-3``, ``1/3`` -> an exact SymPy rational.
+
+    ``what`` starts every error message (``--set a=x``), which is a :class:`UsageError`."""
+    import sympy
+
+    parts = text.strip().split("/")
+    if len(parts) > 2 or not all(_NUMBER.match(p.strip()) for p in parts):
+        raise UsageError(f"{what}: {text.strip()!r} is not a number (write 2, -0.25, 1e-3 or 1/3)")
+    for p in parts:
+        m = _NUMBER.match(p.strip())
+        if m.group(1) is not None and abs(int(m.group(1))) > 400:
+            raise UsageError(f"{what}: {text.strip()!r} is out of range")
+    values = [sympy.Rational(p.strip()) for p in parts]
+    if len(values) == 2:
+        if values[1] == 0:
+            raise UsageError(f"{what}: division by zero")
+        return values[0] / values[1]
+    return values[0]
+
+
+def option_value(text: str):
+    """A backbone option's value: true/false, an int, a float, a comma list of these, or text."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if "," in text:
+        return [option_value(t) for t in text.split(",")]
+    return text

@@ -1,0 +1,169 @@
+"""``formulac learned RUN_DIR``: the formula with the values that training gave its parameters.
+
+A shared ``param g`` has one trained value: it becomes the constant ``g = value`` of the
+written formula. A per-step ``param k_n`` has one value per step of every stage: the written
+formula takes each parameter's mean over the network (the per-step values are listed in its
+comments), and the analysis is done per stage with the exact per-step values: block weights of
+the stage's last state, and the spectral radius of each step's recurrence with its own value.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import sympy
+
+from ..errors import UsageError
+from ..ir import Recurrence, n
+
+__all__ = ["LearnedFormula", "learned", "with_values"]
+
+
+def with_values(rec: Recurrence, values: dict[str, float]) -> Recurrence:
+    """``rec`` with the named parameters turned into constants of the given values."""
+    exact = {k: sympy.Rational(f"{float(v):.6g}") for k, v in values.items()}  # 6 digits: readable
+    mapping = {}
+    for name in exact:
+        p = rec.params[name]
+        if p.per_step:
+            mapping[sympy.IndexedBase(name)[n]] = sympy.Symbol(name)
+    equations = tuple(
+        replace(eq, rhs=eq.rhs.xreplace(mapping), display_rhs=eq.display_rhs.xreplace(mapping))
+        for eq in rec.equations
+    )
+    params = {k: p for k, p in rec.params.items() if k not in exact}
+    constants = {**rec.constants, **exact}
+    return replace(rec, equations=equations, params=params, constants=constants)
+
+
+@dataclass
+class LearnedFormula:
+    run_dir: str
+    formula: str  # the .rec text written
+    shared: dict[str, float]
+    per_step: dict[str, dict[str, list[float]]]  # param -> stage -> values by step
+    stages: list[dict] = field(default_factory=list)
+    path: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "run_dir": self.run_dir,
+            "file": self.path,
+            "formula": self.formula,
+            "shared": self.shared,
+            "per_step": self.per_step,
+            "stages": self.stages,
+        }
+
+    def to_text(self) -> str:
+        lines = [f"learned coefficients of {self.run_dir} (written to {self.path})", ""]
+        lines += ["  " + line for line in self.formula.strip().splitlines()]
+        for stage in self.stages:
+            lines.append("")
+            lines.append(f"stage {stage['stage']} ({stage['steps']} steps)")
+            for name, values in stage["values"].items():
+                lines.append(f"  {name}: " + ", ".join(f"{v:.4g}" for v in values))
+            weights = stage.get("block_weights")
+            if weights:
+                for key, ws in weights.items():
+                    lines.append(
+                        f"  block weights of {key} in the stage's last state: "
+                        + ", ".join(f"{w:.4g}" for w in ws)
+                    )
+            if stage.get("spectral_radius"):
+                lines.append(
+                    "  spectral radius per step: " + ", ".join(f"{r:.4g}" for r in stage["spectral_radius"])
+                )
+            if stage.get("stability"):
+                lines.append("  stability per step: " + ", ".join(stage["stability"]))
+        return "\n".join(lines) + "\n"
+
+
+def learned(
+    run_dir: str | Path, output: str | Path | None = None, depth: int | None = None
+) -> LearnedFormula:
+    """Read a training run's formula and trained parameters; write the formula with them."""
+    from ..analysis import analyze
+    from ..codegen.plan import plan_step
+    from ..files import atomic_write
+    from ..parse import parse
+    from ..printing import to_rec
+    from ..train import load_checkpoint
+
+    run = Path(run_dir)
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        raise UsageError(f"{run}: not a training run (no config.json)")
+    describe = (json.loads(config_path.read_text()).get("model")) or {}
+    text = describe.get("formula")
+    if not isinstance(text, str):
+        raise UsageError(f"{run}: the run does not record a formula (not trained by formulac train/search)")
+    rec = parse(text, describe.get("file", "<run>"))
+    state = load_checkpoint(run)["model"]
+    plan = plan_step(rec)
+    shared = {}
+    for name, (attr, _) in plan.shared_params.items():
+        key = next((k for k in state if k == attr or (k.endswith("." + attr) and k.count(".") == 0)), attr)
+        if key not in state:
+            raise UsageError(f"{run}: no trained value of {name} in the checkpoint")
+        shared[name] = float(state[key])
+    per_step: dict[str, dict[str, list[float]]] = {}
+    for name, (attr, _) in plan.per_step_params.items():
+        stages: dict[str, list[tuple[int, float]]] = {}
+        for key, tensor in state.items():
+            parts = key.split(".")
+            if len(parts) == 3 and parts[2] == attr and parts[1].isdigit():
+                stages.setdefault(parts[0], []).append((int(parts[1]), float(tensor)))
+        per_step[name] = {s: [v for _, v in sorted(vals)] for s, vals in stages.items()}
+    means = {
+        name: statistics.fmean(v for vals in st.values() for v in vals) for name, st in per_step.items() if st
+    }
+    bound = with_values(rec, {**shared, **means})
+    header = [f"# learned by training: {run}"]
+    for name, st in per_step.items():
+        for stage, vals in st.items():
+            header.append(f"# {name}_n in {stage}: " + ", ".join(f"{v:.6g}" for v in vals))
+    if means:
+        header.append("# each per-step parameter is written as its mean over the network")
+    formula = "\n".join(header) + "\n" + to_rec(bound)
+    path = Path(output) if output else run / "learned.rec"
+    atomic_write(path, formula)
+
+    stage_reports = []
+    stage_names = sorted({s for st in per_step.values() for s in st}) or ["network"]
+    for stage in stage_names:
+        values = {name: st.get(stage, []) for name, st in per_step.items()}
+        steps = max((len(v) for v in values.values()), default=0)
+        report: dict = {"stage": stage, "steps": steps, "values": values}
+        if steps:
+            base = with_values(rec, shared) if shared else rec
+            a = analyze(base, depth=depth or steps, paths=False)
+            if a.block_weights is not None:
+                subs = {
+                    sympy.IndexedBase(name)[i]: sympy.Rational(repr(v))
+                    for name, vs in values.items()
+                    for i, v in enumerate(vs)
+                }
+                report["block_weights"] = {
+                    key: [float(sympy.sympify(w).xreplace(subs)) for w in ws]
+                    for key, ws in a.block_weights.items()
+                }
+            radii, stabilities = [], []
+            for i in range(steps):
+                frozen = analyze(
+                    with_values(rec, {**shared, **{k: v[i] for k, v in values.items()}}), depth=1, paths=False
+                )
+                radii.append(None if frozen.rate is None else float(frozen.rate))
+                stabilities.append(frozen.stability or "-")
+            if any(r is not None for r in radii):
+                report["spectral_radius"] = radii
+                report["stability"] = stabilities
+        else:
+            a = analyze(bound, depth=depth or 10, paths=False)
+            report["stability"] = [a.stability or "-"]
+            report["spectral_radius"] = [None if a.rate is None else float(a.rate)]
+        stage_reports.append(report)
+    return LearnedFormula(str(run), formula, shared, per_step, stage_reports, str(path))

@@ -1,0 +1,247 @@
+"""formulac search on the command line: bad input is one error line and exit 2 and leaves a
+stored study as it was; end to end on the synthetic data set with a confirmation (the shared
+study of conftest.py); formulac learned."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, FAST, RESNET, SEARCH_ARGS, TWO_STEP, study_content
+
+from formulac.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("formulac: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+LM = str(EXAMPLES / "lm_resnet.rec")
+A = ["--space", "a=-0.9:0.1"]
+
+
+def with_option(args, flag, value):
+    """``args`` with the value of ``flag`` replaced."""
+    i = args.index(flag)
+    return [*args[: i + 1], value, *args[i + 2 :]]
+
+
+# each: arguments, the files (default: two_step_free.rec), a phrase of the error line
+BAD = {
+    "unknown name": (["--space", "b=0:1"], None, "unknown name 'b'"),
+    "reversed interval": (["--space", "a=1:0"], None, "reversed"),
+    "empty interval": (["--space", "a=0.5:0.5"], None, "empty"),
+    "not a number": (["--space", "a=x:1"], None, "not a number"),
+    "log scale at 0": (["--space", "a=0:1:log"], None, "LO > 0"),
+    "too wide": (["--space", "a=-1e400:0"], None, "too wide"),
+    "repeated value": (["--space", "a=-0.5,-0.5"], None, "repeated"),
+    "given twice": (["--space", "a=-0.5:0", "--space", "a=-0.9:0"], None, "given twice"),
+    "domain on a constant": (["--space", "a=-1:0"], [str(EXAMPLES / "two_step.rec")], "a is a constant"),
+    "domain on a param": (["--space", "k_n=0:1"], [LM], "k is a trained parameter"),
+    "domain on a --set value": (["--space", "a=-1:0", "--set", "a=-0.5"], None, "bound by --set"),
+    "no domain": ([], None, "has no domain"),
+    "unknown property": ([*A, "--require", "fast"], None, "unknown property 'fast'"),
+    "bad comparison": ([*A, "--require", "rate<=one"], None, "not a number"),
+    "knob interval": ([*A, "--space", "depth=0:10"], None, "takes a list"),
+    "bad knob value": ([*A, "--space", "depth=0,2"], None, "must be a positive integer"),
+    "grid of an interval": ([*A, "--sampler", "grid"], None, "needs finite domains"),
+    "unreachable storage": (
+        [*A, "--storage", "postgresql://nobody@127.0.0.1:1/none"],
+        None,
+        "cannot open the study storage",
+    ),
+    "no such driver": ([*A, "--storage", "mysql://u@127.0.0.1:1/x"], None, "driver is not installed"),
+    "zero trials": ([*A, "--trials", "0"], None, "--trials: expected a positive whole number"),
+    "negative trials": ([*A, "--trials", "-3"], None, "--trials: expected a positive whole number"),
+    "zero workers": ([*A, "--workers", "0"], None, "--workers: expected a positive whole number"),
+    "negative max-params": ([*A, "--max-params", "-5"], None, "--max-params: expected a positive"),
+    "negative confirm": (
+        [*A, "--confirm", "-1", "--baseline", RESNET],
+        None,
+        "--confirm must not be negative",
+    ),
+    "confirm beyond trials": (
+        [*A, "--trials", "2", "--confirm", "3", "--baseline", RESNET],
+        None,
+        "more candidates than the study's 2 trials",
+    ),
+    "confirm without baseline": ([*A, "--confirm", "1"], None, "needs --baseline"),
+    "baseline with a free symbol": (
+        [*A, "--confirm", "1", "--baseline", TWO_STEP],
+        None,
+        "its symbols a have no value",
+    ),
+    "no validation split": ([*A, "--val-fraction", "0"], None, "--val-fraction must be above 0"),
+    "grace within a heartbeat": ([*A, "--heartbeat", "5", "--grace", "2"], None, "grace period"),
+    "analysis too deep": ([*A, "--analysis-depth", "5000"], None, "--analysis-depth must be between"),
+    "same file twice": (["--space", "a=-0.5:0"], [TWO_STEP, TWO_STEP], "given twice"),
+    "missing file": (["--space", "a=-0.5:0"], ["/nonexistent/f.rec"], "cannot read"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_error_line_and_the_study_is_intact(capsys, study_copy, case):
+    args, files, message = BAD[case]
+    before = study_content(study_copy)
+    board = (study_copy / "leaderboard.json").read_text()
+    code, _, err = run(capsys, "search", *(files or [TWO_STEP]), *args, *FAST, "--out", study_copy)
+    assert code == 2, err
+    assert message in one_error_line(err)
+    assert study_content(study_copy) == before
+    assert (study_copy / "leaderboard.json").read_text() == board
+
+
+def test_out_naming_a_file(capsys, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("keep")
+    code, _, err = run(capsys, "search", TWO_STEP, "--space", "a=-0.9:0", *FAST, "--out", target)
+    assert code == 2 and "exists and is not a directory" in one_error_line(err)
+    assert target.read_text() == "keep"
+
+
+def test_the_executable_reports_one_line_and_status_2(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "formulac", "search", TWO_STEP, "--space", "b=0:1", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2
+    assert "unknown name 'b'" in one_error_line(r.stderr)
+
+
+def test_end_to_end_with_confirmation(finished_study, capsys):
+    out = finished_study["out"]
+    assert "search: 3/3 done" in finished_study["stderr"]
+    assert "the test set is used only by --confirm" in finished_study["stderr"]
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert len(board["trials"]) == 3
+    conf = board["confirmation"]
+    assert conf["evaluated_on"] == "test set" and len(conf["models"]) == 2
+    assert conf["models"][1]["trial"] == board["best"]["number"]
+    assert conf["friedman"] is not None and "p_holm" in conf["models"][1]
+    assert [len(m["test_error_pct"]) for m in conf["models"]] == [2, 2]  # two seeds each
+    complete = [t for t in board["trials"] if t["state"] == "complete"]
+    assert complete
+    for t in complete:
+        metrics = [json.loads(x) for x in (Path(t["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        assert all(m["val_acc"] is not None and m["test_acc"] is None for m in metrics)  # test set unseen
+        assert t["val_accuracy"] == pytest.approx(metrics[-1]["val_acc"])
+        assert len(metrics) == t["epochs"] == 2
+    for t in board["trials"]:
+        assert (t["state"] == "rejected") == (t["params"]["a"] > 0)  # stable exactly for -1 <= a <= 0
+    timings = [json.loads(x) for x in (out / "timings.jsonl").read_text().splitlines()]
+    assert sorted(r["number"] for r in timings) == [t["number"] for t in board["trials"]]
+    for r in timings:
+        assert 0 <= r["train_seconds"] <= r["seconds"] and r["overhead_seconds"] >= 0
+    code, stdout, _ = run(capsys, "analyze", out / "best.rec")
+    assert code == 0 and "stability" in stdout
+
+
+def test_the_same_command_again_continues_and_another_space_is_refused(capsys, study_copy):
+    before = study_content(study_copy)
+    code, _, err = run(
+        capsys, "search", TWO_STEP, "--space", "a=-0.5:0.5", "--trials", "3", *FAST, "--out", study_copy
+    )
+    assert code == 2 and "another search space" in one_error_line(err)
+    assert study_content(study_copy) == before  # nothing stored was touched
+    # the same search with other training settings is another search too
+    settings = with_option(FAST, "--epochs", "3")
+    code, _, err = run(
+        capsys,
+        "search",
+        TWO_STEP,
+        "--space",
+        "a=-0.9:0.1",
+        "--require",
+        "stable",
+        "--trials",
+        "3",
+        *settings,
+        "--out",
+        study_copy,
+    )
+    assert code == 2 and "other settings" in one_error_line(err)
+    # the same command (without its confirmation) finds the study finished: nothing is trained
+    code, _, err = run(capsys, *SEARCH_ARGS, "--out", study_copy)
+    assert code == 0, err
+    board = json.loads((study_copy / "leaderboard.json").read_text())
+    assert len(board["trials"]) == 3
+    assert len((study_copy / "timings.jsonl").read_text().splitlines()) == 3  # no new trial ran
+
+
+def test_too_few_complete_trials_for_the_confirmation(capsys, tmp_path):
+    # every candidate is unstable: all rejected, nothing to confirm; the study and leaderboard stay
+    out = tmp_path / "out"
+    code, _, err = run(
+        capsys,
+        "search",
+        TWO_STEP,
+        "--space",
+        "a=0.2,0.5",
+        "--require",
+        "stable",
+        *FAST,
+        "--confirm",
+        "1",
+        "--baseline",
+        RESNET,
+        "--out",
+        out,
+    )
+    assert code == 2 and "no trial of the study completed" in one_error_line(err)
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["counts"]["rejected"] == 2 and board["confirmation"] is None
+    assert not (out / "confirm").exists()
+
+
+def test_a_diverging_candidate_fails_with_its_reason_and_the_study_goes_on(capsys, tmp_path):
+    # a = 0.9 expands (roots 1.57 and -0.57): 30 steps of it overflow at lr 0.1 within an epoch
+    out = tmp_path / "out"
+    deep = with_option(FAST, "--depth", "30")
+    code, _, err = run(
+        capsys,
+        "search",
+        TWO_STEP,
+        "--space",
+        "a=-0.5,0.9",
+        *deep,
+        "--lr",
+        "0.1",
+        "--pruner",
+        "none",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    states = {t["params"]["a"]: t for t in json.loads((out / "leaderboard.json").read_text())["trials"]}
+    assert states[0.9]["state"] == "failed" and "diverged" in states[0.9]["reason"]
+    assert states[-0.5]["state"] == "complete"
+
+
+def test_learned_reads_trained_coefficients(capsys, tmp_path):
+    import torch
+
+    run_dir = tmp_path / "run"
+    code, _, err = run(
+        capsys, "train", LM, *FAST[:10], "--backbone", "mlp", "--depth", "3", "--out", run_dir, "-q"
+    )
+    assert code == 0, err[-2000:]
+    code, stdout, err = run(capsys, "learned", run_dir, "--json")
+    assert code == 0, err
+    data = json.loads(stdout)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    assert data["per_step"]["k"]["layer1"] == pytest.approx([float(state[f"layer1.{i}.k"]) for i in range(3)])
+    code, stdout, _ = run(capsys, "analyze", run_dir / "learned.rec")
+    assert code == 0 and "stability" in stdout
