@@ -14,25 +14,27 @@ Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 from formulac.parse import parse
 
 
-def forward(n: int) -> str:
-    return "".join(f"c{i} = c{i + 1} + 1\n" for i in range(n)) + f"c{n} = 0\nx_<n+1> = x_n + c0*F(x_n)\n"
-
-
-def backward(n: int) -> str:
-    return "c0 = 0\n" + "".join(f"c{i + 1} = c{i} + 1\n" for i in range(n)) + f"x_<n+1> = x_n + c{n}*F(x_n)\n"
-
-
-def states(n: int) -> str:
-    lines = [f"x{i}_<n+1> = x{i + 1}_<n+1> + F(x{i}_n)" for i in range(n)]
-    return "output x0\n" + "\n".join(lines) + f"\nx{n}_<n+1> = x{n}_n + G(x{n}_n)\n"
+def _inputs():
+    """The files of tests/language/test_sizes.py, which this measures at larger sizes."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "language" / "test_sizes.py"
+    spec = importlib.util.spec_from_file_location("test_sizes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {
+        "constants, forwards": module.forward_chain,
+        "constants, backwards": module.backward_chain,
+        "same-step states": module.same_step_states,
+    }
 
 
 def main() -> None:
@@ -41,8 +43,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,5000,20000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    kinds = {"constants, forwards": forward, "constants, backwards": backward, "same-step states": states}
-    parse(forward(10))  # the parser tables and imports
+    kinds = _inputs()
+    parse(kinds["constants, forwards"](10))  # the parser tables and imports
     times: dict = {(k, n): [] for k in kinds for n in sizes}
     for _ in range(args.runs):  # alternate sizes and kinds within each run: the machine is noisy
         for n in sizes:

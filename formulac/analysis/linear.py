@@ -13,15 +13,14 @@ from dataclasses import dataclass, field
 
 import sympy
 
+from .. import ir
 from ..errors import UsageError
 from ..ir import (
     BlockCall,
     Concat,
     Recurrence,
     StateRef,
-    block_calls,
     n,
-    rebuild,
     rec_expr,
     references,
     substitute_param_inits,
@@ -303,8 +302,8 @@ def structure(rec: Recurrence, params: str = "symbolic") -> Structure:
     subs = rec.substitutions()
     display_calls: dict = {}
     for eq in rec.equations:
-        for c in block_calls(eq.display_rhs):
-            canon = rebuild(c).xreplace(subs)
+        for c in ir.block_calls(eq.display_rhs):  # the calls as written, and canonical
+            canon = ir.rebuild(c).xreplace(subs)
             if params == "init":
                 canon = substitute_param_inits(canon, rec.params)
             display_calls.setdefault(canon, c)

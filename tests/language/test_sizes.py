@@ -22,20 +22,20 @@ from formulac.parse import parse
 N = 1000
 
 
-def _forward_chain(n: int) -> str:
+def forward_chain(n: int) -> str:
     return "".join(f"c{i} = c{i + 1} + 1\n" for i in range(n)) + f"c{n} = 0\nx_<n+1> = x_n + c0*F(x_n)\n"
 
 
-def _backward_chain(n: int) -> str:
+def backward_chain(n: int) -> str:
     return "c0 = 0\n" + "".join(f"c{i + 1} = c{i} + 1\n" for i in range(n)) + f"x_<n+1> = x_n + c{n}*F(x_n)\n"
 
 
-def _same_step_states(n: int) -> str:
+def same_step_states(n: int) -> str:
     lines = [f"x{i}_<n+1> = x{i + 1}_<n+1> + F(x{i}_n)" for i in range(n)]
     return "output x0\n" + "\n".join(lines) + f"\nx{n}_<n+1> = x{n}_n + G(x{n}_n)\n"
 
 
-@pytest.mark.parametrize("text", [_forward_chain(N), _backward_chain(N)], ids=["forward", "backward"])
+@pytest.mark.parametrize("text", [forward_chain(N), backward_chain(N)], ids=["forward", "backward"])
 def test_constant_chains(text, tmp_path, capsys):
     rec = parse(text)
     x_n = state("x", n)
@@ -48,7 +48,7 @@ def test_constant_chains(text, tmp_path, capsys):
 
 
 def test_same_step_states_each_reading_the_next(tmp_path, capsys):
-    text = _same_step_states(N)
+    text = same_step_states(N)
     rec = parse(text)
     assert rec.states[0] == f"x{N}" and rec.states[-1] == "x0", "evaluated in dependency order"
     an = analyze(rec, 2)
@@ -69,14 +69,14 @@ def test_same_step_states_compile():
 
     import formulac
 
-    net = formulac.compile(_same_step_states(200), backbone="mlp", depth=2, in_channels=1, num_classes=2)
+    net = formulac.compile(same_step_states(200), backbone="mlp", depth=2, in_channels=1, num_classes=2)
     assert net(torch.zeros(1, 1, 28, 28)).shape == (1, 2)
 
 
 def test_twenty_thousand_lines_in_seconds():
     """Quadratic work would take minutes here (it did: 400 lines took 20-37 s)."""
     start = time.perf_counter()
-    rec = parse(_forward_chain(20_000))
+    rec = parse(forward_chain(20_000))
     assert rec.substitutions()[sympy.Symbol("c0")] == 20_000
     assert time.perf_counter() - start < 60  # a few seconds on an idle machine; the bench measures it
 
