@@ -566,7 +566,10 @@ class Recurrence:
     def _values(self) -> Mapping[sympy.Symbol, sympy.Expr]:
         if self.resolved is not None:
             return self.resolved
-        return resolve_values({**self.constants, **self.bindings})
+        try:
+            return resolve_values({**self.constants, **self.bindings})
+        except CycleError as exc:  # only bind() can make one: the parser refuses them
+            raise UsageError(f"the values given make {exc.cycle[0]} depend on itself: {exc}") from None
 
     def substitutions(self) -> dict[sympy.Symbol, sympy.Expr]:
         """Symbol -> value for constants and bound symbols, each in terms of free symbols only."""

@@ -383,16 +383,8 @@ def _remade(expr: sympy.Expr, args: list) -> sympy.Expr:
 
 
 def formula_text(rec: Recurrence) -> str:
-    lines = []
-    for p in rec.params.values():
-        lines.append(f"param {p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}")
-    for name, value in list(rec.constants.items()) + list(rec.bindings.items()):
-        lines.append(f"{name} = {rec_expr(value)}")
-    for (state_name, index), value in rec.initial.items():
-        lines.append(f"{state_name}_{index if index == 0 else f'<{index}>'} = {rec_expr(value)}")
-    for eq in rec.equations:
-        lines.append(f"{eq.state}_<n+1> = {rec_expr(eq.display_rhs)}")
-    return "\n".join(lines)
+    """The formula for a docstring: the representation's canonical text (:attr:`Recurrence.text`)."""
+    return rec.text.rstrip("\n")
 
 
 def _bound_variables(expr: sympy.Expr) -> set:

@@ -86,6 +86,13 @@ def test_building_a_network_names_every_free_symbol(tmp_path, capsys):
     assert net is not None
 
 
+def test_check_shows_the_free_symbols(tmp_path, capsys):
+    path = tmp_path / "card.rec"
+    path.write_text(CARD.replace("F(x_n)", "b*F(x_n)"))
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: ok (order 2, 1 block, linear, free symbols a, b)"
+
+
 def test_free_symbols_in_constants_and_initial_conditions():
     rec = parse("c = 2*k\nx_<-1> = g*x_0\nx_<n+1> = c*x_n + x_<n-1> + F(x_n)")
     assert rec.free_symbols == ("k", "g")
@@ -157,3 +164,5 @@ def test_bind_mistakes_are_usage_errors():
         f.rec.bind(b=1)
     with pytest.raises(UsageError, match="finite"):
         f.bind(a=float("nan"))
+    with pytest.raises(UsageError, match="depend on itself"):
+        formulac.parse("c = 2*a\nx_<n+1> = c*x_n + F(x_n)").bind(a=sympy.Symbol("c"))
