@@ -153,7 +153,7 @@ def test_names_near_each_other_that_are_fine(text):
 
 def test_docs_state_the_rule():
     text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
-    assert "becomes a free symbol" in text and "typo" in text
+    assert "becomes a **free symbol**" in text and "typo of a declared name" in text
 
 
 def test_bind_mistakes_are_usage_errors():
