@@ -32,15 +32,19 @@ def _texts(notebook) -> list[list[str]]:
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        texts = []
+        texts: list[str] = []
+        streaming = False  # a kernel may send one print in several stream messages: join them
         for output in cell.outputs:
-            text = (
-                output.get("text")
-                if output.output_type == "stream"
-                else output.get("data", {}).get("text/plain")
-            )
-            if text is not None:
-                texts.append(_ADDRESS.sub("", "".join(text)))
+            stream = output.output_type == "stream"
+            text = output.get("text") if stream else output.get("data", {}).get("text/plain")
+            if text is None:
+                continue
+            text = _ADDRESS.sub("", "".join(text))
+            if stream and streaming:
+                texts[-1] += text
+            else:
+                texts.append(text)
+            streaming = stream
         cells.append(texts)
     return cells
 
