@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .ir import Recurrence
+from .limits import DEFAULT_DEPTH
 from .parse import load as _load_rec
 from .parse import parse as _parse_rec
 from .printing import latex_expr, to_rec
@@ -77,13 +78,10 @@ class Formula:
 
     def bind(self, **values) -> Formula:
         """A copy with symbols (or constants) given values: ``f.bind(a=0.5)``."""
-        try:
-            return Formula(self.rec.bind(**values))
-        except KeyError as exc:
-            raise UsageError(exc.args[0]) from None
+        return Formula(self.rec.bind(**values))
 
     # -- analysis -------------------------------------------------------------------------
-    def analyze(self, depth: int = 10, params: str = "symbolic"):
+    def analyze(self, depth: int = DEFAULT_DEPTH, params: str = "symbolic"):
         """Order, linearity, block weights in x_depth, roots, stability, consistency."""
         from .analysis import analyze
 
@@ -95,7 +93,7 @@ class Formula:
 
         return unroll(self.rec, steps)
 
-    def diff(self, other: Formula, depth: int = 10):
+    def diff(self, other: Formula, depth: int = DEFAULT_DEPTH):
         """How two formulas differ once unrolled."""
         from .analysis import diff
 
@@ -167,6 +165,7 @@ def compile(
     symbol_values = {k: options.pop(k) for k in list(options) if k in rec.symbols or k in rec.constants}
     if symbol_values:
         rec = rec.bind(**symbol_values)
+    rec.require_bound()
     return compile_network(
         rec,
         backbone=backbone,
@@ -182,7 +181,9 @@ def wire(formula, blocks: Mapping[str, Sequence]):
     """``nn.Module`` mapping x_0 to x_N by the formula with the user's blocks."""
     from .codegen import wire as _wire
 
-    return _wire(_rec_of(formula), dict(blocks))
+    rec = _rec_of(formula)
+    rec.require_bound("wire")
+    return _wire(rec, dict(blocks))
 
 
 class NetworkFactory:
