@@ -1,4 +1,6 @@
-"""One short check of compiled networks on a GPU (run it once on a lent H100, < 8 minutes).
+"""One call that checks compiled networks and training on a GPU (a lent H200; about 9 minutes,
+``--budget-s 540``; ``--sections environment,fashion_speedrun,harness_throughput,ddp`` for the
+training checks alone).
 
     python bench/gpu_check.py                 # writes $OUT/gpu_check.json (or ./gpu_check.json)
     python bench/gpu_check.py --dry-run       # tiny sizes on the CPU: checks the script itself
@@ -17,9 +19,12 @@ script goes on; sections are skipped once ``--budget-s`` is spent):
    bf16: median step time, images/s and peak memory (torch.cuda.max_memory_allocated).
 5. ``torch_compile``: ``torch.compile(model, fullgraph=True)`` of each formula, forward
    compared with eager, one training step; then the ResNet pair's step time compiled.
-6. ``training``: if ``formulac.train`` exists, ResNet-20 formulas trained briefly on
-   Fashion-MNIST (``/usr/share/datasets/fashion-mnist`` or ``$FORMULAC_DATA``; synthetic data
-   otherwise, marked as such), test accuracy recorded.
+6. ``fashion_speedrun``: Fashion-MNIST >= 95.0 % test accuracy for the ResNet formula on
+   cifar-resnet in <= 60 s of training (data and augmentation on the GPU, bf16 autocast,
+   channels_last, torch.compile); images/s and the accuracy curve recorded.
+7. ``harness_throughput``: images/s of ``formulac train`` against a bare loop on the same model
+   and settings (bench/train_throughput.py), target ratio >= 0.95.
+8. ``ddp``: ``torchrun --nproc_per_node=2 -m formulac train ...`` on the GPU(s).
 
 The exit status is 0 when every section that ran passed its checks, 1 otherwise.
 """
@@ -348,55 +353,171 @@ def find_fashion_mnist():
     return None
 
 
-def training(ctx):
-    try:
-        from formulac.train import make_config, train
-    except ImportError as exc:
-        return {"skipped": f"formulac.train not available ({exc})", "ok": True}
+# The GPU recipe for the Fashion-MNIST target (>= 95.0 % test accuracy in <= 60 s of training):
+# the fashion recipe's techniques at GPU scale. Not yet measured on a GPU: candidates in order;
+# the first that reaches the target ends the section.
+SPEEDRUN_CANDIDATES = [
+    {"depth": 20, "width": 64, "batch_size": 512, "lr": 0.4, "crop_padding": 2},
+    {"depth": 14, "width": 96, "batch_size": 512, "lr": 0.4, "crop_padding": 2},
+]
+SPEEDRUN_TARGET_ACC = 0.95
+SPEEDRUN_TARGET_S = 60.0
+
+
+def _speedrun_config(cand: dict, data: str, data_dir, epochs: int, ctx, **extra):
+    from formulac.train import make_config
+
+    knobs = {k: v for k, v in cand.items() if k not in ("depth", "width")}
+    return make_config(
+        "fashion",
+        data=data,
+        data_dir=data_dir,
+        device=str(ctx.device),
+        epochs=epochs,
+        amp="bf16" if ctx.device.type == "cuda" else "none",
+        channels_last=True,
+        compile=ctx.device.type == "cuda",
+        data_on_device="yes" if ctx.device.type == "cuda" else "no",
+        **{"warmup_epochs": 1.0, "eval_every": 1, **knobs, **extra},
+    )
+
+
+def fashion_speedrun(ctx):
+    """Fashion-MNIST >= 95 % test accuracy for the ResNet formula on cifar-resnet in <= 60 s of
+    training on the GPU: data and augmentation on the GPU, bf16 autocast, channels_last,
+    torch.compile. A 2-epoch calibration measures the steady images/s; the run then trains as
+    many epochs as fit in 57 s (compile time included). Records the accuracy curve."""
+    from formulac.train import read_metrics, train
+
     root = find_fashion_mnist()
     if ctx.args.dry_run:
-        data, overrides = "synthetic:1x28x28", {"limit_train": 256, "limit_test": 128, "epochs": 1}
+        data, data_dir, limits = "synthetic:1x28x28", None, {"limit_train": 512, "limit_test": 128}
     elif root is None:
-        data, overrides = "synthetic:1x28x28", {"epochs": ctx.train_epochs}
+        return {"ok": False, "error": "Fashion-MNIST not found (set FORMULAC_DATA)"}
     else:
-        data, overrides = "fashion-mnist", {"data_dir": str(root), "epochs": ctx.train_epochs}
-    out = {"data": data, "data_dir": str(root) if root else None}
-    ok = True
-    for name in FORMULAS:
-        if ctx.out_of_time(need_s=0 if ctx.args.dry_run else 30):
-            out[name] = {"skipped": "time budget"}
-            continue
+        data, data_dir, limits = "fashion-mnist", str(root), {}
+    out, ok = {"data": data, "candidates": []}, False
+    for cand in SPEEDRUN_CANDIDATES[: 1 if ctx.args.dry_run else None]:
+        if ctx.out_of_time(need_s=0 if ctx.args.dry_run else 150):
+            out["candidates"].append({"candidate": cand, "skipped": "time budget"})
+            break
 
-        def build(in_channels, num_classes, input_size, _name=name):
+        def build(in_channels, num_classes, input_size, cand=cand):
             return formulac.compile(
-                FORMULAS[_name],
+                FORMULAS["resnet"],
                 backbone="cifar-resnet",
-                depth=ctx.train_depth,
+                depth=8 if ctx.args.dry_run else cand["depth"],
+                width=8 if ctx.args.dry_run else cand["width"],
                 in_channels=in_channels,
                 num_classes=num_classes,
             )
 
-        config = make_config(data=data, device=str(ctx.device), seed=0, **overrides)
+        entry = {"candidate": cand}
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            summary = train(build, config, tmp, progress=False, quiet=True, overwrite=True)
-        entry = {
-            k: summary.get(k)
-            for k in (
-                "final_test_acc",
-                "best_test_acc",
-                "final_train_loss",
-                "parameters",
-                "images_per_s",
-                "epochs",
-            )
-        }
-        entry["seconds"] = time.perf_counter() - t0
-        entry["ok"] = entry["final_test_acc"] is not None and math.isfinite(entry["final_train_loss"])
-        ok &= entry["ok"]
-        out[name] = entry
-    out["depth"] = ctx.train_depth
+            cal = _speedrun_config(cand, data, data_dir, 2, ctx, **limits, eval_every=2)
+            train(build, cal, Path(tmp) / "calibration", progress=False, quiet=True)
+            steady = read_metrics(Path(tmp) / "calibration")[-1]["images_per_s"]
+            n_train = 512 if ctx.args.dry_run else 60000
+            epochs = 1 if ctx.args.dry_run else max(1, min(60, int(57.0 * steady / n_train)))
+            config = _speedrun_config(cand, data, data_dir, epochs, ctx, **limits)
+            summary = train(build, config, Path(tmp) / "run", progress=False, quiet=True)
+            curve = read_metrics(Path(tmp) / "run")
+        train_s = sum(r["train_seconds"] for r in curve)
+        entry.update(
+            calibrated_images_per_s=steady,
+            epochs=epochs,
+            final_test_acc=summary["final_test_acc"],
+            train_seconds=train_s,
+            wall_seconds=summary["wall_time_s"],
+            images_per_s=summary["images_per_s"],
+            parameters=summary["parameters"],
+            curve=[
+                {
+                    k: r[k]
+                    for k in (
+                        "epoch",
+                        "lr",
+                        "train_loss",
+                        "train_acc",
+                        "test_acc",
+                        "train_seconds",
+                        "images_per_s",
+                    )
+                }
+                for r in curve
+            ],
+        )
+        entry["ok"] = summary["final_test_acc"] >= SPEEDRUN_TARGET_ACC and train_s <= SPEEDRUN_TARGET_S
+        out["candidates"].append(entry)
+        if entry["ok"] or ctx.args.dry_run:
+            ok = entry["ok"] or ctx.args.dry_run
+            break
+    out["target"] = f">= {100 * SPEEDRUN_TARGET_ACC:.1f} % in <= {SPEEDRUN_TARGET_S:.0f} s of training"
     out["ok"] = ok
+    return out
+
+
+def harness_throughput(ctx):
+    """images/s of ``formulac train`` against a bare loop on the same model and settings
+    (bench/train_throughput.py): target ratio >= 0.95."""
+    spec = importlib.util.spec_from_file_location("train_throughput", REPO / "bench" / "train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if ctx.args.dry_run:
+        argv = [
+            "--epochs",
+            "2",
+            "--repeats",
+            "1",
+            "--train-size",
+            "256",
+            "--shape",
+            "1x28x28",
+            "--width",
+            "8",
+        ]
+        argv += ["--compile"] if ctx.backend == "inductor" else []
+    else:
+        cand = SPEEDRUN_CANDIDATES[0]
+        argv = ["--device", "cuda", "--amp", "bf16", "--channels-last", "--compile", "--shape", "1x28x28"]
+        argv += ["--train-size", "60000", "--batch-size", str(cand["batch_size"]), "--epochs", "3"]
+        argv += ["--repeats", "3", "--depth", str(cand["depth"]), "--width", str(cand["width"])]
+    figures = module.main(argv)
+    figures["ok"] = ctx.args.dry_run or figures["ratio_train_phase"] >= 0.95
+    return figures
+
+
+def ddp(ctx):
+    """``torchrun`` data-parallel training through the CLI: two ranks (on two GPUs when there
+    are two, else sharing one GPU over gloo); the summary must say world size 2."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ)
+        device = "cpu"
+        if ctx.device.type == "cuda":
+            device = "cuda"
+            if torch.cuda.device_count() < 2:
+                env["FORMULAC_DIST_BACKEND"] = "gloo"  # NCCL refuses two ranks on one GPU
+        root = find_fashion_mnist()
+        data = (
+            ["--data", "fashion-mnist"] if root and not ctx.args.dry_run else ["--data", "synthetic:1x28x28"]
+        )
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        cmd += ["-m", "formulac", "train", str(REPO / "examples" / "resnet_post.rec"), "--depth", "8"]
+        cmd += data + ["--epochs", "1", "--device", device, "--out", str(Path(tmp) / "run"), "--no-progress"]
+        cmd += ["--limit-train", "2048", "--limit-test", "512"] if ctx.args.dry_run else []
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        out = {"command": " ".join(cmd), "returncode": proc.returncode, "seconds": time.perf_counter() - t0}
+        out["stderr_tail"] = proc.stderr[-2000:]
+        summary_path = Path(tmp) / "run" / "summary.json"
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            out.update(world_size=summary["world_size"], final_test_acc=summary["final_test_acc"])
+            out["images_per_s"] = summary["images_per_s"]
+        out["backend"] = env.get("FORMULAC_DIST_BACKEND", "nccl" if device == "cuda" else "gloo")
+    out["ok"] = proc.returncode == 0 and out.get("world_size") == 2
     return out
 
 
@@ -406,7 +527,9 @@ SECTIONS = [
     ("modes", modes),
     ("timing", timing),
     ("torch_compile", torch_compile),
-    ("training", training),
+    ("fashion_speedrun", fashion_speedrun),
+    ("harness_throughput", harness_throughput),
+    ("ddp", ddp),
 ]
 
 
@@ -419,12 +542,10 @@ class Context:
         if args.dry_run:
             self.depth, self.batch, self.timing_batch = 8, 4, 8
             self.rounds, self.warmup = 2, 1
-            self.train_depth, self.train_epochs = 8, 1
             self.backend = args.backend or "aot_eager"
         else:
             self.depth, self.batch, self.timing_batch = 56, 32, args.batch
             self.rounds, self.warmup = args.rounds, 3
-            self.train_depth, self.train_epochs = 20, args.epochs
             self.backend = args.backend or "inductor"
 
     def out_of_time(self, need_s: float = 0.0) -> bool:
@@ -441,11 +562,10 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: $OUT/gpu_check.json)")
     parser.add_argument(
-        "--budget-s", type=float, default=420.0, help="skip what is left after this many seconds"
+        "--budget-s", type=float, default=540.0, help="skip what is left after this many seconds"
     )
     parser.add_argument("--batch", type=int, default=128, help="timing batch")
     parser.add_argument("--rounds", type=int, default=20, help="alternating timing rounds")
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs per formula")
     parser.add_argument(
         "--backend", default=None, help="torch.compile backend (default inductor; aot_eager in --dry-run)"
     )
@@ -538,14 +658,25 @@ def summary(results: dict) -> str:
     if "time_ratio" in tc.get("resnet_timing_fp32", {}):
         r = tc["resnet_timing_fp32"]
         lines.append(f"  torch.compile resnet timing: ratio {r['time_ratio']:.3f}")
-    tr = s.get("training", {})
-    for f in FORMULAS:
-        e = tr.get(f, {})
-        if "final_test_acc" in e and e["final_test_acc"] is not None:
+    for c in s.get("fashion_speedrun", {}).get("candidates", []):
+        if "final_test_acc" in c:
             lines.append(
-                f"  training {f} ({tr.get('data')}): test accuracy {100 * e['final_test_acc']:.2f}% "
-                f"after {e['epochs']} epoch(s), {e['seconds']:.0f}s"
+                f"  fashion speedrun d{c['candidate']['depth']} w{c['candidate']['width']}: test accuracy "
+                f"{100 * c['final_test_acc']:.2f}% after {c['epochs']} epochs, {c['train_seconds']:.1f}s of "
+                f"training, {c['images_per_s']:.0f} img/s ({'ok' if c['ok'] else 'below target'})"
             )
+    ht = s.get("harness_throughput", {})
+    if "ratio_train_phase" in ht:
+        lines.append(
+            f"  formulac train vs bare loop: {ht['train_phase_images_per_s']:.0f} / {ht['bare_images_per_s']:.0f} "
+            f"img/s, ratio {ht['ratio_train_phase']:.3f}"
+        )
+    dd = s.get("ddp", {})
+    if "returncode" in dd:
+        lines.append(
+            f"  ddp ({dd.get('backend')}): exit {dd['returncode']}, world size {dd.get('world_size')}, "
+            f"test accuracy {dd.get('final_test_acc')}"
+        )
     lines.append("ALL OK" if results.get("ok") else "SOME CHECKS FAILED")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@
 from .display import plot  # matplotlib is imported only when something is drawn
 from .errors import FormulacError, SourceError, UsageError
 from .formula import Formula, compile, load, parse, wire
+from .limits import DEFAULT_DEPTH
 
 __all__ = [
     "parse",
@@ -35,7 +36,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def analyze(formula, depth: int = 10, params: str = "symbolic"):
+def analyze(formula, depth: int = DEFAULT_DEPTH, params: str = "symbolic"):
     """The analysis of a formula (text, path-free Formula, or representation) at a depth."""
     from .analysis import analyze as _analyze
     from .formula import _rec_of

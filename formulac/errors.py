@@ -6,7 +6,14 @@ as a :class:`FormulacError`; the CLI prints it and exits with status 2.
 
 from __future__ import annotations
 
-__all__ = ["FormulacError", "SourceError", "UsageError", "SourceLocation"]
+__all__ = [
+    "FormulacError",
+    "SourceError",
+    "UsageError",
+    "SourceLocation",
+    "UnboundSymbolsError",
+    "UnknownNameError",
+]
 
 from dataclasses import dataclass
 
@@ -39,6 +46,33 @@ class UsageError(FormulacError):
 
     def format(self) -> str:
         return f"formulac: error: {self.message}"
+
+
+class UnboundSymbolsError(UsageError):
+    """A formula with free symbols that have no value, where a value is needed (compile, train)."""
+
+    def __init__(self, names, action: str = "a network"):
+        self.names = tuple(names)
+        self.action = action
+        several = len(self.names) > 1
+        sets = " ".join(f"--set {name}=VALUE" for name in self.names)
+        binds = ", ".join(f"{name}=..." for name in self.names)
+        super().__init__(
+            f"{'the free symbols' if several else 'the free symbol'} {', '.join(self.names)} "
+            f"{'have' if several else 'has'} no value, and {action} needs "
+            f"{'them' if several else 'it'}: give {'each one' if several else 'it one'} with {sets} "
+            f"(in Python: formula.bind({binds}))"
+        )
+
+
+class UnknownNameError(UsageError, KeyError):
+    """A value given for a name the formula does not have (``bind``, ``--set``).
+
+    Also a ``KeyError``, as ``Recurrence.bind`` raised before it was a :class:`UsageError`.
+    """
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class SourceError(FormulacError):

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from .errors import UsageError
 from .ir import Recurrence
+from .limits import DEFAULT_DEPTH
 from .parse import load as _load_rec
 from .parse import parse as _parse_rec
 from .printing import latex_expr, to_rec
 
-__all__ = ["Formula", "parse", "load", "load_bound_recurrences", "network_factory"]
+__all__ = ["Formula", "NetworkFactory", "parse", "load", "load_bound_recurrences", "network_factory"]
 
 
 class Formula:
@@ -77,13 +78,10 @@ class Formula:
 
     def bind(self, **values) -> Formula:
         """A copy with symbols (or constants) given values: ``f.bind(a=0.5)``."""
-        try:
-            return Formula(self.rec.bind(**values))
-        except KeyError as exc:
-            raise UsageError(exc.args[0]) from None
+        return Formula(self.rec.bind(**values))
 
     # -- analysis -------------------------------------------------------------------------
-    def analyze(self, depth: int = 10, params: str = "symbolic"):
+    def analyze(self, depth: int = DEFAULT_DEPTH, params: str = "symbolic"):
         """Order, linearity, block weights in x_depth, roots, stability, consistency."""
         from .analysis import analyze
 
@@ -95,7 +93,7 @@ class Formula:
 
         return unroll(self.rec, steps)
 
-    def diff(self, other: Formula, depth: int = 10):
+    def diff(self, other: Formula, depth: int = DEFAULT_DEPTH):
         """How two formulas differ once unrolled."""
         from .analysis import diff
 
@@ -170,6 +168,7 @@ def compile(
     symbol_values = {k: options.pop(k) for k in list(options) if k in rec.symbols or k in rec.constants}
     if symbol_values:
         rec = rec.bind(**symbol_values)
+    rec.require_bound()
     return compile_network(
         rec,
         backbone=backbone,
@@ -186,36 +185,86 @@ def wire(formula, blocks: Mapping[str, Sequence]):
     """``nn.Module`` mapping x_0 to x_N by the formula with the user's blocks."""
     from .codegen import wire as _wire
 
-    return _wire(_rec_of(formula), dict(blocks))
+    rec = _rec_of(formula)
+    rec.require_bound("wire")
+    return _wire(rec, dict(blocks))
 
 
-def network_factory(rec: Recurrence, backbone_kwargs: Mapping):
-    """``(build_model, describe)`` for training: ``build_model(in_channels, num_classes,
-    input_size)`` compiles ``rec`` on the backbone (``backbone_kwargs``: backbone, depth,
-    transition, options), filling in what the data set decides; ``describe`` is the JSON the
-    run directory records. Bad options fail here, before any data is loaded."""
-    from .codegen import compile_network, compile_source, get_backbone_info
+class NetworkFactory:
+    """``build_model(in_channels, num_classes, input_size)`` for :func:`formulac.train.train`:
+    compiles a formula on a backbone (``backbone_kwargs``: backbone, depth, transition,
+    options), filling in what the data set decides.
 
-    kwargs = dict(backbone_kwargs)
-    info = get_backbone_info(kwargs["backbone"])
+    Picklable, so that ``compare --jobs`` can build in worker processes.  ``describe`` is the
+    JSON the run directory records; each build records there the SHA-256 of the source it
+    compiled (the file ``formulac compile`` writes for the same classes and input channels).
+    Bad options fail in the constructor, before any data is loaded."""
 
-    def build_model(in_channels: int, num_classes: int, input_size: int):
-        options = dict(kwargs)
+    def __init__(self, rec: Recurrence, backbone_kwargs: Mapping):
+        from .codegen import compile_source, get_backbone_info
+
+        self.rec = rec
+        self.kwargs = dict(backbone_kwargs)
+        self._takes_input_size = "input_size" in get_backbone_info(self.kwargs["backbone"]).defaults
+        source = compile_source(rec, **self.kwargs)
+        self._text = _rebuildable_text(rec, source, self.kwargs)
+        self.describe = {
+            "formula": to_rec(rec),
+            "file": Path(rec.name).name,
+            **{k: v for k, v in self.kwargs.items() if v is not None},
+        }
+
+    # Pickling SymPy expressions rebuilds them in canonical order, which would change the user's
+    # term order in the emitted source; a formula read from a file travels as its text instead.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self._text is not None:
+            state["rec"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.rec is None:
+            self.rec = _from_text(*self._text)
+
+    def __call__(self, in_channels: int, num_classes: int, input_size: int):
+        from .codegen import compile_source, load_source
+
+        options = dict(self.kwargs)
         options["in_channels"] = options.get("in_channels") or in_channels
         options["num_classes"] = options.get("num_classes") or num_classes
-        if "input_size" in info.defaults and "input_size" not in options:
+        if self._takes_input_size and "input_size" not in options:
             options["input_size"] = input_size
-        return compile_network(rec, **options)
+        source = compile_source(self.rec, **options)
+        self.describe["source_sha256"] = hashlib.sha256(source.encode()).hexdigest()
+        return load_source(source, "net").FormulaNet()
 
-    source = compile_source(rec, **kwargs)  # bad options fail here, before any data is loaded
-    describe = {
-        "formula": to_rec(rec),
-        "file": Path(rec.name).name,
-        **{k: v for k, v in kwargs.items() if v is not None},
-        # the network's code as `formulac compile` writes it (for these class and input sizes)
-        "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
-    }
-    return build_model, describe
+
+def _from_text(text: str, name: str, bindings: dict) -> Recurrence:
+    rec = _parse_rec(text, name)
+    return rec.bind(**bindings) if bindings else rec
+
+
+def _rebuildable_text(rec: Recurrence, source: str, kwargs: dict):
+    """(file text, name, bindings) that parse and bind back to ``rec`` (checked: the same
+    compiled source), or None."""
+    from .codegen import compile_source
+
+    try:
+        text = Path(rec.name).read_text(encoding="utf-8")
+        spec = (text, rec.name, {str(k): v for k, v in rec.bindings.items()})
+        if compile_source(_from_text(*spec), **kwargs) == source:
+            return spec
+    except (OSError, UnicodeDecodeError, UsageError, ValueError, TypeError):
+        pass
+    return None
+
+
+def network_factory(rec: Recurrence, backbone_kwargs: Mapping) -> tuple[NetworkFactory, dict]:
+    """``(build_model, describe)`` for training: a :class:`NetworkFactory` and its
+    ``describe``."""
+    factory = NetworkFactory(rec, backbone_kwargs)
+    return factory, factory.describe
 
 
 def load_bound_recurrences(paths: Sequence[str], values: Mapping) -> list[Recurrence]:

@@ -4,49 +4,143 @@ States are ``IndexedBase`` objects indexed by the step symbol :data:`n` (``x[n +
 SymPy printers give real subscripts. A learned block applied at a step is a :class:`BlockCall`
 ``F(step, argument)``; a per-step parameter ``k_n`` is ``k[n]``; a history sum is a SymPy ``Sum``
 over a bound index; channel concatenation is :class:`Concat`. Element-wise functions that SymPy
-lacks (``relu``, ``sigmoid``, ...) are undefined SymPy functions named after them.
+lacks (``relu``, ``sigmoid``, ...) are opaque SymPy functions named after them that evaluate
+numerically by their definitions.
 
-Nothing here knows about parsing, analysis or code generation.
+This module owns the facts about a formula that every later stage needs: the state references
+(:class:`StateRef`: name and index), the walkers over expressions (:func:`walk`,
+:func:`references`, :func:`block_calls`, :func:`top_level_calls`), the lags (:func:`lags_of`),
+the output state (resolved once, by :func:`default_output` unless declared), the values of
+constants (:meth:`Recurrence.substitutions`) and the formula's canonical text
+(:func:`to_rec`, :attr:`Recurrence.text`). Nothing here knows about parsing, analysis or code
+generation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 
 import sympy
+from mpmath.libmp import prec_to_dps
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
+
+from .errors import UnboundSymbolsError, UnknownNameError, UsageError
 
 __all__ = [
     "n",
     "ELEMENTWISE",
+    "UNBOUNDED",
     "BlockCall",
     "Concat",
     "Domain",
     "Equation",
     "Param",
     "Recurrence",
+    "StateRef",
+    "CycleError",
     "state",
+    "walk",
+    "references",
     "block_calls",
+    "top_level_calls",
     "state_refs",
+    "lags_of",
+    "default_output",
+    "evaluation_order",
+    "resolve_values",
     "rebuild",
+    "substitute_param_inits",
+    "written_out",
+    "has_activation",
+    "RecPrinter",
+    "rec_expr",
+    "index_text",
+    "decimal_text",
+    "to_rec",
 ]
 
 #: The step index. ``x[n + 1]`` is the state computed at step ``n``.
 n = sympy.Symbol("n", integer=True)
 
+#: The lag of a state read through a history sum (every past value).
+UNBOUNDED = -1
+
+
+# -- element-wise functions ------------------------------------------------------------------
+
+
+class _Activation(sympy.Function):
+    """An element-wise function SymPy lacks: opaque to simplification (SymPy's own ``tanh``
+    queries assumptions exponentially in nesting), numeric through its definition, so that a
+    coefficient such as ``sigmoid(1)`` evaluates to a number."""
+
+    nargs = 1
+
+    @staticmethod
+    def definition(x: sympy.Expr) -> sympy.Expr:
+        raise NotImplementedError
+
+    def _eval_evalf(self, prec):
+        return _evaluated(self, 30 * -(-prec_to_dps(prec) // 30))  # a few precisions: cache hits
+
+
+@lru_cache(maxsize=4096)
+def _evaluated(call: _Activation, digits: int) -> sympy.Expr | None:
+    """A numeric value of an activation, memoised so that nested calls cost linear time."""
+    x = call.args[0].evalf(digits)  # a Float first: the definition never sees nested calls
+    if not x.is_Number:
+        return None
+    return call.definition(x).evalf(digits)
+
+
+def _activation(name: str, definition, write_out: bool = True) -> type[_Activation]:
+    attributes = {"definition": staticmethod(definition), "write_out": write_out, "__module__": __name__}
+    return type(name, (_Activation,), attributes)
+
+
+relu = _activation("relu", lambda x: sympy.Max(0, x))
+sigmoid = _activation("sigmoid", lambda x: 1 / (1 + sympy.exp(-x)))
+tanh = _activation("tanh", sympy.tanh, write_out=False)  # SymPy's tanh is slow when nested
+softplus = _activation("softplus", lambda x: sympy.log(1 + sympy.exp(x)))
+gelu = _activation("gelu", lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2)
+silu = _activation("silu", lambda x: x / (1 + sympy.exp(-x)))
+elu = _activation("elu", lambda x: sympy.Piecewise((x, x > 0), (sympy.exp(x) - 1, True)))
+
+_ACTIVATIONS = (relu, sigmoid, tanh, softplus, gelu, silu, elu)
+
+
+def written_out(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with the language's own activations replaced by their SymPy definitions
+    (``relu(2)`` -> ``2``, ``sigmoid(k)`` -> ``1/(1 + exp(-k))``): exact values of coefficients."""
+    if not isinstance(expr, sympy.Basic) or not expr.has(*_ACTIVATIONS):
+        return expr
+    return expr.replace(
+        lambda e: isinstance(e, _Activation) and e.write_out, lambda e: type(e).definition(e.args[0])
+    )
+
+
+def has_activation(expr: sympy.Expr) -> bool:
+    """Does ``expr`` hold one of the language's opaque activations (which ``sympy.simplify``
+    must not see: it rewrites nested calls exponentially)?"""
+    return isinstance(expr, sympy.Basic) and expr.has(*_ACTIVATIONS)
+
 
 #: Element-wise functions of the language: name -> SymPy function class.
 ELEMENTWISE: Mapping[str, object] = MappingProxyType(
     {
-        "relu": sympy.Function("relu"),
-        "sigmoid": sympy.Function("sigmoid"),
-        # activations stay opaque: SymPy's own tanh queries assumptions exponentially in nesting
-        "tanh": sympy.Function("tanh"),
-        "softplus": sympy.Function("softplus"),
-        "gelu": sympy.Function("gelu"),
-        "silu": sympy.Function("silu"),
-        "elu": sympy.Function("elu"),
+        "relu": relu,
+        "sigmoid": sigmoid,
+        "tanh": tanh,
+        "softplus": softplus,
+        "gelu": gelu,
+        "silu": silu,
+        "elu": elu,
         "exp": sympy.exp,
         "log": sympy.log,
         "sqrt": sympy.sqrt,
@@ -55,6 +149,9 @@ ELEMENTWISE: Mapping[str, object] = MappingProxyType(
         "cos": sympy.cos,
     }
 )
+
+
+# -- expressions -------------------------------------------------------------------------------
 
 
 class BlockCall(sympy.Function):
@@ -103,6 +200,230 @@ class Concat(sympy.Function):
 def state(name: str, index: sympy.Expr | int) -> sympy.Indexed:
     """The reference ``name_index`` (``state('x', n + 1)`` is ``x_<n+1>``)."""
     return sympy.IndexedBase(name)[index]
+
+
+@dataclass(frozen=True)
+class StateRef:
+    """A state (or per-step parameter) at an index: ``x_<n-1>`` is ``StateRef("x", n - 1)``.
+
+    The index is ``n`` plus a whole number (in an equation), a sum's variable plus a whole
+    number (``x_<i-1>`` in a history sum), or a whole number (``x_0``, and every index of an
+    unrolled expansion). ``node`` is the SymPy ``Indexed`` it was read from.
+    """
+
+    name: str
+    index: sympy.Expr
+    node: sympy.Indexed | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, node: sympy.Indexed) -> StateRef:
+        return cls(node.base.label.name, node.indices[0], node)
+
+    @property
+    def indexed(self) -> sympy.Indexed:
+        """The SymPy form, ``x[n - 1]``."""
+        return self.node if self.node is not None else state(self.name, self.index)
+
+    @property
+    def variable(self) -> sympy.Symbol | None:
+        """``n``, a sum's variable, or None for an absolute index."""
+        return next(iter(self.index.free_symbols), None)
+
+    @property
+    def shift(self) -> int:
+        """The index minus its variable: ``x_<n-1>`` -> -1, ``x_<i+1>`` -> 1, ``x_<-2>`` -> -2."""
+        variable = self.variable
+        return int(self.index if variable is None else self.index - variable)
+
+    @property
+    def offset(self) -> int | None:
+        """Steps from ``n``: ``x_<n+1>`` -> 1, ``x_n`` -> 0, ``x_<n-1>`` -> -1; None otherwise."""
+        difference = self.index - n
+        return int(difference) if difference.is_Integer else None
+
+    @property
+    def step(self) -> int | None:
+        """The absolute index (``x_0`` -> 0, ``x_<-1>`` -> -1, ``x_3`` -> 3); None otherwise."""
+        return int(self.index) if self.index.is_Integer else None
+
+    def at(self, step: int) -> int:
+        """The index at a concrete step (``x_<n-1>`` at step 3 -> 2)."""
+        return int(self.index.xreplace({n: step}))
+
+
+def walk(expr: sympy.Basic, *, into_blocks: bool = True, into_sums: bool = True) -> Iterator[sympy.Basic]:
+    """Every node of ``expr``, parents before children and left to right, without recursion.
+
+    ``into_blocks=False`` yields block calls but not what is inside their arguments;
+    ``into_sums=False`` does the same for history sums.
+    """
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if (not into_blocks and isinstance(node, BlockCall)) or (
+            not into_sums and isinstance(node, sympy.Sum)
+        ):
+            continue
+        stack.extend(reversed(node.args))
+
+
+def references(
+    expr: sympy.Basic,
+    names: Iterable[str] | None = None,
+    *,
+    into_blocks: bool = True,
+    into_sums: bool = True,
+) -> Iterator[StateRef]:
+    """The indexed references of ``expr`` (of the states ``names`` when given), in order."""
+    wanted = names if names is None or isinstance(names, (set, frozenset, dict)) else frozenset(names)
+    for node in walk(expr, into_blocks=into_blocks, into_sums=into_sums):
+        if isinstance(node, sympy.Indexed):
+            ref = StateRef.of(node)
+            if wanted is None or ref.name in wanted:
+                yield ref
+
+
+def block_calls(expr: sympy.Basic) -> Iterator[BlockCall]:
+    """Every block call in ``expr``, outer calls before the ones nested in their arguments."""
+    for node in walk(expr):
+        if isinstance(node, BlockCall):
+            yield node
+
+
+def top_level_calls(expr: sympy.Basic) -> Iterator[BlockCall]:
+    """Block calls of ``expr`` that are not nested inside another block's argument."""
+    for node in walk(expr, into_blocks=False):
+        if isinstance(node, BlockCall):
+            yield node
+
+
+def state_refs(expr: sympy.Basic) -> Iterator[sympy.Indexed]:
+    """Every indexed node in ``expr`` (states and per-step parameters alike)."""
+    for node in walk(expr):
+        if isinstance(node, sympy.Indexed):
+            yield node
+
+
+def lags_of(refs: Iterable[StateRef], states: Iterable[str]) -> dict[str, int]:
+    """For each state, how many of its values up to step ``n`` the references read.
+
+    ``x_n`` alone is lag 1, ``x_<n-1>`` makes it 2; a state read only at ``n+1`` (same step) or
+    by absolute index (``x_0``) has lag 0; a read through a sum's variable is :data:`UNBOUNDED`.
+    """
+    lags = dict.fromkeys(states, 0)
+    for ref in refs:
+        if ref.name not in lags or lags[ref.name] == UNBOUNDED:
+            continue
+        if ref.variable is not None and ref.variable != n:
+            lags[ref.name] = UNBOUNDED
+            continue
+        offset = ref.offset
+        if offset is not None and offset <= 0:
+            lags[ref.name] = max(lags[ref.name], 1 - offset)
+    return lags
+
+
+def default_output(states: Sequence[str]) -> str | None:
+    """The output state when no ``output`` line names one: ``x`` if the formula advances it,
+    else the only state; None when several states leave it open."""
+    if "x" in states:
+        return "x"
+    if len(states) == 1:
+        return states[0]
+    return None
+
+
+class CycleError(ValueError):
+    """Items that depend on each other in a cycle; ``cycle`` lists it, first item repeated."""
+
+    def __init__(self, cycle: list[str]):
+        super().__init__(" -> ".join(cycle))
+        self.cycle = cycle
+
+
+def evaluation_order(items: Sequence[str], depends_on: Mapping[str, Iterable[str]]) -> list[str]:
+    """``items`` with each after everything it depends on, otherwise in the given order.
+
+    Iterative (no recursion limit on long chains), linear in items plus dependencies; raises
+    :class:`CycleError` for a cycle. Dependencies outside ``items`` are ignored.
+    """
+    position = {item: i for i, item in enumerate(items)}
+
+    def deps(item: str) -> Iterator[str]:
+        return iter(sorted((d for d in set(depends_on.get(item, ())) if d in position), key=position.get))
+
+    order: list[str] = []
+    done: set[str] = set()
+    for root in items:
+        if root in done:
+            continue
+        path = [root]
+        on_path = {root}
+        stack = [deps(root)]
+        while stack:
+            for dep in stack[-1]:
+                if dep in on_path:
+                    raise CycleError(path[path.index(dep) :] + [dep])
+                if dep not in done:
+                    path.append(dep)
+                    on_path.add(dep)
+                    stack.append(deps(dep))
+                    break
+            else:
+                stack.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                order.append(finished)
+    return order
+
+
+def resolve_values(values: Mapping[str, sympy.Expr], check=None) -> dict[sympy.Symbol, sympy.Expr]:
+    """Named values that may use one another (constants) -> Symbol -> value in none of them.
+
+    Resolved in dependency order, each value once (linear in the total size for chains);
+    ``check(name, value)`` sees every resolved value as it is made (the parser's size limits).
+    Raises :class:`CycleError` when values are defined through themselves.
+    """
+    symbols = {name: sympy.Symbol(name) for name in values}
+    uses = {
+        name: [s.name for s in value.free_symbols if s.name in symbols and s == symbols[s.name]]
+        for name, value in values.items()
+    }
+    resolved: dict[sympy.Symbol, sympy.Expr] = {}
+    for name in evaluation_order(list(values), uses):
+        value = values[name]
+        if uses[name]:
+            value = value.xreplace({symbols[d]: resolved[symbols[d]] for d in uses[name]})
+        if check is not None:
+            check(name, value)
+        resolved[symbols[name]] = value
+    return resolved
+
+
+def rebuild(expr: sympy.Expr) -> sympy.Expr:
+    """Evaluate an expression built with ``evaluate=False`` into SymPy's canonical form."""
+    if not expr.args or isinstance(expr, (sympy.Indexed, sympy.Symbol)):
+        return expr
+    if isinstance(expr, sympy.Sum):
+        return sympy.Sum(rebuild(expr.function), *expr.limits)
+    return expr.func(*(rebuild(a) for a in expr.args))
+
+
+def substitute_param_inits(expr: sympy.Expr, params: Mapping[str, Param]) -> sympy.Expr:
+    """Replace every parameter (shared or per step) by its initial value."""
+    mapping = {}
+    for p in params.values():
+        if p.per_step:
+            for ref in references(expr, (p.name,)):
+                mapping[ref.indexed] = p.init
+        else:
+            mapping[sympy.Symbol(p.name)] = p.init
+    return expr.xreplace(mapping)
+
+
+# -- the formula -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -159,7 +480,9 @@ class Recurrence:
 
     ``initial`` maps ``(state, index)`` to an explicit initial value (an expression in the
     input ``output_0``); unlisted states before step 0 follow the language defaults
-    (:meth:`initial_value`).
+    (:meth:`initial_value`). ``display_values`` keeps the user's term order of constant values
+    (by name) and initial values (by ``(state, index)``) for printing, as
+    ``Equation.display_rhs`` does for equations.
     """
 
     equations: tuple[Equation, ...]
@@ -172,6 +495,13 @@ class Recurrence:
     initial: Mapping[tuple[str, int], sympy.Expr] = field(default_factory=dict)
     shared_blocks: frozenset[str] = frozenset()
     name: str = "<formula>"
+    display_values: Mapping[object, sympy.Expr] = field(default_factory=dict)
+    #: :meth:`substitutions` when the parser has already computed it (None: on first use)
+    resolved: Mapping[sympy.Symbol, sympy.Expr] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.equations and self.output not in self.states:
+            raise ValueError(f"the output {self.output!r} is not one of the states {self.states}")
 
     # -- what the formula contains -------------------------------------------------------
     @property
@@ -193,58 +523,61 @@ class Recurrence:
                 seen.setdefault(call.block, None)
         return tuple(seen)
 
-    @property
+    def references(self) -> Iterator[StateRef]:
+        """Every state reference of every equation, block arguments and history sums included."""
+        for eq in self.equations:
+            yield from references(eq.rhs, self.states)
+
+    @cached_property
     def lags(self) -> dict[str, int]:
         """For each state, how many past values (``s_n``, ``s_<n-1>``, ...) the equations read.
 
         A state read only at ``n+1`` (same step) has lag 0; a history sum makes the lag
-        unbounded and is reported as ``-1``.
+        unbounded (:data:`UNBOUNDED`, -1).
         """
-        lags = dict.fromkeys(self.states, 0)
-        for eq in self.equations:
-            if eq.rhs.has(sympy.Sum):
-                for s in _summed_states(eq.rhs):
-                    lags[s] = -1
-            for ref in state_refs(eq.rhs):
-                name = ref.base.label.name
-                offset = ref.indices[0] - n
-                if name in lags and lags[name] != -1 and offset.is_Integer and offset <= 0:
-                    lags[name] = max(lags[name], 1 - int(offset))
-        return lags
+        return lags_of(self.references(), self.states)
 
     @property
     def order(self) -> int | None:
         """How many past steps the formula reads (1 for ResNet); None for a history sum."""
         lags = self.lags.values()
-        if any(v == -1 for v in lags):
+        if any(v == UNBOUNDED for v in lags):
             return None
         return max(lags, default=0)
 
     @property
     def free_symbols(self) -> tuple[str, ...]:
-        """Declared symbols that have no value yet."""
+        """Symbols (declared, or used without a declaration) that have no value yet."""
         return tuple(s for s in self.symbols if s not in self.bindings)
 
+    @property
+    def text(self) -> str:
+        """The canonical ``.rec`` text (:func:`to_rec`)."""
+        return to_rec(self)
+
+    def display_value(self, key) -> sympy.Expr:
+        """A constant's value (by name) or an initial value (by ``(state, index)``) as written."""
+        if key in self.display_values:
+            return self.display_values[key]
+        return self.constants[key] if isinstance(key, str) else self.initial[key]
+
     # -- values ----------------------------------------------------------------------------
+    @cached_property
+    def _values(self) -> Mapping[sympy.Symbol, sympy.Expr]:
+        if self.resolved is not None:
+            return self.resolved
+        try:
+            return resolve_values({**self.constants, **self.bindings})
+        except CycleError as exc:  # only bind() can make one: the parser refuses them
+            raise UsageError(f"the values given make {exc.cycle[0]} depend on itself: {exc}") from None
+
     def substitutions(self) -> dict[sympy.Symbol, sympy.Expr]:
-        """Symbol -> value for constants and bound symbols."""
-        subs: dict = {sympy.Symbol(k): v for k, v in self.constants.items()}
-        subs.update({sympy.Symbol(k): v for k, v in self.bindings.items()})
-        # constants may refer to other constants
-        for _ in range(len(subs)):
-            changed = False
-            for k, v in list(subs.items()):
-                new = v.subs(subs) if hasattr(v, "subs") else v
-                if new != v:
-                    subs[k] = new
-                    changed = True
-            if not changed:
-                break
-        return subs
+        """Symbol -> value for constants and bound symbols, each in terms of free symbols only."""
+        return dict(self._values)
 
     def resolved_rhs(self, state_name: str, params: str = "symbolic") -> sympy.Expr:
         """The canonical right-hand side with constants and bindings substituted."""
-        rhs = self.equation(state_name).rhs.xreplace(self.substitutions())
+        rhs = self.equation(state_name).rhs.xreplace(self._values)
         if params == "init":
             rhs = substitute_param_inits(rhs, self.params)
         return rhs
@@ -257,67 +590,259 @@ class Recurrence:
             return state(self.output, 0)
         return sympy.Integer(0)
 
+    def require_bound(self, action: str = "a network") -> None:
+        """Raise :class:`~formulac.errors.UnboundSymbolsError` naming every free symbol, if any."""
+        if self.free_symbols:
+            raise UnboundSymbolsError(self.free_symbols, action)
+
     def bind(self, **values) -> Recurrence:
-        """A copy with free symbols given values (numbers or SymPy expressions)."""
+        """A copy with free symbols (or constants) given values (numbers or SymPy expressions)."""
         unknown = sorted(set(values) - set(self.symbols) - set(self.constants))
         if unknown:
-            raise KeyError(
+            raise UnknownNameError(
                 f"cannot bind {', '.join(unknown)}: the formula's symbols are "
                 f"{', '.join(self.symbols + tuple(self.constants)) or '(none)'}"
             )
         bindings = dict(self.bindings)
         constants = dict(self.constants)
+        display = dict(self.display_values)
+        domains = dict(self.domains)
         for key, value in values.items():
-            value = (
-                sympy.nsimplify(value, rational=True) if isinstance(value, float) else sympy.sympify(value)
-            )
+            value = _exact(key, value)
             if key in constants:
                 constants[key] = value
+                display.pop(key, None)
             else:
                 bindings[key] = value
-        return replace(self, bindings=bindings, constants=constants)
+                domains.pop(key, None)
+        bound = replace(
+            self,
+            bindings=bindings,
+            constants=constants,
+            display_values=display,
+            domains=domains,
+            resolved=None,
+        )
+        bound._check_values(", ".join(f"{k} = {rec_expr(bound._values[sympy.Symbol(k)])}" for k in values))
+        return bound
+
+    def _check_values(self, given: str) -> None:
+        """Every value finite and real once constants and bindings are substituted."""
+        values = self._values
+        checked = [(f"the value of {s}", v) for s, v in values.items()]
+        checked += [(f"the equation of {eq.state}", eq.rhs.xreplace(values)) for eq in self.equations]
+        checked += [(f"{k[0]}_{index_text(k[1])}", v.xreplace(values)) for k, v in self.initial.items()]
+        for what, value in checked:
+            if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+                raise UsageError(f"with {given}, {what} divides by zero (or is otherwise undefined)")
+            if value.has(sympy.I):
+                raise UsageError(f"with {given}, {what} is not a real number")
 
 
-def substitute_param_inits(expr: sympy.Expr, params: Mapping[str, Param]) -> sympy.Expr:
-    """Replace every parameter (shared or per step) by its initial value."""
-    mapping = {}
-    for p in params.values():
-        if p.per_step:
-            base = sympy.IndexedBase(p.name)
-            for ref in expr.atoms(sympy.Indexed):
-                if ref.base == base:
-                    mapping[ref] = p.init
+def _exact(name: str, value) -> sympy.Expr:
+    """A value given to ``bind``: floats become the rational they print as (0.1 -> 1/10)."""
+    if isinstance(value, bool):
+        raise UsageError(f"cannot bind {name} to {value!r}: give a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError(f"cannot bind {name} to {value!r}: give a finite number")
+        return sympy.Rational(str(value))
+    if isinstance(value, Fraction):
+        return sympy.Rational(value.numerator, value.denominator)
+    try:
+        result = sympy.sympify(value, strict=not isinstance(value, str))
+    except (sympy.SympifyError, TypeError, SyntaxError) as exc:
+        raise UsageError(f"cannot bind {name} to {value!r}: give a number ({exc})") from None
+    if result.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
+        raise UsageError(f"cannot bind {name} to {value!r}: give a finite number")
+    return result
+
+
+# -- canonical text ------------------------------------------------------------------------------
+
+
+def index_text(index: sympy.Expr, latex: bool = False) -> str:
+    """``n`` -> ``n``, ``n + 1`` -> ``<n+1>`` (``{n+1}`` in LaTeX), ``3`` -> ``3``."""
+    index = sympy.sympify(index)
+    if index.is_Symbol or (index.is_Integer and index >= 0):
+        return str(index)
+    var = next(iter(index.free_symbols), None)
+    if var is None:
+        inner = str(index)
+    else:
+        offset = index - var
+        inner = f"{var}{int(offset):+d}" if offset.is_Integer else str(index).replace(" ", "")
+    return "{%s}" % inner if latex else "<%s>" % inner
+
+
+class RecPrinter(StrPrinter):
+    """SymPy expressions in the syntax of the ``.rec`` language (the text re-parses)."""
+
+    printmethod = "_rec_text"  # not SymPy's own `_sympystr`, which Indexed defines
+
+    def _print_Indexed(self, expr):
+        return f"{expr.base.label}_{index_text(expr.indices[0])}"
+
+    def _print_BlockCall(self, expr: BlockCall):
+        step = "" if expr.step == n else "_" + index_text(expr.step)
+        return f"{expr.block}{step}({self._print(expr.argument)})"
+
+    def _print_Concat(self, expr: Concat):
+        return "cat(%s)" % ", ".join(self._print(a) for a in expr.args)
+
+    def _print_Sum(self, expr):
+        ((var, low, high),) = expr.limits
+        return f"sum({var}={self._print(low)}..{self._print(high)}, {self._print(expr.function)})"
+
+    def _print_Mul(self, expr):
+        """Factors in their order after one numeric coefficient that carries the sign, with
+        ``p/q`` and negative powers below one bar: ``-2*a*b/(3*c)``. Nested products print flat
+        and their numbers combine, which is also how the parser reads the text back."""
+        coefficient, above, below = _product_parts(expr)
+        if coefficient == 0:
+            return "0"
+        sign = "-" if coefficient < 0 else ""
+        coefficient = abs(coefficient)
+        if coefficient.p != 1 or not above:
+            above.insert(0, sympy.Integer(coefficient.p))
+        if coefficient.q != 1:
+            below.insert(0, sympy.Integer(coefficient.q))
+        level = PRECEDENCE["Mul"]
+        text = "*".join(self.parenthesize(f, level) for f in above)
+        if len(below) == 1:
+            text += "/" + self.parenthesize(below[0], level)
+        elif below:
+            text += "/(" + "*".join(self.parenthesize(f, level) for f in below) + ")"
+        return sign + text
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.args
+        if exp == sympy.S.Half:
+            return "sqrt(%s)" % self._print(base)
+        if exp.is_Integer and exp.is_negative:  # 1/x, 1/x^2, and numbers as the parser folds them
+            return self._print_Mul(sympy.Mul(sympy.Integer(1), expr, evaluate=False))
+        # ^ groups to the right: a power as the base needs parentheses, (x^3)^2
+        return "%s^%s" % (
+            self.parenthesize(_single_factor(base), PRECEDENCE["Pow"]),
+            self.parenthesize(_single_factor(exp), PRECEDENCE["Pow"]),
+        )
+
+    def _print_Exp1(self, expr):
+        return "exp(1)"
+
+    def _print_Abs(self, expr):
+        return "abs(%s)" % self._print(expr.args[0])
+
+    def _print_Integer(self, expr):
+        return decimal_text(int(expr.p))
+
+    def _print_Rational(self, expr):
+        return f"{decimal_text(int(expr.p))}/{decimal_text(int(expr.q))}"
+
+    def _print_Float(self, expr):  # only from user bindings; keep it exact enough to re-read
+        return repr(float(expr))
+
+
+def decimal_text(value: int) -> str:
+    """``str(value)`` at any size (Python refuses more than 4,300 digits by default)."""
+    if abs(value).bit_length() <= _SAFE_BITS:
+        return str(value)
+    pieces: list[str] = []
+    _decimal_pieces(abs(value), pieces, 0)
+    return ("-" if value < 0 else "") + "".join(pieces)
+
+
+_SAFE_BITS = 12_000  # about 3,600 digits: within Python's default limit
+
+
+def _decimal_pieces(value: int, pieces: list[str], width: int) -> None:
+    """Append the digits of ``value`` (zero-padded to ``width``), splitting at a power of ten."""
+    if value.bit_length() <= _SAFE_BITS:
+        pieces.append(str(value).rjust(width, "0"))
+        return
+    digits = int(value.bit_length() * 0.30103) // 2
+    high, low = divmod(value, 10**digits)
+    _decimal_pieces(high, pieces, max(0, width - digits))
+    _decimal_pieces(low, pieces, digits)
+
+
+def _product_parts(expr: sympy.Mul) -> tuple[sympy.Rational, list, list]:
+    """A product as its numeric coefficient, the factors above the bar and those below it."""
+    coefficient, above, below = sympy.Integer(1), [], []
+    stack = list(reversed(expr.args))
+    while stack:
+        f = stack.pop()
+        if isinstance(f, sympy.Mul):
+            stack.extend(reversed(f.args))
+        elif f.is_Rational:
+            coefficient *= f
+        elif f.is_Pow and f.exp.is_Integer and f.exp.is_negative and isinstance(f.base, sympy.Mul):
+            stack.extend(sympy.Pow(g, f.exp, evaluate=False) for g in reversed(f.base.args))
+        elif f.is_Pow and f.exp.is_Integer and f.exp.is_negative and f.base.is_Pow:
+            power = f.base.exp * f.exp
+            stack.append(f.base.base if power == 1 else sympy.Pow(f.base.base, power, evaluate=False))
+        elif f.is_Pow and f.exp.is_Rational and f.exp.is_negative:  # x^(-1/2): below as sqrt(x)
+            if f.base.is_Rational and f.exp.is_Integer:
+                coefficient /= f.base ** (-f.exp)
+            else:
+                below.append(f.base if f.exp == -1 else sympy.Pow(f.base, -f.exp, evaluate=False))
         else:
-            mapping[sympy.Symbol(p.name)] = p.init
-    return expr.xreplace(mapping)
+            above.append(f)
+    return coefficient, above, below
 
 
-def block_calls(expr: sympy.Expr) -> Iterator[BlockCall]:
-    """Every block call in ``expr``, outer calls before the ones nested in their arguments."""
-    for node in sympy.preorder_traversal(expr):
-        if isinstance(node, BlockCall):
-            yield node
+def _single_factor(expr: sympy.Expr) -> sympy.Expr:
+    """A product that prints as one factor (``2*(1/2*a)`` prints ``a``) as that factor, so
+    that it is parenthesised as what it prints."""
+    if expr.is_Pow and expr.exp.is_Integer and expr.exp.is_negative:
+        expr = sympy.Mul(sympy.Integer(1), expr, evaluate=False)  # printed as a product: 1/x
+    if isinstance(expr, sympy.Mul):
+        coefficient, above, below = _product_parts(expr)
+        if not below and ((coefficient == 1 and len(above) == 1) or not above):
+            return above[0] if above else coefficient
+    return expr
 
 
-def state_refs(expr: sympy.Expr) -> Iterator[sympy.Indexed]:
-    """Every indexed reference in ``expr`` (states and per-step parameters alike)."""
-    for node in sympy.preorder_traversal(expr):
-        if isinstance(node, sympy.Indexed):
-            yield node
+def rec_expr(expr: sympy.Expr) -> str:
+    """An expression in ``.rec`` syntax, in the order of its terms (as written, for display forms)."""
+    return RecPrinter({"order": "none"}).doprint(expr)
 
 
-def _summed_states(expr: sympy.Expr) -> set[str]:
-    names: set[str] = set()
-    for s in expr.atoms(sympy.Sum):
-        for ref in state_refs(s.function):
-            names.add(ref.base.label.name)
-    return names
+def _domain_text(domain: Domain) -> str:
+    if domain.choices is not None:
+        return "{%s}" % ", ".join(rec_expr(c) for c in domain.choices)
+    return f"[{rec_expr(domain.low)}, {rec_expr(domain.high)}]" + (" log" if domain.log else "")
 
 
-def rebuild(expr: sympy.Expr) -> sympy.Expr:
-    """Evaluate an expression built with ``evaluate=False`` into SymPy's canonical form."""
-    if not expr.args or isinstance(expr, (sympy.Indexed, sympy.Symbol)):
-        return expr
-    if isinstance(expr, sympy.Sum):
-        return sympy.Sum(rebuild(expr.function), *expr.limits)
-    return expr.func(*(rebuild(a) for a in expr.args))
+def to_rec(rec: Recurrence) -> str:
+    """Canonical ``.rec`` text that parses back to the same formula, terms as the user wrote them.
+
+    Printing, parsing and printing again gives the same text.
+    """
+    lines: list[str] = []
+    for name in rec.constants:
+        lines.append(f"{name} = {rec_expr(rec.display_value(name))}")
+    for name, value in rec.bindings.items():
+        lines.append(f"{name} = {rec_expr(value)}")
+    plain: list[str] = []  # runs of symbols without a domain share a line, in the formula's order
+    for name in rec.free_symbols:
+        if name not in rec.domains:
+            plain.append(name)
+            continue
+        if plain:
+            lines.append("symbol " + ", ".join(plain))
+            plain = []
+        lines.append(f"symbol {name} in {_domain_text(rec.domains[name])}")
+    if plain:
+        lines.append("symbol " + ", ".join(plain))
+    for p in rec.params.values():
+        lines.append(f"param {p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}")
+    if rec.shared_blocks:
+        lines.append("shared " + ", ".join(sorted(rec.shared_blocks)))
+    if rec.output != default_output(rec.states):
+        lines.append(f"output {rec.output}")
+    for name, index in rec.initial:
+        lines.append(f"{name}_{index_text(index)} = {rec_expr(rec.display_value((name, index)))}")
+    for eq in rec.equations:
+        lines.append(f"{eq.state}_<n+1> = {rec_expr(eq.display_rhs)}")
+    return "\n".join(lines) + "\n"

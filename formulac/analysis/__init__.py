@@ -11,18 +11,27 @@ Entry points::
 Weights are computed by iterating the recurrence backwards in exact arithmetic (never by
 ``rsolve``); every linear quantity is ``None`` with a note when it does not exist (non-linear
 formulas, step-dependent coefficients) or cannot be computed within the size budget.
+
+The modules, each importing only those listed before it: ``formatting`` (values as text and
+JSON), ``linear`` (the linear structure), ``weights``, ``roots``, ``expand``, ``graph``,
+``result`` (the records), ``compare``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import UsageError
 from ..ir import Recurrence
-
-if TYPE_CHECKING:  # the submodules load on first use, so that `formulac check` stays light
-    from .expand import Unrolled
-    from .result import Analysis, Diff
+from ..limits import DEFAULT_DEPTH, MAX_HISTORY_TERMS, MAX_PATH_COST, MAX_PATH_EDGES, MAX_TERMS
+from ..parse import parse
+from .compare import diff_analyses
+from .expand import Unrolled
+from .expand import unroll as _unroll
+from .formatting import LAMBDA
+from .graph import _distribution, build_dag, dependency_graph, path_length_distribution
+from .linear import check_steps, structure
+from .result import Analysis, Diff
+from .roots import Root, spectrum
+from .weights import TooDeep, TooLarge, compute_weights, history_terms
 
 __all__ = [
     "analyze",
@@ -38,62 +47,18 @@ __all__ = [
     "DEFAULT_DEPTH",
 ]
 
-#: Depth used when none is given.
-DEFAULT_DEPTH = 10
-#: Path-length distributions are computed up to this many graph edges (cheap below it).
-MAX_PATH_EDGES = 200_000
-#: ... and up to this estimated cost in machine-word additions (about 0.1 s per 2e7).
-MAX_PATH_COST = 1e8
-
-
-_LAZY = {
-    "Analysis": "result",
-    "Diff": "result",
-    "Unrolled": "expand",
-    "Root": "roots",
-    "LAMBDA": "roots",
-    "dependency_graph": "graph",
-    "path_length_distribution": "graph",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def _recurrence(rec) -> Recurrence:
     if isinstance(rec, Recurrence):
         return rec
     if isinstance(rec, (str, bytes)):
-        from ..parse import parse
-
         return parse(rec)
     raise TypeError(f"expected a Recurrence or formula text, not {type(rec).__name__}")
-
-
-#: The deepest analysis (linear time: about 1 s per 10,000 steps of ResNet).
-MAX_DEPTH = 100_000
-
-
-def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-        raise UsageError(f"the depth must be a whole number >= 0, not {depth!r}")
-    if depth > MAX_DEPTH:
-        raise UsageError(f"the depth must be at most {MAX_DEPTH}, not {depth}")
-    return depth
 
 
 def unroll(rec, steps: int, state: str | None = None, params: str = "symbolic") -> Unrolled:
     """``x_steps`` in terms of ``x_0`` and the block outputs ``F_i(...)`` (block arguments in
     named states). Linear formulas are collected by block output in step order."""
-    from .expand import unroll as _unroll
-
     return _unroll(_recurrence(rec), steps, state, params)
 
 
@@ -105,16 +70,9 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
     exceed the size budget; ``params="init"`` uses the initial values from the start.
     """
     rec = _recurrence(rec)
-    depth = _check_depth(depth)
+    depth = check_steps(depth, "the depth")
     if params not in ("symbolic", "init"):
         raise UsageError(f"params must be 'symbolic' or 'init', not {params!r}")
-    from ..printing import to_rec
-    from .graph import _distribution, build_dag
-    from .linear import structure
-    from .result import Analysis
-    from .roots import spectrum
-    from .weights import MAX_HISTORY_TERMS, MAX_TERMS, TooDeep, TooLarge, compute_weights, history_terms
-
     st = structure(rec, params)
     notes: list[str] = []
     weights = None
@@ -170,7 +128,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
 
     inverse = invert(rec)
     return Analysis(
-        formula=to_rec(rec),
+        formula=rec.text,
         name=rec.name,
         output=rec.output,
         order=rec.order,
@@ -196,6 +154,4 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
 
 def diff(a, b, depth: int = DEFAULT_DEPTH, params: str = "symbolic") -> Diff:
     """Compare two formulas at ``depth``: same unrolled form or not, and where they differ."""
-    from .compare import diff_analyses
-
     return diff_analyses(analyze(a, depth, params), analyze(b, depth, params))

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 import sympy
 
 from ..errors import UsageError
-from ..ir import BlockCall, Recurrence, n, state
+from ..ir import BlockCall, Recurrence, StateRef, n, state
+from ..limits import MAX_EXPANSION_DEPTH, MAX_EXPANSION_NODES
 from ..printing import latex_expr, rec_expr
-from .linear import Structure, structure
+from .linear import Structure, check_steps, structure
+from .weights import TooDeep, TooLarge, Weights, compute_weights
 
-__all__ = ["Unrolled", "unroll", "MAX_EXPANSION_NODES"]
-
-#: The largest non-linear expansion (in expression-tree nodes) that ``unroll`` builds.
-MAX_EXPANSION_NODES = 50_000
+__all__ = ["Unrolled", "unroll", "linear_expansion"]
 
 
 @dataclass(frozen=True)
@@ -53,16 +52,14 @@ def unroll(
 ) -> Unrolled:
     """Unroll ``rec`` to ``steps`` steps: ``x_steps`` in terms of ``x_0`` and block outputs."""
     st = rec if isinstance(rec, Structure) else structure(rec, params)
-    steps = _check_steps(steps)
+    steps = check_steps(steps)
     name = state_name or st.output
     if name not in st.states:
         raise UsageError(f"no state {name!r}; the formula's states are {', '.join(st.states)}")
     lhs = state(name, steps)
-    if st.linear and name == st.output:
-        from .weights import TooDeep, TooLarge, compute_weights
-
+    if st.linear:
         try:
-            w = compute_weights(st, steps)
+            w = compute_weights(st, steps, name)
         except TooDeep as exc:
             raise UsageError(f"cannot unroll {rec_expr(lhs)}: {exc}") from None
         except TooLarge as exc:
@@ -75,106 +72,121 @@ def unroll(
     return Unrolled(lhs, _substituted(st, name, steps), steps)
 
 
-def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise UsageError(f"the number of steps must be a whole number >= 0, not {steps!r}")
-    if steps > 100_000:
-        raise UsageError(f"the number of steps must be at most 100000, not {steps}")
-    return steps
-
-
-def linear_expansion(st: Structure, w, steps: int) -> sympy.Expr:
-    """``w_x0 * x_0 + sum_i w_i * F_i(...)`` in step order, zero terms left out."""
-    terms = []
+def linear_expansion(st: Structure, w: Weights, steps: int) -> sympy.Expr:
+    """``w_x0 * x_0 + sum_i w_i * F_i(...)`` in step order, one term per distinct block output
+    (``F(x_n)`` and ``F(x_<n-1>)`` are one output at step 0, where ``x_<-1>`` is ``x_0``),
+    zero terms left out."""
+    terms: dict = {}
     for text, weight in w.initial.items():
-        if weight != 0:
-            terms.append(_times(weight, w.inputs[text]))
+        _collect(terms, w.inputs[text], weight)
     for t in range(steps):
         for key in st.key_order:
             weight = w.block[key][t]
             if weight != 0:
-                call = st.concrete_call(key, t)
-                terms.append(_times(weight, call))
-    if w.offset != 0:
-        terms.append(w.offset)
-    if not terms:
+                _collect(terms, st.concrete_call(key, t), weight)
+    _collect(terms, sympy.Integer(1), w.offset)
+    shown = [_times(weight, thing) for thing, weight in terms.items() if sympy.expand(weight) != 0]
+    if not shown:
         return sympy.Integer(0)
-    if len(terms) == 1:
-        return terms[0]
-    return sympy.Add(*terms, evaluate=False)
+    if len(shown) == 1:
+        return shown[0]
+    return sympy.Add(*shown, evaluate=False)
+
+
+def _collect(terms: dict, thing: sympy.Expr, weight: sympy.Expr) -> None:
+    if weight != 0:
+        terms[thing] = terms.get(thing, 0) + weight
 
 
 def _times(weight, thing):
+    if isinstance(weight, sympy.Add):  # a polynomial weight by descending degree: a^2 + 3*a + 1
+        weight = sympy.Add(*weight.as_ordered_terms(), evaluate=False)
+    if thing == 1:
+        return weight
     if weight == 1:
         return thing
     if weight == -1:
         return -thing
-    return sympy.Mul(weight, thing)
+    return sympy.Mul(weight, thing, evaluate=not isinstance(weight, sympy.Add))
 
 
 def _substituted(st: Structure, name: str, steps: int) -> sympy.Expr:
-    """Symbolic substitution of every state outside block arguments, memoised per state."""
+    """Symbolic substitution of every state outside block arguments, each value built once.
+
+    Sizes and nesting are estimated first, over the values ``name_steps`` needs, so that an
+    expansion beyond :data:`MAX_EXPANSION_NODES` nodes or :data:`MAX_EXPANSION_DEPTH` levels is
+    refused before anything is built; nothing here recurses over steps or states.
+    """
+    if steps == 0:
+        return st.initial_value(name, 0) if name != st.output else state(name, 0)
     states = frozenset(st.states)
-    # 1. size estimate by dynamic programming, before building anything
-    size: dict = {}
     concrete: dict = {}
 
-    def concrete_rhs(s, j):
-        key = (s, j)
+    def shape(key):  # (the value's rhs at its step, its size, its nesting, its state references)
         if key not in concrete:
+            s, j = key
             e = st.rhs[s].xreplace({n: sympy.Integer(j - 1)})
             if e.has(sympy.Sum):
                 e = e.doit()
-            concrete[key] = st.name_initial_states(e)
+            e = st.name_initial_states(e)
+            concrete[key] = (e, *_shape(e, states))
         return concrete[key]
 
-    order = [(s, j) for j in range(1, steps + 1) for s in st.states]
-    for s, j in order:
-        e = concrete_rhs(s, j)
-        total = _count(e)
-        for ref in _outside_refs(e, states):
-            r = (ref.base.label.name, int(ref.indices[0]))
-            total += size.get(r, 1)
-        size[(s, j)] = total
-        if total > MAX_EXPANSION_NODES:
-            raise UsageError(
-                f"the expansion of {rec_expr(state(name, steps))} would have more than "
-                f"{MAX_EXPANSION_NODES} terms (already at {rec_expr(state(s, j))}); use fewer steps"
-            )
-    # 2. build
+    # 1. the values needed, newest first; then their sizes and nesting, oldest first
+    needed = {(name, steps)}
+    order = [(s, j) for j in range(steps, 0, -1) for s in reversed(st.states)]
+    for key in order:
+        if key in needed:
+            needed.update((ref.name, ref.step) for ref, _ in shape(key)[3] if ref.step >= 1)
+    size: dict = {}
+    depth: dict = {}
+    for key in reversed(order):
+        if key not in needed:
+            continue
+        _, nodes, height, refs = shape(key)
+        inner = [((ref.name, ref.step), level) for ref, level in refs]
+        size[key] = nodes + sum(size.get(r, 1) for r, _ in inner)
+        depth[key] = max([height] + [level + depth.get(r, 0) for r, level in inner])
+        what = f"the expansion of {rec_expr(state(name, steps))} would"
+        where = f"(already at {rec_expr(state(*key))}); use fewer steps"
+        if size[key] > MAX_EXPANSION_NODES:
+            raise UsageError(f"{what} have more than {MAX_EXPANSION_NODES} terms {where}")
+        if depth[key] > MAX_EXPANSION_DEPTH:
+            raise UsageError(f"{what} nest more than {MAX_EXPANSION_DEPTH} levels deep {where}")
+    # 2. build, oldest first
     value: dict = {}
-
-    def val(s, j):
-        if j <= 0 or (s, j) not in size:
-            return st.initial_value(s, j) if not (s == st.output and j == 0) else state(s, 0)
-        if (s, j) not in value:
-            e = concrete_rhs(s, j)
-            mapping = {
-                ref: val(ref.base.label.name, int(ref.indices[0])) for ref in set(_outside_refs(e, states))
-            }
-            value[(s, j)] = _replace_outside(e, mapping)
-        return value[(s, j)]
-
-    if steps == 0:
-        return st.initial_value(name, 0) if name != st.output else state(name, 0)
-    return val(name, steps)
+    for key in reversed(order):
+        if key in needed:
+            e, _, _, refs = shape(key)
+            mapping = {ref.indexed: _value(st, ref, value) for ref, _ in refs}
+            value[key] = _replace_outside(e, mapping)
+    return value[(name, steps)]
 
 
-def _count(e) -> int:
-    if isinstance(e, BlockCall):
-        return 1
-    return 1 + sum(_count(a) for a in e.args)
+def _value(st: Structure, ref: StateRef, built: dict) -> sympy.Expr:
+    if ref.step >= 1:
+        return built[(ref.name, ref.step)]
+    if ref.name == st.output and ref.step == 0:
+        return ref.indexed
+    return st.initial_value(ref.name, ref.step)
 
 
-def _outside_refs(e, states):
-    if isinstance(e, BlockCall):
-        return
-    if isinstance(e, sympy.Indexed):
-        if e.base.label.name in states:
-            yield e
-        return
-    for a in e.args:
-        yield from _outside_refs(a, states)
+def _shape(e: sympy.Expr, states) -> tuple[int, int, list]:
+    """Nodes (a block call counts one), nesting levels, and the state references outside block
+    arguments with the level each sits at."""
+    nodes, height, refs = 0, 0, []
+    stack = [(e, 1)]
+    while stack:
+        node, level = stack.pop()
+        nodes += 1
+        height = max(height, level)
+        if isinstance(node, sympy.Indexed):
+            ref = StateRef.of(node)
+            if ref.name in states:
+                refs.append((ref, level))
+        elif not isinstance(node, BlockCall):
+            stack.extend((a, level + 1) for a in node.args)
+    return nodes, height, refs
 
 
 def _replace_outside(e, mapping):

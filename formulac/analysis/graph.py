@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..ir import BlockCall, Recurrence, n, state
-from ..printing import rec_expr
-from .expand import _check_steps, _outside_refs
-from .linear import Structure, structure, top_level_calls
+from ..ir import Recurrence, StateRef, block_calls, n, rec_expr, references, state, top_level_calls
+from .linear import Structure, check_steps, structure
 
 __all__ = ["Dag", "build_dag", "dependency_graph", "path_length_distribution"]
 
@@ -56,7 +54,7 @@ class Dag:
 def build_dag(rec: Recurrence | Structure, depth: int, params: str = "symbolic") -> Dag:
     """The unrolled network to ``depth`` steps as a :class:`Dag`."""
     st = rec if isinstance(rec, Structure) else structure(rec, params)
-    depth = _check_steps(depth)
+    depth = check_steps(depth)
     states = frozenset(st.states)
     inp = ("s", st.output, 0)
     dag = Dag(inp, ("s", st.output, depth), st)
@@ -80,16 +78,16 @@ def build_dag(rec: Recurrence | Structure, depth: int, params: str = "symbolic")
 
     # step-generic templates: integer offsets, generic block calls
     def offsets(expr):
-        return [(r.base.label.name, int(r.indices[0] - n)) for r in _outside_refs(expr, states)]
+        return [(r.name, r.offset) for r in references(expr, states, into_blocks=False)]
 
     templates = []
     for s in st.states:
         e = st.rhs[s]
-        calls = list(dict.fromkeys(c for c in sympy.preorder_traversal(e) if isinstance(c, BlockCall)))
+        calls = list(dict.fromkeys(block_calls(e)))
         blocks = [(c, offsets(c.argument), list(top_level_calls(c.argument))) for c in reversed(calls)]
         if st.forms is not None:
             f = st.forms[s]
-            refs = [(r.base.label.name, int(r.indices[0] - n), c) for r, c in f.refs.items()]
+            refs = [(r.name, r.offset, c) for r, c in ((StateRef.of(node), c) for node, c in f.refs.items())]
             tops = [(call, c) for call, c in f.blocks.items()]
         else:
             refs = [(nm, off, None) for nm, off in offsets(e)]
@@ -122,11 +120,9 @@ def _concrete_steps(st: Structure, dag: Dag, depth: int, states, ref_node) -> No
             e = st.rhs[s].xreplace(sub)
             if st.forms is None and e.has(sympy.Sum):  # linear forms keep blocks out of sums
                 e = e.doit()
-            calls = list(dict.fromkeys(c for c in sympy.preorder_traversal(e) if isinstance(c, BlockCall)))
+            calls = list(dict.fromkeys(block_calls(e)))
             for c in reversed(calls):
-                preds = [
-                    ref_node(r.base.label.name, int(r.indices[0])) for r in _outside_refs(c.argument, states)
-                ]
+                preds = [ref_node(r.name, r.step) for r in references(c.argument, states, into_blocks=False)]
                 preds = [p for p in preds if p is not None] + [
                     ("c", d, t) for d in top_level_calls(c.argument)
                 ]
@@ -137,7 +133,7 @@ def _concrete_steps(st: Structure, dag: Dag, depth: int, states, ref_node) -> No
                 preds = [p for p in preds if p is not None]
                 preds += [("c", generic_of[k].xreplace(sub), t) for k, c in cf.blocks.items() if c != 0]
             else:
-                preds = [ref_node(r.base.label.name, int(r.indices[0])) for r in _outside_refs(e, states)]
+                preds = [ref_node(r.name, r.step) for r in references(e, states, into_blocks=False)]
                 preds = [p for p in preds if p is not None] + [("c", c, t) for c in top_level_calls(e)]
             dag.add(("s", s, t + 1), "state", t + 1, preds, state=s)
 

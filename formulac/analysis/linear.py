@@ -13,10 +13,31 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..ir import BlockCall, Concat, Recurrence, block_calls, n, rebuild, state, substitute_param_inits
-from ..printing import rec_expr
+from .. import ir
+from ..errors import UsageError
+from ..ir import (
+    BlockCall,
+    Concat,
+    Recurrence,
+    StateRef,
+    n,
+    rec_expr,
+    references,
+    substitute_param_inits,
+    walk,
+)
+from ..limits import MAX_ANALYSIS_DEPTH
 
-__all__ = ["NonLinear", "LinearForm", "SumTerm", "Structure", "decompose", "structure"]
+__all__ = ["NonLinear", "LinearForm", "SumTerm", "Structure", "decompose", "structure", "check_steps"]
+
+
+def check_steps(steps, what: str = "the number of steps") -> int:
+    """A depth or number of steps: a whole number from 0 to :data:`MAX_ANALYSIS_DEPTH`."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise UsageError(f"{what} must be a whole number >= 0, not {steps!r}")
+    if steps > MAX_ANALYSIS_DEPTH:
+        raise UsageError(f"{what} must be at most {MAX_ANALYSIS_DEPTH}, not {steps}")
+    return steps
 
 
 class NonLinear(Exception):
@@ -95,7 +116,7 @@ def _is_coefficient(expr: sympy.Expr, states: frozenset[str]) -> bool:
         return True
     if expr.has(BlockCall, Concat):
         return False
-    return not any(ref.base.label.name in states for ref in expr.atoms(sympy.Indexed))
+    return next(references(expr, states), None) is None
 
 
 def decompose(expr: sympy.Expr, states) -> LinearForm:
@@ -148,27 +169,6 @@ def _nonlinear_function(e: sympy.Expr):
     raise NonLinear(f"{name}(...) is applied to states ({rec_expr(e)}): not linear in the states")
 
 
-def top_level_calls(expr: sympy.Expr):
-    """Block calls of ``expr`` that are not nested inside another block's argument."""
-    if isinstance(expr, BlockCall):
-        yield expr
-        return
-    for a in expr.args:
-        yield from top_level_calls(a)
-
-
-def top_level_refs(expr: sympy.Expr, states: frozenset[str]):
-    """State references of ``expr`` outside block arguments (bound sum variables included)."""
-    if isinstance(expr, BlockCall):
-        return
-    if isinstance(expr, sympy.Indexed):
-        if expr.base.label.name in states:
-            yield expr
-        return
-    for a in expr.args:
-        yield from top_level_refs(a, states)
-
-
 @dataclass
 class ConcreteForm:
     """A linear form at an integer step: ``(state, index) -> coefficient``, block key -> coefficient."""
@@ -206,17 +206,13 @@ class Structure:
     @property
     def reads_start(self) -> bool:
         """Does an equation read a state at the absolute index 0 (``x_0``, ``v_0``)?"""
-        return any(
-            ref.base.label.name in self.states and ref.indices[0].is_Integer
-            for r in self.rhs.values()
-            for ref in r.atoms(sympy.Indexed)
-        )
+        return any(ref.step is not None for r in self.rhs.values() for ref in references(r, self.states))
 
     def time_varying(self) -> bool:
         """Do coefficients depend on the step (``n`` or per-step parameters)?"""
         for f in self.forms.values():
             for c in f.coefficients():
-                if c.has(n) or any(isinstance(a, sympy.Indexed) for a in sympy.preorder_traversal(c)):
+                if c.has(n) or any(isinstance(a, sympy.Indexed) for a in walk(c)):
                     return True
         return False
 
@@ -227,15 +223,15 @@ class Structure:
         sub = {n: sympy.Integer(t)}
         refs: dict = {}
         extra = sympy.Integer(0)
-        for ref, c in form.refs.items():
-            key = (ref.base.label.name, int(ref.indices[0].xreplace(sub)))
+        for node, c in form.refs.items():
+            ref = StateRef.of(node)
+            key = (ref.name, ref.at(t))
             refs[key] = refs.get(key, 0) + _at(c, sub)
         for s in form.sums:
             outer = _at(s.coef, sub)
             low, high = int(s.low.xreplace(sub)), int(s.high.xreplace(sub))
             body = [
-                (r.base.label.name, int((r.indices[0] - s.var).xreplace(sub)), c)
-                for r, c in s.body.refs.items()
+                (ref.name, ref.shift, c) for ref, c in ((StateRef.of(r), c) for r, c in s.body.refs.items())
             ]
             for name, off, c in body:
                 varying = isinstance(c, sympy.Basic) and (c.has(s.var) or c.has(n))
@@ -265,11 +261,10 @@ class Structure:
     def name_initial_states(self, expr: sympy.Expr) -> sympy.Expr:
         """Replace states before the start (and non-output states at 0) by their initial values."""
         mapping = {}
-        for ref in expr.atoms(sympy.Indexed):
-            name = ref.base.label.name
-            idx = ref.indices[0]
-            if name in self.states and idx.is_Integer and idx <= 0 and not (name == self.output and idx == 0):
-                mapping[ref] = self.rec.initial_value(name, int(idx))
+        for ref in references(expr, self.states):
+            step = ref.step
+            if step is not None and step <= 0 and not (ref.name == self.output and step == 0):
+                mapping[ref.indexed] = self.rec.initial_value(ref.name, step)
         return expr.xreplace(mapping) if mapping else expr
 
     def initial_value(self, name: str, index: int) -> sympy.Expr:
@@ -291,7 +286,7 @@ def _at(c, sub):
 def structure(rec: Recurrence, params: str = "symbolic") -> Structure:
     """The linear structure of ``rec`` (``params``: keep parameters symbolic or use their inits)."""
     if params not in ("symbolic", "init"):
-        raise ValueError(f"params must be 'symbolic' or 'init', not {params!r}")
+        raise UsageError(f"params must be 'symbolic' or 'init', not {params!r}")
     states = rec.states
     rhs = {s: rec.resolved_rhs(s, params=params) for s in states}
     forms: dict | None = {}
@@ -307,25 +302,23 @@ def structure(rec: Recurrence, params: str = "symbolic") -> Structure:
     subs = rec.substitutions()
     display_calls: dict = {}
     for eq in rec.equations:
-        for c in block_calls(eq.display_rhs):
-            canon = rebuild(c).xreplace(subs)
+        for c in ir.block_calls(eq.display_rhs):  # the calls as written, and canonical
+            canon = ir.rebuild(c).xreplace(subs)
             if params == "init":
                 canon = substitute_param_inits(canon, rec.params)
             display_calls.setdefault(canon, c)
 
     # top-level block outputs, per block name, in order of appearance
-    outputs: dict[str, list] = {b: [] for b in rec.blocks}
+    outputs: dict[str, dict] = {b: {} for b in rec.blocks}
     if forms is not None:
         for s in states:
             for call in forms[s].blocks:
-                lst = outputs.setdefault(call.block, [])
-                if call not in lst:
-                    lst.append(call)
+                outputs.setdefault(call.block, {})[call] = None
     block_keys: dict = {}
     key_order: list = []
-    shown = list(display_calls)
+    shown = {call: i for i, call in enumerate(display_calls)}
     for name, calls in outputs.items():
-        calls = sorted(calls, key=lambda c: shown.index(c) if c in shown else len(shown))
+        calls = sorted(calls, key=lambda c: shown.get(c, len(shown)))
         if len(calls) == 1:
             block_keys[calls[0]] = name
             key_order.append(name)
@@ -346,13 +339,9 @@ def same_step_substituted(st: Structure) -> dict:
     done: dict = {}
     for s in st.states:
         form = st.forms[s]
-        for ref in list(form.refs):
-            name = ref.base.label.name
-            if ref.indices[0] == n + 1 and name in done:
-                form = form.substitute(ref, done[name])
+        for node in list(form.refs):
+            ref = StateRef.of(node)
+            if ref.offset == 1 and ref.name in done:
+                form = form.substitute(node, done[ref.name])
         done[s] = form
     return done
-
-
-def output_ref(st: Structure, depth: int) -> sympy.Indexed:
-    return state(st.output, depth)

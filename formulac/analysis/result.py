@@ -1,154 +1,40 @@
-"""Result objects of the analyses and their four faces: JSON, terminal text, HTML, LaTeX.
+"""The records of the analyses and their four faces: JSON, terminal text, HTML, LaTeX.
 
-JSON values follow one rule (documented in docs/cli.md): a fully numeric real value is a JSON
-number (integers exact at any size, other values as the nearest double); anything else (symbolic,
-complex) is a string in SymPy syntax, with per-step parameters written ``k_3`` and the variable
-of characteristic polynomials written ``λ``. ``to_json(exact=True)`` adds the exact values as
-strings under ``"exact"``.
+:class:`Analysis` and :class:`Diff` are plain records of what was computed; the values are
+formatted by :mod:`.formatting` (the rules of the JSON contract, documented in docs/cli.md).
+``to_json(exact=True)`` adds the exact values as strings under ``"exact"``.
 """
 
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 
 import sympy
-from sympy.printing.str import StrPrinter
 
-from ..printing import RecPrinter, latex_expr, rec_expr
+from ..ir import n, state
+from ..printing import latex_expr, rec_expr
+from .expand import Unrolled, linear_expansion, unroll
+from .formatting import (
+    LAMBDA,
+    descending,
+    json_value,
+    name_ranges,
+    polynomial_show,
+    polynomial_text,
+    show,
+    sympy_text,
+    table,
+)
+from .graph import dependency_graph
+from .invertibility import invertibility_json, invertibility_lines
+from .linear import Structure
+from .weights import Weights
 
 __all__ = ["Analysis", "Diff", "json_value", "sympy_text", "JSON_SCHEMA_VERSION"]
 
 #: Version of the ``analyze --json`` contract; bumped on any incompatible change.
 JSON_SCHEMA_VERSION = 1
-
-_TEXT_WIDTH = 24  # longer exact values are shown rounded in terminal tables
-
-
-class _SympyTextPrinter(StrPrinter):
-    """SymPy syntax, with ``k[3]`` written ``k_3`` and ``lambda`` written ``λ``."""
-
-    printmethod = "_formulac_sympy_text"  # not `_sympystr`, which Indexed defines as k[3]
-
-    def _print_Indexed(self, expr):
-        return f"{expr.base.label}_{self._print(expr.indices[0])}"
-
-    def _print_BlockCall(self, expr):
-        return f"{expr.block}_{self._print(expr.step)}({self._print(expr.argument)})"
-
-    def _print_Symbol(self, expr):
-        return "λ" if expr.name == "lambda" else super()._print_Symbol(expr)
-
-
-def sympy_text(e) -> str:
-    return _SympyTextPrinter().doprint(e)
-
-
-def polynomial_text(poly) -> str:
-    """A characteristic polynomial in SymPy syntax, descending powers of λ."""
-    from .roots import descending
-
-    return _SympyTextPrinter({"order": "none"}).doprint(descending(poly))
-
-
-def polynomial_show(poly) -> str:
-    """A characteristic polynomial in ``.rec`` syntax, descending powers of λ."""
-    from .roots import descending
-
-    return rec_expr(descending(poly)).replace("lambda", "λ")
-
-
-def json_value(e):
-    """One value in the JSON contract: a number when numeric and real, else a SymPy string."""
-    if e is None or isinstance(e, bool):
-        return e
-    if isinstance(e, int):
-        return e
-    if isinstance(e, float):
-        return e if math.isfinite(e) else str(e)
-    e = sympy.sympify(e)
-    if e.is_Integer:
-        return int(e)
-    if e.is_Rational or e.is_Float:
-        f = float(e)
-        return f if math.isfinite(f) else sympy_text(e)
-    if e.is_number:
-        try:
-            c = complex(e.evalf(30))
-        except (TypeError, ValueError):
-            return sympy_text(e)
-        if c.imag == 0 and math.isfinite(c.real):
-            return c.real
-        return sympy_text(e)
-    return sympy_text(e)
-
-
-def show(e) -> str:
-    """A value for terminal tables: exact ``.rec`` syntax when short, else rounded (``≈``)."""
-    if e is None:
-        return "-"
-    if isinstance(e, bool):
-        return "yes" if e else "no"
-    e = sympy.sympify(e)
-    if not e.is_number:
-        terms = len(sympy.Add.make_args(e))
-        if terms > 8 or sympy.count_ops(e) > 60:
-            names = _name_ranges({_SympyTextPrinter().doprint(a) for a in _symbols(e)})
-            return f"<{terms} terms in {names}>"
-    text = _PRETTY.doprint(e).replace("lambda", "λ")
-    if len(text) <= _TEXT_WIDTH or not e.is_number:
-        return text
-    try:
-        c = complex(e.evalf(15))
-    except (TypeError, ValueError):
-        return text
-    if c.imag == 0:
-        return f"≈{c.real:.6g}"
-    return f"≈{c.real:.6g}{c.imag:+.6g}i"
-
-
-def _name_ranges(names) -> str:
-    """``k_1, k_2, ..., k_9, a`` -> ``a, k_1..k_9``."""
-    plain, steps = set(), {}
-    for name in names:
-        base, _, idx = name.rpartition("_")
-        if base and idx.isdigit():
-            steps.setdefault(base, []).append(int(idx))
-        else:
-            plain.add(name)
-    parts = sorted(plain)
-    for base, idx in sorted(steps.items()):
-        idx.sort()
-        parts.append(f"{base}_{idx[0]}" if len(idx) == 1 else f"{base}_{idx[0]}..{base}_{idx[-1]}")
-    return ", ".join(parts)
-
-
-def _symbols(e):
-    indexed = e.atoms(sympy.Indexed)
-    labels = {i.base.label for i in indexed}
-    return indexed | {a for a in e.atoms(sympy.Symbol) if a not in labels}
-
-
-_PRETTY = RecPrinter()  # .rec syntax with SymPy's usual term order (polynomials by degree)
-
-
-def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    numeric = [all(r[i].lstrip("-").isdigit() for r in rows) for i in range(len(headers))]
-
-    def fmt(cells):
-        return (
-            indent
-            + "  ".join(
-                c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-            ).rstrip()
-        )
-
-    return [fmt(headers)] + [fmt(r) for r in rows]
 
 
 @dataclass
@@ -172,8 +58,8 @@ class Analysis:
     params: dict
     path_lengths: list | None
     notes: list = field(default_factory=list)
-    structure: object = field(default=None, repr=False, compare=False)
-    weights: object = field(default=None, repr=False, compare=False)
+    structure: Structure | None = field(default=None, repr=False, compare=False)
+    weights: Weights | None = field(default=None, repr=False, compare=False)
     invertibility: object = field(default=None, repr=False, compare=False)  # invertibility.Invertibility
     reconstruction: object = field(default=None, repr=False, compare=False)  # invertibility.Reconstruction
 
@@ -207,15 +93,10 @@ class Analysis:
     def characteristic_coefficients(self) -> list | None:
         if self.characteristic_polynomial is None:
             return None
-        from .roots import LAMBDA
-
         return sympy.Poly(self.characteristic_polynomial, LAMBDA).all_coeffs()
 
     def unrolled(self):
         """The expansion of the output state at this depth (:class:`Unrolled`)."""
-        from ..ir import state
-        from .expand import Unrolled, linear_expansion, unroll
-
         if self.weights is not None:
             return Unrolled(
                 state(self.output, self.depth),
@@ -226,8 +107,6 @@ class Analysis:
 
     def graph(self):
         """The dependency graph of the unrolled network (``networkx.DiGraph``)."""
-        from .graph import dependency_graph
-
         return dependency_graph(self.structure, self.depth)
 
     # -- JSON -------------------------------------------------------------------------------
@@ -262,8 +141,8 @@ class Analysis:
             "rate": json_value(self.rate),
             "rate_multiplicity": self.rate_multiplicity,
             "consistent": self.consistent,
-            "paths": self.paths,
-            "path_lengths": None if self.path_lengths is None else list(self.path_lengths),
+            "paths": json_value(self.paths),
+            "path_lengths": None if self.path_lengths is None else [json_value(c) for c in self.path_lengths],
             **_memory_json(self),
             "notes": list(self.notes),
             "exact": None,
@@ -318,12 +197,12 @@ class Analysis:
             rows = [
                 [str(t)] + [self._show_weight(W.block_elems[k][t]) for k in keys] for t in range(self.depth)
             ]
-            lines.extend(_table(["step"] + keys, rows))
+            lines.extend(table(["step"] + keys, rows))
             lines.append("")
         if W is not None:
             lines.append(f"initial weights in {out_n}")
             lines.extend(
-                _table(["input", "weight"], [[k, self._show_weight(v)] for k, v in W.initial_elems.items()])
+                table(["input", "weight"], [[k, self._show_weight(v)] for k, v in W.initial_elems.items()])
             )
             if W.offset_elem != W.K.zero:
                 lines.append(f"  constant offset: {self._show_weight(W.offset_elem)}")
@@ -337,7 +216,7 @@ class Analysis:
                 [show(r.value), str(r.multiplicity), show(r.modulus), "exact" if r.exact else "numeric"]
                 for r in self.roots
             ]
-            lines.extend(_table(["value", "multiplicity", "modulus", ""], rows))
+            lines.extend(table(["value", "multiplicity", "modulus", ""], rows))
         lines.append(f"stability    {self.stability or '-'}")
         if self.rate is not None:
             r = show(self.rate)
@@ -353,10 +232,10 @@ class Analysis:
         lines.append(f"consistent   {show(self.consistent)}")
         if self.path_lengths is not None:
             lines.append(
-                f"paths        {self.paths} from {self.output}_0 to {out_n}; by number of blocks on the path:"
+                f"paths        {show(self.paths)} from {self.output}_0 to {out_n}; by number of blocks on the path:"
             )
             lines.extend(
-                _table(["blocks", "paths"], [[str(k), str(c)] for k, c in enumerate(self.path_lengths) if c])
+                table(["blocks", "paths"], [[str(k), show(c)] for k, c in enumerate(self.path_lengths) if c])
             )
         lines.extend(_memory_lines(self))
         if self.notes:
@@ -374,7 +253,7 @@ class Analysis:
         W = self.weights
         terms = W.terms(x)
         if terms > 8:
-            names = _name_ranges(str(g) for g in W.K.gens if x.degree(g) > 0) if W.K.is_PolynomialRing else ""
+            names = name_ranges(str(g) for g in W.K.gens if x.degree(g) > 0) if W.K.is_PolynomialRing else ""
             return f"<{terms} terms{' in ' + names if names else ''}>"
         return show(W.expr(x))
 
@@ -425,9 +304,6 @@ class Analysis:
         return "".join(parts)
 
     def _repr_latex_(self) -> str:
-        from ..ir import n, state
-        from .roots import LAMBDA
-
         rows = []
         rec = getattr(self.structure, "rec", None)
         if rec is not None:
@@ -438,8 +314,6 @@ class Analysis:
             if len(body) <= 4000:
                 rows.append(f"{latex_expr(state(self.output, self.depth))} &= {body}")
         if self.characteristic_polynomial is not None:
-            from .roots import descending
-
             rows.append(
                 f"p({latex_expr(LAMBDA)}) &= {latex_expr(descending(self.characteristic_polynomial))}"
             )
@@ -447,14 +321,10 @@ class Analysis:
 
 
 def _memory_json(a: Analysis) -> dict:
-    from .invertibility import invertibility_json
-
     return invertibility_json(a.invertibility, a.reconstruction, json_value)
 
 
 def _memory_lines(a: Analysis) -> list[str]:
-    from .invertibility import invertibility_lines
-
     return invertibility_lines(a.invertibility, a.reconstruction, show)
 
 
@@ -523,12 +393,12 @@ class Diff:
             rows = [
                 [k, str(t), show(wa), show(wb)] for k, rs in self.block_weights.items() for t, wa, wb in rs
             ]
-            lines.extend(_table(["block", "step", "A", "B"], rows))
+            lines.extend(table(["block", "step", "A", "B"], rows))
         if self.initial_weights:
             lines.append("")
             lines.append("initial weights that differ")
             lines.extend(
-                _table(
+                table(
                     ["input", "A", "B"], [[k, show(a), show(b)] for k, (a, b) in self.initial_weights.items()]
                 )
             )
@@ -538,7 +408,7 @@ class Diff:
             rows = []
             for k, (va, vb) in self.properties.items():
                 rows.append([k.replace("_", " "), _show_prop(va, k), _show_prop(vb, k)])
-            lines.extend(_table(["property", "A", "B"], rows))
+            lines.extend(table(["property", "A", "B"], rows))
         if self.notes:
             lines.append("")
             lines.append("notes")

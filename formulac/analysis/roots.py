@@ -13,21 +13,19 @@ only for degree <= 2 or for small polynomials that factor into such pieces.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import sympy
 from sympy.polys.matrices import DomainMatrix
 
-from ..ir import n
+from ..ir import StateRef, has_activation, lags_of, n, rec_expr, written_out
+from ..limits import MAX_DIMENSION
+from .formatting import LAMBDA
 from .linear import Structure, same_step_substituted
 
 __all__ = ["LAMBDA", "Root", "Spectrum", "spectrum", "MAX_DIMENSION"]
 
-#: The variable of characteristic polynomials (printed ``λ``).
-LAMBDA = sympy.Symbol("lambda")
-
-#: Largest state-vector dimension for which a characteristic polynomial is computed.
-MAX_DIMENSION = 32
 _MAX_SYMBOLIC_OPS = 400
 _MAX_FACTOR_DEGREE = 16
 _DIGITS = 30
@@ -90,14 +88,12 @@ def spectrum(st: Structure) -> Spectrum:
     for s, f in forms.items():
         for ref, c in f.refs.items():
             c = c.xreplace(frozen) if frozen else c
-            if ref.indices[0].is_Integer:
+            if StateRef.of(ref).step is not None:
                 forcing.append(c)
             else:
                 coefs[(s, ref)] = c
     if any(c.has(n) for c in coefs.values()):
         where = next(c for c in coefs.values() if c.has(n))
-        from ..printing import rec_expr
-
         out.notes.append(
             f"coefficients depend on the step n (e.g. {rec_expr(where)}): no characteristic polynomial, "
             "roots, stability class or rate"
@@ -106,13 +102,11 @@ def spectrum(st: Structure) -> Spectrum:
         return out
 
     # state vector
-    lags = dict.fromkeys(st.states, 0)
-    for s, ref in coefs:
-        off = int(ref.indices[0] - n)
-        if off > 0:  # a same-step reference left over: cannot happen after substitution
+    read = [(s, StateRef.of(node)) for s, node in coefs]
+    for s, ref in read:
+        if ref.offset > 0:  # a same-step reference left over: cannot happen after substitution
             raise AssertionError(f"same-step reference {ref} left in {s}")
-        name = ref.base.label.name
-        lags[name] = max(lags[name], 1 - off)
+    lags = lags_of((ref for _, ref in read), st.states)
     lags[st.output] = max(lags[st.output], 1)
     vector = [(s, j) for s in st.states for j in range(lags[s])]
     d = len(vector)
@@ -125,10 +119,10 @@ def spectrum(st: Structure) -> Spectrum:
     rows = [[sympy.Integer(0)] * d for _ in range(d)]
     for i, (s, j) in enumerate(vector):
         if j == 0:
-            for (s2, ref), c in coefs.items():
+            for (s2, node), c in coefs.items():
                 if s2 == s:
-                    key = (ref.base.label.name, -int(ref.indices[0] - n))
-                    rows[i][col[key]] += c
+                    ref = StateRef.of(node)
+                    rows[i][col[(ref.name, -ref.offset)]] += c
         else:
             rows[i][col[(s, j - 1)]] = sympy.Integer(1)
     A = sympy.Matrix(rows)
@@ -153,7 +147,9 @@ def spectrum(st: Structure) -> Spectrum:
     elif p1 == 0:
         out.consistent = True
     elif p1.is_number:
-        out.consistent = False
+        out.consistent = _is_zero(p1)
+        if out.consistent is None:
+            out.notes.append(f"consistency not determined: {_txt(p1)} could not be decided to be 0")
     else:
         cond = sympy.factor(p1) if sympy.count_ops(p1) < _MAX_SYMBOLIC_OPS else p1
         text = f"consistent only where {_txt(cond)} = 0 (the characteristic polynomial at λ = 1)"
@@ -187,15 +183,16 @@ def spectrum(st: Structure) -> Spectrum:
         out.notes.extend(notes)
         return out
     names = ", ".join(sorted(str(s) for s in unbound))
-    p_cond = sympy.expand(poly.xreplace({k: v for k, v in inits.items() if k in free}))
+    fixed = {k: v for k, v in inits.items() if k in free}
+    p_cond = sympy.expand(poly.xreplace(fixed))
     msg = f"stability and rate depend on {names}, which {'is' if len(unbound) == 1 else 'are'} not bound"
-    if sympy.expand(p_cond.xreplace({LAMBDA: 1})) == 0:
-        rest, remainder = sympy.div(p_cond, LAMBDA - 1, LAMBDA)
-        cond = _jury(sympy.expand(rest), unbound) if remainder == 0 else None
-        if cond:
-            msg += f"; never contracting (λ = 1 is a root), neutral iff {cond}"
-    else:
-        cond = _jury(p_cond, unbound)
+    regions = None
+    if len(unbound) == 1:
+        regions = _regions(p_cond, A.xreplace(fixed), scalar_companion, next(iter(unbound)))
+    if regions:
+        msg += ": " + "; ".join(f"{kind} for {where}" for kind, where in regions)
+    elif sympy.expand(p_cond.xreplace({LAMBDA: 1})) != 0:
+        cond = _jury(p_cond, unbound)  # strict inequalities: exactly the contracting region
         if cond:
             msg += f"; contracting iff {cond}"
     msg += f" (bind with --set {sorted(str(s) for s in unbound)[0]}=VALUE)"
@@ -203,34 +200,138 @@ def spectrum(st: Structure) -> Spectrum:
     return out
 
 
+# -- stability as a function of one free symbol ------------------------------------------------
+
+#: The most values of a free symbol at which the stability class may change that are examined.
+_MAX_CRITICAL = 24
+
+
+def _regions(poly: sympy.Expr, A: sympy.Matrix, companion: bool, symbol: sympy.Symbol) -> list | None:
+    """``[(class, where)]``: the stability class for every value of ``symbol``, boundaries
+    included, or None when it cannot be worked out exactly.
+
+    The class can only change where a root reaches the unit circle, two roots meet, or the
+    degree drops; those values (the critical points) are found exactly, and the class is
+    computed exactly at each of them and at one point between each two.
+    """
+    try:
+        points = _critical_points(poly, symbol)
+        if points is None:
+            return None
+        between = [_between(a, b) for a, b in itertools.pairwise(points)]
+        edges = [points[0] - 1, *between, points[-1] + 1]
+        samples = [value for pair in zip(edges, points) for value in pair] + [edges[-1]]
+        classes = []
+        for value in samples:
+            p = sympy.expand(poly.xreplace({symbol: value}))
+            if sympy.Poly(p, LAMBDA).degree() != sympy.Poly(poly, LAMBDA).degree():
+                return None
+            stability = _numeric(p, A.xreplace({symbol: value}), companion)[1]
+            if stability is None:
+                return None
+            classes.append(stability)
+    except (sympy.PolynomialError, ValueError, TypeError, NotImplementedError):
+        return None
+    return _describe_regions(points, classes, symbol)
+
+
+def _critical_points(poly: sympy.Expr, symbol: sympy.Symbol) -> list | None:
+    """Sorted real values of ``symbol`` where a root of ``poly`` may reach the unit circle, two
+    roots may meet, or the degree drops (a superset is fine); ``[0]`` when there are none."""
+    P = sympy.Poly(poly, LAMBDA)
+    conditions = [P.LC(), sympy.discriminant(P)]
+    for factor, _ in sympy.factor_list(P.as_expr(), LAMBDA)[1]:
+        F = sympy.Poly(factor, LAMBDA)
+        if symbol not in factor.free_symbols:
+            continue
+        c = F.all_coeffs()
+        conditions += [F.eval(1), F.eval(-1)]
+        if F.degree() == 2:
+            conditions += [c[2] - c[0], c[2] + c[0]]  # a complex pair's moduli are sqrt(c0/lc)
+        elif F.degree() > 2:
+            reciprocal = sympy.Poly(list(reversed(c)), LAMBDA)
+            res = sympy.resultant(F, reciprocal)
+            if sympy.expand(res) == 0:
+                return None
+            conditions.append(res)
+    points: set = set()
+    for condition in conditions:
+        numerator = sympy.together(sympy.expand(condition)).as_numer_denom()[0]
+        if symbol not in numerator.free_symbols:
+            continue
+        Q = sympy.Poly(numerator, symbol)
+        if not (Q.domain.is_ZZ or Q.domain.is_QQ) or Q.degree() > 8:
+            return None
+        points.update(Q.real_roots())
+        if len(points) > _MAX_CRITICAL:
+            return None
+    return sorted(points, key=lambda v: float(v.evalf(30))) or [sympy.Integer(0)]
+
+
+def _between(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    """A simple rational strictly between ``a < b``."""
+    lo, hi = sympy.Rational(str(sympy.N(a, 30))), sympy.Rational(str(sympy.N(b, 30)))
+    middle = (lo + hi) / 2
+    for denominator in (1, 2, 4, 10, 100, 1000):
+        guess = sympy.Rational(round(middle * denominator), denominator)
+        if a < guess < b:
+            return guess
+    return middle
+
+
+def _describe_regions(points: list, classes: list[str], symbol: sympy.Symbol) -> list:
+    """Merge the classes of ``(-oo, p0), {p0}, (p0, p1), ..., (pk, oo)`` into readable ranges."""
+    name = str(symbol)
+    pieces = []  # (class, low, low_closed, high, high_closed) over consecutive samples
+    for i, cls in enumerate(classes):
+        k = i // 2
+        if i % 2 == 0:  # the open interval before points[k] (or after the last point)
+            low = points[k - 1] if k > 0 else None
+            high = points[k] if k < len(points) else None
+            piece = [cls, low, False, high, False]
+        else:
+            piece = [cls, points[k], True, points[k], True]
+        if pieces and pieces[-1][0] == cls:
+            pieces[-1][3:5] = piece[3:5]
+        else:
+            pieces.append(piece)
+    by_class: dict[str, list[str]] = {}
+    for cls, low, low_closed, high, high_closed in pieces:
+        by_class.setdefault(cls, []).append(_range_text(name, low, low_closed, high, high_closed))
+    order = ("contracting", "neutral", "expanding")
+    return [(cls, " or ".join(by_class[cls])) for cls in order if cls in by_class]
+
+
+def _range_text(name: str, low, low_closed: bool, high, high_closed: bool) -> str:
+    if low is None and high is None:
+        return f"every {name}"
+    if low is not None and high is not None and low == high:
+        return f"{name} = {_txt(low)}"
+    if low is None:
+        return f"{name} {'<=' if high_closed else '<'} {_txt(high)}"
+    if high is None:
+        return f"{name} {'>=' if low_closed else '>'} {_txt(low)}"
+    return f"{_txt(low)} {'<=' if low_closed else '<'} {name} {'<=' if high_closed else '<'} {_txt(high)}"
+
+
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def descending(poly: sympy.Expr) -> sympy.Expr:
-    """``poly`` as an unevaluated sum in descending powers of λ, for printing with order="none"."""
-    P = sympy.Poly(poly, LAMBDA)
-    terms = []
-    for (k,), c in P.terms():
-        power = LAMBDA**k if k else sympy.Integer(1)
-        if k == 0:
-            terms.append(c)
-        elif c == 1:
-            terms.append(power)
-        elif c == -1:
-            terms.append(sympy.Mul(-1, power, evaluate=False))
-        elif c.could_extract_minus_sign() and not c.is_Number:
-            terms.append(sympy.Mul(-1, -c, power, evaluate=False))
-        else:
-            terms.append(sympy.Mul(c, power, evaluate=False))
-    if not terms:
-        return sympy.Integer(0)
-    return terms[0] if len(terms) == 1 else sympy.Add(*terms, evaluate=False)
-
-
 def _txt(e) -> str:
-    from ..printing import rec_expr
-
     return rec_expr(e).replace("lambda", "λ")
+
+
+def _is_zero(number: sympy.Expr) -> bool | None:
+    """Is a number (``sigmoid(1) + sigmoid(-1) - 1``) zero? None when it cannot be decided."""
+    value = sympy.expand(written_out(number))
+    if value == 0 or value.is_zero:
+        return True
+    try:
+        if abs(complex(value.evalf(50))) > 1e-30:
+            return False
+    except (TypeError, ValueError):
+        return None
+    return True if not has_activation(value) and sympy.simplify(value) == 0 else None
 
 
 def _freeze_per_step(st: Structure) -> dict:
@@ -252,8 +353,10 @@ def _consistent_scalar(st: Structure, notes: list) -> bool | None:
     for s in f.sums:
         inner = sympy.Add(*s.body.refs.values())
         total += s.coef * sympy.Sum(inner, (s.var, s.low, s.high)).doit()
-    if sympy.count_ops(total) > _MAX_SYMBOLIC_OPS:
-        notes.append("consistency not determined: the coefficient sum is too large to simplify")
+    if sympy.count_ops(total) > _MAX_SYMBOLIC_OPS or has_activation(total):
+        notes.append(
+            "consistency not determined: the coefficient sum is too large (or too opaque) to simplify"
+        )
         return None
     diff = sympy.simplify(total - 1)
     if diff == 0:
@@ -299,31 +402,11 @@ def _self_reciprocal(f: sympy.Poly) -> bool:
     return c == c[::-1] or c == [-x for x in c[::-1]]
 
 
-def _defined(expr):
-    """The language's element-wise functions that SymPy lacks, by their definitions, so that
-    coefficients such as ``sigmoid(k)`` at ``k = 1/2`` evaluate to numbers."""
-    from ..ir import ELEMENTWISE
-
-    defs = {
-        "relu": lambda x: sympy.Max(0, x),
-        "sigmoid": lambda x: 1 / (1 + sympy.exp(-x)),
-        "softplus": lambda x: sympy.log(1 + sympy.exp(x)),
-        "gelu": lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
-        "silu": lambda x: x / (1 + sympy.exp(-x)),
-        "elu": lambda x: sympy.Piecewise((x, x > 0), (sympy.exp(x) - 1, True)),
-    }
-    for name, fn in defs.items():
-        f = ELEMENTWISE.get(name)
-        if f is not None and expr.has(f):
-            expr = expr.replace(f, fn)
-    return expr
-
-
 def _numeric(poly: sympy.Expr, A: sympy.Matrix, companion: bool):
     """Roots, stability class, spectral radius and its Jordan size for numeric coefficients."""
     notes: list = []
-    poly = _defined(poly)
-    A = A.applyfunc(_defined)
+    poly = written_out(poly)
+    A = A.applyfunc(written_out)
     if not all(c.is_number for c in sympy.Poly(poly, LAMBDA).all_coeffs()):
         notes.append(f"the coefficients of {_txt(poly)} are not numbers: roots and stability not computed")
         return None, None, None, None, notes
@@ -348,7 +431,7 @@ def _numeric(poly: sympy.Expr, A: sympy.Matrix, companion: bool):
             rs = sympy.roots(f, LAMBDA)
             for r, m in rs.items():
                 mod = sympy.Abs(r) if r.is_real else sympy.sqrt(sympy.expand(r * sympy.conjugate(r)))
-                mod = sympy.simplify(mod) if sympy.count_ops(mod) < 60 else mod
+                mod = sympy.simplify(mod) if sympy.count_ops(mod) < 60 and not has_activation(mod) else mod
                 sign = _sign(mod - 1)
                 roots.append(Root(r, m * e, mod, True))
                 unit_flags.append((sign, f, e))

@@ -18,18 +18,12 @@ from __future__ import annotations
 import sympy
 from sympy.polys.constructor import construct_domain
 
-from ..ir import n
-from ..printing import rec_expr
+from ..ir import StateRef, decimal_text, n, rec_expr, references, state
+from ..limits import MAX_HISTORY_TERMS, MAX_TERMS
+from .formatting import json_integer, json_number, json_value, poly_text, sympy_text
 from .linear import NonLinear, Structure, decompose
 
 __all__ = ["Weights", "TooLarge", "TooDeep", "MAX_TERMS", "MAX_HISTORY_TERMS", "compute_weights"]
-
-#: The most polynomial terms the symbolic weights may hold in all (adjoints and results).
-MAX_TERMS = 20_000
-
-
-#: The most terms a history sum may expand to over all steps (about depth^2 / 2).
-MAX_HISTORY_TERMS = 600_000
 
 
 class TooDeep(Exception):
@@ -113,23 +107,17 @@ class Weights:
         """A JSON value: a number when numeric, else a string in SymPy syntax."""
         K = self.K
         if K.is_ZZ:
-            return int(x)
+            return json_integer(int(x))
         if K.is_QQ:
-            p, q = int(x.numerator), int(x.denominator)
-            if q == 1:
-                return p
-            try:
-                return p / q
-            except OverflowError:
-                return f"{p}/{q}"
+            return json_number(sympy.Rational(int(x.numerator), int(x.denominator)))
+        if (K.is_PolynomialRing or K.is_FractionField) and all(g.is_number for g in K.symbols):
+            return json_value(self.expr(x))  # generators such as exp(1) or sigmoid(1): a number
         if self._fast():
             if K.is_PolynomialRing and x.is_ground:
                 return self._ground_json(x)
             if K.is_FractionField and x.numer.is_ground and x.denom.is_ground:
                 return json_number(K.to_sympy(x))
             return self.text(x)
-        from .result import json_value
-
         return json_value(self.expr(x))
 
     def _ground_json(self, x):
@@ -139,28 +127,24 @@ class Weights:
         """The exact value in SymPy syntax (``3/4``, ``k_1*k_2 + 1``)."""
         K = self.K
         if K.is_ZZ:
-            return str(int(x))
+            return decimal_text(int(x))
         if K.is_QQ:
-            p, q = int(x.numerator), int(x.denominator)
-            return str(p) if q == 1 else f"{p}/{q}"
+            p, q = decimal_text(int(x.numerator)), decimal_text(int(x.denominator))
+            return p if q == "1" else f"{p}/{q}"
         if K.is_PolynomialRing and (K.domain.is_ZZ or K.domain.is_QQ):
-            return _poly_text(x, self._gen_names())
+            return poly_text(x, self._gen_names())
         if K.is_FractionField and (K.domain.is_ZZ or K.domain.is_QQ):
             names = self._gen_names()
-            num, den = _poly_text(x.numer, names), _poly_text(x.denom, names)
+            num, den = poly_text(x.numer, names), poly_text(x.denom, names)
             if den == "1":
                 return num
             num = f"({num})" if len(x.numer) > 1 else num
             den = f"({den})" if len(x.denom) > 1 or "*" in den or "/" in den else den
             return f"{num}/{den}"
-        from .result import sympy_text
-
         return sympy_text(self.expr(x))
 
     def _gen_names(self) -> list[str]:
         if not hasattr(self, "_names"):
-            from .result import sympy_text
-
             self._names = [
                 sympy_text(g.xreplace(self._back)) if self._back else sympy_text(g) for g in self.K.symbols
             ]
@@ -175,24 +159,20 @@ class Weights:
         return 1
 
 
-def _index_offset(ref) -> int:
-    from ..ir import n
-
-    return int(ref.indices[0] - n)
-
-
 #: Depth of the trial run that decides, for deep formulas with per-step parameters, whether
 #: symbolic weights can fit the budget (the last steps of a deep run repeat the trial's pattern).
 PROBE_DEPTH = 32
 
 
-def compute_weights(st: Structure, depth: int) -> Weights:
-    """Weights of every block output and initial input in ``output_depth``.
+def compute_weights(st: Structure, depth: int, state_name: str | None = None) -> Weights:
+    """Weights of every block output and initial input in ``output_depth`` (or in
+    ``state_name`` at ``depth``).
 
     Raises :class:`TooLarge` when symbolic weights exceed :data:`MAX_TERMS`.
     """
     if st.forms is None:
         raise ValueError("the formula is not linear")
+    target = state_name or st.output
     if st.has_sums and history_terms(st, depth) > MAX_HISTORY_TERMS:
         raise TooDeep(
             f"the history sum expands to {history_terms(st, depth)} terms at depth {depth} "
@@ -203,16 +183,14 @@ def compute_weights(st: Structure, depth: int) -> Weights:
         # the last PROBE_DEPTH blocks at depth N are those of a PROBE_DEPTH-deep run (with the
         # parameters renamed), so if that run overflows away from the initial steps, so does this
         # one; finding out takes a fraction of the full run with its N generators.
-        order = max(
-            (1 - int(r.indices[0] - n) for f in st.forms.values() for r in f.refs if r.indices[0].has(n)),
-            default=1,
-        )
+        refs = (StateRef.of(r) for f in st.forms.values() for r in f.refs)
+        order = max((1 - ref.offset for ref in refs if ref.offset is not None), default=1)
         try:
-            _compute(st, PROBE_DEPTH)
+            _compute(st, PROBE_DEPTH, target)
         except TooLarge as exc:
             if exc.step >= order:
                 raise TooLarge(depth, depth - PROBE_DEPTH + exc.step, exc.terms) from None
-    return _compute(st, depth)
+    return _compute(st, depth, target)
 
 
 def _per_step_only(st: Structure) -> bool:
@@ -227,7 +205,7 @@ def _per_step_only(st: Structure) -> bool:
     return not any(step_dependent(c) for c in coefs) and any(c.atoms(sympy.Indexed) for c in coefs)
 
 
-def _compute(st: Structure, depth: int) -> Weights:
+def _compute(st: Structure, depth: int, target: str) -> Weights:
     states = st.states
     # a template holds offsets from n; a read of x_0 has none, so such formulas go step by step
     templated = not st.has_sums and not st.time_varying() and not st.reads_start
@@ -237,7 +215,7 @@ def _compute(st: Structure, depth: int) -> Weights:
         template = {}
         for s in states:
             f = st.forms[s]
-            refs = [(r.base.label.name, _index_offset(r), c) for r, c in f.refs.items()]
+            refs = [(ref.name, ref.offset, c) for ref, c in ((StateRef.of(r), c) for r, c in f.refs.items())]
             blocks = {}
             for call, c in f.blocks.items():
                 key = st.block_keys[call]
@@ -265,7 +243,7 @@ def _compute(st: Structure, depth: int) -> Weights:
                 coef_exprs.add(cf.const)
                 initial_refs.update(k for k in cf.refs if k[1] <= 0)
     if depth == 0:
-        initial_refs.add((st.output, 0))
+        initial_refs.add((target, 0))
 
     # 2. initial values as combinations of the inputs
     initial_forms: dict = {}
@@ -304,7 +282,7 @@ def _compute(st: Structure, depth: int) -> Weights:
         return to_dom[sympy.sympify(e)]
 
     # 4. the backward sweep
-    adj: dict = {(st.output, depth): one}
+    adj: dict = {(target, depth): one}
     wblock = {key: [zero] * depth for key in st.key_order}
     offset = zero
     if templated:
@@ -347,7 +325,7 @@ def _compute(st: Structure, depth: int) -> Weights:
     for key, a in adj.items():
         if key not in initial_forms:
             if key == (st.output, 0):
-                initial_forms[key] = ({rec_expr(sympy.IndexedBase(st.output)[0]): sympy.Integer(1)}, 0)
+                initial_forms[key] = ({rec_expr(state(st.output, 0)): sympy.Integer(1)}, 0)
             else:  # a value never computed: cannot happen for a well-formed recurrence
                 raise AssertionError(f"unexpected reference {key}")
         parts, const = initial_forms[key]
@@ -355,56 +333,22 @@ def _compute(st: Structure, depth: int) -> Weights:
             winit[text] = winit.get(text, zero) + a * el(c)
         if const != 0:
             offset += a * el(const)
-    out_text = rec_expr(sympy.IndexedBase(st.output)[0])
-    inputs.setdefault(out_text, sympy.IndexedBase(st.output)[0])
+    out_text = rec_expr(state(st.output, 0))
+    inputs.setdefault(out_text, state(st.output, 0))
     winit.setdefault(out_text, zero)
 
     initial_order = sorted(winit, key=lambda k: k != out_text)
     return Weights(K, wblock, {k: winit[k] for k in initial_order}, offset, inputs, back)
 
 
-def json_number(c: sympy.Rational):
-    """A rational as a JSON number: an int when whole, else the nearest double (string if huge)."""
-    if c.is_Integer:
-        return int(c)
-    try:
-        return int(c.p) / int(c.q)
-    except OverflowError:
-        return f"{c.p}/{c.q}"
-
-
-def _poly_text(p, names: list[str]) -> str:
-    """A sparse polynomial in SymPy syntax, fast (SymPy's printer is slow for many generators)."""
-    if not p:
-        return "0"
-    out = []
-    for monom, coeff in p.terms():
-        c = sympy.Rational(int(getattr(coeff, "numerator", coeff)), int(getattr(coeff, "denominator", 1)))
-        factors = [names[i] if e == 1 else f"{names[i]}**{e}" for i, e in enumerate(monom) if e]
-        neg = c < 0
-        c = -c if neg else c
-        if not factors:
-            body = str(c)
-        elif c == 1:
-            body = "*".join(factors)
-        else:
-            body = f"{c}*" + "*".join(factors)
-        if out:
-            out.append(" - " if neg else " + ")
-        elif neg:
-            out.append("-")
-        out.append(body)
-    return "".join(out)
-
-
 def _param_dummies(exprs):
     """Per-step parameter references ``k[3]`` -> plain symbols (polynomial generators)."""
     params: dict = {}
     for e in exprs:
-        for ref in e.atoms(sympy.Indexed):
-            if ref not in params:
+        for ref in references(e):
+            if ref.indexed not in params:
                 # names of the language contain no underscore, so k_3 cannot clash
-                params[ref] = sympy.Symbol(f"{ref.base.label}_{ref.indices[0]}")
+                params[ref.indexed] = sympy.Symbol(f"{ref.name}_{ref.index}")
     return params, {v: k for k, v in params.items()}
 
 

@@ -125,6 +125,9 @@ def _check(args) -> int:
         nb = len(rec.blocks)
         parts.append(f"{nb} block{'s' if nb != 1 else ''}")
         parts.append("linear" if st.linear else "non-linear")
+        free = rec.free_symbols
+        if free:  # a coefficient nothing declares is one: shown, so that a typo is seen
+            parts.append(f"free symbol{'s' if len(free) > 1 else ''} {', '.join(free)}")
         print(f"{path}: ok ({', '.join(parts)})")
     return 2 if failed else 0
 

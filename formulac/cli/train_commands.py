@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import add_backbone_arguments, add_memory_argument, add_set_argument, backbone_kwargs, load_bound
+from .common import (
+    add_backbone_arguments,
+    add_memory_argument,
+    add_set_argument,
+    backbone_kwargs,
+    load_all_bound,
+    load_bound,
+)
 
 __all__ = ["register"]
 
@@ -45,7 +52,7 @@ def register(subparsers) -> None:
 
 
 def _model_factory(rec, args):
-    """``build_model(in_channels, num_classes, input_size)`` compiling the formula."""
+    """``(build_model, describe)`` compiling the formula (picklable: ``compare --jobs``)."""
     from ..formula import network_factory
 
     return network_factory(rec, backbone_kwargs(args))
@@ -60,8 +67,7 @@ def _config(args):
 def _train(args) -> int:
     from ..train import train
 
-    rec = load_bound(args.file, args.bindings)
-    build_model, describe = _model_factory(rec, args)
+    build_model, describe = _model_factory(load_bound(args.file, args.bindings), args)
     config = _config(args)
     out = args.out or str(Path("runs") / Path(args.file).stem)
     train(
@@ -83,9 +89,10 @@ def _compare(args) -> int:
     names = [Path(f).stem for f in args.files]
     if len(set(names)) != len(names):
         raise UsageError("compare: two files have the same name; rename one so runs do not collide")
+    # each --set name goes to the files that have it; one that no file has is an error
+    recs = load_all_bound(args.files, args.bindings)
     models = []
-    for path, name in zip(args.files, names):
-        rec = load_bound(path, args.bindings)
+    for name, rec in zip(names, recs):
         build_model, describe = _model_factory(rec, args)
         models.append((name, build_model, describe))
     config = _config(args)
@@ -98,5 +105,6 @@ def _compare(args) -> int:
         progress=args.progress,
         quiet=args.quiet,
         overwrite=args.overwrite,
+        jobs=args.jobs,
     )
     return 0

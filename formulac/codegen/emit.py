@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import sympy
 
 from ..errors import UsageError
-from ..ir import BlockCall, Concat, Recurrence, block_calls, n, rebuild, state
+from ..ir import BlockCall, Concat, Recurrence, StateRef, block_calls, n, rebuild, state
 from ..printing import rec_expr
 from . import reversible
 from .backbones import BackboneInfo, Stage
@@ -425,14 +425,13 @@ def _width(expr, env, width, blocks, plan, rec, history_width, raw_width, stride
             blocks[expr.block] = (w_in, 1)
         return width
     if isinstance(expr, sympy.Indexed):
-        name = expr.base.label.name
-        if name not in rec.states:
+        ref = StateRef.of(expr)
+        if ref.name not in rec.states:
             return None
-        index = expr.indices[0]
-        if index.is_Integer:
-            return env[f"{name}_0"]
-        if (index - n).is_Integer:
-            return env[var_name(name, int(index - n))]
+        if ref.step is not None:
+            return env[f"{ref.name}_0"]
+        if ref.offset is not None:
+            return env[var_name(ref.name, ref.offset)]
         return history_width
     if isinstance(expr, Concat):
         parts = [

@@ -17,7 +17,19 @@ from pathlib import Path
 import sympy
 
 from ..errors import FormulacError, SourceError, UsageError
-from ..ir import BlockCall, Concat, Recurrence, block_calls, n, rebuild, state
+from ..ir import (
+    BlockCall,
+    Concat,
+    Recurrence,
+    StateRef,
+    block_calls,
+    n,
+    rebuild,
+    references,
+    state,
+    walk,
+    written_out,
+)
 from ..printing import rec_expr
 
 __all__ = [
@@ -128,28 +140,6 @@ def var_name(state: str, offset: int) -> str:
     return f"{state}_nm{-offset}"
 
 
-# What the opaque element-wise functions compute (torch's definitions: exact gelu, elu with
-# alpha 1, softplus with beta 1), so that a coefficient such as sigmoid(1) is a number.
-# (The language's branch gives ir's activations these definitions; then evalf alone does it.)
-_DEFINITIONS = {
-    "relu": lambda a: sympy.Max(a, 0),
-    "sigmoid": lambda a: 1 / (1 + sympy.exp(-a)),
-    "tanh": sympy.tanh,
-    "softplus": lambda a: sympy.log(1 + sympy.exp(a)),
-    "gelu": lambda a: a * (1 + sympy.erf(a / sympy.sqrt(2))) / 2,
-    "silu": lambda a: a / (1 + sympy.exp(-a)),
-    "elu": lambda a: sympy.Piecewise((a, a > 0), (sympy.exp(a) - 1, True)),
-}
-
-
-def _defined(expr: sympy.Expr) -> sympy.Expr:
-    """``expr`` with the opaque element-wise functions replaced by their definitions."""
-    return expr.replace(
-        lambda e: isinstance(e, sympy.Function) and type(e).__name__ in _DEFINITIONS,
-        lambda e: _DEFINITIONS[type(e).__name__](e.args[0]),
-    )
-
-
 def unprojected_name(output: str) -> str:
     """The step argument that a block reading exactly ``output_n`` takes: ``output_n`` itself,
     except at a stage's first step, where it is the stage input before the projection."""
@@ -256,12 +246,8 @@ def plan_step(
     an attribute or argument of the generated classes (``reserved``: the backbone's names)
     are renamed with a ``_param`` suffix. With ``free_symbols`` (``formulac check``), unbound
     symbols are printed as names instead of refused. Errors are :class:`PlanError`."""
-    free = rec.free_symbols
-    if free and not free_symbols:
-        raise UsageError(
-            f"unbound symbol{'s' if len(free) > 1 else ''} {', '.join(free)}: give a value "
-            f"with --set {free[0]}=VALUE (or formula.bind({free[0]}=...))"
-        )
+    if not free_symbols:
+        rec.require_bound()
     taken: set[str] = set()
     reserved = frozenset(reserved)
     per_step = {
@@ -325,20 +311,16 @@ def located(line: int, column: int, prefix: str = ""):
 
 def _collect_reads(rec: Recurrence, expr, reads: set, starts: set, history: dict) -> None:
     """Add what ``expr`` reads: lags (state, offset), starts (s_0) and history reaches."""
-    for ref in expr.atoms(sympy.Indexed):
-        name, index = ref.base.label.name, ref.indices[0]
-        if name in rec.params:
-            continue
-        if index.is_Integer:
-            starts.add(name)
-        elif (index - n).is_Integer and index - n <= 0:
-            reads.add((name, int(index - n)))
+    for ref in references(expr, rec.states):
+        if ref.step is not None:
+            starts.add(ref.name)
+        elif ref.offset is not None and ref.offset <= 0:
+            reads.add((ref.name, ref.offset))
     for total in expr.atoms(sympy.Sum):  # a sum over the history reaches back to low + offset
         ((var, low, _),) = total.limits
-        for ref in total.function.atoms(sympy.Indexed):
-            name, index = ref.base.label.name, ref.indices[0]
-            if name not in rec.params and index.has(var):
-                history[name] = min(history.get(name, 0), int(low + index - var))
+        for ref in references(total.function, rec.states):
+            if ref.variable == var:
+                history[ref.name] = min(history.get(ref.name, 0), int(low) + ref.shift)
 
 
 def _lags(rec: Recurrence, reads: list[tuple[str, int]], history: dict[str, int]) -> dict[str, int]:
@@ -383,7 +365,8 @@ def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> symp
     if expr == var:
         return value
     if isinstance(expr, sympy.Indexed):
-        return expr.base[expr.indices[0].xreplace({var: value})]
+        ref = StateRef.of(expr)
+        return state(ref.name, ref.index.xreplace({var: value}))
     if not expr.args or not expr.has(var):
         return expr
     return _remade(expr, [_substituted(a, var, value) for a in expr.args])
@@ -400,16 +383,8 @@ def _remade(expr: sympy.Expr, args: list) -> sympy.Expr:
 
 
 def formula_text(rec: Recurrence) -> str:
-    lines = []
-    for p in rec.params.values():
-        lines.append(f"param {p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}")
-    for name, value in list(rec.constants.items()) + list(rec.bindings.items()):
-        lines.append(f"{name} = {rec_expr(value)}")
-    for (state_name, index), value in rec.initial.items():
-        lines.append(f"{state_name}_{index if index == 0 else f'<{index}>'} = {rec_expr(value)}")
-    for eq in rec.equations:
-        lines.append(f"{eq.state}_<n+1> = {rec_expr(eq.display_rhs)}")
-    return "\n".join(lines)
+    """The formula for a docstring: the representation's canonical text (:attr:`Recurrence.text`)."""
+    return rec.text.rstrip("\n")
 
 
 def _bound_variables(expr: sympy.Expr) -> set:
@@ -562,22 +537,20 @@ class _TorchPrinter:
             return None
         if value.is_Rational:
             return value
-        value = _defined(value).evalf(30)
+        value = written_out(value).evalf(30)  # ir's activations evaluate by their definitions
         return value if value.is_number else None
 
     def _indexed(self, expr) -> str:
-        name = expr.base.label.name
-        if name in self.plan.per_step_params:
-            return "self." + self.plan.per_step_params[name][0]
-        index = expr.indices[0]
-        if index.is_Integer:
-            return f"{name}_0"
-        var = next(iter(index.free_symbols - {n}), None)
-        if var is not None:  # inside a sum: the history list, whose entry 0 is name_<first>
-            position = int(index - var) - self.plan.history[name]
+        ref = StateRef.of(expr)
+        if ref.name in self.plan.per_step_params:
+            return "self." + self.plan.per_step_params[ref.name][0]
+        if ref.step is not None:
+            return f"{ref.name}_0"
+        if ref.offset is None:  # inside a sum: the history list, whose entry 0 is name_<first>
+            position = ref.shift - self.plan.history[ref.name]
             shift = "" if position == 0 else f" {'+' if position > 0 else '-'} {abs(position)}"
-            return f"{name}_history[{self.bound[var]}{shift}]"
-        return var_name(name, int(index - n))
+            return f"{ref.name}_history[{self.bound[ref.variable]}{shift}]"
+        return var_name(ref.name, ref.offset)
 
     def _symbol(self, expr) -> tuple[str, int]:
         if expr == n:
@@ -654,7 +627,9 @@ class _TorchPrinter:
         lo = self.emit(low)
         hi = self.emit(high + 1)
         if low > high.xreplace({n: 0}):  # empty at the first steps: a tensor of zeros, not 0
-            summed = next((r.base.label.name for r in expr.function.atoms(sympy.Indexed) if r.has(var)), None)
+            summed = next(
+                (r.name for r in references(expr.function, self.rec.states) if r.variable == var), None
+            )
             zeros = f"torch.zeros_like({self.reference(summed)})"
             return f"sum(({body} for {local} in range({lo}, {hi})), {zeros})"
         return f"sum({body} for {local} in range({lo}, {hi}))"
@@ -685,21 +660,15 @@ class _TorchPrinter:
         raise UsageError("compile: the formula reads no state")
 
     def _is_tensor(self, expr) -> bool:
-        for node in sympy.preorder_traversal(expr):
-            if isinstance(node, (BlockCall, Concat)):
-                return True
-            if isinstance(node, sympy.Indexed) and node.base.label.name in self.rec.states:
-                return True
-        return False
+        if any(isinstance(node, (BlockCall, Concat)) for node in walk(expr)):
+            return True
+        return next(references(expr, self.rec.states), None) is not None
 
     def _has_param(self, expr) -> bool:
         names = set(self.rec.params)
-        for node in sympy.preorder_traversal(expr):
-            if isinstance(node, sympy.Indexed) and node.base.label.name in names:
-                return True
-            if isinstance(node, sympy.Symbol) and node.name in names:
-                return True
-        return False
+        if next(references(expr, names), None) is not None:
+            return True
+        return any(isinstance(node, sympy.Symbol) and node.name in names for node in walk(expr))
 
 
 def _split_sign(term) -> tuple[bool, sympy.Expr]:

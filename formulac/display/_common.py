@@ -8,33 +8,29 @@ from typing import Any
 
 from ..errors import UsageError
 from ..ir import Recurrence
-
-#: Depth used when a formula (not an analysis) is plotted or tabulated without a depth.
-DEFAULT_DEPTH = 20
+from ..limits import DEFAULT_DISPLAY_DEPTH as DEFAULT_DEPTH
+from ..parse import load
 
 
 def _analysis_module():
-    from .. import analysis
+    from .. import analysis  # loaded when something is analysed, not when formulac is imported
 
     return analysis
 
 
 def _is_analysis(item: Any) -> bool:
-    return hasattr(item, "block_weights") and hasattr(item, "roots") and not isinstance(item, Recurrence)
+    return isinstance(item, _analysis_module().Analysis)
 
 
 def recurrence_of(item: Any) -> Recurrence:
-    """The :class:`Recurrence` behind a Recurrence, a ``Formula`` facade or a ``.rec`` path."""
+    """The :class:`Recurrence` behind a Recurrence, a ``.rec`` path or a ``Formula`` (its
+    documented ``Formula.rec``; the facade sits above this package and is not imported here)."""
     if isinstance(item, Recurrence):
         return item
     if isinstance(item, (str, Path)):
-        from ..parse import load
-
         return load(item)
-    for attr in ("rec", "recurrence", "_rec"):
-        rec = getattr(item, attr, None)
-        if isinstance(rec, Recurrence):
-            return rec
+    if isinstance(getattr(item, "rec", None), Recurrence):
+        return item.rec
     raise UsageError(
         f"cannot plot a {type(item).__name__}: pass a formula (formulac.parse/load), "
         f"a .rec path or an analysis"

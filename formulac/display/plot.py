@@ -25,6 +25,7 @@ from typing import Any
 
 import sympy
 
+from .. import limits
 from ..errors import UsageError
 from ._common import (
     DEFAULT_DEPTH,
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 #: Deeper unrolled graphs are unreadable (and DenseNet-like graphs grow quadratically).
-MAX_GRAPH_DEPTH = 30
+MAX_GRAPH_DEPTH = limits.MAX_GRAPH_DEPTH
 
 MATPLOTLIB_MISSING = "plotting needs matplotlib: pip install 'formulac[plot]'"
 
@@ -423,37 +424,19 @@ def plot_roots(formulas_or_analyses, ax=None, labels=None):
 
 # -- dependency graph ----------------------------------------------------------------------------
 
-_NODE_TEXT = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_?\{?(-?[0-9]+)\}?$")
-
 
 def node_kind_step(graph, node) -> tuple[str, str, float]:
-    """``(kind, name, step)`` of a node: kind is ``state`` or ``block``."""
+    """``(kind, name, step)`` of a node of :func:`formulac.analysis.dependency_graph`'s graph:
+    kind is ``state`` (the input is a state) or ``block``."""
     data = graph.nodes[node]
-    name = data.get("name") or data.get("state") or data.get("block")
-    step = data.get("step", data.get("index"))
-    kind = data.get("kind") or data.get("type")
-    if (
-        (name is None or step is None)
-        and isinstance(node, tuple)
-        and len(node) >= 2
-        and isinstance(node[0], str)
-        and isinstance(node[-1], int)
-    ):
-        name = name or node[0]
-        step = node[-1] if step is None else step
-    if (name is None or step is None) and isinstance(node, str):
-        m = _NODE_TEXT.match(node.replace("<", "").replace(">", ""))
-        if m:
-            name = name or m.group(1)
-            step = int(m.group(2)) if step is None else step
-    if name is None:
-        name = str(node)
-    if step is None:
-        step = 0
-    if kind is None:
-        kind = "block" if name[:1].isupper() else "state"
-    kind = "block" if str(kind).lower().startswith(("block", "f")) else "state"
-    return kind, str(name), float(step)
+    try:
+        kind = "block" if data["kind"] == "block" else "state"
+        return kind, str(data[kind]), float(data["step"])
+    except KeyError:
+        raise UsageError(
+            "draw_graph takes the graph of formulac.analysis.dependency_graph: its nodes carry "
+            f"kind, step and state or block; {node!r} has {sorted(data)}"
+        ) from None
 
 
 def graph_layout(graph) -> tuple[dict, dict]:

@@ -23,16 +23,15 @@ import sympy
 
 from ..errors import FormulacError, UsageError
 from ..ir import Recurrence, state
+from ..limits import DEFAULT_DEPTH, MAX_REPORT_DEPTH
 from ..printing import latex_expr
 from .latex import formula_latex
 from .tables import format_value
 
 __all__ = ["write_report", "render_report", "weight_table", "DEFAULT_DEPTH", "UNROLL_STEPS", "GRAPH_DEPTH"]
 
-DEFAULT_DEPTH = 10
 UNROLL_STEPS = 3
 GRAPH_DEPTH = 4
-MAX_REPORT_DEPTH = 200
 MAX_EXPANSION_CHARS = 1500
 REPORT_NAME = "report.md"
 COMPARISON_NAME = "weights_comparison.png"

@@ -1,12 +1,17 @@
 """Compare several models over several seeds under one recipe.
 
 Every (model, seed) is a :func:`~formulac.train.loop.train` run in ``out_dir/<label>/seed<k>/``;
-finished runs are skipped and unfinished ones resumed, so calling :func:`compare` again after an
-interruption continues where it stopped.  The result is a table of mean ± std test error (%)
-over the seeds, parameters and time per run, with a significance test across seeds: a paired
-t-test for two models (and the exact Wilcoxon signed-rank test beside it), a Friedman test for
-three or more (and paired t-tests of each model against the first, Holm-adjusted).  The table is
-printed and written to ``comparison.md`` and ``comparison.json``.
+finished runs are reused and unfinished ones resumed, so calling :func:`compare` again after an
+interruption continues where it stopped.  ``jobs`` runs several at once in separate processes
+(each with its share of the CPU threads).
+
+The result gives, per model, the mean ± sd accuracy over the seeds and, against the first model
+(the baseline), the mean difference with its 95 % confidence interval, the paired t-test, the
+effect size d_z and the Wilcoxon signed-rank test; with three or more models, the Friedman test
+and Holm-adjusted pairwise p-values.  It says in words where the evidence is too thin (fewer than
+3 seeds, a confidence interval that spans zero).  It is printed and written to
+``comparison.md`` and ``comparison.json``.  Runs whose settings differ (other than the seed) are
+never paired.
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from . import distributed as D
 from . import stats
 from .data import Dataset
 from .errors import TrainError
-from .loop import CHECKPOINT, SUMMARY, BuildModel, _atomic_json, _load_data, train
+from .loop import BuildModel, _load_data, train
 from .recipes import TrainConfig
+from .rundir import CHECKPOINT, RESUME_FREE, SUMMARY, write_json
 
 __all__ = ["ComparisonResult", "ModelResult", "compare", "format_seconds", "safe_label"]
+
+# fewer seeds than this and the comparison says the evidence is too thin
+MIN_SEEDS = 3
 
 
 def safe_label(label: str) -> str:
@@ -48,49 +57,73 @@ def format_seconds(s: float | None) -> str:
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
 
 
+def _mean(xs: Sequence[float]) -> float:
+    return math.fsum(xs) / len(xs)
+
+
+def _sd(xs: Sequence[float]) -> float | None:
+    if len(xs) < 2:
+        return None
+    m = _mean(xs)
+    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
 @dataclass
 class ModelResult:
-    """One model's runs: test accuracy (fraction) and error (%) per seed."""
+    """One model's runs: accuracy (fraction) per seed on the evaluated set (``metric``: "test",
+    or "validation" when the runs held out a validation split)."""
 
     label: str
     seeds: list[int]
-    test_acc: list[float]
+    accuracy: list[float]
     parameters: int
     times: list[float]
     run_dirs: list[str]
     describe: dict | None = None
-    best_test_acc: list[float] = field(default_factory=list)
+    best_accuracy: list[float] = field(default_factory=list)
+    metric: str = "test"
+
+    @property
+    def accuracy_pct(self) -> list[float]:
+        return [100.0 * a for a in self.accuracy]
 
     @property
     def errors(self) -> list[float]:
-        return [100.0 * (1.0 - a) for a in self.test_acc]
+        return [100.0 * (1.0 - a) for a in self.accuracy]
+
+    @property
+    def mean_accuracy(self) -> float:
+        return _mean(self.accuracy_pct)
+
+    @property
+    def std_accuracy(self) -> float | None:
+        return _sd(self.accuracy_pct)
 
     @property
     def mean_error(self) -> float:
-        e = self.errors
-        return math.fsum(e) / len(e)
+        return _mean(self.errors)
 
     @property
     def std_error(self) -> float | None:
-        e = self.errors
-        if len(e) < 2:
-            return None
-        m = self.mean_error
-        return math.sqrt(math.fsum((x - m) ** 2 for x in e) / (len(e) - 1))
+        return _sd(self.errors)
 
     @property
     def mean_time(self) -> float:
-        return math.fsum(self.times) / len(self.times)
+        return _mean(self.times)
 
     def to_dict(self) -> dict:
+        key = "val" if self.metric == "validation" else "test"
         return {
             "label": self.label,
             "seeds": self.seeds,
-            "test_acc": self.test_acc,
-            "test_error_pct": self.errors,
-            "mean_test_error_pct": self.mean_error,
-            "std_test_error_pct": self.std_error,
-            "best_test_acc": self.best_test_acc,
+            "evaluated_on": self.metric,
+            f"{key}_acc": self.accuracy,
+            f"mean_{key}_acc_pct": self.mean_accuracy,
+            f"std_{key}_acc_pct": self.std_accuracy,
+            f"{key}_error_pct": self.errors,
+            f"mean_{key}_error_pct": self.mean_error,
+            f"std_{key}_error_pct": self.std_error,
+            f"best_{key}_acc": self.best_accuracy,
             "parameters": self.parameters,
             "time_per_run_s": self.mean_time,
             "times_s": self.times,
@@ -101,8 +134,9 @@ class ModelResult:
 
 @dataclass
 class ComparisonResult:
-    """The table and the tests; ``test`` is the main test (t-test for two models, Friedman for
-    more, None for one); ``pairwise`` compares each model with the first (the baseline)."""
+    """The table, the tests and the verdicts.  ``test`` is the main test (the paired t-test
+    for two models, Friedman for more, None for one); ``pairwise`` compares each model with
+    the first (the baseline); ``verdicts`` say in words what the evidence supports."""
 
     models: list[ModelResult]
     seeds: list[int]
@@ -110,99 +144,109 @@ class ComparisonResult:
     test: stats.TestResult | None
     pairwise: list[dict]
     out_dir: str
+    verdicts: list[str] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        return self.models[0].metric if self.models else "test"
 
     # -- formatting ---------------------------------------------------------------------------
+    _HEAD = [
+        "model",
+        "accuracy (%)",
+        "vs first",
+        "95% CI",
+        "p (t-test)",
+        "d_z",
+        "p (Wilcoxon)",
+        "params",
+        "time/run",
+        "seeds",
+    ]
+
     def _rows(self) -> list[list[str]]:
-        base = self.models[0].mean_error
         rows = []
-        for i, m in enumerate(self.models):
-            sd = m.std_error
-            err = f"{m.mean_error:.2f} ± {sd:.2f}" if sd is not None else f"{m.mean_error:.2f}"
-            delta = "" if i == 0 else f"{m.mean_error - base:+.2f}"
-            rows.append(
-                [
-                    m.label,
-                    err,
-                    delta,
-                    f"{min(m.errors):.2f}",
-                    f"{m.parameters:,}",
-                    format_seconds(m.mean_time),
-                    str(len(m.seeds)),
+        by_model = {pw["model"]: pw for pw in self.pairwise}
+        several = len(self.models) > 2
+        for m in self.models:
+            sd = m.std_accuracy
+            acc = f"{m.mean_accuracy:.2f} ± {sd:.2f}" if sd is not None else f"{m.mean_accuracy:.2f}"
+            pw = by_model.get(m.label)
+            if pw is None:
+                cells = ["", "", "", "", ""]
+            else:
+                t = pw["t_test"]
+                lo, hi = t["extra"].get("ci_low"), t["extra"].get("ci_high")
+                ci = f"[{lo:+.2f}, {hi:+.2f}]" if lo is not None and math.isfinite(lo) else "n/a"
+                p = pw.get("p_holm") if several else t.get("p_value")
+                p_text = stats.format_p(p) + (" (Holm)" if several and p is not None else "")
+                dz = t["extra"].get("effect_size_dz")
+                dz_text = "n/a" if dz is None else f"{dz:+.2f}" if math.isfinite(dz) else f"{dz:+}"
+                cells = [
+                    f"{pw['mean_difference_pct']:+.2f}",
+                    ci,
+                    p_text,
+                    dz_text,
+                    stats.format_p((pw.get("wilcoxon") or {}).get("p_value")),
                 ]
+            rows.append(
+                [m.label, acc, *cells, f"{m.parameters:,}", format_seconds(m.mean_time), str(len(m.seeds))]
             )
         return rows
 
-    _HEAD = ["model", "test error (%)", "vs first", "best seed", "params", "time/run", "seeds"]
+    def _what(self) -> str:
+        return "validation accuracy" if self.metric == "validation" else "test accuracy"
 
-    def _test_lines(self) -> list[str]:
+    def _heading(self) -> str:
+        cfg = self.config
+        return (
+            f"{cfg.get('data')}, {cfg.get('recipe')} recipe, {cfg.get('epochs')} epochs, "
+            f"seeds {', '.join(map(str, self.seeds))}; {self._what()}"
+        )
+
+    def _notes(self) -> list[str]:
         lines = []
         if self.test is not None:
             lines.append(self.test.describe())
-        for pw in self.pairwise:
-            t = pw["t_test"]
-            p = stats.format_p(t.get("p_value"))
-            adj = pw.get("p_holm")
-            extra = (
-                f", Holm-adjusted p = {stats.format_p(adj)}"
-                if adj is not None and len(self.pairwise) > 1
-                else ""
+        lines += self.verdicts
+        if self.metric == "validation":
+            lines.append(
+                "These are accuracies on a validation split of the training set: fit for choosing, "
+                "not for reporting (train without --val-fraction to test)."
             )
-            if t.get("p_value") is None:
-                lines.append(
-                    f"{pw['model']} vs {pw['baseline']}: paired t-test not computed ({t.get('note')})"
-                )
-            else:
-                w = pw.get("wilcoxon") or {}
-                wp = (
-                    f"exact Wilcoxon signed-rank p = {stats.format_p(w.get('p_value'))}"
-                    if w.get("p_value") is not None
-                    else ""
-                )
-                tp = "" if len(self.models) == 2 else f"paired t-test p = {p}{extra}"
-                lines.append(
-                    f"{pw['model']} vs {pw['baseline']}: error difference "
-                    f"{pw['mean_difference_pct']:+.2f} points" + "".join(f"; {x}" for x in (tp, wp) if x)
-                )
         return lines
 
     def to_text(self) -> str:
         rows = [self._HEAD] + self._rows()
         widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
-        right = {2, 3, 4, 5, 6}
         lines = []
         for j, r in enumerate(rows):
-            cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
+            cells = [c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)]
             lines.append("  ".join(cells).rstrip())
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
-        cfg = self.config
-        head = (
-            f"{cfg.get('data')}, {cfg.get('recipe')} recipe, {cfg.get('epochs')} epochs, "
-            f"seeds {', '.join(map(str, self.seeds))}"
-        )
-        return "\n".join([head, ""] + lines + [""] + self._test_lines()) + "\n"
+        return "\n".join([self._heading(), ""] + lines + [""] + self._notes()) + "\n"
 
     def to_markdown(self) -> str:
-        cfg = self.config
         out = [
-            f"# Comparison: {cfg.get('data')}, {cfg.get('recipe')} recipe, {cfg.get('epochs')} epochs",
+            f"# Comparison: {self._heading()}",
             "",
-            f"Seeds: {', '.join(map(str, self.seeds))}. Test error is 100 - final test "
-            "accuracy (%), mean ± sample std over the seeds.",
+            f"Accuracy: the final {self._what()} (%), mean ± sample sd over the seeds. "
+            "The differences, their 95 % confidence intervals (paired t), the t-test, the effect "
+            "size d_z (mean / sd of the paired differences) and the Wilcoxon signed-rank test "
+            "compare each model with the first, paired by seed.",
             "",
+            "| " + " | ".join(self._HEAD) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(self._HEAD) - 1)) + "|",
         ]
-        out.append("| " + " | ".join(self._HEAD) + " |")
-        out.append("|" + "|".join(["---"] + ["---:"] * (len(self._HEAD) - 1)) + "|")
         for r in self._rows():
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
-        tl = self._test_lines()
-        if tl:
-            out += [""] + [f"- {line}" for line in tl]
-        out += ["", "Per seed (test error %):", ""]
+        out += [""] + [f"- {line}" for line in self._notes()]
+        out += ["", f"Per seed ({self._what()}, %):", ""]
         out.append("| model | " + " | ".join(f"seed {s}" for s in self.seeds) + " |")
         out.append("|---|" + "---:|" * len(self.seeds))
         for m in self.models:
-            by_seed = dict(zip(m.seeds, m.errors))
+            by_seed = dict(zip(m.seeds, m.accuracy_pct))
             out.append(
                 f"| {m.label} | "
                 + " | ".join(f"{by_seed[s]:.2f}" if s in by_seed else "" for s in self.seeds)
@@ -213,10 +257,12 @@ class ComparisonResult:
     def to_dict(self) -> dict:
         return {
             "seeds": self.seeds,
+            "evaluated_on": self.metric,
             "config": self.config,
             "models": [m.to_dict() for m in self.models],
             "test": self.test.to_dict() if self.test is not None else None,
             "pairwise": self.pairwise,
+            "verdicts": self.verdicts,
             "out_dir": self.out_dir,
         }
 
@@ -227,19 +273,23 @@ class ComparisonResult:
         return self.to_text()
 
 
+# ------------------------------------------------------------------------------------------------
+# the statistics and what they support
+
+
 def _statistics(models: list[ModelResult]) -> tuple[stats.TestResult | None, list[dict]]:
     if len(models) < 2:
         return None, []
     base = models[0]
     pairwise = []
     for m in models[1:]:
-        t = stats.paired_t_test(m.errors, base.errors)
-        w = stats.wilcoxon_signed_rank(m.errors, base.errors)
+        t = stats.paired_t_test(m.accuracy_pct, base.accuracy_pct)
+        w = stats.wilcoxon_signed_rank(m.accuracy_pct, base.accuracy_pct)
         pairwise.append(
             {
                 "model": m.label,
                 "baseline": base.label,
-                "mean_difference_pct": m.mean_error - base.mean_error,
+                "mean_difference_pct": m.mean_accuracy - base.mean_accuracy,
                 "t_test": t.to_dict(),
                 "wilcoxon": w.to_dict(),
             }
@@ -248,15 +298,116 @@ def _statistics(models: list[ModelResult]) -> tuple[stats.TestResult | None, lis
     for pw, a in zip(pairwise, adj):
         pw["p_holm"] = a
     if len(models) == 2:
-        main = stats.paired_t_test(models[1].errors, base.errors)
+        main = stats.paired_t_test(models[1].accuracy_pct, base.accuracy_pct)
         main.note = (
             main.note + "; " if main.note else ""
-        ) + f"{models[1].label} - {base.label}, paired by seed"
+        ) + f"{models[1].label} - {base.label} accuracy, paired by seed"
         return main, pairwise
-    table = [[m.errors[i] for m in models] for i in range(len(base.seeds))]
+    table = [[m.accuracy_pct[i] for m in models] for i in range(len(base.seeds))]
     main = stats.friedman_test(table)
     main.note = (main.note + "; " if main.note else "") + f"{len(models)} models, seeds as blocks"
     return main, pairwise
+
+
+def _verdicts(models: list[ModelResult], test: stats.TestResult | None, pairwise: list[dict]) -> list[str]:
+    """What the evidence supports, in words."""
+    n = len(models[0].seeds) if models else 0
+    out = []
+    if len(models) >= 2 and n < MIN_SEEDS:
+        out.append(
+            f"Too little evidence: {n} seed{'s' if n != 1 else ''} per model. With fewer than "
+            f"{MIN_SEEDS} seeds a difference cannot be told from seed-to-seed noise; run --seeds "
+            f"{MIN_SEEDS} or more."
+        )
+    several = len(models) > 2
+    if several and test is not None and test.p_value is not None and test.p_value >= 0.05:
+        out.append(
+            f"The Friedman test finds no difference among the {len(models)} models "
+            f"(p = {stats.format_p(test.p_value)})."
+        )
+    for pw in pairwise:
+        t = pw["t_test"]
+        ex = t.get("extra") or {}
+        lo, hi = ex.get("ci_low"), ex.get("ci_high")
+        who = f"{pw['model']} vs {pw['baseline']}"
+        diff = pw["mean_difference_pct"]
+        if lo is None or hi is None:
+            out.append(f"{who}: {diff:+.2f} points; no confidence interval ({t.get('note')}).")
+            continue
+        p = pw.get("p_holm") if several else t.get("p_value")
+        p_text = f"p = {stats.format_p(p)}" + (", Holm-adjusted" if several else "")
+        span = f"95% CI [{lo:+.2f}, {hi:+.2f}] points"
+        if lo <= 0 <= hi:
+            out.append(
+                f"{who}: {diff:+.2f} points, {span} spans zero ({p_text}): these seeds show no "
+                "difference either way."
+            )
+        elif p is not None and p >= 0.05:
+            out.append(f"{who}: {diff:+.2f} points ({span}), but {p_text}: not significant after correction.")
+        else:
+            better = "better" if diff > 0 else "worse"
+            out.append(f"{who}: {better} by {abs(diff):.2f} points ({span}, {p_text}).")
+    few = sorted({w["n"] for w in (pw.get("wilcoxon") or {} for pw in pairwise) if 0 < (w.get("n") or 0) < 6})
+    if few:
+        out.append(
+            f"The Wilcoxon test cannot reach p < 0.05 with {' or '.join(map(str, few))} non-zero "
+            "differences (6 are needed): read its p-value as a check of the signs only."
+        )
+    return out
+
+
+def _same_recipe(runs: list[tuple[str, int, dict]]) -> None:
+    """Refuse to pair runs trained under different settings (anything but the seed and the
+    knobs that do not change what is computed)."""
+    free = RESUME_FREE | {"seed"}
+
+    def recipe(summary: dict) -> dict:
+        return {k: v for k, v in (summary.get("config") or {}).items() if k not in free}
+
+    label0, seed0, first = runs[0]
+    want = recipe(first)
+    for label, seed, summary in runs[1:]:
+        got = recipe(summary)
+        if got != want:
+            diff = [
+                f"{k}: {want.get(k)!r} vs {got.get(k)!r}"
+                for k in sorted(set(want) | set(got))
+                if want.get(k) != got.get(k)
+            ]
+            raise TrainError(
+                f"cannot pair {label} seed {seed} with {label0} seed {seed0}: their recipes differ\n  "
+                + "\n  ".join(diff)
+                + "\ncompare runs trained under one recipe (retrain with the same options or --overwrite)"
+            )
+
+
+# ------------------------------------------------------------------------------------------------
+# running
+
+
+def _train_one(task: dict) -> dict:
+    """One run in a worker process (compare's ``jobs``); returns its summary."""
+    import torch
+
+    torch.set_num_threads(task["config"].threads or 1)
+    return train(
+        task["build"],
+        task["config"],
+        task["run_dir"],
+        resume=task["resume"],
+        overwrite=task["overwrite"],
+        progress=False,
+        describe=task["describe"],
+        quiet=True,
+        dataset=task["dataset"],
+    )
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def compare(
@@ -269,13 +420,16 @@ def compare(
     quiet: bool = False,
     overwrite: bool = False,
     dataset: Dataset | None = None,
+    jobs: int = 1,
     on_run_end: Callable[[str, int, dict], None] | None = None,
 ) -> ComparisonResult:
     """Train every model with every seed (``config`` with ``seed`` replaced) and compare.
 
     ``models``: (label, build_model, describe) triples; the first is the baseline of the
     pairwise tests.  Runs go to ``out_dir/<label>/seed<k>/``; finished runs are reused and
-    unfinished ones resumed (``overwrite=True`` starts every run afresh).  Returns a
+    unfinished ones resumed (``overwrite=True`` starts every run afresh).  ``jobs > 1`` trains
+    that many runs at once in separate processes, each with ``cpu count / jobs`` threads unless
+    ``config.threads`` says otherwise (``build_model`` must then be picklable).  Returns a
     :class:`ComparisonResult`, also written to ``comparison.md`` / ``comparison.json`` and
     printed (unless ``quiet``)."""
     config = config.validate()
@@ -286,6 +440,8 @@ def compare(
         raise TrainError("nothing to compare: no seeds")
     if len(set(seeds)) != len(seeds):
         raise TrainError(f"repeated seeds in {seeds}")
+    if jobs < 1:
+        raise TrainError(f"--jobs must be at least 1, not {jobs}")
     labels = [m[0] for m in models]
     dirs = [safe_label(lab) for lab in labels]
     if len(set(labels)) != len(labels):
@@ -294,24 +450,25 @@ def compare(
         raise TrainError(f"model labels {labels} give the same directory names {dirs}")
 
     info, _ = D.setup(config.device)
+    if info.enabled and jobs > 1:
+        raise TrainError("--jobs runs several processes itself; under torchrun use --jobs 1")
     out = Path(out_dir)
-    data = _load_data(config, info, dataset)
-
-    results: dict[str, list[tuple[int, dict, str]]] = {lab: [] for lab in labels}
-    total = len(models) * len(seeds)
-    k = 0
+    tasks = []
     for seed in seeds:
-        cfg = config.replace(seed=seed)
         for (label, build, describe), d in zip(models, dirs):
-            k += 1
             run_dir = out / d / f"seed{seed}"
             exists = (run_dir / CHECKPOINT).is_file() or (run_dir / SUMMARY).is_file()
-            exists = D.broadcast_object(exists, info)
+            tasks.append((label, seed, build, describe, run_dir, D.broadcast_object(exists, info)))
+
+    summaries: dict[tuple[str, int], dict] = {}
+    if jobs == 1:
+        data = _load_data(config, info, dataset)
+        for k, (label, seed, build, describe, run_dir, exists) in enumerate(tasks, 1):
             if info.is_main and not quiet:
-                print(f"[{k}/{total}] {label}, seed {seed}: {run_dir}", file=sys.stderr)
+                print(f"[{k}/{len(tasks)}] {label}, seed {seed}: {run_dir}", file=sys.stderr)
             summary = train(
                 build,
-                cfg,
+                config.replace(seed=seed),
                 run_dir,
                 resume=exists and not overwrite,
                 overwrite=overwrite,
@@ -320,35 +477,97 @@ def compare(
                 quiet=quiet,
                 dataset=data,
             )
-            results[label].append((seed, summary, str(run_dir)))
+            summaries[label, seed] = summary
             if on_run_end is not None:
                 on_run_end(label, seed, summary)
+    else:
+        summaries = _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end)
 
-    key = "val" if config.val_fraction > 0 else "test"  # validation accuracy stands in for test
+    key = "val" if config.val_fraction > 0 else "test"
+    runs = [(label, seed, summaries[label, seed]) for seed in seeds for label in labels]
+    _same_recipe(runs)
     model_results = []
-    for label, _, describe in models:
-        rs = results[label]
+    for (label, _, describe), d in zip(models, dirs):
+        rs = [summaries[label, s] for s in seeds]
         model_results.append(
             ModelResult(
                 label=label,
-                seeds=[s for s, _, _ in rs],
-                test_acc=[float(r[f"final_{key}_acc"]) for _, r, _ in rs],
-                parameters=int(rs[0][1]["parameters"]),
-                times=[float(r["wall_time_s"]) for _, r, _ in rs],
-                run_dirs=[d for _, _, d in rs],
-                describe=describe,
-                best_test_acc=[float(r[f"best_{key}_acc"]) for _, r, _ in rs],
+                seeds=list(seeds),
+                accuracy=[float(r[f"final_{key}_acc"]) for r in rs],
+                parameters=int(rs[0]["parameters"]),
+                times=[float(r["wall_time_s"]) for r in rs],
+                run_dirs=[str(out / d / f"seed{s}") for s in seeds],
+                describe=rs[0].get("model") or describe,  # with the source's hash, from the run
+                best_accuracy=[float(r[f"best_{key}_acc"]) for r in rs],
+                metric="validation" if key == "val" else "test",
             )
         )
     test, pairwise = _statistics(model_results)
     cfg = config.to_dict()
     cfg.pop("seed", None)
-    result = ComparisonResult(model_results, seeds, cfg, test, pairwise, str(out))
+    result = ComparisonResult(
+        model_results, seeds, cfg, test, pairwise, str(out), _verdicts(model_results, test, pairwise)
+    )
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "comparison.md", result.to_markdown())
-        _atomic_json(out / "comparison.json", result.to_dict())
+        write_json(out / "comparison.json", result.to_dict())
         if not quiet:
             print(result.to_text(), end="")
     D.barrier(info)
     return result
+
+
+def _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end) -> dict:
+    """Train the runs ``jobs`` at a time in fresh (spawned) processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    jobs = min(jobs, len(tasks))
+    threads = config.threads or max(1, _cpu_count() // jobs)
+    pending = {}
+    summaries: dict[tuple[str, int], dict] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for label, seed, build, describe, run_dir, exists in tasks:
+            task = {
+                "build": build,
+                "config": config.replace(seed=seed, threads=threads),
+                "run_dir": str(run_dir),
+                "resume": exists and not overwrite,
+                "overwrite": overwrite,
+                "describe": describe,
+                "dataset": dataset,
+            }
+            pending[pool.submit(_train_one, task)] = (label, seed)
+        done = 0
+        try:
+            for fut in as_completed(pending):
+                label, seed = pending[fut]
+                try:
+                    summary = fut.result()
+                except TrainError as e:  # say which run; the type (e.g. TrainingDiverged) stays
+                    e.message = f"{label}, seed {seed}: {e.message}"
+                    e.args = (e.message,)
+                    raise
+                except BrokenProcessPool:
+                    raise TrainError(
+                        f"the process training {label}, seed {seed} died (out of memory?); run the "
+                        "same compare again to resume from the last checkpoints"
+                    ) from None
+                done += 1
+                summaries[label, seed] = summary
+                if not quiet:
+                    acc = summary.get("final_test_acc") or summary.get("final_val_acc")
+                    print(
+                        f"[{done}/{len(tasks)}] {label}, seed {seed}: accuracy {100 * acc:.2f}% "
+                        f"in {format_seconds(summary.get('wall_time_s'))}",
+                        file=sys.stderr,
+                    )
+                if on_run_end is not None:
+                    on_run_end(label, seed, summary)
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+    return summaries

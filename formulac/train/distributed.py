@@ -3,7 +3,8 @@ process.
 
 ``torchrun --nproc_per_node=K -m formulac train ...`` sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup` sees them, initialises the
-process group (nccl on CUDA, gloo on CPU) once per process, and picks the rank's device.  Every
+process group (nccl on CUDA, gloo on CPU; ``FORMULAC_DIST_BACKEND`` overrides) once per process,
+and picks the rank's device.  Every
 rank draws the same global batch; :func:`shard` gives each rank its contiguous slice, so the
 global batch equals ``batch_size`` whatever the number of ranks.  Only rank 0 writes files.
 """
@@ -94,9 +95,10 @@ def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
+        # FORMULAC_DIST_BACKEND=gloo lets several ranks share one GPU (NCCL refuses that)
+        backend = os.environ.get("FORMULAC_DIST_BACKEND") or ("nccl" if dev.type == "cuda" else "gloo")
         kwargs: dict[str, Any] = {}
-        if dev.type == "cuda":
+        if backend == "nccl":
             kwargs["device_id"] = dev
         try:
             dist.init_process_group(backend=backend, **kwargs)

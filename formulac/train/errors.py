@@ -22,8 +22,11 @@ class TrainingDiverged(TrainError):
     """The training loss became NaN or infinite at ``epoch`` (1-based) and ``step`` (1-based
     within the epoch); the run directory keeps the checkpoint of the last good epoch."""
 
-    def __init__(self, message: str, *, epoch: int, step: int, loss: float):
+    def __init__(self, message: str, epoch: int = 0, step: int = 0, loss: float = float("nan")):
         super().__init__(message)
         self.epoch = epoch
         self.step = step
         self.loss = loss
+
+    def __reduce__(self):  # crosses process boundaries whole (compare --jobs)
+        return (type(self), (self.message, self.epoch, self.step, self.loss))

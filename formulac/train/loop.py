@@ -5,10 +5,12 @@ Files written into ``out_dir`` (by rank 0 only):
 ``config.json``     the config, the model's description, the data set, the versions of torch,
                     formulac and Python, the device
 ``metrics.jsonl``   one JSON line per epoch: epoch, lr, train_loss, train_acc, test_loss,
-                    test_acc, val_loss, val_acc, seconds, train_seconds, images_per_s
+                    test_acc, val_loss, val_acc, seconds, train_seconds, train_cpu_seconds
+                    (the process's CPU time), images_per_s
                     (accuracies are fractions in [0, 1]; the set not evaluated is null)
 ``checkpoint.pt``   written atomically after every epoch: model, optimizer and scaler state,
-                    epoch, RNG states, history; ``resume=True`` continues from it and ends with
+                    the weight average (``average["model"]``: the weights evaluated when the
+                    recipe averages), epoch, RNG states, history; ``resume=True`` continues from it and ends with
                     exactly the weights of an uninterrupted run
 ``summary.json``    written when the run is finished: final and best accuracy, parameters,
                     wall time, images/s, what it was evaluated on, how to repeat it
@@ -28,26 +30,41 @@ import json
 import math
 import os
 import platform
-import random
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..files import atomic_write
 from . import distributed as D
+from .averaging import WeightAverage
 from .data import Dataset, load_dataset
 from .errors import TrainError, TrainingDiverged
-from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs
+from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs, resolve_amp
+from .rundir import (
+    CHECKPOINT,
+    CHECKPOINT_FORMAT,
+    CONFIG,
+    CURVES,
+    METRICS,
+    RESUME_FREE,
+    SUMMARY,
+    jsonable,
+    load_checkpoint,
+    prepare_out_dir,
+    read_metrics,
+    write_json,
+)
+from .runtime import gather_rng, global_settings, seed_everything, set_rng
 
 __all__ = [
+    "RESUME_FREE",
     "CHECKPOINT",
     "CONFIG",
     "CURVES",
@@ -62,26 +79,12 @@ __all__ = [
     "count_parameters",
 ]
 
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-CHECKPOINT = "checkpoint.pt"
-SUMMARY = "summary.json"
-CURVES = "curves.png"
-_OUR_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, CURVES)
-
-BuildModel = Callable[[int, int, int], nn.Module]
-
-# knobs that may change between a run and its resumption without changing what it computes
-RESUME_FREE = frozenset(
-    {"device", "data_dir", "download", "compile", "workers", "threads", "eval_batch_size", "data_on_device"}
-)
-# entries of the model's description that do not decide which network is trained
-_DESCRIBE_FREE = frozenset({"file", "source_sha256"})
-
-_CHECKPOINT_FORMAT = 1
 _DEVICE_DATA_LIMIT = 4 * 1024**3  # keep data sets up to this size on the GPU
 # how often (steps) the GPU reports a non-finite loss to the host; on the CPU every step
 _DIVERGENCE_CHECK_STEPS = 50
+
+
+BuildModel = Callable[[int, int, int], nn.Module]
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,48 +94,6 @@ _DIVERGENCE_CHECK_STEPS = 50
 def count_parameters(model: nn.Module) -> int:
     """Number of distinct parameters (shared ones counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
-def _atomic_json(path: Path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, Path):
-        return str(x)
-    return repr(x)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint written by :func:`train` (a directory means its checkpoint.pt).
-
-    It loads with ``weights_only=True``: the file holds tensors and plain data only."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / CHECKPOINT
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainError(f"no checkpoint at {p}") from None
-    except Exception as e:
-        raise TrainError(f"{p}: cannot read checkpoint ({e})") from None
-    if not isinstance(ck, dict) or ck.get("format") != _CHECKPOINT_FORMAT:
-        raise TrainError(f"{p}: not a formulac checkpoint")
-    return ck
-
-
-def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
-    """The per-epoch records of a run's metrics.jsonl."""
-    p = Path(out_dir) / METRICS
-    if not p.is_file():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
 def _versions() -> dict:
@@ -151,110 +112,6 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-# --------------------------------------------------------------------------------------------
-# the output directory
-
-
-def _config_diff(saved: dict, config: TrainConfig) -> list[str]:
-    now = config.to_dict()
-    defaults = TrainConfig().to_dict()
-    out = []
-    for k in sorted(set(saved) | set(now)):
-        if k in RESUME_FREE:
-            continue
-        # a knob the saved run predates had its default value then
-        a, b = saved.get(k, defaults.get(k)), now.get(k)
-        if (
-            isinstance(a, (list, tuple))
-            and isinstance(b, (list, tuple))
-            and len(a) == len(b)
-            and all(math.isclose(float(x), float(y), rel_tol=1e-12) for x, y in zip(a, b))
-        ):
-            continue
-        if a != b:
-            out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
-    return out
-
-
-def _describe_diff(saved: dict | None, describe: dict | None) -> list[str]:
-    if not saved or not describe:
-        return []
-    out = []
-    for k in sorted((set(saved) | set(describe)) - _DESCRIBE_FREE):
-        a, b = saved.get(k), describe.get(k)
-        if a != b:
-            out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
-    return out
-
-
-def _refuse_other_run(out: Path, what: str, diff: list[str], advice: str) -> None:
-    if diff:
-        raise TrainError(f"{out} holds {what}:\n  " + "\n  ".join(diff) + f"\n{advice}")
-
-
-def _prepare_out_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bool, describe: dict | None):
-    """Decide what to do with ``out``: ('fresh', None), ('resume', checkpoint) or
-    ('finished', summary); raise TrainError when that would lose or mix up work."""
-    summary_p, ckpt_p = out / SUMMARY, out / CHECKPOINT
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"{out} exists and is not a directory")
-    if overwrite and not resume:
-        for name in _OUR_FILES:
-            (out / name).unlink(missing_ok=True)
-        return "fresh", None
-    start_over = "pass --overwrite to train again from scratch, or choose another output directory"
-    if summary_p.is_file():
-        try:
-            summary = json.loads(summary_p.read_text())
-        except ValueError:
-            raise TrainError(f"{summary_p}: broken summary; pass --overwrite to train again") from None
-        _refuse_other_run(
-            out, "a run of another model", _describe_diff(summary.get("model"), describe), start_over
-        )
-        if not resume:
-            acc = summary.get("final_test_acc")
-            acc_s = f" (final test accuracy {100 * acc:.2f}%)" if isinstance(acc, float) else ""
-            raise TrainError(f"{out} holds a finished run{acc_s}; {start_over}")
-        saved = summary.get("config")
-        if saved is None and (out / CONFIG).is_file():
-            saved = json.loads((out / CONFIG).read_text()).get("config")
-        _refuse_other_run(
-            out, "a finished run with other settings", _config_diff(saved or {}, config), start_over
-        )
-        return "finished", summary
-    if ckpt_p.is_file():
-        ck = load_checkpoint(ckpt_p)
-        saved_model = ck.get("describe")
-        if saved_model is None and (out / CONFIG).is_file():
-            saved_model = json.loads((out / CONFIG).read_text()).get("model")
-        _refuse_other_run(
-            out,
-            "an unfinished run of another model",
-            _describe_diff(saved_model, describe),
-            "pass --overwrite to start over, or choose another output directory",
-        )
-        if not resume:
-            raise TrainError(
-                f"{out} holds an unfinished run (epoch {ck['epoch']} of "
-                f"{ck['config'].get('epochs')}); pass --resume to continue it, or "
-                "--overwrite to start over"
-            )
-        diff = _config_diff(ck["config"], config)
-        if diff:
-            raise TrainError(
-                f"cannot resume {out} with other settings:\n  "
-                + "\n  ".join(diff)
-                + "\nresume with the same options, or pass --overwrite"
-            )
-        return "resume", ck
-    if resume:
-        raise TrainError(
-            f"nothing to resume: no {CHECKPOINT} in {out}"
-            + ("" if out.is_dir() else " (the directory does not exist)")
-        )
-    return "fresh", None
-
-
 def _on_main(info: D.DistInfo, fn: Callable[[], object]):
     """Run ``fn`` on rank 0 and give its result (or its TrainError) to every rank."""
     result, error = None, None
@@ -267,85 +124,6 @@ def _on_main(info: D.DistInfo, fn: Callable[[], object]):
     if error is not None:
         raise TrainError(error)
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# global state: determinism, threads, RNG
-
-
-@contextmanager
-def _global_settings(config: TrainConfig, device: torch.device):
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_bench = torch.backends.cudnn.benchmark
-    prev_cudnn_det = torch.backends.cudnn.deterministic
-    prev_threads = torch.get_num_threads()
-    try:
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
-        if config.deterministic:
-            if device.type == "cuda":
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        elif device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-        torch.backends.cudnn.benchmark = prev_bench
-        torch.backends.cudnn.deterministic = prev_cudnn_det
-        if config.threads > 0:
-            torch.set_num_threads(prev_threads)
-
-
-def _get_rng() -> dict:
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    rng = {
-        "torch": torch.get_rng_state(),
-        "numpy": [
-            np_state[0],
-            torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)),
-            int(np_state[2]),
-            int(np_state[3]),
-            float(np_state[4]),
-        ],
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
-
-
-def _set_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    n = rng["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
-    p = rng["python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))
-    if "cuda" in rng and torch.cuda.is_available():
-        states = rng["cuda"]
-        if len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states)
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-
-
-def _gather_rng(info: D.DistInfo) -> list[dict]:
-    mine = _get_rng()
-    if not info.enabled:
-        return [mine]
-    import torch.distributed as dist
-
-    box: list = [None] * info.world_size
-    dist.all_gather_object(box, mine)
-    return box
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,7 +143,8 @@ def evaluate(
     info: D.DistInfo | None = None,
 ) -> tuple[float, float, int]:
     """(mean loss, accuracy, count) of ``model`` on uint8 ``images``; with DDP each rank takes
-    a contiguous share and the sums are reduced."""
+    a contiguous share and the sums are reduced.  With ``config.tta`` the logits are the mean of
+    those of each image and of its mirror image."""
     info = info or D.DistInfo()
     was_training = model.training
     model.eval()
@@ -380,8 +159,12 @@ def evaluate(
         y = labels[i:j].to(device, non_blocking=True)
         x = augment_batch(x, None, config, mean, std, config.channels_last)
         with amp:
-            out = model(x)
-        out = out.float()
+            out = model(x).float()
+            if config.tta:
+                mirrored = x.flip(3)
+                if config.channels_last:
+                    mirrored = mirrored.contiguous(memory_format=torch.channels_last)
+                out = 0.5 * (out + model(mirrored).float())
         loss_sum += F.cross_entropy(out, y, reduction="sum").double()
         correct += (out.argmax(1) == y).sum()
     stats = torch.stack(
@@ -399,9 +182,10 @@ def evaluate(
 
 
 def _autocast(config: TrainConfig, device: torch.device):
-    if config.amp == "none":
+    amp = resolve_amp(config.amp, device)
+    if amp == "none":
         return nullcontext()
-    dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -417,13 +201,23 @@ def _log(info: D.DistInfo, quiet: bool, msg: str) -> None:
 
 
 def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW; without ``config.norm_bias_decay`` the parameters of fewer than two
+    dimensions (batch-norm weights, biases, a formula's scalar coefficients) get no weight
+    decay."""
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise TrainError("the model has no trainable parameters")
+    groups: list[dict] = [{"params": params}]
+    if not config.norm_bias_decay:
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2]},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
-        params,
+        groups,
         lr=config.lr,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
@@ -463,6 +257,7 @@ class _Run:
     eval_model: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
+    average: WeightAverage | None  # evaluated in place of ``net`` when the recipe averages
     data: _Data
     parameters: int
     describe: dict | None
@@ -515,13 +310,13 @@ def train(
     config = TrainConfig.from_dict(config.to_dict()).validate()  # a private, checked copy
     info, device = D.setup(config.device)
     out = Path(out_dir)
-    state, payload = _on_main(info, lambda: _prepare_out_dir(out, config, resume, overwrite, describe))
+    state, payload = _on_main(info, lambda: prepare_out_dir(out, config, resume, overwrite, describe))
     if state == "finished":
         _log(info, quiet, f"{out}: finished run, nothing to do")
         return payload
 
     wall_start = time.perf_counter()
-    with _global_settings(config, device):
+    with global_settings(config, device):
         run = _set_up(build_model, config, out, info, device, dataset, describe)
         if payload is not None:
             _restore(run, payload)
@@ -625,7 +420,7 @@ def _set_up(
 ) -> _Run:
     """Load and place the data, build the model (seeded), its optimizer and wrappers."""
     loaded = _load_data(config, info, dataset)
-    _seed_everything(config.seed)  # the same initial weights for the same seed
+    seed_everything(config.seed)  # the same initial weights for the same seed
     net = build_model(loaded.in_channels, loaded.num_classes, loaded.input_size)
     if not isinstance(net, nn.Module):
         raise TrainError(f"build_model returned {type(net).__name__}, not a torch.nn.Module")
@@ -637,7 +432,7 @@ def _set_up(
             raise TrainError("--sync-bn needs CUDA devices")
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     optimizer = _make_optimizer(net, config)
-    scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if resolve_amp(config.amp, device) == "fp16" else None
     if info.enabled:
         # each rank its own stream for dropout and the like; the data order is global
         torch.manual_seed(config.seed + 7919 * info.rank)
@@ -651,10 +446,11 @@ def _set_up(
         raise TrainError(f"{data.n_train} training examples are fewer than the {info.world_size} ranks")
 
     model = D.wrap_model(net, info, device)
-    eval_model: nn.Module = net
+    average = WeightAverage(net, config.ema_decay) if config.ema_decay > 0 else None
+    eval_model: nn.Module = average.model if average is not None else net
     if config.compile:
         model = torch.compile(model)
-        eval_model = torch.compile(net)
+        eval_model = torch.compile(eval_model)
     return _Run(
         config=config,
         out=out,
@@ -665,6 +461,7 @@ def _set_up(
         eval_model=eval_model,
         optimizer=optimizer,
         scaler=scaler,
+        average=average,
         data=data,
         parameters=count_parameters(net),
         describe=describe,
@@ -684,8 +481,10 @@ def _restore(run: _Run, checkpoint: dict) -> None:
         ) from None
     if run.scaler is not None and checkpoint.get("scaler"):
         run.scaler.load_state_dict(checkpoint["scaler"])
+    if run.average is not None:
+        run.average.load_state_dict(checkpoint["average"])
     rngs = checkpoint["rng"]
-    _set_rng(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
+    set_rng(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
     run.epoch = int(checkpoint["epoch"])
     run.history = list(checkpoint["history"])
     run.elapsed = float(checkpoint["elapsed"])
@@ -702,6 +501,7 @@ def _repeat_info(run: _Run) -> dict:
         "world_size": run.info.world_size,
         "device": str(run.device),
         "device_name": _device_name(run.device),
+        "amp": resolve_amp(run.config.amp, run.device),
         "versions": _versions(),
     }
 
@@ -713,9 +513,9 @@ def _write_run_files(run: _Run) -> None:
         return
     run.out.mkdir(parents=True, exist_ok=True)
     config = run.config
-    _atomic_json(
+    write_json(
         run.out / CONFIG,
-        _jsonable(
+        jsonable(
             {
                 "config": config.to_dict(),
                 **_repeat_info(run),
@@ -829,7 +629,7 @@ class _DivergenceWatch:
 def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
     """One pass over the training data; returns the epoch's record without evaluation."""
     config, info, device, data = run.config, run.info, run.device, run.data
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run.net.train()
     hw = (data.train_x.shape[2], data.train_x.shape[3])
     plan = epoch_plan(config, data.n_train, epoch, hw)
@@ -867,6 +667,8 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
         else:
             loss.backward()
             run.optimizer.step()
+        if run.average is not None:
+            run.average.update()
         batch_loss = batch_loss.detach()
         watch.see(step, batch_loss, lr)
         loss_sum += batch_loss.double()
@@ -891,6 +693,9 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
         "val_acc": None,
         "seconds": train_seconds,
         "train_seconds": train_seconds,
+        # CPU time of this process in the training phase: what other jobs on a shared machine
+        # disturb far less than the wall time
+        "train_cpu_seconds": time.process_time() - c0,
         "images_per_s": seen / train_seconds if train_seconds > 0 else None,
     }
 
@@ -922,7 +727,7 @@ def _evaluate_epoch(run: _Run, record: dict) -> None:
 def _save_checkpoint(run: _Run, record: dict) -> None:
     """Append the epoch's metrics line, then write the checkpoint atomically (rank 0)."""
     config, info = run.config, run.info
-    rngs = _gather_rng(info)  # a collective: every rank takes part
+    rngs = gather_rng(info)  # a collective: every rank takes part
     if not info.is_main:
         return
     with open(run.out / METRICS, "ab") as f:
@@ -930,7 +735,7 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     ck = {
-        "format": _CHECKPOINT_FORMAT,
+        "format": CHECKPOINT_FORMAT,
         "epoch": run.epoch,
         "model": run.net.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -940,6 +745,7 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
             "note": "the lr is a pure function of (config, epoch, step)",
         },
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "average": run.average.state_dict() if run.average is not None else None,
         "rng": rngs,
         "data_order": {
             "scheme": "per-epoch torch.Generator seeded by splitmix(seed, epoch): order and augmentation",
@@ -948,7 +754,7 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
             "next_generator_seed": _epoch_seed(config.seed, run.epoch),
         },
         "config": config.to_dict(),
-        "describe": _jsonable(run.describe),
+        "describe": jsonable(run.describe),
         "history": run.history,
         "elapsed": run.elapsed,
         "train_elapsed": run.train_elapsed,
@@ -1018,10 +824,12 @@ def _finish(run: _Run, quiet: bool) -> dict:
         "parameters": run.parameters,
         "wall_time_s": run.elapsed,
         "train_time_s": run.train_elapsed,
+        "train_cpu_time_s": math.fsum(r.get("train_cpu_seconds") or 0.0 for r in history),
         "images_per_s": total_images / run.train_elapsed if run.train_elapsed > 0 else None,
         "world_size": run.info.world_size,
         "device": str(run.device),
         "device_name": _device_name(run.device),
+        "amp": resolve_amp(run.config.amp, run.device),
         "seed": run.config.seed,
         "recipe": run.config.recipe,
         "data": run.data.description["name"],
@@ -1030,9 +838,9 @@ def _finish(run: _Run, quiet: bool) -> dict:
         "versions": _versions(),
         "config": run.config.to_dict(),
     }
-    summary = _jsonable(summary)
+    summary = jsonable(summary)
     if run.info.is_main:
-        _atomic_json(run.out / SUMMARY, summary)
+        write_json(run.out / SUMMARY, summary)
         _plot_curves(run.out / CURVES, history, key, run.info, quiet)
     return summary
 

@@ -1,79 +1,37 @@
-"""Significance tests for comparing models over seeds, with exact p-values from mpmath.
+"""Significance tests for comparing models over seeds, computed by SciPy.
 
-* :func:`paired_t_test` - two models, paired by seed (Student's t, two-sided);
-* :func:`wilcoxon_signed_rank` - two models, exact distribution of the signed-rank statistic;
-* :func:`friedman_test` - three or more models, seeds as blocks (chi-square approximation with
-  the tie correction, as R's ``friedman.test``; the Iman-Davenport F as an extra);
+* :func:`paired_t_test` - two models paired by seed: Student's t (two-sided), the 95 %
+  confidence interval of the mean difference and the effect size d_z (``scipy.stats.ttest_rel``);
+* :func:`wilcoxon_signed_rank` - two models: the signed-rank test, exact where the differences
+  have no ties (``scipy.stats.wilcoxon``), an exact permutation test of the same statistic
+  where they do;
+* :func:`friedman_test` - several models, seeds as blocks (``friedmanchisquare`` for three or
+  more, its formula with ``scipy.stats.chi2`` for two; the tie correction of R's
+  ``friedman.test``; the Iman-Davenport F as an extra);
 * :func:`holm` - Holm's step-down adjustment of several p-values.
-
-The distribution functions (:func:`t_cdf`, :func:`t_sf`, :func:`chi2_sf`, :func:`f_sf`) are
-regularized incomplete beta and gamma functions evaluated by mpmath at 30 digits.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-import mpmath
+import numpy as np
+from scipy import stats as sps
 
 __all__ = [
     "TestResult",
-    "chi2_sf",
-    "f_sf",
+    "format_p",
     "friedman_test",
     "holm",
     "paired_t_test",
     "rankdata",
-    "t_cdf",
-    "t_sf",
     "wilcoxon_signed_rank",
 ]
 
-_DPS = 30
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    with mpmath.workdps(_DPS):
-        return float(mpmath.betainc(a, b, 0, x, regularized=True))
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    if df <= 0:
-        raise ValueError("degrees of freedom must be positive")
-    if math.isinf(t):
-        return 1.0 if t > 0 else 0.0
-    x = df / (df + t * t)
-    tail = 0.5 * _betainc(df / 2, 0.5, x)  # P(T > |t|)
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_sf(t: float, df: float) -> float:
-    """P(T > t)."""
-    return t_cdf(-t, df)
-
-
-def chi2_sf(x: float, df: float) -> float:
-    """P(X > x) for the chi-square distribution with ``df`` degrees of freedom."""
-    if df <= 0:
-        raise ValueError("degrees of freedom must be positive")
-    if x <= 0:
-        return 1.0
-    if math.isinf(x):
-        return 0.0
-    with mpmath.workdps(_DPS):
-        return float(mpmath.gammainc(df / 2, x / 2, mpmath.inf, regularized=True))
-
-
-def f_sf(f: float, d1: float, d2: float) -> float:
-    """P(F > f) for the F distribution with (d1, d2) degrees of freedom."""
-    if f <= 0:
-        return 1.0
-    if math.isinf(f):
-        return 0.0
-    return _betainc(d2 / 2, d1 / 2, d2 / (d2 + d1 * f))
+CONFIDENCE = 0.95
 
 
 @dataclass
@@ -127,100 +85,91 @@ def format_p(p: float | None) -> str:
     return f"{p:.4f}"
 
 
-def _mean(xs: Sequence[float]) -> float:
-    return math.fsum(xs) / len(xs)
-
-
-def _sd(xs: Sequence[float]) -> float:
-    if len(xs) < 2:
-        return 0.0
-    m = _mean(xs)
-    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+def _differences(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+    if len(a) != len(b):
+        raise ValueError("paired samples must have the same length")
+    return np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
 
 
 def paired_t_test(a: Sequence[float], b: Sequence[float]) -> TestResult:
-    """Two-sided paired t-test of mean(a - b) = 0."""
-    if len(a) != len(b):
-        raise ValueError("paired samples must have the same length")
-    n = len(a)
-    d = [float(x) - float(y) for x, y in zip(a, b)]
+    """Two-sided paired t-test of mean(a - b) = 0.
+
+    ``extra``: ``mean_difference``, ``sd_difference``, ``ci_low``/``ci_high`` (the 95 %
+    confidence interval of the mean difference) and ``effect_size_dz`` (mean / sd of the
+    differences, Cohen's d for paired samples)."""
+    d = _differences(a, b)
+    n = len(d)
     name = "paired t-test"
     if n < 2:
         return TestResult(name, None, None, None, n, "needs at least 2 paired seeds")
-    md, sd = _mean(d), _sd(d)
-    extra = {"mean_difference": md, "sd_difference": sd}
-    if sd == 0.0 or sd < 1e-15 * max(1.0, abs(md)):
-        if md == 0.0 or abs(md) < 1e-15:
+    md, sd = float(d.mean()), float(d.std(ddof=1))
+    extra = {"mean_difference": md, "sd_difference": sd, "confidence": CONFIDENCE}
+    if sd < 1e-15 * max(1.0, abs(md)):
+        extra.update(ci_low=md, ci_high=md)
+        if abs(md) < 1e-15:
+            extra["effect_size_dz"] = 0.0
             return TestResult(name, None, None, n - 1, n, "identical results on every seed", extra)
+        extra["effect_size_dz"] = math.copysign(math.inf, md)
         return TestResult(
             name, math.copysign(math.inf, md), 0.0, n - 1, n, "the same difference on every seed", extra
         )
-    t = md / (sd / math.sqrt(n))
-    df = n - 1
-    p = _betainc(df / 2, 0.5, df / (df + t * t))
-    return TestResult(name, t, min(1.0, p), df, n, "", extra)
+    res = sps.ttest_rel(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    ci = res.confidence_interval(CONFIDENCE)
+    extra.update(ci_low=float(ci.low), ci_high=float(ci.high), effect_size_dz=md / sd)
+    return TestResult(name, float(res.statistic), float(res.pvalue), float(res.df), n, "", extra)
 
 
 def rankdata(values: Sequence[float]) -> list[float]:
     """Ranks 1..n, ties sharing their average rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        avg = (i + j) / 2 + 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = avg
-        i = j + 1
-    return ranks
+    return [float(r) for r in sps.rankdata(values, method="average")]
 
 
 def wilcoxon_signed_rank(
     a: Sequence[float], b: Sequence[float], alternative: str = "two-sided"
 ) -> TestResult:
-    """Wilcoxon signed-rank test of the differences a - b, with the exact distribution of
-    V (the sum of the ranks of the positive differences; zero differences are dropped, tied
-    absolute differences get average ranks and the exact distribution takes them as they are).
+    """Wilcoxon signed-rank test of the differences a - b (zero differences dropped, as R's
+    ``wilcox.test``).  The statistic V is the sum of the ranks of the positive differences.
+    Without ties among the |differences| the p-value is SciPy's exact one; with ties it comes
+    from the exact permutation distribution of V (every sign pattern, up to 2^16 of them).
 
     ``alternative``: "two-sided", "greater" (a > b) or "less"."""
-    if len(a) != len(b):
-        raise ValueError("paired samples must have the same length")
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError("alternative must be two-sided, greater or less")
-    d = [float(x) - float(y) for x, y in zip(a, b)]
-    d = [x for x in d if x != 0.0]
+    d = _differences(a, b)
+    d = d[d != 0.0]
     n = len(d)
     name = "Wilcoxon signed-rank test"
     if n == 0:
         return TestResult(name, None, None, None, 0, "identical results on every seed")
-    r2 = [round(2 * r) for r in rankdata([abs(x) for x in d])]  # doubled ranks: integers
-    v2 = sum(r for r, x in zip(r2, d) if x > 0)
-    counts = {0: 1}
-    for r in r2:
-        nxt: dict[int, int] = dict(counts)
-        for s, c in counts.items():
-            nxt[s + r] = nxt.get(s + r, 0) + c
-        counts = nxt
-    total = 2**n
-    le = sum(c for s, c in counts.items() if s <= v2) / total
-    ge = sum(c for s, c in counts.items() if s >= v2) / total
-    if alternative == "greater":
-        p = ge
-    elif alternative == "less":
-        p = le
+    ranks = sps.rankdata(np.abs(d))
+    v = float(ranks[d > 0].sum())
+    ties = len(np.unique(np.abs(d))) < n
+    note = "" if alternative == "two-sided" else f"one-sided, {alternative}"
+    if not ties:
+        p = float(sps.wilcoxon(d, alternative=alternative, method="exact").pvalue)
+    elif n <= 16:
+        p = _signed_rank_permutation_p(ranks, v, alternative)
+        note = ", ".join(x for x in (note, "tied differences: exact permutation p-value") if x)
     else:
-        p = min(1.0, 2 * min(le, ge))
-    return TestResult(
-        name,
-        v2 / 2,
-        p,
-        None,
-        n,
-        "" if alternative == "two-sided" else f"one-sided, {alternative}",
-        {"alternative": alternative},
-    )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = float(sps.wilcoxon(d, alternative=alternative, method="approx", correction=True).pvalue)
+        note = ", ".join(x for x in (note, "tied differences: normal approximation") if x)
+    return TestResult(name, v, min(1.0, p), None, n, note, {"alternative": alternative})
+
+
+def _signed_rank_permutation_p(ranks: np.ndarray, v: float, alternative: str) -> float:
+    n = len(ranks)
+    signs = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1  # every sign pattern
+    vs = signs @ ranks
+    eps = 1e-9 * max(1.0, float(ranks.sum()))
+    ge = float(np.mean(vs >= v - eps))
+    le = float(np.mean(vs <= v + eps))
+    if alternative == "greater":
+        return ge
+    if alternative == "less":
+        return le
+    return min(1.0, 2 * min(ge, le))
 
 
 def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
@@ -239,30 +188,35 @@ def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
         raise ValueError("every block needs one value per treatment")
     if k < 2:
         raise ValueError("the Friedman test needs at least 2 treatments")
+    ranks = np.array([sps.rankdata(r) for r in rows])
+    extra: dict = {"mean_ranks": [float(x) for x in ranks.mean(axis=0)], "k": k}
     if n < 2:
-        return TestResult(name, None, None, k - 1, n, "needs at least 2 seeds")
-    ranks = [rankdata(r) for r in rows]
-    rsum = [math.fsum(r[j] for r in ranks) for j in range(k)]
-    ties = 0.0
-    for r in rows:
-        seen: dict[float, int] = {}
-        for v in r:
-            seen[v] = seen.get(v, 0) + 1
-        ties += sum(t**3 - t for t in seen.values())
-    corr = 1.0 - ties / (n * k * (k * k - 1))
-    extra = {"mean_ranks": [s / n for s in rsum], "k": k}
-    if corr <= 0:
+        return TestResult(name, None, None, k - 1, n, "needs at least 2 seeds", extra)
+    if all(len(set(r)) == 1 for r in rows):
         return TestResult(name, None, None, k - 1, n, "identical results on every seed", extra)
-    q = (12.0 / (n * k * (k + 1)) * math.fsum(s * s for s in rsum) - 3.0 * n * (k + 1)) / corr
-    q = max(q, 0.0)
-    p = chi2_sf(q, k - 1)
+    if k >= 3:
+        res = sps.friedmanchisquare(*np.array(rows).T)
+        q, p = max(float(res.statistic), 0.0), float(res.pvalue)
+    else:  # SciPy wants 3 treatments; the same statistic (R's, tie-corrected) by its formula
+        q, p = _friedman_statistic(rows, ranks)
     denom = n * (k - 1) - q
     if denom > 0:
         f = (n - 1) * q / denom
-        extra["iman_davenport_f"] = f
-        extra["iman_davenport_df"] = [k - 1, (k - 1) * (n - 1)]
-        extra["iman_davenport_p"] = f_sf(f, k - 1, (k - 1) * (n - 1))
+        d1, d2 = k - 1, (k - 1) * (n - 1)
+        extra.update(
+            iman_davenport_f=f, iman_davenport_df=[d1, d2], iman_davenport_p=float(sps.f.sf(f, d1, d2))
+        )
     return TestResult(name, q, p, k - 1, n, "", extra)
+
+
+def _friedman_statistic(rows: list[list[float]], ranks: np.ndarray) -> tuple[float, float]:
+    n, k = ranks.shape
+    rsum = ranks.sum(axis=0)
+    ties = sum(float((c**3 - c).sum()) for c in (np.unique(r, return_counts=True)[1] for r in rows))
+    corr = 1.0 - ties / (n * k * (k * k - 1))
+    q = (12.0 / (n * k * (k + 1)) * float((rsum**2).sum()) - 3.0 * n * (k + 1)) / corr
+    q = max(q, 0.0)
+    return q, float(sps.chi2.sf(q, k - 1))
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:

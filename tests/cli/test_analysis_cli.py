@@ -66,8 +66,7 @@ def test_check_reports_every_error_and_exits_2(capsys, files, tmp_path):
 
 def test_check_examples_zoo(capsys):
     paths = sorted(str(p) for p in EXAMPLES.glob("*.rec"))
-    if not paths:
-        pytest.skip("no examples yet")
+    assert len(paths) >= 16, "the zoo of examples/"
     code, out, err = run(capsys, "check", *paths)
     assert code == 0, err
     assert len(out.splitlines()) == len(paths)

@@ -4,11 +4,9 @@ import math
 import sys
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("matplotlib")
 import matplotlib.image as mpimg
 import numpy as np
+import pytest
 
 from formulac.cli import main
 from formulac.display import plot
@@ -55,7 +53,7 @@ def test_block_weights_one_line_per_formula_with_the_weights():
 
 
 def test_block_weights_accepts_formulas_paths_and_analyses():
-    formulac = pytest.importorskip("formulac")
+    import formulac
     from formulac.analysis import analyze
 
     items = [

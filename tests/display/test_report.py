@@ -3,10 +3,8 @@
 import re
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("matplotlib")
 import matplotlib.image as mpimg
+import pytest
 
 from formulac.cli import main
 from formulac.display.latex import formula_latex

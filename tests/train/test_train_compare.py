@@ -87,7 +87,7 @@ def test_two_models_resumable(tmp_path, data, config, capsys):
     assert (tmp_path / "wide_net" / "seed1" / "summary.json").is_file()
 
     narrow_r, wide_r = result.models
-    assert narrow_r.seeds == [0, 1] and len(narrow_r.errors) == 2
+    assert narrow_r.seeds == [0, 1] and len(narrow_r.errors) == 2 and narrow_r.metric == "test"
     assert wide_r.parameters > narrow_r.parameters
     assert result.test.name == "paired t-test" and result.test.n == 2
     assert result.test.p_value is None or 0 <= result.test.p_value <= 1
@@ -95,16 +95,25 @@ def test_two_models_resumable(tmp_path, data, config, capsys):
 
     text = capsys.readouterr().out
     assert "narrow" in text and "wide net" in text and "paired t-test" in text
-    assert "±" in text
+    assert "±" in text and "95% CI" in text and "test accuracy" in text
+    # two seeds: the comparison says the evidence is too thin, in words
+    assert "Too little evidence: 2 seeds" in text
     md = (tmp_path / "comparison.md").read_text()
-    assert "| model | test error (%)" in md and "| wide net |" in md and "seed 1" in md
+    assert "| model | accuracy (%) | vs first | 95% CI" in md and "| wide net |" in md and "seed 1" in md
+    assert "- Too little evidence" in md
     js = json.loads((tmp_path / "comparison.json").read_text())
     assert [m["label"] for m in js["models"]] == ["narrow", "wide net"]
     assert js["models"][1]["model"] == {"width": 12}
     assert js["test"]["name"] == "paired t-test" and js["config"]["epochs"] == 2
+    assert js["evaluated_on"] == "test" and js["verdicts"] == result.verdicts
     m = js["models"][0]
     assert m["mean_test_error_pct"] == pytest.approx(sum(m["test_error_pct"]) / 2)
     assert m["test_error_pct"][0] == pytest.approx(100 * (1 - m["test_acc"][0]))
+    assert m["mean_test_acc_pct"] == pytest.approx(100 * sum(m["test_acc"]) / 2)
+    pw = js["pairwise"][0]
+    assert pw["mean_difference_pct"] == pytest.approx(
+        js["models"][1]["mean_test_acc_pct"] - js["models"][0]["mean_test_acc_pct"]
+    )
 
     # a third call trains nothing and gives the same table
     again = compare(models, config, [0, 1], tmp_path, progress=False, quiet=True, dataset=data)
@@ -112,6 +121,17 @@ def test_two_models_resumable(tmp_path, data, config, capsys):
     # other settings in the same directory: refused, nothing mixed
     with pytest.raises(TrainError, match="other settings"):
         compare(models, config.replace(lr=0.05), [0], tmp_path, progress=False, quiet=True, dataset=data)
+    # another model under a known label: refused too, nothing retrained
+    with pytest.raises(TrainError, match="another model"):
+        compare(
+            [("narrow", narrow, {"width": 5}), models[1]],
+            config,
+            [0, 1],
+            tmp_path,
+            progress=False,
+            quiet=True,
+            dataset=data,
+        )
 
 
 def test_three_models_friedman(tmp_path, data, config):
@@ -155,3 +175,44 @@ def test_helpers():
     assert safe_label("../x y") == "_x_y"
     assert format_seconds(5.25) == "5.2s" and format_seconds(125) == "2m05s"
     assert format_seconds(3 * 3600 + 120) == "3h02m"
+
+
+def test_verdicts_in_words():
+    from formulac.train.compare import ModelResult, _statistics, _verdicts
+
+    def model(label, accs):
+        return ModelResult(label, [0, 1, 2, 3], [a / 100 for a in accs], 10, [1.0] * 4, [""] * 4)
+
+    base = model("resnet", [91.0, 91.2, 90.9, 91.1])
+    clear = model("better", [92.0, 92.3, 91.8, 92.1])  # +1 point every seed, small spread
+    noisy = model("noisy", [91.5, 90.6, 91.4, 90.8])  # up and down: the CI spans zero
+    test, pw = _statistics([base, clear])
+    v, wilcoxon = _verdicts([base, clear], test, pw)
+    assert "cannot reach p < 0.05 with 4 non-zero" in wilcoxon
+    assert v.startswith("better vs resnet: better by 1.00 points (95% CI [+")
+    test, pw = _statistics([base, noisy])
+    words = _verdicts([base, noisy], test, pw)
+    assert "spans zero" in words[0] and "no difference either way" in words[0]
+    assert words[-1].startswith("The Wilcoxon test cannot reach")
+    test, pw = _statistics([base, clear, noisy])
+    assert test.name == "Friedman test" and [p["model"] for p in pw] == ["better", "noisy"]
+    words = _verdicts([base, clear, noisy], test, pw)
+    assert any("Holm-adjusted" in w for w in words)
+
+
+def test_runs_under_different_recipes_are_not_paired():
+    from formulac.train.compare import _same_recipe
+
+    a = {"config": {"recipe": "fashion", "lr": 0.1, "seed": 0, "threads": 1}}
+    b = {"config": {"recipe": "fashion", "lr": 0.1, "seed": 1, "threads": 2}}  # seed, threads: free
+    _same_recipe([("a", 0, a), ("a", 1, b)])
+    c = {"config": {"recipe": "cifar", "lr": 0.2, "seed": 0}}
+    with pytest.raises(
+        TrainError, match="cannot pair b seed 0 with a seed 0: their recipes differ\n  lr: 0.1 vs 0.2"
+    ):
+        _same_recipe([("a", 0, a), ("b", 0, c)])
+
+
+def test_jobs_must_be_positive(tmp_path, data, config):
+    with pytest.raises(TrainError, match="--jobs must be at least 1"):
+        compare([("a", narrow, None)], config, [0], tmp_path, quiet=True, dataset=data, jobs=0)

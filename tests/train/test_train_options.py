@@ -26,7 +26,7 @@ def test_defaults_follow_the_recipe():
     args = _parser().parse_args([])
     assert config_from_args(args) == make_config("fashion")
     args = _parser().parse_args(["--data", "cifar10"])
-    assert config_from_args(args) == make_config("cifar", data="cifar10")
+    assert config_from_args(args) == make_config("cifar-fast", data="cifar10")
     assert (args.out, args.resume, args.overwrite, args.progress, args.quiet) == (
         "runs/x",
         False,
@@ -78,6 +78,10 @@ def test_every_flag():
         "1.5",
         "--label-smoothing",
         "0.1",
+        "--no-norm-bias-decay",
+        "--ema-decay",
+        "0.99",
+        "--tta",
         "--crop-padding",
         "3",
         "--no-flip",
@@ -132,6 +136,9 @@ def test_every_flag():
         "gamma": 0.2,
         "warmup_epochs": 1.5,
         "label_smoothing": 0.1,
+        "norm_bias_decay": False,
+        "ema_decay": 0.99,
+        "tta": True,
         "crop_padding": 3,
         "flip": False,
         "random_resized_crop": True,

@@ -1,7 +1,5 @@
 """Recipes, the learning-rate schedule and batched augmentation."""
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -36,19 +34,26 @@ def test_imagenet_and_fashion_recipes():
     assert (i.batch_size, i.epochs, i.lr, i.weight_decay) == (256, 90, 0.1, 1e-4)
     assert milestone_epochs(i) == [30, 60] and i.random_resized_crop and i.flip
     f = make_config("fashion")
-    assert f.epochs == 3 and f.batch_size == 128 and f.schedule == "cosine"
-    assert f.crop_padding == 2 and f.flip
-    assert lr_at(f, 0) == f.lr
-    assert lr_at(f, 1, 0, 10) == pytest.approx(f.lr * 0.5 * (1 + math.cos(math.pi / 3)))
-    assert set(RECIPES) == {"cifar", "imagenet", "fashion"}
+    assert f.epochs == 4 and f.batch_size == 128 and f.schedule == "linear" and f.nesterov
+    assert (f.crop_padding, f.flip) == (0, True)
+    assert (f.label_smoothing, f.ema_decay, f.tta, f.amp, f.channels_last) == (0.1, 0.999, True, "auto", True)
+    assert lr_at(f, 1, 0, 10) == pytest.approx(f.lr * (1 - 1 / 4))
+    assert lr_at(f, 0, 0, 10) == pytest.approx(f.lr * (1 - 0) * 0.1 / 0.3)  # warming up
+    c = make_config("cifar-fast")
+    assert (c.epochs, c.batch_size, c.lr, c.crop_padding, c.warmup_epochs) == (15, 256, 0.2, 2, 1.0)
+    assert set(RECIPES) == {"cifar", "imagenet", "fashion", "cifar-fast"}
+    # the paper-faithful recipe has none of the fast recipes' techniques
+    p = make_config("cifar")
+    assert (p.label_smoothing, p.ema_decay, p.tta, p.amp, p.channels_last) == (0.0, 0.0, False, "none", False)
 
 
 def test_recipe_by_dataset_and_overrides():
     assert recipe_for_dataset("fashion-mnist") == "fashion"
     assert recipe_for_dataset("mnist") == "fashion"
-    assert recipe_for_dataset("cifar100") == "cifar"
+    assert recipe_for_dataset("cifar100") == "cifar-fast" and recipe_for_dataset("cifar10") == "cifar-fast"
+    assert recipe_for_dataset("synthetic:3x8x8") == "cifar"
     assert recipe_for_dataset("imagefolder") == "imagenet"
-    assert make_config(data="cifar10").recipe == "cifar"
+    assert make_config(data="cifar10").recipe == "cifar-fast"
     c = make_config("cifar", epochs=10, lr=0.2, batch_size=None)  # None keeps the recipe's
     assert (c.epochs, c.lr, c.batch_size) == (10, 0.2, 128)
     assert milestone_epochs(c) == [5, 8]

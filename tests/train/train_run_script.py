@@ -3,7 +3,7 @@
 python train_run_script.py OUT [--resume] [--dropout] [--sleep S] [--epochs N] [--limit N]
 
 Trains a tiny CNN on synthetic:3x8x8:4 with deterministic CPU settings.  Exit status 2 and the
-message on stderr for a TrainError (as the CLI will do).
+message on stderr for a TrainError (as the CLI prints it).
 """
 
 import argparse
@@ -68,7 +68,7 @@ def main() -> int:
             describe={"name": "tiny"},
         )
     except TrainError as e:
-        print(f"formulac: error: {e}", file=sys.stderr)
+        print(e.format(), file=sys.stderr)
         return 2
     print(f"final_test_acc={summary['final_test_acc']}")
     return 0

@@ -168,12 +168,15 @@ def _check_shortcut(backbone: str, shortcut: Any, allowed: tuple) -> None:
 # cifar-resnet
 
 
-_CIFAR_DEFAULTS = MappingProxyType({"shortcut": "A"})
+# width: channels of the stem and the first stage (the stages have width, 2*width, 4*width);
+# stem_stride: the stem convolution's stride (2 halves the resolution every stage works at)
+_CIFAR_DEFAULTS = MappingProxyType({"shortcut": "A", "width": 16, "stem_stride": 1})
 _CIFAR_DEPTH = 56
 
 
 def _cifar_family(name: str, defaults: Mapping[str, Any], default_depth: int):
-    """``(validate, layout)`` of a depth-6n+2 CIFAR network: 16/32/64 channels, shortcut A or B."""
+    """``(validate, layout)`` of a depth-6n+2 CIFAR network: 16/32/64 channels (or, where the
+    backbone has the ``width`` option, width/2*width/4*width), shortcut A or B."""
 
     def check(depth: Any = None, **options: Any) -> tuple[int, dict]:
         full = _check_common(name, defaults, options)
@@ -181,6 +184,9 @@ def _cifar_family(name: str, defaults: Mapping[str, Any], default_depth: int):
             name, default_depth if depth is None else depth, 6, 2, "20, 32, 44, 56, 110, 1202, ..."
         )
         _check_shortcut(name, full["shortcut"], ("A", "B"))
+        for knob in ("width", "stem_stride"):
+            if knob in full:
+                _check_positive_int(name, knob, full[knob])
         return n, full
 
     def validate(**options: Any) -> None:
@@ -189,9 +195,10 @@ def _cifar_family(name: str, defaults: Mapping[str, Any], default_depth: int):
     def layout(depth: int | None = None, **options: Any) -> list[Stage]:
         n, full = check(depth, **options)
         proj = {"shortcut": full["shortcut"]}
+        base = full.get("width", 16)
         return [
             Stage("layer%d" % (i + 1), width, stride, n, {}, dict(proj))
-            for i, (width, stride) in enumerate(((16, 1), (32, 2), (64, 2)))
+            for i, (width, stride) in enumerate(((base, 1), (2 * base, 2), (4 * base, 2)))
         ]
 
     return validate, layout
@@ -384,6 +391,10 @@ def _fixed(width: int) -> Callable[..., int]:
     return stem_width
 
 
+def _cifar_stem_width(**options: Any) -> int:
+    return options.get("width", _CIFAR_DEFAULTS["width"])
+
+
 def _mlp_stem_width(**options: Any) -> int:
     return options.get("width", _MLP_DEFAULTS["width"])
 
@@ -398,13 +409,15 @@ BACKBONES: dict[str, BackboneInfo] = {
             branch_class="CifarBasicBranch",
             projection_function="cifar_projection",
             description="CIFAR ResNet of He et al. 2015: depth 6n+2, widths 16/32/64, basic "
-            "branch, shortcut option A (parameter-free, default) or B (1x1 conv)",
+            "branch, shortcut option A (parameter-free, default) or B (1x1 conv); options width "
+            "(first stage's channels, default 16) and stem_stride (default 1)",
             default_depth=_CIFAR_DEPTH,
             default_input_size=32,
             layout=cifar_layout,
             validate=cifar_validate,
             defaults=_CIFAR_DEFAULTS,
-            stem_width=_fixed(16),
+            net_options=("width", "stem_stride"),
+            stem_width=_cifar_stem_width,
             depth_rule="6n+2",
         ),
         BackboneInfo(

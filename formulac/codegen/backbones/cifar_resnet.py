@@ -2,7 +2,9 @@
 
 Depth 6n+2: a 3x3 convolution with 16 filters, three stages of n basic residual steps with
 16, 32 and 64 channels (the second and third start with stride 2), global average pooling and a
-linear classifier. Attribute names follow the widely used akamaster/pytorch_resnet_cifar10
+linear classifier. Two options beyond the paper: ``width`` (the stem's and first stage's
+channels; the stages have width, 2*width and 4*width) and ``stem_stride`` (the stem
+convolution's stride; 2 makes every stage work at half the resolution, a quarter of the cost). Attribute names follow the widely used akamaster/pytorch_resnet_cifar10
 implementation (conv1, bn1, layer1..layer3, linear), with the shortcut named ``downsample``.
 
 This file depends on torch alone: the code generator copies its classes and functions verbatim
@@ -17,7 +19,8 @@ import torch.nn.functional as F
 class CifarResNet(nn.Module):
     """Stem and head of the CIFAR ResNet; the stages are added by the code generator.
 
-    Stem: conv3x3(in_channels, 16) - BN - ReLU. Head: global average pool - linear.
+    Stem: conv3x3(in_channels, width, stride=stem_stride) - BN - ReLU (16 and 1 in the paper).
+    Head: global average pool - linear.
     Build order: ``__init__`` creates the stem, the generator registers the stages
     (``layer1``..``layer3``, each an ``nn.ModuleList`` of steps), then calls
     ``build_head(width)``, which creates the head and initialises all weights.
@@ -26,11 +29,12 @@ class CifarResNet(nn.Module):
 
     stem_width = 16
 
-    def __init__(self, num_classes=10, in_channels=3):
+    def __init__(self, num_classes=10, in_channels=3, width=16, stem_stride=1):
         super().__init__()
         self.num_classes = num_classes
-        self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
+        self.stem_width = width
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=stem_stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
 
     def build_head(self, width):
         self.linear = nn.Linear(width, self.num_classes)

@@ -1,0 +1,47 @@
+"""Formula text -> :class:`~formulac.ir.Recurrence`, with every semantic check.
+
+- :mod:`.syntax` — raw-text checks, the LALR parser of ``grammar/rec.lark``, syntax errors;
+- :mod:`.declarations` — pass 1: what every name is (names may be used before their line);
+- :mod:`.expressions` — pass 2: expression trees -> SymPy, one method per grammar rule;
+- :mod:`.values` — the values a formula computes: real, finite, of a sane size;
+- :mod:`.recurrence` — the passes in order, and the representation they give.
+
+Every problem becomes a :class:`~formulac.errors.SourceError` at the offending token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UsageError
+from ..ir import Recurrence
+from ..limits import MAX_EXPRESSION_DEPTH, MAX_LAG, MAX_LINE_CHARS, MAX_NESTING
+from .declarations import RESERVED_WORDS
+from .recurrence import build
+from .syntax import read
+
+__all__ = [
+    "parse",
+    "load",
+    "MAX_LINE_CHARS",
+    "MAX_NESTING",
+    "MAX_EXPRESSION_DEPTH",
+    "MAX_LAG",
+    "RESERVED_WORDS",
+]
+
+
+def load(path: str | Path) -> Recurrence:
+    """Read and parse a ``.rec`` file; unreadable files are a :class:`UsageError`."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse(data, str(path))
+
+
+def parse(text: str | bytes, path: str = "<string>") -> Recurrence:
+    """Parse formula text into a :class:`Recurrence`, or raise :class:`~formulac.errors.SourceError`."""
+    tree, source = read(text, path)
+    return build(tree, source)

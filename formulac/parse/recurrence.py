@@ -1,0 +1,168 @@
+"""A file's declarations and expressions -> :class:`~formulac.ir.Recurrence`.
+
+The order matters: constants first (resolved once, in dependency order, so that later values
+are checked with their constants written out), then parameters, symbols' domains, equations
+and initial conditions, and finally the evaluation order of same-step references.
+"""
+
+from __future__ import annotations
+
+import lark
+import sympy
+
+from ..ir import (
+    CycleError,
+    Domain,
+    Equation,
+    Param,
+    Recurrence,
+    block_calls,
+    evaluation_order,
+    rebuild,
+    rec_expr,
+    resolve_values,
+)
+from .declarations import Declarations
+from .expressions import Expressions, Scope
+from .syntax import Source
+from .values import check_result, check_size
+
+__all__ = ["build"]
+
+
+def build(tree: lark.Tree, source: Source) -> Recurrence:
+    names = Declarations(source).read(tree)
+    exprs = Expressions(names, source)
+    constants, display = _constants(names, exprs, source)
+    params = _params(names, exprs, source)
+    domains = {name: _domain(node, exprs, source) for name, node in names.domain_nodes.items()}
+    equations, same_step, initial = _equations(names, exprs, source, display)
+    try:
+        order = evaluation_order(list(equations), same_step)
+    except CycleError as exc:
+        raise source.error(
+            "same-step references form a cycle: " + " -> ".join(f"{c}_<n+1>" for c in exc.cycle),
+            names.state_heads[exc.cycle[0]],
+        ) from None
+    used = {call.block for eq in equations.values() for call in block_calls(eq.rhs)}
+    for block, tok in names.shared_blocks.items():
+        if block not in used:
+            raise source.error(f"shared block {block} is not used by any equation", tok)
+    for var, tok in exprs.sum_variables.items():
+        if var in exprs.implicit:
+            line = exprs.implicit[var].line
+            raise source.error(
+                f"the sum's variable {var!r} is also used as a free symbol (line {line}); pick another letter",
+                tok,
+            )
+    implicit = sorted(exprs.implicit, key=lambda s: (exprs.implicit[s].line, exprs.implicit[s].column))
+    return Recurrence(
+        equations=tuple(equations[s] for s in order),
+        output=names.output_name,
+        constants=constants,
+        params=params,
+        symbols=tuple(names.symbol_names) + tuple(implicit),
+        domains=domains,
+        initial=initial,
+        shared_blocks=frozenset(names.shared_blocks),
+        name=source.path,
+        display_values=display,
+        resolved=exprs.values,
+    )
+
+
+def _constants(names: Declarations, exprs: Expressions, source: Source):
+    constants: dict[str, sympy.Expr] = {}
+    display: dict = {}
+    for name, (_, node) in names.constant_nodes.items():
+        display[name] = exprs.build(node, Scope("constant"))
+        constants[name] = rebuild(display[name])  # checked once resolved, below
+
+    def check(name: str, value: sympy.Expr) -> None:
+        check_size(source, value, names.constant_nodes[name][1], f"constant {name}")
+
+    try:
+        exprs.values = resolve_values(constants, check)
+    except CycleError as exc:
+        raise source.error(
+            f"constant {exc.cycle[0]} is defined through itself: " + " -> ".join(exc.cycle),
+            names.constant_nodes[exc.cycle[0]][0],
+        ) from None
+    return constants, display
+
+
+def _params(names: Declarations, exprs: Expressions, source: Source) -> dict[str, Param]:
+    params: dict[str, Param] = {}
+    for name, (_, per_step, node) in names.param_nodes.items():
+        init = rebuild(exprs.build(node, Scope("param")))
+        check_result(source, init, node)
+        if init.free_symbols:
+            raise source.error(f"the initial value of parameter {name} must be a number", node)
+        params[name] = Param(name, init, per_step=per_step)
+    return params
+
+
+def _equations(names: Declarations, exprs: Expressions, source: Source, display: dict):
+    equations: dict[str, Equation] = {}
+    same_step: dict[str, set[str]] = {}
+    initial: dict[tuple[str, int], sympy.Expr] = {}
+    for head, base, index, node in names.heads:
+        if index.var is None:
+            key = (base, index.offset)
+            if base not in names.state_heads:
+                raise source.error(f"initial condition for {base}, which no equation defines", head)
+            if base == names.output_name and index.offset == 0:
+                raise source.error(f"{head} is the network's input and cannot be set", head)
+            if key in initial:
+                raise source.error(f"duplicate initial condition for {head}", head)
+            display[key] = exprs.build(node, Scope("initial"))
+            initial[key] = rebuild(display[key])
+            check_result(source, initial[key].xreplace(exprs.values), node)
+            continue
+        scope = Scope("equation", state=base)
+        shown = exprs.build(node, scope)
+        rhs = rebuild(shown)
+        check_result(source, rhs.xreplace(exprs.values), node)
+        equations[base] = Equation(base, rhs, shown, head.line, head.column)
+        same_step[base] = scope.same_step
+    return equations, same_step, initial
+
+
+def _domain(node: lark.Tree, exprs: Expressions, source: Source) -> Domain:
+    """``[low, high]``, ``[low, high] log`` or ``{a, b, ...}``: exact real numbers."""
+    values = []
+    for child in node.children:
+        if isinstance(child, lark.Tree):
+            value = rebuild(exprs.build(child, Scope("domain"))).xreplace(exprs.values)
+            check_result(source, value, child)
+            if not value.is_number or value.is_real is False:
+                raise source.error("a domain's bounds and choices are real numbers", child)
+            values.append((value, child))
+    if node.data == "choices":
+        seen: list[sympy.Expr] = []
+        for value, child in values:
+            if any(_same(value, other) for other in seen):
+                raise source.error(f"duplicate choice {rec_expr(value)} in the set", child)
+            seen.append(value)
+        return Domain(choices=tuple(seen))
+    (low, low_node), (high, _) = values
+    log = isinstance(node.children[-1], lark.Token) and node.children[-1].type == "LOG"
+    if not _less(low, high):
+        raise source.error(
+            f"empty interval [{rec_expr(low)}, {rec_expr(high)}]: the low end must be below the high end",
+            node,
+        )
+    if log and not _less(sympy.Integer(0), low):
+        raise source.error("a log interval needs numbers above 0 (its low end is not)", low_node)
+    return Domain(low=low, high=high, log=log)
+
+
+def _same(a: sympy.Expr, b: sympy.Expr) -> bool:
+    return a == b or abs(float((a - b).evalf(30))) < 1e-25
+
+
+def _less(a: sympy.Expr, b: sympy.Expr) -> bool:
+    difference = sympy.sympify(b - a)
+    if difference.is_Number:
+        return bool(difference > 0)
+    return float(difference.evalf(30)) > 0
