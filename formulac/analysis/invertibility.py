@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..ir import BlockCall, Concat, Recurrence, n, state, substitute_param_inits
+from ..ir import BlockCall, Concat, Recurrence, n, references, state, substitute_param_inits
 from ..printing import rec_expr
 
 __all__ = [
@@ -181,7 +181,7 @@ def _bad_context(expr, u, states: set[str]) -> str | None:
             return _block_reading(expr, u) or f"{rec_expr(u)} appears in the product {rec_expr(expr)}"
         others = [a for a in expr.args if not a.has(u)]
         for a in others:
-            if a.has(BlockCall, Concat) or any(r.base.label.name in states for r in a.atoms(sympy.Indexed)):
+            if a.has(BlockCall, Concat) or any(True for _ in references(a, states)):
                 return (
                     f"{rec_expr(u)} is multiplied by {rec_expr(a)}, which depends on the states "
                     f"(formulac inverts steps whose coefficient of the rebuilt state is a number or a parameter)"

@@ -16,7 +16,7 @@ import sympy
 
 from ..analysis.invertibility import UNIT_ROUNDOFF, Reconstruction, invert, reconstruction
 from ..errors import UsageError
-from ..ir import BlockCall, Recurrence, n, rebuild
+from ..ir import BlockCall, Recurrence, StateRef, rebuild, references
 from .plan import StepPlan, _ordered_block_calls, _TorchPrinter, var_name
 
 __all__ = ["MEMORY_MODES", "MemoryPlan", "memory_plan", "RESERVED_NAMES"]
@@ -124,8 +124,8 @@ def _check_supported(rec: Recurrence, memory: str) -> None:
                 f"memory={memory!r}: {rec.name} sums over the whole history, which every step keeps; "
                 "only memory='standard' runs it"
             )
-        for ref in eq.rhs.atoms(sympy.Indexed):
-            if ref.indices[0].is_Integer:
+        for ref in references(eq.rhs):
+            if ref.variable is None:
                 raise UsageError(
                     f"memory={memory!r} does not support formulas that read {rec.output}_0 at every "
                     "step yet; use memory='standard'"
@@ -193,7 +193,8 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
             if local not in defined:
                 defined.add(local)
                 body.append(f"{local} = call({index[key]}, self.{call.block}, {printer.emit(call.argument)})")
-        name = var_name(ref.base.label.name, int(ref.indices[0] - n))
+        target = StateRef.of(ref)
+        name = var_name(target.name, target.shift)
         body.append(f"{name} = {printer.emit(expr)}")
     lines.append("")
     lines.append(f"{_INDENT}def retreat({', '.join(['self', 'call', *after, *keyword])}):")

@@ -36,9 +36,9 @@ def _rec(text_or_file: str):
 
 
 INVERTIBLE = {
-    "two_step.rec": "x_<n-1> = (x_<n+1> - F(x_n) - x_n)/(-1/4)",
+    "two_step.rec": "x_<n-1> = -4*(x_<n+1> - F(x_n) - x_n)",
     "lm_resnet.rec": "x_<n-1> = (x_<n+1> - (1 - k_n)*x_n - F(x_n))/k_n",
-    "momentum.rec": "x_n = x_<n+1> - v_<n+1>; v_n = (v_<n+1> - F(x_n)/10)/(9/10)",
+    "momentum.rec": "x_n = x_<n+1> - v_<n+1>; v_n = 10*(v_<n+1> - F(x_n)/10)/9",
     "revnet.rec": "x_n = x_<n+1> - G(y_<n+1>); y_n = y_<n+1> - F(x_n)",
     "midpoint.rec": "x_<n-1> = x_<n+1> - 2*F(x_n)",
 }
