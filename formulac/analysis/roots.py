@@ -465,10 +465,9 @@ def _numeric_sqf(pieces, A, companion, notes):
             notes.append("the roots did not converge numerically")
             return None, None, None, None, notes
         for r in values:
-            mod = sympy.Abs(r).evalf(_DIGITS)
-            sign = 0 if abs(mod - 1) < 1e-12 else (1 if mod > 1 else -1)
-            roots.append(Root(_float(r), e, mod, False))
-            flags.append((sign, None, e))
+            root, flag = _numeric_root(r, e)
+            roots.append(root)
+            flags.append(flag)
     stability, rate, mult = _classify(roots, flags, A, companion, notes)
     return roots, stability, rate, mult, notes
 
@@ -491,12 +490,18 @@ def _numeric_only(P: sympy.Poly, notes: list):
     notes.append("roots and multiplicities computed numerically (coefficients are not rational)")
     roots, flags = [], []
     for r, m in clusters:
-        mod = sympy.Abs(r).evalf(_DIGITS)
-        sign = 0 if abs(mod - 1) < 1e-12 else (1 if mod > 1 else -1)
-        roots.append(Root(_float(r), m, mod, False))
-        flags.append((sign, None, m))
+        root, flag = _numeric_root(r, m)
+        roots.append(root)
+        flags.append(flag)
     stability, rate, mult = _classify(roots, flags, None, True, notes)
     return roots, stability, rate, mult, notes
+
+
+def _numeric_root(r: sympy.Expr, multiplicity: int) -> tuple[Root, tuple]:
+    """A root found by ``nroots`` and its unit-circle flag (sign of |r| - 1, 0 within 1e-12)."""
+    mod = sympy.Abs(r).evalf(_DIGITS)
+    sign = 0 if abs(mod - 1) < 1e-12 else (1 if mod > 1 else -1)
+    return Root(_float(r), multiplicity, mod, False), (sign, None, multiplicity)
 
 
 def _float(r: sympy.Expr) -> sympy.Expr:
