@@ -20,7 +20,7 @@ memory grows linearly with the batch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -43,14 +43,7 @@ class MemoryEstimate:
     note: str | None = None
 
     def to_json(self) -> dict:
-        return {
-            "mode": self.mode,
-            "bytes_per_image": self.bytes_per_image,
-            "resident": self.resident,
-            "transient": self.transient,
-            "detail": self.detail,
-            "note": self.note,
-        }
+        return asdict(self)
 
 
 @dataclass
