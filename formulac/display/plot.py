@@ -204,11 +204,7 @@ def block_weight_series(
     """(series to draw, [(label, why not drawn)]) for the analyses' block weights."""
     series: list[WeightSeries] = []
     skipped: list[tuple[str, str]] = []
-    for analysis, label in zip(analyses, labels):
-        weights = analysis.block_weights
-        if not weights:
-            skipped.append((label, why_missing(analysis, "block weights")))
-            continue
+    for label, weights in _present(analyses, labels, "block_weights", "block weights", skipped):
         names = list(weights)
         if block == MAIN_BLOCK:
             names = [_main_block(weights)]
@@ -229,6 +225,22 @@ def block_weight_series(
                 text = label if len(names) == 1 else f"{label}: {name}"
             series.append(WeightSeries(text, name, nums))
     return series, skipped
+
+
+def _present(analyses: list, labels: list[str], attribute: str, what: str, skipped: list):
+    """``(label, value)`` of each analysis whose ``attribute`` is not empty, in order; each
+    other one goes to ``skipped`` as ``(label, why it has no what)``."""
+    for analysis, label in zip(analyses, labels):
+        value = getattr(analysis, attribute)
+        if value:
+            yield label, value
+        else:
+            skipped.append((label, why_missing(analysis, what)))
+
+
+def _nothing_to_plot(what: str, skipped: list[tuple[str, str]]) -> UsageError:
+    reasons = "; ".join(f"{label}: {why}" for label, why in skipped)
+    return UsageError(f"no {what} to plot ({reasons})")
 
 
 def _skip_note(fig, skipped: list[tuple[str, str]]) -> None:
@@ -280,8 +292,7 @@ def _draw_block_weights(items, depth=None, ax=None, labels=None, block=None, log
     analyses = analyses_of(items, depth)
     series, skipped = block_weight_series(analyses, labels, block)
     if not series:
-        reasons = "; ".join(f"{label}: {why}" for label, why in skipped)
-        raise UsageError(f"no block weights to plot ({reasons})")
+        raise _nothing_to_plot("block weights", skipped)
     fig, ax = _new_axes(ax, (7.0, 4.2))
     depths = sorted({int(a.depth) for a in analyses if a.block_weights})
     longest = max(len(s.weights) for s in series)
@@ -351,16 +362,11 @@ def _draw_roots(items, ax=None, labels=None):
     analyses = analyses_of(items, 2)
     drawn: list[tuple[str, list[complex], list[int]]] = []
     skipped: list[tuple[str, str]] = []
-    for analysis, label in zip(analyses, labels):
-        roots = analysis.roots
-        if not roots:
-            skipped.append((label, why_missing(analysis, "characteristic roots")))
-            continue
+    for label, roots in _present(analyses, labels, "roots", "characteristic roots", skipped):
         values = [_number(r.value, label, "roots") for r in roots]
         drawn.append((label, values, [int(r.multiplicity) for r in roots]))
     if not drawn:
-        reasons = "; ".join(f"{label}: {why}" for label, why in skipped)
-        raise UsageError(f"no characteristic roots to plot ({reasons})")
+        raise _nothing_to_plot("characteristic roots", skipped)
     fig, ax = _new_axes(ax, (5.6, 5.4), margins=(0.85, 0.25, 0.65, 0.45))
     t = [2 * math.pi * k / 256 for k in range(257)]
     ax.plot([math.cos(a) for a in t], [math.sin(a) for a in t], color="0.5", linestyle="--", linewidth=1)
@@ -518,29 +524,20 @@ def draw_graph(graph, ax) -> None:
 
     pos, labels = graph_layout(graph)
     info = {node: node_kind_step(graph, node) for node in graph.nodes}
-    state_nodes = [v for v in graph.nodes if info[v][0] == "state"]
-    block_nodes = [v for v in graph.nodes if info[v][0] == "block"]
     size = 520
-    nx.draw_networkx_nodes(
-        graph,
-        pos,
-        nodelist=state_nodes,
-        node_color="#cfe2f3",
-        edgecolors="#3d6a99",
-        node_size=size,
-        node_shape="o",
-        ax=ax,
-    )
-    nx.draw_networkx_nodes(
-        graph,
-        pos,
-        nodelist=block_nodes,
-        node_color="#fde9c9",
-        edgecolors="#b7791f",
-        node_size=size,
-        node_shape="s",
-        ax=ax,
-    )
+    # states as blue circles, then blocks as orange squares: (fill, edge, marker) per kind
+    node_styles = {"state": ("#cfe2f3", "#3d6a99", "o"), "block": ("#fde9c9", "#b7791f", "s")}
+    for kind, (fill, edge, marker) in node_styles.items():
+        nx.draw_networkx_nodes(
+            graph,
+            pos,
+            nodelist=[v for v in graph.nodes if info[v][0] == kind],
+            node_color=fill,
+            edgecolors=edge,
+            node_size=size,
+            node_shape=marker,
+            ax=ax,
+        )
     straight, arcs = [], []
     for u, v in graph.edges:
         (x0, y0), (x1, y1) = pos[u], pos[v]

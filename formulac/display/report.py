@@ -219,18 +219,13 @@ def _figures(entries: list[_Entry], out_dir: Path, depth: int) -> str | None:
     for entry in entries:
         stem = _file_stem(entry.label)
         if entry.analysis is not None:
-            try:
-                fig, _ = plot._draw_block_weights([entry.analysis], labels=[entry.label])
-                _save(fig, out_dir / f"{stem}_weights.png")
-                entry.figures["weights"] = f"{stem}_weights.png"
-            except FormulacError as exc:
-                entry.figure_notes["weights"] = _message(exc)
-            try:
-                fig, _ = plot._draw_roots([entry.analysis], labels=[entry.label])
-                _save(fig, out_dir / f"{stem}_roots.png")
-                entry.figures["roots"] = f"{stem}_roots.png"
-            except FormulacError as exc:
-                entry.figure_notes["roots"] = _message(exc)
+            for kind, draw in (("weights", plot._draw_block_weights), ("roots", plot._draw_roots)):
+                try:
+                    fig, _ = draw([entry.analysis], labels=[entry.label])
+                    _save(fig, out_dir / f"{stem}_{kind}.png")
+                    entry.figures[kind] = f"{stem}_{kind}.png"
+                except FormulacError as exc:
+                    entry.figure_notes[kind] = _message(exc)
         try:
             fig = plot.plot_graph(entry.rec, min(GRAPH_DEPTH, depth), label=entry.label)
             _save(fig, out_dir / f"{stem}_graph.png")
