@@ -22,6 +22,17 @@ TWO_STEP = "symbol a\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)"
 LM = "param k_n = 1.05\nx_<n+1> = k_n*x_n + (1 - k_n)*x_<n-1> + F(x_n)"
 MOMENTUM = "symbol g\nv_<n+1> = g*v_n + (1 - g)*F(x_n)\nx_<n+1> = x_n + v_<n+1>"
 
+#: The results only a formula linear in its states has (None otherwise).
+LINEAR_RESULTS = (
+    "block_weights",
+    "initial_weights",
+    "characteristic_polynomial",
+    "roots",
+    "stability",
+    "rate",
+    "consistent",
+)
+
 
 # -- weights -------------------------------------------------------------------------------------
 
@@ -249,15 +260,7 @@ def test_step_dependent_and_history_have_no_polynomial():
 def test_nonlinear_gives_none_and_a_note(text, word):
     an = analyze(parse(text), 4)
     assert an.linear is False
-    for name in (
-        "block_weights",
-        "initial_weights",
-        "characteristic_polynomial",
-        "roots",
-        "stability",
-        "rate",
-        "consistent",
-    ):
+    for name in LINEAR_RESULTS:
         assert getattr(an, name) is None, name
     assert any(word in note for note in an.notes)
     data = an.to_json()
@@ -369,13 +372,7 @@ def test_json_contract_keys_and_types():
         "order",
         "linear",
         "depth",
-        "block_weights",
-        "initial_weights",
-        "characteristic_polynomial",
-        "roots",
-        "stability",
-        "rate",
-        "consistent",
+        *LINEAR_RESULTS,
         "free_symbols",
         "params",
         "path_lengths",
