@@ -6,43 +6,44 @@ import json
 import sys
 
 from ..errors import FormulacError, UsageError
-from .common import add_set_argument, load_all_bound, nonnegative_int
+from .common import add_set_argument, formula_command, load_all_bound, nonnegative_int
 
 __all__ = ["register"]
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    formula_command(
+        subparsers,
         "check",
+        _check,
         help="parse formula files and report errors",
         description="Parse every FILE; print one line per file (order, blocks, linearity) or its "
         "errors as FILE:LINE:COL: error: ...; exit status 2 if any file failed.",
+        several=True,
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files")
-    p.set_defaults(handler=_check)
 
-    p = subparsers.add_parser(
+    p = formula_command(
+        subparsers,
         "unroll",
+        _unroll,
         help="write x_N in terms of x_0 and the block outputs",
         description="Unroll the formula N steps: the output state x_N in terms of the input x_0 "
         "and the block outputs F_i(...), whose arguments keep the named states x_i.",
     )
-    p.add_argument("file", metavar="FILE", help=".rec formula file")
     p.add_argument("--steps", type=nonnegative_int, required=True, metavar="N", help="number of steps")
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of .rec syntax")
     p.add_argument("--state", metavar="NAME", help="unroll this state instead of the output")
-    _add_params(p)
-    add_set_argument(p)
-    p.set_defaults(handler=_unroll)
+    _add_values(p)
 
-    p = subparsers.add_parser(
+    p = formula_command(
+        subparsers,
         "analyze",
+        _analyze,
         help="block weights, characteristic roots, stability and consistency",
         description="Analyse the formula at depth N: the weight of every block output and of x_0 "
         "in x_N, the characteristic polynomial of the linear part, its roots, the stability "
         "class, the rate, consistency and the path-length distribution of the unrolled network.",
     )
-    p.add_argument("file", metavar="FILE", help=".rec formula file")
     p.add_argument(
         "--depth", type=nonnegative_int, default=None, metavar="N", help="analyse x_N (default: 10)"
     )
@@ -50,9 +51,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--exact", action="store_true", help="with --json: add exact values as strings under \"exact\""
     )
-    _add_params(p)
-    add_set_argument(p)
-    p.set_defaults(handler=_analyze)
+    _add_values(p)
 
     p = subparsers.add_parser(
         "diff",
@@ -67,18 +66,19 @@ def register(subparsers) -> None:
         "--depth", type=nonnegative_int, default=None, metavar="N", help="compare x_N (default: 10)"
     )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    _add_params(p)
-    add_set_argument(p)
+    _add_values(p)
     p.set_defaults(handler=_diff)
 
 
-def _add_params(p) -> None:
+def _add_values(p) -> None:
+    """--params and --set: the values the analysis gives parameters and free symbols."""
     p.add_argument(
         "--params",
         choices=("symbolic", "init"),
         default="symbolic",
         help="learnable parameters as symbols (default) or at their initial values",
     )
+    add_set_argument(p)
 
 
 # -- helpers ----------------------------------------------------------------------------------

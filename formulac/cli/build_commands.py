@@ -12,6 +12,7 @@ from .common import (
     add_memory_argument,
     add_set_argument,
     backbone_kwargs,
+    formula_command,
     load_bound,
     positive_int,
     write_atomically,
@@ -21,24 +22,25 @@ __all__ = ["register"]
 
 
 def register(subparsers) -> None:
-    c = subparsers.add_parser(
+    c = formula_command(
+        subparsers,
         "compile",
+        _compile,
         help="write a standalone PyTorch module for a formula on a backbone",
         description="Write the network of FILE on a backbone as a standalone Python file that "
         "imports torch only; its FormulaNet() builds with the chosen options as defaults.",
     )
-    c.add_argument("file", metavar="FILE", help=".rec formula file")
     c.add_argument("-o", "--output", metavar="MODEL.py", help="file to write (default: standard output)")
     add_set_argument(c)
     add_backbone_arguments(c)
     add_memory_argument(c)
-    c.set_defaults(handler=_compile)
 
-    i = subparsers.add_parser(
+    i = formula_command(
+        subparsers,
         "info",
+        _info,
         help="parameters, multiply-adds, states kept and stage layout of a compiled network",
     )
-    i.add_argument("file", metavar="FILE", help=".rec formula file")
     i.add_argument(
         "--input-size",
         type=_input_size,
@@ -50,7 +52,6 @@ def register(subparsers) -> None:
     add_set_argument(i)
     add_backbone_arguments(i)
     add_memory_argument(i, table=True)
-    i.set_defaults(handler=_info)
 
 
 #: The largest image side ``info`` runs a network on (it runs one forward pass).

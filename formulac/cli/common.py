@@ -12,6 +12,7 @@ from ..numbers import option_value
 from ..numbers import parse_number as _parse_number
 
 __all__ = [
+    "formula_command",
     "add_set_argument",
     "parse_number",
     "parse_bindings",
@@ -44,6 +45,27 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     """argparse type: 0, 1, 2, ... (a depth of 0 is the input itself)."""
     return _whole_number(text, 0, "a whole number >= 0")
+
+
+def formula_command(
+    subparsers,
+    name: str,
+    handler,
+    *,
+    help: str,
+    description: str | None = None,
+    several: bool = False,
+    files_help: str = ".rec formula files",
+) -> argparse.ArgumentParser:
+    """The parser of a command that reads one formula file (``args.file``), or with ``several``
+    one or more (``args.files``), and runs ``handler(args)``."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    if several:
+        parser.add_argument("files", nargs="+", metavar="FILE", help=files_help)
+    else:
+        parser.add_argument("file", metavar="FILE", help=".rec formula file")
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:

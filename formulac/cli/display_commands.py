@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import add_set_argument, load_all_bound, positive_int
+from .common import add_set_argument, formula_command, load_all_bound, positive_int
 
 __all__ = ["register"]
 
@@ -14,8 +14,10 @@ _FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = formula_command(
+        subparsers,
         "plot",
+        _plot,
         help="draw block weights, characteristic roots or the unrolled graph",
         description=(
             "Draw one figure for one or several formulas: the weight of the block at step i in "
@@ -24,8 +26,8 @@ def register(subparsers) -> None:
             "unrolled to --depth steps (--kind graph, one panel per formula). Learnable "
             "parameters are taken at their initial values."
         ),
+        several=True,
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files")
     p.add_argument(
         "-o", "--output", required=True, metavar="FIG", help="figure file to write (.png, .pdf, .svg)"
     )
@@ -52,18 +54,19 @@ def register(subparsers) -> None:
         metavar="TEXT",
         help="legend label, once per FILE in order (default: the file names)",
     )
-    p.set_defaults(handler=_plot)
 
-    r = subparsers.add_parser(
+    r = formula_command(
+        subparsers,
         "report",
+        _report,
         help="write a Markdown report with LaTeX formulas, weight tables and figures",
         description=(
             "Write DIR/report.md: for every formula its LaTeX, the unrolled expansion at a small "
             "depth, the block-weight table at --depth, roots, stability and consistency, with "
             "PNG figures next to it and one figure comparing all formulas' block weights."
         ),
+        several=True,
     )
-    r.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files")
     r.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for report.md and figures")
     r.add_argument("--depth", type=positive_int, default=None, metavar="N", help="analyse x_N (default: 10)")
     r.add_argument(
@@ -74,7 +77,6 @@ def register(subparsers) -> None:
         help="depth of the unrolled expansion shown (default: 3)",
     )
     add_set_argument(r)
-    r.set_defaults(handler=_report)
 
 
 # -- argument checks -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from .common import (
     add_memory_argument,
     add_set_argument,
     backbone_kwargs,
+    formula_command,
     load_all_bound,
     load_bound,
 )
@@ -20,35 +21,32 @@ __all__ = ["register"]
 def register(subparsers) -> None:
     from ..train.options import add_run_arguments, add_training_arguments
 
-    t = subparsers.add_parser(
+    t = formula_command(
+        subparsers,
         "train",
+        _train,
         help="train the network of a formula (checkpoints, metrics, resumable)",
         description="Train FILE's network on a data set under a recipe. Writes config.json, "
         "metrics.jsonl, checkpoint.pt (every epoch, atomically), summary.json and "
         "curves.png into --out. Under torchrun the run is data-parallel.",
     )
-    t.add_argument("file", metavar="FILE", help=".rec formula file")
-    add_set_argument(t)
-    add_backbone_arguments(t)
-    add_memory_argument(t)
-    add_training_arguments(t)
-    add_run_arguments(t)
-    t.set_defaults(handler=_train)
-
-    c = subparsers.add_parser(
+    c = formula_command(
+        subparsers,
         "compare",
+        _compare,
         help="train several formulas under one recipe and seeds; table with significance tests",
         description="Train every FILE with every seed under the same recipe (each run a train "
         "run under --out/<name>/seed<k>/) and print mean ± std test error, parameters "
         "and time, with a paired t-test for two formulas or a Friedman test for more.",
+        several=True,
+        files_help=".rec formula files (the first is the baseline)",
     )
-    c.add_argument("files", nargs="+", metavar="FILE", help=".rec formula files (the first is the baseline)")
-    add_set_argument(c)
-    add_backbone_arguments(c)
-    add_memory_argument(c)
-    add_training_arguments(c)
-    add_run_arguments(c, compare=True)
-    c.set_defaults(handler=_compare)
+    for parser in (t, c):
+        add_set_argument(parser)
+        add_backbone_arguments(parser)
+        add_memory_argument(parser)
+        add_training_arguments(parser)
+        add_run_arguments(parser, compare=parser is c)
 
 
 def _model_factory(rec, args):
