@@ -174,37 +174,34 @@ class TrainConfig:
 SCHEDULES = ("step", "cosine", "linear", "constant")
 AMP_MODES = ("none", "bf16", "fp16", "auto")
 
+# He et al. 2015's optimisation, shared by the paper-faithful CIFAR and ImageNet recipes
+_HE_SGD = dict(
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+    nesterov=False,
+    schedule="step",
+    gamma=0.1,
+    warmup_epochs=0.0,
+    flip=True,
+)
+
 RECIPES: dict[str, dict] = {
     "cifar": dict(
+        _HE_SGD,
         epochs=160,
         batch_size=128,
-        optimizer="sgd",
-        lr=0.1,
-        momentum=0.9,
-        weight_decay=1e-4,
-        nesterov=False,
-        schedule="step",
         milestones=(0.5, 0.75),
-        gamma=0.1,
-        warmup_epochs=0.0,
         crop_padding=4,
-        flip=True,
         random_resized_crop=False,
     ),
     "imagenet": dict(
+        _HE_SGD,
         epochs=90,
         batch_size=256,
-        optimizer="sgd",
-        lr=0.1,
-        momentum=0.9,
-        weight_decay=1e-4,
-        nesterov=False,
-        schedule="step",
         milestones=(1 / 3, 2 / 3),
-        gamma=0.1,
-        warmup_epochs=0.0,
         crop_padding=0,
-        flip=True,
         random_resized_crop=True,
     ),
     "fashion": dict(
