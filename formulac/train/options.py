@@ -32,24 +32,22 @@ __all__ = [
 ]
 
 
-def _positive_int(s: str) -> int:
+def _int_at_least(s: str, minimum: int, too_small: str) -> int:
     try:
         v = int(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {s!r}")
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"{too_small}: {s!r}")
     return v
+
+
+def _positive_int(s: str) -> int:
+    return _int_at_least(s, 1, "must be at least 1")
 
 
 def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {s!r}")
-    return v
+    return _int_at_least(s, 0, "must not be negative")
 
 
 def _float(s: str) -> float:
