@@ -1,33 +1,18 @@
 """compare(): models x seeds, resumable, the table and the tests."""
 
 import json
+from functools import partial
 
 import pytest
 import torch.nn as nn
+from tiny_nets import conv_pool_net
 
 from formulac.train import TrainError, compare, make_config
 from formulac.train import data as D
 from formulac.train.compare import format_seconds, safe_label
 
-
-def narrow(in_channels, num_classes, input_size):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(4 * (input_size // 2) ** 2, num_classes),
-    )
-
-
-def wide(in_channels, num_classes, input_size):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 12, 3, padding=1),
-        nn.ReLU(),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(12 * (input_size // 2) ** 2, num_classes),
-    )
+narrow = partial(conv_pool_net, width=4)
+wide = partial(conv_pool_net, width=12)
 
 
 def linear(in_channels, num_classes, input_size):
@@ -50,6 +35,13 @@ class Stop(Exception):
     pass
 
 
+def run_compare(models, config, seeds, out, data, **options):
+    """``compare`` on ``data`` without progress bars and (unless ``quiet=False``) tables."""
+    return compare(
+        models, config, seeds, out, **{"progress": False, "quiet": True, "dataset": data, **options}
+    )
+
+
 def test_two_models_resumable(tmp_path, data, config, capsys):
     models = [("narrow", narrow, {"width": 4}), ("wide net", wide, {"width": 12})]
     done = []
@@ -60,25 +52,16 @@ def test_two_models_resumable(tmp_path, data, config, capsys):
             raise Stop
 
     with pytest.raises(Stop):
-        compare(
-            models,
-            config,
-            [0, 1],
-            tmp_path,
-            progress=False,
-            quiet=True,
-            dataset=data,
-            on_run_end=stop_after_first,
-        )
+        run_compare(models, config, [0, 1], tmp_path, data, on_run_end=stop_after_first)
     first = (tmp_path / "narrow" / "seed0" / "checkpoint.pt").stat().st_mtime_ns
 
-    result = compare(
+    result = run_compare(
         models,
         config,
         [0, 1],
         tmp_path,
-        progress=False,
-        dataset=data,
+        data,
+        quiet=False,
         on_run_end=lambda label, seed, s: done.append((label, seed)),
     )
     # the finished run was reused, not retrained
@@ -116,43 +99,27 @@ def test_two_models_resumable(tmp_path, data, config, capsys):
     )
 
     # a third call trains nothing and gives the same table
-    again = compare(models, config, [0, 1], tmp_path, progress=False, quiet=True, dataset=data)
+    again = run_compare(models, config, [0, 1], tmp_path, data)
     assert again.to_dict() == result.to_dict()
     # other settings in the same directory: refused, nothing mixed
     with pytest.raises(TrainError, match="other settings"):
-        compare(models, config.replace(lr=0.05), [0], tmp_path, progress=False, quiet=True, dataset=data)
+        run_compare(models, config.replace(lr=0.05), [0], tmp_path, data)
     # another model under a known label: refused too, nothing retrained
     with pytest.raises(TrainError, match="another model"):
-        compare(
-            [("narrow", narrow, {"width": 5}), models[1]],
-            config,
-            [0, 1],
-            tmp_path,
-            progress=False,
-            quiet=True,
-            dataset=data,
-        )
+        run_compare([("narrow", narrow, {"width": 5}), models[1]], config, [0, 1], tmp_path, data)
 
 
 def test_three_models_friedman(tmp_path, data, config):
     config = config.replace(epochs=1)
-    result = compare(
-        [("a", narrow, None), ("b", wide, None), ("c", linear, None)],
-        config,
-        [0, 1],
-        tmp_path,
-        progress=False,
-        quiet=True,
-        dataset=data,
+    result = run_compare(
+        [("a", narrow, None), ("b", wide, None), ("c", linear, None)], config, [0, 1], tmp_path, data
     )
     assert result.test.name == "Friedman test" and result.test.df == 2 and result.test.n == 2
     assert [p["model"] for p in result.pairwise] == ["b", "c"]
     assert all("p_holm" in p for p in result.pairwise)
     text = result.to_text()
     assert "Friedman test" in text and text.count("\n") > 6
-    one = compare(
-        [("solo", narrow, None)], config, [0], tmp_path / "solo", progress=False, quiet=True, dataset=data
-    )
+    one = run_compare([("solo", narrow, None)], config, [0], tmp_path / "solo", data)
     assert one.test is None and one.models[0].std_error is None
     assert "solo" in one.to_markdown()
 
@@ -215,4 +182,4 @@ def test_runs_under_different_recipes_are_not_paired():
 
 def test_jobs_must_be_positive(tmp_path, data, config):
     with pytest.raises(TrainError, match="--jobs must be at least 1"):
-        compare([("a", narrow, None)], config, [0], tmp_path, quiet=True, dataset=data, jobs=0)
+        run_compare([("a", narrow, None)], config, [0], tmp_path, data, jobs=0)

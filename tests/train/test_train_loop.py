@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 import torch.nn as nn
+from tiny_nets import conv_pool_net
 
 from formulac.train import (
     DatasetNotFound,
@@ -21,13 +22,7 @@ from formulac.train import data as D
 
 def tiny(in_channels, num_classes, input_size):
     torch.manual_seed(1234)  # must not matter: train seeds before calling the factory
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * (input_size // 2) ** 2, num_classes),
-    )
+    return conv_pool_net(in_channels, num_classes, input_size, width=8)
 
 
 def tiny_bn(in_channels, num_classes, input_size):
