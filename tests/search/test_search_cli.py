@@ -157,21 +157,7 @@ def test_the_same_command_again_continues_and_another_space_is_refused(capsys, s
     assert code == 2 and "another search space" in one_error_line(err)
     assert study_content(study_copy) == before  # nothing stored was touched
     # the same search with other training settings is another search too
-    settings = with_option(FAST, "--epochs", "3")
-    code, _, err = run(
-        capsys,
-        "search",
-        TWO_STEP,
-        "--space",
-        "a=-0.9:0.1",
-        "--require",
-        "stable",
-        "--trials",
-        "3",
-        *settings,
-        "--out",
-        study_copy,
-    )
+    code, _, err = run(capsys, *with_option(SEARCH_ARGS, "--epochs", "3"), "--out", study_copy)
     assert code == 2 and "other settings" in one_error_line(err)
     # the same command (without its confirmation) finds the study finished: nothing is trained
     code, _, err = run(capsys, *SEARCH_ARGS, "--out", study_copy)
