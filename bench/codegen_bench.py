@@ -75,12 +75,7 @@ def build_pair(name: str, depth: int = 56):
         compiled = formulac.compile(LM_RESNET, backbone="cifar-resnet", depth=depth, shortcut="A")
     else:
         raise ValueError(name)
-    ref.deterministic_weights_(hand)
-    if name == "lm-resnet":  # different k per step, so that x_<n-1> matters
-        with torch.no_grad():
-            for i, (key, p) in enumerate(hand.named_parameters()):
-                if key.endswith(".k"):
-                    p.fill_(0.9 + 0.01 * (i % 20))
+    ref.spread_step_coefficients_(ref.deterministic_weights_(hand))
     compiled.load_state_dict(hand.state_dict())
     return compiled.train(), hand.train()
 

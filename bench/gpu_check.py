@@ -81,11 +81,7 @@ def build_pair(name: str, depth: int, in_channels: int = 3):
     else:
         hand = REF.HandMomentumResNetCifar(depth=depth, gamma=0.9)
     compiled = formulac.compile(FORMULAS[name], backbone="cifar-resnet", depth=depth)
-    REF.deterministic_weights_(hand)
-    with torch.no_grad():
-        for i, (key, p) in enumerate(hand.named_parameters()):
-            if key.endswith(".k"):
-                p.fill_(0.9 + 0.01 * (i % 20))
+    REF.spread_step_coefficients_(REF.deterministic_weights_(hand))
     compiled.load_state_dict(hand.state_dict())
     return compiled.train(), hand.train()
 
@@ -160,9 +156,16 @@ def environment(ctx):
     return out
 
 
+def fixed_batch(batch: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The same CIFAR-shaped images and labels on every run (seeds 1 and 2), on ``device``."""
+    x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(2))
+    return x.to(device), y.to(device)
+
+
 def correctness(ctx):
     out, ok = {}, True
-    x = torch.randn(ctx.batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x, _ = fixed_batch(ctx.batch)
     for name in FORMULAS:
         compiled, hand = build_pair(name, ctx.depth)
         compiled.eval(), hand.eval()
@@ -182,8 +185,7 @@ def correctness(ctx):
 def modes(ctx):
     out, ok = {}, True
     dev = ctx.device
-    x = torch.randn(ctx.batch, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(dev)
-    y = torch.randint(0, 10, (ctx.batch,), generator=torch.Generator().manual_seed(2)).to(dev)
+    x, y = fixed_batch(ctx.batch, dev)
     amp_dtypes = {"bf16": torch.bfloat16}
     if dev.type == "cuda":
         amp_dtypes["fp16"] = torch.float16
@@ -274,8 +276,7 @@ def time_pair(compiled, hand, x, y, dtype, ctx):
 def timing(ctx):
     out = {}
     dev = ctx.device
-    x = torch.randn(ctx.timing_batch, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(dev)
-    y = torch.randint(0, 10, (ctx.timing_batch,), generator=torch.Generator().manual_seed(2)).to(dev)
+    x, y = fixed_batch(ctx.timing_batch, dev)
     dtypes = {"fp32": None}
     if dev.type == "cuda" and torch.cuda.is_bf16_supported():
         dtypes["amp_bf16"] = torch.bfloat16
@@ -299,8 +300,7 @@ def timing(ctx):
 def torch_compile(ctx):
     out, ok = {}, True
     dev = ctx.device
-    x = torch.randn(ctx.batch, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(dev)
-    y = torch.randint(0, 10, (ctx.batch,), generator=torch.Generator().manual_seed(2)).to(dev)
+    x, y = fixed_batch(ctx.batch, dev)
     for name in FORMULAS:
         if ctx.out_of_time(need_s=0 if ctx.args.dry_run else 60):
             out[name] = {"skipped": "time budget"}

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "deterministic_weights_",
+    "spread_step_coefficients_",
     "PadShortcut",
     "HandBasicBlock",
     "HandResNetCifar",
@@ -61,6 +62,16 @@ def deterministic_weights_(model: nn.Module) -> nn.Module:
         elif name.endswith("weight") and tensor.dim() >= 2:
             fan_in = math.prod(shape[1:])
             tensor.copy_(torch.randn(shape, generator=g) * math.sqrt(2.0 / fan_in))
+    return model
+
+
+@torch.no_grad()
+def spread_step_coefficients_(model: nn.Module) -> nn.Module:
+    """Set every per-step coefficient ``*.k`` to ``0.9 + 0.01 * (i % 20)``, ``i`` its position
+    among the named parameters, so that the steps differ and x_<n-1> matters. Returns ``model``."""
+    for i, (name, p) in enumerate(model.named_parameters()):
+        if name.endswith(".k"):
+            p.fill_(0.9 + 0.01 * (i % 20))
     return model
 
 
