@@ -6,7 +6,14 @@ from __future__ import annotations
 import shlex
 import sys
 
-from .common import add_backbone_arguments, add_set_argument, backbone_kwargs, parse_bindings, positive_int
+from .common import (
+    add_backbone_arguments,
+    add_memory_argument,
+    add_set_argument,
+    backbone_kwargs,
+    parse_bindings,
+    positive_int,
+)
 
 __all__ = ["register"]
 
@@ -30,6 +37,7 @@ def register(subparsers) -> None:
     )
     add_set_argument(s)
     add_backbone_arguments(s)
+    add_memory_argument(s)
     add_training_arguments(s)
     g = s.add_argument_group("search")
     g.add_argument(

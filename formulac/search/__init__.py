@@ -32,6 +32,7 @@ def search(
     backbone: str = "cifar-resnet",
     depth: int | None = None,
     backbone_options: Mapping | None = None,
+    memory: str = "standard",
     trials: int = 20,
     out: str = "runs/search",
     storage: str | None = None,
@@ -94,6 +95,8 @@ def search(
         grace=grace,
     )
     kwargs = {"backbone": backbone, "depth": depth, **dict(backbone_options or {})}
+    if memory != "standard":  # as the CLI: standard runs keep their old config
+        kwargs["memory"] = memory
     seed_list = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
     request = SearchRequest(
         files=paths,

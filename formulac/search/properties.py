@@ -2,8 +2,8 @@
 
 :func:`summarize` keeps the part of ``analyze(...).to_json()`` that the leaderboard stores
 (roots, spectral radius, stability, consistency, a block-weight summary). :data:`PROPERTIES`
-is the registry of properties a ``--require`` may name; another analysis (e.g. invertibility)
-joins the search by adding one entry.
+is the registry of properties a ``--require`` may name; another analysis joins the search by
+adding one entry.
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ def summarize(analysis) -> dict:
             "consistent",
             "block_weights",
             "initial_weights",
+            "invertible",
+            "invertible_reason",
             "notes",
         )
     }
+    rebuilding = data.get("reconstruction") or {}
+    summary["rebuild_growth"] = rebuilding.get("growth")
     summary["block_weight_summary"] = _weight_summary(weights)
     return summary
 
@@ -105,6 +109,18 @@ PROPERTIES: dict[str, Property] = {
         Property("spectral_radius", "number", _number("rate"), "the same as rate"),
         Property("order", "number", _number("order"), "how many past states a step reads"),
         Property("first_block_weight", "number", _first_weight, "weight of the step-0 block output in x_N"),
+        Property(
+            "invertible",
+            "bool",
+            lambda s: s.get("invertible"),
+            "each step can run backward (what --memory reversible needs)",
+        ),
+        Property(
+            "rebuild_growth",
+            "number",
+            _number("rebuild_growth"),
+            "growth per step of an error in states rebuilt backward (invertible formulas)",
+        ),
     )
 }
 
@@ -139,6 +155,8 @@ class Requirement:
             detail = ""
             if self.prop.name == "stable":
                 detail = f" ({summary.get('stability')}, spectral radius {_show(summary.get('rate'))})"
+            elif self.prop.name == "invertible" and summary.get("invertible_reason"):
+                detail = f" ({summary['invertible_reason']})"
             return f"{'not ' if self.target else ''}{self.prop.name}{detail}, required {self.text}"
         return f"{self.prop.name} = {_show(value)}, required {self.text}"
 

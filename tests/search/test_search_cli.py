@@ -231,3 +231,31 @@ def test_learned_reads_trained_coefficients(capsys, tmp_path):
     assert data["per_step"]["k"]["layer1"] == pytest.approx([float(state[f"layer1.{i}.k"]) for i in range(3)])
     code, stdout, _ = run(capsys, "analyze", run_dir / "learned.rec")
     assert code == 0 and "stability" in stdout
+
+
+def test_reversible_memory_rejects_what_cannot_run_backward_and_trains_the_rest(capsys, tmp_path):
+    # a = 0 is ResNet (x_<n-1> is not read: nothing to rebuild it from); a = -0.5 runs backward
+    out = tmp_path / "out"
+    code, _, err = run(
+        capsys,
+        "search",
+        TWO_STEP,
+        "--space",
+        "a=-0.5,0",
+        *FAST,
+        "--memory",
+        "reversible",
+        "--pruner",
+        "none",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    board = json.loads((out / "leaderboard.json").read_text())
+    states = {t["params"]["a"]: t for t in board["trials"]}
+    assert states[0]["state"] == "rejected" and states[0]["reason"].startswith("not invertible (")
+    assert states[-0.5]["state"] == "complete"
+    assert states[-0.5]["analysis"]["invertible"] is True
+    assert states[-0.5]["analysis"]["rebuild_growth"] == pytest.approx(2**0.5)  # roots (1 +- i)/2: 1/0.707 backward
+    config = json.loads((Path(states[-0.5]["run_dir"]) / "config.json").read_text())
+    assert config["model"]["memory"] == "reversible"
