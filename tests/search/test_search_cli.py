@@ -256,6 +256,7 @@ def test_reversible_memory_rejects_what_cannot_run_backward_and_trains_the_rest(
     assert states[0]["state"] == "rejected" and states[0]["reason"].startswith("not invertible (")
     assert states[-0.5]["state"] == "complete"
     assert states[-0.5]["analysis"]["invertible"] is True
-    assert states[-0.5]["analysis"]["rebuild_growth"] == pytest.approx(2**0.5)  # roots (1 +- i)/2: 1/0.707 backward
+    # roots (1 +- i)/2: 1/0.707 backward
+    assert states[-0.5]["analysis"]["rebuild_growth"] == pytest.approx(2**0.5)
     config = json.loads((Path(states[-0.5]["run_dir"]) / "config.json").read_text())
     assert config["model"]["memory"] == "reversible"
