@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "current_umask"]
+from .errors import UsageError
+
+__all__ = ["atomic_write", "current_umask", "make_directory"]
 
 
 def current_umask() -> int:
@@ -84,3 +86,14 @@ def atomic_write(
         raise
     if durable:
         _fsync_dir(directory)
+
+
+def make_directory(path: str | os.PathLike, what: str = "the output directory") -> Path:
+    """Create ``path`` and its parents (an existing directory is fine); a path that cannot be
+    one (a file on the way, no permission, a read-only file system) is a UsageError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    return path

@@ -28,7 +28,7 @@ from torch import nn
 from ..analysis.invertibility import invert
 from ..errors import UsageError
 from ..ir import Recurrence
-from .reversible import memory_plan
+from .reversible import check_supported, memory_plan
 
 __all__ = ["MemoryEstimate", "ActivationProfile", "activation_profile", "predict_memory"]
 
@@ -176,6 +176,14 @@ def predict_memory(
         starts = profile.fresh(s, start=True) + (len(segments) - 1) * profile.fresh(s)
         return first + starts, max(sum(seg) for seg in segments)
 
+    refused = {}
+    for mode in ("checkpoint", "reversible"):  # what one refuses, so does the other
+        try:
+            check_supported(rec, mode)
+        except UsageError as exc:
+            refused[mode] = exc.message
+    if refused:
+        return out + [MemoryEstimate(mode, None, note=note) for mode, note in refused.items()]
     resident, peak = _peak(profile, checkpointed)
     detail = "segments of " + ", ".join(map(str, sorted(sizes))) + " steps" if sizes else ""
     out.append(MemoryEstimate("checkpoint", round(peak), round(resident), round(peak - resident), detail))

@@ -85,15 +85,15 @@ def memory_plan(rec: Recurrence, memory: str) -> MemoryPlan:
     if memory == "standard":
         return MemoryPlan(memory, {})
     if memory == "checkpoint":
-        _check_supported(rec, memory)
+        check_supported(rec, memory)
         return MemoryPlan(memory, {})
+    check_supported(rec, memory)  # first: what it refuses, checkpoint refuses too
     inverse = invert(rec)
     if not inverse.invertible:
         raise UsageError(
             f"memory='reversible' needs a formula whose steps can run backward, and {rec.name} "
             f"cannot: {inverse.reason}; use memory='checkpoint' instead"
         )
-    _check_supported(rec, memory)
     rebuild_ = reconstruction(rec, inverse=inverse)
     if rebuild_ is None or rebuild_.growth is None:
         why = "; ".join(rebuild_.notes) if rebuild_ is not None else "not determined"
@@ -117,17 +117,19 @@ def memory_plan(rec: Recurrence, memory: str) -> MemoryPlan:
     return MemoryPlan(memory, anchors, rebuild_)
 
 
-def _check_supported(rec: Recurrence, memory: str) -> None:
+def check_supported(rec: Recurrence, memory: str) -> None:
+    """Refuse what no memory mode but standard runs: history sums, reads of fixed states."""
     for eq in rec.equations:
         if eq.rhs.has(sympy.Sum):
             raise UsageError(
                 f"memory={memory!r}: {rec.name} sums over the whole history, which every step keeps; "
-                "only memory='standard' runs it"
+                "use memory='standard'"
             )
         for ref in references(eq.rhs):
             if ref.variable is None:
+                index = ref.shift if ref.shift >= 0 else f"<{ref.shift}>"
                 raise UsageError(
-                    f"memory={memory!r} does not support formulas that read {rec.output}_0 at every "
+                    f"memory={memory!r} does not support formulas that read {ref.name}_{index} at every "
                     "step yet; use memory='standard'"
                 )
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import make_directory
 from .objective import SURPLUS, Objective, Surplus, TrialFailed, outcome, trial_record
 
 __all__ = [
@@ -102,7 +103,7 @@ def open_storage(options: StudyOptions):
     _quiet_optuna()
     url = options.storage_url
     if options.storage is None:
-        Path(options.out).mkdir(parents=True, exist_ok=True)
+        make_directory(options.out, "--out")
     engine_kwargs: dict = {}
     if url.startswith("sqlite"):
         path = _sqlite_path(url)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UsageError
 from .properties import Requirement, summarize
 from .space import Candidate, SearchSpace
 
@@ -102,6 +103,18 @@ class Limits:
 Trainer = Callable[[Candidate, Path, Callable[[int, float], None]], TrialScore]
 
 
+def _memory_refusal(rec, memory: str) -> str | None:
+    """Why ``rec`` cannot be built with the memory mode (not invertible, rebuilding useless,
+    unsupported reads), or None."""
+    from ..codegen.reversible import memory_plan
+
+    try:
+        memory_plan(rec, memory)
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
 class Objective:
     """The function Optuna calls once per trial."""
 
@@ -117,8 +130,10 @@ class Objective:
         slots: Callable[[object], bool],
         sizer: Callable[[Candidate], dict] | None = None,
         epochs: int | None = None,
+        memory: str = "standard",
     ):
         self.space = space
+        self.memory = memory  # a mode other than standard is checked per candidate
         self.requirements = list(requirements)
         self.limits = limits
         self.trainer = trainer
@@ -138,7 +153,10 @@ class Objective:
         if key not in self._analyses:
             from ..analysis import analyze
 
-            self._analyses[key] = summarize(analyze(candidate.rec, depth=self.analysis_depth, paths=False))
+            summary = summarize(analyze(candidate.rec, depth=self.analysis_depth, paths=False))
+            if self.memory != "standard":
+                summary["memory_refusal"] = _memory_refusal(candidate.rec, self.memory)
+            self._analyses[key] = summary
         return self._analyses[key]
 
     def warm_up(self) -> None:
@@ -169,6 +187,8 @@ class Objective:
         clock.lap("sample")
         summary = self.analysis(candidate)
         reasons = [r for r in (req.failure(summary) for req in self.requirements) if r]
+        if summary.get("memory_refusal"):
+            reasons.append(summary["memory_refusal"])
         size = self.sizer(candidate) if self.limits.any and not reasons and self.sizer else None
         if size is not None:
             reasons += self._size_failures(size)

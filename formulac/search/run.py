@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import make_directory
 from .engine import (
     PRUNERS,
     SAMPLERS,
@@ -177,6 +178,7 @@ class Prepared:
             slots=lambda trial: True,
             sizer=sizer,
             epochs=r.options.epochs,
+            memory=r.backbone_kwargs.get("memory", "standard"),
         )
 
     def _grid(self) -> bool:
@@ -297,7 +299,7 @@ def run_search(request: SearchRequest) -> dict:
     if hasattr(objective.trainer, "data"):
         objective.trainer.data()  # missing data is an error now, before the study is touched
     objective.warm_up()
-    out.mkdir(parents=True, exist_ok=True)
+    make_directory(out, "--out")
     storage = open_storage(o)
     try:
         study = open_study(o, prepared.space, prepared.settings, storage=storage)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import atomic_write
+from ..files import atomic_write, make_directory
 from . import distributed as D
 from . import stats
 from .data import Dataset
@@ -509,7 +509,7 @@ def compare(
         model_results, seeds, cfg, test, pairwise, str(out), _verdicts(model_results, test, pairwise)
     )
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        make_directory(out, "--out")
         atomic_write(out / "comparison.md", result.to_markdown())
         write_json(out / "comparison.json", result.to_dict())
         if not quiet:

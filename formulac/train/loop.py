@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..files import atomic_write
+from ..files import atomic_write, make_directory
 from . import distributed as D
 from .averaging import WeightAverage
 from .data import Dataset, load_dataset
@@ -55,6 +55,7 @@ from .rundir import (
     METRICS,
     RESUME_FREE,
     SUMMARY,
+    clear_run_files,
     jsonable,
     load_checkpoint,
     prepare_out_dir,
@@ -318,6 +319,8 @@ def train(
     wall_start = time.perf_counter()
     with global_settings(config, device):
         run = _set_up(build_model, config, out, info, device, dataset, describe)
+        if state == "overwrite" and info.is_main:  # the new run can start: now the old one goes
+            clear_run_files(out)
         if payload is not None:
             _restore(run, payload)
             del payload
@@ -511,7 +514,7 @@ def _write_run_files(run: _Run) -> None:
     written after its checkpoint)."""
     if not run.info.is_main:
         return
-    run.out.mkdir(parents=True, exist_ok=True)
+    make_directory(run.out, "the run directory")
     config = run.config
     write_json(
         run.out / CONFIG,

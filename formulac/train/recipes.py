@@ -130,10 +130,13 @@ class TrainConfig:
             bad(f"--eval-batch-size must be at least 1, not {self.eval_batch_size}")
         if self.optimizer not in ("sgd", "adamw"):
             bad(f"unknown optimizer '{self.optimizer}'; choose sgd or adamw")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            bad(f"--lr must be a positive number, not {self.lr}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            bad("--momentum and --weight-decay must not be negative")
+        # the optimizers hold these as float32: a larger value overflows in the first step
+        if not (0 < self.lr <= FLOAT32_MAX):
+            bad(f"--lr must be a positive number up to {FLOAT32_MAX:.4g}, not {self.lr}")
+        if not (0 <= self.momentum < 1):
+            bad(f"--momentum must be in [0, 1), not {self.momentum}")
+        if not (0 <= self.weight_decay <= FLOAT32_MAX):
+            bad(f"--weight-decay must be a number >= 0, not {self.weight_decay}")
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             bad("Nesterov momentum needs --momentum > 0 (or --no-nesterov)")
         if self.schedule not in SCHEDULES:
@@ -142,8 +145,8 @@ class TrainConfig:
             bad(f"--milestones are fractions of the epochs in (0, 1), not {self.milestones}")
         if not (0 < self.gamma <= 1):
             bad(f"--gamma must be in (0, 1], not {self.gamma}")
-        if self.warmup_epochs < 0:
-            bad("--warmup-epochs must not be negative")
+        if not (0 <= self.warmup_epochs <= MAX_WARMUP_EPOCHS):
+            bad(f"--warmup-epochs must be between 0 and {MAX_WARMUP_EPOCHS}, not {self.warmup_epochs}")
         if not (0 <= self.label_smoothing < 1):
             bad("--label-smoothing must be in [0, 1)")
         if not (0 <= self.ema_decay < 1):
@@ -172,6 +175,9 @@ class TrainConfig:
 
 
 SCHEDULES = ("step", "cosine", "linear", "constant")
+FLOAT32_MAX = 3.4028234663852886e38
+#: a longer warm-up keeps the learning rate near 0 for any run that finishes
+MAX_WARMUP_EPOCHS = 10_000
 AMP_MODES = ("none", "bf16", "fp16", "auto")
 
 # He et al. 2015's optimisation, shared by the paper-faithful CIFAR and ImageNet recipes

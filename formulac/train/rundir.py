@@ -115,10 +115,17 @@ def _describe_diff(saved: dict | None, describe: dict | None) -> list[str]:
         return []
     out = []
     for k in sorted((set(saved) | set(describe)) - _DESCRIBE_FREE):
-        a, b = saved.get(k), describe.get(k)
+        # a run built without a memory mode kept activations as usual
+        a, b = (d.get(k, "standard" if k == "memory" else None) for d in (saved, describe))
         if a != b:
             out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
     return out
+
+
+def clear_run_files(out: Path) -> None:
+    """Remove the files of an earlier run (``--overwrite``), nothing else of the directory."""
+    for name in _OUR_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _refuse_other_run(out: Path, what: str, diff: list[str], advice: str) -> None:
@@ -127,15 +134,14 @@ def _refuse_other_run(out: Path, what: str, diff: list[str], advice: str) -> Non
 
 
 def prepare_out_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bool, describe: dict | None):
-    """Decide what to do with ``out``: ('fresh', None), ('resume', checkpoint) or
-    ('finished', summary); raise TrainError when that would lose or mix up work."""
+    """Decide what to do with ``out``: ('fresh', None), ('overwrite', None), ('resume',
+    checkpoint) or ('finished', summary); raise TrainError when that would lose or mix up work.
+    Nothing is removed here: ``overwrite`` leaves the old files until the new run can start."""
     summary_p, ckpt_p = out / SUMMARY, out / CHECKPOINT
     if out.exists() and not out.is_dir():
         raise TrainError(f"{out} exists and is not a directory")
     if overwrite and not resume:
-        for name in _OUR_FILES:
-            (out / name).unlink(missing_ok=True)
-        return "fresh", None
+        return "overwrite", None  # cleared by clear_run_files once the data and model are ready
     start_over = "pass --overwrite to train again from scratch, or choose another output directory"
     if summary_p.is_file():
         try:

@@ -101,3 +101,50 @@ def test_a_run_diverging_in_a_worker_is_named_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1
     assert err[0].startswith("formulac: error: ") and ", seed 0: training diverged" in err[0]
+
+
+def _run_files(out):
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_overwrite_that_cannot_start_keeps_the_finished_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(EX / "resnet.rec"), *SMALL, "--out", str(out)]) == 0
+    before = _run_files(out)
+    failing = {
+        "missing data": ["--data", "cifar10", "--data-dir", str(tmp_path / "none")],
+        "NaN weight decay": ["--weight-decay", "nan"],
+        "lr beyond float32": ["--lr", "1e300"],
+    }
+    for extra in failing.values():
+        status = main(["train", str(EX / "resnet.rec"), *SMALL, *extra, "--out", str(out), "--overwrite"])
+        err = capsys.readouterr().err
+        assert status == 2 and err.startswith("formulac: error:") and "Traceback" not in err
+        assert _run_files(out) == before
+
+
+def test_an_output_directory_that_cannot_be_made_is_a_usage_error(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep me\n")
+    commands = {
+        "train": ["train", str(EX / "resnet.rec")],
+        "compare": ["compare", str(EX / "resnet.rec"), str(EX / "two_step.rec"), "--seeds", "1"],
+    }
+    for argv in commands.values():
+        status = main([*argv, *SMALL, "--out", str(blocker / "sub")])
+        err = capsys.readouterr().err
+        assert status == 2 and f"cannot create the run directory {blocker / 'sub'}" in err, err
+    assert blocker.read_text() == "keep me\n"
+
+
+def test_a_run_without_a_memory_mode_is_a_standard_run(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", str(EX / "revnet.rec"), *SMALL, "--out", out]) == 0
+    capsys.readouterr()
+    # the same run again: refused as finished, not as another model
+    assert main(["train", str(EX / "revnet.rec"), *SMALL, "--out", out, "--memory", "standard"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a finished run" in err and "another model" not in err
+    status = main(["train", str(EX / "revnet.rec"), *SMALL, "--out", out, "--memory", "reversible"])
+    err = capsys.readouterr().err
+    assert status == 2 and "memory: 'standard' (saved) vs 'reversible' (now)" in err

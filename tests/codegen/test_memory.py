@@ -230,10 +230,40 @@ def test_predicted_growth_matches_measured(case, dtype):
 # -- errors, the emitted file, the command line ---------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", ["resnet.rec", "resnet_post.rec", "densenet.rec", "history_sum.rec"])
+@pytest.mark.parametrize("spec", ["resnet.rec", "resnet_post.rec", "densenet.rec"])
 def test_not_invertible_is_a_clear_error(spec):
     with pytest.raises(UsageError, match=r"memory='reversible' needs .* use memory='checkpoint' instead"):
         formulac.load(EXAMPLES / spec).compile(backbone="mlp", depth=2, memory="reversible")
+
+
+# each: a formula no memory mode but standard runs, and what the refusal names
+UNSUPPORTED = {
+    "history sum": ("x_<n+1> = x_n + 1/2*sum(i=0..n, x_i) + F(x_n)", "sums over the whole history"),
+    "reads x_0": ("x_<n+1> = x_n - 0.5*x_<n-1> + 0.1*x_0 + F(x_<n-1>)", "read x_0 at every step"),
+    "reads v_0": (
+        "v_0 = x_0\nv_<n+1> = v_n + F(x_n)\nx_<n+1> = x_n + G(v_<n+1>) + v_0",
+        "read v_0 at every step",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSUPPORTED))
+def test_what_only_standard_runs_is_refused_by_both_modes_and_by_info(case, tmp_path, capsys):
+    text, phrase = UNSUPPORTED[case]
+    formula = formulac.parse(text)
+    for mode in ("checkpoint", "reversible"):  # neither suggests the other
+        with pytest.raises(UsageError, match=f"memory='{mode}'.*{phrase}.*use memory='standard'"):
+            formula.compile(backbone="mlp", depth=3, memory=mode)
+    path = tmp_path / "f.rec"
+    path.write_text(text + "\n")
+    assert main(["info", str(path), "--backbone", "mlp", "--depth", "3", "--memory", "--json"]) == 0
+    import json
+
+    modes = {e["mode"]: e for e in json.loads(capsys.readouterr().out)["memory"]}
+    assert modes["standard"]["bytes_per_image"] > 0
+    for mode in ("checkpoint", "reversible"):
+        assert modes[mode]["bytes_per_image"] is None and phrase in modes[mode]["note"]
+        assert f"memory='{mode}'" in modes[mode]["note"] and "use memory='standard'" in modes[mode]["note"]
 
 
 def test_useless_rebuilding_is_a_clear_error():

@@ -234,14 +234,15 @@ def test_learned_reads_trained_coefficients(capsys, tmp_path):
 
 
 def test_reversible_memory_rejects_what_cannot_run_backward_and_trains_the_rest(capsys, tmp_path):
-    # a = 0 is ResNet (x_<n-1> is not read: nothing to rebuild it from); a = -0.5 runs backward
+    # a = 0 is ResNet (x_<n-1> is not read: nothing to rebuild it from); a = -0.5 runs backward;
+    # a = -1e-5 does, but rebuilding multiplies errors by 1e5 a step: no float32 state survives
     out = tmp_path / "out"
     code, _, err = run(
         capsys,
         "search",
         TWO_STEP,
         "--space",
-        "a=-0.5,0",
+        "a=-0.5,0,-0.00001",
         *FAST,
         "--memory",
         "reversible",
@@ -253,10 +254,22 @@ def test_reversible_memory_rejects_what_cannot_run_backward_and_trains_the_rest(
     assert code == 0, err
     board = json.loads((out / "leaderboard.json").read_text())
     states = {t["params"]["a"]: t for t in board["trials"]}
-    assert states[0]["state"] == "rejected" and states[0]["reason"].startswith("not invertible (")
+    assert (
+        states[0]["state"] == "rejected"
+        and "needs a formula whose steps can run backward" in states[0]["reason"]
+    )
+    assert states[-1e-5]["state"] == "rejected" and "useless" in states[-1e-5]["reason"]
     assert states[-0.5]["state"] == "complete"
     assert states[-0.5]["analysis"]["invertible"] is True
     # roots (1 +- i)/2: 1/0.707 backward
     assert states[-0.5]["analysis"]["rebuild_growth"] == pytest.approx(2**0.5)
     config = json.loads((Path(states[-0.5]["run_dir"]) / "config.json").read_text())
     assert config["model"]["memory"] == "reversible"
+
+
+def test_an_out_directory_that_cannot_be_made(capsys, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep me\n")
+    code, _, err = run(capsys, "search", TWO_STEP, "--space", "a=-0.5,-0.2", *FAST, "--out", blocker / "sub")
+    assert code == 2 and f"cannot create --out {blocker / 'sub'}" in one_error_line(err)
+    assert blocker.read_text() == "keep me\n"

@@ -82,6 +82,15 @@ def test_warmup_and_constant():
         dict(momentum=0.0, nesterov=True),
         dict(data_on_device="maybe"),
         dict(limit_train=0),
+        # non-finite or out-of-range values that SGD would take and train with silently
+        dict(momentum=float("nan")),
+        dict(momentum=1.0),
+        dict(momentum=2.0),
+        dict(weight_decay=float("nan")),
+        dict(weight_decay=float("inf")),
+        dict(warmup_epochs=float("nan")),
+        dict(warmup_epochs=float("inf")),
+        dict(lr=1e300),  # beyond float32: the optimizer's step overflows
     ],
 )
 def test_validation(bad):
