@@ -41,8 +41,10 @@ def confirm(
     out: Path,
     progress: bool = False,
     quiet: bool = True,
+    jobs: int = 1,
 ) -> dict:
-    """Retrain the ``k`` best trials and ``baseline`` (a bound Recurrence); the result, JSON-ready."""
+    """Retrain the ``k`` best trials and ``baseline`` (a bound Recurrence), ``jobs`` runs at a
+    time (the search's local workers); the result, JSON-ready."""
     from ..formula import network_factory
     from ..train import compare, friedman_test
 
@@ -55,7 +57,7 @@ def confirm(
         cand = _candidate_of(space, record)
         build, describe = network_factory(cand.rec, candidate_backbone(cand, backbone_kwargs))
         models.append((f"trial-{record['number']}", build, describe))
-    result = compare(models, config, list(seeds), out, progress=progress, quiet=quiet)
+    result = compare(models, config, list(seeds), out, progress=progress, quiet=quiet, jobs=jobs)
     table = [[m.errors[i] for m in result.models] for i in range(len(result.seeds))]
     friedman = friedman_test(table) if len(result.seeds) >= 2 else None
     rows = []

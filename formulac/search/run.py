@@ -336,6 +336,7 @@ def run_search(request: SearchRequest) -> dict:
             out / "confirm",
             progress=request.progress,
             quiet=request.quiet,
+            jobs=request.workers,
         )
     write_outputs(out, board, prepared.space, request.origin or "formulac.search")
     if not request.quiet:
