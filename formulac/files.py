@@ -1,6 +1,7 @@
-"""Writing files so that a reader sees the old content or the new, never half of either.
+"""Writing files so that a reader sees the old content or the new, never half of either, and
+making the directories they go in.
 
-A bottom-layer module (standard library only): every layer may import it.
+A bottom-layer module (the standard library and ``errors``): every layer may import it.
 """
 
 from __future__ import annotations
