@@ -59,7 +59,12 @@ def collect(out: Path, budget: str, wall: tuple[float, float], load: tuple[str, 
         if t["state"] == "complete" and t["epochs"] and t["number"] in by_number
     ]
     seconds_per_epoch = statistics.median(per_epoch) if per_epoch else None
+    # trial time summed over every worker; the search phase's wall time is the busiest worker's
     search_seconds = sum(r["seconds"] for r in timings)
+    per_worker: dict = {}
+    for r in timings:
+        per_worker[r.get("pid")] = per_worker.get(r.get("pid"), 0.0) + r["seconds"]
+    search_wall = max(per_worker.values(), default=0.0)
     trained = [r for r in timings if r["train_seconds"] > 0]
     rejected = [r["seconds"] for r in timings if r["state"] == "rejected"]
     overhead = [r["overhead_seconds"] for r in trained]
@@ -77,8 +82,10 @@ def collect(out: Path, budget: str, wall: tuple[float, float], load: tuple[str, 
         "command": command,
         "sampler_seed": board.get("sampler_seed"),
         "wall_time_s": wall[1] - wall[0],
-        "search_time_s": search_seconds,
-        "confirmation_time_s": (wall[1] - wall[0]) - search_seconds if conf else None,
+        "search_time_s": search_wall,
+        "trial_time_all_workers_s": search_seconds,
+        "workers": len(per_worker),
+        "confirmation_time_s": (wall[1] - wall[0]) - search_wall if conf else None,
         "trials": len(trials),
         "counts": board["counts"],
         "best": None
@@ -185,7 +192,12 @@ def markdown(b: dict) -> str:
         f"(every trial to the end): {b['epochs_saved_by_rejection']} saved by rejection, "
         f"{b['epochs_saved_by_pruning']} by pruning; at the median {_num(b['seconds_per_epoch_median'], '.1f')} s "
         f"per epoch that is **{_num((b['time_saved_s'] or 0) / 60, '.1f')} min saved** of an estimated "
-        f"{_num((b['time_if_every_trial_trained_to_the_end_s'] or 0) / 60, '.1f')} min."
+        f"{_num((b['time_if_every_trial_trained_to_the_end_s'] or 0) / 60, '.1f')} min of training"
+        + (
+            f" (summed over the {b['workers']} workers, which ran side by side)."
+            if b.get("workers", 1) > 1
+            else "."
+        )
     )
     o = b["overhead"]
     if o["median_s"] is not None:
