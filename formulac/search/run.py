@@ -102,11 +102,13 @@ class Prepared:
         self.request = request
         recs = load_bound_recurrences(list(request.files), dict(request.bindings))
         kwargs = dict(request.backbone_kwargs)
+        # the memory mode is checked per candidate (Objective), not per file or backbone
+        kwargs.pop("memory", None)
         backbone = kwargs.get("backbone", "cifar-resnet")
         fixed = {
             k: v
             for k, v in kwargs.items()
-            if k not in ("backbone", "transition", "num_classes", "in_channels", "memory")
+            if k not in ("backbone", "transition", "num_classes", "in_channels")
         }
         self.space = build_space(recs, list(request.files), request.space, backbone, fixed)
         if request.options.sampler == "grid" and not self.space.is_finite:
@@ -115,11 +117,6 @@ class Prepared:
                 f"--sampler grid needs finite domains; {interval} is an interval (write {interval}=V1,V2,...)"
             )
         self.requirements = parse_requirements(list(request.require))
-        if kwargs.get("memory") == "reversible" and all(
-            q.prop.name != "invertible" for q in self.requirements
-        ):
-            # a formula that cannot run backward is rejected untrained, with the reason
-            self.requirements += parse_requirements(["invertible"])
         self.baseline = None
         if request.baseline:
             self.baseline = load_bound_recurrences([request.baseline], {})[0]
@@ -191,9 +188,7 @@ def _check_backbone(space, kwargs: dict) -> None:
     from ..codegen import get_backbone_info
 
     info = get_backbone_info(kwargs.get("backbone", "cifar-resnet"))
-    options = {
-        k: v for k, v in kwargs.items() if k not in ("backbone", "transition", "memory") and v is not None
-    }
+    options = {k: v for k, v in kwargs.items() if k not in ("backbone", "transition") and v is not None}
     depth = options.pop("depth", None)
     try:
         info.validate(depth=depth, **options)
@@ -210,8 +205,7 @@ def _check_networks(space, kwargs: dict) -> None:
     from ..codegen import compile_source
     from ..errors import SourceError
 
-    # the memory mode is checked per candidate (the invertible requirement), not per file
-    fixed = {k: v for k, v in kwargs.items() if v is not None and k != "memory"}
+    fixed = {k: v for k, v in kwargs.items() if v is not None}
     for choice in space.formulas:
         values = {
             d.name: d.domain.choices[0] if d.domain.choices is not None else d.domain.low

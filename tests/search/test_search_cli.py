@@ -21,6 +21,16 @@ def run(capsys, *argv):
     return code, out.out, out.err
 
 
+def search_family(capsys, out, space, *options):
+    """``formulac search two_step_free.rec --space SPACE OPTIONS --out OUT``: (status, stderr)."""
+    code, _, err = run(capsys, "search", TWO_STEP, "--space", space, *options, "--out", out)
+    return code, err
+
+
+def trials_by_a(out) -> dict:
+    return {t["params"]["a"]: t for t in json.loads((out / "leaderboard.json").read_text())["trials"]}
+
+
 def one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.startswith("formulac: error:")]
     assert len(lines) == 1, err
@@ -106,7 +116,7 @@ def test_bad_input_is_one_error_line_and_the_study_is_intact(capsys, study_copy,
 def test_out_naming_a_file(capsys, tmp_path):
     target = tmp_path / "file"
     target.write_text("keep")
-    code, _, err = run(capsys, "search", TWO_STEP, "--space", "a=-0.9:0", *FAST, "--out", target)
+    code, err = search_family(capsys, target, "a=-0.9:0", *FAST)
     assert code == 2 and "exists and is not a directory" in one_error_line(err)
     assert target.read_text() == "keep"
 
@@ -170,21 +180,8 @@ def test_the_same_command_again_continues_and_another_space_is_refused(capsys, s
 def test_too_few_complete_trials_for_the_confirmation(capsys, tmp_path):
     # every candidate is unstable: all rejected, nothing to confirm; the study and leaderboard stay
     out = tmp_path / "out"
-    code, _, err = run(
-        capsys,
-        "search",
-        TWO_STEP,
-        "--space",
-        "a=0.2,0.5",
-        "--require",
-        "stable",
-        *FAST,
-        "--confirm",
-        "1",
-        "--baseline",
-        RESNET,
-        "--out",
-        out,
+    code, err = search_family(
+        capsys, out, "a=0.2,0.5", "--require", "stable", *FAST, "--confirm", "1", "--baseline", RESNET
     )
     assert code == 2 and "no trial of the study completed" in one_error_line(err)
     board = json.loads((out / "leaderboard.json").read_text())
@@ -196,22 +193,9 @@ def test_a_diverging_candidate_fails_with_its_reason_and_the_study_goes_on(capsy
     # a = 0.9 expands (roots 1.57 and -0.57): 30 steps of it overflow at lr 0.1 within an epoch
     out = tmp_path / "out"
     deep = with_option(FAST, "--depth", "30")
-    code, _, err = run(
-        capsys,
-        "search",
-        TWO_STEP,
-        "--space",
-        "a=-0.5,0.9",
-        *deep,
-        "--lr",
-        "0.1",
-        "--pruner",
-        "none",
-        "--out",
-        out,
-    )
+    code, err = search_family(capsys, out, "a=-0.5,0.9", *deep, "--lr", "0.1", "--pruner", "none")
     assert code == 0, err
-    states = {t["params"]["a"]: t for t in json.loads((out / "leaderboard.json").read_text())["trials"]}
+    states = trials_by_a(out)
     assert states[0.9]["state"] == "failed" and "diverged" in states[0.9]["reason"]
     assert states[-0.5]["state"] == "complete"
 
@@ -237,26 +221,17 @@ def test_reversible_memory_rejects_what_cannot_run_backward_and_trains_the_rest(
     # a = 0 is ResNet (x_<n-1> is not read: nothing to rebuild it from); a = -0.5 runs backward;
     # a = -1e-5 does, but rebuilding multiplies errors by 1e5 a step: no float32 state survives
     out = tmp_path / "out"
-    code, _, err = run(
-        capsys,
-        "search",
-        TWO_STEP,
-        "--space",
-        "a=-0.5,0,-0.00001",
-        *FAST,
-        "--memory",
-        "reversible",
-        "--pruner",
-        "none",
-        "--out",
-        out,
+    code, err = search_family(
+        capsys, out, "a=-0.5,0,-0.00001", *FAST, "--memory", "reversible", "--pruner", "none"
     )
     assert code == 0, err
-    board = json.loads((out / "leaderboard.json").read_text())
-    states = {t["params"]["a"]: t for t in board["trials"]}
+    states = trials_by_a(out)
+    # the code generator's own refusal, once: the planner decides, not a second check beside it
+    assert states[0]["state"] == "rejected"
+    assert states[0]["reason"].startswith("memory='reversible' needs a formula whose steps can run backward")
     assert (
-        states[0]["state"] == "rejected"
-        and "needs a formula whose steps can run backward" in states[0]["reason"]
+        "; use memory='checkpoint' instead" in states[0]["reason"]
+        and "; not invertible" not in states[0]["reason"]
     )
     assert states[-1e-5]["state"] == "rejected" and "useless" in states[-1e-5]["reason"]
     assert states[-0.5]["state"] == "complete"
@@ -270,6 +245,6 @@ def test_reversible_memory_rejects_what_cannot_run_backward_and_trains_the_rest(
 def test_an_out_directory_that_cannot_be_made(capsys, tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("keep me\n")
-    code, _, err = run(capsys, "search", TWO_STEP, "--space", "a=-0.5,-0.2", *FAST, "--out", blocker / "sub")
+    code, err = search_family(capsys, blocker / "sub", "a=-0.5,-0.2", *FAST)
     assert code == 2 and f"cannot create --out {blocker / 'sub'}" in one_error_line(err)
     assert blocker.read_text() == "keep me\n"
