@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_DEPTH",
     "DEFAULT_DISPLAY_DEPTH",
     "MAX_ANALYSIS_DEPTH",
+    "CHECKED_STEPS",
     "MAX_TERMS",
     "MAX_HISTORY_TERMS",
     "MAX_EXPANSION_NODES",
@@ -69,6 +70,10 @@ MAX_VALUE_NODES = 5_000
 DEFAULT_DEPTH = 10
 #: The deepest analysis or unrolling (linear time: about 1 s per 10,000 steps of ResNet).
 MAX_ANALYSIS_DEPTH = 100_000
+#: Steps at which a coefficient that follows the step (``1/(n - 3)``, ``1.1^n``) is computed in
+#: doubles, as a network computes it, when a formula is read or bound: n = 0 .. CHECKED_STEPS-1,
+#: every step of the deepest analysis. A value that is not a finite real double there is refused.
+CHECKED_STEPS = MAX_ANALYSIS_DEPTH
 #: Polynomial terms the symbolic block weights may hold in all (adjoints and results).
 MAX_TERMS = 20_000
 #: State references a history sum may expand to over all steps (about depth^2 / 2).

@@ -28,8 +28,18 @@ def parse_number(what: str, text: str):
     if len(values) == 2:
         if values[1] == 0:
             raise UsageError(f"{what}: division by zero")
-        return values[0] / values[1]
-    return values[0]
+        value = values[0] / values[1]
+    else:
+        value = values[0]
+    # a network computes in doubles: a value they cannot hold would silently become 0 or inf
+    if value != 0 and (abs(value) > _LARGEST_DOUBLE or float(abs(value)) == 0):
+        raise UsageError(
+            f"{what}: {text.strip()!r} is outside the range of a double (about 5e-324 to 1.8e308 in size)"
+        )
+    return value
+
+
+_LARGEST_DOUBLE = 1.7976931348623157e308
 
 
 def option_value(text: str):

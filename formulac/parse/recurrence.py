@@ -25,7 +25,7 @@ from ..ir import (
 from .declarations import Declarations
 from .expressions import Expressions, Scope
 from .syntax import Source
-from .values import check_result, check_size
+from .values import check_coefficients, check_result, check_size
 
 __all__ = ["build"]
 
@@ -118,11 +118,13 @@ def _equations(names: Declarations, exprs: Expressions, source: Source, display:
             display[key] = exprs.build(node, Scope("initial"))
             initial[key] = rebuild(display[key])
             check_result(source, initial[key].xreplace(exprs.values), node)
+            check_coefficients(source, initial[key].xreplace(exprs.values), node)
             continue
         scope = Scope("equation", state=base)
         shown = exprs.build(node, scope)
         rhs = rebuild(shown)
         check_result(source, rhs.xreplace(exprs.values), node)
+        check_coefficients(source, rhs.xreplace(exprs.values), node)
         equations[base] = Equation(base, rhs, shown, head.line, head.column)
         same_step[base] = scope.same_step
     return equations, same_step, initial

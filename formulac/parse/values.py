@@ -10,8 +10,9 @@ import math
 
 import sympy
 
-from ..ir import n, walk
-from ..limits import MAX_EXP_ARGUMENT, MAX_NUMBER_BITS, MAX_POWER, MAX_VALUE_NODES
+from ..floats import coefficient_problem
+from ..ir import n, rec_expr, walk
+from ..limits import CHECKED_STEPS, MAX_EXP_ARGUMENT, MAX_NUMBER_BITS, MAX_POWER, MAX_VALUE_NODES
 from .syntax import Source
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "check_argument",
     "check_power",
     "check_number",
+    "check_coefficients",
 ]
 
 
@@ -61,6 +63,18 @@ def check_value(source: Source, expr: sympy.Expr, where, what: str | None = None
             raise source.error(
                 f"{what} has a power beyond {MAX_POWER} once the constants it uses are written out", where
             )
+
+
+def check_coefficients(source: Source, expr: sympy.Expr, where) -> None:
+    """Every coefficient of ``expr`` (constants substituted) a finite real double, as the network
+    computes it, at every step n = 0 .. :data:`CHECKED_STEPS` - 1 (:mod:`formulac.floats`)."""
+    problem = coefficient_problem(expr, n, CHECKED_STEPS)
+    if problem is not None:
+        checked = f" (coefficients are checked at every step up to n = {CHECKED_STEPS - 1})"
+        raise source.error(
+            f"the coefficient {problem.describe(rec_expr)}{checked if (problem.step or 0) >= 100 else ''}",
+            where,
+        )
 
 
 _UNDEFINED = frozenset({sympy.zoo, sympy.nan, sympy.oo, -sympy.oo})

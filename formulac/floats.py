@@ -1,0 +1,239 @@
+"""How a network computes the numbers of a formula: as IEEE doubles, step by step.
+
+A coefficient (a part of an equation without states, blocks or parameters) becomes a Python
+float in the generated network: a literal when it is constant, an expression in the step ``n``
+otherwise, evaluated with ``math`` at every step. An exact value can be fine where the double is
+not: ``exp(-700)*exp(-700)`` is ``exp(-1400)``, whose literal is 0 and whose inverse overflows;
+``10^(50*n)`` leaves the double range at ``n = 7``; ``1/(tanh(n) - 1)`` divides by zero once
+``tanh(n)`` rounds to 1; ``(-1)^(n/2)`` is complex at odd steps. :func:`coefficient_problem` finds
+the first such value (over ``n = 0 .. steps-1``, all steps at once with NumPy), so that the parser
+and ``bind`` refuse it and every later stage sees only values it can compute.
+
+A bottom-layer module (SymPy, NumPy and ``limits``): it knows the language's functions by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+__all__ = ["FloatProblem", "coefficient_problem", "literal_problem"]
+
+
+@dataclass(frozen=True)
+class FloatProblem:
+    """Why a value is not a finite real double: ``reason`` (a phrase such as "divides by zero"),
+    the sub-expression ``expr`` where it happens and the first ``step`` (None: at every step)."""
+
+    reason: str
+    expr: sympy.Expr
+    step: int | None = None
+
+    def describe(self, show=str) -> str:
+        """``the coefficient 1/relu(n - 3) divides by zero at step n = 0`` (``show`` prints it)."""
+        where = f" at step n = {self.step}" if self.step is not None else ""
+        text = show(self.expr)
+        if len(text) > 40 and self.expr.is_Rational:  # 1/1000...000: its size says enough
+            text = f"{show(self.expr)[:12]}... (about {sympy.Float(self.expr, 3)})"
+        return f"{text} {self.reason}{where}"
+
+
+#: The range of a double (the largest finite value, and the smallest positive one).
+_LARGEST = 1.7976931348623157e308
+_OVERFLOW = "is beyond the range of a double (about 1.8e308)"
+_UNDERFLOW = "is not 0 but rounds to 0 as a double (its size is below about 5e-324)"
+_NOT_REAL = "is not a real number"
+_ZERO_DIVISION = "divides by zero"
+_UNDEFINED = "is undefined (division by zero, log(0) or the like)"
+
+
+def literal_problem(value: sympy.Expr) -> FloatProblem | None:
+    """A problem of a constant as the literal the network holds (its value to 30 digits, then
+    rounded once to a double, as the code generator writes it), or None."""
+    if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        return FloatProblem(_UNDEFINED, value)
+    if value.is_Rational:
+        if value == 0:
+            return None
+        magnitude = abs(value)
+        if magnitude > _LARGEST:
+            return FloatProblem(_OVERFLOW, value)
+        return FloatProblem(_UNDERFLOW, value) if float(magnitude) == 0 else None
+    try:
+        number = value.evalf(30)
+    except (TypeError, ValueError, ArithmeticError, RecursionError):
+        return None
+    if not number.is_number:
+        return None
+    if number.has(sympy.I) or number.is_real is False:
+        return FloatProblem(_NOT_REAL, value)
+    if number.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        return FloatProblem(_UNDEFINED, value)
+    try:
+        rounded = float(number)
+    except (TypeError, ValueError, OverflowError):
+        return FloatProblem(_OVERFLOW, value)
+    if not math.isfinite(rounded):
+        return FloatProblem(_OVERFLOW, value)
+    if rounded == 0 and number != 0:
+        return FloatProblem(_UNDERFLOW, value)
+    return None
+
+
+def coefficient_problem(expr: sympy.Expr, step: sympy.Symbol, steps: int) -> FloatProblem | None:
+    """The first value of ``expr`` that a network could not compute as a finite real double.
+
+    Each largest part of ``expr`` whose only symbol is ``step`` is evaluated as the network
+    evaluates it: a constant as one literal (:func:`literal_problem`), a part that follows the
+    step at every ``step = 0 .. steps-1`` in doubles, every intermediate value checked (Python
+    raises at the first division by zero or domain error; NumPy gives inf or nan there). Parts
+    with other symbols (states, blocks, parameters, unbound symbols) are not coefficients and are
+    skipped; so are sums over the history."""
+    evaluator = _Evaluator(step, np.arange(steps, dtype=np.float64))
+    for part in _coefficients(expr, step):
+        problem = evaluator.check(part)
+        if problem is not None:
+            return problem
+    return None
+
+
+# -- which parts are coefficients ----------------------------------------------------------------
+
+#: The language's element-wise functions that have a double form, by SymPy class name.
+_FUNCTIONS = frozenset(
+    {"exp", "log", "sin", "cos", "Abs", "tanh", "relu", "sigmoid", "softplus", "gelu", "silu", "elu"}
+)
+
+
+def _coefficients(expr: sympy.Expr, step: sympy.Symbol) -> list[sympy.Expr]:
+    """The largest sub-expressions of ``expr`` built from numbers, ``step`` and functions with a
+    double form (one pass, bottom up), in order of appearance; plain numbers are included."""
+    found: list[sympy.Expr] = []
+
+    def visit(node) -> bool:  # is node a coefficient?
+        if not isinstance(node, sympy.Basic):
+            return False
+        if node.is_Atom:
+            return bool(node.is_number) or node == step
+        if isinstance(node, sympy.Indexed):  # a state or a per-step parameter; its index is no value
+            return False
+        if isinstance(node, sympy.Sum) or not isinstance(
+            node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.Function)
+        ):
+            verdicts = [visit(a) for a in node.args]
+            found.extend(a for a, ok in zip(node.args, verdicts) if ok)
+            return False
+        verdicts = [visit(a) for a in node.args]
+        supported = not isinstance(node, sympy.Function) or type(node).__name__ in _FUNCTIONS
+        if supported and all(verdicts):
+            return True
+        found.extend(a for a, ok in zip(node.args, verdicts) if ok)
+        return False
+
+    if visit(expr):
+        found.append(expr)
+    return list(dict.fromkeys(found))
+
+
+# -- evaluation in doubles -----------------------------------------------------------------------
+
+
+class _Failure(Exception):
+    def __init__(self, problem: FloatProblem):
+        super().__init__(problem.reason)
+        self.problem = problem
+
+
+class _Evaluator:
+    """Values of coefficients at every step, as arrays of doubles (a float for constants)."""
+
+    def __init__(self, step: sympy.Symbol, steps: np.ndarray):
+        self.step = step
+        self.steps = steps
+
+    def check(self, expr: sympy.Expr) -> FloatProblem | None:
+        if not expr.has(self.step):
+            return literal_problem(expr)
+        try:
+            with np.errstate(all="ignore"):
+                self.value(expr)
+        except _Failure as failure:
+            return failure.problem
+        return None
+
+    def value(self, expr: sympy.Expr):
+        if not expr.has(self.step):
+            problem = literal_problem(expr)
+            if problem is not None:
+                raise _Failure(problem)
+            return float(expr.evalf(30)) if not expr.is_Rational else float(expr)
+        if expr == self.step:
+            return self.steps
+        args = [self.value(a) for a in expr.args]
+        if isinstance(expr, sympy.Add):
+            result = sum(args[1:], args[0])
+        elif isinstance(expr, sympy.Mul):
+            result = args[0]
+            for a in args[1:]:
+                result = result * a
+        elif isinstance(expr, sympy.Pow):
+            base, exponent = args
+            if np.ndim(exponent) == 0 and exponent < 0:  # written 1 / base ** k
+                powered = np.power(base, -exponent)
+                self._require(expr, powered)
+                zero = self._first(powered == 0)
+                if zero is not None:
+                    raise _Failure(FloatProblem(_ZERO_DIVISION, expr, zero))
+                result = 1 / powered
+            else:
+                zero = self._first((np.asarray(base) == 0) & (np.asarray(exponent) < 0))
+                if zero is not None:
+                    raise _Failure(FloatProblem(_ZERO_DIVISION, expr, zero))
+                result = np.power(base, exponent)
+        else:
+            result = _FUNCTION_VALUES[type(expr).__name__](args[0])
+            if type(expr).__name__ == "log":
+                zero = self._first(np.asarray(args[0]) == 0)
+                if zero is not None:
+                    raise _Failure(FloatProblem("is undefined (log(0))", expr, zero))
+        self._require(expr, result)
+        return result
+
+    def _require(self, expr, result) -> None:
+        """Raise at the first step where ``result`` is not a finite double."""
+        bad = self._first(~np.isfinite(result))
+        if bad is None:
+            return
+        value = np.broadcast_to(result, self.steps.shape)[bad]
+        raise _Failure(FloatProblem(_NOT_REAL if np.isnan(value) else _OVERFLOW, expr, bad))
+
+    def _first(self, mask) -> int | None:
+        mask = np.broadcast_to(mask, self.steps.shape)
+        hits = np.flatnonzero(mask)
+        return int(hits[0]) if hits.size else None
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _gelu(a):
+    return a * (1 + _erf(np.asarray(a, dtype=np.float64) / math.sqrt(2)).astype(np.float64)) / 2
+
+
+_FUNCTION_VALUES = {  # as codegen/plan.py writes them with math, in forms that do not overflow
+    "exp": np.exp,
+    "log": np.log,
+    "sin": np.sin,
+    "cos": np.cos,
+    "Abs": np.abs,
+    "tanh": np.tanh,
+    "relu": lambda a: np.maximum(a, 0.0),
+    "sigmoid": lambda a: (1 + np.tanh(a / 2)) / 2,
+    "softplus": lambda a: np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a))),
+    "gelu": _gelu,
+    "silu": lambda a: a * (1 + np.tanh(a / 2)) / 2,
+    "elu": lambda a: np.where(np.asarray(a) > 0, a, np.expm1(np.minimum(a, 0.0))),
+}
