@@ -15,6 +15,7 @@ A bottom-layer module (SymPy, NumPy and ``limits``): it knows the language's fun
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,17 +84,22 @@ def literal_problem(value: sympy.Expr) -> FloatProblem | None:
     return None
 
 
-def coefficient_problem(expr: sympy.Expr, step: sympy.Symbol, steps: int) -> FloatProblem | None:
+def coefficient_problem(
+    expr: sympy.Expr, step: sympy.Symbol, steps: int, values: Mapping | None = None
+) -> FloatProblem | None:
     """The first value of ``expr`` that a network could not compute as a finite real double.
 
     Each largest part of ``expr`` whose only symbol is ``step`` is evaluated as the network
     evaluates it: a constant as one literal (:func:`literal_problem`), a part that follows the
     step at every ``step = 0 .. steps-1`` in doubles, every intermediate value checked (Python
-    raises at the first division by zero or domain error; NumPy gives inf or nan there). Parts
-    with other symbols (states, blocks, parameters, unbound symbols) are not coefficients and are
+    raises at the first division by zero or domain error; NumPy gives inf or nan there). Symbols
+    in ``values`` (constants, bound symbols) stand for their exact values, as the generated code
+    writes them, without rewriting ``expr`` (``(n - a)/(n - a)`` stays a division). Parts with
+    other symbols (states, blocks, parameters, unbound symbols) are not coefficients and are
     skipped; so are sums over the history."""
-    evaluator = _Evaluator(step, np.arange(steps, dtype=np.float64))
-    for part in _coefficients(expr, step):
+    values = dict(values or {})
+    evaluator = _Evaluator(step, np.arange(steps, dtype=np.float64), values)
+    for part in _coefficients(expr, step, values):
         problem = evaluator.check(part)
         if problem is not None:
             return problem
@@ -108,7 +114,7 @@ _FUNCTIONS = frozenset(
 )
 
 
-def _coefficients(expr: sympy.Expr, step: sympy.Symbol) -> list[sympy.Expr]:
+def _coefficients(expr: sympy.Expr, step: sympy.Symbol, values: Mapping) -> list[sympy.Expr]:
     """The largest sub-expressions of ``expr`` built from numbers, ``step`` and functions with a
     double form (one pass, bottom up), in order of appearance; plain numbers are included."""
     found: list[sympy.Expr] = []
@@ -117,7 +123,7 @@ def _coefficients(expr: sympy.Expr, step: sympy.Symbol) -> list[sympy.Expr]:
         if not isinstance(node, sympy.Basic):
             return False
         if node.is_Atom:
-            return bool(node.is_number) or node == step
+            return bool(node.is_number) or node == step or node in values
         if isinstance(node, sympy.Indexed):  # a state or a per-step parameter; its index is no value
             return False
         if isinstance(node, sympy.Sum) or not isinstance(
@@ -150,13 +156,17 @@ class _Failure(Exception):
 class _Evaluator:
     """Values of coefficients at every step, as arrays of doubles (a float for constants)."""
 
-    def __init__(self, step: sympy.Symbol, steps: np.ndarray):
+    def __init__(self, step: sympy.Symbol, steps: np.ndarray, values: dict):
         self.step = step
         self.steps = steps
+        self.values = values
+
+    def literal(self, expr: sympy.Expr) -> FloatProblem | None:
+        return literal_problem(expr.xreplace(self.values) if self.values else expr)
 
     def check(self, expr: sympy.Expr) -> FloatProblem | None:
         if not expr.has(self.step):
-            return literal_problem(expr)
+            return self.literal(expr)
         try:
             with np.errstate(all="ignore"):
                 self.value(expr)
@@ -166,19 +176,20 @@ class _Evaluator:
 
     def value(self, expr: sympy.Expr):
         if not expr.has(self.step):
-            problem = literal_problem(expr)
+            problem = self.literal(expr)
             if problem is not None:
                 raise _Failure(problem)
-            return float(expr.evalf(30)) if not expr.is_Rational else float(expr)
+            exact = expr.xreplace(self.values) if self.values else expr
+            return float(exact) if exact.is_Rational else float(exact.evalf(30))
         if expr == self.step:
             return self.steps
+        if isinstance(expr, sympy.Mul):  # written num / den1 / den2, as the code generator does
+            result = self._quotient(expr)
+            self._require(expr, result)
+            return result
         args = [self.value(a) for a in expr.args]
         if isinstance(expr, sympy.Add):
             result = sum(args[1:], args[0])
-        elif isinstance(expr, sympy.Mul):
-            result = args[0]
-            for a in args[1:]:
-                result = result * a
         elif isinstance(expr, sympy.Pow):
             base, exponent = args
             if np.ndim(exponent) == 0 and exponent < 0:  # written 1 / base ** k
@@ -201,6 +212,23 @@ class _Evaluator:
                     raise _Failure(FloatProblem("is undefined (log(0))", expr, zero))
         self._require(expr, result)
         return result
+
+    def _quotient(self, expr: sympy.Mul):
+        numerator, denominators = 1.0, []
+        for factor in expr.args:
+            if isinstance(factor, sympy.Pow) and factor.exp.is_Number and factor.exp.is_negative:
+                base = self.value(factor.base)
+                power = base if factor.exp == -1 else np.power(base, float(-factor.exp))
+                self._require(factor, power)
+                denominators.append((factor, power))
+            else:
+                numerator = numerator * self.value(factor)
+        for factor, denominator in denominators:
+            zero = self._first(np.asarray(denominator) == 0)
+            if zero is not None:
+                raise _Failure(FloatProblem(_ZERO_DIVISION, factor, zero))
+            numerator = numerator / denominator
+        return numerator
 
     def _require(self, expr, result) -> None:
         """Raise at the first step where ``result`` is not a finite double."""

@@ -631,16 +631,20 @@ class Recurrence:
     def _check_values(self, given: str) -> None:
         """Every value finite and real once constants and bindings are substituted."""
         values = self._values
-        checked = [(f"the value of {s}", v, False) for s, v in values.items()]
-        checked += [(f"the equation of {eq.state}", eq.rhs.xreplace(values), True) for eq in self.equations]
-        checked += [(f"{k[0]}_{index_text(k[1])}", v.xreplace(values), True) for k, v in self.initial.items()]
-        for what, value, computed in checked:
+        checked = [(f"the value of {s}", v) for s, v in values.items()]
+        checked += [(f"the equation of {eq.state}", eq.rhs.xreplace(values)) for eq in self.equations]
+        checked += [(f"{k[0]}_{index_text(k[1])}", v.xreplace(values)) for k, v in self.initial.items()]
+        for what, value in checked:
             if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
                 raise UsageError(f"with {given}, {what} divides by zero (or is otherwise undefined)")
             if value.has(sympy.I):
                 raise UsageError(f"with {given}, {what} is not a real number")
-            # what the network computes: its coefficients as doubles, at every step
-            problem = coefficient_problem(value, n, CHECKED_STEPS) if computed else None
+        # what the network computes: its coefficients as doubles, at every step, exact and as written
+        computed = [(f"the equation of {eq.state}", eq.rhs) for eq in self.equations]
+        computed += [(f"the equation of {eq.state}", eq.display_rhs) for eq in self.equations]
+        computed += [(f"{k[0]}_{index_text(k[1])}", v) for k, v in self.initial.items()]
+        for what, value in computed:
+            problem = coefficient_problem(value, n, CHECKED_STEPS, values)
             if problem is not None:
                 raise UsageError(f"with {given}, in {what} the coefficient {problem.describe(rec_expr)}")
 

@@ -118,13 +118,15 @@ def _equations(names: Declarations, exprs: Expressions, source: Source, display:
             display[key] = exprs.build(node, Scope("initial"))
             initial[key] = rebuild(display[key])
             check_result(source, initial[key].xreplace(exprs.values), node)
-            check_coefficients(source, initial[key].xreplace(exprs.values), node)
+            check_coefficients(source, initial[key], node, exprs.values)
             continue
         scope = Scope("equation", state=base)
         shown = exprs.build(node, scope)
         rhs = rebuild(shown)
         check_result(source, rhs.xreplace(exprs.values), node)
-        check_coefficients(source, rhs.xreplace(exprs.values), node)
+        # the exact form (what the analyses use) and the form as written (what the code computes)
+        check_coefficients(source, rhs, node, exprs.values)
+        check_coefficients(source, shown, node, exprs.values)
         equations[base] = Equation(base, rhs, shown, head.line, head.column)
         same_step[base] = scope.same_step
     return equations, same_step, initial

@@ -65,10 +65,10 @@ def check_value(source: Source, expr: sympy.Expr, where, what: str | None = None
             )
 
 
-def check_coefficients(source: Source, expr: sympy.Expr, where) -> None:
-    """Every coefficient of ``expr`` (constants substituted) a finite real double, as the network
-    computes it, at every step n = 0 .. :data:`CHECKED_STEPS` - 1 (:mod:`formulac.floats`)."""
-    problem = coefficient_problem(expr, n, CHECKED_STEPS)
+def check_coefficients(source: Source, expr: sympy.Expr, where, values=None) -> None:
+    """Every coefficient of ``expr`` (with the constants' ``values``) a finite real double, as the
+    network computes it, at every step n = 0 .. :data:`CHECKED_STEPS` - 1 (:mod:`formulac.floats`)."""
+    problem = coefficient_problem(expr, n, CHECKED_STEPS, values)
     if problem is not None:
         checked = f" (coefficients are checked at every step up to n = {CHECKED_STEPS - 1})"
         raise source.error(
