@@ -244,24 +244,37 @@ class _Evaluator:
         return int(hits[0]) if hits.size else None
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+def _math(function):
+    """``function`` of the ``math`` module over an array (NumPy's own functions differ from it in
+    the last bit, and ``tanh(19)`` is 1 in one and not in the other); inf and nan where it raises."""
+
+    def safe(x: float) -> float:
+        try:
+            return function(x)
+        except OverflowError:
+            return math.inf
+        except ValueError:
+            return math.nan
+
+    vectorized = np.frompyfunc(safe, 1, 1)
+    return lambda a: np.asarray(vectorized(a), dtype=np.float64)
 
 
-def _gelu(a):
-    return a * (1 + _erf(np.asarray(a, dtype=np.float64) / math.sqrt(2)).astype(np.float64)) / 2
-
+_exp, _log, _tanh, _erf, _log1p, _expm1 = map(
+    _math, (math.exp, math.log, math.tanh, math.erf, math.log1p, math.expm1)
+)
 
 _FUNCTION_VALUES = {  # as codegen/plan.py writes them with math, in forms that do not overflow
-    "exp": np.exp,
-    "log": np.log,
-    "sin": np.sin,
-    "cos": np.cos,
+    "exp": _exp,
+    "log": _log,
+    "sin": _math(math.sin),
+    "cos": _math(math.cos),
     "Abs": np.abs,
-    "tanh": np.tanh,
+    "tanh": _tanh,
     "relu": lambda a: np.maximum(a, 0.0),
-    "sigmoid": lambda a: (1 + np.tanh(a / 2)) / 2,
-    "softplus": lambda a: np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a))),
-    "gelu": _gelu,
-    "silu": lambda a: a * (1 + np.tanh(a / 2)) / 2,
-    "elu": lambda a: np.where(np.asarray(a) > 0, a, np.expm1(np.minimum(a, 0.0))),
+    "sigmoid": lambda a: (1 + _tanh(a / 2)) / 2,
+    "softplus": lambda a: np.maximum(a, 0.0) + _log1p(_exp(-np.abs(a))),
+    "gelu": lambda a: a * (1 + _erf(a / math.sqrt(2))) / 2,
+    "silu": lambda a: a * (1 + _tanh(a / 2)) / 2,
+    "elu": lambda a: np.where(np.asarray(a) > 0, a, _expm1(a)),
 }
