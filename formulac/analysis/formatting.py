@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import sympy
+from sympy.core.evalf import PrecisionExhausted
 from sympy.printing.str import StrPrinter
 
 from ..ir import RecPrinter, StateRef, decimal_text, rec_expr, references, written_out
@@ -24,6 +25,7 @@ __all__ = [
     "polynomial_text",
     "polynomial_show",
     "json_value",
+    "certain_value",
     "json_number",
     "json_integer",
     "decimal_text",
@@ -97,6 +99,21 @@ def polynomial_show(poly) -> str:
     return rec_expr(descending(poly)).replace("lambda", "λ")
 
 
+#: Working digits that :func:`certain_value` may use (a formula's numbers have at most
+#: MAX_NUMBER_BITS bits, about 600 digits; a root's cancellation a few times that).
+MAX_EVALF_DIGITS = 10_000
+
+
+def certain_value(e: sympy.Expr, digits: int = 30) -> sympy.Expr:
+    """``e`` to ``digits`` digits that are right however much its terms cancel
+    (``1/2 - sqrt(1 + 4e-300)/2`` is -1e-300, not the 5e-166 a plain ``evalf`` gives);
+    SymPy's error-tracked ``evalf(strict=True)``, else the plain one."""
+    try:
+        return e.evalf(digits, strict=True, maxn=MAX_EVALF_DIGITS)
+    except (PrecisionExhausted, TypeError, ValueError):
+        return e.evalf(digits)
+
+
 def json_value(e):
     """One value in the JSON contract: a number when numeric and real, else a SymPy string."""
     if e is None or isinstance(e, bool):
@@ -115,7 +132,7 @@ def json_value(e):
         return f if math.isfinite(f) else sympy_text(e)
     if e.is_number:
         try:
-            c = complex(e.evalf(30))
+            c = complex(certain_value(e))
         except (TypeError, ValueError):
             return sympy_text(e)
         if c.imag == 0 and math.isfinite(c.real):

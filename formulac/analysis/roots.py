@@ -16,12 +16,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+import mpmath
 import sympy
+from sympy.core.evalf import PrecisionExhausted
 from sympy.polys.matrices import DomainMatrix
 
 from ..ir import StateRef, has_activation, lags_of, n, rec_expr, written_out
 from ..limits import MAX_DIMENSION
-from .formatting import LAMBDA
+from .formatting import LAMBDA, MAX_EVALF_DIGITS, certain_value
 from .linear import Structure, same_step_substituted
 
 __all__ = ["LAMBDA", "Root", "Spectrum", "spectrum", "MAX_DIMENSION"]
@@ -45,7 +47,7 @@ class Root:
         v = self.value
         re_im = (None, None)
         if v.is_number:
-            c = complex(v.evalf(_DIGITS)) if self.exact else complex(v)
+            c = complex(certain_value(v, _DIGITS)) if self.exact else complex(v)
             re_im = (c.real, c.imag)
         return {
             "value": convert(v),
@@ -322,16 +324,28 @@ def _txt(e) -> str:
 
 
 def _is_zero(number: sympy.Expr) -> bool | None:
-    """Is a number (``sigmoid(1) + sigmoid(-1) - 1``) zero? None when it cannot be decided."""
+    """Is a number (``sigmoid(1) + sigmoid(-1) - 1``) zero? None when it cannot be decided.
+
+    Exact: a rational is compared with 0, anything else evaluated with SymPy's error-tracked
+    ``evalf`` (``strict``: the digits it gives are right, however close to 0 the value is; -1e-120
+    is not 0)."""
     value = sympy.expand(written_out(number))
     if value == 0 or value.is_zero:
         return True
+    if value.is_Rational:
+        return False
     try:
-        if abs(complex(value.evalf(50))) > 1e-30:
+        approx = value.evalf(15, strict=True, maxn=MAX_EVALF_DIGITS)
+        if approx.is_number and approx != 0:
             return False
+    except PrecisionExhausted:
+        pass  # no digit is certain: 0, or too close to it
     except (TypeError, ValueError):
         return None
-    return True if not has_activation(value) and sympy.simplify(value) == 0 else None
+    try:
+        return True if not has_activation(value) and sympy.simplify(value) == 0 else None
+    except (TypeError, ValueError):  # SymPy's factoring of some large integers fails
+        return None
 
 
 def _freeze_per_step(st: Structure) -> dict:
@@ -427,11 +441,16 @@ def _numeric(poly: sympy.Expr, A: sympy.Matrix, companion: bool):
         if pieces is None:
             return _numeric_only(P, notes)
     for f, e in pieces:
-        if f.degree() <= 2:
-            rs = sympy.roots(f, LAMBDA)
+        rs = _low_degree_roots(f) if f.degree() <= 2 else None
+        if rs is None and f.degree() == 2 and (f.domain.is_ZZ or f.domain.is_QQ) and f.discriminant() != 0:
+            for root, flag in _rational_quadratic(f):
+                root = Root(root.value, root.multiplicity * e, root.modulus, False)
+                roots.append(root)
+                unit_flags.append((flag[0], f, e))
+        elif rs is not None:
             for r, m in rs.items():
                 mod = sympy.Abs(r) if r.is_real else sympy.sqrt(sympy.expand(r * sympy.conjugate(r)))
-                mod = sympy.simplify(mod) if sympy.count_ops(mod) < 60 and not has_activation(mod) else mod
+                mod = _simplified(mod) if sympy.count_ops(mod) < 60 and not has_activation(mod) else mod
                 sign = _sign(mod - 1)
                 roots.append(Root(r, m * e, mod, True))
                 unit_flags.append((sign, f, e))
@@ -454,6 +473,81 @@ def _numeric(poly: sympy.Expr, A: sympy.Matrix, companion: bool):
                 unit_flags.append((sign, f, e))
     stability, rate, mult = _classify(roots, unit_flags, A, companion, notes)
     return roots, stability, rate, mult, notes
+
+
+def _low_degree_roots(f: sympy.Poly) -> dict | None:
+    """Exact roots of a polynomial of degree 1 or 2 -> multiplicity; None when SymPy fails.
+
+    SymPy's ``roots`` (and ``sqrt`` of a rational) factor the discriminant, which fails for some
+    large integers (``sqrt(1 + 4e-100)``: "... is not a prime factor of ...");
+    :func:`_rational_quadratic` then decides without roots written exactly."""
+    try:
+        return sympy.roots(f, LAMBDA)
+    except ValueError:
+        return None
+
+
+def _rational_quadratic(f: sympy.Poly) -> list[tuple[Root, tuple]]:
+    """Roots of ``a λ^2 + b λ + c`` (rational, ``D = b^2 - 4ac`` not 0) as 60-digit numbers, and
+    whether each modulus is above, on or below 1, decided in rational arithmetic: the sign of
+    ``r - t`` for ``r = (-b ± sqrt(D)) / 2a`` is that of ``(u ± sqrt(D)) / a`` with
+    ``u = -b - 2at``, which comparing ``u^2`` with ``D`` decides."""
+    a, b, c = (sympy.Rational(x) for x in f.all_coeffs())
+    D = b * b - 4 * a * c
+    if D < 0:  # a complex pair: |r|^2 = c/a
+        modulus2 = c / a
+        sign = _compare(modulus2, sympy.Integer(1))
+        with mpmath.workdps(60):
+            pair = mpmath.polyroots([mpmath.mpf(a.p) / a.q, mpmath.mpf(b.p) / b.q, mpmath.mpf(c.p) / c.q])
+            return [
+                (
+                    Root(
+                        sympy.Float(r.real, 15) + sympy.Float(r.imag, 15) * sympy.I,
+                        1,
+                        sympy.Float(mpmath.sqrt(mpmath.mpf(modulus2.p) / modulus2.q), 30),
+                        False,
+                    ),
+                    (sign, f, 1),
+                )
+                for r in pair
+            ]
+
+    def side(root_sign: int, t: sympy.Rational) -> int:  # sign of r - t
+        u = -b - 2 * a * t
+        if root_sign > 0:
+            s = 1 if u >= 0 else _compare(D, u * u)
+        else:
+            s = -1 if u <= 0 else _compare(u * u, D)
+        return s if a > 0 else -s
+
+    result = []
+    with mpmath.workdps(60):
+        sq = mpmath.sqrt(mpmath.mpf(D.p) / D.q)
+        A, B, C = (mpmath.mpf(x.p) / x.q for x in (a, b, c))
+        big = (-B - (sq if B >= 0 else -sq)) / (2 * A)  # no cancellation; the other is C / (A big)
+        values = {(1 if B < 0 else -1): big, (-1 if B < 0 else 1): C / (A * big)}
+        for root_sign in (1, -1):
+            value = values[root_sign]
+            if side(root_sign, sympy.Integer(0)) >= 0:
+                above = side(root_sign, sympy.Integer(1))
+            else:
+                above = -side(root_sign, sympy.Integer(-1))
+            root = Root(sympy.Float(value, 30), 1, sympy.Float(abs(value), 30), False)
+            result.append((root, (above, f, 1)))
+    return result
+
+
+def _compare(x: sympy.Rational, y: sympy.Rational) -> int:
+    """1, 0 or -1 as ``x`` is above, equal to or below ``y`` (exact)."""
+    difference = x - y
+    return 0 if difference == 0 else (1 if difference > 0 else -1)
+
+
+def _simplified(value: sympy.Expr) -> sympy.Expr:
+    try:
+        return sympy.simplify(value)
+    except ValueError:  # SymPy's factoring of some large integers fails; keep the value as it is
+        return value
 
 
 def _numeric_sqf(pieces, A, companion, notes):
@@ -512,20 +606,27 @@ def _float(r: sympy.Expr) -> sympy.Expr:
 
 
 def _sign(e: sympy.Expr) -> int | None:
-    """Sign of a real number given exactly; None when it cannot be decided."""
+    """Sign of a real number given exactly; None when it cannot be decided.
+
+    Never by a tolerance: |root| - 1 = 1e-120 is positive (``--set a=1e-120`` on the two-step
+    formula is expanding). A non-zero value is evaluated with ``evalf(strict=True)``, whose digits
+    are certain; one that no precision separates from 0 must be shown to be 0 exactly."""
     try:
         if e == 0 or e.is_zero:
             return 0
+        if e.is_Rational:
+            return 1 if e > 0 else -1
         if e.is_positive:
             return 1
         if e.is_negative:
             return -1
-        v = e.evalf(60)
+        try:
+            v = e.evalf(15, strict=True, maxn=MAX_EVALF_DIGITS)
+        except PrecisionExhausted:
+            return 0 if _is_zero(e) else None
         if not v.is_Number:
             return None
-        if abs(v) < sympy.Float("1e-50"):
-            return 0
-        return 1 if v > 0 else -1
+        return 0 if v == 0 else (1 if v > 0 else -1)
     except (TypeError, ValueError):
         return None
 
@@ -536,7 +637,7 @@ def _classify(roots, flags, A, companion, notes):
     if any(sign is None for sign, _, _ in flags):
         notes.append("the moduli of the roots could not be compared with 1: stability not determined")
         return None, None, None
-    mods = [sympy.Float(r.modulus.evalf(_DIGITS), _DIGITS) for r in roots]
+    mods = [sympy.Float(certain_value(r.modulus, _DIGITS), _DIGITS) for r in roots]
     top = max(mods)
     dominant = [i for i, m in enumerate(mods) if abs(m - top) <= sympy.Float("1e-25") * max(1, top)]
     rate = roots[dominant[0]].modulus
