@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import sympy
@@ -98,7 +99,7 @@ def coefficient_problem(
     other symbols (states, blocks, parameters, unbound symbols) are not coefficients and are
     skipped; so are sums over the history."""
     values = dict(values or {})
-    evaluator = _Evaluator(step, np.arange(steps, dtype=np.float64), values)
+    evaluator = _Evaluator(step, steps, values)
     for part in _coefficients(expr, step, values):
         problem = evaluator.check(part)
         if problem is not None:
@@ -156,10 +157,14 @@ class _Failure(Exception):
 class _Evaluator:
     """Values of coefficients at every step, as arrays of doubles (a float for constants)."""
 
-    def __init__(self, step: sympy.Symbol, steps: np.ndarray, values: dict):
+    def __init__(self, step: sympy.Symbol, count: int, values: dict):
         self.step = step
-        self.steps = steps
+        self.count = count
         self.values = values
+
+    @property
+    def steps(self) -> np.ndarray:
+        return _steps(self.count)
 
     def literal(self, expr: sympy.Expr) -> FloatProblem | None:
         return literal_problem(expr.xreplace(self.values) if self.values else expr)
@@ -242,6 +247,14 @@ class _Evaluator:
         mask = np.broadcast_to(mask, self.steps.shape)
         hits = np.flatnonzero(mask)
         return int(hits[0]) if hits.size else None
+
+
+@lru_cache(maxsize=4)
+def _steps(count: int) -> np.ndarray:
+    """0, 1, ..., count-1 as doubles (made once: most formulas never need them)."""
+    steps = np.arange(count, dtype=np.float64)
+    steps.flags.writeable = False
+    return steps
 
 
 def _math(function):

@@ -506,15 +506,16 @@ class Recurrence:
             raise ValueError(f"the output {self.output!r} is not one of the states {self.states}")
 
     # -- what the formula contains -------------------------------------------------------
-    @property
+    @cached_property
     def states(self) -> tuple[str, ...]:
         return tuple(eq.state for eq in self.equations)
 
+    @cached_property
+    def _equations_by_state(self) -> dict[str, Equation]:
+        return {eq.state: eq for eq in self.equations}  # equation() in constant time: long systems
+
     def equation(self, state_name: str) -> Equation:
-        for eq in self.equations:
-            if eq.state == state_name:
-                return eq
-        raise KeyError(state_name)
+        return self._equations_by_state[state_name]
 
     @property
     def blocks(self) -> tuple[str, ...]:
@@ -527,8 +528,9 @@ class Recurrence:
 
     def references(self) -> Iterator[StateRef]:
         """Every state reference of every equation, block arguments and history sums included."""
+        names = frozenset(self.states)
         for eq in self.equations:
-            yield from references(eq.rhs, self.states)
+            yield from references(eq.rhs, names)
 
     @cached_property
     def lags(self) -> dict[str, int]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..ir import BlockCall, Concat, Recurrence, n, references, state, substitute_param_inits
+from ..ir import BlockCall, Concat, Recurrence, n, references, state, state_refs, substitute_param_inits
 from ..printing import rec_expr
 
 __all__ = [
@@ -116,11 +116,12 @@ def invert(rec: Recurrence) -> Invertibility:
     pending = list(reversed(rec.states))
     solution: list = []
     divisors: list = []
+    read = {s: set(state_refs(rhs[s])) for s in rec.states}  # once: a long system is read N times
     while pending:
         for s in pending:
             lhs = state(s, n + 1)
             expr = rhs[s]
-            inside = [u for u in unknown if expr.has(u)]
+            inside = [u for u in read[s] if u in unknown]
             if lhs in unknown:  # a state computed at the step but not kept: recompute it
                 if inside:
                     continue

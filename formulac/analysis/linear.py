@@ -334,11 +334,15 @@ def structure(rec: Recurrence, params: str = "symbolic") -> Structure:
     )
 
 
-def same_step_substituted(st: Structure) -> dict:
-    """Generic forms with same-step references (``v_<n+1>`` in ``x``'s equation) substituted."""
+def same_step_substituted(st: Structure, blocks: bool = True) -> dict:
+    """Generic forms with same-step references (``v_<n+1>`` in ``x``'s equation) substituted;
+    without ``blocks``, the block outputs left out (the characteristic polynomial reads only the
+    states; in a chain of same-step states each form would hold every later block, N^2/2 terms)."""
     done: dict = {}
     for s in st.states:
         form = st.forms[s]
+        if not blocks:
+            form = LinearForm(form.refs, {}, form.sums, form.const)
         for node in list(form.refs):
             ref = StateRef.of(node)
             if ref.offset == 1 and ref.name in done:

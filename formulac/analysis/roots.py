@@ -83,7 +83,7 @@ def spectrum(st: Structure) -> Spectrum:
         )
         out.consistent = _consistent_scalar(st, out.notes)
         return out
-    forms = same_step_substituted(st)
+    forms = same_step_substituted(st, blocks=False)
     frozen = _freeze_per_step(st)
     coefs = {}
     forcing = []  # coefficients of x_0 (or v_0) read at every step: a constant input

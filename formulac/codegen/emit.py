@@ -385,7 +385,8 @@ def network_layout(
                 )
         _check_shared(rec, stage, shapes)
         all_steps.append(shapes)
-        carried = {name: w for name, w in widths.items() if name in carry.names()}
+        carried_names = set(carry.names())  # once per stage: a long system carries many
+        carried = {name: w for name, w in widths.items() if name in carried_names}
         if transition == "project" and len(set(carried.values())) > 1:
             raise UsageError(
                 "compile: transition=project needs every state entering a stage to have one width"

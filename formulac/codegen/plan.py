@@ -326,9 +326,11 @@ def _collect_reads(rec: Recurrence, expr, reads: set, starts: set, history: dict
 def _lags(rec: Recurrence, reads: list[tuple[str, int]], history: dict[str, int]) -> dict[str, int]:
     """How many past values of each state a step needs (every history ends with s_n)."""
     lags: dict[str, int] = {}
+    oldest: dict[str, int] = {}  # one pass over the reads: a long system has many states
+    for st, o in reads:
+        oldest[st] = min(o, oldest.get(st, o))
     for s in rec.states:
-        offsets = [o for st, o in reads if st == s]
-        depth = 1 - min(offsets) if offsets else 0
+        depth = 1 - oldest[s] if s in oldest else 0
         if s == rec.output or s in history:
             depth = max(depth, 1)
         if depth:
