@@ -12,6 +12,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_LINE_CHARS",
     "MAX_STATEMENTS",
+    "MAX_STATES",
     "MAX_NESTING",
     "MAX_EXPRESSION_DEPTH",
     "MAX_LAG",
@@ -45,6 +46,10 @@ MAX_FILE_BYTES = 1_000_000
 MAX_LINE_CHARS = 4_000
 #: Statements in one file (equations, constants, declarations; blank ones do not count).
 MAX_STATEMENTS = 50_000
+#: Equations (states) in one formula. ``check`` and ``analyze`` take time in proportion to the
+#: number of states (about 2 ms of CPU each, plus the start-up: 2,000 states in about 5 s), so a
+#: longer system is refused as soon as its equations are counted.
+MAX_STATES = 2_000
 #: Parentheses open at once within one statement.
 MAX_NESTING = 64
 #: Operators and calls nested in one expression; a flat chain ``a + b + c`` counts once.

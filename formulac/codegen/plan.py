@@ -12,7 +12,6 @@ import keyword
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sympy
 
@@ -30,6 +29,7 @@ from ..ir import (
     walk,
     written_out,
 )
+from ..limits import MAX_FILE_BYTES
 from ..printing import rec_expr
 
 __all__ = [
@@ -218,7 +218,8 @@ class PlanError(UsageError):
         if not self.line:
             return self
         try:
-            text = Path(path).read_bytes().decode("utf-8-sig", errors="replace")
+            with open(path, "rb") as handle:  # the file was read once; it may have grown since
+                text = handle.read(MAX_FILE_BYTES + 1).decode("utf-8-sig", errors="replace")
         except OSError:
             text = None
         return SourceError(self.message, str(path), text, self.line, self.column)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import SourceError, UsageError
 from ..ir import Recurrence
-from ..limits import MAX_EXPRESSION_DEPTH, MAX_LAG, MAX_LINE_CHARS, MAX_NESTING
+from ..limits import MAX_EXPRESSION_DEPTH, MAX_FILE_BYTES, MAX_LAG, MAX_LINE_CHARS, MAX_NESTING
 from .declarations import RESERVED_WORDS
 from .recurrence import build
 from .syntax import read
@@ -32,12 +32,17 @@ __all__ = [
 
 
 def load(path: str | Path) -> Recurrence:
-    """Read and parse a ``.rec`` file; unreadable files are a :class:`UsageError`."""
-    p = Path(path)
+    """Read and parse a ``.rec`` file; unreadable files are a :class:`UsageError`.
+
+    At most :data:`~formulac.limits.MAX_FILE_BYTES` + 1 bytes are read: a larger file (or an
+    endless one, ``/dev/zero``) is refused without reading the rest."""
     try:
-        data = p.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SourceError(f"file too large (the limit is {MAX_FILE_BYTES} bytes)", str(path), None, 1, 1)
     return parse(data, str(path))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import lark
 
 from ..ir import ELEMENTWISE, default_output
-from ..limits import MAX_LAG, MAX_NAME_CHARS
+from ..limits import MAX_LAG, MAX_NAME_CHARS, MAX_STATES
 from .syntax import Source
 
 __all__ = ["RESERVED_WORDS", "Index", "Declarations", "split", "check_name"]
@@ -135,6 +135,12 @@ class Declarations(lark.visitors.Interpreter):
             )
         self._claim(base, "state", head)
         self.state_heads[base] = head
+        if len(self.state_heads) > MAX_STATES:
+            raise self.source.error(
+                f"too many states (the limit is {MAX_STATES} equations; the analyses of a "
+                "system take time in proportion to it)",
+                head,
+            )
         self.heads.append((head, base, index, expr))
 
     def constant(self, st: lark.Tree) -> None:
