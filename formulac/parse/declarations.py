@@ -17,7 +17,7 @@ import lark
 
 from ..ir import ELEMENTWISE, default_output
 from ..limits import MAX_LAG, MAX_NAME_CHARS, MAX_STATES
-from .syntax import Source
+from .syntax import Source, too_many_states
 
 __all__ = ["RESERVED_WORDS", "Index", "Declarations", "split", "check_name"]
 
@@ -136,11 +136,7 @@ class Declarations(lark.visitors.Interpreter):
         self._claim(base, "state", head)
         self.state_heads[base] = head
         if len(self.state_heads) > MAX_STATES:
-            raise self.source.error(
-                f"too many states (the limit is {MAX_STATES} equations; the analyses of a "
-                "system take time in proportion to it)",
-                head,
-            )
+            raise self.source.error(too_many_states(), head)
         self.heads.append((head, base, index, expr))
 
     def constant(self, st: lark.Tree) -> None:

@@ -15,9 +15,16 @@ from importlib import resources
 import lark
 
 from ..errors import SourceError
-from ..limits import MAX_EXPRESSION_DEPTH, MAX_FILE_BYTES, MAX_LINE_CHARS, MAX_NESTING, MAX_STATEMENTS
+from ..limits import (
+    MAX_EXPRESSION_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_LINE_CHARS,
+    MAX_NESTING,
+    MAX_STATEMENTS,
+    MAX_STATES,
+)
 
-__all__ = ["Source", "read", "chain"]
+__all__ = ["Source", "read", "chain", "too_many_states"]
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ def _check_shape(text: str, source: Source) -> None:
         )
     lines = text.split("\n")
     depth = 0
-    statements = 0
+    statements = heads = 0
     for number, line in enumerate(lines, 1):
         if line.endswith("\r"):
             line = line[:-1]
@@ -136,6 +143,22 @@ def _check_shape(text: str, source: Source) -> None:
             statements += code.count(";") + bool(code.strip())
             if statements > MAX_STATEMENTS:
                 raise source.error(f"too many statements (the limit is {MAX_STATEMENTS})", (number, 1))
+        heads += len(_EQUATION_HEAD.findall(code))
+        if heads > MAX_STATES:  # before the parser spends time on a system no analysis would take
+            raise source.error(too_many_states(), (number, 1))
+
+
+def too_many_states() -> str:
+    """The message for a formula with more than :data:`MAX_STATES` equations."""
+    return (
+        f"too many states (the limit is {MAX_STATES} equations; the analyses of a system take "
+        "time in proportion to it)"
+    )
+
+
+# the start of an equation, `x_<n+1> =` or `x_{n+1} =`: counted before parsing (the declarations
+# count them exactly; this one can only undercount, in continued lines)
+_EQUATION_HEAD = re.compile(r"(?:^|;)\s*[A-Za-z]\w*_(?:<\s*n\s*\+\s*1\s*>|\{\s*n\s*\+\s*1\s*\})\s*=(?!=)")
 
 
 def _check_continuation(lines: list[str], number: int, source: Source) -> None:
