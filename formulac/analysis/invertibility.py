@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import sympy
 
+from ..floats import coefficient_problem
 from ..ir import BlockCall, Concat, Recurrence, n, references, state, state_refs, substitute_param_inits
+from ..limits import CHECKED_STEPS
 from ..printing import rec_expr
 
 __all__ = [
@@ -159,8 +161,9 @@ def invert(rec: Recurrence) -> Invertibility:
         names = ", ".join(rec_expr(u) for u in unknown)
         return Invertibility(False, f"no equation determines {names}", None)
     inverse = Inverse(carried, tuple(solution), tuple(divisors))
-    conditions = [f"{rec_expr(c)} != 0" for c in divisors if not c.is_number]
-    at_values = _zero_at_initial_values(rec, divisors)
+    # a divisor in n alone is checked at every step below: not a condition on the user's values
+    conditions = [f"{rec_expr(c)} != 0" for c in divisors if not c.is_number and not c.free_symbols <= {n}]
+    at_values = _zero_at_some_step(divisors) or _zero_at_initial_values(rec, divisors)
     if at_values is not None:
         return Invertibility(False, at_values, inverse, conditions)
     return Invertibility(True, None, inverse, conditions)
@@ -254,6 +257,22 @@ def _reason(rec: Recurrence, rhs: dict, pending: list, unknown: dict) -> str:
         names = " and ".join(rec_expr(u) for u in inside)
         return f"{s}'s equation mixes {names}, and no other equation gives one of them alone"
     return "the equations leave some state undetermined"
+
+
+def _zero_at_some_step(divisors) -> str | None:
+    """A divisor that follows the step alone and is 0 (or its inverse not a finite double) at
+    some step a network can have: ``n - 2`` in ``x_n + (n-2)*x_<n-1>`` at n = 2."""
+    for c in divisors:
+        if c.has(n) and c.free_symbols <= {n}:
+            problem = coefficient_problem(sympy.Pow(c, -1, evaluate=False), n, CHECKED_STEPS)
+            if problem is not None and problem.step is not None:
+                return (
+                    f"the coefficient {rec_expr(c)} of the rebuilt state is 0 at step n = {problem.step}"
+                    if c.subs(n, problem.step) == 0
+                    else f"the inverse of the coefficient {rec_expr(c)} of the rebuilt state "
+                    f"{problem.reason} at step n = {problem.step}"
+                ) + ": the step cannot be run backward there"
+    return None
 
 
 def _zero_at_initial_values(rec: Recurrence, divisors) -> str | None:

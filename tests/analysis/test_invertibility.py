@@ -250,3 +250,21 @@ def test_growth_is_exact_when_the_roots_are():
     # roots of l^2 - l + 3/10 are complex with modulus sqrt(3/10)
     assert sympy.simplify(r.growth - 1 / sympy.sqrt(sympy.Rational(3, 10))) == 0
     assert math.isclose(float(r.growth), 1.8257418583505538)
+
+
+@pytest.mark.parametrize(
+    "coefficient, step",
+    [("(n-2)", 2), ("(n^2-9)", 3), ("(n-40000)", 40000), ("(n+2)", None), ("(n^2+1)", None)],
+)
+def test_a_coefficient_in_n_that_vanishes_at_a_step_is_not_invertible(coefficient, step):
+    """x_<n-1> is rebuilt by dividing by its coefficient: where it is 0 there is no backward step
+    (the reference: the integer roots of the polynomial at n >= 0)."""
+    rec = _rec(f"x_<n+1> = x_n + {coefficient}*x_<n-1> + F(x_n)\n")
+    inv = invert(rec)
+    polynomial = sympy.sympify(coefficient.replace("^", "**"), locals={"n": n})
+    roots = sorted(int(r) for r in sympy.roots(sympy.Poly(polynomial, n)) if r.is_integer and r >= 0)
+    assert (roots[0] if roots else None) == step
+    if step is None:
+        assert inv.invertible and inv.conditions == []
+    else:
+        assert not inv.invertible and f"is 0 at step n = {step}" in inv.reason
