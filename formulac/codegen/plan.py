@@ -154,6 +154,8 @@ def number_literal(value: sympy.Expr) -> str:
         finite = False
     if not finite:
         raise UsageError("compile: a number of the formula is not a finite float (too large, or not real)")
+    if value != 0 and float(value) == 0:  # the parser refuses these; never a silent 0.0
+        raise UsageError("compile: a number of the formula is not 0 but rounds to 0 as a float")
     if value.is_Float:
         return repr(float(value))
     if value.is_Integer:

@@ -98,6 +98,7 @@ def _params(names: Declarations, exprs: Expressions, source: Source) -> dict[str
         check_result(source, init, node)
         if init.free_symbols:
             raise source.error(f"the initial value of parameter {name} must be a number", node)
+        check_coefficients(source, init, node)  # a double: 1e-400 would start at 0
         params[name] = Param(name, init, per_step=per_step)
     return params
 
