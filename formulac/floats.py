@@ -99,12 +99,41 @@ def coefficient_problem(
     other symbols (states, blocks, parameters, unbound symbols) are not coefficients and are
     skipped; so are sums over the history."""
     values = dict(values or {})
-    evaluator = _Evaluator(step, steps, values)
     for part in _coefficients(expr, step, values):
-        problem = evaluator.check(part)
+        problem = _part_problem(part, step, steps, values)
         if problem is not None:
             return problem
     return None
+
+
+#: Delicate steps re-evaluated with ``math`` one by one before all steps are (the slow path).
+_MAX_DELICATE = 5_000
+
+
+def _part_problem(part: sympy.Expr, step: sympy.Symbol, count: int, values: dict) -> FloatProblem | None:
+    """Fast with NumPy's functions at every step, exact with ``math``'s where it matters.
+
+    NumPy's ``tanh``, ``exp``, ... differ from ``math``'s (the network's) in the last bit, which
+    decides only values at a threshold: a sum that cancels to about 0, a value near the ends of
+    the double range. The NumPy pass marks those steps *delicate*; they, and any failure it finds
+    (with every step before it), are evaluated again with ``math``, which has the last word."""
+    if not part.has(step):
+        return _Evaluator(step, np.zeros(1), values, _MATH_VALUES).literal(part)
+    fast = _Evaluator(step, _steps(count), values, _NUMPY_VALUES, track=True)
+    problem = fast.check(part)
+    if problem is not None and problem.step is not None:
+        exact = _Evaluator(step, _steps(count)[: problem.step + 1], values, _MATH_VALUES).check(part)
+        if exact is not None:
+            return exact  # else NumPy failed where math does not: look at every step below
+    elif problem is not None:
+        return problem
+    elif fast.delicate is None or not fast.delicate.any():
+        return None
+    else:
+        delicate = _steps(count)[fast.delicate]
+        if delicate.size <= _MAX_DELICATE:
+            return _Evaluator(step, delicate, values, _MATH_VALUES).check(part)
+    return _Evaluator(step, _steps(count), values, _MATH_VALUES).check(part)
 
 
 # -- which parts are coefficients ----------------------------------------------------------------
@@ -157,14 +186,23 @@ class _Failure(Exception):
 class _Evaluator:
     """Values of coefficients at every step, as arrays of doubles (a float for constants)."""
 
-    def __init__(self, step: sympy.Symbol, count: int, values: dict):
+    def __init__(self, step: sympy.Symbol, steps: np.ndarray, values: dict, functions: dict, track=False):
         self.step = step
-        self.count = count
+        self.steps = steps  # the steps evaluated (all of them, or some)
         self.values = values
+        self.functions = functions
+        self.delicate = np.zeros(steps.shape, dtype=bool) if track else None
 
-    @property
-    def steps(self) -> np.ndarray:
-        return _steps(self.count)
+    def _mark(self, result, terms=None) -> None:
+        """Mark the steps where ``result`` is near a threshold: about 0 after a sum cancels,
+        0 or tiny, or near the end of the double range."""
+        if self.delicate is None or np.ndim(result) == 0:
+            return
+        size = np.abs(result)
+        near = (size > 1e300) | (size < 1e-300)
+        if terms is not None:
+            near |= size <= 1e-6 * sum(np.abs(t) for t in terms)
+        self.delicate |= np.broadcast_to(near, self.steps.shape)
 
     def literal(self, expr: sympy.Expr) -> FloatProblem | None:
         return literal_problem(expr.xreplace(self.values) if self.values else expr)
@@ -191,10 +229,12 @@ class _Evaluator:
         if isinstance(expr, sympy.Mul):  # written num / den1 / den2, as the code generator does
             result = self._quotient(expr)
             self._require(expr, result)
+            self._mark(result)
             return result
         args = [self.value(a) for a in expr.args]
         if isinstance(expr, sympy.Add):
             result = sum(args[1:], args[0])
+            self._mark(result, args)
         elif isinstance(expr, sympy.Pow):
             base, exponent = args
             if np.ndim(exponent) == 0 and exponent < 0:  # written 1 / base ** k
@@ -210,11 +250,12 @@ class _Evaluator:
                     raise _Failure(FloatProblem(_ZERO_DIVISION, expr, zero))
                 result = np.power(base, exponent)
         else:
-            result = _FUNCTION_VALUES[type(expr).__name__](args[0])
+            result = self.functions[type(expr).__name__](args[0])
             if type(expr).__name__ == "log":
                 zero = self._first(np.asarray(args[0]) == 0)
                 if zero is not None:
                     raise _Failure(FloatProblem("is undefined (log(0))", expr, zero))
+        self._mark(result)
         self._require(expr, result)
         return result
 
@@ -240,13 +281,13 @@ class _Evaluator:
         bad = self._first(~np.isfinite(result))
         if bad is None:
             return
-        value = np.broadcast_to(result, self.steps.shape)[bad]
+        value = np.broadcast_to(result, self.steps.shape)[np.searchsorted(self.steps, bad)]
         raise _Failure(FloatProblem(_NOT_REAL if np.isnan(value) else _OVERFLOW, expr, bad))
 
     def _first(self, mask) -> int | None:
         mask = np.broadcast_to(mask, self.steps.shape)
         hits = np.flatnonzero(mask)
-        return int(hits[0]) if hits.size else None
+        return int(self.steps[hits[0]]) if hits.size else None
 
 
 @lru_cache(maxsize=4)
@@ -277,7 +318,7 @@ _exp, _log, _tanh, _erf, _log1p, _expm1 = map(
     _math, (math.exp, math.log, math.tanh, math.erf, math.log1p, math.expm1)
 )
 
-_FUNCTION_VALUES = {  # as codegen/plan.py writes them with math, in forms that do not overflow
+_MATH_VALUES = {  # as codegen/plan.py writes them with math, in forms that do not overflow
     "exp": _exp,
     "log": _log,
     "sin": _math(math.sin),
@@ -290,4 +331,17 @@ _FUNCTION_VALUES = {  # as codegen/plan.py writes them with math, in forms that 
     "gelu": lambda a: a * (1 + _erf(a / math.sqrt(2))) / 2,
     "silu": lambda a: a * (1 + _tanh(a / 2)) / 2,
     "elu": lambda a: np.where(np.asarray(a) > 0, a, _expm1(a)),
+}
+
+_NUMPY_VALUES = {  # the same with NumPy's functions: fast, and right but for the last bit
+    **_MATH_VALUES,
+    "exp": np.exp,
+    "log": np.log,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tanh": np.tanh,
+    "sigmoid": lambda a: (1 + np.tanh(a / 2)) / 2,
+    "softplus": lambda a: np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a))),
+    "silu": lambda a: a * (1 + np.tanh(a / 2)) / 2,
+    "elu": lambda a: np.where(np.asarray(a) > 0, a, np.expm1(np.minimum(a, 0.0))),
 }

@@ -127,7 +127,8 @@ def _equations(names: Declarations, exprs: Expressions, source: Source, display:
         check_result(source, rhs.xreplace(exprs.values), node)
         # the exact form (what the analyses use) and the form as written (what the code computes)
         check_coefficients(source, rhs, node, exprs.values)
-        check_coefficients(source, shown, node, exprs.values)
+        if shown != rhs:
+            check_coefficients(source, shown, node, exprs.values)
         equations[base] = Equation(base, rhs, shown, head.line, head.column)
         same_step[base] = scope.same_step
     return equations, same_step, initial

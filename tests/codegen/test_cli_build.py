@@ -149,16 +149,8 @@ def test_real_process_exit_status_and_message():
 
 # (formula file, line, column, fragment): parsed, but no network can be built from it
 UNBUILDABLE = [
-    ("x_<n+1> = 1e309*x_n + F(x_n)\n", 1, 1, "not a finite float"),
     ("a = 1\nx_<n+1> = x_n + a*x_<n-1>\n", 2, 1, "no block"),
     ("# cat\n\nx_<n+1> = cat(x_n, F(x_n)) + x_n\n", 3, 1, "cannot add tensors of widths"),
-    (
-        "x_<-1> = 1e309*x_0\nx_<n+1> = x_n + x_<n-1> + F(x_n)\n",
-        2,
-        1,
-        "the value of x_<-1> before the first step",
-    ),
-    ("param k = 1e300*1e300\nx_<n+1> = x_n + k*F(x_n)\n", 2, 1, "initial value of parameter k"),
     ("v_<n+1> = v_n + G(x_n)\nx_<n+1> = x_n + sum(i=0..n, cat(v_i, x_i)) + F(x_n)\n", 2, 1, "widths"),
     ("x_<n+1> = x_n + F(x_n) + F(cat(x_n, x_n))\n", 1, 1, "applied to inputs of widths"),
 ]
@@ -179,6 +171,31 @@ def test_check_refuses_what_compile_refuses(capsys, tmp_path, text, line, column
         assert first.startswith(f"{path}:{line}:{column}: error: compile: "), (command, err)
         assert fragment in first and "Traceback" not in err
         assert err.splitlines()[2].strip() == "^"  # the source line and a caret under it
+
+
+# numbers a double cannot hold: refused as the file is read (issue 22), by every command alike
+UNREADABLE_NUMBERS = [
+    ("x_<n+1> = 1e309*x_n + F(x_n)\n", 1, 11, "beyond the range of a double"),
+    ("x_<-1> = 1e309*x_0\nx_<n+1> = x_n + x_<n-1> + F(x_n)\n", 1, 10, "beyond the range of a double"),
+    ("param k = 1e300*1e300\nx_<n+1> = x_n + k*F(x_n)\n", 1, 11, "beyond the range of a double"),
+    ("x_<n+1> = x_n + 1e-400*F(x_n)\n", 1, 11, "rounds to 0 as a double"),
+]
+
+
+@pytest.mark.parametrize("text, line, column, fragment", UNREADABLE_NUMBERS)
+def test_numbers_beyond_doubles_are_refused_by_every_command(capsys, tmp_path, text, line, column, fragment):
+    path = tmp_path / "f.rec"
+    path.write_text(text)
+    for command in ("check", "compile", "info"):
+        status, out, err = (
+            run(capsys, command, path, "--backbone", "mlp")
+            if command != "check"
+            else run(capsys, command, path)
+        )
+        assert status == 2, (command, out)
+        first = err.splitlines()[0]
+        assert first.startswith(f"{path}:{line}:{column}: error: the coefficient "), (command, err)
+        assert fragment in first and "Traceback" not in err
 
 
 BUILDABLE = [
