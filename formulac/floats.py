@@ -9,7 +9,7 @@ not: ``exp(-700)*exp(-700)`` is ``exp(-1400)``, whose literal is 0 and whose inv
 the first such value (over ``n = 0 .. steps-1``, all steps at once with NumPy), so that the parser
 and ``bind`` refuse it and every later stage sees only values it can compute.
 
-A bottom-layer module (SymPy, NumPy and ``limits``): it knows the language's functions by name.
+A bottom-layer module (SymPy and NumPy only): it knows the language's functions by name.
 """
 
 from __future__ import annotations
