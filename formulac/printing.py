@@ -23,6 +23,11 @@ class RecLatexPrinter(LatexPrinter):
         super().__init__({"order": "none", **(settings or {})})
 
     def _print_Indexed(self, expr):
+        if len(expr.indices) == 2:  # a pair parameter: w_{n,i}
+            return "%s_{%s}" % (
+                self._print(expr.base.label),
+                ",".join(index_text(i, latex=True).strip("{}") for i in expr.indices),
+            )
         ref = StateRef.of(expr)
         index = index_text(ref.index, latex=True)
         return "%s_{%s}" % (self._print(sympy.Symbol(ref.name)), index.strip("{}"))

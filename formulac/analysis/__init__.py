@@ -92,7 +92,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
         except TooLarge as exc:
             per_step = list(rec.params.values())
             if params == "symbolic" and per_step:
-                shown = ", ".join(f"{p.name}{'_n' if p.per_step else ''} = {p.init}" for p in per_step)
+                shown = ", ".join(f"{p.declared} = {p.init}" for p in per_step)
                 wst = structure(rec, "init")
                 try:
                     weights = compute_weights(wst, depth)

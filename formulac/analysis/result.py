@@ -184,7 +184,7 @@ class Analysis:
             lines.append(f"free symbols {', '.join(self.free_symbols)}")
         if self.params:
             shown = ", ".join(
-                f"{p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}" for p in self.params.values()
+                f"{p.declared} = {rec_expr(p.init)}" for p in self.params.values()
             )
             lines.append(
                 f"parameters   {shown} ({'symbolic' if self.params_mode == 'symbolic' else 'at initial values'})"

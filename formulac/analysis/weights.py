@@ -348,7 +348,8 @@ def _param_dummies(exprs):
         for ref in references(e):
             if ref.indexed not in params:
                 # names of the language contain no underscore, so k_3 cannot clash
-                params[ref.indexed] = sympy.Symbol(f"{ref.name}_{ref.index}")
+                indices = "_".join(str(i) for i in ref.indexed.indices)  # w[2, 3] (pair) -> w_2_3
+                params[ref.indexed] = sympy.Symbol(f"{ref.name}_{indices}")
     return params, {v: k for k, v in params.items()}
 
 

@@ -139,6 +139,8 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
     out.append(f"{_INDENT * 2}self.n = n  # the step index n of the formula")
     for attr, _ in plan.per_step_params.values():
         out.append(f"{_INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
+    for attr, initial in plan.pair_params.values():  # one weight per earlier step the sum reads
+        out += _fitted(_INDENT * 2, f"self.{attr} = ", f"nn.Parameter(torch.tensor({initial}))", "")
     out.append("")
     if base:
         (block,) = plan.blocks
