@@ -57,6 +57,7 @@ __all__ = [
     "rebuild",
     "substitute_param_inits",
     "pair_indices",
+    "pair_reference",
     "written_out",
     "has_activation",
     "RecPrinter",
@@ -485,6 +486,11 @@ class Param:
 def pair_indices(node: sympy.Indexed) -> tuple[sympy.Expr, sympy.Expr] | None:
     """``w[n, i]`` -> ``(n, i)``; None for a reference with one index."""
     return tuple(node.indices) if len(node.indices) == 2 else None
+
+
+def pair_reference(name: str, step: sympy.Expr, earlier: sympy.Expr) -> sympy.Indexed:
+    """The pair parameter ``name`` at ``(step, earlier)``: ``pair_reference("w", n, i)`` is ``w_<n,i>``."""
+    return sympy.IndexedBase(name)[step, earlier]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy
 from sympy.printing.latex import LatexPrinter
 
-from .ir import BlockCall, Concat, RecPrinter, StateRef, index_text, n, rec_expr, to_rec
+from .ir import BlockCall, Concat, RecPrinter, StateRef, index_text, n, pair_indices, rec_expr, to_rec
 
 __all__ = ["to_rec", "rec_expr", "latex_expr", "index_text", "RecPrinter", "RecLatexPrinter"]
 
@@ -23,10 +23,10 @@ class RecLatexPrinter(LatexPrinter):
         super().__init__({"order": "none", **(settings or {})})
 
     def _print_Indexed(self, expr):
-        if len(expr.indices) == 2:  # a pair parameter: w_{n,i}
+        if pair_indices(expr) is not None:  # a pair parameter: w_{n,i}
             return "%s_{%s}" % (
-                self._print(expr.base.label),
-                ",".join(index_text(i, latex=True).strip("{}") for i in expr.indices),
+                self._print(sympy.Symbol(StateRef.of(expr).name)),
+                ",".join(index_text(i, latex=True).strip("{}") for i in pair_indices(expr)),
             )
         ref = StateRef.of(expr)
         index = index_text(ref.index, latex=True)

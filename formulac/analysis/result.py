@@ -183,9 +183,7 @@ class Analysis:
         if self.free_symbols:
             lines.append(f"free symbols {', '.join(self.free_symbols)}")
         if self.params:
-            shown = ", ".join(
-                f"{p.declared} = {rec_expr(p.init)}" for p in self.params.values()
-            )
+            shown = ", ".join(f"{p.declared} = {rec_expr(p.init)}" for p in self.params.values())
             lines.append(
                 f"parameters   {shown} ({'symbolic' if self.params_mode == 'symbolic' else 'at initial values'})"
             )

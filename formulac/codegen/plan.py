@@ -25,6 +25,7 @@ from ..ir import (
     block_calls,
     n,
     pair_indices,
+    pair_reference,
     rebuild,
     references,
     state,
@@ -389,7 +390,10 @@ def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> symp
     if expr == var:
         return value
     if isinstance(expr, sympy.Indexed) and pair_indices(expr) is not None:
-        return expr.base[tuple(i.xreplace({var: value}) for i in expr.indices)]
+        step, earlier = pair_indices(expr)
+        return pair_reference(
+            StateRef.of(expr).name, step.xreplace({var: value}), earlier.xreplace({var: value})
+        )
     if isinstance(expr, sympy.Indexed):
         ref = StateRef.of(expr)
         return state(ref.name, ref.index.xreplace({var: value}))
@@ -595,10 +599,10 @@ class _TorchPrinter:
 
     def _pair_entry(self, expr) -> str:
         """``w_<n,i>`` as an entry of the step's weight vector (entry 0 is the sum's lower limit)."""
-        name = expr.base.label.name
+        name = StateRef.of(expr).name
         attr = self.plan.pair_params[name][0]
         low, _ = pair_range(self.rec, name)
-        position = expr.indices[1] - low
+        position = pair_indices(expr)[1] - low
         if position.is_Integer:  # a window written out term by term: a fixed entry
             return f"self.{attr}[{int(position)}]"
         variable = next(iter(position.free_symbols - {n}))
@@ -681,7 +685,9 @@ class _TorchPrinter:
         for ref in references(expr.function, self.rec.states):
             if ref.variable == var and (high + ref.shift - n) == 1 and ref.name not in self.histories:
                 self.histories[ref.name] = f"{ref.name}_upto_next"
-                self.plan.body.append(f"{ref.name}_upto_next = [*{ref.name}_history, {var_name(ref.name, 1)}]")
+                self.plan.body.append(
+                    f"{ref.name}_upto_next = [*{ref.name}_history, {var_name(ref.name, 1)}]"
+                )
         mixed = self._mixing(expr)
         if mixed is not None:
             return mixed
@@ -705,15 +711,16 @@ class _TorchPrinter:
         ((var, low, high),) = expr.limits
         factors = expr.function.args if isinstance(expr.function, sympy.Mul) else (expr.function,)
         pairs = [f for f in factors if isinstance(f, sympy.Indexed) and pair_indices(f) is not None]
-        if len(pairs) != 1 or pairs[0].indices[1] != var or low > high.xreplace({n: 0}):
+        if len(pairs) != 1 or pair_indices(pairs[0])[1] != var or low > high.xreplace({n: 0}):
             return None  # (an empty range at the first steps: the loop's zeros instead)
         rest = [f for f in factors if f is not pairs[0]]
-        if any(f.has(pairs[0].base) for f in rest):
+        name = StateRef.of(pairs[0]).name
+        if any(next(references(f, (name,)), None) is not None for f in rest):
             return None
         body = rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False) if rest else None
         if body is None or not self._is_tensor(body):
             return None
-        weights = "self." + self.plan.pair_params[pairs[0].base.label.name][0]
+        weights = "self." + self.plan.pair_params[name][0]
         if isinstance(body, sympy.Indexed) and StateRef.of(body).variable == var:
             ref = StateRef.of(body)
             start = low + ref.shift - self.plan.history[ref.name]

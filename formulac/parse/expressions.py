@@ -50,6 +50,7 @@ class Expressions(lark.visitors.Interpreter):
         self.scope = Scope("constant")
         self.implicit: dict[str, lark.Token] = {}  # free symbols used without a declaration
         self.sum_variables: dict[str, lark.Token] = {}
+        self.sum_high: lark.Tree | None = None  # the upper limit of the sum being read
         self.values: dict[sympy.Symbol, sympy.Expr] = {}  # the constants, once resolved
         # pair parameter -> (low, high, token) of the sum it is read in (one range per parameter)
         self.pair_ranges: dict[str, tuple[sympy.Expr, sympy.Expr, lark.Token]] = {}
@@ -279,8 +280,12 @@ class Expressions(lark.visitors.Interpreter):
             reach = high + index.offset - n
             if reach == 1 and base != scope.state:  # another state, computed earlier in the step
                 scope.same_step.add(base)
-            elif reach == 1:
-                raise self.error(f"{tok} reaches {base}_<n+1>, the state this equation defines", tok)
+            elif reach == 1 and high - n == 1:  # the limit reaches too far, not the read
+                raise self.error(
+                    f"a sum cannot reach beyond step n for {base}, the state this equation defines "
+                    f"({tok} reaches {base}_<n+1>)",
+                    self.sum_high,
+                )
             elif reach.is_positive:
                 raise self.error(f"reference to the future: {tok} reaches beyond step n", tok)
             first = low + index.offset - (n if (low - n).is_Integer else 0)
@@ -371,7 +376,9 @@ class Expressions(lark.visitors.Interpreter):
                 "a sum's upper limit is n or n minus a whole number: sum(i=0..n, x_i)", high_node
             )
         if (high - n - 1).is_positive:  # n+1: other states of the same step (checked per read)
-            raise self.error("a sum cannot reach beyond step n (n+1 for states computed earlier in the step)", high_node)
+            raise self.error(
+                "a sum cannot reach beyond step n (n+1 for states computed earlier in the step)", high_node
+            )
         if low.is_Integer and low < 0:
             raise self.error("a sum starts at 0 or later", low_node)
         for limit, where in ((low, low_node), (high, high_node)):
@@ -382,6 +389,7 @@ class Expressions(lark.visitors.Interpreter):
                 f"the range {var}={low}..{high} runs backwards at the first step (n = 0)", low_node
             )
         symbol = sympy.Symbol(var, integer=True)
+        self.sum_high = high_node
         inner = Scope(
             scope.kind, state=scope.state, bound={var: (symbol, low, high)}, same_step=scope.same_step
         )
