@@ -15,9 +15,7 @@ from formulac.ir import pair_reference
 from formulac.parse import parse
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
-DENSEFORMER = (
-    "param w_<n,i> = [i == n+1]\noutput y\nb_0 = y_0\nb_<n+1> = y_n + F(y_n)\ny_<n+1> = sum(i=0..n+1, w_<n,i>*b_i)\n"
-)
+DENSEFORMER = "param w_<n,i> = [i == n+1]\noutput y\nb_0 = y_0\nb_<n+1> = y_n + F(y_n)\ny_<n+1> = sum(i=0..n+1, w_<n,i>*b_i)\n"
 
 
 @pytest.mark.parametrize("name", ["denseformer.rec", "denseformer_window.rec"])
@@ -59,7 +57,11 @@ def _unrolled_weight(depth: int, values: dict) -> dict:
 def test_symbolic_block_weights_match_direct_unrolling(depth, rnd):
     rec = parse(DENSEFORMER)
     analysis = analyze(rec, depth)
-    values = {(t, i): sympy.Rational(rnd.randint(-5, 5), rnd.randint(1, 4)) for t in range(depth) for i in range(t + 2)}
+    values = {
+        (t, i): sympy.Rational(rnd.randint(-5, 5), rnd.randint(1, 4))
+        for t in range(depth)
+        for i in range(t + 2)
+    }
     at = {pair_reference("w", t, i): v for (t, i), v in values.items()}
     expected = _unrolled_weight(depth, values)
     weights = analysis.weights.block["F"]
@@ -76,16 +78,40 @@ def test_initial_values_give_the_plain_residual_stream():
 
 
 BAD = [
-    ("read-outside-a-sum", "param w_<n,i> = [i == n]\nx_<n+1> = w_<n,n>*x_n + F(x_n)", "read it inside a history sum"),
+    (
+        "read-outside-a-sum",
+        "param w_<n,i> = [i == n]\nx_<n+1> = w_<n,n>*x_n + F(x_n)",
+        "read it inside a history sum",
+    ),
     ("bare-name", "param w_<n,i> = [i == n]\nx_<n+1> = w*x_n + sum(i=0..n, w_<n,i>*x_i)", "pair parameter"),
     ("per-step-form", "param w_<n,i> = 1\nx_<n+1> = sum(i=0..n, w_n*x_i)", "is read as w_<n,i>"),
     ("wrong-index", "param w_<n,i> = 1\nx_<n+1> = sum(i=0..n, w_<n,n>*x_i)", "is read as w_<n,i>"),
     ("never-read", "param w_<n,i> = 1\nx_<n+1> = x_n + F(x_n)", "is not read in any sum"),
-    ("two-ranges", "param w_<n,i> = 1\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i) + sum(j=1..n, w_<n,j>*x_j)", "different ranges"),
-    ("declared-with-a-shift", "param w_<n+1,i> = 1\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)", "declared with the step"),
-    ("iverson-elsewhere", "x_<n+1> = [n == 0]*x_n + F(x_n)", "only for the initial value of a pair parameter"),
-    ("iverson-per-step", "param k_n = [n == 0]\nx_<n+1> = k_n*x_n + F(x_n)", "only for the initial value of a pair parameter"),
-    ("iverson-not-an-index", "param w_<n,i> = [i == 1/2]\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)", "whole number"),
+    (
+        "two-ranges",
+        "param w_<n,i> = 1\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i) + sum(j=1..n, w_<n,j>*x_j)",
+        "different ranges",
+    ),
+    (
+        "declared-with-a-shift",
+        "param w_<n+1,i> = 1\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
+        "declared with the step",
+    ),
+    (
+        "iverson-elsewhere",
+        "x_<n+1> = [n == 0]*x_n + F(x_n)",
+        "only for the initial value of a pair parameter",
+    ),
+    (
+        "iverson-per-step",
+        "param k_n = [n == 0]\nx_<n+1> = k_n*x_n + F(x_n)",
+        "only for the initial value of a pair parameter",
+    ),
+    (
+        "iverson-not-an-index",
+        "param w_<n,i> = [i == 1/2]\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
+        "whole number",
+    ),
     ("init-free-symbol", "param w_<n,i> = a\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)", "undefined symbol"),
     ("two-indices-on-a-state", "x_<n+1> = x_<n,1> + F(x_n)", "only a pair parameter"),
     ("own-state-at-n+1", "x_<n+1> = x_n + sum(i=0..n+1, x_i)", "cannot reach beyond step n"),
