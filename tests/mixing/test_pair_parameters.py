@@ -15,7 +15,9 @@ from formulac.ir import pair_reference
 from formulac.parse import parse
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
-DENSEFORMER = "param w_<n,i> = [i == n+1]\noutput y\nb_0 = y_0\nb_<n+1> = y_n + F(y_n)\ny_<n+1> = sum(i=0..n+1, w_<n,i>*b_i)\n"
+DENSEFORMER = (
+    "param w_<n,i> = [i == n+1]\nb_0 = x_0\nb_<n+1> = x_n + F(x_n)\nx_<n+1> = sum(i=0..n+1, w_<n,i>*b_i)\n"
+)
 
 
 @pytest.mark.parametrize("name", ["denseformer.rec", "denseformer_window.rec"])
@@ -36,8 +38,8 @@ def test_pair_initial_value_depends_on_both_indices():
 
 
 def _unrolled_weight(depth: int, values: dict) -> dict:
-    """DenseFormer unrolled by hand over numbers: the coefficient of F at each step and of y_0
-    in y_depth, given w values ``values[(n, i)]`` (an independent reference for the analysis)."""
+    """DenseFormer unrolled by hand over numbers: the coefficient of F at each step and of x_0
+    in x_depth, given w values ``values[(n, i)]`` (an independent reference for the analysis)."""
     # each value is a dict: "y0" -> coefficient, step k -> coefficient of F_k
     y = {"y0": 1}
     b = [{"y0": 1}]
@@ -67,7 +69,7 @@ def test_symbolic_block_weights_match_direct_unrolling(depth, rnd):
     weights = analysis.weights.block["F"]
     for k in range(depth):
         assert sympy.sympify(weights[k]).xreplace(at) == expected.get(k, 0)
-    assert sympy.sympify(analysis.weights.initial["y_0"]).xreplace(at) == expected["y0"]
+    assert sympy.sympify(analysis.weights.initial["x_0"]).xreplace(at) == expected["y0"]
 
 
 def test_initial_values_give_the_plain_residual_stream():
@@ -127,8 +129,8 @@ def test_bad_pair_parameters_are_one_clear_source_error(text, fragment):
 
 
 def test_sum_reaching_another_state_at_n_plus_1_orders_the_equations():
-    rec = parse("output y\nb_0 = y_0\ny_<n+1> = sum(i=0..n+1, b_i)\nb_<n+1> = y_n + F(y_n)")
-    assert rec.states == ("b", "y")  # b is computed first in the step
+    rec = parse("b_0 = x_0\nx_<n+1> = sum(i=0..n+1, b_i)\nb_<n+1> = x_n + F(x_n)")
+    assert rec.states == ("b", "x")  # b is computed first in the step
 
 
 def test_latex_of_a_pair_parameter():
