@@ -8,12 +8,11 @@ network. Streams start as copies of the input and are summed at the end."""
 
 from __future__ import annotations
 
+import hyper_connections
 import pytest
 import torch
 
 import formulac
-
-hyper_connections = pytest.importorskip("hyper_connections")  # a dev dependency (pyproject.toml)
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
 STREAMS = 2
