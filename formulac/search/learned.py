@@ -88,6 +88,16 @@ class LearnedFormula:
         return "\n".join(lines) + "\n"
 
 
+def _mixing_figures(mixing: dict, directory: Path) -> list[str]:
+    """The effective-weight matrix plots beside the written formula (none without matplotlib)."""
+    from ..display.mixing_plot import save_effective_weights
+
+    try:
+        return save_effective_weights(mixing, directory)
+    except UsageError:  # matplotlib is an optional extra: the numbers are printed anyway
+        return []
+
+
 def learned(
     run_dir: str | Path, output: str | Path | None = None, depth: int | None = None
 ) -> LearnedFormula:
@@ -139,6 +149,10 @@ def learned(
     atomic_write(path, formula)
 
     mixing = mixing_report(rec, plan, state, shared)
+    if any("effective_weights" in report for report in mixing.values()):
+        figures = _mixing_figures(mixing, path.parent)
+        for stage, report in mixing.items():
+            report["figures"] = [f for f in figures if f"_{stage}_" in Path(f).name]
     if any(p.pair is not None for p in rec.params.values()):  # pair weights: the mixing report has them
         return LearnedFormula(str(run), formula, shared, per_step, [], str(path), mixing)
 

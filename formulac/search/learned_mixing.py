@@ -158,6 +158,8 @@ def mixing_text(reports: dict[str, dict]) -> list[str]:
                 f"  streams {', '.join(report['streams'])}: largest pairwise similarity "
                 f"{report['most_similar_streams']:.4g} (1: two streams carry the same mixture, collapsed)"
             )
+        for figure in report.get("figures", []):
+            lines.append(f"  figure: {figure}")
         if report["unmoved"]:
             shown = report["unmoved"][:12]
             more = f" and {len(report['unmoved']) - 12} more" if len(report["unmoved"]) > 12 else ""

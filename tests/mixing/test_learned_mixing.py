@@ -4,6 +4,7 @@ against values computed directly from the checkpoint (by hand-written unrolling 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,8 @@ def test_learned_denseformer_effective_weights(capsys, tmp_path):
     )
     assert report["unmoved"] == []  # every weight received a gradient and moved
     assert "effective weight of F" in text
+    (figure,) = report["figures"]
+    assert figure.endswith("mixing_layer1_F.png") and Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_learned_hyper_connections_spectra_and_distances(capsys, tmp_path):
