@@ -2,7 +2,7 @@
 time of a training step (forward, cross-entropy, backward).
 
 Formulas: examples/resnet.rec (the baseline), denseformer.rec, denseformer_window.rec,
-hyper_connections_k2.rec, laurel_rw.rec, on one backbone at one depth (``--backbone mlp
+hyper_connections_k2.rec, mhc_k2.rec, laurel_rw.rec, on one backbone at one depth (``--backbone mlp
 --depth 12`` by default; ``vit`` works too). The mixing parameters are counted from the
 formula's own coefficients (``Recurrence.params``), the total from the module.
 
@@ -27,7 +27,7 @@ import torch
 import formulac
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FORMULAS = ["resnet", "denseformer", "denseformer_window", "hyper_connections_k2", "laurel_rw"]
+FORMULAS = ["resnet", "denseformer", "denseformer_window", "hyper_connections_k2", "mhc_k2", "laurel_rw"]
 INPUTS = {"mlp": (1, 28, 28), "vit": (3, 32, 32), "cifar-resnet": (3, 32, 32)}
 
 

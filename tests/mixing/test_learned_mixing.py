@@ -87,3 +87,12 @@ def test_unmoved_parameters_are_flagged(capsys, tmp_path):
     assert main(["learned", str(tmp_path / "run"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)["mixing"]["layer1"]
     assert report["unmoved"] == ["w_<1,0>", "w_<1,1>", "w_<1,2>"]
+
+
+def test_learned_mhc_stays_doubly_stochastic(capsys, tmp_path):
+    data, state, _ = _learned(capsys, tmp_path, "mhc_k2.rec")
+    report = data["mixing"]["layer1"]
+    assert max(report["distance_from_doubly_stochastic"]) < 1e-9  # the constraint holds after training
+    p = [torch.sigmoid(state[f"layer1.{t}.res"].double()).item() for t in range(3)]
+    expected = [2 * (1 - q) for q in p]  # ||[[q, 1-q], [1-q, q]] - I||_F: four entries of size 1-q
+    assert report["distance_from_identity"] == pytest.approx(expected)

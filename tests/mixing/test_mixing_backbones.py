@@ -9,7 +9,7 @@ import torch
 import formulac
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
-MIXING = ["denseformer", "denseformer_window", "hyper_connections_k2", "laurel_rw"]
+MIXING = ["denseformer", "denseformer_window", "hyper_connections_k2", "mhc_k2", "laurel_rw"]
 INPUTS = {"mlp": (1, 28, 28), "cifar-resnet": (3, 32, 32), "vit": (3, 32, 32)}
 DEPTHS = {"mlp": 3, "cifar-resnet": 8, "vit": 2}
 
