@@ -58,6 +58,8 @@ __all__ = [
     "substitute_param_inits",
     "pair_indices",
     "pair_reference",
+    "pair_range",
+    "learned_coefficient_counts",
     "written_out",
     "has_activation",
     "RecPrinter",
@@ -426,6 +428,32 @@ def substitute_param_inits(expr: sympy.Expr, params: Mapping[str, Param]) -> sym
         else:
             mapping[sympy.Symbol(p.name)] = p.init
     return expr.xreplace(mapping)
+
+
+def pair_range(rec: Recurrence, name: str) -> tuple[sympy.Expr, sympy.Expr]:
+    """The limits (in ``n``) of the sum that reads the pair parameter ``name``; the parser
+    gives each pair parameter one range, so a step holds one weight per step of it."""
+    for eq in rec.equations:
+        for total in eq.rhs.atoms(sympy.Sum):
+            if next(references(total.function, (name,)), None) is not None:
+                ((_, low, high),) = total.limits
+                return low, high
+    raise UsageError(f"pair parameter {name} is not read in any sum")
+
+
+def learned_coefficient_counts(rec: Recurrence, depth: int) -> dict[str, int]:
+    """How many learned scalars each parameter holds in ``depth`` steps (one stage): 1 shared,
+    ``depth`` per step, and for a pair parameter one per step of its sum at every step."""
+    counts = {}
+    for name, p in rec.params.items():
+        if p.pair is not None:
+            low, high = pair_range(rec, name)
+            counts[p.declared] = sum(
+                max(0, int(high.xreplace({n: t}) - low.xreplace({n: t})) + 1) for t in range(depth)
+            )
+        else:
+            counts[p.declared] = depth if p.per_step else 1
+    return counts
 
 
 # -- the formula -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..ir import (
     block_calls,
     n,
     pair_indices,
+    pair_range,
     pair_reference,
     rebuild,
     references,
@@ -377,17 +378,6 @@ def _written_out(expr: sympy.Expr) -> sympy.Expr:
     if not expr.args or isinstance(expr, (sympy.Indexed, sympy.Symbol)):
         return expr
     return _remade(expr, [_written_out(a) for a in expr.args])
-
-
-def pair_range(rec: Recurrence, name: str) -> tuple[sympy.Expr, sympy.Expr]:
-    """The limits (in ``n``) of the sum that reads the pair parameter ``name`` (the parser
-    gives each pair parameter one range)."""
-    for eq in rec.equations:
-        for total in eq.rhs.atoms(sympy.Sum):
-            if next(references(total.function, (name,)), None) is not None:
-                ((_, low, high),) = total.limits
-                return low, high
-    raise PlanError(f"compile: pair parameter {name} is not read in any sum")
 
 
 def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> sympy.Expr:

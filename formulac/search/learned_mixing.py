@@ -24,8 +24,8 @@ from ..analysis.mixing import (
     stream_similarity,
     transition_matrices,
 )
-from ..codegen.plan import StepPlan, pair_range
-from ..ir import Recurrence, n, pair_reference, rec_expr
+from ..codegen.plan import StepPlan
+from ..ir import Recurrence, n, pair_range, pair_reference, rec_expr
 
 __all__ = ["stage_values", "mixing_report", "UNMOVED_TOLERANCE"]
 

@@ -34,3 +34,13 @@ def test_mixing_example_trains_a_step(example, backbone):
 
 def _coefficients(rec) -> set[str]:
     return set(rec.rec.params)
+
+
+@pytest.mark.parametrize("example", MIXING)
+def test_analysis_counts_the_learned_coefficients_the_network_holds(example):
+    rec = formulac.load(f"{EXAMPLES}/{example}.rec")
+    depth = 7
+    (note,) = [n for n in rec.analyze(depth=depth, params="init").notes if n.startswith("learned coefficients")]
+    net = rec.compile(backbone="mlp", depth=depth)
+    held = sum(p.numel() for name, p in net.named_parameters() if name.rsplit(".", 1)[-1] in _coefficients(rec))
+    assert note.endswith(f"; {held} in all")
