@@ -40,7 +40,11 @@ def _coefficients(rec) -> set[str]:
 def test_analysis_counts_the_learned_coefficients_the_network_holds(example):
     rec = formulac.load(f"{EXAMPLES}/{example}.rec")
     depth = 7
-    (note,) = [n for n in rec.analyze(depth=depth, params="init").notes if n.startswith("learned coefficients")]
+    (note,) = [
+        n for n in rec.analyze(depth=depth, params="init").notes if n.startswith("learned coefficients")
+    ]
     net = rec.compile(backbone="mlp", depth=depth)
-    held = sum(p.numel() for name, p in net.named_parameters() if name.rsplit(".", 1)[-1] in _coefficients(rec))
+    held = sum(
+        p.numel() for name, p in net.named_parameters() if name.rsplit(".", 1)[-1] in _coefficients(rec)
+    )
     assert note.endswith(f"; {held} in all")
