@@ -38,7 +38,7 @@ def _reference(x0, blocks, weights, low, reach_next, shift, plain_body):
     b = {0: x0}
 
     def value(states, j, default):
-        return states[j] if j in states else (default if j <= 0 else None)
+        return states.get(j, default if j <= 0 else None)
 
     for t, block in enumerate(blocks):
         xt = x[t]
