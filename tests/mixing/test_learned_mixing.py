@@ -96,3 +96,25 @@ def test_learned_mhc_stays_doubly_stochastic(capsys, tmp_path):
     p = [torch.sigmoid(state[f"layer1.{t}.res"].double()).item() for t in range(3)]
     expected = [2 * (1 - q) for q in p]  # ||[[q, 1-q], [1-q, q]] - I||_F: four entries of size 1-q
     assert report["distance_from_identity"] == pytest.approx(expected)
+
+
+def test_mixing_report_of_every_stage_of_a_cnn():
+    """cifar-resnet-14 has three stages of two steps;
+    each stage restarts its history (transition reset), so each gets its own matrix."""
+    from formulac.codegen.plan import plan_step
+    from formulac.search.learned_mixing import mixing_report
+
+    rec = formulac.load(f"{EXAMPLES}/denseformer.rec").rec
+    net = formulac.load(f"{EXAMPLES}/denseformer.rec").compile(backbone="cifar-resnet", depth=14)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith(".w"):
+                p.copy_(torch.randn_like(p))
+    state = net.state_dict()
+    reports = mixing_report(rec, plan_step(rec), state, {})
+    assert sorted(reports) == ["layer1", "layer2", "layer3"]
+    for stage, report in reports.items():
+        alphas = [state[f"{stage}.{t}.w"].double().numpy() for t in range(report["steps"])]
+        np.testing.assert_allclose(report["effective_weights"]["F"], _denseformer_weights(alphas), rtol=1e-9)
+        assert report["unmoved"] == []
