@@ -116,6 +116,7 @@ def mixing_report(rec: Recurrence, plan: StepPlan, state: dict, shared: dict) ->
         streams = carried_states(rec)
         if matrices is not None:
             report["streams"] = streams
+            report["state_matrices"] = [m.tolist() for m in matrices]  # rows: new carried states
             report["spectral_radius_of_product"] = spectral_radius_of_product(matrices)
             report["distance_from_identity"] = [distance_from_identity(m) for m in matrices]
             report["distance_from_doubly_stochastic"] = [distance_from_doubly_stochastic(m) for m in matrices]

@@ -65,6 +65,7 @@ def test_learned_hyper_connections_spectra_and_distances(capsys, tmp_path):
         r = {name: float(state[f"layer1.{t}.{name}"]) for name in ("r11", "r12", "r21", "r22")}
         # rows: the new streams h1, h2; h'_t = sum_s r_st h_s
         matrices.append(np.array([[r["r11"], r["r21"]], [r["r12"], r["r22"]]]))
+    np.testing.assert_allclose(report["state_matrices"], matrices, rtol=1e-12)
     product = matrices[2] @ matrices[1] @ matrices[0]
     assert report["spectral_radius_of_product"] == pytest.approx(max(abs(np.linalg.eigvals(product))))
     assert report["distance_from_identity"] == pytest.approx(
