@@ -58,6 +58,10 @@ __all__ = [
     "resolve_values",
     "rebuild",
     "substitute_param_inits",
+    "pair_indices",
+    "pair_reference",
+    "pair_range",
+    "learned_coefficient_counts",
     "written_out",
     "has_activation",
     "RecPrinter",
@@ -414,15 +418,44 @@ def rebuild(expr: sympy.Expr) -> sympy.Expr:
 
 
 def substitute_param_inits(expr: sympy.Expr, params: Mapping[str, Param]) -> sympy.Expr:
-    """Replace every parameter (shared or per step) by its initial value."""
+    """Replace every parameter (shared, per step or per pair of steps) by its initial value."""
     mapping = {}
     for p in params.values():
-        if p.per_step:
+        if p.pair is not None:
+            for ref in references(expr, (p.name,)):
+                mapping[ref.indexed] = p.init_at(*pair_indices(ref.indexed))
+        elif p.per_step:
             for ref in references(expr, (p.name,)):
                 mapping[ref.indexed] = p.init
         else:
             mapping[sympy.Symbol(p.name)] = p.init
     return expr.xreplace(mapping)
+
+
+def pair_range(rec: Recurrence, name: str) -> tuple[sympy.Expr, sympy.Expr]:
+    """The limits (in ``n``) of the sum that reads the pair parameter ``name``; the parser
+    gives each pair parameter one range, so a step holds one weight per step of it."""
+    for eq in rec.equations:
+        for total in eq.rhs.atoms(sympy.Sum):
+            if next(references(total.function, (name,)), None) is not None:
+                ((_, low, high),) = total.limits
+                return low, high
+    raise UsageError(f"pair parameter {name} is not read in any sum")
+
+
+def learned_coefficient_counts(rec: Recurrence, depth: int) -> dict[str, int]:
+    """How many learned scalars each parameter holds in ``depth`` steps (one stage): 1 shared,
+    ``depth`` per step, and for a pair parameter one per step of its sum at every step."""
+    counts = {}
+    for name, p in rec.params.items():
+        if p.pair is not None:
+            low, high = pair_range(rec, name)
+            counts[p.declared] = sum(
+                max(0, int(high.xreplace({n: t}) - low.xreplace({n: t})) + 1) for t in range(depth)
+            )
+        else:
+            counts[p.declared] = depth if p.per_step else 1
+    return counts
 
 
 # -- the formula -------------------------------------------------------------------------------
@@ -441,16 +474,53 @@ class Equation:
 
 @dataclass(frozen=True)
 class Param:
-    """A learnable coefficient: one shared value, or one per step (``k_n``)."""
+    """A learnable coefficient: one shared value, one per step (``k_n``), or one per pair of a
+    step and an earlier step (``w_<n,i>``, read in a history sum).
+
+    A pair parameter has ``per_step`` true and ``pair`` the name of its second index as
+    declared (``"i"``); its ``init`` may depend on ``n`` and on :meth:`pair_symbol`
+    (``[i == n]`` is ``KroneckerDelta(i, n)``).
+    """
 
     name: str
     init: sympy.Expr
     per_step: bool
+    pair: str | None = None
 
     @property
     def symbol(self) -> sympy.Expr:
-        """How the parameter appears in equations: ``k`` or ``k[n]``."""
+        """How the parameter appears in equations: ``k``, ``k[n]`` or ``w[n, i]``."""
+        if self.pair is not None:
+            return sympy.IndexedBase(self.name)[n, self.pair_symbol]
         return sympy.IndexedBase(self.name)[n] if self.per_step else sympy.Symbol(self.name)
+
+    @property
+    def pair_symbol(self) -> sympy.Symbol | None:
+        """The second index of a pair parameter's initial value (None for other parameters)."""
+        return None if self.pair is None else sympy.Symbol(self.pair, integer=True)
+
+    def init_at(self, step, earlier=None) -> sympy.Expr:
+        """The initial value at a step (and, for a pair parameter, an earlier step)."""
+        if self.pair is None:
+            return self.init
+        return self.init.xreplace({n: sympy.sympify(step), self.pair_symbol: sympy.sympify(earlier)})
+
+    @property
+    def declared(self) -> str:
+        """The parameter as its declaration writes it: ``k``, ``k_n`` or ``w_<n,i>``."""
+        if self.pair is not None:
+            return f"{self.name}_<n,{self.pair}>"
+        return f"{self.name}_n" if self.per_step else self.name
+
+
+def pair_indices(node: sympy.Indexed) -> tuple[sympy.Expr, sympy.Expr] | None:
+    """``w[n, i]`` -> ``(n, i)``; None for a reference with one index."""
+    return tuple(node.indices) if len(node.indices) == 2 else None
+
+
+def pair_reference(name: str, step: sympy.Expr, earlier: sympy.Expr) -> sympy.Indexed:
+    """The pair parameter ``name`` at ``(step, earlier)``: ``pair_reference("w", n, i)`` is ``w_<n,i>``."""
+    return sympy.IndexedBase(name)[step, earlier]
 
 
 @dataclass(frozen=True)
@@ -693,7 +763,12 @@ class RecPrinter(StrPrinter):
     printmethod = "_rec_text"  # not SymPy's own `_sympystr`, which Indexed defines
 
     def _print_Indexed(self, expr):
+        if len(expr.indices) == 2:  # a pair parameter: w_<n,i>
+            return f"{expr.base.label}_<{','.join(index_text(i).strip('<>') for i in expr.indices)}>"
         return f"{expr.base.label}_{index_text(expr.indices[0])}"
+
+    def _print_KroneckerDelta(self, expr):
+        return f"[{self._print(expr.args[0])} == {self._print(expr.args[1])}]"
 
     def _print_BlockCall(self, expr: BlockCall):
         step = "" if expr.step == n else "_" + index_text(expr.step)
@@ -848,7 +923,7 @@ def to_rec(rec: Recurrence) -> str:
     if plain:
         lines.append("symbol " + ", ".join(plain))
     for p in rec.params.values():
-        lines.append(f"param {p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}")
+        lines.append(f"param {p.declared} = {rec_expr(p.init)}")
     if rec.shared_blocks:
         lines.append("shared " + ", ".join(sorted(rec.shared_blocks)))
     if rec.output != default_output(rec.states):

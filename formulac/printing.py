@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy
 from sympy.printing.latex import LatexPrinter
 
-from .ir import BlockCall, Concat, RecPrinter, StateRef, index_text, n, rec_expr, to_rec
+from .ir import BlockCall, Concat, RecPrinter, StateRef, index_text, n, pair_indices, rec_expr, to_rec
 
 __all__ = ["to_rec", "rec_expr", "latex_expr", "index_text", "RecPrinter", "RecLatexPrinter"]
 
@@ -23,9 +23,22 @@ class RecLatexPrinter(LatexPrinter):
         super().__init__({"order": "none", **(settings or {})})
 
     def _print_Indexed(self, expr):
+        if pair_indices(expr) is not None:  # a pair parameter: w_{n,i}
+            return "%s_{%s}" % (
+                self._indexed_name(StateRef.of(expr).name),
+                ",".join(index_text(i, latex=True).strip("{}") for i in pair_indices(expr)),
+            )
         ref = StateRef.of(expr)
         index = index_text(ref.index, latex=True)
-        return "%s_{%s}" % (self._print(sympy.Symbol(ref.name)), index.strip("{}"))
+        return "%s_{%s}" % (self._indexed_name(ref.name), index.strip("{}"))
+
+    def _indexed_name(self, name: str) -> str:
+        """The name of an indexed state or parameter: SymPy's (``alpha`` -> ``\\alpha``), except
+        that a name with digits stays whole (SymPy would print ``h1`` as ``h_{1}``, and its
+        index would make a double subscript)."""
+        if any(c.isdigit() for c in name):
+            return name
+        return self._print(sympy.Symbol(name))
 
     def _print_BlockCall(self, expr: BlockCall, exp=None):
         sub = "" if expr.step == n else "_{%s}" % self._print(expr.step)

@@ -20,7 +20,7 @@ JSON), ``linear`` (the linear structure), ``weights``, ``roots``, ``expand``, ``
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..ir import Recurrence
+from ..ir import Recurrence, learned_coefficient_counts
 from ..limits import DEFAULT_DEPTH, MAX_HISTORY_TERMS, MAX_PATH_COST, MAX_PATH_EDGES, MAX_TERMS
 from ..parse import parse
 from .compare import diff_analyses
@@ -92,7 +92,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
         except TooLarge as exc:
             per_step = list(rec.params.values())
             if params == "symbolic" and per_step:
-                shown = ", ".join(f"{p.name}{'_n' if p.per_step else ''} = {p.init}" for p in per_step)
+                shown = ", ".join(f"{p.declared} = {p.init}" for p in per_step)
                 wst = structure(rec, "init")
                 try:
                     weights = compute_weights(wst, depth)
@@ -123,6 +123,12 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
                 "path-length distribution not computed at this depth (too costly); "
                 "formulac.analysis.path_length_distribution(rec, depth) computes it"
             )
+    if rec.params:  # the size of the learned mixing, so that formulas can be compared by it
+        counts = learned_coefficient_counts(rec, depth)
+        shown = ", ".join(f"{name}: {count}" for name, count in counts.items())
+        notes.append(
+            f"learned coefficients at depth {depth} (one stage): {shown}; {sum(counts.values())} in all"
+        )
     # memory (issue 10): can a step run backward, and how errors grow when states are rebuilt
     from .invertibility import invert, reconstruction
 

@@ -436,9 +436,7 @@ def reconstruction(
     result.period = _period(exact) if growth == 1 else None
     result.max_steps = {fmt: result.max_run(fmt) for fmt in REPORTED_FORMATS}
     if rec.params and not values:
-        shown = ", ".join(
-            f"{p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}" for p in rec.params.values()
-        )
+        shown = ", ".join(f"{p.declared} = {rec_expr(p.init)}" for p in rec.params.values())
         notes.append(
             f"growth evaluated at the parameters' initial values ({shown}); the backward step stays "
             "exact for trained values, but the growth changes with them: "

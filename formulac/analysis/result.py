@@ -126,9 +126,7 @@ class Analysis:
             "depth": self.depth,
             "params_mode": self.params_mode,
             "free_symbols": list(self.free_symbols),
-            "params": {
-                p.name: {"init": json_value(p.init), "per_step": p.per_step} for p in self.params.values()
-            },
+            "params": {p.name: _param_json(p) for p in self.params.values()},
             "block_weights": bw,
             "initial_weights": iw,
             "offset": None if W is None else W.json(W.offset_elem),
@@ -183,9 +181,7 @@ class Analysis:
         if self.free_symbols:
             lines.append(f"free symbols {', '.join(self.free_symbols)}")
         if self.params:
-            shown = ", ".join(
-                f"{p.name}{'_n' if p.per_step else ''} = {rec_expr(p.init)}" for p in self.params.values()
-            )
+            shown = ", ".join(f"{p.declared} = {rec_expr(p.init)}" for p in self.params.values())
             lines.append(
                 f"parameters   {shown} ({'symbolic' if self.params_mode == 'symbolic' else 'at initial values'})"
             )
@@ -431,3 +427,10 @@ def _show_prop(v, name: str = "") -> str:
     if v is None:
         return "-"
     return show(v)
+
+
+def _param_json(p) -> dict:
+    """A parameter in JSON; a pair parameter's initial value is its ``.rec`` text (``[i == n]``)."""
+    if p.pair is None:
+        return {"init": json_value(p.init), "per_step": p.per_step}
+    return {"init": rec_expr(p.init), "per_step": True, "pair": p.pair}

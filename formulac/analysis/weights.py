@@ -18,7 +18,7 @@ from __future__ import annotations
 import sympy
 from sympy.polys.constructor import construct_domain
 
-from ..ir import StateRef, decimal_text, n, rec_expr, references, state
+from ..ir import StateRef, decimal_text, n, pair_indices, rec_expr, references, state
 from ..limits import MAX_HISTORY_TERMS, MAX_TERMS
 from .formatting import json_integer, json_number, json_value, poly_text, sympy_text
 from .linear import NonLinear, Structure, decompose
@@ -348,7 +348,8 @@ def _param_dummies(exprs):
         for ref in references(e):
             if ref.indexed not in params:
                 # names of the language contain no underscore, so k_3 cannot clash
-                params[ref.indexed] = sympy.Symbol(f"{ref.name}_{ref.index}")
+                indices = "_".join(str(i) for i in (pair_indices(ref.indexed) or (ref.index,)))  # w_2_3
+                params[ref.indexed] = sympy.Symbol(f"{ref.name}_{indices}")
     return params, {v: k for k, v in params.items()}
 
 

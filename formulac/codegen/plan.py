@@ -23,6 +23,9 @@ from ..ir import (
     StateRef,
     block_calls,
     n,
+    pair_indices,
+    pair_range,
+    pair_reference,
     rebuild,
     references,
     state,
@@ -40,6 +43,7 @@ __all__ = [
     "var_name",
     "number_literal",
     "unprojected_name",
+    "pair_range",
 ]
 
 # Attribute names a formula cannot take on a generated module (nn.Module's own, and the
@@ -200,6 +204,9 @@ class StepPlan:
     initial: dict[tuple[str, int], str] = field(default_factory=dict)  # (state, index <= 0) -> code
     shaped_like: dict[str, str] = field(default_factory=dict)  # state whose value is a number -> tensor
     body: list[str] = field(default_factory=list)
+    #: pair parameter -> (attribute, code of its initial vector at step ``self.n``): one weight per
+    #: earlier step its sum reads, entry 0 for the sum's lower limit
+    pair_params: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def reads_input(self) -> bool:
@@ -242,20 +249,28 @@ def _attribute(name: str, taken: set[str], reserved: frozenset = frozenset()) ->
 
 
 def plan_step(
-    rec: Recurrence, stages: bool = True, reserved=frozenset(), free_symbols: bool = False
+    rec: Recurrence,
+    stages: bool = True,
+    reserved=frozenset(),
+    free_symbols: bool = False,
+    feature_dim: int = 1,
 ) -> StepPlan:
     """Plan the forward of one step; with ``stages``, blocks that read exactly the output
     state read the unprojected stage input at a stage's first step. Parameters named like
     an attribute or argument of the generated classes (``reserved``: the backbone's names)
     are renamed with a ``_param`` suffix. With ``free_symbols`` (``formulac check``), unbound
-    symbols are printed as names instead of refused. Errors are :class:`PlanError`."""
+    symbols are printed as names instead of refused. ``cat`` joins dimension ``feature_dim``
+    (the backbone's features). Errors are :class:`PlanError`."""
     if not free_symbols:
         rec.require_bound()
     taken: set[str] = set()
     reserved = frozenset(reserved)
     per_step = {
-        p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if p.per_step
+        p.name: (_attribute(p.name, taken, reserved), p.init)
+        for p in rec.params.values()
+        if p.per_step and p.pair is None
     }
+    pairs = {p.name: _attribute(p.name, taken, reserved) for p in rec.params.values() if p.pair is not None}
     shared = {
         p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if not p.per_step
     }
@@ -284,9 +299,14 @@ def plan_step(
     )
     first = rec.equations[0]
     for p in rec.params.values():
-        with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
-            number_literal(p.init)
-    printer = _TorchPrinter(rec, plan, rec.substitutions())
+        if p.pair is None:
+            with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
+                number_literal(p.init)
+    printer = _TorchPrinter(rec, plan, rec.substitutions(), feature_dim)
+    plan.pair_params = {
+        name: (attr, printer.pair_initial(rec.params[name], *pair_range(rec, name)))
+        for name, attr in pairs.items()
+    }
     for s, expr in equations:
         eq = rec.equation(s)
         with located(eq.line, eq.column):
@@ -369,6 +389,11 @@ def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> symp
     """``expr`` with ``var`` replaced by ``value``, the user's term order kept."""
     if expr == var:
         return value
+    if isinstance(expr, sympy.Indexed) and pair_indices(expr) is not None:
+        step, earlier = pair_indices(expr)
+        return pair_reference(
+            StateRef.of(expr).name, step.xreplace({var: value}), earlier.xreplace({var: value})
+        )
     if isinstance(expr, sympy.Indexed):
         ref = StateRef.of(expr)
         return state(ref.name, ref.index.xreplace({var: value}))
@@ -465,13 +490,15 @@ class _TorchPrinter:
         "cos": "math.cos({a})",
     }
 
-    def __init__(self, rec: Recurrence, plan: StepPlan, subs: dict):
+    def __init__(self, rec: Recurrence, plan: StepPlan, subs: dict, feature_dim: int = 1):
         self.rec = rec
+        self.feature_dim = feature_dim
         self.plan = plan
         self.subs = subs
         self.block_vars: dict[sympy.Expr, str] = {}
         self.counts: dict[str, int] = {}
         self.bound: dict[sympy.Symbol, str] = {}
+        self.histories: dict[str, str] = {}  # state -> the list a sum reads it from, when not its history
 
     def define_block(self, call: BlockCall) -> None:
         name = call.block
@@ -484,6 +511,16 @@ class _TorchPrinter:
         if call.block in self.plan.raw_blocks:
             return unprojected_name(self.rec.output)
         return self.emit(call.argument)
+
+    def pair_initial(self, param, low: sympy.Expr, high: sympy.Expr) -> str:
+        """Code of a pair parameter's initial vector at step ``self.n``: one entry per step
+        ``low..high`` of its sum (``[i == n]`` is ``float(j_ == self.n)``)."""
+        self.bound[param.pair_symbol] = "j_"
+        try:
+            value = self.emit(param.init)
+        finally:
+            del self.bound[param.pair_symbol]
+        return f"[float({value}) for j_ in range({self.emit(low)}, {self.emit(high + 1)})]"
 
     def initial(self, value: sympy.Expr) -> str:
         """Code of a value before the first step: a tensor shaped like the input."""
@@ -524,9 +561,12 @@ class _TorchPrinter:
         if isinstance(expr, sympy.Pow):
             return self._pow(expr)
         if isinstance(expr, Concat):
-            return "torch.cat((%s), dim=1)" % ", ".join(self.emit(a) for a in expr.args), 4
+            joined = ", ".join(self.emit(a) for a in expr.args)
+            return f"torch.cat(({joined}), dim={self.feature_dim})", 4
         if isinstance(expr, sympy.Sum):
             return self._sum(expr), 4
+        if isinstance(expr, sympy.KroneckerDelta):  # only in a pair parameter's initial value
+            return f"({self.emit(expr.args[0])} == {self.emit(expr.args[1])})", 4
         if isinstance(expr, sympy.Function) and type(expr).__name__ in self._TORCH_FUNCTIONS:
             name, (arg,) = type(expr).__name__, expr.args
             if self._is_tensor(expr) or self._has_param(expr):
@@ -547,6 +587,8 @@ class _TorchPrinter:
 
     def _indexed(self, expr) -> str:
         ref = StateRef.of(expr)
+        if ref.name in self.plan.pair_params or pair_indices(expr) is not None:
+            return self._pair_entry(expr)
         if ref.name in self.plan.per_step_params:
             return "self." + self.plan.per_step_params[ref.name][0]
         if ref.step is not None:
@@ -554,8 +596,24 @@ class _TorchPrinter:
         if ref.offset is None:  # inside a sum: the history list, whose entry 0 is name_<first>
             position = ref.shift - self.plan.history[ref.name]
             shift = "" if position == 0 else f" {'+' if position > 0 else '-'} {abs(position)}"
-            return f"{ref.name}_history[{self.bound[ref.variable]}{shift}]"
+            return f"{self._history(ref.name)}[{self.bound[ref.variable]}{shift}]"
         return var_name(ref.name, ref.offset)
+
+    def _pair_entry(self, expr) -> str:
+        """``w_<n,i>`` as an entry of the step's weight vector (entry 0 is the sum's lower limit)."""
+        name = StateRef.of(expr).name
+        attr = self.plan.pair_params[name][0]
+        low, _ = pair_range(self.rec, name)
+        position = pair_indices(expr)[1] - low
+        if position.is_Integer:  # a window written out term by term: a fixed entry
+            return f"self.{attr}[{int(position)}]"
+        variable = next(iter(position.free_symbols - {n}))
+        return f"self.{attr}[{self.bound[variable]} - ({self.emit(low)})]"
+
+    def _history(self, name: str) -> str:
+        """The list a sum reads ``name`` from: its history, and ``name_next`` too when the sum
+        reaches ``n+1`` (a state computed earlier in the step)."""
+        return self.histories.get(name, f"{name}_history")
 
     def _symbol(self, expr) -> tuple[str, int]:
         if expr == n:
@@ -626,6 +684,15 @@ class _TorchPrinter:
     def _sum(self, expr) -> str:
         ((var, low, high),) = expr.limits
         local = f"{var.name}_"
+        for ref in references(expr.function, self.rec.states):
+            if ref.variable == var and (high + ref.shift - n) == 1 and ref.name not in self.histories:
+                self.histories[ref.name] = f"{ref.name}_upto_next"
+                self.plan.body.append(
+                    f"{ref.name}_upto_next = [*{ref.name}_history, {var_name(ref.name, 1)}]"
+                )
+        mixed = self._mixing(expr)
+        if mixed is not None:
+            return mixed
         self.bound[var] = local
         body = self.emit(expr.function)
         del self.bound[var]
@@ -638,6 +705,37 @@ class _TorchPrinter:
             zeros = f"torch.zeros_like({self.reference(summed)})"
             return f"sum(({body} for {local} in range({lo}, {hi})), {zeros})"
         return f"sum({body} for {local} in range({lo}, {hi}))"
+
+    def _mixing(self, expr) -> str | None:
+        """``sum(i=..., w_<n,i>*BODY_i)`` as one contraction of the weight vector with the
+        stacked bodies (``torch.tensordot``), not a loop of scalar products; a body that is one
+        state read through the sum is a slice of its history list. None for other sums."""
+        ((var, low, high),) = expr.limits
+        factors = expr.function.args if isinstance(expr.function, sympy.Mul) else (expr.function,)
+        pairs = [f for f in factors if isinstance(f, sympy.Indexed) and pair_indices(f) is not None]
+        if len(pairs) != 1 or pair_indices(pairs[0])[1] != var or low > high.xreplace({n: 0}):
+            return None  # (an empty range at the first steps: the loop's zeros instead)
+        rest = [f for f in factors if f is not pairs[0]]
+        name = StateRef.of(pairs[0]).name
+        if any(next(references(f, (name,)), None) is not None for f in rest):
+            return None
+        body = rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False) if rest else None
+        if body is None or not self._is_tensor(body):
+            return None
+        weights = "self." + self.plan.pair_params[name][0]
+        if isinstance(body, sympy.Indexed) and StateRef.of(body).variable == var:
+            ref = StateRef.of(body)
+            start = low + ref.shift - self.plan.history[ref.name]
+            stacked = f"torch.stack({self._history(ref.name)}[{self.emit(start)}:{self.emit(high + 1 + ref.shift - self.plan.history[ref.name])}])"
+        else:
+            local = f"{var.name}_"
+            self.bound[var] = local
+            try:
+                item = self.emit(body)
+            finally:
+                del self.bound[var]
+            stacked = f"torch.stack([{item} for {local} in range({self.emit(low)}, {self.emit(high + 1)})])"
+        return f"torch.tensordot({weights}, {stacked}, dims=1)"
 
     def state_value(self, name: str, expr) -> str:
         """Code of the right side of ``name``'s equation: a tensor at every step, even where the

@@ -19,7 +19,7 @@ from ..ir import ELEMENTWISE, default_output
 from ..limits import MAX_LAG, MAX_NAME_CHARS, MAX_STATES
 from .syntax import Source, too_many_states
 
-__all__ = ["RESERVED_WORDS", "Index", "Declarations", "split", "check_name"]
+__all__ = ["RESERVED_WORDS", "Index", "Declarations", "split", "split_pair", "check_name"]
 
 #: Words of the language that cannot name anything.
 RESERVED_WORDS = frozenset({"param", "symbol", "output", "shared", "sum", "cat", "n"}) | frozenset(
@@ -39,12 +39,28 @@ class Index:
     offset: int
 
 
+_PAIR = re.compile(r"^[<{]\s*(?P<first>[^,<>{}]*?)\s*,\s*(?P<second>[^,<>{}]*?)\s*[>}]$")
+
+
+def split_pair(source: Source, tok: lark.Token) -> tuple[str, str, str] | None:
+    """``w_<n,i>`` -> ``("w", "n", "i")`` (the two indices as written); None for one index."""
+    base, _, sub = str(tok).partition("_")
+    m = _PAIR.match(sub)
+    if m is None:
+        return None
+    return base, m.group("first"), m.group("second")
+
+
 def split(source: Source, tok: lark.Token) -> tuple[str, Index]:
     """``x_<n-1>`` -> ``("x", Index("n", -1))``; ``x_0`` -> ``("x", Index(None, 0))``."""
     text = str(tok)
     base, _, sub = text.partition("_")
     inner = sub[1:-1] if sub[:1] in "<{" else sub
     m = _INDEX.match(inner)
+    if not m and "," in inner:
+        raise source.error(
+            f"{text} has two indices; only a pair parameter (param {base}_<n,i> = ...) takes two", tok
+        )
     if not m:
         raise source.error(f"cannot read the index of {text}; write x_n, x_0, x_<n+1> or x_<n-2>", tok)
     if m.group("abs") is not None:
@@ -95,6 +111,7 @@ class Declarations(lark.visitors.Interpreter):
         self.heads: list[tuple[lark.Token, str, Index, lark.Tree]] = []
         self.constant_nodes: dict[str, tuple[lark.Token, lark.Tree]] = {}
         self.param_nodes: dict[str, tuple[lark.Token, bool, lark.Tree]] = {}
+        self.pair_variables: dict[str, str] = {}  # pair parameter -> its second index (w_<n,i>: i)
         self.symbol_names: list[str] = []
         self.domain_nodes: dict[str, lark.Tree] = {}
         self.shared_blocks: dict[str, lark.Token] = {}
@@ -148,7 +165,16 @@ class Declarations(lark.visitors.Interpreter):
     def param(self, st: lark.Tree) -> None:
         tok, expr = st.children
         per_step = tok.type == "SUBSCRIPTED"
-        if per_step:
+        pair = split_pair(self.source, tok) if per_step else None
+        if pair is not None:
+            base, first, second = pair
+            if first != "n" or not re.fullmatch(r"[a-z][A-Za-z0-9]*", second) or second == "n":
+                raise self.source.error(
+                    f"a pair parameter is declared with the step and a new index letter: {base}_<n,i>", tok
+                )
+            check_name(self.source, second, "index", tok, lowercase=True)
+            self.pair_variables[base] = second
+        elif per_step:
             base, index = split(self.source, tok)
             if index != Index("n", 0):
                 raise self.source.error(f"a per-step parameter is declared as {base}_n", tok)

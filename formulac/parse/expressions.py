@@ -19,7 +19,7 @@ import sympy
 
 from ..ir import ELEMENTWISE, BlockCall, Concat, n, rebuild, references, state
 from ..limits import MAX_EXPONENT, MAX_LAG, MAX_NAME_CHARS
-from .declarations import Declarations, Index, check_name, split
+from .declarations import Declarations, Index, check_name, split, split_pair
 from .syntax import Source, chain
 from .values import check_argument, check_divisor, check_number, check_power
 
@@ -50,7 +50,10 @@ class Expressions(lark.visitors.Interpreter):
         self.scope = Scope("constant")
         self.implicit: dict[str, lark.Token] = {}  # free symbols used without a declaration
         self.sum_variables: dict[str, lark.Token] = {}
+        self.sum_high: lark.Tree | None = None  # the upper limit of the sum being read
         self.values: dict[sympy.Symbol, sympy.Expr] = {}  # the constants, once resolved
+        # pair parameter -> (low, high, token) of the sum it is read in (one range per parameter)
+        self.pair_ranges: dict[str, tuple[sympy.Expr, sympy.Expr, lark.Token]] = {}
 
     def build(self, tree: lark.Tree, scope: Scope) -> sympy.Expr:
         """The expression as written (``evaluate=False``)."""
@@ -140,6 +143,8 @@ class Expressions(lark.visitors.Interpreter):
         if kind in ("constant", "symbol"):
             return sympy.Symbol(name)
         if kind == "parameter":
+            if name in self.names.pair_variables:
+                raise self.error(_pair_use(name), tok)
             if self.names.param_nodes[name][1]:
                 raise self.error(f"{name} is a per-step parameter: write {name}_n", tok)
             if scope.kind != "equation":
@@ -175,6 +180,8 @@ class Expressions(lark.visitors.Interpreter):
     def subscripted(self, tree):
         (tok,) = tree.children
         scope = self.scope
+        if str(tok).partition("_")[0] in self.names.pair_variables:
+            return self._pair_parameter(tok)
         base, index = split(self.source, tok)
         var = None
         if index.var is not None:
@@ -204,6 +211,44 @@ class Expressions(lark.visitors.Interpreter):
         hint = _suggest(base, list(self.names.state_heads))
         raise self.error(f"undefined state {base!r}{hint}: no equation defines {base}_<n+1>", tok)
 
+    def _pair_parameter(self, tok) -> sympy.Indexed:
+        """``w_<n,i>`` inside ``sum(i=..., ...)``: the weight of step ``i`` at step ``n``."""
+        pair = split_pair(self.source, tok)
+        base = str(tok).partition("_")[0]
+        scope = self.scope
+        if scope.kind != "equation" or not scope.bound:
+            raise self.error(_pair_use(base), tok)
+        (var, (symbol, low, high)) = next(iter(scope.bound.items()))
+        if pair is None or pair[1] != "n" or pair[2] != var:
+            raise self.error(f"inside sum({var}=...), the pair parameter is read as {base}_<n,{var}>", tok)
+        used = self.pair_ranges.setdefault(base, (low, high, tok))
+        if (used[0], used[1]) != (low, high):
+            raise self.error(
+                f"pair parameter {base} is read in sums over different ranges ({var}={low}..{high} here, "
+                f"{used[0]}..{used[1]} on line {used[2].line}); one range gives each step one vector",
+                tok,
+            )
+        return sympy.IndexedBase(base)[n, symbol]
+
+    def iverson(self, tree):
+        """``[a == b]``: 1 when the two sides are equal, else 0 (a pair parameter's start)."""
+        left, right = tree.children[1], tree.children[3]
+        if self.scope.kind != "param" or not self.scope.bound:
+            raise self.error(
+                "[a == b] is only for the initial value of a pair parameter: param w_<n,i> = [i == n]",
+                tree.children[0],
+            )
+        a, b = rebuild(self.visit(left)), rebuild(self.visit(right))
+        indices = [n] + [symbol for symbol, _, _ in self.scope.bound.values()]
+        for side, node in ((a, left), (b, right)):
+            if not (side.is_Integer or any((side - index).is_Integer for index in indices)):
+                raise self.error(
+                    "each side of [a == b] is n or the pair's index plus or minus a whole number, "
+                    "or a whole number",
+                    node,
+                )
+        return sympy.KroneckerDelta(a, b)
+
     def _state(self, base: str, index: Index, var, tok) -> sympy.Indexed:
         scope = self.scope
         if scope.kind not in ("equation", "initial"):
@@ -232,7 +277,16 @@ class Expressions(lark.visitors.Interpreter):
                 scope.same_step.add(base)
         else:
             _, low, high = scope.bound[index.var]
-            if (high + index.offset - n).is_positive:
+            reach = high + index.offset - n
+            if reach == 1 and base != scope.state:  # another state, computed earlier in the step
+                scope.same_step.add(base)
+            elif reach == 1 and high - n == 1:  # the limit reaches too far, not the read
+                raise self.error(
+                    f"a sum cannot reach beyond step n for {base}, the state this equation defines "
+                    f"({tok} reaches {base}_<n+1>)",
+                    self.sum_high,
+                )
+            elif reach.is_positive:
                 raise self.error(f"reference to the future: {tok} reaches beyond step n", tok)
             first = low + index.offset - (n if (low - n).is_Integer else 0)
             if first < -MAX_LAG:
@@ -321,8 +375,10 @@ class Expressions(lark.visitors.Interpreter):
             raise self.error(
                 "a sum's upper limit is n or n minus a whole number: sum(i=0..n, x_i)", high_node
             )
-        if (high - n).is_positive:
-            raise self.error("a sum cannot reach beyond step n", high_node)
+        if (high - n - 1).is_positive:  # n+1: other states of the same step (checked per read)
+            raise self.error(
+                "a sum cannot reach beyond step n (n+1 for states computed earlier in the step)", high_node
+            )
         if low.is_Integer and low < 0:
             raise self.error("a sum starts at 0 or later", low_node)
         for limit, where in ((low, low_node), (high, high_node)):
@@ -333,6 +389,7 @@ class Expressions(lark.visitors.Interpreter):
                 f"the range {var}={low}..{high} runs backwards at the first step (n = 0)", low_node
             )
         symbol = sympy.Symbol(var, integer=True)
+        self.sum_high = high_node
         inner = Scope(
             scope.kind, state=scope.state, bound={var: (symbol, low, high)}, same_step=scope.same_step
         )
@@ -345,6 +402,13 @@ _WHERE = {
     "param": "the initial value of a parameter",
     "domain": "a domain's bound",
 }
+
+
+def _pair_use(name: str) -> str:
+    return (
+        f"{name} is a pair parameter (one weight per step n and earlier step i): read it inside a "
+        f"history sum, as in sum(i=0..n, {name}_<n,i>*x_i)"
+    )
 
 
 def _negate(expr: sympy.Expr) -> sympy.Expr:

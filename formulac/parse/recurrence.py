@@ -18,6 +18,7 @@ from ..ir import (
     Recurrence,
     block_calls,
     evaluation_order,
+    n,
     rebuild,
     rec_expr,
     resolve_values,
@@ -48,6 +49,12 @@ def build(tree: lark.Tree, source: Source) -> Recurrence:
     for block, tok in names.shared_blocks.items():
         if block not in used:
             raise source.error(f"shared block {block} is not used by any equation", tok)
+    for name in names.pair_variables:
+        if name not in exprs.pair_ranges:
+            raise source.error(
+                f"pair parameter {name} is not read in any sum: write sum(i=0..n, {name}_<n,i>*x_i)",
+                names.param_nodes[name][0],
+            )
     for var, tok in exprs.sum_variables.items():
         if var in exprs.implicit:
             line = exprs.implicit[var].line
@@ -94,6 +101,10 @@ def _constants(names: Declarations, exprs: Expressions, source: Source):
 def _params(names: Declarations, exprs: Expressions, source: Source) -> dict[str, Param]:
     params: dict[str, Param] = {}
     for name, (_, per_step, node) in names.param_nodes.items():
+        pair = names.pair_variables.get(name)
+        if pair is not None:
+            params[name] = _pair_param(name, pair, node, exprs, source)
+            continue
         init = rebuild(exprs.build(node, Scope("param")))
         check_result(source, init, node)
         if init.free_symbols:
@@ -101,6 +112,19 @@ def _params(names: Declarations, exprs: Expressions, source: Source) -> dict[str
         check_coefficients(source, init, node)  # a double: 1e-400 would start at 0
         params[name] = Param(name, init, per_step=per_step)
     return params
+
+
+def _pair_param(name: str, pair: str, node: lark.Tree, exprs: Expressions, source: Source) -> Param:
+    """``param w_<n,i> = INIT``: INIT is a number, or depends on n and i (``[i == n]``)."""
+    param = Param(name, sympy.Integer(0), per_step=True, pair=pair)
+    index = param.pair_symbol
+    init = rebuild(exprs.build(node, Scope("param", bound={pair: (index, sympy.Integer(0), n)})))
+    check_result(source, init.xreplace({index: n}), node)
+    if init.free_symbols - {n, index}:
+        raise source.error(
+            f"the initial value of pair parameter {name} is a number or depends on n and {pair} only", node
+        )
+    return Param(name, init, per_step=True, pair=pair)
 
 
 def _equations(names: Declarations, exprs: Expressions, source: Source, display: dict):

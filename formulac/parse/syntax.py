@@ -196,6 +196,7 @@ _TERMINAL_NAMES = {
     "NAME": "a name",
     "NUMBER": "a number",
     "RANGE": "'..'",
+    "EQUALS": "'=='",
     "PLUS": "'+'",
     "MINUS": "'-'",
     "STAR": "'*'",
@@ -273,7 +274,7 @@ def _expected(terminals: set[str]) -> list[str]:
         terminals -= _STATEMENT_START
     if terminals >= _EXPRESSION_START:
         words.append("an expression")
-        terminals -= _EXPRESSION_START | {"PLUS", "MINUS"}
+        terminals -= _EXPRESSION_START | {"PLUS", "MINUS", "LSQB"}  # '[' opens [i == n]
     if terminals >= _OPERATORS:
         words.append("an operator (+ - * / ^)")
         terminals -= _OPERATORS

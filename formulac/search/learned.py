@@ -18,6 +18,7 @@ import sympy
 
 from ..errors import UsageError
 from ..ir import Recurrence, n
+from .learned_mixing import mixing_report, mixing_text
 
 __all__ = ["LearnedFormula", "learned", "with_values"]
 
@@ -47,6 +48,7 @@ class LearnedFormula:
     per_step: dict[str, dict[str, list[float]]]  # param -> stage -> values by step
     stages: list[dict] = field(default_factory=list)
     path: str = ""
+    mixing: dict[str, dict] = field(default_factory=dict)  # stage -> learned_mixing.mixing_report
 
     def to_json(self) -> dict:
         return {
@@ -56,6 +58,7 @@ class LearnedFormula:
             "shared": self.shared,
             "per_step": self.per_step,
             "stages": self.stages,
+            "mixing": self.mixing,
         }
 
     def to_text(self) -> str:
@@ -79,7 +82,20 @@ class LearnedFormula:
                 )
             if stage.get("stability"):
                 lines.append("  stability per step: " + ", ".join(stage["stability"]))
+        if self.mixing:
+            lines.append("")
+            lines += mixing_text(self.mixing)
         return "\n".join(lines) + "\n"
+
+
+def _mixing_figures(mixing: dict, directory: Path) -> list[str]:
+    """The effective-weight matrix plots beside the written formula (none without matplotlib)."""
+    from ..display.mixing_plot import save_effective_weights
+
+    try:
+        return save_effective_weights(mixing, directory)
+    except UsageError:  # matplotlib is an optional extra: the numbers are printed anyway
+        return []
 
 
 def learned(
@@ -132,6 +148,14 @@ def learned(
     path = Path(output) if output else run / "learned.rec"
     atomic_write(path, formula)
 
+    mixing = mixing_report(rec, plan, state, shared)
+    if any("effective_weights" in report for report in mixing.values()):
+        figures = _mixing_figures(mixing, path.parent)
+        for stage, report in mixing.items():
+            report["figures"] = [f for f in figures if f"_{stage}_" in Path(f).name]
+    if any(p.pair is not None for p in rec.params.values()):  # pair weights: the mixing report has them
+        return LearnedFormula(str(run), formula, shared, per_step, [], str(path), mixing)
+
     stage_reports = []
     stage_names = sorted({s for st in per_step.values() for s in st}) or ["network"]
     for stage in stage_names:
@@ -166,4 +190,4 @@ def learned(
             report["stability"] = [a.stability or "-"]
             report["spectral_radius"] = [None if a.rate is None else float(a.rate)]
         stage_reports.append(report)
-    return LearnedFormula(str(run), formula, shared, per_step, stage_reports, str(path))
+    return LearnedFormula(str(run), formula, shared, per_step, stage_reports, str(path), mixing)

@@ -1,0 +1,121 @@
+"""``formulac learned`` on tiny trained DenseFormer and hyper-connection runs: the mixing figures
+against values computed directly from the checkpoint (by hand-written unrolling and numpy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import formulac
+from formulac.cli import main
+
+EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
+TINY = ["--data", "synthetic:1x8x8:4", "--limit-train", "96", "--limit-test", "48", "--epochs", "1"]
+TINY += ["--batch-size", "32", "--lr", "0.05", "--backbone", "mlp", "--depth", "3", "-q"]
+
+
+def _learned(capsys, tmp_path, example):
+    run_dir = tmp_path / "run"
+    assert main(["train", f"{EXAMPLES}/{example}", *TINY, "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["learned", str(run_dir), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    assert main(["learned", str(run_dir)]) == 0
+    return data, state, capsys.readouterr().out
+
+
+def _denseformer_weights(alphas):
+    """Effective weight of F at step k in x after step t, by unrolling DenseFormer directly."""
+    depth = len(alphas)
+    b = [np.zeros(depth)]  # b_0 = x_0: no block
+    x = np.zeros(depth)
+    rows = []
+    for t in range(depth):
+        new = x.copy()
+        new[t] += 1
+        b.append(new)
+        x = sum(a * bi for a, bi in zip(alphas[t], b))
+        rows.append(x)
+    return np.array(rows)
+
+
+def test_learned_denseformer_effective_weights(capsys, tmp_path):
+    data, state, text = _learned(capsys, tmp_path, "denseformer.rec")
+    alphas = [state[f"layer1.{t}.w"].double().numpy() for t in range(3)]
+    report = data["mixing"]["layer1"]
+    np.testing.assert_allclose(
+        report["effective_weights"]["F"], _denseformer_weights(alphas), rtol=1e-9, atol=1e-12
+    )
+    assert report["unmoved"] == []  # every weight received a gradient and moved
+    assert "effective weight of F" in text
+    (figure,) = report["figures"]
+    assert figure.endswith("mixing_layer1_F.png") and Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learned_hyper_connections_spectra_and_distances(capsys, tmp_path):
+    data, state, text = _learned(capsys, tmp_path, "hyper_connections_k2.rec")
+    report = data["mixing"]["layer1"]
+    matrices = []
+    for t in range(3):
+        r = {name: float(state[f"layer1.{t}.{name}"]) for name in ("r11", "r12", "r21", "r22")}
+        # rows: the new streams h1, h2; h'_t = sum_s r_st h_s
+        matrices.append(np.array([[r["r11"], r["r21"]], [r["r12"], r["r22"]]]))
+    np.testing.assert_allclose(report["state_matrices"], matrices, rtol=1e-12)
+    product = matrices[2] @ matrices[1] @ matrices[0]
+    assert report["spectral_radius_of_product"] == pytest.approx(max(abs(np.linalg.eigvals(product))))
+    assert report["distance_from_identity"] == pytest.approx(
+        [np.linalg.norm(m - np.eye(2)) for m in matrices]
+    )
+    for m, d in zip(matrices, report["distance_from_doubly_stochastic"]):
+        expected = np.abs(m.sum(0) - 1).sum() + np.abs(m.sum(1) - 1).sum() + np.clip(-m, 0, None).sum()
+        assert d == pytest.approx(expected)
+    assert report["streams"] == ["h1", "h2"] and -1 <= report["most_similar_streams"] <= 1 + 1e-12
+    assert "spectral radius of the product" in text
+
+
+def test_unmoved_parameters_are_flagged(capsys, tmp_path):
+    # the run's step-1 weights put back to their initial values [0, 0, 1]: as if no gradient came
+    _learned(capsys, tmp_path, "denseformer.rec")
+    checkpoint_path = tmp_path / "run" / "checkpoint.pt"
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
+    checkpoint["model"]["layer1.1.w"] = torch.tensor([0.0, 0.0, 1.0])
+    torch.save(checkpoint, checkpoint_path)
+    assert main(["learned", str(tmp_path / "run"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["mixing"]["layer1"]
+    assert report["unmoved"] == ["w_<1,0>", "w_<1,1>", "w_<1,2>"]
+
+
+def test_learned_mhc_stays_doubly_stochastic(capsys, tmp_path):
+    data, state, _ = _learned(capsys, tmp_path, "mhc_k2.rec")
+    report = data["mixing"]["layer1"]
+    assert max(report["distance_from_doubly_stochastic"]) < 1e-9  # the constraint holds after training
+    p = [torch.sigmoid(state[f"layer1.{t}.res"].double()).item() for t in range(3)]
+    expected = [2 * (1 - q) for q in p]  # ||[[q, 1-q], [1-q, q]] - I||_F: four entries of size 1-q
+    assert report["distance_from_identity"] == pytest.approx(expected)
+
+
+def test_mixing_report_of_every_stage_of_a_cnn():
+    """cifar-resnet-14 has three stages of two steps;
+    each stage restarts its history (transition reset), so each gets its own matrix."""
+    from formulac.codegen.plan import plan_step
+    from formulac.search.learned_mixing import mixing_report
+
+    rec = formulac.load(f"{EXAMPLES}/denseformer.rec").rec
+    net = formulac.load(f"{EXAMPLES}/denseformer.rec").compile(backbone="cifar-resnet", depth=14)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith(".w"):
+                p.copy_(torch.randn_like(p))
+    state = net.state_dict()
+    reports = mixing_report(rec, plan_step(rec), state, {})
+    assert sorted(reports) == ["layer1", "layer2", "layer3"]
+    for stage, report in reports.items():
+        alphas = [state[f"{stage}.{t}.w"].double().numpy() for t in range(report["steps"])]
+        np.testing.assert_allclose(report["effective_weights"]["F"], _denseformer_weights(alphas), rtol=1e-9)
+        assert report["unmoved"] == []
