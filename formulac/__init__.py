@@ -34,7 +34,7 @@ def __getattr__(name: str):
     if name in ("search", "transform"):
         import importlib
 
-        return importlib.import_module(".search", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -121,8 +121,8 @@ def transform(
         rec = rec.bind(**values)
     rec.require_bound("transform")
     code = stream_code(rec, memory)
-    kinds = branch_specs(blocks, code.blocks)
     paths = find_stacks(model, stacks)
+    kinds = branch_specs(blocks, code.blocks, model.get_submodule(paths[0])[0])
     for path in paths:  # refuse a missing submodule before copying anything
         for i, block in enumerate(model.get_submodule(path)):
             check_paths(kinds, block, f"{path}.{i}")

@@ -31,12 +31,39 @@ from ..errors import UsageError
 __all__ = ["Branch", "BRANCH_KINDS", "PRESETS", "branch_specs", "first_tensor"]
 
 #: Sublayer mappings of pre-norm transformer layers (``blocks="gpt2"``): block name -> path(s).
-PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+#: A preset lists the layouts of the library's versions; the first that the block has is used.
+PRESETS: dict[str, tuple[dict[str, tuple[str, ...]], ...]] = {
     # transformers' GPT2Block: x + attn(ln_1(x)), then + mlp(ln_2(.))
-    "gpt2": {"A": ("ln_1", "attn"), "M": ("ln_2", "mlp")},
-    # transformers' ViTLayer: ViTOutput adds its own residual, so M stops before that addition
-    "vit": {"A": ("layernorm_before", "attention"), "M": ("layernorm_after", "intermediate", "output.dense")},
+    "gpt2": ({"A": ("ln_1", "attn"), "M": ("ln_2", "mlp")},),
+    # transformers' ViTLayer: (5.x) x + dropout(attention(layernorm_before(x))), then
+    # + dropout(mlp(layernorm_after(.))); (4.x) ViTOutput adds the residual itself, so M stops
+    # before that addition
+    "vit": (
+        {"A": ("layernorm_before", "attention", "dropout"), "M": ("layernorm_after", "mlp", "dropout")},
+        {
+            "A": ("layernorm_before", "attention"),
+            "M": ("layernorm_after", "intermediate", "output.dense", "output.dropout"),
+        },
+    ),
 }
+
+
+def _has(block: nn.Module, path: str) -> bool:
+    try:
+        block.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
+def preset(name: str, block: nn.Module) -> dict[str, tuple[str, ...]]:
+    """The layout of preset ``name`` that ``block`` has (the first one when it has none: the
+    error then names the missing submodule)."""
+    layouts = PRESETS[name]
+    for layout in layouts:
+        if all(_has(block, p) for paths in layout.values() for p in paths):
+            return layout
+    return layouts[0]
 
 
 def first_tensor(output):
@@ -186,12 +213,13 @@ def _kind(spec, name: str) -> BranchKind:
     )
 
 
-def branch_specs(blocks, formula_blocks: Sequence[str]) -> dict[str, BranchKind]:
+def branch_specs(blocks, formula_blocks: Sequence[str], block: nn.Module) -> dict[str, BranchKind]:
     """The branch kind of each block name of the formula, from ``blocks=``: a kind for every
-    block of a one-block formula, a preset name, or a mapping block name -> kind."""
+    block of a one-block formula, a preset name (its layout chosen by ``block``, one of the
+    model's blocks), or a mapping block name -> kind."""
     names = list(formula_blocks)
     if isinstance(blocks, str) and blocks in PRESETS:
-        blocks = PRESETS[blocks]
+        blocks = preset(blocks, block)
     if not isinstance(blocks, Mapping):
         if len(names) != 1:
             raise UsageError(
@@ -219,11 +247,9 @@ def check_paths(kinds: Mapping[str, BranchKind], block: nn.Module, where: str) -
     """Refuse a submodule path the block does not have, before anything runs."""
     for name, kind in kinds.items():
         for path in getattr(kind, "paths", ()):
-            try:
-                block.get_submodule(path)
-            except AttributeError:
+            if not _has(block, path):
                 children = ", ".join(n for n, _ in block.named_children()) or "none"
                 raise UsageError(
                     f"transform: block {where} ({type(block).__name__}) has no submodule {path!r} for "
                     f"{name} (its children: {children})"
-                ) from None
+                )

@@ -2,7 +2,7 @@
 
 ``FormulaStack`` registers the user's blocks under the container's own keys (``"0"``,
 ``"1"``, ...), so every key of the original state_dict is kept; the formula's learned
-coefficients live under ``formula.`` (``formula.k`` for ``param k``, ``formula.k_n.<i>`` for
+coefficients live under ``formula.`` (``formula.k`` for ``param k``, ``formula.k.<i>`` for
 ``param k_n``, step ``i`` counted from the first block the formula runs).
 
 A model runs a stack in one of two ways, and both work:

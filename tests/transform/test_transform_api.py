@@ -99,7 +99,7 @@ def test_reversible_really_saves_less():
 def test_a_free_coefficient_is_bound_by_keyword(a, depth):
     model = mlp_stack(depth=depth, width=8).double()
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    new = formulac.transform(model, "x_<n+1> = x_n + a*x_<n-1> + F(x_n)", a=a)
+    new = formulac.transform(model, "x_<n+1> = x_n + a*x_<n-1> + F(x_n)", "layers", a=a)
     with torch.no_grad():
         current, previous = x, x
         for layer in model.layers:
@@ -125,11 +125,11 @@ def test_learned_coefficients_are_parameters_with_documented_keys():
     original = set(model.state_dict())
     keys = set(new.state_dict())
     assert original <= keys
-    assert keys - original == {f"layers.formula.k_n.{i}" for i in range(4)}
+    assert keys - original == {f"layers.formula.k.{i}" for i in range(4)}
     info = new.info()
     assert info.parameters_added == 4
     assert info.parameters == sum(p.numel() for p in model.parameters()) + 4
-    assert info.stacks[0].coefficient_keys == tuple(f"layers.formula.k_n.{i}" for i in range(4))
+    assert info.stacks[0].coefficient_keys == tuple(f"layers.formula.k.{i}" for i in range(4))
     # a state_dict of the original loads into the transformed model (only the coefficients missing)
     result = new.load_state_dict(model.state_dict(), strict=False)
     assert set(result.missing_keys) == keys - original and not result.unexpected_keys
