@@ -95,15 +95,14 @@ def main() -> None:
         own = variants["standard"](ids[:1, :64]).logits
     identity = float((own - reference).norm() / reference.norm())
     predicted = {
-        e.mode: e.bytes_per_image
-        for e in variants["momentum"].info(ids[:1], labels=ids[:1]).memory_estimates
+        e.mode: e.bytes_per_image for e in variants["momentum"].info(ids[:1], labels=ids[:1]).memory_estimates
     }
     memory = {}
     for name, m in variants.items():
         memory[name] = saved_bytes(m, ids)
         print(f"{name:<22} saved activations {memory[name] / 2**20:10.1f} MiB", flush=True)
     times: dict[str, list] = {name: [] for name in variants}
-    for name, m in variants.items():  # warm-up
+    for m in variants.values():  # warm-up
         step(m, ids)
     for _ in range(args.repeats):
         for name, m in variants.items():

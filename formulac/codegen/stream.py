@@ -26,7 +26,9 @@ class StreamCode:
     def __init__(self, source: str, plan: StepPlan, memory_plan: reversible.MemoryPlan):
         self.source = source
         self.kept = reversible.kept_names(dict(plan.lags))[0]
-        self.per_step_params = {name: (attr, float(init)) for name, (attr, init) in plan.per_step_params.items()}
+        self.per_step_params = {
+            name: (attr, float(init)) for name, (attr, init) in plan.per_step_params.items()
+        }
         self.shared_params = {name: (attr, float(init)) for name, (attr, init) in plan.shared_params.items()}
         self.blocks = list(plan.blocks)
         self.output = plan.output
@@ -47,7 +49,9 @@ def stream_code(rec: Recurrence, memory: str) -> StreamCode:
     if not plan.blocks:
         raise UsageError(f"transform: {rec.name} calls no block, so no block of the model would run")
     lags = dict(plan.lags)
-    methods = reversible.step_methods(rec, plan, lags, "reversible" if memory == "reversible" else "checkpoint")
+    methods = reversible.step_methods(
+        rec, plan, lags, "reversible" if memory == "reversible" else "checkpoint"
+    )
     output = plan.output
     lines = [
         "",

@@ -70,11 +70,15 @@ def _recurrence(formula) -> Recurrence:
         return formula.rec
     if isinstance(formula, Recurrence):
         return formula
-    if isinstance(formula, Path) or (isinstance(formula, str) and formula.endswith(".rec") and "\n" not in formula):
+    if isinstance(formula, Path) or (
+        isinstance(formula, str) and formula.endswith(".rec") and "\n" not in formula
+    ):
         return load(formula).rec
     if isinstance(formula, str):
         return parse(formula).rec
-    raise UsageError(f"transform: the formula must be a Formula, formula text or a .rec path, not {formula!r}")
+    raise UsageError(
+        f"transform: the formula must be a Formula, formula text or a .rec path, not {formula!r}"
+    )
 
 
 def _copy(model: nn.Module, weights: str) -> nn.Module:

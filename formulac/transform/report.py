@@ -44,7 +44,9 @@ class TransformInfo:
         lines = [f"formula: {'; '.join(self.formula.strip().splitlines())}"]
         lines.append(f"memory={self.memory!r}, weights {'copied' if self.weights == 'copy' else 'shared'}")
         for s in self.stacks:
-            ran = f"{s.steps} steps" + (f" after {s.blocks - s.steps} shape-changing" if s.steps < s.blocks else "")
+            ran = f"{s.steps} steps" + (
+                f" after {s.blocks - s.steps} shape-changing" if s.steps < s.blocks else ""
+            )
             lines.append(f"  {s.path}: {s.blocks} blocks, {ran}")
         lines.append(f"parameters: {self.parameters:,} ({self.parameters_added:,} added by the formula)")
         keys = [k for s in self.stacks for k in s.coefficient_keys]

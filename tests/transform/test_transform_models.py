@@ -32,14 +32,17 @@ def _tokens(batch=2, length=12, seed=1):
 
 
 def _images(batch=2, seed=1, size=16):
-    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.randn(
+        batch, 3, size, size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
 
 
 # -- identity: the model's own connection gives the model back -------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("formula", "blocks"), [(RESIDUAL, "residual"), (SUBLAYERS, "gpt2"), (SUBLAYERS, {"A": ("ln_1", "attn"), "M": ("ln_2", "mlp")})]
+    ("formula", "blocks"),
+    [(RESIDUAL, "residual"), (SUBLAYERS, "gpt2"), (SUBLAYERS, {"A": ("ln_1", "attn"), "M": ("ln_2", "mlp")})],
 )
 def test_gpt2_own_connection_gives_the_same_logits(formula, blocks):
     model = gpt2().double()
@@ -169,7 +172,11 @@ def _vit_loss(model, batch):
 
 @pytest.mark.parametrize(
     ("formula", "blocks", "memory"),
-    [(MOMENTUM, "residual", "reversible"), (TWO_STEP, "residual", "standard"), (MOMENTUM_SUBLAYERS, "gpt2", "checkpoint")],
+    [
+        (MOMENTUM, "residual", "reversible"),
+        (TWO_STEP, "residual", "standard"),
+        (MOMENTUM_SUBLAYERS, "gpt2", "checkpoint"),
+    ],
 )
 def test_gpt2_transforms_train(formula, blocks, memory):
     model = gpt2()

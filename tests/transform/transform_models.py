@@ -94,7 +94,8 @@ class ResNet(nn.Module):
         self.layer1 = nn.Sequential(*[BasicBlock(width, width) for _ in range(blocks)])
         down = nn.Sequential(nn.Conv2d(width, 2 * width, 1, 2, bias=False), nn.BatchNorm2d(2 * width))
         self.layer2 = nn.Sequential(
-            BasicBlock(width, 2 * width, 2, down), *[BasicBlock(2 * width, 2 * width) for _ in range(blocks - 1)]
+            BasicBlock(width, 2 * width, 2, down),
+            *[BasicBlock(2 * width, 2 * width) for _ in range(blocks - 1)],
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2 * width, num_classes)
