@@ -7,7 +7,10 @@ which must match the original), and the Momentum transform (gamma = 0.9) under
 
 * activation memory: the bytes autograd saves for backward in one training forward
   (``torch.autograd.graph.saved_tensors_hooks``, each storage once, parameters excluded), which
-  load on the machine does not distort, beside ``info()``'s prediction per sample;
+  load on the machine does not distort: of the whole model with its loss (the LM head's logits
+  over 50,257 tokens are a large share) and of the transformer body alone (``model.transformer``);
+  beside them ``info()``'s prediction per sample for each mode. Checkpoint's saved tensors are
+  held by ``torch.utils.checkpoint`` under its own hooks, out of sight: only predicted;
 * time: CPU and wall time of one training step (forward, backward), ``--repeats`` rounds with the
   variants alternating in each round after one warm-up step each; the median ratio to
   "original" (a loaded machine inflates wall time; CPU time less so).
@@ -46,7 +49,9 @@ def build(args):
     return transformers.GPT2LMHeadModel(config).train()
 
 
-def saved_bytes(model, ids) -> int:
+def saved_bytes(model, forward) -> int:
+    """Bytes autograd saves in ``forward()`` (each storage once, ``model``'s parameters
+    excluded)."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -57,8 +62,8 @@ def saved_bytes(model, ids) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(ids, labels=ids).loss
-    del loss
+        out = forward()
+    del out
     return sum(seen.values())
 
 
@@ -83,12 +88,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = build(args)
     ids = torch.randint(0, 50257, (args.batch, args.context), generator=torch.Generator().manual_seed(0))
+    # weights shared: one set of parameters and gradients in memory for all the variants
+    share = {"weights": "share"}
     variants = {
         "original": model,
-        "standard": formulac.transform(model, OWN, "transformer.h"),
-        "momentum": formulac.transform(model, MOMENTUM, "transformer.h"),
-        "momentum reversible": formulac.transform(model, MOMENTUM, "transformer.h", memory="reversible"),
-        "momentum checkpoint": formulac.transform(model, MOMENTUM, "transformer.h", memory="checkpoint"),
+        "standard": formulac.transform(model, OWN, "transformer.h", **share),
+        "momentum": formulac.transform(model, MOMENTUM, "transformer.h", **share),
+        "momentum reversible": formulac.transform(
+            model, MOMENTUM, "transformer.h", memory="reversible", **share
+        ),
+        "momentum checkpoint": formulac.transform(
+            model, MOMENTUM, "transformer.h", memory="checkpoint", **share
+        ),
     }
     with torch.no_grad():
         reference = model(ids[:1, :64]).logits
@@ -97,10 +108,17 @@ def main() -> None:
     predicted = {
         e.mode: e.bytes_per_image for e in variants["momentum"].info(ids[:1], labels=ids[:1]).memory_estimates
     }
-    memory = {}
+    memory, body = {}, {}
     for name, m in variants.items():
-        memory[name] = saved_bytes(m, ids)
-        print(f"{name:<22} saved activations {memory[name] / 2**20:10.1f} MiB", flush=True)
+        if name == "momentum checkpoint":  # its saved tensors are checkpoint's, out of the hooks' sight
+            continue
+        memory[name] = saved_bytes(m, lambda m=m: m(ids, labels=ids).loss)
+        body[name] = saved_bytes(m, lambda m=m: m.transformer(ids).last_hidden_state)
+        print(
+            f"{name:<22} saved activations {memory[name] / 2**20:10.1f} MiB, "
+            f"of which the transformer body {body[name] / 2**20:10.1f} MiB",
+            flush=True,
+        )
     times: dict[str, list] = {name: [] for name in variants}
     for m in variants.values():  # warm-up
         step(m, ids)
@@ -117,14 +135,21 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
         "own_connection_relative_error_float32": identity,
         "saved_bytes": memory,
+        "saved_bytes_transformer_body": body,
         "predicted_bytes_per_sample_momentum": predicted,
         "step_seconds": {k: [list(t) for t in v] for k, v in times.items()},
         "time_ratio_to_original": ratios,
     }
-    print(json.dumps({k: result[k] for k in ("saved_bytes", "time_ratio_to_original")}, indent=1))
+    shown = (
+        "saved_bytes",
+        "saved_bytes_transformer_body",
+        "predicted_bytes_per_sample_momentum",
+        "time_ratio_to_original",
+    )
+    print(json.dumps({k: result[k] for k in shown}, indent=1))
     print(f"own connection vs original (float32): relative error {identity:.2e}")
-    reduction = memory["momentum"] / max(1, memory["momentum reversible"])
-    print(f"reversible momentum saves {reduction:.1f}x less than standard momentum")
+    reduction = body["momentum"] / max(1, body["momentum reversible"])
+    print(f"in the transformer body, reversible momentum saves {reduction:.1f}x less than standard momentum")
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)

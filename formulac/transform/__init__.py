@@ -61,7 +61,7 @@ _CLASSES: dict[type, type] = {}
 
 def _transformed_class(cls: type) -> type:
     if cls not in _CLASSES:
-        _CLASSES[cls] = type(f"Transformed{cls.__name__}", (Transformed, cls), {"__module__": cls.__module__})
+        _CLASSES[cls] = type(f"Transformed{cls.__name__}", (Transformed, cls), {"__module__": __name__})
     return _CLASSES[cls]
 
 

@@ -17,8 +17,7 @@ A model runs a stack in one of two ways, and both work:
   entries after the first are None). What the model does to the hidden states between two
   block calls is not seen. Under ``memory="reversible"`` or ``"checkpoint"`` the steps must
   run in one go: the calls before the last record the model's arguments and hand back their
-  input, and the last call runs every step (so hidden states the model collects between
-  blocks are the stack's input).
+  input, and the last call runs every step.
 
 The arguments of the model's call to block ``i`` (attention masks, ...) reach block ``i``'s
 branches. Under the memory modes the blocks are called again during backward with the

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transform_models import MLPBlock, gpt2, mlp_stack, vit
+from transform_models import MLPBlock, gpt2, mlp_stack, resnet, vit
 
 import formulac
 from formulac.errors import FormulacError, UsageError
@@ -39,6 +39,8 @@ def _gradients(model, loss_of):
     [
         (gpt2, MOMENTUM, "residual", lambda m: m(_ids(), labels=_ids()).loss),
         (vit, MOMENTUM_SUBLAYERS, "vit", lambda m: m(_pixels(), labels=torch.tensor([1, 3])).loss),
+        # a model that calls its nn.Sequential stages; batch norm in training mode
+        (resnet, MOMENTUM, "residual", lambda m: m(_pixels(batch=4)).square().mean()),
     ],
 )
 @pytest.mark.parametrize("memory", ["reversible", "checkpoint"])
@@ -57,8 +59,8 @@ def _ids():
     return torch.randint(0, 61, (2, 10), generator=torch.Generator().manual_seed(3))
 
 
-def _pixels():
-    return torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+def _pixels(batch=2):
+    return torch.randn(batch, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
 
 
 def _saved_bytes(model, x) -> int:
