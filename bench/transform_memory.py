@@ -16,7 +16,7 @@ which must match the original), and the Momentum transform (gamma = 0.9) under
   "original" (a loaded machine inflates wall time; CPU time less so).
 
     .venv/bin/python bench/transform_memory.py [--layers 12] [--width 768] [--heads 12]
-        [--batch 4] [--context 512] [--repeats 2] [--threads 2] [--out FILE.json]
+        [--batch 4] [--context 512] [--repeats 2] [--threads 2] [--no-time] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-time", action="store_true", help="measure memory only")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -101,9 +102,11 @@ def main() -> None:
             model, MOMENTUM, "transformer.h", memory="checkpoint", **share
         ),
     }
-    with torch.no_grad():
-        reference = model(ids[:1, :64]).logits
-        own = variants["standard"](ids[:1, :64]).logits
+    with torch.no_grad():  # in eval mode: dropout off
+        reference = model.eval()(ids[:1, :64]).logits
+        own = variants["standard"].eval()(ids[:1, :64]).logits
+    for m in variants.values():
+        m.train()
     identity = float((own - reference).norm() / reference.norm())
     predicted = {
         e.mode: e.bytes_per_image for e in variants["momentum"].info(ids[:1], labels=ids[:1]).memory_estimates
@@ -120,13 +123,13 @@ def main() -> None:
             flush=True,
         )
     times: dict[str, list] = {name: [] for name in variants}
-    for m in variants.values():  # warm-up
+    for m in variants.values() if not args.no_time else ():  # warm-up
         step(m, ids)
-    for _ in range(args.repeats):
+    for _ in range(args.repeats if not args.no_time else 0):
         for name, m in variants.items():
             times[name].append(step(m, ids))
     ratios = {}
-    for name in variants:
+    for name in variants if not args.no_time else ():
         cpu = statistics.median(t[0] / o[0] for t, o in zip(times[name], times["original"]))
         wall = statistics.median(t[1] / o[1] for t, o in zip(times[name], times["original"]))
         ratios[name] = {"cpu": cpu, "wall": wall}
