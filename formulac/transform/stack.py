@@ -109,7 +109,7 @@ class FormulaStack(nn.Module):
             self.rebuild_errors: dict = {}  # dtype -> largest relative error of a rebuilt state
             self.preserve_rng_state = None  # None: replay random states when dropout is active
         self.checkpoint_segment = None  # memory="checkpoint": steps per segment (None: about sqrt)
-        self._format = None  # how the blocks return: "tensor", or ("tuple"/"list", length)
+        self._format = None  # how the blocks return: "tensor", or (tuple or list, length)
         self._run: _Run | None = None
         self.watch = None  # profiling: watch(j) before step j, watch(None, states) after it
 

@@ -157,7 +157,7 @@ def _train(model, batch, loss_of, steps=8, lr=3e-3):
         loss = loss_of(model, batch)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
