@@ -136,6 +136,7 @@ def test_learned_coefficients_are_parameters_with_documented_keys():
     result = new.load_state_dict(model.state_dict(), strict=False)
     assert set(result.missing_keys) == keys - original and not result.unexpected_keys
     assert "formula" in str(info) and "4 added" in str(info)
+    assert info.memory_estimates is None  # no example given: nothing profiled
 
 
 def test_copied_weights_leave_the_model_alone_and_shared_weights_train_it():
