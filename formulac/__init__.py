@@ -18,6 +18,7 @@ __all__ = [
     "wire",
     "analyze",
     "search",
+    "transform",
     "plot",
     "Formula",
     "FormulacError",
@@ -28,9 +29,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # formulac.search (a package that is also callable) loads Optuna only when first used;
-    # formulac.hf loads torch only when first used
-    if name in ("search", "hf"):
+    # formulac.search and formulac.transform (packages that are also callable) load Optuna and
+    # torch only when first used; formulac.hf loads torch only when first used
+    if name in ("search", "transform", "hf"):
         import importlib
 
         return importlib.import_module("." + name, __name__)
