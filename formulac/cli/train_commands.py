@@ -51,8 +51,12 @@ def register(subparsers) -> None:
     s.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a formulac train run on text:")
     s.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
     s.add_argument("--tokens", type=_count, default=200, metavar="N", help="tokens to generate (default 200)")
-    s.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0: always the likeliest (default 0.8)")
-    s.add_argument("--top-k", type=_count, default=None, metavar="K", help="draw from the K likeliest tokens only")
+    s.add_argument(
+        "--temperature", type=float, default=0.8, metavar="T", help="0: always the likeliest (default 0.8)"
+    )
+    s.add_argument(
+        "--top-k", type=_count, default=None, metavar="K", help="draw from the K likeliest tokens only"
+    )
     s.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the draws (default 0)")
     for parser in (t, c):
         add_set_argument(parser)
@@ -123,7 +127,9 @@ def _compare(args) -> int:
     objective = objective_for(config.data)
     jobs = {"jobs": args.jobs} if objective.name == "classification" else {}
     if args.jobs > 1 and not jobs:
-        raise UsageError(f"compare --jobs trains image runs in parallel; {objective.name} runs train one at a time")
+        raise UsageError(
+            f"compare --jobs trains image runs in parallel; {objective.name} runs train one at a time"
+        )
     objective.compare(
         models,
         config,

@@ -156,7 +156,11 @@ class LossComparison:
         widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
         lines = []
         for j, r in enumerate(rows):
-            lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)).rstrip())
+            lines.append(
+                "  ".join(
+                    c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)
+                ).rstrip()
+            )
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
         return "\n".join([self._heading(), ""] + lines + [""] + self._notes()) + "\n"
@@ -241,7 +245,9 @@ def _verdicts(models: list[LossResult], test: stats.TestResult | None, pairwise:
         )
     several = len(models) > 2
     if several and test is not None and test.p_value is not None and test.p_value >= 0.05:
-        out.append(f"The Friedman test finds no difference among the {len(models)} models (p = {stats.format_p(test.p_value)}).")
+        out.append(
+            f"The Friedman test finds no difference among the {len(models)} models (p = {stats.format_p(test.p_value)})."
+        )
     for pw in pairwise:
         t = pw["t_test"]
         lo, hi = t["extra"].get("ci_low"), t["extra"].get("ci_high")
@@ -268,7 +274,11 @@ def _same_recipe(runs: list[tuple[str, int, dict]]) -> None:
     for label, seed, summary in runs[1:]:
         got = {k: v for k, v in (summary.get("config") or {}).items() if k not in free}
         if got != want:
-            diff = [f"{k}: {want.get(k)!r} vs {got.get(k)!r}" for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+            diff = [
+                f"{k}: {want.get(k)!r} vs {got.get(k)!r}"
+                for k in sorted(set(want) | set(got))
+                if want.get(k) != got.get(k)
+            ]
             raise TrainError(
                 f"cannot pair {label} seed {seed} with {runs[0][0]} seed {runs[0][1]}: their recipes differ\n  "
                 + "\n  ".join(diff)

@@ -129,7 +129,9 @@ def evaluate_language(
         with amp:
             logits = model(x)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
-        sums += torch.stack([loss.double(), torch.tensor(float(y.numel()), device=device).double(), byte_lengths[y].sum()])
+        sums += torch.stack(
+            [loss.double(), torch.tensor(float(y.numel()), device=device).double(), byte_lengths[y].sum()]
+        )
     D.all_reduce_sum(sums, info)
     model.train(was_training)
     nats, tokens, nbytes = sums.tolist()
@@ -183,7 +185,9 @@ def train_language(
     config = TrainConfig.from_dict(config.to_dict()).validate()
     info, device = D.setup(config.device)
     out = Path(out_dir)
-    state, payload = prepare_out_dir(out, config, resume, overwrite, describe) if info.is_main else (None, None)
+    state, payload = (
+        prepare_out_dir(out, config, resume, overwrite, describe) if info.is_main else (None, None)
+    )
     state, payload = D.broadcast_object((state, payload), info)
     if state == "finished":
         return payload
@@ -314,7 +318,10 @@ def _restore(run: _LanguageRun, checkpoint: dict) -> None:
 
 
 def _vocabulary_record(corpus: TextCorpus) -> dict:
-    return {"tokens": corpus.tokenization, "vocabulary": None if corpus.vocabulary is None else list(corpus.vocabulary)}
+    return {
+        "tokens": corpus.tokenization,
+        "vocabulary": None if corpus.vocabulary is None else list(corpus.vocabulary),
+    }
 
 
 def _write_run_files(run: _LanguageRun) -> None:

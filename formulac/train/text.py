@@ -255,7 +255,9 @@ def load_corpus(data: str, tokens: str = "bytes", cache_dir: str | os.PathLike |
     if not spec:
         raise TrainError("--data text: needs a file: text:PATH")
     cache = Path(cache_dir) if cache_dir is not None else _default_cache()
-    path = _corpus_file(spec, cache) if spec in CORPORA and not Path(spec).exists() else Path(spec).expanduser()
+    path = (
+        _corpus_file(spec, cache) if spec in CORPORA and not Path(spec).exists() else Path(spec).expanduser()
+    )
     if not path.is_file():
         raise DatasetNotFound(
             f"text file not found: {path}"

@@ -77,7 +77,9 @@ class GPTNet(nn.Module):
 
     def stem(self, x):
         if x.dim() != 2 or x.dtype != torch.long:
-            raise ValueError("GPT input must be a (batch, tokens) LongTensor, got %s %s" % (x.dtype, tuple(x.shape)))
+            raise ValueError(
+                "GPT input must be a (batch, tokens) LongTensor, got %s %s" % (x.dtype, tuple(x.shape))
+            )
         if x.shape[1] > self.context:
             raise ValueError("%d tokens exceed the context of %d" % (x.shape[1], self.context))
         h = self.token_embedding(x)
@@ -147,7 +149,9 @@ class GPTBlock(nn.Module):
         self, in_width, width, stride=1, heads=4, mlp_ratio=4, dropout=0.0, layer_norm_eps=1e-5, gelu="tanh"
     ):
         super().__init__()
-        self.attention = GPTAttention(in_width, width, stride, heads, mlp_ratio, dropout, layer_norm_eps, gelu)
+        self.attention = GPTAttention(
+            in_width, width, stride, heads, mlp_ratio, dropout, layer_norm_eps, gelu
+        )
         self.mlp = GPTMLP(width, width, stride, heads, mlp_ratio, dropout, layer_norm_eps, gelu)
 
     def forward(self, x):
