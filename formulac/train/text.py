@@ -122,7 +122,7 @@ class TextCorpus:
             "source": self.path,
             "tokens": self.tokenization,
             "vocab_size": self.vocab_size,
-            "length": int(len(self.tokens)),
+            "length": len(self.tokens),
             "splits": {k: list(v) for k, v in self.splits.items()},
             "split_fractions": dict(SPLIT_FRACTIONS),
         }

@@ -1,6 +1,8 @@
 """Text corpora: tokens against the file read independently, contiguous splits, windows,
 the fixed evaluation windows, and one clear error per kind of bad input."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -28,7 +30,7 @@ def test_bytes_are_the_file_memory_mapped_and_split_contiguously(tmp_path):
     assert bytes(corpus.tokens) == raw
     parts = [corpus.splits[k] for k in ("train", "val", "test")]
     assert parts[0][0] == 0 and parts[-1][1] == len(raw)
-    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
     for key, (start, stop) in corpus.splits.items():
         assert abs((stop - start) - SPLIT_FRACTIONS[key] * len(raw)) <= 2
     assert corpus.decode(corpus.encode("Brücke")) == "Brücke"

@@ -130,7 +130,7 @@ class GPTMLP(nn.Module):
             raise ValueError("a transformer sublayer has no stride, got stride=%r" % (stride,))
         if gelu not in ("tanh", "exact"):
             raise ValueError("gelu must be 'tanh' or 'exact', got %r" % (gelu,))
-        hidden = int(round(width * mlp_ratio))
+        hidden = round(width * mlp_ratio)
         self.approximate = "tanh" if gelu == "tanh" else "none"
         self.ln = nn.LayerNorm(in_width, eps=layer_norm_eps)
         self.c_fc = nn.Linear(in_width, hidden)
