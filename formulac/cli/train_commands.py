@@ -82,7 +82,26 @@ def _model_factory(rec, args):
     """``(build_model, describe)`` compiling the formula (picklable: ``compare --jobs``)."""
     from ..formula import network_factory
 
-    return network_factory(rec, backbone_kwargs(args))
+    kwargs = backbone_kwargs(args)
+    _check_backbone_takes_the_data(kwargs.get("backbone"), getattr(args, "data", None) or "fashion-mnist")
+    return network_factory(rec, kwargs)
+
+
+def _check_backbone_takes_the_data(backbone: str | None, data: str | None) -> None:
+    """Text needs a language-model backbone (one with a ``context``), images the others."""
+    from ..codegen import get_backbone_info
+    from ..train.text import is_text_data
+
+    if backbone is None or data is None:
+        return
+    language = "context" in get_backbone_info(backbone).defaults
+    if is_text_data(data) and not language:
+        raise UsageError(
+            f"--data {data}: text needs a language-model backbone with a context length "
+            f"(--backbone gpt), not {backbone}"
+        )
+    if language and not is_text_data(data):
+        raise UsageError(f"--backbone {backbone} is a language model: give it text (--data text:PATH)")
 
 
 def _config(args):
