@@ -28,11 +28,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # formulac.search (a package that is also callable) loads Optuna only when first used
-    if name == "search":
+    # formulac.search (a package that is also callable) loads Optuna only when first used;
+    # formulac.hf loads torch only when first used
+    if name in ("search", "hf"):
         import importlib
 
-        return importlib.import_module(".search", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

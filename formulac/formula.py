@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .ir import Recurrence
-from .limits import DEFAULT_DEPTH
+from .limits import DEFAULT_BACKBONE, DEFAULT_DEPTH
 from .parse import load as _load_rec
 from .parse import parse as _parse_rec
 from .printing import latex_expr, to_rec
@@ -106,11 +106,11 @@ class Formula:
         return dependency_graph(self.rec, depth)
 
     # -- code generation ----------------------------------------------------------------------
-    def compile(self, backbone: str = "cifar-resnet", depth: int | None = None, **options):
+    def compile(self, backbone: str = DEFAULT_BACKBONE, depth: int | None = None, **options):
         """The network for this formula on a backbone, as an ``nn.Module`` (see ``compile``)."""
         return compile(self, backbone=backbone, depth=depth, **options)
 
-    def source(self, backbone: str = "cifar-resnet", depth: int | None = None, **options) -> str:
+    def source(self, backbone: str = DEFAULT_BACKBONE, depth: int | None = None, **options) -> str:
         """The standalone Python source that ``formulac compile -o`` writes."""
         from .codegen import compile_source
 
@@ -145,7 +145,7 @@ def load(path: str | Path) -> Formula:
 
 def compile(
     formula,
-    backbone: str = "cifar-resnet",
+    backbone: str = DEFAULT_BACKBONE,
     depth: int | None = None,
     *,
     num_classes: int | None = None,

@@ -34,7 +34,13 @@ __all__ = [
     "MAX_PATH_COST",
     "MAX_GRAPH_DEPTH",
     "MAX_REPORT_DEPTH",
+    "DEFAULT_BACKBONE",
 ]
+
+# -- networks (formulac.codegen) -------------------------------------------------------------------
+
+#: The backbone a formula is compiled on when none is named (a key of the backbone registry).
+DEFAULT_BACKBONE = "cifar-resnet"
 
 # -- formula files (formulac.parse) -------------------------------------------------------------
 

@@ -99,7 +99,7 @@ def _info(args) -> int:
     except PlanError as exc:
         raise exc.in_file(args.file) from None
     in_channels = args.in_channels or backbone.default_in_channels
-    info = network_info(rec, model, size, in_channels)
+    info = network_info(rec, model, size, in_channels, backbone.name, kwargs)
     memory = None
     if args.memory is not None:  # --memory: every mode's predicted activation memory
         from ..codegen.memory_info import memory_estimates

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..codegen.backbones import backbone_key, backbone_names, backbones_help
 from ..errors import UsageError
 from ..files import atomic_write
 from ..ir import Recurrence
+from ..limits import DEFAULT_BACKBONE
 from ..numbers import option_value
 from ..numbers import parse_number as _parse_number
 
@@ -113,8 +115,11 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("backbone")
     group.add_argument(
         "--backbone",
-        default="cifar-resnet",
-        help="cifar-resnet, imagenet-resnet, preact-cifar, wrn, resnext or mlp (default: cifar-resnet)",
+        default=DEFAULT_BACKBONE,
+        type=backbone_key,
+        # the registry's names; an unknown one is refused by the registry, which names them
+        metavar="{" + ",".join(backbone_names()) + "}",
+        help=backbones_help(),
     )
     group.add_argument(
         "--depth", type=positive_int, default=None, help="network depth (backbone's rule, e.g. 6n+2)"

@@ -12,6 +12,7 @@ import types
 
 from ..errors import UsageError
 from ..ir import Recurrence
+from ..limits import DEFAULT_BACKBONE
 from .backbones import BACKBONES, get_backbone
 from .emit import network_layout, network_source, require_blocks, wire_source
 from .plan import PlanError, plan_step
@@ -47,7 +48,7 @@ def get_backbone_info(name: str):
 
 def compile_source(
     rec: Recurrence,
-    backbone: str = "cifar-resnet",
+    backbone: str = DEFAULT_BACKBONE,
     depth: int | None = None,
     num_classes: int | None = None,
     in_channels: int | None = None,

@@ -384,6 +384,8 @@ def network_layout(
                     "compile: a sum over the history needs states of one width", eq.line, eq.column
                 )
         _check_shared(rec, stage, shapes)
+        if backbone.fixed_width:
+            _check_fixed_width(rec, backbone, stage, shapes)
         all_steps.append(shapes)
         carried = {name: w for name, w in widths.items() if name in carry.names()}
         if transition == "project" and len(set(carried.values())) > 1:
@@ -408,6 +410,23 @@ def _check_shared(rec: Recurrence, stage: Stage, shapes: list[StepShape]) -> Non
                 eq.line,
                 eq.column,
             )
+
+
+def _check_fixed_width(
+    rec: Recurrence, backbone: BackboneInfo, stage: Stage, shapes: list[StepShape]
+) -> None:
+    """A backbone whose blocks keep the stream's width (a transformer's sublayers) refuses a
+    block input of another width, such as a ``cat`` of states."""
+    for shape in shapes:
+        for block, (w_in, _) in shape.blocks.items():
+            if w_in != stage.width:
+                eq = next(e for e in rec.equations if block in {c.block for c in block_calls(e.display_rhs)})
+                raise PlanError(
+                    f"compile: on the {backbone.name} backbone block {block} takes inputs of the stream's "
+                    f"width {stage.width} only, not {w_in} (cat joins features, which widens the stream)",
+                    eq.line,
+                    eq.column,
+                )
 
 
 def _width(expr, env, width, blocks, plan, rec, history_width, raw_width, stride) -> int | None:
@@ -470,12 +489,13 @@ def network_source(
     reserved = _backbone_names(backbone, options)
     if memory != "standard":  # memory modes (issue 10)
         reserved |= reversible.RESERVED_NAMES
-    plan = plan_step(rec, reserved=reserved)
+    plan = plan_step(rec, reserved=reserved, feature_dim=backbone.feature_dim)
     require_blocks(rec, plan)
+    require_block_kinds(rec, plan, backbone)
     mplan = reversible.memory_plan(rec, memory)
     layout = network_layout(rec, plan, backbone, options, transition)
     inline = len(plan.blocks) == 1 and not (rec.shared_blocks)
-    branch = backbone.branch_class
+    branch = backbone.block_class(plan.blocks[0])
     net_options = backbone.net_kwargs(**{k: v for k, v in options.items() if k != "depth"})
     lines = _backbone_source(backbone)
     lines += reversible.runtime_lines(memory)
@@ -498,7 +518,9 @@ def network_source(
         f"{_INDENT}def __init__(self, num_classes={int(num_classes)}, in_channels={int(in_channels)}):"
     )
     kw = "".join(f", {k}={_literal(v)}" for k, v in net_options.items())
-    lines.append(f"{_INDENT * 2}super().__init__(num_classes=num_classes, in_channels=in_channels{kw})")
+    lines += _fitted(
+        _INDENT * 2, "", f"super().__init__(num_classes=num_classes, in_channels=in_channels{kw})", ""
+    )
     lines += reversible.init_lines(mplan, _INDENT * 2)
     lines += _shared_param_lines(plan, _INDENT * 2)
     first_n, options_in_scope = 0, None
@@ -526,12 +548,23 @@ def require_blocks(rec: Recurrence, plan: StepPlan) -> None:
         )
 
 
+def require_block_kinds(rec: Recurrence, plan: StepPlan, backbone: BackboneInfo) -> None:
+    """Every block of the formula is one the backbone has (a transformer's ``A``, ``M``, ...);
+    a :class:`PlanError` at the first statement that calls another."""
+    for block in plan.blocks:
+        try:
+            backbone.block_class(block)
+        except UsageError as error:
+            eq = next(e for e in rec.equations if block in {c.block for c in block_calls(e.display_rhs)})
+            raise PlanError(f"compile: {error}", eq.line, eq.column) from None
+
+
 def _backbone_names(backbone: BackboneInfo, options: dict) -> frozenset:
     """Names a parameter must not take on this backbone: the stage attributes, and every
     method, method argument, ``self.NAME`` and class attribute of the net and branch classes
     (the step subclasses the branch, the network the net class)."""
     names = {stage.name for stage in backbone.layout(**options)}
-    for class_name in (backbone.net_class, backbone.branch_class):
+    for class_name in (backbone.net_class, *backbone.kind_classes):
         tree = ast.parse(textwrap.dedent(inspect.getsource(getattr(backbone.module, class_name))))
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
@@ -585,7 +618,7 @@ def _backbone_source(backbone: BackboneInfo) -> list[str]:
             and line not in _IMPORT_ALIASES
         ):
             raise AssertionError(f"backbone file {module.__name__} imports more than torch: {line}")
-    names = [backbone.net_class, backbone.branch_class, backbone.projection_function]
+    names = [backbone.net_class, *backbone.kind_classes, backbone.projection_function]
     lines = ["# --- the backbone (copied from formulac.codegen.backbones) ---", "", ""]
     for name in names:
         lines += inspect.getsource(getattr(module, name)).rstrip("\n").splitlines() + ["", ""]
@@ -613,12 +646,12 @@ def _stage_lines(
     # a shared block: one module for the steps of the stage that give it the same input
     shared = {b: shapes[-1].blocks[b] for b in plan.blocks if b in shared_blocks}
     for b, shape in shared.items():
-        lines.append(f"{indent}shared_{b} = {backbone.branch_class}({branch_args(*shape)}{options})")
+        lines.append(f"{indent}shared_{b} = {backbone.block_class(b)}({branch_args(*shape)}{options})")
 
     def block_code(b: str, shape: StepShape) -> str:
         if shared.get(b) == shape.blocks[b]:
             return f"shared_{b}"
-        return f"{backbone.branch_class}({branch_args(*shape.blocks[b])}{options})"
+        return f"{backbone.block_class(b)}({branch_args(*shape.blocks[b])}{options})"
 
     def step_code(i: int, shape: StepShape) -> str:
         down = ", downsample=downsample" if shape.downsample is not None else ""

@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ..ir import Recurrence
+from ..limits import DEFAULT_BACKBONE
+from .backbones import get_backbone
 from .emit import _carry
 from .plan import plan_step
 
@@ -34,7 +37,7 @@ class NetworkInfo:
     def to_text(self) -> str:
         lines = [
             f"parameters     {self.parameters:,}",
-            f"multiply-adds  {self.multiply_adds:,} per image (input {'x'.join(map(str, self.input_shape))})",
+            f"multiply-adds  {self.multiply_adds:,} per example (input {'x'.join(map(str, self.input_shape))})",
             f"states kept    {', '.join(self.states_kept)}",
             "stages",
         ]
@@ -47,38 +50,39 @@ class NetworkInfo:
 
 
 def count_multiply_adds(model: nn.Module, example: torch.Tensor) -> int:
-    """Multiply-adds of convolutions and linear layers for one forward pass of ``example``."""
-    total = 0
-
-    def conv_hook(module: nn.Conv2d, inputs, output):
-        nonlocal total
-        kernel = module.weight[0].numel()  # in_channels/groups * kh * kw
-        total += output.numel() * kernel
-
-    def linear_hook(module: nn.Linear, inputs, output):
-        nonlocal total
-        total += output.numel() * module.in_features
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
+    """Multiply-adds per example of one forward pass of ``example``: every convolution, matrix
+    product and attention the network runs, as ``torch.utils.flop_counter`` counts them
+    (two floating-point operations per multiply-add)."""
     was_training = model.training
     model.eval()
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), counter:
             model(example)
     finally:
         model.train(was_training)
-        for h in handles:
-            h.remove()
-    return total // example.shape[0]
+    return counter.get_total_flops() // 2 // example.shape[0]
 
 
-def network_info(rec: Recurrence, model: nn.Module, input_size: int, in_channels: int) -> NetworkInfo:
-    example = torch.zeros(1, in_channels, input_size, input_size)
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# the fused CPU attention kernel, which torch's counter does not know (its GPU kernels it does)
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+
+
+def network_info(
+    rec: Recurrence,
+    model: nn.Module,
+    input_size: int,
+    in_channels: int,
+    backbone: str = DEFAULT_BACKBONE,
+    options: dict | None = None,
+) -> NetworkInfo:
+    """The facts of ``model`` (compiled from ``rec`` on ``backbone`` with ``options``), counted
+    on the backbone's example input of one example."""
+    example = get_backbone(backbone).example_input(1, in_channels, input_size, options=options)
     stages = []
     for name, child in model.named_children():
         if isinstance(child, nn.ModuleList) and len(child) and type(child[0]).__name__ == "FormulaStep":
@@ -96,7 +100,7 @@ def network_info(rec: Recurrence, model: nn.Module, input_size: int, in_channels
     return NetworkInfo(
         parameters=sum(p.numel() for p in model.parameters()),
         multiply_adds=count_multiply_adds(model, example),
-        input_shape=(in_channels, input_size, input_size),
+        input_shape=tuple(example.shape[1:]),
         states_kept=kept,
         stages=stages,
     )

@@ -28,6 +28,8 @@ from torch import nn
 from ..analysis.invertibility import invert
 from ..errors import UsageError
 from ..ir import Recurrence
+from ..limits import DEFAULT_BACKBONE
+from .backbones import get_backbone
 from .reversible import check_supported, memory_plan
 
 __all__ = ["MemoryEstimate", "ActivationProfile", "activation_profile", "predict_memory"]
@@ -223,7 +225,9 @@ def memory_estimates(
 
     options = {**compile_options, "memory": "standard"}
     model = compile_network(rec, **options)
-    example = torch.randn(2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    backbone = get_backbone(compile_options.get("backbone", DEFAULT_BACKBONE))
+    generator = torch.Generator().manual_seed(0)
+    example = backbone.example_input(2, in_channels, input_size, generator=generator, options=compile_options)
     from ..ir import state
 
     lags = _carry(plan_step(rec)).lags

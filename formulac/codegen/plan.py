@@ -239,13 +239,18 @@ def _attribute(name: str, taken: set[str], reserved: frozenset = frozenset()) ->
 
 
 def plan_step(
-    rec: Recurrence, stages: bool = True, reserved=frozenset(), free_symbols: bool = False
+    rec: Recurrence,
+    stages: bool = True,
+    reserved=frozenset(),
+    free_symbols: bool = False,
+    feature_dim: int = 1,
 ) -> StepPlan:
     """Plan the forward of one step; with ``stages``, blocks that read exactly the output
     state read the unprojected stage input at a stage's first step. Parameters named like
     an attribute or argument of the generated classes (``reserved``: the backbone's names)
     are renamed with a ``_param`` suffix. With ``free_symbols`` (``formulac check``), unbound
-    symbols are printed as names instead of refused. Errors are :class:`PlanError`."""
+    symbols are printed as names instead of refused. ``cat`` joins dimension ``feature_dim``
+    (the backbone's features). Errors are :class:`PlanError`."""
     if not free_symbols:
         rec.require_bound()
     taken: set[str] = set()
@@ -283,7 +288,7 @@ def plan_step(
     for p in rec.params.values():
         with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
             number_literal(p.init)
-    printer = _TorchPrinter(rec, plan, rec.substitutions())
+    printer = _TorchPrinter(rec, plan, rec.substitutions(), feature_dim)
     for s, expr in equations:
         eq = rec.equation(s)
         with located(eq.line, eq.column):
@@ -460,8 +465,9 @@ class _TorchPrinter:
         "cos": "math.cos({a})",
     }
 
-    def __init__(self, rec: Recurrence, plan: StepPlan, subs: dict):
+    def __init__(self, rec: Recurrence, plan: StepPlan, subs: dict, feature_dim: int = 1):
         self.rec = rec
+        self.feature_dim = feature_dim
         self.plan = plan
         self.subs = subs
         self.block_vars: dict[sympy.Expr, str] = {}
@@ -519,7 +525,8 @@ class _TorchPrinter:
         if isinstance(expr, sympy.Pow):
             return self._pow(expr)
         if isinstance(expr, Concat):
-            return "torch.cat((%s), dim=1)" % ", ".join(self.emit(a) for a in expr.args), 4
+            joined = ", ".join(self.emit(a) for a in expr.args)
+            return f"torch.cat(({joined}), dim={self.feature_dim})", 4
         if isinstance(expr, sympy.Sum):
             return self._sum(expr), 4
         if isinstance(expr, sympy.Function) and type(expr).__name__ in self._TORCH_FUNCTIONS:

@@ -20,6 +20,8 @@ import sys
 import types
 from collections.abc import Callable, Mapping, Sequence
 
+from ..limits import DEFAULT_BACKBONE
+
 __all__ = ["search"]
 
 
@@ -29,7 +31,7 @@ def search(
     space: Sequence[str] | Mapping = (),
     require: Sequence[str] = (),
     bindings: Mapping | None = None,
-    backbone: str = "cifar-resnet",
+    backbone: str = DEFAULT_BACKBONE,
     depth: int | None = None,
     backbone_options: Mapping | None = None,
     memory: str = "standard",

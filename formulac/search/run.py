@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..files import make_directory
+from ..limits import DEFAULT_BACKBONE
 from .engine import (
     PRUNERS,
     SAMPLERS,
@@ -45,7 +46,7 @@ class SearchRequest:
     space: tuple[str, ...] | Mapping = ()
     require: tuple[str, ...] = ()
     bindings: Mapping = field(default_factory=dict)
-    backbone_kwargs: Mapping = field(default_factory=lambda: {"backbone": "cifar-resnet"})
+    backbone_kwargs: Mapping = field(default_factory=lambda: {"backbone": DEFAULT_BACKBONE})
     config: object = None  # TrainConfig of the search's training runs
     options: StudyOptions = None  # type: ignore[assignment]
     workers: int = 1
@@ -122,7 +123,7 @@ class Prepared:
         kwargs = dict(request.backbone_kwargs)
         # the memory mode is checked per candidate (Objective), not per file or backbone
         kwargs.pop("memory", None)
-        backbone = kwargs.get("backbone", "cifar-resnet")
+        backbone = kwargs.get("backbone", DEFAULT_BACKBONE)
         fixed = {
             k: v
             for k, v in kwargs.items()
@@ -206,7 +207,7 @@ def _check_backbone(space, kwargs: dict) -> None:
     """Every formula compiles on the backbone with the fixed options (before any training)."""
     from ..codegen import get_backbone_info
 
-    info = get_backbone_info(kwargs.get("backbone", "cifar-resnet"))
+    info = get_backbone_info(kwargs.get("backbone", DEFAULT_BACKBONE))
     options = {k: v for k, v in kwargs.items() if k not in ("backbone", "transition") and v is not None}
     depth = options.pop("depth", None)
     try:
@@ -256,10 +257,10 @@ def _default_sizer(backbone_kwargs):
         from ..codegen.info import network_info
 
         kwargs = candidate_backbone(candidate, backbone_kwargs)
-        info = get_backbone_info(kwargs.get("backbone", "cifar-resnet"))
+        info = get_backbone_info(kwargs.get("backbone", DEFAULT_BACKBONE))
         model = compile_network(candidate.rec, **kwargs)
         channels = kwargs.get("in_channels") or info.default_in_channels
-        ni = network_info(candidate.rec, model, info.default_input_size, channels)
+        ni = network_info(candidate.rec, model, info.default_input_size, channels, info.name, kwargs)
         return {"parameters": ni.parameters, "multiply_adds": ni.multiply_adds}
 
     return size

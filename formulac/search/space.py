@@ -26,6 +26,7 @@ import sympy
 
 from ..errors import UsageError
 from ..ir import Domain, Recurrence
+from ..limits import DEFAULT_BACKBONE
 from ..numbers import option_value, parse_number
 from ..printing import rec_expr, to_rec
 
@@ -322,7 +323,7 @@ def build_space(
     recs: Sequence[Recurrence],
     paths: Sequence[str],
     items: Iterable[str] | Mapping[str, object],
-    backbone: str = "cifar-resnet",
+    backbone: str = DEFAULT_BACKBONE,
     backbone_options: Mapping[str, object] | None = None,
 ) -> SearchSpace:
     """The space of ``recs`` (parsed, ``--set`` bound) under ``--space`` items (or a mapping

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ..limits import DEFAULT_BACKBONE
 from .metrics import METRICS, SearchMetric
 from .objective import TrialFailed, TrialScore
 from .space import Candidate
@@ -76,7 +77,14 @@ class FormulaTrainer:
         kwargs["in_channels"] = kwargs.get("in_channels") or channels
         kwargs["num_classes"] = kwargs.get("num_classes") or classes
         model = compile_network(candidate.rec, **kwargs)
-        info = network_info(candidate.rec, model, size, kwargs["in_channels"])
+        info = network_info(
+            candidate.rec,
+            model,
+            size,
+            kwargs["in_channels"],
+            kwargs.get("backbone", DEFAULT_BACKBONE),
+            kwargs,
+        )
         return {"parameters": info.parameters, "multiply_adds": info.multiply_adds}
 
     def __call__(

@@ -37,6 +37,7 @@ POST_RELU = {
     "preact-cifar": False,
     "wrn": False,
     "mlp": False,
+    "vit": False,
 }
 
 # a small configuration of every backbone: (depth, options, input shape)
@@ -47,6 +48,7 @@ SMALL = {
     "wrn": (10, {"widen_factor": 2, "dropout": 0.3}, (2, 3, 16, 16)),
     "resnext": (11, {"cardinality": 2, "base_width": 4}, (2, 3, 16, 16)),
     "mlp": (2, {"width": 32, "stages": [32, 48]}, (2, 1, 28, 28)),
+    "vit": (2, {"dim": 16, "heads": 2, "patch": 4, "input_size": 8}, (2, 3, 8, 8)),
 }
 
 
@@ -120,7 +122,15 @@ def count_on_meta(name, depth=None, **options) -> int:
 
 
 def test_registry_names_and_fields():
-    assert set(BACKBONES) == {"cifar-resnet", "imagenet-resnet", "preact-cifar", "wrn", "resnext", "mlp"}
+    assert set(BACKBONES) == {
+        "cifar-resnet",
+        "imagenet-resnet",
+        "preact-cifar",
+        "wrn",
+        "resnext",
+        "mlp",
+        "vit",
+    }
     for name, info in BACKBONES.items():
         assert isinstance(info, BackboneInfo) and info.name == name
         assert get_backbone(name) is info
@@ -134,7 +144,8 @@ def test_registry_names_and_fields():
         info.validate(depth=info.default_depth)
         stages = info.layout(info.default_depth)
         assert stages and all(isinstance(s, Stage) for s in stages)
-        assert [s.name for s in stages] == ["layer%d" % (i + 1) for i in range(len(stages))]
+        if not info.block_kinds:  # the CNNs' stages; a transformer's one stage is "layers"
+            assert [s.name for s in stages] == ["layer%d" % (i + 1) for i in range(len(stages))]
         assert info.layout() == stages  # the default depth
         assert info.resolve()["depth"] == info.default_depth
         assert not hasattr(info.branch, "downsample")
@@ -258,12 +269,12 @@ IMPORTS = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.fun
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_definitions_are_self_contained(name):
-    """The generator copies the net class, the branch class and the projection function alone
+    """The generator copies the net class, the block classes and the projection function alone
     (inspect.getsource) under the four imports: that must be enough."""
     info = get_backbone(name)
     parts = [IMPORTS] + [
         inspect.getsource(getattr(info.module, attr))
-        for attr in (info.net_class, info.branch_class, info.projection_function)
+        for attr in (info.net_class, *info.kind_classes, info.projection_function)
     ]
     namespace: dict = {"__name__": "emitted"}
     exec(compile("\n\n".join(parts), "<emitted %s>" % name, "exec"), namespace)

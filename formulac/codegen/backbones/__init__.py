@@ -22,6 +22,30 @@ The contract between a backbone file and the code generator:
   The generator's step module subclasses it and adds ``downsample``.
 * ``projection_function(in_width, width, stride, **Stage.projection_options)``: the shortcut
   projection across a stage boundary, or None when ``in_width == width and stride == 1``.
+
+What a backbone says beyond the CNN shape (so that a transformer, or a sequence model whose
+input is a ``(B, T)`` LongTensor and whose output is ``(B, T, V)`` logits, fits too):
+
+* ``feature_dim``: the tensor dimension that ``cat`` joins (1 for ``(B, C, H, W)`` images,
+  -1 for ``(B, T, D)`` token streams); ``cat`` joins features, never tokens.
+* ``block_kinds``: block names -> :class:`BlockKind` (the class built for a block of that
+  name). Empty: every block name is the backbone's one branch ``branch_class``, as for the
+  CNNs. A transformer names its sublayers, e.g. ``A`` (norm + attention), ``M`` (norm + MLP),
+  ``F`` (a whole pre-norm block); :meth:`BackboneInfo.block_class` refuses any other name
+  with a :class:`BackboneError` naming the kinds. Every kind class takes the branch
+  constructor's arguments above; the generator copies each one used.
+* ``fixed_width``: the blocks take inputs of the stage's width only (a transformer's
+  sublayers); an input of another width (``cat``) is refused before torch runs.
+* ``example_input_function``: the name of a function of the backbone file,
+  ``f(batch, in_channels, input_size, generator=None, **net_options)``, returning an input the
+  network accepts (zeros, or random draws from ``generator``); empty: an image batch
+  ``(batch, in_channels, input_size, input_size)`` (:func:`.inputs.image_batch`). The head, and
+  so the output's shape, is the net class's business.
+* the number of multiply-adds is counted by ``formulac.codegen.info`` from the operations the
+  network runs (``torch.utils.flop_counter``): convolutions, matrix products, attention.
+
+``DEFAULT_BACKBONE`` (from ``formulac.limits``) is the one default; the CLI's choices and help
+come from :data:`BACKBONES`.
 """
 
 from __future__ import annotations
@@ -33,8 +57,20 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from ...errors import UsageError
+from ...limits import DEFAULT_BACKBONE
 
-__all__ = ["Stage", "BackboneInfo", "BackboneError", "BACKBONES", "get_backbone", "backbone_names"]
+__all__ = [
+    "Stage",
+    "BlockKind",
+    "BackboneInfo",
+    "BackboneError",
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "get_backbone",
+    "backbone_names",
+    "backbone_key",
+    "backbones_help",
+]
 
 
 class BackboneError(UsageError):
@@ -59,6 +95,16 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class BlockKind:
+    """What a block called ``name`` is on a backbone: an instance of ``class_name`` (a class of
+    the backbone file, built like the branch), described in ``description``."""
+
+    name: str
+    class_name: str
+    description: str
+
+
+@dataclass(frozen=True)
 class BackboneInfo:
     """A registered backbone. ``layout(depth=None, **options)`` returns the list of stages,
     ``validate(**options)`` raises :class:`BackboneError` for bad options
@@ -80,6 +126,10 @@ class BackboneInfo:
     default_num_classes: int = 10
     default_in_channels: int = 3
     depth_rule: str = ""
+    feature_dim: int = 1
+    block_kinds: tuple[BlockKind, ...] = ()
+    fixed_width: bool = False
+    example_input_function: str = ""
 
     @property
     def module(self) -> ModuleType:
@@ -97,6 +147,37 @@ class BackboneInfo:
     @property
     def projection(self) -> Callable:
         return getattr(self.module, self.projection_function)
+
+    @property
+    def kind_classes(self) -> tuple[str, ...]:
+        """Every block class of the backbone file, in declaration order, without repeats."""
+        if not self.block_kinds:
+            return (self.branch_class,)
+        return tuple(dict.fromkeys(kind.class_name for kind in self.block_kinds))
+
+    def block_class(self, block: str) -> str:
+        """The class built for a block called ``block``; a :class:`BackboneError` naming the
+        kinds the backbone has when it has no such block."""
+        if not self.block_kinds:
+            return self.branch_class
+        for kind in self.block_kinds:
+            if kind.name == block:
+                return kind.class_name
+        kinds = "; ".join(f"{kind.name} ({kind.description})" for kind in self.block_kinds)
+        raise BackboneError(f"backbone {self.name!r} has no block {block!r}; its blocks are: {kinds}")
+
+    def example_input(
+        self, batch: int, in_channels: int, input_size: int, generator=None, options: Mapping | None = None
+    ):
+        """An input of ``batch`` examples the network accepts: zeros, or random draws from the
+        torch ``generator`` (``options``: the network's options; others are ignored)."""
+        if self.example_input_function:
+            make = getattr(self.module, self.example_input_function)
+            return make(
+                batch, in_channels, input_size, generator=generator, **self.net_kwargs(**(options or {}))
+            )
+        inputs = importlib.import_module(__name__ + ".inputs")
+        return inputs.image_batch(batch, in_channels, input_size, generator=generator)
 
     def resolve(self, depth: int | None = None, **options: Any) -> dict:
         """Validate and complete the options: ``{"depth": ..., **defaults, **options}``
@@ -381,6 +462,86 @@ def mlp_layout(depth: int | None = None, **options: Any) -> list[Stage]:
 
 
 # ----------------------------------------------------------------------------------------
+# vit
+
+
+# dim: the stream's features; heads: attention heads (dim % heads == 0); patch: side of the
+# square patches (it divides input_size); mlp_ratio: the MLP's hidden width over dim; pool:
+# "cls" (class token, as Hugging Face's ViT) or "mean" (mean of the tokens);
+# layer_norm_eps: Hugging Face's default
+_VIT_DEFAULTS = MappingProxyType(
+    {
+        "dim": 128,
+        "heads": 4,
+        "patch": 4,
+        "mlp_ratio": 2,
+        "dropout": 0.0,
+        "pool": "cls",
+        "input_size": 32,
+        "layer_norm_eps": 1e-12,
+    }
+)
+_VIT_DEPTH = 6
+
+
+def _check_probability(backbone: str, name: str, p: Any) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        _fail(backbone, "option %r must be a probability in [0, 1), got %r" % (name, p))
+
+
+def _vit_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    name = "vit"
+    full = _check_common(name, _VIT_DEFAULTS, options)
+    depth = _VIT_DEPTH if depth is None else depth
+    if not _is_int(depth) or depth < 1:
+        _fail(name, "depth (the number of steps) must be a positive integer, got %r" % (depth,))
+    for knob in ("dim", "heads", "patch", "input_size"):
+        _check_positive_int(name, knob, full[knob])
+    if full["dim"] % full["heads"]:
+        _fail(name, "dim %d is not divisible by heads %d" % (full["dim"], full["heads"]))
+    if full["input_size"] % full["patch"]:
+        _fail(name, "patch %d does not divide the image size %d" % (full["patch"], full["input_size"]))
+    ratio = full["mlp_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+        _fail(name, "option 'mlp_ratio' must be a positive number, got %r" % (ratio,))
+    if full["dim"] * ratio != round(full["dim"] * ratio):
+        _fail(name, "dim * mlp_ratio must be a whole number, got %d * %r" % (full["dim"], ratio))
+    _check_probability(name, "dropout", full["dropout"])
+    if full["pool"] not in ("cls", "mean"):
+        _fail(name, "option 'pool' must be 'cls' or 'mean', got %r" % (full["pool"],))
+    eps = full["layer_norm_eps"]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        _fail(name, "option 'layer_norm_eps' must be a number in (0, 1), got %r" % (eps,))
+    return depth, full
+
+
+def vit_validate(**options: Any) -> None:
+    _vit_check(**options)
+
+
+def vit_layout(depth: int | None = None, **options: Any) -> list[Stage]:
+    depth, full = _vit_check(depth, **options)
+    branch = {
+        "heads": full["heads"],
+        "mlp_ratio": full["mlp_ratio"],
+        "dropout": float(full["dropout"]),
+        "layer_norm_eps": float(full["layer_norm_eps"]),
+    }
+    return [Stage("layers", full["dim"], 1, depth, branch, {})]
+
+
+def _vit_stem_width(**options: Any) -> int:
+    return options.get("dim", _VIT_DEFAULTS["dim"])
+
+
+_TRANSFORMER_KINDS = (
+    BlockKind("A", "ViTAttention", "attention sublayer: LayerNorm then multi-head self-attention"),
+    BlockKind("M", "ViTMLP", "MLP sublayer: LayerNorm then Linear-GELU-Linear"),
+    BlockKind("F", "ViTBlock", "a whole pre-norm block's branch, A(x) + M(x + A(x))"),
+)
+
+
+# ----------------------------------------------------------------------------------------
 # the registry
 
 
@@ -505,6 +666,28 @@ BACKBONES: dict[str, BackboneInfo] = {
             default_in_channels=1,
             depth_rule="any positive integer (steps per stage)",
         ),
+        BackboneInfo(
+            name="vit",
+            module_name=__name__ + ".vit",
+            net_class="ViTNet",
+            branch_class="ViTBlock",
+            projection_function="vit_projection",
+            description="Vision Transformer (Hugging Face's ViT layout): patch embedding, class "
+            "token or mean pooling, learned positions, blocks A (attention), M (MLP), F (whole "
+            "pre-norm block) on a (B, T, dim) stream, final LayerNorm and linear head; options "
+            "dim, heads, patch, mlp_ratio, dropout, pool, input_size, layer_norm_eps",
+            default_depth=_VIT_DEPTH,
+            default_input_size=32,
+            layout=vit_layout,
+            validate=vit_validate,
+            defaults=_VIT_DEFAULTS,
+            net_options=("input_size", "patch", "dim", "pool", "dropout", "layer_norm_eps"),
+            stem_width=_vit_stem_width,
+            depth_rule="any positive integer (steps = transformer layers)",
+            feature_dim=-1,
+            block_kinds=_TRANSFORMER_KINDS,
+            fixed_width=True,
+        ),
     )
 }
 
@@ -513,10 +696,20 @@ def backbone_names() -> list[str]:
     return list(BACKBONES)
 
 
+def backbone_key(name: str) -> str:
+    """``name`` as the registry spells backbone names (lower case, ``-`` for ``_``)."""
+    return name.strip().lower().replace("_", "-")
+
+
+def backbones_help() -> str:
+    """The CLI's help for ``--backbone`` (the names are its metavar, from :data:`BACKBONES`)."""
+    return f"the network the formula's steps run in (default: {DEFAULT_BACKBONE})"
+
+
 def get_backbone(name: str) -> BackboneInfo:
     """The backbone called ``name`` (case and ``_``/``-`` insensitive); a :class:`BackboneError`
     listing the known names otherwise."""
-    key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
+    key = backbone_key(name) if isinstance(name, str) else name
     try:
         return BACKBONES[key]
     except (KeyError, TypeError):
