@@ -1,8 +1,8 @@
 """Helper for the subprocess tests of language-model training (resume after SIGKILL).
 
-python language_run_script.py OUT CORPUS [--resume] [--sleep S] [--epochs N]
+python language_run_script.py OUT CORPUS [--resume] [--sleep S] [--epochs N] [--model tiny|gpt]
 
-Trains :func:`build_tiny_lm` (with dropout) on the text file CORPUS with deterministic CPU
+Trains :func:`build_tiny_lm` or :func:`build_gpt` (both with dropout) on the text file CORPUS with deterministic CPU
 settings and prints ``final_val_loss=...``. Exit status 2 and the message on stderr for a
 TrainError (as the CLI prints it).
 """
@@ -14,6 +14,7 @@ import time
 import torch
 import torch.nn as nn
 
+import formulac
 from formulac.train import TrainError, make_config
 from formulac.train.language import train_language
 
@@ -41,6 +42,16 @@ def build_tiny_lm(in_channels: int, vocab: int, input_size: int) -> nn.Module:
     return TinyLM(vocab)
 
 
+PRE_NORM = "h_<n+1> = x_n + A(x_n)\nx_<n+1> = h_<n+1> + M(h_<n+1>)\n"
+
+
+def build_gpt(in_channels: int, vocab: int, input_size: int) -> nn.Module:
+    """The pre-norm formula on the gpt backbone: 2 layers of 16 dimensions, dropout 0.1."""
+    return formulac.compile(
+        PRE_NORM, backbone="gpt", depth=2, dim=16, heads=2, context=16, dropout=0.1, vocab_size=vocab
+    )
+
+
 def config(corpus: str, epochs: int = 4, **overrides):
     values = dict(
         data=f"text:{corpus}",
@@ -65,6 +76,7 @@ def main() -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--model", choices=["tiny", "gpt"], default="tiny")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -73,7 +85,7 @@ def main() -> int:
 
     try:
         summary = train_language(
-            build_tiny_lm,
+            build_gpt if args.model == "gpt" else build_tiny_lm,
             config(args.corpus, args.epochs),
             args.out,
             resume=args.resume,

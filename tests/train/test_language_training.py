@@ -117,10 +117,11 @@ def _env():
 
 
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    """The compiled GPT with dropout (attention and residual), killed mid-run."""
     epochs = 5
     path = _corpus_file(tmp_path)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    command = [sys.executable, str(SCRIPT), str(cut), str(path), "--epochs", str(epochs)]
+    command = [sys.executable, str(SCRIPT), str(cut), str(path), "--epochs", str(epochs), "--model", "gpt"]
     proc = subprocess.Popen(
         command + ["--sleep", "0.5"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -145,7 +146,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     torch.set_num_threads(1)
     train_language(
-        script.build_tiny_lm,
+        script.build_gpt,
         script.config(path, epochs),
         whole,
         progress=False,
