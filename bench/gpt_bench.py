@@ -43,6 +43,8 @@ def models(args):
         embd_pdrop=0.0,
         attn_pdrop=0.0,
         attn_implementation=args.hf_attention,
+        bos_token_id=None,
+        eos_token_id=None,
     )
     torch.manual_seed(0)
     reference = GPT2LMHeadModel(config)
