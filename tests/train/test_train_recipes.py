@@ -41,7 +41,22 @@ def test_imagenet_and_fashion_recipes():
     assert lr_at(f, 0, 0, 10) == pytest.approx(f.lr * (1 - 0) * 0.1 / 0.3)  # warming up
     c = make_config("cifar-fast")
     assert (c.epochs, c.batch_size, c.lr, c.crop_padding, c.warmup_epochs) == (15, 256, 0.2, 2, 1.0)
-    assert set(RECIPES) == {"cifar", "imagenet", "fashion", "cifar-fast"}
+    assert set(RECIPES) == {"cifar", "imagenet", "fashion", "cifar-fast", "text"}
+    # nanoGPT's Shakespeare-char optimisation, the default for text corpora
+    t = make_config(data="text:corpus.txt")
+    assert t.recipe == "text" and (t.optimizer, t.lr, t.adam_beta2, t.weight_decay) == (
+        "adamw",
+        1e-3,
+        0.99,
+        0.1,
+    )
+    assert (t.grad_clip, t.batch_size, t.norm_bias_decay, t.flip, t.crop_padding) == (
+        1.0,
+        64,
+        False,
+        False,
+        0,
+    )
     # the paper-faithful recipe has none of the fast recipes' techniques
     p = make_config("cifar")
     assert (p.label_smoothing, p.ema_decay, p.tta, p.amp, p.channels_last) == (0.0, 0.0, False, "none", False)
