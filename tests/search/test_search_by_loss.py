@@ -79,3 +79,39 @@ def test_val_accuracy_on_text_is_refused(tmp_path):
             data=f"text:{tmp_path / 'corpus.txt'}",
             epochs=1,
         )
+
+
+def test_a_real_search_on_text_minimises_the_runs_validation_loss(tmp_path):
+    """The gpt backbone trained on a corpus generated here: val_loss is the default objective."""
+    import random
+
+    rng = random.Random(0)
+    words = ["tea", "for", "two", "and", "two", "for", "tea"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(rng.choice(words) for _ in range(1200)))
+    rec = tmp_path / "rezero.rec"
+    rec.write_text("param s_n = 0\nx_<n+1> = x_n + s_n*F(x_n)\n")
+    board = formulac.search(
+        [str(rec)],
+        out=str(tmp_path / "out"),
+        space=["depth=1,2"],
+        trials=2,
+        backbone="gpt",
+        backbone_options={"dim": 16, "heads": 2, "context": 16},
+        pruner="none",
+        seed=0,
+        data=f"text:{corpus}",
+        epochs=1,
+        epoch_tokens=2048,
+        batch_size=8,
+        eval_windows=8,
+        device="cpu",
+        threads=1,
+    )
+    assert board["objective"] == "val_loss" and board["direction"] == "minimize"
+    complete = [t for t in board["trials"] if t["state"] == "complete"]
+    assert len(complete) == 2
+    for t in complete:  # the score is the run's own final validation loss
+        summary = json.loads((Path(t["run_dir"]) / "summary.json").read_text())
+        assert t["val_loss"] == pytest.approx(summary["final_val_loss"])
+    assert board["best"]["val_loss"] == min(t["val_loss"] for t in complete)
