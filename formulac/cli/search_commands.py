@@ -11,6 +11,7 @@ from .common import (
     add_memory_argument,
     add_set_argument,
     backbone_kwargs,
+    default_recipe,
     parse_bindings,
     positive_int,
 )
@@ -186,6 +187,7 @@ def _search(args) -> int:
         args.val_fraction = 0.1  # the search selects on a validation split, never on the test set
     if not text and args.val_fraction <= 0:
         raise UsageError("search selects on a validation split: --val-fraction must be above 0 (default 0.1)")
+    default_recipe(args)
     config = config_from_args(args)
     options = StudyOptions(
         out=args.out,

@@ -10,6 +10,7 @@ from .common import (
     add_memory_argument,
     add_set_argument,
     backbone_kwargs,
+    default_recipe,
     formula_command,
     load_all_bound,
     load_bound,
@@ -107,6 +108,7 @@ def _check_backbone_takes_the_data(backbone: str | None, data: str | None) -> No
 def _config(args):
     from ..train.options import config_from_args
 
+    default_recipe(args)
     return config_from_args(args)
 
 

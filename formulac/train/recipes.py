@@ -291,6 +291,32 @@ RECIPES["text"] = dict(
 )
 
 
+# transformers (the vit backbone's default, formulac.codegen.backbones): AdamW, linear warm-up
+# then cosine decay, no weight decay on norms and biases, label smoothing (DeiT's choices at a
+# small scale; issue 16). Not tuned yet: docs/benchmarks.md says what was measured.
+RECIPES["transformer"] = dict(
+    epochs=10,
+    batch_size=128,
+    optimizer="adamw",
+    lr=1e-3,
+    momentum=0.9,
+    weight_decay=0.05,
+    nesterov=False,
+    schedule="cosine",
+    milestones=(0.5, 0.75),
+    gamma=0.1,
+    warmup_epochs=1.0,
+    label_smoothing=0.1,
+    norm_bias_decay=False,
+    ema_decay=0.0,
+    tta=False,
+    crop_padding=2,
+    flip=True,
+    random_resized_crop=False,
+    amp="auto",
+)
+
+
 def recipe_for_dataset(data: str) -> str:
     """The recipe used when none is named: fashion for the 28x28 sets, cifar-fast for CIFAR,
     imagenet for image folders, text for ``text:`` corpora, cifar (He et al.) otherwise."""

@@ -41,7 +41,7 @@ def test_imagenet_and_fashion_recipes():
     assert lr_at(f, 0, 0, 10) == pytest.approx(f.lr * (1 - 0) * 0.1 / 0.3)  # warming up
     c = make_config("cifar-fast")
     assert (c.epochs, c.batch_size, c.lr, c.crop_padding, c.warmup_epochs) == (15, 256, 0.2, 2, 1.0)
-    assert set(RECIPES) == {"cifar", "imagenet", "fashion", "cifar-fast", "text"}
+    assert set(RECIPES) == {"cifar", "imagenet", "fashion", "cifar-fast", "text", "transformer"}
     # nanoGPT's Shakespeare-char optimisation, the default for text corpora
     t = make_config(data="text:corpus.txt")
     assert t.recipe == "text" and (t.optimizer, t.lr, t.adam_beta2, t.weight_decay) == (

@@ -41,6 +41,9 @@ input is a ``(B, T)`` LongTensor and whose output is ``(B, T, V)`` logits, fits 
   network accepts (zeros, or random draws from ``generator``); empty: an image batch
   ``(batch, in_channels, input_size, input_size)`` (:func:`.inputs.image_batch`). The head, and
   so the output's shape, is the net class's business.
+* ``default_recipe``: the training recipe (``formulac.train.RECIPES``) that ``train``,
+  ``compare``, ``search`` and ``learned`` use on this backbone when none is named; empty: the
+  data set's.
 * the number of multiply-adds is counted by ``formulac.codegen.info`` from the operations the
   network runs (``torch.utils.flop_counter``): convolutions, matrix products, attention.
 
@@ -130,6 +133,7 @@ class BackboneInfo:
     block_kinds: tuple[BlockKind, ...] = ()
     fixed_width: bool = False
     example_input_function: str = ""
+    default_recipe: str = ""
 
     @property
     def module(self) -> ModuleType:
@@ -769,6 +773,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             feature_dim=-1,
             block_kinds=_TRANSFORMER_KINDS,
             fixed_width=True,
+            default_recipe="transformer",
         ),
         BackboneInfo(
             name="gpt",
@@ -795,6 +800,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             block_kinds=_GPT_KINDS,
             fixed_width=True,
             example_input_function="gpt_example_input",
+            default_recipe="text",
         ),
     )
 }
