@@ -19,11 +19,11 @@ set -euo pipefail
 FILE=${1:?usage: nanogpt_shakespeare_char.sh TEXT_FILE [OUT] [flags...]}
 OUT=${2:-runs/nanogpt-shakespeare-char}
 shift $(( $# >= 2 ? 2 : 1 ))
+FILE=$(realpath "$FILE")
+mkdir -p "$(dirname "$OUT")" && OUT=$(realpath "$OUT")
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-FORMULA=$(mktemp --suffix=.rec)
-trap 'rm -f "$FORMULA"' EXIT
-printf '# pre-norm transformer (GPT-2)\nh_<n+1> = x_n + A(x_n)\nx_<n+1> = h_<n+1> + M(h_<n+1>)\n' > "$FORMULA"
+FORMULA=${FORMULA:-examples/transformers/pre_norm.rec}  # another formula of the zoo: FORMULA=...
 start=$(date +%s)
 "$PY" -m formulac train "$FORMULA" --backbone gpt --depth 6 \
   -O dim=384 -O heads=6 -O context=256 -O dropout=0.2 \
