@@ -3,6 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from formulac.train.data import TrainError
 from formulac.train.recipes import (
@@ -197,3 +199,19 @@ def test_random_resized_crop():
     # every box lies inside the image: |b| + a <= 1
     assert bool(((b_x.abs() + a_x) <= 1 + 1e-6).all() and ((b_y.abs() + a_y) <= 1 + 1e-6).all())
     assert float((a_x * a_y).min()) >= 0.08 - 1e-6
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["cosine", "linear", "constant", "step"]),
+    st.floats(0.001, 5.0),
+    st.integers(1, 6),
+    st.integers(1, 50),
+    st.data(),
+)
+def test_the_lr_never_exceeds_its_base_value(schedule, warmup, epochs, steps, data):
+    """Even a warm-up shorter than one step (a text epoch of few steps) starts at the base lr."""
+    config = make_config("text", schedule=schedule, warmup_epochs=warmup, epochs=epochs)
+    epoch = data.draw(st.integers(0, epochs - 1))
+    step = data.draw(st.integers(0, steps - 1))
+    assert 0 <= lr_at(config, epoch, step, steps) <= config.lr * (1 + 1e-12)
