@@ -371,7 +371,9 @@ def _train_epoch(run: _LanguageRun, epoch: int, bar) -> dict:
         run.optimizer.zero_grad(set_to_none=True)
         with autocast:
             logits = run.model(x)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+        # the mean over the GLOBAL batch's tokens; DDP averages over the ranks, hence the factor
+        loss = total * (info.world_size / (config.batch_size * run.context))
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged: the loss became {loss.item()} at epoch {epoch + 1}, step "
@@ -384,21 +386,21 @@ def _train_epoch(run: _LanguageRun, epoch: int, bar) -> dict:
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         run.optimizer.step()
-        loss_sum += loss.detach().double()
+        loss_sum += total.detach().double()
         if bar is not None:
             bar.update(1)
             if step % 10 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+                bar.set_postfix(loss=f"{total.item() / y.numel():.3f}", lr=f"{lr:.3g}")
     stats = loss_sum.reshape(1)
     D.all_reduce_sum(stats, info)
+    tokens = run.steps * config.batch_size * run.context
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    tokens = run.steps * config.batch_size * run.context
     return {
         "epoch": epoch + 1,
         "lr": lr_at(config, epoch, 0, run.steps),
-        "train_loss": stats.item() / (run.steps * info.world_size),
+        "train_loss": stats.item() / tokens,
         "val_loss": None,
         "val_bits_per_byte": None,
         "val_perplexity": None,

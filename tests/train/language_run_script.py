@@ -1,6 +1,6 @@
 """Helper for the subprocess tests of language-model training (resume after SIGKILL).
 
-python language_run_script.py OUT CORPUS [--resume] [--sleep S] [--epochs N] [--model tiny|gpt]
+python language_run_script.py OUT CORPUS [--resume] [--sleep S] [--epochs N] [--model tiny|tiny-no-dropout|gpt]
 
 Trains :func:`build_tiny_lm` or :func:`build_gpt` (both with dropout) on the text file CORPUS with deterministic CPU
 settings and prints ``final_val_loss=...``. Exit status 2 and the message on stderr for a
@@ -42,6 +42,10 @@ def build_tiny_lm(in_channels: int, vocab: int, input_size: int) -> nn.Module:
     return TinyLM(vocab)
 
 
+def build_tiny_lm_without_dropout(in_channels: int, vocab: int, input_size: int) -> nn.Module:
+    return TinyLM(vocab, dropout=0.0)
+
+
 PRE_NORM = "h_<n+1> = x_n + A(x_n)\nx_<n+1> = h_<n+1> + M(h_<n+1>)\n"
 
 
@@ -76,7 +80,7 @@ def main() -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--model", choices=["tiny", "gpt"], default="tiny")
+    p.add_argument("--model", choices=["tiny", "tiny-no-dropout", "gpt"], default="tiny")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -85,7 +89,9 @@ def main() -> int:
 
     try:
         summary = train_language(
-            build_gpt if args.model == "gpt" else build_tiny_lm,
+            {"gpt": build_gpt, "tiny": build_tiny_lm, "tiny-no-dropout": build_tiny_lm_without_dropout}[
+                args.model
+            ],
             config(args.corpus, args.epochs),
             args.out,
             resume=args.resume,

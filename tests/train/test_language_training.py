@@ -208,3 +208,45 @@ def test_compare_ranks_by_validation_loss_lower_first(tmp_path):
     assert result.pairwise[0]["mean_difference"] == pytest.approx(expected)
     assert "lower is better" in result.to_text()
     assert any("Too little evidence" in v for v in result.verdicts)
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    """Data-parallel training under torchrun (2 gloo processes) ends with the weights of a
+    single process with the same global batch of windows."""
+    path = _corpus_file(tmp_path)
+    env = _env()
+    for key in ("LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(SCRIPT),
+    ]
+    ddp = subprocess.run(
+        [*command, str(tmp_path / "ddp"), str(path), "--epochs", "2", "--model", "tiny-no-dropout"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    torch.set_num_threads(1)
+    train_language(
+        script.build_tiny_lm_without_dropout,
+        script.config(path, 2),
+        tmp_path / "one",
+        progress=False,
+        quiet=True,
+        describe={"name": "tiny-lm"},
+    )
+    a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "ddp")
+    assert b["world_size"] == 2
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5)
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "ddp")
+    for r1, r2 in zip(one, two):
+        assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-4)
+        assert r1["val_loss"] == pytest.approx(r2["val_loss"], rel=1e-4)
