@@ -106,3 +106,33 @@ def test_every_transformer_formula_of_the_zoo_compiles_on_gpt(path):
     )
     out = net(torch.randint(0, 7, (2, 8)))
     assert out.shape == (2, 8, 7) and torch.isfinite(out).all()
+
+
+def test_options_positions_none_and_exact_gelu():
+    net = formulac.compile(
+        PRE_NORM,
+        backbone="gpt",
+        depth=1,
+        dim=8,
+        heads=2,
+        context=6,
+        vocab_size=5,
+        positions="none",
+        gelu="exact",
+    ).eval()
+    assert not any("position" in key for key in net.state_dict())
+    tokens = torch.randint(0, 5, (2, 6))
+    with torch.no_grad():
+        out = net(tokens)
+        # without positions, the first position sees only its own token: equal tokens, equal logits
+        same = torch.full((1, 1), int(tokens[0, 0]))
+        torch.testing.assert_close(net(same)[0, 0], out[0, 0])
+    for bad, message in (
+        ({"positions": "rope"}, "positions"),
+        ({"gelu": "relu"}, "gelu"),
+        ({"heads": 3}, "divisible"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            formulac.compile(
+                PRE_NORM, backbone="gpt", depth=1, dim=8, context=6, vocab_size=5, **{"heads": 2, **bad}
+            )
