@@ -22,7 +22,15 @@ INVERTIBLE = {"momentum", "revvit"}
 
 
 def test_the_zoo_has_every_family():
-    assert {p.stem for p in ZOO} == {"pre_norm", "parallel", "rezero", "x0_mixing", "momentum", "revvit"}
+    assert {p.stem for p in ZOO} == {
+        "pre_norm",
+        "parallel",
+        "rezero",
+        "deepnorm",
+        "x0_mixing",
+        "momentum",
+        "revvit",
+    }
     for path in ZOO:
         text = path.read_text()
         assert "# Source:" in text and "# What distinguishes it:" in text, path.name
@@ -33,6 +41,10 @@ def test_checks_and_analyses(path, capsys):
     assert main(["check", str(path)]) == 0
     capsys.readouterr()
     analysis = formulac.load(path).analyze(depth=4)
+    if path.stem == "deepnorm":  # norm(...) of the stream: nonlinear, not invertible
+        assert not analysis.linear and analysis.block_weights is None and not analysis.invertible
+        return
+    assert analysis.linear
     blocks = set(analysis.block_weights)
     assert blocks in ({"A", "M"}, {"F"}), blocks
     assert all(len(weights) == 4 for weights in analysis.block_weights.values())
@@ -120,3 +132,5 @@ def test_memory_modes_refuse_what_they_cannot_run_yet():
         _gradients(ZOO_DIR / "x0_mixing.rec", "checkpoint")
     with pytest.raises(formulac.UsageError):
         _gradients(ZOO_DIR / "pre_norm.rec", "reversible")
+    with pytest.raises(formulac.UsageError):
+        _gradients(ZOO_DIR / "deepnorm.rec", "reversible")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import torch
 import transformers
+from fixtures_path import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -197,3 +199,26 @@ def test_emitted_file_is_standalone(tmp_path):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x))
+
+
+def test_train_and_learned_on_vit_use_the_transformer_recipe(capsys, tmp_path):
+    """``train --backbone vit`` picks the backbone's recipe (AdamW, warm-up + cosine, no decay
+    on norms and biases, label smoothing) unless --recipe says otherwise; ``learned`` reads the
+    run's per-step parameters from the vit stage."""
+    from formulac.train import RECIPES
+
+    recipe = RECIPES[get_backbone("vit").default_recipe]
+    assert recipe["optimizer"] == "adamw" and recipe["schedule"] == "cosine"
+    assert recipe["norm_bias_decay"] is False and recipe["label_smoothing"] > 0
+    assert recipe["warmup_epochs"] > 0
+    rezero = REPO / "examples" / "transformers" / "rezero.rec"
+    common = ["--backbone", "vit", "--depth", "2", "-O", "dim=16", "-O", "heads=2", "--data"]
+    common += ["synthetic:1x8x8:3", "--epochs", "1", "--limit-train", "32", "--limit-test", "32", "-q"]
+    status, out, err = run(capsys, "train", rezero, *common, "--out", tmp_path / "run")
+    assert status == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["recipe"] == "transformer" and summary["config"]["optimizer"] == "adamw"
+    status, out, err = run(capsys, "train", rezero, *common, "--recipe", "fashion", "--out", tmp_path / "sgd")
+    assert status == 0 and json.loads((tmp_path / "sgd" / "summary.json").read_text())["recipe"] == "fashion"
+    status, out, err = run(capsys, "learned", tmp_path / "run")
+    assert status == 0 and "stage layers (2 steps)" in out and "alpha:" in out
