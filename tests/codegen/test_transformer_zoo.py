@@ -134,3 +134,17 @@ def test_memory_modes_refuse_what_they_cannot_run_yet():
         _gradients(ZOO_DIR / "pre_norm.rec", "reversible")
     with pytest.raises(formulac.UsageError):
         _gradients(ZOO_DIR / "deepnorm.rec", "reversible")
+
+
+def test_the_transformer_notebook_is_stored_with_its_outputs():
+    """docs/notebooks/transformers.ipynb (scripts/refresh_notebook.py runs it) holds the outputs
+    of every code cell, no path of the machine that ran it, and the Hugging Face check passed."""
+    import json
+
+    notebook = REPO / "docs" / "notebooks" / "transformers.ipynb"
+    cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    assert cells and all(c["outputs"] for c in cells)
+    assert str(REPO) not in notebook.read_text()
+    text = "".join("".join(o.get("text", "")) for c in cells for o in c["outputs"])
+    assert "relative difference of the logits below 1e-5: True" in text
+    assert "x_2 = x_0 + A_0(x_0) + M_0(h_1) + A_1(x_1) + M_1(h_2)" in text
