@@ -117,8 +117,12 @@ softplus = _activation("softplus", lambda x: sympy.log(1 + sympy.exp(x)))
 gelu = _activation("gelu", lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2)
 silu = _activation("silu", lambda x: x / (1 + sympy.exp(-x)))
 elu = _activation("elu", lambda x: sympy.Piecewise((x, x > 0), (sympy.exp(x) - 1, True)))
+# the stream normalised over its features (a layer norm without learned gain and shift): a
+# nonlinear map of a whole state, which forgets its scale and shift. Of one number it has no
+# value (a single feature normalises to 0/0), so it is never written out.
+norm = _activation("norm", lambda x: sympy.nan, write_out=False)
 
-_ACTIVATIONS = (relu, sigmoid, tanh, softplus, gelu, silu, elu)
+_ACTIVATIONS = (relu, sigmoid, tanh, softplus, gelu, silu, elu, norm)
 
 
 def written_out(expr: sympy.Expr) -> sympy.Expr:
@@ -147,6 +151,7 @@ ELEMENTWISE: Mapping[str, object] = MappingProxyType(
         "gelu": gelu,
         "silu": silu,
         "elu": elu,
+        "norm": norm,
         "exp": sympy.exp,
         "log": sympy.log,
         "sqrt": sympy.sqrt,

@@ -51,7 +51,7 @@ class RecLatexPrinter(LatexPrinter):
 
     def _print_Function(self, expr, exp=None):
         name = expr.func.__name__
-        if name in ("relu", "sigmoid", "softplus", "gelu", "silu", "elu", "tanh"):
+        if name in ("relu", "sigmoid", "softplus", "gelu", "silu", "elu", "tanh", "norm"):
             body = r"\operatorname{%s}\left(%s\right)" % (name, self._print(expr.args[0]))
             return body if exp is None else r"%s^{%s}" % (body, exp)
         return super()._print_Function(expr, exp)

@@ -1,6 +1,7 @@
-"""Run docs/notebooks/tour.ipynb top to bottom in this environment and store its outputs.
+"""Run a notebook of docs/notebooks/ (tour.ipynb unless named) top to bottom in this
+environment and store its outputs.
 
-    .venv/bin/python scripts/refresh_notebook.py
+    .venv/bin/python scripts/refresh_notebook.py [docs/notebooks/transformers.ipynb]
 
 The notebook is committed with its outputs, so that a reader sees the formulas, tables and
 plots without running it; tests/display/test_notebook.py runs it again and checks that the
@@ -44,12 +45,13 @@ def execute(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def main() -> None:
+    path = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else NOTEBOOK
     with tempfile.TemporaryDirectory() as tmp:
         kernel_environment(Path(tmp))
-        notebook = execute(nbformat.read(NOTEBOOK, as_version=4))
+        notebook = execute(nbformat.read(path, as_version=4))
     notebook.metadata.pop("widgets", None)
-    nbformat.write(notebook, NOTEBOOK)
-    print(f"{NOTEBOOK.relative_to(ROOT)}: {len(notebook.cells)} cells, outputs stored")
+    nbformat.write(notebook, path)
+    print(f"{path.relative_to(ROOT)}: {len(notebook.cells)} cells, outputs stored")
 
 
 if __name__ == "__main__":

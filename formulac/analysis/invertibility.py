@@ -65,6 +65,7 @@ _NOT_ONE_TO_ONE = {
     "cos": "it is periodic",
     "gelu": "it is not monotone",
     "silu": "it is not monotone",
+    "norm": "it forgets the scale and shift of the stream",
 }
 
 

@@ -27,6 +27,7 @@ _COMMANDS = {
     "search": "search_commands",
     "learned": "search_commands",
     "compare": "train_commands",
+    "sample": "train_commands",
     "plot": "display_commands",
     "report": "display_commands",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..codegen.backbones import backbone_key, backbone_names, backbones_help
+from ..codegen.backbones import backbone_key, backbone_names, backbones_help, get_backbone
 from ..errors import UsageError
 from ..files import atomic_write
 from ..ir import Recurrence
@@ -109,6 +109,12 @@ def load_all_bound(paths: list[str], bindings: list[str] | dict) -> list[Recurre
 def load_bound(path: str, bindings: list[str]) -> Recurrence:
     """Parse one formula file and apply ``--set`` values to it."""
     return load_all_bound([path], bindings)[0]
+
+
+def default_recipe(args: argparse.Namespace) -> None:
+    """With no ``--recipe``, the backbone's own recipe where it has one (transformers')."""
+    if getattr(args, "recipe", None) is None and getattr(args, "backbone", None):
+        args.recipe = get_backbone(args.backbone).default_recipe or None
 
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from .common import (
     add_memory_argument,
     add_set_argument,
     backbone_kwargs,
+    default_recipe,
     parse_bindings,
     positive_int,
 )
@@ -40,6 +41,12 @@ def register(subparsers) -> None:
     add_memory_argument(s)
     add_training_arguments(s)
     g = s.add_argument_group("search")
+    g.add_argument(
+        "--objective",
+        choices=["val_accuracy", "val_loss"],
+        help="the score to optimise: val_accuracy (maximised; the default for image data) or "
+        "val_loss (minimised; the default for text: data)",
+    )
     g.add_argument(
         "--space",
         action="append",
@@ -175,10 +182,12 @@ def _search(args) -> int:
     from ..search.run import SearchRequest, run_search
     from ..train.options import config_from_args
 
-    if args.val_fraction is None:
+    text = (args.data or "").strip().lower().startswith("text:")  # a corpus has its own validation part
+    if args.val_fraction is None and not text:
         args.val_fraction = 0.1  # the search selects on a validation split, never on the test set
-    if args.val_fraction <= 0:
+    if not text and args.val_fraction <= 0:
         raise UsageError("search selects on a validation split: --val-fraction must be above 0 (default 0.1)")
+    default_recipe(args)
     config = config_from_args(args)
     options = StudyOptions(
         out=args.out,
@@ -206,6 +215,7 @@ def _search(args) -> int:
         confirm=args.confirm,
         seeds=tuple(args.seeds),
         baseline=args.baseline,
+        objective=args.objective,
         progress=args.progress,
         quiet=args.quiet,
         origin="formulac " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

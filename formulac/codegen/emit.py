@@ -522,7 +522,7 @@ def network_source(
     )
     kw = "".join(f", {k}={_literal(v)}" for k, v in net_options.items())
     lines += _fitted(
-        _INDENT * 2, "", f"super().__init__(num_classes=num_classes, in_channels=in_channels{kw})", ""
+        _INDENT * 2, "super().__init__", f"(num_classes=num_classes, in_channels=in_channels{kw})", ""
     )
     lines += reversible.init_lines(mplan, _INDENT * 2)
     lines += _shared_param_lines(plan, _INDENT * 2)

@@ -207,6 +207,7 @@ class StepPlan:
     #: pair parameter -> (attribute, code of its initial vector at step ``self.n``): one weight per
     #: earlier step its sum reads, entry 0 for the sum's lower limit
     pair_params: dict[str, tuple[str, str]] = field(default_factory=dict)
+    feature_dim: int = 1  # the tensor dimension of the features (cat, norm): the backbone's
 
     @property
     def reads_input(self) -> bool:
@@ -302,7 +303,8 @@ def plan_step(
         if p.pair is None:
             with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
                 number_literal(p.init)
-    printer = _TorchPrinter(rec, plan, rec.substitutions(), feature_dim)
+    plan.feature_dim = feature_dim
+    printer = _TorchPrinter(rec, plan, rec.substitutions())
     plan.pair_params = {
         name: (attr, printer.pair_initial(rec.params[name], *pair_range(rec, name)))
         for name, attr in pairs.items()
@@ -490,9 +492,9 @@ class _TorchPrinter:
         "cos": "math.cos({a})",
     }
 
-    def __init__(self, rec: Recurrence, plan: StepPlan, subs: dict, feature_dim: int = 1):
+    def __init__(self, rec: Recurrence, plan: StepPlan, subs: dict):
         self.rec = rec
-        self.feature_dim = feature_dim
+        self.feature_dim = plan.feature_dim
         self.plan = plan
         self.subs = subs
         self.block_vars: dict[sympy.Expr, str] = {}
@@ -567,6 +569,8 @@ class _TorchPrinter:
             return self._sum(expr), 4
         if isinstance(expr, sympy.KroneckerDelta):  # only in a pair parameter's initial value
             return f"({self.emit(expr.args[0])} == {self.emit(expr.args[1])})", 4
+        if isinstance(expr, sympy.Function) and type(expr).__name__ == "norm":
+            return self._norm(expr.args[0]), 4
         if isinstance(expr, sympy.Function) and type(expr).__name__ in self._TORCH_FUNCTIONS:
             name, (arg,) = type(expr).__name__, expr.args
             if self._is_tensor(expr) or self._has_param(expr):
@@ -574,6 +578,18 @@ class _TorchPrinter:
             text = self._MATH_FUNCTIONS[name].format(a=self.emit(arg), w=self._wrap(arg, 4))
             return text, 4
         raise UsageError(f"compile: cannot generate code for {rec_expr(expr)}")
+
+    def _norm(self, argument) -> str:
+        """``norm(v)``: v normalised over the features (the backbone's feature dimension and
+        every dimension after it), no learned gain or shift."""
+        if not self._is_tensor(argument):
+            raise UsageError(
+                f"compile: norm(...) normalises a state, not the number {rec_expr(rebuild(argument))}"
+            )
+        value = self.emit(argument)
+        if not value.isidentifier():
+            value = f"({value})"
+        return f"torch.nn.functional.layer_norm({value}, {value}.shape[{self.feature_dim}:])"
 
     def _number(self, expr) -> sympy.Expr | None:
         """The value of an expression without states, n or parameters (None if it has symbols)."""

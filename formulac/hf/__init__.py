@@ -20,6 +20,7 @@ __all__ = ["load", "MAPPINGS", "HFLoadError"]
 #: net class of a backbone file -> the module of this package that maps Hugging Face keys to it
 MAPPINGS: dict[str, str] = {
     "ViTNet": __name__ + ".vit",
+    "GPTNet": __name__ + ".gpt2",
 }
 
 

@@ -25,14 +25,18 @@ _EMBEDDINGS = {
     "classifier.weight": "classifier.weight",
     "classifier.bias": "classifier.bias",
 }
-_ATTENTION = {
-    "layernorm_before": "norm",
-    "attention.output.dense": "out",
-}
+# the names of transformers 4 (encoder.layer.i, query/key/value, intermediate/output) and of
+# transformers 5 (layers.i, q/k/v/o_proj, mlp.fc1/fc2), each: ours -> theirs
+_LAYER_PREFIXES = ("vit.encoder.layer.{i}.", "vit.layers.{i}.")
+_QKV = (
+    ("attention.attention.query", "attention.attention.key", "attention.attention.value"),
+    ("attention.q_proj", "attention.k_proj", "attention.v_proj"),
+)
+_ATTENTION = {"norm": ("layernorm_before",), "out": ("attention.output.dense", "attention.o_proj")}
 _MLP = {
-    "layernorm_after": "norm",
-    "intermediate.dense": "fc1",
-    "output.dense": "fc2",
+    "norm": ("layernorm_after",),
+    "fc1": ("intermediate.dense", "mlp.fc1"),
+    "fc2": ("output.dense", "mlp.fc2"),
 }
 
 
@@ -44,17 +48,17 @@ def convert(net, state_dict: dict) -> dict:
         if theirs in rest:
             out[ours] = rest.pop(theirs)
     for i, (attention, mlp) in enumerate(_sublayers(net)):
-        prefix = f"vit.encoder.layer.{i}."
-        for part in ("weight", "bias"):
-            names = [f"{prefix}attention.attention.{q}.{part}" for q in ("query", "key", "value")]
-            if all(name in rest for name in names):
-                out[f"{attention}.qkv.{part}"] = torch.cat([rest.pop(name) for name in names], dim=0)
-            for theirs, ours in _ATTENTION.items():
-                if f"{prefix}{theirs}.{part}" in rest:
-                    out[f"{attention}.{ours}.{part}"] = rest.pop(f"{prefix}{theirs}.{part}")
-            for theirs, ours in _MLP.items():
-                if f"{prefix}{theirs}.{part}" in rest:
-                    out[f"{mlp}.{ours}.{part}"] = rest.pop(f"{prefix}{theirs}.{part}")
+        for prefix in (p.format(i=i) for p in _LAYER_PREFIXES):
+            for part in ("weight", "bias"):
+                for names in _QKV:
+                    keys = [f"{prefix}{name}.{part}" for name in names]
+                    if all(key in rest for key in keys):
+                        out[f"{attention}.qkv.{part}"] = torch.cat([rest.pop(key) for key in keys], dim=0)
+                for module, table in ((attention, _ATTENTION), (mlp, _MLP)):
+                    for ours, candidates in table.items():
+                        for theirs in candidates:
+                            if f"{prefix}{theirs}.{part}" in rest:
+                                out[f"{module}.{ours}.{part}"] = rest.pop(f"{prefix}{theirs}.{part}")
     out.update(rest)
     return out
 

@@ -53,6 +53,7 @@ def search(
     grace: int | None = None,
     config=None,
     trainer: Callable | None = None,
+    objective: str | None = None,
     quiet: bool = True,
     **train_options,
 ) -> dict:
@@ -62,7 +63,8 @@ def search(
     list of values. ``config``: a :class:`~formulac.train.TrainConfig`, or ``train_options``
     for :func:`~formulac.train.make_config` (``data="synthetic", epochs=4, val_fraction=0.1``).
     ``trainer(candidate, run_dir, report) -> TrialScore`` replaces training (see
-    :mod:`formulac.search.objective`). Mistakes raise :class:`~formulac.UsageError`.
+    :mod:`formulac.search.objective`). ``objective``: ``"val_accuracy"`` (maximised) or
+    ``"val_loss"`` (minimised; the default for ``text:`` data). Mistakes raise :class:`~formulac.UsageError`.
     """
     from ..errors import UsageError
     from .engine import StudyOptions
@@ -76,7 +78,8 @@ def search(
     if config is None and (trainer is None or confirm):
         from ..train import make_config
 
-        train_options.setdefault("val_fraction", 0.1)  # selection never sees the test set
+        if not str(train_options.get("data", "")).startswith("text:"):  # a corpus has its own
+            train_options.setdefault("val_fraction", 0.1)  # selection never sees the test set
         try:
             config = make_config(train_options.pop("recipe", None), **train_options)
         except ValueError as exc:
@@ -115,6 +118,7 @@ def search(
         seeds=seed_list,
         baseline=baseline,
         trainer=trainer,
+        objective=objective,
         progress=not quiet,
         quiet=quiet,
     )

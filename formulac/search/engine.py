@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..files import make_directory
+from .metrics import get_metric
 from .objective import SURPLUS, Objective, Surplus, TrialFailed, outcome, trial_record
 
 __all__ = [
@@ -291,7 +292,11 @@ def open_study(
         raise UsageError(f"no study {name!r} in {_safe_url(options.storage_url)}")
     try:
         study = optuna.create_study(
-            study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize"
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction=get_metric(settings.get("objective", "val_accuracy")).direction,
         )
     except optuna.exceptions.DuplicatedStudyError:  # created by another worker a moment ago
         return open_study(options, space, settings, storage, worker, create=False)

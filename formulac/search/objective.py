@@ -1,8 +1,9 @@
 """One trial: draw a candidate, analyse it, reject it untrained if it fails a requirement, else
-train it (reporting validation accuracy every epoch to the pruner) and return its score.
+train it (reporting its score, validation accuracy or loss, every epoch to the pruner) and return
+its score.
 
 The trainer is injected: ``trainer(candidate, run_dir, report) -> TrialScore``, where
-``report(epoch, val_accuracy)`` hands one epoch to Optuna and raises ``optuna.TrialPruned``
+``report(epoch, value)`` hands one epoch's score (:mod:`~formulac.search.metrics`) to Optuna and raises ``optuna.TrialPruned``
 when the pruner stops the trial. :class:`~formulac.search.training.FormulaTrainer` trains the
 compiled network; tests pass a fast function of the parameters instead.
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from .metrics import METRICS, SearchMetric
 from .properties import Requirement, summarize
 from .space import Candidate, SearchSpace
 
@@ -47,12 +49,21 @@ SURPLUS = "surplus"
 
 @dataclass
 class TrialScore:
-    """What training gave: the last epoch's validation accuracy and the epochs trained."""
+    """What training gave: the last epoch's validation accuracy (None for a language model)
+    and the epochs trained; ``val_loss`` for a language model."""
 
-    val_accuracy: float
+    val_accuracy: float | None
     epochs: int
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    val_loss: float | None = None
+
+    def value(self, metric: SearchMetric) -> float:
+        """The score the search optimises."""
+        value = getattr(self, metric.name)
+        if value is None:
+            raise TrialFailed(f"training reported no {metric.label}")
+        return float(value)
 
 
 def outcome(trial) -> dict:
@@ -131,8 +142,10 @@ class Objective:
         sizer: Callable[[Candidate], dict] | None = None,
         epochs: int | None = None,
         memory: str = "standard",
+        metric: SearchMetric = METRICS["val_accuracy"],
     ):
         self.space = space
+        self.metric = metric
         self.memory = memory  # a mode other than standard is checked per candidate
         self.requirements = list(requirements)
         self.limits = limits
@@ -212,16 +225,16 @@ class Objective:
             trial.set_user_attr(OUTCOME_ATTR, {"state": "rejected", "reason": "; ".join(reasons)})
             raise optuna.TrialPruned("rejected by analysis: " + "; ".join(reasons))
 
-        def report(epoch: int, val_accuracy: float) -> None:
+        def report(epoch: int, value: float) -> None:
             if epoch in trial_reported:
                 return
             trial_reported.add(epoch)
             start = time.perf_counter()
             try:
-                trial.report(float(val_accuracy), int(epoch))
+                trial.report(float(value), int(epoch))
                 # the last epoch is trained already: stopping there saves nothing
                 if (self.epochs is None or epoch < self.epochs) and trial.should_prune():
-                    reason = f"stopped after epoch {epoch} (validation accuracy {val_accuracy:.4f})"
+                    reason = f"stopped after epoch {epoch} ({self.metric.label} {value:.4f})"
                     trial.set_user_attr(OUTCOME_ATTR, {"state": "pruned", "reason": reason})
                     raise optuna.TrialPruned(f"pruned after epoch {epoch}")
             finally:  # the pruner's time is the search's, not training's
@@ -243,7 +256,7 @@ class Objective:
         if score.extra:
             outcome["extra"] = score.extra
         trial.set_user_attr(OUTCOME_ATTR, outcome)
-        return float(score.val_accuracy)
+        return score.value(self.metric)
 
     def _size_failures(self, size: dict) -> list[str]:
         out = []

@@ -1,6 +1,6 @@
 """What a search leaves in its directory: leaderboard.json / .md, best.rec, and the figures
-history.png, properties.png (a property against validation accuracy, with Spearman's rank
-correlation) and objective.png (validation accuracy against one searched symbol).
+history.png, properties.png (a property against the score, validation accuracy or loss, with
+Spearman's rank correlation) and objective.png (the score against one searched symbol).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from ..files import atomic_write
 from ..printing import to_rec
 from .engine import tally, trial_state
+from .metrics import SearchMetric, get_metric
 from .objective import outcome, trial_record
 from .space import SearchSpace, value_text
 
@@ -24,19 +25,19 @@ PLOTTED_PROPERTIES = (
 )
 
 
-def _trial_record(t) -> dict:
+def _trial_record(t, metric: SearchMetric) -> dict:
     record, result = trial_record(t), outcome(t)
     state = trial_state(t)
     intermediate = t.intermediate_values
+    value = t.value if state == "complete" else (intermediate[max(intermediate)] if intermediate else None)
     return {
         "number": t.number,
         "formula": record.get("formula"),
         "params": record.get("params", {}),
         "state": state,
         "reason": result.get("reason"),
-        "val_accuracy": t.value
-        if state == "complete"
-        else (intermediate[max(intermediate)] if intermediate else None),
+        metric.name: value,
+        "value": value,
         "epochs": result.get("epochs", max(intermediate) if intermediate else 0),
         "curve": [intermediate[k] for k in sorted(intermediate)],
         "analysis": record.get("analysis"),
@@ -51,15 +52,17 @@ def _trial_record(t) -> dict:
 
 def leaderboard(study, space: SearchSpace, settings: dict, total: int) -> dict:
     """The leaderboard (docs/cli.md): every counted trial, best first among the complete ones."""
+    metric = get_metric(settings.get("objective", "val_accuracy"))
     t = tally(study.get_trials(deepcopy=False))
-    trials = sorted((_trial_record(x) for x in t.finished), key=lambda r: r["number"])
+    trials = sorted((_trial_record(x, metric) for x in t.finished), key=lambda r: r["number"])
     complete = [r for r in trials if r["state"] == "complete"]
-    best = max(complete, key=lambda r: (r["val_accuracy"], -r["number"])) if complete else None
+    best = min(complete, key=lambda r: (metric.rank_key(r["value"]), r["number"])) if complete else None
     counts = t.state_counts()
     return {
         "study": study.study_name,
-        "objective": "val_accuracy",
-        "direction": "maximize",
+        "objective": metric.name,
+        "direction": metric.direction,
+        "label": metric.label,
         "selection": "validation split held out from the training set; the test set is used only by the confirmation",
         "trials_requested": total,
         "counts": counts,
@@ -80,8 +83,9 @@ def leaderboard(study, space: SearchSpace, settings: dict, total: int) -> dict:
 
 def ranking(board: dict) -> list[dict]:
     """Complete trials, best first (ties: the earlier trial)."""
+    metric = get_metric(board.get("objective", "val_accuracy"))
     complete = [r for r in board["trials"] if r["state"] == "complete"]
-    return sorted(complete, key=lambda r: (-r["val_accuracy"], r["number"]))
+    return sorted(complete, key=lambda r: (metric.rank_key(r["value"]), r["number"]))
 
 
 def best_rec_text(board: dict, space: SearchSpace, origin: str) -> str | None:
@@ -102,7 +106,7 @@ def best_rec_text(board: dict, space: SearchSpace, origin: str) -> str | None:
         f"# best.rec: the best formula of the search {board['study']!r} ({origin})",
         f"# from {choice.path}, trial {best['number']} of {len(board['trials'])}: "
         + (", ".join(f"{k} = {value_text(v)}" for k, v in values.items()) or "no free symbols"),
-        f"# validation accuracy {best['val_accuracy']:.4f} after {best['epochs']} epochs",
+        f"# {board['label']} {best['value']:.4f} after {best['epochs']} epochs",
     ]
     knobs = {k.name: best["params"].get(k.name) for k in space.knobs}
     if knobs:
@@ -130,10 +134,10 @@ def markdown(board: dict) -> str:
         "",
         f"{len(board['trials'])} of {board['trials_requested']} trials: {counts['complete']} complete, "
         f"{counts['pruned']} pruned early, {counts['rejected']} rejected by analysis, {counts['failed']} failed. "
-        "Scores are validation accuracy on a split held out from the training set; the test set "
-        "is used only by the confirmation.",
+        f"Scores are {board['label']} ({'higher' if board['direction'] == 'maximize' else 'lower'} is "
+        "better) on data held out from training; the test set is used only by the confirmation.",
         "",
-        "| rank | trial | formula | values | val. accuracy | epochs | stability | spectral radius | state |",
+        f"| rank | trial | formula | values | {board['label']} | epochs | stability | spectral radius | state |",
         "|---:|---:|---|---|---:|---:|---|---:|---|",
     ]
     ranked = ranking(board)
@@ -142,7 +146,7 @@ def markdown(board: dict) -> str:
     for r in order:
         a = r["analysis"] or {}
         rate = a.get("rate")
-        acc = r["val_accuracy"]
+        acc = r["value"]
         values = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
         state = r["state"] + (f": {r['reason']}" if r["reason"] and r["state"] != "complete" else "")
         lines.append(
@@ -188,7 +192,7 @@ def write_outputs(out: Path, board: dict, space: SearchSpace, origin: str) -> li
     written = []
     for prop, _ in PLOTTED_PROPERTIES:
         pts = [
-            (v, r["val_accuracy"])
+            (v, r["value"])
             for r in board["trials"]
             if r["state"] == "complete" and (v := _property_value(r, prop)) is not None
         ]
@@ -226,6 +230,7 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
         written.append(name)
 
     trials = board["trials"]
+    metric = get_metric(board.get("objective", "val_accuracy"))
     # history: every trial's score in order, and the best so far
     fig = Figure(figsize=(6.4, 3.6))
     FigureCanvasAgg(fig)
@@ -233,14 +238,10 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
     best_so_far, running = [], None
     for r in trials:
         if r["state"] == "complete":
-            running = r["val_accuracy"] if running is None else max(running, r["val_accuracy"])
+            running = r["value"] if running is None else metric.best(running, r["value"])
         best_so_far.append(running)
     for state, colour in colours.items():
-        pts = [
-            (r["number"], r["val_accuracy"])
-            for r in trials
-            if r["state"] == state and r["val_accuracy"] is not None
-        ]
+        pts = [(r["number"], r["value"]) for r in trials if r["state"] == state and r["value"] is not None]
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=colour, label=state)
     rejected = [r["number"] for r in trials if r["state"] == "rejected"]
@@ -257,7 +258,7 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
         xs, [b for b in best_so_far if b is not None], where="post", color="black", lw=1, label="best so far"
     )
     ax.set_xlabel("trial")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(metric.label)
     ax.grid(alpha=0.3)
     if trials:
         ax.legend(fontsize=7)
@@ -269,7 +270,7 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
     axes = fig.subplots(1, len(PLOTTED_PROPERTIES))
     for ax, (prop, label) in zip(axes, PLOTTED_PROPERTIES):
         pts = [
-            (v, r["val_accuracy"])
+            (v, r["value"])
             for r in trials
             if r["state"] == "complete" and (v := _property_value(r, prop)) is not None
         ]
@@ -277,7 +278,7 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
         rho = board["correlations"][prop]["spearman"]
         ax.set_title(f"Spearman ρ = {rho:.2f}" if rho is not None else "Spearman ρ: n/a", fontsize=9)
         ax.set_xlabel(label)
-        ax.set_ylabel("validation accuracy")
+        ax.set_ylabel(metric.label)
         ax.grid(alpha=0.3)
     save(fig, "properties.png")
 
@@ -289,9 +290,9 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
         ax = fig.subplots()
         for state, colour in colours.items():
             pts = [
-                (r["params"][d.name], r["val_accuracy"])
+                (r["params"][d.name], r["value"])
                 for r in trials
-                if r["state"] == state and d.name in r["params"] and r["val_accuracy"] is not None
+                if r["state"] == state and d.name in r["params"] and r["value"] is not None
             ]
             if pts:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=colour, label=state)
@@ -303,7 +304,7 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
         if d.domain.log:
             ax.set_xscale("log")
         ax.set_xlabel(d.name)
-        ax.set_ylabel("validation accuracy")
+        ax.set_ylabel(metric.label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         save(fig, "objective.png")

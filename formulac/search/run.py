@@ -28,6 +28,7 @@ from .engine import (
     progress_printer,
     run_worker,
 )
+from .metrics import SearchMetric, default_metric, get_metric
 from .objective import Limits, Objective
 from .properties import parse_requirements
 
@@ -55,6 +56,7 @@ class SearchRequest:
     seeds: tuple[int, ...] = (0, 1, 2)
     baseline: str | None = None
     trainer: Callable | None = None  # injected instead of training (tests, custom objectives)
+    objective: str | None = None  # val_accuracy | val_loss (default: val_loss for text: data)
     progress: bool = True
     quiet: bool = False
     origin: str = ""  # the command line, for best.rec's header
@@ -90,6 +92,22 @@ class SearchRequest:
             raise UsageError("--confirm needs at least 2 seeds for its significance tests (--seeds 3)")
         if self.confirm and self.trainer is not None and self.config is None:
             raise UsageError("--confirm trains networks: it needs a training configuration")
+        data = getattr(self.config, "data", None) or ""
+        if self.metric.name == "val_accuracy" and data.strip().lower().startswith("text:"):
+            raise UsageError(
+                "--objective val_accuracy: a language model on text data has no accuracy; use val_loss"
+            )
+        if self.confirm and self.metric.name != "val_accuracy":
+            raise UsageError(
+                f"--confirm compares test accuracy; it does not run with --objective {self.metric.name}"
+            )
+
+    @property
+    def metric(self) -> SearchMetric:
+        """What the search optimises: ``objective``, else the data's default."""
+        if self.objective is not None:
+            return get_metric(self.objective)
+        return default_metric(getattr(self.config, "data", None))
 
 
 class Prepared:
@@ -138,7 +156,7 @@ class Prepared:
 
             train = {k: v for k, v in r.config.to_dict().items() if k not in RESUME_FREE}
         return {
-            "objective": "val_accuracy",
+            "objective": r.metric.name,
             "trainer": None
             if r.trainer is None
             else f"{r.trainer.__module__}.{getattr(r.trainer, '__qualname__', type(r.trainer).__name__)}",
@@ -158,7 +176,7 @@ class Prepared:
         if trainer is None:
             from .training import FormulaTrainer
 
-            trainer = FormulaTrainer(r.config, r.backbone_kwargs, progress=False, quiet=True)
+            trainer = FormulaTrainer(r.config, r.backbone_kwargs, progress=False, quiet=True, metric=r.metric)
             sizer = trainer.size
         elif hasattr(trainer, "size"):
             sizer = trainer.size
@@ -177,6 +195,7 @@ class Prepared:
             sizer=sizer,
             epochs=r.options.epochs,
             memory=r.backbone_kwargs.get("memory", "standard"),
+            metric=r.metric,
         )
 
     def _grid(self) -> bool:
@@ -404,8 +423,8 @@ def _announce(request: SearchRequest, prepared: Prepared) -> None:
     dims = ", ".join(space.names()) or "no free symbols"
     print(
         f"search {o.study_name}: {o.trials} trials over {len(space.formulas)} formula(s) ({dims}); "
-        f"storage {o.storage or Path(o.out) / 'study.db'}; selection by validation accuracy "
-        "(a split of the training set; the test set is used only by --confirm)",
+        f"storage {o.storage or Path(o.out) / 'study.db'}; selection by {request.metric.label} "
+        f"({request.metric.direction}; the test set is used only by --confirm)",
         file=sys.stderr,
     )
 
@@ -427,5 +446,5 @@ def _summary(board: dict, out: Path) -> None:
     if best is not None:
         values = ", ".join(f"{k}={v}" for k, v in best["params"].items())
         print(
-            f"best: trial {best['number']} {best['formula']} {values}: validation accuracy {best['val_accuracy']:.4f}"
+            f"best: trial {best['number']} {best['formula']} {values}: {board['label']} {best['value']:.4f}"
         )

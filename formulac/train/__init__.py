@@ -9,6 +9,7 @@ num_classes, input_size) -> nn.Module``; nothing here knows the formula language
 """
 
 from .compare import ComparisonResult, ModelResult, compare
+from .compare_language import LossComparison, compare_language
 from .data import (
     DATASETS,
     Dataset,
@@ -20,14 +21,25 @@ from .data import (
 )
 from .distributed import DistInfo
 from .errors import DatasetNotFound, TrainError, TrainingDiverged
+from .language import generate, train_language
 from .loop import count_parameters, evaluate, load_checkpoint, load_data, read_metrics, train
+from .objectives import OBJECTIVES, objective_for
 from .options import add_run_arguments, add_training_arguments, config_from_args, parse_seeds, seeds_from_args
 from .recipes import RECIPES, TrainConfig, lr_at, make_config, recipe_for_dataset
 from .stats import TestResult, friedman_test, paired_t_test, wilcoxon_signed_rank
+from .text import TextCorpus, load_corpus
 
 __all__ = [
     "DATASETS",
+    "OBJECTIVES",
     "RECIPES",
+    "LossComparison",
+    "TextCorpus",
+    "compare_language",
+    "generate",
+    "load_corpus",
+    "objective_for",
+    "train_language",
     "ComparisonResult",
     "Dataset",
     "DatasetNotFound",

@@ -105,8 +105,25 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     g.add_argument(
         "--data",
         metavar="NAME",
-        help=f"data set: {', '.join(DATASETS)} or synthetic:CxHxW[:CLASSES] (default: fashion-mnist)",
+        help=f"data set: {', '.join(DATASETS)}, synthetic:CxHxW[:CLASSES], or text:PATH (a UTF-8 "
+        "file) or text:fortunes (Debian's fortunes package) for language models (default: fashion-mnist)",
     )
+    g.add_argument(
+        "--tokens",
+        choices=["bytes", "chars"],
+        help="text: tokens are the file's bytes (vocabulary 256, default) or its characters",
+    )
+    g.add_argument(
+        "--epoch-tokens", type=_positive_int, metavar="N", help="text: an epoch is N training tokens"
+    )
+    g.add_argument(
+        "--eval-windows",
+        type=_nonneg_int,
+        metavar="N",
+        help="text: evaluate on N fixed windows of the validation part (0: all of them)",
+    )
+    g.add_argument("--grad-clip", type=_float, metavar="NORM", help="clip the gradient norm (0: off)")
+    g.add_argument("--adam-beta2", type=_float, metavar="B", help="AdamW's second-moment decay")
     g.add_argument("--data-dir", metavar="DIR", help="where the data set's files are")
     g.add_argument(
         "--download", action=B, default=None, help="download a missing data set into ~/.cache/formulac"

@@ -20,6 +20,12 @@ Recipes (``RECIPES``):
 ``cifar-fast``
     The same techniques for 32x32 colour images (the default for CIFAR-10/100): 15 epochs,
     batch 256, lr 0.2, a one-epoch warm-up, crop with 2-pixel padding and flips.
+``text``
+    Language models on ``text:`` corpora (the default there): nanoGPT's Shakespeare-char
+    optimisation, AdamW lr 1e-3 with betas 0.9/0.99 and weight decay 0.1 on matrices only,
+    gradient clipping at norm 1, batch 64 windows, a 0.1-epoch warm-up then cosine decay,
+    5 epochs of 2**20 tokens, 256 fixed validation windows, fp32 (bf16 did not pay on the CPU;
+    pass ``--amp bf16`` on a GPU).
 """
 
 from __future__ import annotations
@@ -98,6 +104,12 @@ class TrainConfig:
     workers: int = 0  # threads decoding image folders (0: automatic)
     threads: int = 0  # torch CPU threads (0: torch's default)
     sync_bn: bool = False  # SyncBatchNorm under DDP
+    # language models (``text:`` data; see formulac/train/language.py)
+    tokens: str = "bytes"  # bytes (vocabulary 256) | chars (the file's characters)
+    epoch_tokens: int = 1_000_000  # an epoch is this many training tokens
+    grad_clip: float = 0.0  # clip the gradient's global norm to this (0: off)
+    eval_windows: int = 0  # fixed evaluation windows of the validation part (0: all)
+    adam_beta2: float = 0.999  # AdamW's second-moment decay
 
     # ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -167,6 +179,16 @@ class TrainConfig:
             bad(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
         if self.split_seed < 0:
             bad(f"--split-seed must not be negative, not {self.split_seed}")
+        if self.tokens not in ("bytes", "chars"):
+            bad(f"unknown --tokens '{self.tokens}'; choose bytes or chars")
+        if self.epoch_tokens < 1:
+            bad(f"--epoch-tokens must be at least 1, not {self.epoch_tokens}")
+        if not (0 <= self.grad_clip <= FLOAT32_MAX):
+            bad(f"--grad-clip must be a number >= 0, not {self.grad_clip}")
+        if self.eval_windows < 0:
+            bad(f"--eval-windows must not be negative, not {self.eval_windows}")
+        if not (0 <= self.adam_beta2 < 1):
+            bad(f"--adam-beta2 must be in [0, 1), not {self.adam_beta2}")
         for what in ("limit_train", "limit_test"):
             v = getattr(self, what)
             if v is not None and v < 1:
@@ -241,10 +263,66 @@ RECIPES["cifar-fast"] = {
 }
 
 
+# language models (``text:`` data): nanoGPT's Shakespeare-char optimisation (AdamW 1e-3, betas
+# 0.9/0.99, weight decay 0.1 on matrices, clipping at 1) with a warm-up and cosine decay, in
+# epochs of 2**20 tokens
+RECIPES["text"] = dict(
+    epochs=5,
+    epoch_tokens=1 << 20,
+    batch_size=64,
+    optimizer="adamw",
+    lr=1e-3,
+    adam_beta2=0.99,
+    weight_decay=0.1,
+    norm_bias_decay=False,
+    schedule="cosine",
+    warmup_epochs=0.1,
+    grad_clip=1.0,
+    eval_windows=256,
+    label_smoothing=0.0,
+    ema_decay=0.0,
+    tta=False,
+    crop_padding=0,
+    flip=False,
+    random_resized_crop=False,
+    # bf16 autocast cost 15% of the CPU time of a 4 x 128 GPT step even with AMX (measured,
+    # docs/benchmarks.md): off by default; --amp bf16 on GPUs
+    amp="none",
+)
+
+
+# transformers (the vit backbone's default, formulac.codegen.backbones): AdamW, linear warm-up
+# then cosine decay, no weight decay on norms and biases, label smoothing (DeiT's choices at a
+# small scale; issue 16). Not tuned yet: docs/benchmarks.md says what was measured.
+RECIPES["transformer"] = dict(
+    epochs=10,
+    batch_size=128,
+    optimizer="adamw",
+    lr=1e-3,
+    momentum=0.9,
+    weight_decay=0.05,
+    nesterov=False,
+    schedule="cosine",
+    milestones=(0.5, 0.75),
+    gamma=0.1,
+    warmup_epochs=1.0,
+    label_smoothing=0.1,
+    norm_bias_decay=False,
+    ema_decay=0.0,
+    tta=False,
+    crop_padding=2,
+    flip=True,
+    random_resized_crop=False,
+    amp="auto",
+)
+
+
 def recipe_for_dataset(data: str) -> str:
     """The recipe used when none is named: fashion for the 28x28 sets, cifar-fast for CIFAR,
-    imagenet for image folders, cifar (He et al.) otherwise."""
+    imagenet for image folders, text for ``text:`` corpora, cifar (He et al.) otherwise."""
     d = data.strip().lower()
+    if d.startswith("text:"):
+        return "text"
     if d in ("fashion-mnist", "mnist", "kmnist", "fashion_mnist", "fashionmnist"):
         return "fashion"
     if d in ("cifar10", "cifar100", "cifar-10", "cifar-100"):
@@ -326,7 +404,8 @@ def lr_at(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int =
     else:
         factor = 1.0
     if config.warmup_epochs > 0 and t < config.warmup_epochs:
-        factor *= (t + 1.0 / max(steps_per_epoch, 1)) / config.warmup_epochs
+        # a warm-up shorter than one step must not push the lr above its base value
+        factor *= min(1.0, (t + 1.0 / max(steps_per_epoch, 1)) / config.warmup_epochs)
     return config.lr * factor
 
 

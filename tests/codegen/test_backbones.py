@@ -38,6 +38,7 @@ POST_RELU = {
     "wrn": False,
     "mlp": False,
     "vit": False,
+    "gpt": False,
 }
 
 # a small configuration of every backbone: (depth, options, input shape)
@@ -49,7 +50,21 @@ SMALL = {
     "resnext": (11, {"cardinality": 2, "base_width": 4}, (2, 3, 16, 16)),
     "mlp": (2, {"width": 32, "stages": [32, 48]}, (2, 1, 28, 28)),
     "vit": (2, {"dim": 16, "heads": 2, "patch": 4, "input_size": 8}, (2, 3, 8, 8)),
+    "gpt": (2, {"dim": 16, "heads": 2, "context": 8}, (2, 8)),
 }
+
+
+def example_input(shape, classes):
+    """An image batch of ``shape``, or token ids below ``classes`` (the vocabulary) for a
+    (batch, tokens) shape."""
+    if len(shape) == 2:
+        return torch.randint(0, classes, shape)
+    return torch.randn(shape)
+
+
+def output_shape(shape, classes):
+    """(batch, classes) logits, or (batch, tokens, vocabulary) for a language model."""
+    return (*shape, classes) if len(shape) == 2 else (shape[0], classes)
 
 
 def _defs(namespace):
@@ -130,6 +145,7 @@ def test_registry_names_and_fields():
         "resnext",
         "mlp",
         "vit",
+        "gpt",
     }
     for name, info in BACKBONES.items():
         assert isinstance(info, BackboneInfo) and info.name == name
@@ -140,7 +156,8 @@ def test_registry_names_and_fields():
         assert isinstance(info.branch, type) and issubclass(info.branch, nn.Module)
         assert callable(info.projection)
         assert info.description and isinstance(info.default_depth, int)
-        assert info.default_input_size in (28, 32, 224)
+        # an image side, or a language model's context (its input is a sequence of tokens)
+        assert info.default_input_size in (28, 32, 224, info.defaults.get("context"))
         info.validate(depth=info.default_depth)
         stages = info.layout(info.default_depth)
         assert stages and all(isinstance(s, Stage) for s in stages)
@@ -286,7 +303,7 @@ def test_definitions_are_self_contained(name):
     assert list(model.state_dict()) == list(original.state_dict())
     model.load_state_dict(original.state_dict())
     model.eval(), original.eval()
-    x = torch.randn(shape)
+    x = example_input(shape, 5)
     torch.testing.assert_close(model(x), original(x))
 
 
@@ -493,9 +510,9 @@ def test_forward_backward(name):
     torch.manual_seed(0)
     model = assemble(name, depth, num_classes=7, **options)
     assert model.stem_width == get_backbone(name).stem_width(**options)
-    x = torch.randn(shape)
+    x = example_input(shape, 7)
     out = model(x)
-    assert out.shape == (shape[0], 7)
+    assert out.shape == output_shape(shape, 7)
     out.square().sum().backward()
     for key, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), key
@@ -512,8 +529,8 @@ def test_autocast_bfloat16(name):
     depth, options, shape = SMALL[name]
     model = assemble(name, depth, num_classes=7, **options)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(torch.randn(shape))
-    assert out.shape == (shape[0], 7) and torch.isfinite(out.float()).all()
+        out = model(example_input(shape, 7))
+    assert out.shape == output_shape(shape, 7) and torch.isfinite(out.float()).all()
 
 
 def test_mlp_inputs():

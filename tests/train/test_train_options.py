@@ -106,6 +106,16 @@ def test_every_flag():
         "--threads",
         "1",
         "--sync-bn",
+        "--tokens",
+        "chars",
+        "--epoch-tokens",
+        "5000",
+        "--grad-clip",
+        "0.5",
+        "--eval-windows",
+        "12",
+        "--adam-beta2",
+        "0.95",
         "-o",
         "out",
         "--resume",
@@ -154,6 +164,11 @@ def test_every_flag():
         "workers": 3,
         "threads": 1,
         "sync_bn": True,
+        "tokens": "chars",
+        "epoch_tokens": 5000,
+        "grad_clip": 0.5,
+        "eval_windows": 12,
+        "adam_beta2": 0.95,
     }
     assert (args.out, args.resume, args.progress, args.quiet) == ("out", True, False, True)
 

@@ -3,6 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from formulac.train.data import TrainError
 from formulac.train.recipes import (
@@ -41,7 +43,22 @@ def test_imagenet_and_fashion_recipes():
     assert lr_at(f, 0, 0, 10) == pytest.approx(f.lr * (1 - 0) * 0.1 / 0.3)  # warming up
     c = make_config("cifar-fast")
     assert (c.epochs, c.batch_size, c.lr, c.crop_padding, c.warmup_epochs) == (15, 256, 0.2, 2, 1.0)
-    assert set(RECIPES) == {"cifar", "imagenet", "fashion", "cifar-fast"}
+    assert set(RECIPES) == {"cifar", "imagenet", "fashion", "cifar-fast", "text", "transformer"}
+    # nanoGPT's Shakespeare-char optimisation, the default for text corpora
+    t = make_config(data="text:corpus.txt")
+    assert t.recipe == "text" and (t.optimizer, t.lr, t.adam_beta2, t.weight_decay) == (
+        "adamw",
+        1e-3,
+        0.99,
+        0.1,
+    )
+    assert (t.grad_clip, t.batch_size, t.norm_bias_decay, t.flip, t.crop_padding) == (
+        1.0,
+        64,
+        False,
+        False,
+        0,
+    )
     # the paper-faithful recipe has none of the fast recipes' techniques
     p = make_config("cifar")
     assert (p.label_smoothing, p.ema_decay, p.tta, p.amp, p.channels_last) == (0.0, 0.0, False, "none", False)
@@ -182,3 +199,19 @@ def test_random_resized_crop():
     # every box lies inside the image: |b| + a <= 1
     assert bool(((b_x.abs() + a_x) <= 1 + 1e-6).all() and ((b_y.abs() + a_y) <= 1 + 1e-6).all())
     assert float((a_x * a_y).min()) >= 0.08 - 1e-6
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["cosine", "linear", "constant", "step"]),
+    st.floats(0.001, 5.0),
+    st.integers(1, 6),
+    st.integers(1, 50),
+    st.data(),
+)
+def test_the_lr_never_exceeds_its_base_value(schedule, warmup, epochs, steps, data):
+    """Even a warm-up shorter than one step (a text epoch of few steps) starts at the base lr."""
+    config = make_config("text", schedule=schedule, warmup_epochs=warmup, epochs=epochs)
+    epoch = data.draw(st.integers(0, epochs - 1))
+    step = data.draw(st.integers(0, steps - 1))
+    assert 0 <= lr_at(config, epoch, step, steps) <= config.lr * (1 + 1e-12)

@@ -41,6 +41,9 @@ input is a ``(B, T)`` LongTensor and whose output is ``(B, T, V)`` logits, fits 
   network accepts (zeros, or random draws from ``generator``); empty: an image batch
   ``(batch, in_channels, input_size, input_size)`` (:func:`.inputs.image_batch`). The head, and
   so the output's shape, is the net class's business.
+* ``default_recipe``: the training recipe (``formulac.train.RECIPES``) that ``train``,
+  ``compare``, ``search`` and ``learned`` use on this backbone when none is named; empty: the
+  data set's.
 * the number of multiply-adds is counted by ``formulac.codegen.info`` from the operations the
   network runs (``torch.utils.flop_counter``): convolutions, matrix products, attention.
 
@@ -130,6 +133,7 @@ class BackboneInfo:
     block_kinds: tuple[BlockKind, ...] = ()
     fixed_width: bool = False
     example_input_function: str = ""
+    default_recipe: str = ""
 
     @property
     def module(self) -> ModuleType:
@@ -542,6 +546,88 @@ _TRANSFORMER_KINDS = (
 
 
 # ----------------------------------------------------------------------------------------
+# gpt
+
+
+# dim: the stream's features; heads: attention heads (dim % heads == 0); context: the longest
+# input; mlp_ratio: the MLP's hidden width over dim (GPT-2: 4); vocab_size: 0 takes the data's
+# (num_classes); positions: "learned" or "none"; layer_norm_eps and gelu ("tanh", GPT-2's
+# gelu_new, or "exact"): Hugging Face's GPT-2 defaults
+_GPT_DEFAULTS = MappingProxyType(
+    {
+        "dim": 128,
+        "heads": 4,
+        "context": 128,
+        "mlp_ratio": 4,
+        "dropout": 0.0,
+        "vocab_size": 0,
+        "positions": "learned",
+        "layer_norm_eps": 1e-5,
+        "gelu": "tanh",
+    }
+)
+_GPT_DEPTH = 4
+
+
+def _gpt_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    name = "gpt"
+    full = _check_common(name, _GPT_DEFAULTS, options)
+    depth = _GPT_DEPTH if depth is None else depth
+    if not _is_int(depth) or depth < 1:
+        _fail(name, "depth (the number of steps) must be a positive integer, got %r" % (depth,))
+    for knob in ("dim", "heads", "context"):
+        _check_positive_int(name, knob, full[knob])
+    if full["dim"] % full["heads"]:
+        _fail(name, "dim %d is not divisible by heads %d" % (full["dim"], full["heads"]))
+    ratio = full["mlp_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+        _fail(name, "option 'mlp_ratio' must be a positive number, got %r" % (ratio,))
+    if full["dim"] * ratio != round(full["dim"] * ratio):
+        _fail(name, "dim * mlp_ratio must be a whole number, got %d * %r" % (full["dim"], ratio))
+    _check_probability(name, "dropout", full["dropout"])
+    vocab = full["vocab_size"]
+    if not _is_int(vocab) or vocab == 1 or vocab < 0:
+        _fail(name, "option 'vocab_size' must be 0 (the data's) or at least 2, got %r" % (vocab,))
+    if options.get("num_classes") == 1:
+        _fail(name, "a vocabulary of one token has nothing to predict")
+    if full["positions"] not in ("learned", "none"):
+        _fail(name, "option 'positions' must be 'learned' or 'none', got %r" % (full["positions"],))
+    if full["gelu"] not in ("tanh", "exact"):
+        _fail(name, "option 'gelu' must be 'tanh' or 'exact', got %r" % (full["gelu"],))
+    eps = full["layer_norm_eps"]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        _fail(name, "option 'layer_norm_eps' must be a number in (0, 1), got %r" % (eps,))
+    return depth, full
+
+
+def gpt_validate(**options: Any) -> None:
+    _gpt_check(**options)
+
+
+def gpt_layout(depth: int | None = None, **options: Any) -> list[Stage]:
+    depth, full = _gpt_check(depth, **options)
+    branch = {
+        "heads": full["heads"],
+        "mlp_ratio": full["mlp_ratio"],
+        "dropout": float(full["dropout"]),
+        "layer_norm_eps": float(full["layer_norm_eps"]),
+        "gelu": full["gelu"],
+    }
+    return [Stage("layers", full["dim"], 1, depth, branch, {})]
+
+
+def _gpt_stem_width(**options: Any) -> int:
+    return options.get("dim", _GPT_DEFAULTS["dim"])
+
+
+_GPT_KINDS = (
+    BlockKind("A", "GPTAttention", "attention sublayer: LayerNorm then causal multi-head self-attention"),
+    BlockKind("M", "GPTMLP", "MLP sublayer: LayerNorm then Linear-GELU-Linear"),
+    BlockKind("F", "GPTBlock", "a whole pre-norm block's branch, A(x) + M(x + A(x))"),
+)
+
+
+# ----------------------------------------------------------------------------------------
 # the registry
 
 
@@ -687,6 +773,34 @@ BACKBONES: dict[str, BackboneInfo] = {
             feature_dim=-1,
             block_kinds=_TRANSFORMER_KINDS,
             fixed_width=True,
+            default_recipe="transformer",
+        ),
+        BackboneInfo(
+            name="gpt",
+            module_name=__name__ + ".gpt",
+            net_class="GPTNet",
+            branch_class="GPTBlock",
+            projection_function="gpt_projection",
+            description="decoder-only language model (Hugging Face's GPT-2 layout): token "
+            "embedding, learned positions, blocks A (causal attention), M (MLP), F (whole pre-norm "
+            "block) on a (B, T, dim) stream, final LayerNorm, LM head tied to the embedding; "
+            "(B, T) token ids -> (B, T, vocab) logits; options dim, heads, context, mlp_ratio, "
+            "dropout, vocab_size, positions, layer_norm_eps, gelu",
+            default_depth=_GPT_DEPTH,
+            default_input_size=_GPT_DEFAULTS["context"],
+            layout=gpt_layout,
+            validate=gpt_validate,
+            defaults=_GPT_DEFAULTS,
+            net_options=("context", "dim", "vocab_size", "positions", "dropout", "layer_norm_eps"),
+            stem_width=_gpt_stem_width,
+            default_num_classes=256,
+            default_in_channels=1,
+            depth_rule="any positive integer (steps = transformer layers)",
+            feature_dim=-1,
+            block_kinds=_GPT_KINDS,
+            fixed_width=True,
+            example_input_function="gpt_example_input",
+            default_recipe="text",
         ),
     )
 }

@@ -1,0 +1,94 @@
+"""``transformers.GPT2LMHeadModel`` keys -> a network compiled on the ``gpt`` backbone.
+
+Hugging Face's layer ``i`` becomes step ``i`` of the formula: its attention (``ln_1``,
+``attn.c_attn``, ``attn.c_proj``) goes to the step's one attention sublayer, its MLP (``ln_2``,
+``mlp.c_fc``, ``mlp.c_proj``) to the step's one MLP sublayer, wherever the formula put them
+(blocks ``A`` and ``M``, or the two halves of ``F``). GPT-2's ``Conv1D`` stores its weight as
+``(in, out)``: it is transposed into ``nn.Linear``'s ``(out, in)``. The LM head is tied to the
+token embedding in both models: ``lm_head.weight`` must equal ``transformer.wte.weight`` and
+has no key of its own in the network. The causal-mask buffers of older versions
+(``attn.bias``, ``attn.masked_bias``) are dropped: the network masks through
+``scaled_dot_product_attention(is_causal=True)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import UsageError
+
+__all__ = ["convert"]
+
+_OUTSIDE = {
+    "transformer.wte.weight": "token_embedding.weight",
+    "transformer.wpe.weight": "position_embedding.weight",
+    "transformer.ln_f.weight": "final_norm.weight",
+    "transformer.ln_f.bias": "final_norm.bias",
+}
+# (Hugging Face's name within layer i, the sublayer's module, transposed?)
+_ATTENTION = {"ln_1": ("ln", False), "attn.c_attn": ("c_attn", True), "attn.c_proj": ("c_proj", True)}
+_MLP = {"ln_2": ("ln", False), "mlp.c_fc": ("c_fc", True), "mlp.c_proj": ("c_proj", True)}
+_MASK_BUFFERS = ("attn.bias", "attn.masked_bias")
+
+
+def convert(net, state_dict: dict) -> dict:
+    """The network's state_dict built from Hugging Face's; keys it cannot place are kept as
+    they are (so that :func:`formulac.hf.load` names them)."""
+    rest = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    out = {}
+    head = rest.pop("lm_head.weight", None)
+    embedding = rest.get("transformer.wte.weight")
+    if head is not None and (embedding is None or not torch.equal(head, embedding)):
+        raise UsageError(
+            "hf.load: lm_head.weight differs from transformer.wte.weight; the gpt backbone ties its "
+            "LM head to the token embedding (GPT2Config(tie_word_embeddings=True))"
+        )
+    for theirs, ours in _OUTSIDE.items():
+        if theirs in rest:
+            out[ours] = rest.pop(theirs)
+    for i, (attention, mlp) in enumerate(_sublayers(net)):
+        prefix = f"transformer.h.{i}."
+        for buffer in _MASK_BUFFERS:
+            rest.pop(prefix + buffer, None)
+        for table, module in ((_ATTENTION, attention), (_MLP, mlp)):
+            for theirs, (ours, transposed) in table.items():
+                for part in ("weight", "bias"):
+                    key = f"{prefix}{theirs}.{part}"
+                    if key in rest:
+                        value = rest.pop(key)
+                        out[f"{module}.{ours}.{part}"] = (
+                            value.t().contiguous() if transposed and part == "weight" else value
+                        )
+    out.update(rest)
+    return out
+
+
+def _sublayers(net) -> list[tuple[str, str]]:
+    """(attention, MLP) module paths of every step, in order; each step must have one of each."""
+    pairs = []
+    for stage, steps in net.named_children():
+        if (
+            not isinstance(steps, torch.nn.ModuleList)
+            or not len(steps)
+            or type(steps[0]).__name__ != "FormulaStep"
+        ):
+            continue
+        for i, step in enumerate(steps):
+            kinds: dict[str, list[str]] = {"GPTAttention": [], "GPTMLP": []}
+            for name, module in step.named_modules():
+                kind = next((c.__name__ for c in type(module).__mro__ if c.__name__ in kinds), None)
+                if kind is not None:
+                    kinds[kind].append(name)
+            if len(kinds["GPTAttention"]) != 1 or len(kinds["GPTMLP"]) != 1:
+                raise UsageError(
+                    f"hf.load: step {i} of the network has {len(kinds['GPTAttention'])} attention and "
+                    f"{len(kinds['GPTMLP'])} MLP sublayers; a Hugging Face GPT-2 layer has one of each"
+                )
+            path = f"{stage}.{i}"
+            pairs.append(
+                tuple(
+                    f"{path}.{name}" if name else path
+                    for name in (kinds["GPTAttention"][0], kinds["GPTMLP"][0])
+                )
+            )
+    return pairs

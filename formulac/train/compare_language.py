@@ -1,0 +1,363 @@
+"""Compare language models over several seeds by their validation loss (lower is better).
+
+Every (model, seed) is a :func:`~formulac.train.language.train_language` run in
+``out_dir/<label>/seed<k>/``; finished runs are reused and unfinished ones resumed. Per model:
+the mean ± sd of the final validation loss (nats per token), bits per byte and test loss over the
+seeds; against the first model (the baseline), paired by seed: the mean difference of the
+validation loss with its 95 % confidence interval, the paired t-test, the effect size d_z and the
+Wilcoxon signed-rank test; with three or more models the Friedman test and Holm-adjusted
+p-values. A negative difference means the model is better than the baseline. Written to
+``comparison.md`` and ``comparison.json`` and printed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..files import atomic_write, make_directory
+from . import stats
+from .compare import MIN_SEEDS, format_seconds, safe_label
+from .errors import TrainError
+from .language import train_language
+from .recipes import TrainConfig
+from .rundir import CHECKPOINT, RESUME_FREE, SUMMARY, write_json
+from .text import TextCorpus, load_corpus
+
+__all__ = ["LossComparison", "LossResult", "compare_language"]
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return math.fsum(xs) / len(xs)
+
+
+def _sd(xs: Sequence[float]) -> float | None:
+    if len(xs) < 2:
+        return None
+    m = _mean(xs)
+    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def _pm(xs: Sequence[float]) -> str:
+    sd = _sd(xs)
+    return f"{_mean(xs):.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+
+
+@dataclass
+class LossResult:
+    """One model's runs: final validation loss, bits per byte and test loss per seed."""
+
+    label: str
+    seeds: list[int]
+    val_loss: list[float]
+    bits_per_byte: list[float]
+    test_loss: list[float]
+    parameters: int
+    times: list[float]
+    run_dirs: list[str]
+    describe: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "seeds": self.seeds,
+            "val_loss": self.val_loss,
+            "mean_val_loss": _mean(self.val_loss),
+            "std_val_loss": _sd(self.val_loss),
+            "val_bits_per_byte": self.bits_per_byte,
+            "test_loss": self.test_loss,
+            "parameters": self.parameters,
+            "times_s": self.times,
+            "run_dirs": self.run_dirs,
+            "model": self.describe,
+        }
+
+
+@dataclass
+class LossComparison:
+    """The table, the tests and the verdicts of a comparison by validation loss."""
+
+    models: list[LossResult]
+    seeds: list[int]
+    config: dict
+    test: stats.TestResult | None
+    pairwise: list[dict]
+    out_dir: str
+    verdicts: list[str] = field(default_factory=list)
+    objective: str = "val_loss"
+    direction: str = "minimize"
+
+    _HEAD = [
+        "model",
+        "val loss",
+        "vs first",
+        "95% CI",
+        "p (t-test)",
+        "d_z",
+        "p (Wilcoxon)",
+        "bits/byte",
+        "test loss",
+        "params",
+        "time/run",
+        "seeds",
+    ]
+
+    def _rows(self) -> list[list[str]]:
+        by_model = {pw["model"]: pw for pw in self.pairwise}
+        several = len(self.models) > 2
+        rows = []
+        for m in self.models:
+            pw = by_model.get(m.label)
+            cells = ["", "", "", "", ""]
+            if pw is not None:
+                t = pw["t_test"]
+                lo, hi = t["extra"].get("ci_low"), t["extra"].get("ci_high")
+                p = pw.get("p_holm") if several else t.get("p_value")
+                dz = t["extra"].get("effect_size_dz")
+                cells = [
+                    f"{pw['mean_difference']:+.4f}",
+                    f"[{lo:+.4f}, {hi:+.4f}]" if lo is not None and math.isfinite(lo) else "n/a",
+                    stats.format_p(p) + (" (Holm)" if several and p is not None else ""),
+                    "n/a" if dz is None else f"{dz:+.2f}" if math.isfinite(dz) else f"{dz:+}",
+                    stats.format_p((pw.get("wilcoxon") or {}).get("p_value")),
+                ]
+            rows.append(
+                [
+                    m.label,
+                    _pm(m.val_loss),
+                    *cells,
+                    _pm(m.bits_per_byte),
+                    _pm(m.test_loss),
+                    f"{m.parameters:,}",
+                    format_seconds(_mean(m.times)),
+                    str(len(m.seeds)),
+                ]
+            )
+        return rows
+
+    def _heading(self) -> str:
+        cfg = self.config
+        return (
+            f"{cfg.get('data')} ({cfg.get('tokens')}), {cfg.get('recipe')} recipe, {cfg.get('epochs')} "
+            f"epochs of {cfg.get('epoch_tokens')} tokens, seeds {', '.join(map(str, self.seeds))}; "
+            "validation loss (nats per token), lower is better"
+        )
+
+    def _notes(self) -> list[str]:
+        return ([self.test.describe()] if self.test is not None else []) + self.verdicts
+
+    def to_text(self) -> str:
+        rows = [self._HEAD] + self._rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
+        lines = []
+        for j, r in enumerate(rows):
+            lines.append(
+                "  ".join(
+                    c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)
+                ).rstrip()
+            )
+            if j == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join([self._heading(), ""] + lines + [""] + self._notes()) + "\n"
+
+    def to_markdown(self) -> str:
+        out = [
+            f"# Comparison: {self._heading()}",
+            "",
+            "Validation loss: the final epoch's mean cross-entropy on the fixed validation windows, "
+            "mean ± sample sd over the seeds. The differences (model - first; negative is better), "
+            "their 95 % confidence intervals (paired t), the t-test, d_z and the Wilcoxon test are "
+            "paired by seed.",
+            "",
+            "| " + " | ".join(self._HEAD) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(self._HEAD) - 1)) + "|",
+        ]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self._rows()]
+        out += [""] + [f"- {line}" for line in self._notes()]
+        out += ["", "Per seed (validation loss):", ""]
+        out.append("| model | " + " | ".join(f"seed {s}" for s in self.seeds) + " |")
+        out.append("|---|" + "---:|" * len(self.seeds))
+        for m in self.models:
+            out.append(f"| {m.label} | " + " | ".join(f"{v:.4f}" for v in m.val_loss) + " |")
+        return "\n".join(out) + "\n"
+
+    def to_dict(self) -> dict:
+        return {
+            "objective": self.objective,
+            "direction": self.direction,
+            "seeds": self.seeds,
+            "evaluated_on": "validation",
+            "config": self.config,
+            "ranking": [m.label for m in sorted(self.models, key=lambda m: _mean(m.val_loss))],
+            "models": [m.to_dict() for m in self.models],
+            "test": self.test.to_dict() if self.test is not None else None,
+            "pairwise": self.pairwise,
+            "verdicts": self.verdicts,
+            "out_dir": self.out_dir,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def _statistics(models: list[LossResult]) -> tuple[stats.TestResult | None, list[dict]]:
+    if len(models) < 2:
+        return None, []
+    base = models[0]
+    pairwise = []
+    for m in models[1:]:
+        pairwise.append(
+            {
+                "model": m.label,
+                "baseline": base.label,
+                "mean_difference": _mean(m.val_loss) - _mean(base.val_loss),
+                "t_test": stats.paired_t_test(m.val_loss, base.val_loss).to_dict(),
+                "wilcoxon": stats.wilcoxon_signed_rank(m.val_loss, base.val_loss).to_dict(),
+            }
+        )
+    for pw, adjusted in zip(pairwise, stats.holm([pw["t_test"]["p_value"] for pw in pairwise])):
+        pw["p_holm"] = adjusted
+    if len(models) == 2:
+        main = stats.paired_t_test(models[1].val_loss, base.val_loss)
+        main.note = (main.note + "; " if main.note else "") + (
+            f"{models[1].label} - {base.label} validation loss, paired by seed"
+        )
+        return main, pairwise
+    main = stats.friedman_test([[m.val_loss[i] for m in models] for i in range(len(base.seeds))])
+    main.note = (main.note + "; " if main.note else "") + f"{len(models)} models, seeds as blocks"
+    return main, pairwise
+
+
+def _verdicts(models: list[LossResult], test: stats.TestResult | None, pairwise: list[dict]) -> list[str]:
+    n = len(models[0].seeds) if models else 0
+    out = []
+    if len(models) >= 2 and n < MIN_SEEDS:
+        out.append(
+            f"Too little evidence: {n} seed{'s' if n != 1 else ''} per model; run --seeds {MIN_SEEDS} or more."
+        )
+    several = len(models) > 2
+    if several and test is not None and test.p_value is not None and test.p_value >= 0.05:
+        out.append(
+            f"The Friedman test finds no difference among the {len(models)} models (p = {stats.format_p(test.p_value)})."
+        )
+    for pw in pairwise:
+        t = pw["t_test"]
+        lo, hi = t["extra"].get("ci_low"), t["extra"].get("ci_high")
+        who, diff = f"{pw['model']} vs {pw['baseline']}", pw["mean_difference"]
+        if lo is None or hi is None or not math.isfinite(lo):
+            out.append(f"{who}: {diff:+.4f} nats; no confidence interval ({t.get('note')}).")
+            continue
+        p = pw.get("p_holm") if several else t.get("p_value")
+        p_text = f"p = {stats.format_p(p)}" + (", Holm-adjusted" if several else "")
+        span = f"95% CI [{lo:+.4f}, {hi:+.4f}] nats"
+        if lo <= 0 <= hi:
+            out.append(f"{who}: {diff:+.4f} nats, {span} spans zero ({p_text}): no difference either way.")
+        elif p is not None and p >= 0.05:
+            out.append(f"{who}: {diff:+.4f} nats ({span}), but {p_text}: not significant after correction.")
+        else:
+            better = "better (lower loss)" if diff < 0 else "worse (higher loss)"
+            out.append(f"{who}: {better} by {abs(diff):.4f} nats ({span}, {p_text}).")
+    return out
+
+
+def _same_recipe(runs: list[tuple[str, int, dict]]) -> None:
+    free = RESUME_FREE | {"seed"}
+    want = {k: v for k, v in (runs[0][2].get("config") or {}).items() if k not in free}
+    for label, seed, summary in runs[1:]:
+        got = {k: v for k, v in (summary.get("config") or {}).items() if k not in free}
+        if got != want:
+            diff = [
+                f"{k}: {want.get(k)!r} vs {got.get(k)!r}"
+                for k in sorted(set(want) | set(got))
+                if want.get(k) != got.get(k)
+            ]
+            raise TrainError(
+                f"cannot pair {label} seed {seed} with {runs[0][0]} seed {runs[0][1]}: their recipes differ\n  "
+                + "\n  ".join(diff)
+            )
+
+
+def compare_language(
+    models: Sequence[tuple[str, Callable, dict | None]],
+    config: TrainConfig,
+    seeds: Sequence[int],
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    quiet: bool = False,
+    overwrite: bool = False,
+    corpus: TextCorpus | None = None,
+    on_run_end: Callable[[str, int, dict], None] | None = None,
+) -> LossComparison:
+    """Train every model with every seed on ``config.data`` (text) and compare them by final
+    validation loss; ``models`` are (label, build_model, describe) triples, the first the
+    baseline."""
+    config = config.validate()
+    seeds = [int(s) for s in seeds]
+    if not models:
+        raise TrainError("nothing to compare: no models")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise TrainError(f"compare needs distinct seeds, not {seeds}")
+    labels = [m[0] for m in models]
+    dirs = [safe_label(label) for label in labels]
+    if len(set(labels)) != len(labels) or len(set(dirs)) != len(dirs):
+        raise TrainError(f"two models share a label or a directory name: {labels}")
+    corpus = corpus or load_corpus(config.data, config.tokens)
+    out = Path(out_dir)
+    summaries: dict[tuple[str, int], dict] = {}
+    total = len(seeds) * len(models)
+    for seed in seeds:
+        for (label, build, describe), d in zip(models, dirs):
+            run_dir = out / d / f"seed{seed}"
+            exists = (run_dir / CHECKPOINT).is_file() or (run_dir / SUMMARY).is_file()
+            if not quiet:
+                print(f"[{len(summaries) + 1}/{total}] {label}, seed {seed}: {run_dir}", file=sys.stderr)
+            summary = train_language(
+                build,
+                config.replace(seed=seed),
+                run_dir,
+                resume=exists and not overwrite,
+                overwrite=overwrite,
+                progress=progress,
+                describe=describe,
+                quiet=quiet,
+                corpus=corpus,
+            )
+            summaries[label, seed] = summary
+            if on_run_end is not None:
+                on_run_end(label, seed, summary)
+    _same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
+    results = []
+    for (label, _, describe), d in zip(models, dirs):
+        rs = [summaries[label, s] for s in seeds]
+        results.append(
+            LossResult(
+                label=label,
+                seeds=seeds,
+                val_loss=[float(r["final_val_loss"]) for r in rs],
+                bits_per_byte=[float(r["final_val_bits_per_byte"]) for r in rs],
+                test_loss=[float(r["final_test_loss"]) for r in rs],
+                parameters=int(rs[0]["parameters"]),
+                times=[float(r["wall_time_s"]) for r in rs],
+                run_dirs=[str(out / d / f"seed{s}") for s in seeds],
+                describe=rs[0].get("model") or describe,
+            )
+        )
+    test, pairwise = _statistics(results)
+    cfg = config.to_dict()
+    cfg.pop("seed", None)
+    result = LossComparison(results, seeds, cfg, test, pairwise, str(out), _verdicts(results, test, pairwise))
+    make_directory(out, "--out")
+    atomic_write(out / "comparison.md", result.to_markdown())
+    write_json(out / "comparison.json", result.to_dict())
+    if not quiet:
+        print(result.to_text(), end="")
+    return result

@@ -1,0 +1,109 @@
+"""`formulac train|compare|sample` on text data with the gpt backbone (tiny runs on a corpus
+generated here), and one clear error per kind of bad input."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from formulac.cli import main
+
+PRE_NORM = "# pre-norm transformer\nh_<n+1> = x_n + A(x_n)\nx_<n+1> = h_<n+1> + M(h_<n+1>)\n"
+REZERO = "# ReZero\nparam s_n = 0\nx_<n+1> = x_n + s_n*F(x_n)\n"
+GPT = ["--backbone", "gpt", "--depth", "1", "-O", "dim=16", "-O", "heads=2", "-O", "context=16"]
+SMALL = [
+    "--epochs",
+    "2",
+    "--epoch-tokens",
+    "2048",
+    "--batch-size",
+    "8",
+    "--eval-windows",
+    "8",
+    "--lr",
+    "0.01",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--quiet",
+]
+
+
+def _corpus(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    words = ["to", "be", "or", "not", "that", "is", "the", "question"]
+    picks = torch.randint(0, len(words), (1500,), generator=g).tolist()
+    path = tmp_path / "corpus.txt"
+    path.write_text(" ".join(words[i] for i in picks), encoding="utf-8")
+    return path
+
+
+def _formula(tmp_path, text, name):
+    path = tmp_path / f"{name}.rec"
+    path.write_text(text)
+    return path
+
+
+def test_train_then_sample_prints_text(tmp_path, capsys):
+    corpus, out = _corpus(tmp_path), tmp_path / "run"
+    rec = _formula(tmp_path, PRE_NORM, "prenorm")
+    argv = [
+        "train",
+        str(rec),
+        *GPT,
+        "--data",
+        f"text:{corpus}",
+        "--tokens",
+        "chars",
+        *SMALL,
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    vocabulary = sorted(set(corpus.read_text()))
+    assert summary["vocab_size"] == len(vocabulary) and summary["context"] == 16
+    assert summary["final_val_loss"] < torch.log(torch.tensor(float(len(vocabulary)))).item()
+    capsys.readouterr()
+    assert main(["sample", str(out), "--prompt", "to be", "--tokens", "40", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out.rstrip("\n")
+    assert printed.startswith("to be") and len(printed) == len("to be") + 40
+    assert set(printed) <= set(vocabulary)
+
+
+def test_compare_on_text_ranks_by_loss(tmp_path, capsys):
+    corpus, out = _corpus(tmp_path), tmp_path / "cmp"
+    files = [str(_formula(tmp_path, PRE_NORM, "prenorm")), str(_formula(tmp_path, REZERO, "rezero"))]
+    argv = ["compare", *files, *GPT, "--data", f"text:{corpus}", *SMALL, "--seeds", "2", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    result = json.loads((out / "comparison.json").read_text())
+    assert result["objective"] == "val_loss" and result["direction"] == "minimize"
+    means = {m["label"]: m["mean_val_loss"] for m in result["models"]}
+    assert result["ranking"] == sorted(means, key=means.get)
+
+
+def _error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("formulac: error:"), err
+    return err[0]
+
+
+def test_bad_text_input_is_one_error_line(tmp_path, capsys):
+    rec = str(_formula(tmp_path, PRE_NORM, "prenorm"))
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(256)) * 40)
+    short = tmp_path / "short.txt"
+    short.write_text("a short text " * 10)
+    base = ["train", rec, *GPT, *SMALL, "--out", str(tmp_path / "run")]
+    assert "empty file" in _error(capsys, [*base, "--data", f"text:{empty}"])
+    assert "not UTF-8 text" in _error(capsys, [*base, "--data", f"text:{binary}", "--tokens", "chars"])
+    assert "too short for windows of context 16" in _error(capsys, [*base, "--data", f"text:{short}"])
+    assert "not found" in _error(capsys, [*base, "--data", f"text:{tmp_path / 'none.txt'}"])
+    mlp = ["train", rec, "--backbone", "mlp", "--depth", "1", *SMALL, "--out", str(tmp_path / "mlp")]
+    assert "needs a language-model backbone" in _error(capsys, [*mlp, "--data", f"text:{_corpus(tmp_path)}"])
