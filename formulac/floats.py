@@ -144,6 +144,10 @@ _FUNCTIONS = frozenset(
 )
 
 
+def _known_number(value) -> bool:
+    return value is not None and bool(sympy.sympify(value).is_number)
+
+
 def _coefficients(expr: sympy.Expr, step: sympy.Symbol, values: Mapping) -> list[sympy.Expr]:
     """The largest sub-expressions of ``expr`` built from numbers, ``step`` and functions with a
     double form (one pass, bottom up), in order of appearance; plain numbers are included."""
@@ -153,7 +157,9 @@ def _coefficients(expr: sympy.Expr, step: sympy.Symbol, values: Mapping) -> list
         if not isinstance(node, sympy.Basic):
             return False
         if node.is_Atom:
-            return bool(node.is_number) or node == step or node in values
+            # a constant counts only once its value is a number (``c = 1/4 + b`` with ``b``
+            # still free is checked when ``b`` is bound)
+            return bool(node.is_number) or node == step or _known_number(values.get(node))
         if isinstance(node, sympy.Indexed):  # a state or a per-step parameter; its index is no value
             return False
         if isinstance(node, sympy.Sum) or not isinstance(
