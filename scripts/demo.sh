@@ -22,15 +22,17 @@ PHASE_START=$START
 PHASE_CPU=0
 
 children_cpu() {  # CPU seconds (user + system) of every finished child process so far
-  times >"$OUT/.times"  # a builtin, in this shell: $(times) would count a subshell's children
-  awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] } printf "%.1f", s }' \
-    "$OUT/.times"
+  # `times` is a builtin run in this shell: in a $(...) subshell it would count no children
+  times >"$OUT/.times"
+  CHILDREN_CPU=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] }
+    printf "%.1f", s }' "$OUT/.times")
 }
 
 next_phase() {  # end the current phase (its wall and CPU seconds to $PHASES), start the next
   local now cpu
   now=$(date +%s.%N)
-  cpu=$(children_cpu)
+  children_cpu
+  cpu=$CHILDREN_CPU
   awk -v p="$PHASE" -v t0="$PHASE_START" -v t1="$now" -v c0="$PHASE_CPU" -v c1="$cpu" \
     'BEGIN { printf "%s\t%.1f\t%.1f\n", p, t1 - t0, c1 - c0 }' >>"$PHASES"
   PHASE=$1
@@ -75,11 +77,11 @@ echo "== search the two-step family on $DATA_NAME, then confirm the best member 
 # a fresh study each time (the same command would otherwise continue the finished one)
 rm -rf "$OUT/study.db" "$OUT/study.db-wal" "$OUT/study.db-shm" "$OUT/study.db.lock" \
   "$OUT/trials" "$OUT/confirm" "$OUT/timings.jsonl"
-# 8 trials over a in [-0.9, 0.9] (the positive half expands and is rejected untrained), two
+# 6 trials over a in [-0.9, 0.9] (the positive half expands and is rejected untrained), two
 # single-thread workers (one per core), Hyperband from 1 to 4 epochs; then 6 confirmation runs
 # of 4 epochs, two at a time.
 $FC search examples/two_step_free.rec --space a=-0.9:0.9 --require stable \
-  --trials 8 --workers 2 --threads 1 --sampler-seed 0 "${NET[@]}" "${DATA_ARGS[@]}" --recipe fashion \
+  --trials 6 --workers 2 --threads 1 --sampler-seed 0 "${NET[@]}" "${DATA_ARGS[@]}" --recipe fashion \
   --confirm 1 --seeds 3 --baseline examples/resnet_post.rec --out "$OUT"
 
 next_phase report
@@ -91,7 +93,8 @@ $FC analyze "$OUT/best.rec" --depth 8 | head -n 12
 next_phase done
 
 TOTAL=$(awk -v t0="$START" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }')
-printf 'total\t%s\t%s\n' "$TOTAL" "$(children_cpu)" >>"$PHASES"
+children_cpu
+printf 'total\t%s\t%s\n' "$TOTAL" "$CHILDREN_CPU" >>"$PHASES"
 rm -f "$OUT/.times"
 echo "== done in $(printf '%.0f' "$TOTAL") s on $DATA_NAME; in $OUT:"
 echo "   report.md         the one-page report: leaderboard, figures, confirmation"
