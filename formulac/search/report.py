@@ -218,7 +218,7 @@ def report_markdown(board: dict, figures: list[str] = ()) -> str:
     if shown:
         lines += ["", "## Figures", ""]
         for name, what in shown:
-            lines += [f"![{what}]({name})", "", f"*{name}*: {what}.", ""]
+            lines += [f"![{name}]({name})", "", f"*{name}*: {what}.", ""]
         lines.pop()
     conf = board.get("confirmation")
     lines += ["", "## Confirmation (test set)", ""]
@@ -267,7 +267,7 @@ def _confirmation_lines(conf: dict) -> list[str]:
             f"{_p_text(t.get('p_value')) if t else ''} | {_p_text(m.get('p_holm')) if t else ''} |"
         )
     notes = []
-    if conf.get("friedman"):
+    if conf.get("friedman") and len(conf["models"]) > 2:  # with two, the paired t-test says it
         notes.append(_friedman_text(conf["friedman"], len(conf["models"])))
     notes += _verdicts(conf)
     return lines + ([""] + [f"- {n}" for n in notes] if notes else [])
