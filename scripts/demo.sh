@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${FORMULAC_DEMO_OUT:-out/demo}
 mkdir -p "$OUT"
 PHASES="$OUT/phases.tsv"
-printf 'phase\twall_s\tcpu_s\n' >"$PHASES"
+printf 'phase\tstart_unix\twall_s\tcpu_s\n' >"$PHASES"
 PHASE=setup
 PHASE_START=$START
 PHASE_CPU=0
@@ -34,7 +34,7 @@ next_phase() {  # end the current phase (its wall and CPU seconds to $PHASES), s
   children_cpu
   cpu=$CHILDREN_CPU
   awk -v p="$PHASE" -v t0="$PHASE_START" -v t1="$now" -v c0="$PHASE_CPU" -v c1="$cpu" \
-    'BEGIN { printf "%s\t%.1f\t%.1f\n", p, t1 - t0, c1 - c0 }' >>"$PHASES"
+    'BEGIN { printf "%s\t%.1f\t%.1f\t%.1f\n", p, t0, t1 - t0, c1 - c0 }' >>"$PHASES"
   PHASE=$1
   PHASE_START=$now
   PHASE_CPU=$cpu
@@ -94,7 +94,7 @@ next_phase done
 
 TOTAL=$(awk -v t0="$START" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }')
 children_cpu
-printf 'total\t%s\t%s\n' "$TOTAL" "$CHILDREN_CPU" >>"$PHASES"
+printf 'total\t%s\t%s\t%s\n' "$START" "$TOTAL" "$CHILDREN_CPU" >>"$PHASES"
 rm -f "$OUT/.times"
 echo "== done in $(printf '%.0f' "$TOTAL") s on $DATA_NAME; in $OUT:"
 echo "   report.md         the one-page report: leaderboard, figures, confirmation"
