@@ -43,19 +43,22 @@ next_phase() {  # end the current phase (its wall and CPU seconds to $PHASES), s
 bash scripts/setup.sh
 FC=.venv/bin/formulac
 
-DATA_ARGS=(--data fashion-mnist)
-DATA_NAME="Fashion-MNIST"
-if [ ! -e /usr/share/datasets/fashion-mnist ] && [ -z "${FORMULAC_DATA:-}" ]; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
-      || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) \
-      || echo "could not install dataset-fashion-mnist"
-  fi
+# FORMULAC_DEMO_DATA=synthetic runs it all on the synthetic data set (a quick check)
+DATA=${FORMULAC_DEMO_DATA:-fashion-mnist}
+have_fashion() { [ -e /usr/share/datasets/fashion-mnist ] || [ -n "${FORMULAC_DATA:-}" ]; }
+if [ "$DATA" = fashion-mnist ] && ! have_fashion && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+    || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) \
+    || echo "could not install dataset-fashion-mnist"
 fi
-if [ ! -e /usr/share/datasets/fashion-mnist ] && [ -z "${FORMULAC_DATA:-}" ]; then
-  echo "Fashion-MNIST is not available here: the search and the confirmation run on the synthetic data set instead"
-  DATA_ARGS=(--data synthetic)
-  DATA_NAME="the synthetic data set (Fashion-MNIST is not available here)"
+if [ "$DATA" = fashion-mnist ] && have_fashion; then
+  DATA_NAME="Fashion-MNIST"
+  INPUT=(--in-channels 1 --input-size 28)
+else
+  [ "$DATA" = fashion-mnist ] && echo "Fashion-MNIST is not available here: the search and the confirmation run on the synthetic data set instead"
+  DATA=synthetic
+  DATA_NAME="the synthetic data set (not Fashion-MNIST)"
+  INPUT=(--in-channels 3 --input-size 32)
 fi
 
 next_phase analysis
@@ -70,7 +73,7 @@ $FC diff examples/resnet.rec examples/two_step_free.rec --depth 8 || true  # exi
 # resolution (a stride-2 stem), 4 epochs of the fashion recipe: the cheapest point measured
 # that stays above 91.6 % on the test set with a margin (docs/benchmarks.md).
 NET=(--backbone cifar-resnet --depth 8 -O width=32 -O stem_stride=2)
-$FC info examples/two_step_free.rec --set a=-0.5 "${NET[@]}" --in-channels 1 --input-size 28
+$FC info examples/two_step_free.rec --set a=-0.5 "${NET[@]}" "${INPUT[@]}"
 
 next_phase search+confirmation
 echo "== search the two-step family on $DATA_NAME, then confirm the best member against ResNet"
@@ -81,7 +84,7 @@ rm -rf "$OUT/study.db" "$OUT/study.db-wal" "$OUT/study.db-shm" "$OUT/study.db.lo
 # single-thread workers (one per core), Hyperband from 1 to 4 epochs; then 6 confirmation runs
 # of 4 epochs, two at a time.
 $FC search examples/two_step_free.rec --space a=-0.9:0.9 --require stable \
-  --trials 6 --workers 2 --threads 1 --sampler-seed 0 "${NET[@]}" "${DATA_ARGS[@]}" --recipe fashion \
+  --trials 6 --workers 2 --threads 1 --sampler-seed 0 "${NET[@]}" --data "$DATA" --recipe fashion \
   --confirm 1 --seeds 3 --baseline examples/resnet_post.rec --out "$OUT"
 
 next_phase report
@@ -89,7 +92,7 @@ echo "== the confirmation on the test set: the verdict"
 .venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["confirmation"]["text"])' \
   "$OUT/leaderboard.json"
 echo "== the winner, read back by the analyser"
-$FC analyze "$OUT/best.rec" --depth 8 | head -n 12
+$FC analyze "$OUT/best.rec" --depth 8
 next_phase done
 
 TOTAL=$(awk -v t0="$START" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }')
