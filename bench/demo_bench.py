@@ -125,12 +125,12 @@ def analyse(out: Path) -> dict:
     rest = command["cpu_s"] - search_cpu - confirm_cpu
     serial = sum(p["cpu_s"] for name, p in phases.items() if name in ("setup", "analysis", "report"))
     search_span = max((w["train_cpu_s"] for w in workers.values()), default=0.0)
-    # compare trains model by model, seed by seed
-    confirm_span = makespan([r["train_cpu_s"] for r in runs])
+    # compare trains seed by seed, every model for each seed (a stable sort keeps that order)
+    confirm_span = makespan([r["train_cpu_s"] for r in sorted(runs, key=lambda r: r["seed"])])
     predicted = serial + search_span + confirm_span + rest / SLOTS
     confirm_start = _confirm_start(out)
     split = None
-    if confirm_start is not None and command["start"] is not None:
+    if confirm_start is not None and command["start"]:
         search_wall = confirm_start - command["start"]
         split = {"search_wall_s": search_wall, "confirmation_wall_s": command["wall_s"] - search_wall}
     return {
