@@ -263,7 +263,7 @@ def _confirmation_lines(conf: dict) -> list[str]:
             + " | ".join(f"{a:.2f}" for a in accuracies)
             + f" | {mean:.2f}{f' ± {sd:.2f}' if sd is not None else ''} | "
             # the difference in accuracy: minus the difference in error
-            + f"{'' if diff is None else f'{-diff:+.2f}'} | "
+            + f"{'' if diff is None else f'{0.0 - diff:+.2f}'} | "
             f"{_p_text(t.get('p_value')) if t else ''} | {_p_text(m.get('p_holm')) if t else ''} |"
         )
     notes = []
