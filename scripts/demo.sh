@@ -82,7 +82,9 @@ rm -rf "$OUT/study.db" "$OUT/study.db-wal" "$OUT/study.db-shm" "$OUT/study.db.lo
   "$OUT/trials" "$OUT/confirm" "$OUT/timings.jsonl"
 # 6 trials over a in [-0.9, 0.9] (the positive half expands and is rejected untrained), two
 # single-thread workers (one per core), Hyperband from 1 to 4 epochs; then 6 confirmation runs
-# of 4 epochs, two at a time.
+# of 4 epochs, two at a time. The budget (docs/benchmarks.md): the confirmation takes about
+# 6 of the 10 minutes, so the search may train about one 4-epoch trial per worker, which 6
+# trials with sampler seed 0 do (4 of its draws expand and are rejected).
 $FC search examples/two_step_free.rec --space a=-0.9:0.9 --require stable \
   --trials 6 --workers 2 --threads 1 --sampler-seed 0 "${NET[@]}" --data "$DATA" --recipe fashion \
   --confirm 1 --seeds 3 --baseline examples/resnet_post.rec --out "$OUT"
