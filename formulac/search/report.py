@@ -1,6 +1,7 @@
-"""What a search leaves in its directory: leaderboard.json / .md, best.rec, and the figures
+"""What a search leaves in its directory: leaderboard.json / .md, best.rec, the figures
 history.png, properties.png (a property against the score, validation accuracy or loss, with
-Spearman's rank correlation) and objective.png (the score against one searched symbol).
+Spearman's rank correlation) and objective.png (the score against one searched symbol), and
+report.md (one page: what was searched, the leaderboard, the figures, the confirmation).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .metrics import SearchMetric, get_metric
 from .objective import outcome, trial_record
 from .space import SearchSpace, value_text
 
-__all__ = ["leaderboard", "write_outputs", "best_rec_text", "PLOTTED_PROPERTIES"]
+__all__ = ["leaderboard", "write_outputs", "best_rec_text", "report_markdown", "PLOTTED_PROPERTIES"]
 
 #: Properties drawn in properties.png: (key in the analysis summary, label).
 PLOTTED_PROPERTIES = (
@@ -137,6 +138,17 @@ def markdown(board: dict) -> str:
         f"Scores are {board['label']} ({'higher' if board['direction'] == 'maximize' else 'lower'} is "
         "better) on data held out from training; the test set is used only by the confirmation.",
         "",
+        *_ranking_table(board),
+    ]
+    conf = board.get("confirmation")
+    if conf:
+        lines += ["", "## Confirmation (test set)", "", conf["markdown"].strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _ranking_table(board: dict) -> list[str]:
+    """The complete trials best first, then the others in order, as Markdown table lines."""
+    lines = [
         f"| rank | trial | formula | values | {board['label']} | epochs | stability | spectral radius | state |",
         "|---:|---:|---|---|---:|---:|---|---:|---|",
     ]
@@ -154,10 +166,131 @@ def markdown(board: dict) -> str:
             f"{'' if acc is None else f'{acc:.4f}'} | {r['epochs']} | {a.get('stability') or '-'} | "
             f"{_short(rate) if rate is not None else '-'} | {state.replace('|', '/')} |"
         )
+    return lines
+
+
+#: The figures report.md shows, with what each one says.
+REPORT_FIGURES = (
+    ("history.png", "the score of every trial in order (rejected ones at 0), and the best so far"),
+    ("properties.png", "properties from the analysis against the score, with Spearman's rank correlation"),
+    ("objective.png", "the score against the searched symbol"),
+)
+
+
+def report_markdown(board: dict, figures: list[str] = ()) -> str:
+    """``report.md``: one page with what was searched, the leaderboard, the ``figures`` (file
+    names in the same directory) and the confirmation on the test set."""
+    counts = board["counts"]
+    space = board.get("space") or {}
+    settings = board.get("settings") or {}
+    train = settings.get("train") or {}
+    domains = [f"`{name}` {_domain_text(d)}" for name, d in (space.get("symbols") or {}).items()]
+    domains += [f"`{name}` in {{{', '.join(map(str, c))}}}" for name, c in (space.get("knobs") or {}).items()]
+    formulas = ", ".join(
+        f"`{f['formula'].strip().splitlines()[-1]}` ({f['label']})" for f in space.get("formulas", [])
+    )
+    require = ", ".join(f"`{q}`" for q in settings.get("require") or []) or "none"
+    training = (
+        f"{train.get('data')}, {train.get('recipe')} recipe, up to {train.get('epochs')} epochs, "
+        f"validation split {train.get('val_fraction')} of the training set"
+        if train
+        else f"the objective {settings.get('trainer')}"
+    )
+    lines = [
+        f"# Search report: {board['study']}",
+        "",
+        f"- **Searched**: {formulas or 'the files'}"
+        + (f" over {', '.join(domains)}" if domains else "")
+        + f" on {_backbone_text(settings.get('backbone') or {})}; {training}.",
+        f"- **Analysis first**: candidates failing {require} were rejected untrained; pruner "
+        f"{settings.get('pruner')}.",
+        f"- **Trials**: {len(board['trials'])} of {board['trials_requested']}: {counts['complete']} complete, "
+        f"{counts['pruned']} pruned early, {counts['rejected']} rejected by analysis, {counts['failed']} failed.",
+    ]
+    best = board.get("best")
+    if best is not None:
+        values = ", ".join(f"{k} = {_short(v)}" for k, v in best["params"].items())
+        lines.append(
+            f"- **Best**: trial {best['number']} ({best['formula']}{': ' + values if values else ''}), "
+            f"{board['label']} {best['value']:.4f} after {best['epochs']} epochs: `best.rec`."
+        )
+    lines += ["", "## Leaderboard", "", *_ranking_table(board)]
+    shown = [(name, what) for name, what in REPORT_FIGURES if name in figures]
+    if shown:
+        lines += ["", "## Figures", ""]
+        for name, what in shown:
+            lines += [f"![{name}]({name})", "", f"*{name}*: {what}.", ""]
+        lines.pop()
     conf = board.get("confirmation")
-    if conf:
-        lines += ["", "## Confirmation (test set)", "", conf["markdown"].strip()]
+    lines += ["", "## Confirmation (test set)", ""]
+    lines += _confirmation_lines(conf) if conf else ["No confirmation was run (`--confirm K` runs one)."]
     return "\n".join(lines) + "\n"
+
+
+def _domain_text(domain: dict) -> str:
+    if "choices" in domain:
+        return "in {" + ", ".join(map(str, domain["choices"])) + "}"
+    return f"in [{domain['low']}, {domain['high']}]" + (" (log scale)" if domain.get("log") else "")
+
+
+def _backbone_text(backbone: dict) -> str:
+    name = backbone.get("backbone", "cifar-resnet")
+    options = ", ".join(f"{k} {v}" for k, v in backbone.items() if k != "backbone")
+    return f"{name}" + (f" ({options})" if options else "")
+
+
+def _confirmation_lines(conf: dict) -> list[str]:
+    """Test accuracy per seed and model, the paired tests against the baseline and the verdicts
+    that ``compare`` wrote (its ``comparison.json``, when it is still there)."""
+    seeds = conf["seeds"]
+    lines = [
+        f"Retrained from scratch on the full training set with seeds {', '.join(map(str, seeds))}; "
+        f"test accuracy (%) against the baseline {conf['baseline']}.",
+        "",
+        "| model | values | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " | mean ± sd | vs baseline | paired t-test p | Holm p |",
+        "|---|---|" + "---:|" * (len(seeds) + 4),
+    ]
+    for m in conf["models"]:
+        accuracies = [100.0 - e for e in m["test_error_pct"]]
+        sd = m.get("sd_error_pct")
+        mean = 100.0 - m["mean_error_pct"]
+        diff = m.get("difference_to_baseline_pct")
+        t = m.get("paired_t_test") or {}
+        values = ", ".join(f"{k}={_short(v)}" for k, v in m["params"].items())
+        lines.append(
+            f"| {m['label']} | {values} | "
+            + " | ".join(f"{a:.2f}" for a in accuracies)
+            + f" | {mean:.2f}{f' ± {sd:.2f}' if sd is not None else ''} | "
+            # the difference in accuracy: minus the difference in error
+            + f"{'' if diff is None else f'{0.0 - diff:+.2f}'} | "
+            f"{_p_text(t.get('p_value')) if t else ''} | {_p_text(m.get('p_holm')) if t else ''} |"
+        )
+    notes = []
+    if conf.get("friedman") and len(conf["models"]) > 2:  # with two, the paired t-test says it
+        notes.append(_friedman_text(conf["friedman"], len(conf["models"])))
+    notes += _verdicts(conf)
+    return lines + ([""] + [f"- {n}" for n in notes] if notes else [])
+
+
+def _friedman_text(friedman: dict, models: int) -> str:
+    return f"Friedman test across all {models} models: p = {_p_text(friedman.get('p_value'))}."
+
+
+def _p_text(p) -> str:
+    """A p-value as compare prints it; n/a where the test was undefined (None, or "nan" in JSON)."""
+    from ..train.stats import format_p
+
+    return format_p(p) if isinstance(p, (int, float)) and math.isfinite(p) else "n/a"
+
+
+def _verdicts(conf: dict) -> list[str]:
+    path = Path(conf.get("out_dir") or "") / "comparison.json"
+    try:
+        return list(json.loads(path.read_text()).get("verdicts") or [])
+    except (OSError, ValueError):
+        return []
 
 
 def _short(v) -> str:
@@ -208,6 +341,8 @@ def write_outputs(out: Path, board: dict, space: SearchSpace, origin: str) -> li
     atomic_write(out / "leaderboard.md", markdown(board))
     written += ["leaderboard.json", "leaderboard.md"]
     written += _figures(out, board, space)
+    atomic_write(out / "report.md", report_markdown(board, written))
+    written.append("report.md")
     return written
 
 
