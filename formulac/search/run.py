@@ -18,8 +18,6 @@ from pathlib import Path
 from ..errors import UsageError
 from ..files import make_directory
 from .engine import (
-    PRUNERS,
-    SAMPLERS,
     StudyOptions,
     close_storage,
     open_storage,
@@ -29,6 +27,7 @@ from .engine import (
 )
 from .objective import Limits, Objective
 from .properties import parse_requirements
+from .strategies import check_pruner, resolve_sampler, sampler_choices
 
 __all__ = ["SearchRequest", "run_search"]
 
@@ -66,10 +65,9 @@ class SearchRequest:
             raise UsageError(f"--trials must be at least 1, not {o.trials}")
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1, not {self.workers}")
-        if o.sampler not in SAMPLERS:
-            raise UsageError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {o.sampler!r}")
-        if o.pruner not in PRUNERS:
-            raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, not {o.pruner!r}")
+        if o.sampler not in sampler_choices():
+            raise UsageError(f"--sampler must be one of {', '.join(sampler_choices())}, not {o.sampler!r}")
+        check_pruner(o.pruner)
         if o.heartbeat < 1 or (o.grace is not None and o.grace <= o.heartbeat):
             raise UsageError("--heartbeat must be at least 1 second, and the grace period longer than it")
         if not 1 <= self.analysis_depth <= MAX_ANALYSIS_DEPTH:
@@ -111,11 +109,7 @@ class Prepared:
             if k not in ("backbone", "transition", "num_classes", "in_channels")
         }
         self.space = build_space(recs, list(request.files), request.space, backbone, fixed)
-        if request.options.sampler == "grid" and not self.space.is_finite:
-            interval = next(d.name for d in self.space.symbols if not d.domain.is_finite)
-            raise UsageError(
-                f"--sampler grid needs finite domains; {interval} is an interval (write {interval}=V1,V2,...)"
-            )
+        self.sampler = resolve_sampler(request.options.sampler, self.space)
         self.requirements = parse_requirements(list(request.require))
         self.baseline = None
         if request.baseline:
@@ -179,8 +173,7 @@ class Prepared:
         )
 
     def _grid(self) -> bool:
-        o = self.request.options
-        return o.sampler == "grid" or (o.sampler == "auto" and self.space.is_finite)
+        return self.sampler.grid
 
 
 def _check_backbone(space, kwargs: dict) -> None:
