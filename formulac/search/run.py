@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..files import make_directory
 from .engine import (
+    STUDY_FILE,
     StudyOptions,
     close_storage,
     open_storage,
@@ -286,10 +287,22 @@ def run_search(request: SearchRequest) -> dict:
     if hasattr(objective.trainer, "data"):
         objective.trainer.data()  # missing data is an error now, before the study is touched
     objective.warm_up()
+    created = not out.exists()
     make_directory(out, "--out")
-    storage = open_storage(o)
     try:
-        study = open_study(o, prepared.space, prepared.settings, storage=storage)
+        storage = open_storage(o)
+    except UsageError:
+        if created:
+            _remove_unused_out(out)
+        raise
+    try:
+        try:
+            study = open_study(o, prepared.space, prepared.settings, storage=storage)
+        except UsageError:
+            if created:
+                close_storage(storage)
+                _remove_unused_out(out)
+            raise
         _announce(request, prepared)
         _run_workers(request, prepared, study, objective)
         board = leaderboard(study, prepared.space, prepared.settings, o.trials)
@@ -329,6 +342,20 @@ def run_search(request: SearchRequest) -> dict:
     if not request.quiet:
         _summary(board, out)
     return board
+
+
+def _remove_unused_out(out: Path) -> None:
+    """Remove the --out directory this run made when the study could not be opened: what the
+    attempt left (an empty study file, its lock and logs), then the directory if empty."""
+    import contextlib
+
+    for name in (STUDY_FILE, STUDY_FILE + ".lock", STUDY_FILE + "-wal", STUDY_FILE + "-shm"):
+        path = out / name
+        with contextlib.suppress(OSError):
+            if path.is_file() and (name != STUDY_FILE or path.stat().st_size == 0):
+                path.unlink()
+    with contextlib.suppress(OSError):
+        out.rmdir()  # only if empty
 
 
 def _run_workers(request: SearchRequest, prepared: Prepared, study, objective) -> None:
