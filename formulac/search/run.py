@@ -9,8 +9,10 @@ rebuild the space from it.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -256,12 +258,43 @@ def _worker(prepared: Prepared, index: int, study=None, objective=None, stream=N
     run_worker(study, objective, o.trials, poll=min(o.heartbeat, 5), progress=progress, timings=timings)
 
 
-def _worker_process(request: SearchRequest, index: int) -> None:
-    """Entry point of an extra worker process (spawned: a fresh interpreter)."""
+def _worker_process(request: SearchRequest, index: int, parent: int | None = None) -> None:
+    """Entry point of an extra worker process (spawned: a fresh interpreter); it ends with
+    its parent, whatever kills the parent."""
+    if parent is not None:
+        _die_with_parent(parent)
     try:
         _worker(Prepared(request), index)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send SIGKILL to this process when ``parent`` ends (Linux's
+    ``PR_SET_PDEATHSIG``); elsewhere a thread polls for the parent once a second. A worker
+    left running would go on training trials that nobody waits for; its unfinished trial is
+    retried by the next run (heartbeat)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        armed = libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        armed = False
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
+    if armed:
+        return
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="formulac-parent-watch").start()
 
 
 def run_search(request: SearchRequest) -> dict:
@@ -365,7 +398,7 @@ def _run_workers(request: SearchRequest, prepared: Prepared, study, objective) -
     for index in range(1, request.workers):
         env_device = _device_for(index, request)
         sub = replace(request, config=env_device) if env_device is not None else request
-        p = ctx.Process(target=_worker_process, args=(sub, index), daemon=False)
+        p = ctx.Process(target=_worker_process, args=(sub, index, os.getpid()), daemon=False)
         p.start()
         procs.append(p)
     try:
