@@ -348,7 +348,8 @@ def lr_at(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int =
     else:
         factor = 1.0
     if config.warmup_epochs > 0 and t < config.warmup_epochs:
-        factor *= (t + 1.0 / max(steps_per_epoch, 1)) / config.warmup_epochs
+        # at most 1: an epoch of fewer steps than the warm-up's fraction must not exceed the lr
+        factor *= min(1.0, (t + 1.0 / max(steps_per_epoch, 1)) / config.warmup_epochs)
     return config.lr * factor
 
 

@@ -69,6 +69,13 @@ def test_recipe_by_dataset_and_overrides():
         make_config("resnet")
 
 
+def test_the_warm_up_never_raises_the_lr_above_the_base():
+    # 0.3 epochs of warm-up with one step per epoch: the first step is past the warm-up
+    c = make_config("fashion")
+    assert lr_at(c, 0, 0, 1) == pytest.approx(c.lr)
+    assert max(lr_at(c, e, s, n) for n in (1, 2, 3, 10) for e in range(c.epochs) for s in range(n)) <= c.lr
+
+
 def test_a_backbone_changes_the_default_recipe_only():
     mlp = make_config(data="fashion-mnist", backbone="mlp")
     assert (mlp.recipe, mlp.optimizer, mlp.lr, mlp.weight_decay) == ("fashion", "adamw", 2e-3, 0.05)
