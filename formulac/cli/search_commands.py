@@ -20,6 +20,7 @@ __all__ = ["register"]
 
 
 def register(subparsers) -> None:
+    from ..search.strategies import AUTO, PRUNERS, SAMPLERS, sampler_choices
     from ..train.options import add_training_arguments, parse_seeds
 
     s = subparsers.add_parser(
@@ -78,15 +79,16 @@ def register(subparsers) -> None:
     )
     g.add_argument(
         "--sampler",
-        choices=("auto", "tpe", "random", "grid"),
-        default="auto",
-        help="default: grid when every domain is finite, else TPE",
+        choices=sampler_choices(),
+        default=AUTO,
+        help="; ".join(f"{e.name}: {e.help}" for e in SAMPLERS.values())
+        + f" (default {AUTO}: grid when every domain is finite, else tpe)",
     )
     g.add_argument(
         "--pruner",
-        choices=("hyperband", "sha", "median", "none"),
+        choices=tuple(PRUNERS),
         default="hyperband",
-        help="early stopping (default hyperband)",
+        help="early stopping: " + "; ".join(f"{e.name}: {e.help}" for e in PRUNERS.values()),
     )
     g.add_argument(
         "--sampler-seed",

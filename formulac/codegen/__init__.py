@@ -14,12 +14,13 @@ from ..errors import UsageError
 from ..ir import Recurrence
 from ..limits import DEFAULT_BACKBONE
 from .backbones import BACKBONES, get_backbone
-from .emit import network_layout, network_source, require_blocks, wire_source
+from .emit import network_layout, network_parameter_attributes, network_source, require_blocks, wire_source
 from .plan import PlanError, plan_step
 
 __all__ = [
     "compile_source",
     "compile_network",
+    "parameter_attributes",
     "check_buildable",
     "wire",
     "load_source",
@@ -69,6 +70,19 @@ def compile_source(
         in_channels=info.default_in_channels if in_channels is None else in_channels,
         memory=memory,
     )
+
+
+def parameter_attributes(
+    rec: Recurrence,
+    backbone: str = DEFAULT_BACKBONE,
+    depth: int | None = None,
+    memory: str = "standard",
+    **options,
+) -> dict[str, str]:
+    """Formula parameter name -> the attribute of :func:`compile_source`'s network that holds
+    it (``k``, or ``k_param`` where the backbone or the memory mode uses the name)."""
+    info = get_backbone_info(backbone)
+    return network_parameter_attributes(rec, info, info.resolve(depth=depth, **options), memory)
 
 
 def check_buildable(rec: Recurrence) -> None:

@@ -37,7 +37,7 @@ from .plan import (
     var_name,
 )
 
-__all__ = ["wire_source", "network_source", "NetworkLayout", "network_layout"]
+__all__ = ["wire_source", "network_source", "NetworkLayout", "network_layout", "network_parameter_attributes"]
 
 _INDENT = "    "
 #: The longest line the emitted code has (ruff's limit in the tests of the emitted files).
@@ -863,3 +863,16 @@ def _forward_lines(
     lines += _stage_loop(plan, carry, memory)
     lines.append(f"{_INDENT * 2}return {state_tuple}")
     return lines
+
+
+def network_parameter_attributes(
+    rec: Recurrence, backbone: BackboneInfo, options: dict, memory: str = "standard"
+) -> dict[str, str]:
+    """Formula parameter name -> the attribute that holds it in :func:`network_source`'s
+    network (a name the backbone or the memory mode uses takes a ``_param`` suffix)."""
+    reserved = _backbone_names(backbone, options)
+    if memory != "standard":  # the same names as network_source reserves
+        reserved |= reversible.RESERVED_NAMES
+    plan = plan_step(rec, reserved=reserved)
+    held = {**plan.shared_params, **plan.per_step_params, **plan.pair_params}
+    return {name: attr for name, (attr, _) in held.items()}

@@ -81,7 +81,7 @@ def search(
         if not str(train_options.get("data", "")).startswith("text:"):  # a corpus has its own
             train_options.setdefault("val_fraction", 0.1)  # selection never sees the test set
         try:
-            config = make_config(train_options.pop("recipe", None), **train_options)
+            config = make_config(train_options.pop("recipe", None), backbone=backbone, **train_options)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     elif train_options:

@@ -34,10 +34,9 @@ from ..errors import UsageError
 from ..files import make_directory
 from .metrics import get_metric
 from .objective import SURPLUS, Objective, Surplus, TrialFailed, outcome, trial_record
+from .strategies import build_pruner, build_sampler
 
 __all__ = [
-    "SAMPLERS",
-    "PRUNERS",
     "StudyOptions",
     "Tally",
     "close_storage",
@@ -47,8 +46,6 @@ __all__ = [
     "tally",
 ]
 
-SAMPLERS = ("auto", "tpe", "random", "grid")
-PRUNERS = ("hyperband", "sha", "median", "none")
 STUDY_FILE = "study.db"
 SPACE_ATTR = "formulac_space"
 SETTINGS_ATTR = "formulac_settings"
@@ -109,6 +106,7 @@ def open_storage(options: StudyOptions):
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
         if path is not None:
+            _refuse_damaged_sqlite(path)
             _sqlite_write_ahead_log(path)
             engine_kwargs["creator"] = _sqlite_connector(path)
         else:
@@ -179,6 +177,26 @@ def _sqlite_path(url: str) -> str | None:
     return path
 
 
+def _refuse_damaged_sqlite(path: str) -> None:
+    """A UsageError naming the file when SQLite finds it damaged (``PRAGMA quick_check``, which
+    reads every page once: milliseconds for a study), instead of the first failing query's
+    message deep in Optuna."""
+    import sqlite3
+
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=120)) as db:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall() if row[0] != "ok"]
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    if problems:
+        raise UsageError(
+            f"the study file {path} is damaged (SQLite: {'; '.join(problems[:2])}); restore it from a "
+            "copy, or start a new study with another --out"
+        )
+
+
 def _sqlite_write_ahead_log(path: str) -> None:
     """Put the study file in WAL mode (a property of the file, kept by every later connection):
     readers no longer block the writer, and a commit appends to the log instead of rewriting
@@ -219,38 +237,14 @@ def _safe_url(url: str) -> str:
         return "(the given URL)"
 
 
-def make_sampler(options: StudyOptions, space, worker: int):
-    import optuna
-
-    name = options.sampler
-    if name == "auto":
-        name = "grid" if space.is_finite else "tpe"
-    seed = None if options.seed is None else options.seed + worker
-    if name == "grid":
-        if not space.is_finite:
-            interval = next(d.name for d in space.symbols if not d.domain.is_finite)
-            raise UsageError(
-                f"--sampler grid needs finite domains; {interval} is an interval (write {interval}=V1,V2,...)"
-            )
-        # one shuffle of the grid for every worker: trial k takes grid point k
-        return optuna.samplers.GridSampler(space.grid(), seed=options.seed or 0)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+def make_sampler(options: StudyOptions, space, worker: int = 0):
+    """The study's sampler (the registry's; every worker derives its trials' seeds from the
+    trial numbers, so ``worker`` changes nothing)."""
+    return build_sampler(options.sampler, space, options.seed)
 
 
 def make_pruner(options: StudyOptions):
-    import optuna
-
-    if options.pruner == "none":
-        return optuna.pruners.NopPruner()
-    if options.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    if options.pruner == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    return optuna.pruners.HyperbandPruner(
-        min_resource=1, max_resource=max(options.epochs, 1), reduction_factor=3
-    )
+    return build_pruner(options.pruner, options.epochs)
 
 
 def open_study(

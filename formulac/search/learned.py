@@ -37,7 +37,8 @@ def with_values(rec: Recurrence, values: dict[str, float]) -> Recurrence:
     )
     params = {k: p for k, p in rec.params.items() if k not in exact}
     constants = {**rec.constants, **exact}
-    return replace(rec, equations=equations, params=params, constants=constants)
+    # resolved=None: the parser's cached substitutions do not know the new constants
+    return replace(rec, equations=equations, params=params, constants=constants, resolved=None)
 
 
 @dataclass
@@ -78,7 +79,8 @@ class LearnedFormula:
                     )
             if stage.get("spectral_radius"):
                 lines.append(
-                    "  spectral radius per step: " + ", ".join(f"{r:.4g}" for r in stage["spectral_radius"])
+                    "  spectral radius per step: "
+                    + ", ".join("-" if r is None else f"{r:.4g}" for r in stage["spectral_radius"])
                 )
             if stage.get("stability"):
                 lines.append("  stability per step: " + ", ".join(stage["stability"]))
@@ -98,12 +100,27 @@ def _mixing_figures(mixing: dict, directory: Path) -> list[str]:
         return []
 
 
+#: What a run's ``config.json`` model record holds besides the backbone's options.
+_NOT_BACKBONE_OPTIONS = ("formula", "file", "source_sha256", "transition", "num_classes", "in_channels")
+
+
+def _parameter_attributes(rec: Recurrence, describe: dict) -> dict[str, str]:
+    """Formula parameter -> its attribute in the run's network (the run's backbone and memory
+    mode may rename it, e.g. ``call`` -> ``call_param`` under ``--memory reversible``)."""
+    from ..codegen import parameter_attributes
+
+    options = {k: v for k, v in describe.items() if k not in _NOT_BACKBONE_OPTIONS and v is not None}
+    try:
+        return parameter_attributes(rec, **options)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the run's network cannot be planned again: {exc}") from None
+
+
 def learned(
     run_dir: str | Path, output: str | Path | None = None, depth: int | None = None
 ) -> LearnedFormula:
     """Read a training run's formula and trained parameters; write the formula with them."""
     from ..analysis import analyze
-    from ..codegen.plan import plan_step
     from ..files import atomic_write
     from ..parse import parse
     from ..printing import to_rec
@@ -119,15 +136,20 @@ def learned(
         raise UsageError(f"{run}: the run does not record a formula (not trained by formulac train/search)")
     rec = parse(text, describe.get("file", "<run>"))
     state = load_checkpoint(run)["model"]
-    plan = plan_step(rec)
+    attributes = _parameter_attributes(rec, describe)
     shared = {}
-    for name, (attr, _) in plan.shared_params.items():
-        key = next((k for k in state if k == attr or (k.endswith("." + attr) and k.count(".") == 0)), attr)
-        if key not in state:
-            raise UsageError(f"{run}: no trained value of {name} in the checkpoint")
-        shared[name] = float(state[key])
+    for name, param in rec.params.items():
+        if param.per_step:
+            continue
+        attr = attributes[name]
+        if attr not in state:
+            raise UsageError(f"{run}: no trained value of {name} in the checkpoint (looked for {attr})")
+        shared[name] = float(state[attr])
     per_step: dict[str, dict[str, list[float]]] = {}
-    for name, (attr, _) in plan.per_step_params.items():
+    for name, param in rec.params.items():
+        if not param.per_step:
+            continue
+        attr = attributes[name]
         stages: dict[str, list[tuple[int, float]]] = {}
         for key, tensor in state.items():
             parts = key.split(".")
@@ -148,7 +170,7 @@ def learned(
     path = Path(output) if output else run / "learned.rec"
     atomic_write(path, formula)
 
-    mixing = mixing_report(rec, plan, state, shared)
+    mixing = mixing_report(rec, attributes, state, shared)
     if any("effective_weights" in report for report in mixing.values()):
         figures = _mixing_figures(mixing, path.parent)
         for stage, report in mixing.items():

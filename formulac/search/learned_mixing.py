@@ -24,7 +24,6 @@ from ..analysis.mixing import (
     stream_similarity,
     transition_matrices,
 )
-from ..codegen.plan import StepPlan
 from ..ir import Recurrence, n, pair_range, pair_reference, rec_expr
 
 __all__ = ["stage_values", "mixing_report", "UNMOVED_TOLERANCE"]
@@ -34,10 +33,16 @@ __all__ = ["stage_values", "mixing_report", "UNMOVED_TOLERANCE"]
 UNMOVED_TOLERANCE = 1e-9
 
 
-def stage_values(plan: StepPlan, state: dict) -> dict[str, dict[int, dict[str, list[float]]]]:
-    """stage -> step -> formula parameter -> its value(s) (a list: one entry, or a pair's vector)."""
-    attributes = {attr: name for name, (attr, _) in plan.per_step_params.items()}
-    attributes.update({attr: name for name, (attr, _) in plan.pair_params.items()})
+def stage_values(
+    rec: Recurrence, attributes: dict[str, str], state: dict
+) -> dict[str, dict[int, dict[str, list[float]]]]:
+    """stage -> step -> formula parameter -> its value(s) (a list: one entry, or a pair's vector).
+    ``attributes``: formula parameter -> its attribute in the run's network."""
+    attributes = {
+        attr: name
+        for name, attr in attributes.items()
+        if rec.params[name].per_step or rec.params[name].pair is not None
+    }
     stages: dict[str, dict[int, dict[str, list[float]]]] = {}
     for key, tensor in state.items():
         parts = key.split(".")
@@ -94,11 +99,11 @@ def _unmoved(rec: Recurrence, steps: dict[int, dict[str, list[float]]]) -> list[
     return found
 
 
-def mixing_report(rec: Recurrence, plan: StepPlan, state: dict, shared: dict) -> dict[str, dict]:
+def mixing_report(rec: Recurrence, attributes: dict[str, str], state: dict, shared: dict) -> dict[str, dict]:
     """stage -> the mixing figures of that stage (JSON-ready); empty for a formula without
     per-step or pair parameters."""
     reports: dict[str, dict] = {}
-    for stage, steps in sorted(stage_values(plan, state).items()):
+    for stage, steps in sorted(stage_values(rec, attributes, state).items()):
         depth = max(steps) + 1
         report: dict = {"steps": depth, "unmoved": _unmoved(rec, steps)}
         if _first_step(rec, steps) != 0:

@@ -77,6 +77,8 @@ class Property:
     kind: str
     value: Callable[[dict], object]
     help: str
+    #: why the property does not exist for a candidate (its value is None)
+    absent: Callable[[dict], str] = lambda summary: "it is not linear"
 
 
 def _number(key: str) -> Callable[[dict], float | None]:
@@ -90,6 +92,19 @@ def _number(key: str) -> Callable[[dict], float | None]:
 def _stable(summary: dict) -> bool | None:
     s = summary.get("stability")
     return None if s is None else s in ("contracting", "neutral")
+
+
+def _not_invertible(summary: dict) -> str:
+    reason = summary.get("invertible_reason")
+    if summary.get("invertible") is False:
+        return "it is not invertible" + (f" ({reason})" if reason else "")
+    return "it has no analysis of rebuilt states"
+
+
+def _no_numeric_weights(summary: dict) -> str:
+    return (
+        "its block weights are not all numbers" if summary.get("block_weights") else "it has no block weights"
+    )
 
 
 def _first_weight(summary: dict) -> float | None:
@@ -108,7 +123,13 @@ PROPERTIES: dict[str, Property] = {
         Property("rate", "number", _number("rate"), "spectral radius of the linear part"),
         Property("spectral_radius", "number", _number("rate"), "the same as rate"),
         Property("order", "number", _number("order"), "how many past states a step reads"),
-        Property("first_block_weight", "number", _first_weight, "weight of the step-0 block output in x_N"),
+        Property(
+            "first_block_weight",
+            "number",
+            _first_weight,
+            "weight of the step-0 block output in x_N",
+            _no_numeric_weights,
+        ),
         Property(
             "invertible",
             "bool",
@@ -120,6 +141,7 @@ PROPERTIES: dict[str, Property] = {
             "number",
             _number("rebuild_growth"),
             "growth per step of an error in states rebuilt backward (invertible formulas)",
+            _not_invertible,
         ),
     )
 }
@@ -148,7 +170,8 @@ class Requirement:
         """None when the candidate passes; otherwise why it fails (property and value)."""
         value = self.prop.value(summary)
         if value is None:
-            return f"{self.prop.name} does not exist for this formula (not linear?), required {self.text}"
+            why = self.prop.absent(summary)
+            return f"{self.prop.name} does not exist for this formula: {why}; required {self.text}"
         if _OPS[self.op](value, self.target):
             return None
         if self.prop.kind == "bool":

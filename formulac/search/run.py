@@ -9,8 +9,10 @@ rebuild the space from it.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,8 +21,7 @@ from ..errors import UsageError
 from ..files import make_directory
 from ..limits import DEFAULT_BACKBONE
 from .engine import (
-    PRUNERS,
-    SAMPLERS,
+    STUDY_FILE,
     StudyOptions,
     close_storage,
     open_storage,
@@ -31,6 +32,7 @@ from .engine import (
 from .metrics import SearchMetric, default_metric, get_metric
 from .objective import Limits, Objective
 from .properties import parse_requirements
+from .strategies import check_pruner, resolve_sampler, sampler_choices
 
 __all__ = ["SearchRequest", "run_search"]
 
@@ -69,10 +71,9 @@ class SearchRequest:
             raise UsageError(f"--trials must be at least 1, not {o.trials}")
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1, not {self.workers}")
-        if o.sampler not in SAMPLERS:
-            raise UsageError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {o.sampler!r}")
-        if o.pruner not in PRUNERS:
-            raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, not {o.pruner!r}")
+        if o.sampler not in sampler_choices():
+            raise UsageError(f"--sampler must be one of {', '.join(sampler_choices())}, not {o.sampler!r}")
+        check_pruner(o.pruner)
         if o.heartbeat < 1 or (o.grace is not None and o.grace <= o.heartbeat):
             raise UsageError("--heartbeat must be at least 1 second, and the grace period longer than it")
         if not 1 <= self.analysis_depth <= MAX_ANALYSIS_DEPTH:
@@ -130,11 +131,7 @@ class Prepared:
             if k not in ("backbone", "transition", "num_classes", "in_channels")
         }
         self.space = build_space(recs, list(request.files), request.space, backbone, fixed)
-        if request.options.sampler == "grid" and not self.space.is_finite:
-            interval = next(d.name for d in self.space.symbols if not d.domain.is_finite)
-            raise UsageError(
-                f"--sampler grid needs finite domains; {interval} is an interval (write {interval}=V1,V2,...)"
-            )
+        self.sampler = resolve_sampler(request.options.sampler, self.space)
         self.requirements = parse_requirements(list(request.require))
         self.baseline = None
         if request.baseline:
@@ -199,8 +196,7 @@ class Prepared:
         )
 
     def _grid(self) -> bool:
-        o = self.request.options
-        return o.sampler == "grid" or (o.sampler == "auto" and self.space.is_finite)
+        return self.sampler.grid
 
 
 def _check_backbone(space, kwargs: dict) -> None:
@@ -282,12 +278,43 @@ def _worker(prepared: Prepared, index: int, study=None, objective=None, stream=N
     run_worker(study, objective, o.trials, poll=min(o.heartbeat, 5), progress=progress, timings=timings)
 
 
-def _worker_process(request: SearchRequest, index: int) -> None:
-    """Entry point of an extra worker process (spawned: a fresh interpreter)."""
+def _worker_process(request: SearchRequest, index: int, parent: int | None = None) -> None:
+    """Entry point of an extra worker process (spawned: a fresh interpreter); it ends with
+    its parent, whatever kills the parent."""
+    if parent is not None:
+        _die_with_parent(parent)
     try:
         _worker(Prepared(request), index)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send SIGKILL to this process when ``parent`` ends (Linux's
+    ``PR_SET_PDEATHSIG``); elsewhere a thread polls for the parent once a second. A worker
+    left running would go on training trials that nobody waits for; its unfinished trial is
+    retried by the next run (heartbeat)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        armed = libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        armed = False
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
+    if armed:
+        return
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="formulac-parent-watch").start()
 
 
 def run_search(request: SearchRequest) -> dict:
@@ -313,10 +340,22 @@ def run_search(request: SearchRequest) -> dict:
     if hasattr(objective.trainer, "data"):
         objective.trainer.data()  # missing data is an error now, before the study is touched
     objective.warm_up()
+    created = not out.exists()
     make_directory(out, "--out")
-    storage = open_storage(o)
     try:
-        study = open_study(o, prepared.space, prepared.settings, storage=storage)
+        storage = open_storage(o)
+    except UsageError:
+        if created:
+            _remove_unused_out(out)
+        raise
+    try:
+        try:
+            study = open_study(o, prepared.space, prepared.settings, storage=storage)
+        except UsageError:
+            if created:
+                close_storage(storage)
+                _remove_unused_out(out)
+            raise
         _announce(request, prepared)
         _run_workers(request, prepared, study, objective)
         board = leaderboard(study, prepared.space, prepared.settings, o.trials)
@@ -358,6 +397,20 @@ def run_search(request: SearchRequest) -> dict:
     return board
 
 
+def _remove_unused_out(out: Path) -> None:
+    """Remove the --out directory this run made when the study could not be opened: what the
+    attempt left (an empty study file, its lock and logs), then the directory if empty."""
+    import contextlib
+
+    for name in (STUDY_FILE, STUDY_FILE + ".lock", STUDY_FILE + "-wal", STUDY_FILE + "-shm"):
+        path = out / name
+        with contextlib.suppress(OSError):
+            if path.is_file() and (name != STUDY_FILE or path.stat().st_size == 0):
+                path.unlink()
+    with contextlib.suppress(OSError):
+        out.rmdir()  # only if empty
+
+
 def _run_workers(request: SearchRequest, prepared: Prepared, study, objective) -> None:
     """Worker 0 in this process, the others in spawned processes; returns when all are done."""
     procs = []
@@ -365,7 +418,7 @@ def _run_workers(request: SearchRequest, prepared: Prepared, study, objective) -
     for index in range(1, request.workers):
         env_device = _device_for(index, request)
         sub = replace(request, config=env_device) if env_device is not None else request
-        p = ctx.Process(target=_worker_process, args=(sub, index), daemon=False)
+        p = ctx.Process(target=_worker_process, args=(sub, index, os.getpid()), daemon=False)
         p.start()
         procs.append(p)
     try:

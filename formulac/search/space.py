@@ -172,7 +172,7 @@ def parse_space_item(item: str) -> tuple[str, Domain | list[str]]:
         if len(parts) not in (2, 3) or (len(parts) == 3 and not log):
             raise UsageError(f"--space {item}: write an interval as LO:HI or LO:HI:log")
         what = f"--space {item}"
-        low, high = parse_number(what, parts[0]), parse_number(what, parts[1])
+        low, high = (_representable_number(what, p) for p in parts[:2])
         return name, interval_domain(what, low, high, log)
     values = [v.strip() for v in text.split(",")]
     if any(not v for v in values):
@@ -180,6 +180,18 @@ def parse_space_item(item: str) -> tuple[str, Domain | list[str]]:
     if len(set(values)) != len(values):
         raise UsageError(f"--space {item}: a value is repeated")
     return name, values
+
+
+def _representable_number(what: str, text: str):
+    """The exact number ``text``, unless the sampler and the network, which compute in double
+    precision or less, would see it as 0 though it is not (below about 4.9e-324)."""
+    value = parse_number(what, text)
+    if value != 0 and float(value) == 0.0:
+        raise UsageError(
+            f"{what}: {text.strip()} underflows to 0 in double precision (the smallest positive "
+            "double is about 4.9e-324); write 0 if 0 is meant"
+        )
+    return value
 
 
 def interval_domain(what: str, low, high, log: bool) -> Domain:
@@ -198,9 +210,13 @@ def interval_domain(what: str, low, high, log: bool) -> Domain:
 
 
 def _symbol_choices(item: str, texts: Sequence[str]) -> Domain:
-    values = [parse_number(f"--space {item}", t) for t in texts]
+    values = [_representable_number(f"--space {item}", t) for t in texts]
     if len(set(values)) != len(values):
         raise UsageError(f"--space {item}: two values are equal")
+    if len({float(v) for v in values}) != len(values):
+        raise UsageError(
+            f"--space {item}: two values are equal in double precision (the network computes in floats)"
+        )
     return Domain(choices=tuple(values))
 
 

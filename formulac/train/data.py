@@ -786,6 +786,10 @@ def load_dataset(
     :class:`TrainError` for files in a wrong format.  ``seed`` only matters for ``synthetic``.
     """
     name = name.strip().lower()
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        # a typo must not fall back to the other places silently (and be recorded as given)
+        what = "does not exist" if not Path(data_dir).expanduser().exists() else "is not a directory"
+        raise DatasetNotFound(f"--data-dir {data_dir} {what}")
     if name.startswith("synthetic"):
         shape, k = parse_synthetic(name)
         ds = synthetic_dataset(shape, k, seed=seed, name=name)

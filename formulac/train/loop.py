@@ -777,7 +777,8 @@ def _log_start(run: _Run, quiet: bool) -> None:
         quiet,
         f"training {run.parameters:,} parameters on {data.description['name']} "
         f"({data.n_train} train / {evaluated}, {shape}), "
-        f"{config.recipe} recipe, {config.epochs} epochs, batch {config.batch_size}, "
+        f"{config.recipe} recipe ({config.optimizer} lr {config.lr:g}), {config.epochs} epochs, "
+        f"batch {config.batch_size}, "
         f"{run.device}" + (f" x{info.world_size}" if info.enabled else ""),
     )
     if run.eval_key == "val":

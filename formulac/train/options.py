@@ -294,12 +294,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     milestones = over.get("milestones")
     if milestones is not None and milestones and all(m >= 1 for m in milestones):
         recipe = getattr(args, "recipe", None)
-        base = make_config(recipe, **{k: v for k, v in over.items() if k != "milestones"})
+        base = make_config(
+            recipe,
+            backbone=getattr(args, "backbone", None),
+            **{k: v for k, v in over.items() if k != "milestones"},
+        )
         bad = [m for m in milestones if m >= base.epochs or not float(m).is_integer()]
         if bad:
             raise TrainError(f"--milestones {bad} are not epochs inside 1..{base.epochs - 1}")
         over["milestones"] = tuple(m / base.epochs for m in milestones)
-    return make_config(getattr(args, "recipe", None), **over)
+    return make_config(getattr(args, "recipe", None), backbone=getattr(args, "backbone", None), **over)
 
 
 def seeds_from_args(args: argparse.Namespace) -> list[int]:

@@ -102,7 +102,7 @@ def test_learned_mhc_stays_doubly_stochastic(capsys, tmp_path):
 def test_mixing_report_of_every_stage_of_a_cnn():
     """cifar-resnet-14 has three stages of two steps;
     each stage restarts its history (transition reset), so each gets its own matrix."""
-    from formulac.codegen.plan import plan_step
+    from formulac.codegen import parameter_attributes
     from formulac.search.learned_mixing import mixing_report
 
     rec = formulac.load(f"{EXAMPLES}/denseformer.rec").rec
@@ -113,7 +113,7 @@ def test_mixing_report_of_every_stage_of_a_cnn():
             if name.endswith(".w"):
                 p.copy_(torch.randn_like(p))
     state = net.state_dict()
-    reports = mixing_report(rec, plan_step(rec), state, {})
+    reports = mixing_report(rec, parameter_attributes(rec), state, {})
     assert sorted(reports) == ["layer1", "layer2", "layer3"]
     for stage, report in reports.items():
         alphas = [state[f"{stage}.{t}.w"].double().numpy() for t in range(report["steps"])]

@@ -25,13 +25,15 @@ WORKER = HERE / "search_worker.py"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def start_worker(out, trials, trainer="fake_trainer", storage="-", rendezvous=None, space="a=-0.9:0.9"):
+def start_worker(
+    out, trials, trainer="fake_trainer", storage="-", rendezvous=None, space="a=-0.9:0.9", seeded=()
+):
     env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]))
     if rendezvous is not None:
         rendezvous.mkdir(exist_ok=True)
         env["FORMULAC_TEST_RENDEZVOUS"] = str(rendezvous)
     return subprocess.Popen(
-        [sys.executable, str(WORKER), str(out), str(trials), trainer, storage, space],
+        [sys.executable, str(WORKER), str(out), str(trials), trainer, storage, space, *map(str, seeded)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -189,6 +191,23 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres):
     trained_runs = trained(tmp_path / "out0") + trained(tmp_path / "out1")
     assert len(trained_runs) == len([x for x in t.finished if trial_state(x) != "rejected"])
     assert trained(tmp_path / "out0") and trained(tmp_path / "out1")  # both machines worked
+
+
+def test_two_machines_with_one_seed_never_draw_the_same_point(tmp_path, postgres):
+    # the same command on two machines: one sampler seed, one PostgreSQL study
+    procs = [
+        start_worker(
+            tmp_path / f"out{i}", 6, "paired_trainer", postgres, tmp_path / "meet", "a=-0.9:0", ("random", 7)
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        finish(p)
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=postgres)
+    points = [t.params["a"] for t in study.get_trials() if "a" in t.params]
+    assert len(points) >= 6 and len(set(points)) == len(points), points
 
 
 def test_dashboard_serves_the_finished_study(study_copy):

@@ -117,6 +117,8 @@ def test_fashion_mnist_system_dir(tmp_path):
 
 def test_not_found_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setenv("FORMULAC_DATA", str(tmp_path / "env"))
+    (tmp_path / "mine").mkdir()  # a --data-dir that exists but holds no data set
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(DatasetNotFound) as e:
         load_dataset("fashion-mnist", tmp_path / "mine")
     msg = str(e.value)
@@ -380,3 +382,18 @@ def test_validation_split_is_stratified_fixed_and_disjoint():
         tiny.split_validation(0.1, seed=0)
     with pytest.raises(TrainError, match="no training examples"):
         tiny.split_validation(0.9, seed=0)
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "synthetic"])
+def test_a_data_dir_that_does_not_exist_is_an_error(tmp_path, name):
+    # the data set is found elsewhere (the system dir): a typo must not fall back to it silently
+    system = tmp_path / "system"
+    system.mkdir()
+    for part, arr in _idx_set(np.random.default_rng(0)).items():
+        write_idx(system / part, arr)
+    assert load_dataset("fashion-mnist").train_images.shape[0] == 12
+    with pytest.raises(DatasetNotFound, match="--data-dir .*typo does not exist"):
+        load_dataset(name, tmp_path / "typo")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DatasetNotFound, match="is not a directory"):
+        load_dataset(name, tmp_path / "file")

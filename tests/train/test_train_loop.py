@@ -201,6 +201,7 @@ def test_missing_data_is_a_dataset_error(tmp_path, monkeypatch):
     monkeypatch.delenv("FORMULAC_DATA", raising=False)
     monkeypatch.setenv("FORMULAC_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(D, "SYSTEM_DIRS", {})
+    (tmp_path / "none").mkdir()  # exists, holds nothing
     with pytest.raises(DatasetNotFound, match="apt-get install dataset-fashion-mnist"):
         train(
             tiny, make_config(data_dir=str(tmp_path / "none")), tmp_path / "run", progress=False, quiet=True

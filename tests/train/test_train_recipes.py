@@ -68,7 +68,13 @@ def test_recipe_by_dataset_and_overrides():
     assert recipe_for_dataset("fashion-mnist") == "fashion"
     assert recipe_for_dataset("mnist") == "fashion"
     assert recipe_for_dataset("cifar100") == "cifar-fast" and recipe_for_dataset("cifar10") == "cifar-fast"
-    assert recipe_for_dataset("synthetic:3x8x8") == "cifar"
+    # a synthetic set stands in for the small sets: their fast recipes
+    assert (
+        recipe_for_dataset("synthetic:3x8x8") == "cifar-fast"
+        and recipe_for_dataset("synthetic") == "cifar-fast"
+    )
+    assert recipe_for_dataset("synthetic:1x28x28:10") == "fashion"
+    assert recipe_for_dataset("cifar") == "cifar"
     assert recipe_for_dataset("imagefolder") == "imagenet"
     assert make_config(data="cifar10").recipe == "cifar-fast"
     c = make_config("cifar", epochs=10, lr=0.2, batch_size=None)  # None keeps the recipe's
@@ -78,6 +84,22 @@ def test_recipe_by_dataset_and_overrides():
         make_config("cifar", learning_rate=0.1)
     with pytest.raises(TrainError, match="unknown recipe"):
         make_config("resnet")
+
+
+def test_the_warm_up_never_raises_the_lr_above_the_base():
+    # 0.3 epochs of warm-up with one step per epoch: the first step is past the warm-up
+    c = make_config("fashion")
+    assert lr_at(c, 0, 0, 1) == pytest.approx(c.lr)
+    assert max(lr_at(c, e, s, n) for n in (1, 2, 3, 10) for e in range(c.epochs) for s in range(n)) <= c.lr
+
+
+def test_a_backbone_changes_the_default_recipe_only():
+    mlp = make_config(data="fashion-mnist", backbone="mlp")
+    assert (mlp.recipe, mlp.optimizer, mlp.lr, mlp.weight_decay) == ("fashion", "adamw", 2e-3, 0.05)
+    assert make_config(data="fashion-mnist", backbone="cifar-resnet") == make_config(data="fashion-mnist")
+    # a named recipe is the recipe, and a flag wins over the backbone's change
+    assert make_config("fashion", backbone="mlp") == make_config("fashion")
+    assert make_config(data="fashion-mnist", backbone="mlp", lr=0.01).lr == 0.01
 
 
 def test_warmup_and_constant():
