@@ -751,7 +751,9 @@ class _TorchPrinter:
             finally:
                 del self.bound[var]
             stacked = f"torch.stack([{item} for {local} in range({self.emit(low)}, {self.emit(high + 1)})])"
-        return f"torch.tensordot({weights}, {stacked}, dims=1)"
+        # tensordot has no autocast rule: under bf16 autocast the history is bf16 and the weights
+        # float32, so the sum is taken in the weights' precision
+        return f"torch.tensordot({weights}, {stacked}.to({weights}.dtype), dims=1)"
 
     def state_value(self, name: str, expr) -> str:
         """Code of the right side of ``name``'s equation: a tensor at every step, even where the

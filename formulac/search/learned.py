@@ -147,7 +147,7 @@ def learned(
         shared[name] = float(state[attr])
     per_step: dict[str, dict[str, list[float]]] = {}
     for name, param in rec.params.items():
-        if not param.per_step:
+        if not param.per_step or param.pair is not None:  # pair vectors: the mixing report reads them
             continue
         attr = attributes[name]
         stages: dict[str, list[tuple[int, float]]] = {}
