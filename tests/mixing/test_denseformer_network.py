@@ -88,7 +88,12 @@ def test_a_training_step_moves_every_mixing_weight():
 
 def test_the_mixing_is_one_contraction_per_step():
     source = formulac.load(f"{EXAMPLES}/denseformer.rec").source(backbone="mlp", depth=3)
-    assert source.count("torch.tensordot(self.w, torch.stack(b_upto_next[0:2 + self.n]).to(self.w.dtype), dims=1)") == 1
+    assert (
+        source.count(
+            "torch.tensordot(self.w, torch.stack(b_upto_next[0:2 + self.n]).to(self.w.dtype), dims=1)"
+        )
+        == 1
+    )
     window = formulac.load(f"{EXAMPLES}/denseformer_window.rec").source(backbone="mlp", depth=3)
     assert "b_history" not in window  # the window keeps four outputs, not the history
 
