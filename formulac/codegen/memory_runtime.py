@@ -198,12 +198,10 @@ def _recompute_segment(ctx, start, end, first, last, grads, shared, total):
 
         return call
 
-    def run(i, states):
+    def run(i, states, kept):
         step = plan.steps[i]
-        kept = _KeptBuffers(step)
-        states = tuple(step.advance(replay(i), *states, **shared))
-        kept.restore()
-        return states
+        kept.append(_KeptBuffers(step))
+        return tuple(step.advance(replay(i), *states, **shared))
 
     starts = {}
     states = tuple(first)
@@ -211,7 +209,9 @@ def _recompute_segment(ctx, start, end, first, last, grads, shared, total):
         for i in range(start, end):
             if (i - start) % size == 0:
                 starts[i] = states
-            states = run(i, states)
+            kept = []
+            states = run(i, states, kept)
+            kept[0].restore()
         drift = []
         rebuilt = tuple(last)
         for i in reversed(range(start, end)):
@@ -223,11 +223,14 @@ def _recompute_segment(ctx, start, end, first, last, grads, shared, total):
                 drift.append((end - i, _relative_error(rebuilt, starts[i])))
     for chunk in sorted(starts, reverse=True):
         leaves = [t.detach().requires_grad_() for t in starts[chunk]]
+        kept = []
         with torch.enable_grad():
             states = tuple(leaves)
             for i in range(chunk, min(chunk + size, end)):
-                states = run(i, states)
+                states = run(i, states, kept)
             back = _grad(states, grads, leaves + list(plan.params))
+        for k in kept:  # after the backward: batch norm saved its running statistics for it
+            k.restore()
         _accumulate(total, plan.params, back[len(leaves) :])
         grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(back[: len(leaves)], leaves)]
     return grads, drift
