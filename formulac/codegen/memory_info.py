@@ -212,6 +212,8 @@ def predict_memory(
         kept = profile.fresh(s, end=True) + profile.fresh(s, start=True) + (anchors - 1) * profile.fresh(s)
         return first + kept, max(rest)
 
+    if plan.exact:
+        return out + [_exact_estimate(profile, plan.exact, split)]
     resident, peak = _peak(profile, rebuilt)
     a = plan.anchor_steps
     detail = f"anchors every {interval} steps in float32 ({a['bfloat16']} in bfloat16)"
@@ -222,6 +224,25 @@ def predict_memory(
         )
     out.append(MemoryEstimate("reversible", round(peak), round(resident), round(peak - resident), detail))
     return out
+
+
+def _exact_estimate(profile: ActivationProfile, equations, split) -> MemoryEstimate:
+    """Exact rebuilding: a stage keeps its first states, its last states in fixed point (int64:
+    twice a float32 state) and the bit store's words (one per divided equation, plus one for
+    every 62 bits its coefficient p/q drops over the stage's steps); backward, one step."""
+    divided = [abs(math.log2(e.q / abs(e.p))) for e in equations if e.q != 1]
+
+    def rebuilt(s):
+        first, rest = split(s)
+        if len(rest) < profile.kept:
+            return first + sum(rest), 0.0
+        words = sum(1 + int(len(rest) * bits // 62) for bits in divided)
+        fixed = 2 * (profile.kept + words) * profile.state[s]
+        return first + profile.fresh(s, start=True) + fixed, max(rest)
+
+    resident, peak = _peak(profile, rebuilt)
+    detail = "exact rebuild: fixed-point states and a bit store for the division, no anchors"
+    return MemoryEstimate("reversible", round(peak), round(resident), round(peak - resident), detail)
 
 
 def memory_estimates(
@@ -251,8 +272,10 @@ def _measured_interval(rec: Recurrence, options: dict, standard: nn.Module, exam
     from . import compile_network
 
     try:
-        memory_plan(rec, "reversible")
+        plan = memory_plan(rec, "reversible")
     except UsageError:
+        return None
+    if plan.exact:  # rebuilt exactly: no anchors to measure
         return None
     net = compile_network(rec, **{**options, "memory": "reversible"}).float()
     net.load_state_dict(standard.state_dict())

@@ -342,6 +342,172 @@ def _grad(outputs, grads, inputs):
     )
 
 
+# fraction bits of the fixed-point states of an exact rebuild, by dtype of the states: finer than
+# the dtype's own resolution for values near 1, with room for values up to 2^(59 - bits)
+_EXACT_BITS = {torch.float64: 40, torch.float32: 32, torch.float16: 24, torch.bfloat16: 24}
+
+
+class _FixedStore:
+    """Fixed-point arithmetic for an exact rebuild: states as int64 multiples of 2^-bits, and
+    per equation (``slot``) a store of the bits that multiplying by a fraction p/q drops
+    (Maclaurin, Duvenaud & Adams 2015): ``times`` pushes ``U mod q`` before dividing by q and
+    pops the bits it adds after multiplying by |p|; ``divide`` undoes it exactly. A store's
+    word is put aside before it could overflow, and taken back at the same operation."""
+
+    def __init__(self, dtype):
+        self.dtype, self.bits = dtype, _EXACT_BITS[dtype]
+        self.scale = 2.0**self.bits
+        self.buffers = {}  # slot -> (int64 word, upper bound of its values)
+        self.sealed = []  # (operation, slot, word) put aside, the latest last
+        self.operations = 0
+        self.largest = None  # the largest magnitude turned into fixed point (a tensor)
+
+    def fixed(self, value):
+        value = value.detach()
+        top = value.abs().max().to(torch.float64) if value.numel() else None
+        if top is not None:
+            self.largest = top if self.largest is None else torch.maximum(self.largest, top)
+        return torch.round(value * self.scale).to(torch.int64)
+
+    def real(self, fixed):
+        return fixed.to(self.dtype) / self.scale
+
+    def fits(self):
+        """Whether every value stayed small enough for int64 (checked once, after a run)."""
+        return self.largest is None or float(self.largest) < 2.0 ** (59 - self.bits)
+
+    def times(self, u, p, q, slot):
+        self.operations += 1
+        if q == 1:
+            return u * p
+        word, bound = self.buffers.get(slot, (None, 0))
+        if word is None or (bound + 1) * q >= 2**62:
+            if word is not None:
+                self.sealed.append((self.operations, slot, word))
+            word, bound = torch.zeros_like(u), 0
+        word = word * q + torch.remainder(u, q)  # push what dividing by q drops
+        u = torch.div(u, q, rounding_mode="floor")
+        a = abs(p)
+        u = u * a + torch.remainder(word, a)  # pop the bits multiplying by |p| leaves free
+        word = torch.div(word, a, rounding_mode="floor")
+        self.buffers[slot] = (word, (bound * q + q - 1) // a)
+        return u if p > 0 else -u
+
+    def divide(self, s, p, q, slot):
+        if p < 0:
+            s, p = -s, -p
+        if q == 1:
+            self.operations -= 1
+            return torch.div(s, p, rounding_mode="floor")
+        word, bound = self.buffers[slot]
+        word = word * p + torch.remainder(s, p)
+        s = torch.div(s, p, rounding_mode="floor")
+        u = s * q + torch.remainder(word, q)
+        word = torch.div(word, q, rounding_mode="floor")
+        if self.sealed and self.sealed[-1][:2] == (self.operations, slot):
+            word = self.sealed.pop()[2]
+        self.buffers[slot] = (word, bound)
+        self.operations -= 1
+        return u
+
+
+class ExactSteps(torch.autograd.Function):
+    """Steps rebuilt exactly during backward: fixed-point states and a bit store (see
+    ``_FixedStore``); the stage's first states are kept to check the rebuild and, should a
+    value be too large for int64 or the rebuild not reach them exactly, to recompute the
+    stage instead."""
+
+    @staticmethod
+    def forward(ctx, plan, *tensors):
+        states = tensors[: plan.count]
+        shared = dict(zip(plan.names, tensors[plan.count : plan.count + len(plan.names)]))
+        store = _FixedStore(states[0].dtype)
+        rng = {}
+
+        def record(i):
+            def call(index, block, argument):
+                if plan.random:
+                    rng[(i, index)] = _rng_state(argument.device)
+                return block(argument)
+
+            return call
+
+        fixed = tuple(store.fixed(t) for t in states)
+        for i, step in enumerate(plan.steps):
+            fixed = tuple(step.advance_exact(record(i), store, *fixed, **shared))
+        ctx.exact = store.fits()
+        if ctx.exact:
+            out = tuple(store.real(t) for t in fixed)
+        else:  # the fixed-point values may have wrapped around: the standard forward instead
+            out = tuple(states)
+            for i, step in enumerate(plan.steps):
+                kept = _KeptBuffers(step)  # the running statistics moved in the first pass
+                out = tuple(step.advance(record(i), *out, **shared))
+                kept.restore()
+        ctx.plan, ctx.store, ctx.rng = plan, store, rng
+        ctx.positions = [0]
+        ctx.device = states[0].device
+        ctx.autocast = _autocast_state(states[0].device.type)
+        ctx.save_for_backward(*fixed, *states)
+        return out
+
+    @staticmethod
+    def backward(ctx, *grads):
+        plan = ctx.plan
+        count = plan.count
+        saved = ctx.saved_tensors
+        fixed, inputs = saved[:count], saved[count:]
+        shared_values = list(plan.params[: len(plan.names)])
+        shared = dict(zip(plan.names, shared_values))
+        total = {id(p): None for p in plan.params}
+        enabled, dtype = ctx.autocast
+        outer_rng = _rng_state(ctx.device) if plan.random else None
+
+        def replay(i):
+            def call(index, block, argument):
+                if (i, index) in ctx.rng:
+                    _set_rng_state(ctx.device, ctx.rng[(i, index)])
+                return block(argument)
+
+            return call
+
+        try:
+            with torch.autocast(ctx.device.type, dtype=dtype, enabled=enabled):
+                exact_grads = list(grads)
+                if ctx.exact:
+                    store = ctx.store
+                    for i in reversed(range(len(plan.steps))):
+                        step = plan.steps[i]
+                        kept = _KeptBuffers(step)
+                        with torch.no_grad():
+                            fixed = tuple(step.retreat_exact(replay(i), store, *fixed, **shared))
+                        leaves = [store.real(t).requires_grad_() for t in fixed]
+                        params = shared_values + [p for p in step.parameters() if p.requires_grad]
+                        with torch.enable_grad():
+                            new = step.advance(replay(i), *leaves, **shared)
+                            back = _grad(new, exact_grads, leaves + params)
+                        kept.restore()
+                        _accumulate(total, params, back[len(leaves) :])
+                        exact_grads = [
+                            g if g is not None else torch.zeros_like(t)
+                            for g, t in zip(back[: len(leaves)], leaves)
+                        ]
+                    exact = all(torch.equal(a, store.fixed(b)) for a, b in zip(fixed, inputs))
+                else:
+                    exact = False
+                if plan.report(0.0 if exact else math.inf, len(plan.steps)):
+                    grads = exact_grads
+                else:  # not rebuilt exactly: the exact gradient from the stage's first states
+                    total = {id(p): None for p in plan.params}
+                    grads, _ = _recompute_segment(
+                        ctx, 0, len(plan.steps), inputs, inputs, grads, shared, total
+                    )
+        finally:
+            if plan.random:
+                _set_rng_state(ctx.device, outer_rng)
+        return (None, *grads, *[total[id(p)] for p in plan.params])
+
+
 def run_reversible(
     steps, states, shared, anchor_steps, tolerances, errors, preserve_rng_state=None, recomputed=None
 ):
@@ -401,6 +567,8 @@ def run_reversible(
 
     random = uses_randomness(steps, preserve_rng_state)
     plan = _Rebuild(steps, len(states), list(shared), interval, random, params, report, replan)
+    if hasattr(steps[0], "advance_exact") and states[0].dtype in _EXACT_BITS:
+        return ExactSteps.apply(plan, *states, *params)
     return ReversibleSteps.apply(plan, *states, *params)
 
 

@@ -17,6 +17,7 @@ import sympy
 from ..analysis.invertibility import UNIT_ROUNDOFF, Reconstruction, invert, reconstruction
 from ..errors import UsageError
 from ..ir import BlockCall, Recurrence, StateRef, rebuild, references
+from .exact import exact_equations, exact_methods
 from .plan import StepPlan, _ordered_block_calls, _TorchPrinter, var_name
 
 __all__ = ["MEMORY_MODES", "MemoryPlan", "memory_plan", "RESERVED_NAMES", "ANCHOR_TOLERANCE"]
@@ -41,6 +42,9 @@ RESERVED_NAMES = frozenset(
         "call",
         "advance",
         "retreat",
+        "advance_exact",
+        "retreat_exact",
+        "store",
         "anchor_steps",
         "anchor_tolerance",
         "rebuild_errors",
@@ -73,6 +77,9 @@ _RUNTIME = {
         "_accumulate",
         "_recompute_segment",
         "_step_backward",
+        "_EXACT_BITS",
+        "_FixedStore",
+        "ExactSteps",
         "_add",
         "_grad",
         "run_reversible",
@@ -89,6 +96,7 @@ class MemoryPlan:
     mode: str
     anchor_steps: dict  # dtype name -> steps; empty unless reversible
     reconstruction: Reconstruction | None = None
+    exact: tuple = ()  # the equations of the exact rebuild (ExactEquation), when it applies
 
 
 def memory_plan(rec: Recurrence, memory: str) -> MemoryPlan:
@@ -127,7 +135,10 @@ def memory_plan(rec: Recurrence, memory: str) -> MemoryPlan:
     for fmt in ("bfloat16", "float16"):
         anchors[fmt] = max(1, rebuild_.max_run(fmt, ANCHOR_TOLERANCE[fmt]))
     assert set(anchors) <= set(UNIT_ROUNDOFF) == set(ANCHOR_TOLERANCE)
-    return MemoryPlan(memory, anchors, rebuild_)
+    from .plan import plan_step
+
+    exact, _ = exact_equations(inverse, plan_step(rec))
+    return MemoryPlan(memory, anchors, rebuild_, tuple(exact or ()))
 
 
 def check_supported(rec: Recurrence, memory: str) -> None:
@@ -219,6 +230,10 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
     lines.append(f'{_INDENT * 2}before the step from those after it."""')
     lines += [f"{_INDENT * 2}{line}" for line in body]
     lines.append(f"{_INDENT * 2}return {_tuple(before)}")
+    equations, _ = exact_equations(invert(rec), plan)
+    if equations is not None:  # the inverse divides by a constant: rebuild exactly instead
+        lines.append("")
+        lines += exact_methods(equations, before, after, keyword, printer, locals_, index, _INDENT)
     return lines
 
 
@@ -328,7 +343,7 @@ def runtime_lines(memory: str) -> list[str]:
     lines = [f"# --- memory={memory!r}: running a stage's steps with less activation memory ---", ""]
     for name in _RUNTIME[memory]:
         value = getattr(memory_runtime, name)
-        if isinstance(value, tuple):
+        if isinstance(value, (tuple, dict)):
             source = _assignment_source(memory_runtime, name)
         else:
             source = inspect.getsource(value)
