@@ -86,7 +86,10 @@ def test_reversible_gradients_equal_standard_float64(spec, backbone):
     # batch-norm running statistics (and num_batches_tracked) updated once, as in standard mode
     assert buffers_s.keys() == buffers_r.keys()
     for k in buffers_s:
-        assert torch.equal(buffers_s[k], buffers_r[k]), k
+        if spec in EXACT and buffers_s[k].is_floating_point():  # statistics of fixed-point states
+            assert torch.allclose(buffers_s[k], buffers_r[k], rtol=1e-9, atol=1e-12), k
+        else:
+            assert torch.equal(buffers_s[k], buffers_r[k]), k
     # states were really rebuilt: each backward checked them at the anchors
     assert reversible.rebuild_errors["float64"] < 1e-10
 
