@@ -126,7 +126,10 @@ def test_dropout_is_replayed(spec):
     x, y = _batch((4, 3, 8, 8), torch.float64)
     out_s, grads_s, _ = _step(standard, x, y, seed=5)
     out_r, grads_r, _ = _step(reversible, x, y, seed=5)
-    assert torch.equal(out_s, out_r)
+    if spec in EXACT:  # fixed-point states (test_exact_rebuild.py)
+        assert torch.allclose(out_s, out_r, rtol=1e-9, atol=1e-12)
+    else:
+        assert torch.equal(out_s, out_r)
     assert _worst_relative(grads_s, grads_r) <= 1e-10
     # the backward leaves the random stream where the standard backward leaves it
     _step(standard, x, y, seed=5)
@@ -170,7 +173,8 @@ def test_anchors_are_shortened_when_rebuilt_states_drift():
     within the tolerance in float32: the first backward sees it at the stage's first states,
     records it, recomputes that segment exactly (the gradient is standard's) and re-plans the
     interval from the drift it measured there; the next backward recomputes nothing."""
-    formula = formulac.parse("a = -0.21\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)")
+    # a learnable a: rebuilt in floating point (a constant -0.21 would be rebuilt exactly)
+    formula = formulac.parse("param a = -0.21\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)")
     options = {"backbone": "mlp", "depth": 24, "width": 8, "input_size": 4}
     torch.manual_seed(0)
     standard = formula.compile(**options).train()
@@ -345,10 +349,11 @@ def test_cli_compile_and_info_memory(capsys, tmp_path):
     data = json.loads(capsys.readouterr().out)
     modes = {e["mode"]: e for e in data["memory"]}
     assert set(modes) == {"standard", "checkpoint", "reversible"}
-    assert modes["reversible"]["bytes_per_image"] < modes["checkpoint"]["bytes_per_image"]
+    # rebuilt exactly (gamma = 9/10): at 3 steps a stage its int64 states cost more than
+    # checkpoint's segments, never more than standard
+    assert modes["reversible"]["bytes_per_image"] < modes["standard"]["bytes_per_image"]
     assert modes["checkpoint"]["bytes_per_image"] < modes["standard"]["bytes_per_image"]
-    # planned at the anchors' tolerance (1e-5): 14 steps; no stage is that long at depth 20
-    assert "anchors every 14 steps in float32" in modes["reversible"]["detail"]
+    assert "exact rebuild" in modes["reversible"]["detail"]
     assert main(["info", str(EXAMPLES / "resnet.rec"), "--depth", "20", "--memory"]) == 0
     text = capsys.readouterr().out
     assert "reversible  -  (not invertible: F(x_n) reads x_n" in text
