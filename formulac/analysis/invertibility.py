@@ -78,6 +78,9 @@ class Inverse:
     carried: dict  # state -> how many of its values a step keeps (x: 2 for x_n, x_<n-1>)
     solution: tuple  # ((Indexed, sympy.Expr), ...)
     conditions: tuple  # (sympy.Expr, ...), the divisors of the solution
+    # per solved equation, in solving order: (state, rebuilt reference, its coefficient, the rest),
+    # the state's equation being state_<n+1> = coefficient*reference + rest
+    affine: tuple = ()
 
 
 @dataclass
@@ -120,6 +123,7 @@ def invert(rec: Recurrence) -> Invertibility:
     solution: list = []
     divisors: list = []
     read = {s: set(state_refs(rhs[s])) for s in rec.states}  # once: a long system is read N times
+    solved: list = []
     while pending:
         for s in pending:
             lhs = state(s, n + 1)
@@ -153,6 +157,7 @@ def invert(rec: Recurrence) -> Invertibility:
                 )
                 if coefficient != 1:
                     divisors.append(coefficient)
+                solved.append((s, u, coefficient, rest))
                 del unknown[u]
             pending.remove(s)
             break
@@ -161,7 +166,7 @@ def invert(rec: Recurrence) -> Invertibility:
     if unknown:  # a kept state no equation determines (cannot happen: each state has one)
         names = ", ".join(rec_expr(u) for u in unknown)
         return Invertibility(False, f"no equation determines {names}", None)
-    inverse = Inverse(carried, tuple(solution), tuple(divisors))
+    inverse = Inverse(carried, tuple(solution), tuple(divisors), tuple(solved))
     # a divisor in n alone is checked at every step below: not a condition on the user's values
     conditions = [f"{rec_expr(c)} != 0" for c in divisors if not c.is_number and not c.free_symbols <= {n}]
     at_values = _zero_at_some_step(divisors) or _zero_at_initial_values(rec, divisors)

@@ -9,7 +9,9 @@ hands on. The modes differ only in what a stage keeps for its backward:
 * ``checkpoint``: its shape-changing first step's saved bytes, the states at each segment's
   start, and while its backward runs, one segment's saved bytes at a time;
 * ``reversible``: its first step's saved bytes, the last states and the anchors, and while its
-  backward runs, one step's saved bytes at a time.
+  backward runs, one step's saved bytes at a time. The anchor interval is the planned one, or
+  the shorter one a reversible copy settles on after one backward (the blocks' drift); a
+  segment that drifts later is recomputed as ``checkpoint`` would (not counted here).
 
 The backward runs the stages from the last to the first and frees what each kept, so the peak
 is the largest, over the stages, of what everything up to a stage keeps plus that stage's
@@ -156,9 +158,11 @@ def _peak(profile: ActivationProfile, stage_memory) -> tuple[float, float]:
 
 
 def predict_memory(
-    rec: Recurrence, profile: ActivationProfile, segment: int | None = None
+    rec: Recurrence, profile: ActivationProfile, segment: int | None = None, measured: int | None = None
 ) -> list[MemoryEstimate]:
-    """Per-image activation memory of each mode from a standard network's profile."""
+    """Per-image activation memory of each mode from a standard network's profile; ``measured``
+    is the float32 anchor interval a reversible network settled on after a backward (its blocks'
+    drift), used in place of the planned one when shorter."""
     out = [MemoryEstimate("standard", round(profile.total), round(profile.total), 0)]
 
     def split(s):
@@ -199,19 +203,48 @@ def predict_memory(
         out.append(MemoryEstimate("reversible", None, note=exc.message))
         return out
 
+    planned = plan.anchor_steps["float32"]
+    interval = planned if measured is None else min(planned, measured)
+
     def rebuilt(s):  # the last states and the anchors (the first states among them); one step
         first, rest = split(s)
         if len(rest) < profile.kept:  # too short to rebuild: run as usual
             return first + sum(rest), 0.0
-        anchors = math.ceil(len(rest) / plan.anchor_steps["float32"])
+        anchors = math.ceil(len(rest) / interval)
         kept = profile.fresh(s, end=True) + profile.fresh(s, start=True) + (anchors - 1) * profile.fresh(s)
         return first + kept, max(rest)
 
+    if plan.exact:
+        return out + [_exact_estimate(profile, plan.exact, split)]
     resident, peak = _peak(profile, rebuilt)
     a = plan.anchor_steps
-    detail = f"anchors every {a['float32']} steps in float32 ({a['bfloat16']} in bfloat16)"
+    detail = f"anchors every {interval} steps in float32 ({a['bfloat16']} in bfloat16)"
+    if interval < planned:
+        detail += (
+            f"; planned {planned} from the formula, shortened by the drift its blocks showed in a"
+            " first backward (the interval follows the drift each backward measures)"
+        )
     out.append(MemoryEstimate("reversible", round(peak), round(resident), round(peak - resident), detail))
     return out
+
+
+def _exact_estimate(profile: ActivationProfile, equations, split) -> MemoryEstimate:
+    """Exact rebuilding: a stage keeps its first states, its last states in fixed point (int64:
+    twice a float32 state) and the bit store's words (one per divided equation, plus one for
+    every 62 bits its coefficient p/q drops over the stage's steps); backward, one step."""
+    divided = [abs(math.log2(e.q / abs(e.p))) for e in equations if e.q != 1]
+
+    def rebuilt(s):
+        first, rest = split(s)
+        if len(rest) < profile.kept:
+            return first + sum(rest), 0.0
+        words = sum(1 + int(len(rest) * bits // 62) for bits in divided)
+        fixed = 2 * (profile.kept + words) * profile.state[s]
+        return first + profile.fresh(s, start=True) + fixed, max(rest)
+
+    resident, peak = _peak(profile, rebuilt)
+    detail = "exact rebuild: fixed-point states and a bit store for the division, no anchors"
+    return MemoryEstimate("reversible", round(peak), round(resident), round(peak - resident), detail)
 
 
 def memory_estimates(
@@ -233,7 +266,25 @@ def memory_estimates(
     lags = _carry(plan_step(rec)).lags
     x0 = state(rec.output, 0)
     aliases = sum(rec.initial_value(s, -k) == x0 for s, depth in lags.items() for k in range(depth))
-    return predict_memory(rec, activation_profile(model, example, sum(lags.values()), aliases))
+    profile = activation_profile(model, example, sum(lags.values()), aliases)
+    return predict_memory(rec, profile, measured=_measured_interval(rec, options, model, example))
+
+
+def _measured_interval(rec: Recurrence, options: dict, standard: nn.Module, example: torch.Tensor):
+    """The float32 anchor interval a reversible copy of ``standard`` settles on after one
+    training backward on ``example`` (None when reversible does not apply)."""
+    from . import compile_network
+
+    try:
+        plan = memory_plan(rec, "reversible")
+    except UsageError:
+        return None
+    if plan.exact:  # rebuilt exactly: no anchors to measure
+        return None
+    net = compile_network(rec, **{**options, "memory": "reversible"}).float()
+    net.load_state_dict(standard.state_dict())
+    net.train()(example.float()).sum().backward()
+    return int(net.anchor_steps["float32"])
 
 
 def memory_text(estimates: list[MemoryEstimate]) -> str:

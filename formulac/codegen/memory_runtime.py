@@ -92,11 +92,12 @@ class _KeptBuffers:
 class _Rebuild:
     """What a reversible run needs: the steps, how many states they keep, the shared parameters'
     names, the anchor interval, whether randomness is replayed, the parameters in the order of
-    the inputs, and where observed rebuilding errors are reported."""
+    the inputs, ``report(error, steps)`` (records a segment's check; True when it passed) and
+    ``replan(drift)`` (a new interval from a drifted segment's measured errors)."""
 
-    def __init__(self, steps, count, names, interval, random, params, report):
+    def __init__(self, steps, count, names, interval, random, params, report, replan):
         self.steps, self.count, self.names, self.interval = steps, count, names, interval
-        self.random, self.params, self.report = random, params, report
+        self.random, self.params, self.report, self.replan = random, params, report, replan
 
 
 class ReversibleSteps(torch.autograd.Function):
@@ -135,34 +136,104 @@ class ReversibleSteps(torch.autograd.Function):
         plan = ctx.plan
         count = plan.count
         saved = ctx.saved_tensors
-        states = saved[:count]
         anchors = {pos: saved[count * (j + 1) : count * (j + 2)] for j, pos in enumerate(ctx.positions)}
+        ends = ctx.positions[1:] + [len(plan.steps)]
         shared_values = list(plan.params[: len(plan.names)])
         shared = dict(zip(plan.names, shared_values))
         total = {id(p): None for p in plan.params}
         grads = list(grads)
         enabled, dtype = ctx.autocast
         outer_rng = _rng_state(ctx.device) if plan.random else None
-        rebuilt = 0  # steps rebuilt since the last exact states
         try:
             with torch.autocast(ctx.device.type, dtype=dtype, enabled=enabled):
-                for i in reversed(range(len(plan.steps))):
-                    step = plan.steps[i]
-                    kept = _KeptBuffers(step)
-                    step_params = shared_values + [p for p in step.parameters() if p.requires_grad]
-                    rebuilt += 1
-                    states, grads, error = _step_backward(
-                        ctx, i, step, states, grads, anchors.get(i), shared, step_params, total
-                    )
-                    kept.restore()
-                    if error is not None:
-                        plan.report(error, rebuilt)
-                        rebuilt = 0
+                # one segment at a time, from the last: rebuilt from its exact last states (the
+                # stage's outputs or the next anchor) down to its anchor, where the rebuilt states
+                # are checked; its gradients count only when they pass, else it is recomputed
+                for start, end in reversed(list(zip(ctx.positions, ends))):
+                    states = saved[:count] if end == len(plan.steps) else anchors[end]
+                    segment = {id(p): None for p in plan.params}
+                    rebuilt_grads, error = grads, None
+                    for i in reversed(range(start, end)):
+                        step = plan.steps[i]
+                        kept = _KeptBuffers(step)
+                        step_params = shared_values + [p for p in step.parameters() if p.requires_grad]
+                        anchor = anchors[start] if i == start else None
+                        states, rebuilt_grads, error = _step_backward(
+                            ctx, i, step, states, rebuilt_grads, anchor, shared, step_params, segment
+                        )
+                        kept.restore()
+                    if plan.report(error, end - start):
+                        for p in plan.params:
+                            _accumulate(total, [p], [segment[id(p)]])
+                        grads = rebuilt_grads
+                    else:  # drifted: the exact gradient from the anchor, as checkpointing computes it
+                        last = saved[:count] if end == len(plan.steps) else anchors[end]
+                        grads, drift = _recompute_segment(
+                            ctx, start, end, anchors[start], last, grads, shared, total
+                        )
+                        plan.replan(drift)
         finally:
             if plan.random:
                 _set_rng_state(ctx.device, outer_rng)
         # the stage's first states were passed in; parameters follow them
         return (None, *grads, *[total[id(p)] for p in plan.params])
+
+
+def _recompute_segment(ctx, start, end, first, last, grads, shared, total):
+    """For a segment whose rebuilt states drifted: the gradients of the states before step
+    ``start`` and of the parameters (added to ``total``), exactly, from the states ``first``
+    before it and the gradients ``grads`` of those after step ``end - 1``. The steps run forward
+    again in chunks of about the square root of their number, each chunk's first states kept;
+    the drift is measured there, rebuilding from ``last`` (the exact states after the segment);
+    then each chunk is recomputed with autograd and differentiated, the last first. Returns the
+    gradients and the drift: (steps rebuilt, relative error) at each chunk's start."""
+    plan = ctx.plan
+    size = max(1, round(math.sqrt(end - start)))
+
+    def replay(i):
+        def call(index, block, argument):
+            if (i, index) in ctx.rng:
+                _set_rng_state(ctx.device, ctx.rng[(i, index)])
+            return block(argument)
+
+        return call
+
+    def run(i, states, kept):
+        step = plan.steps[i]
+        kept.append(_KeptBuffers(step))
+        return tuple(step.advance(replay(i), *states, **shared))
+
+    starts = {}
+    states = tuple(first)
+    with torch.no_grad():
+        for i in range(start, end):
+            if (i - start) % size == 0:
+                starts[i] = states
+            kept = []
+            states = run(i, states, kept)
+            kept[0].restore()
+        drift = []
+        rebuilt = tuple(last)
+        for i in reversed(range(start, end)):
+            step = plan.steps[i]
+            kept = _KeptBuffers(step)
+            rebuilt = tuple(step.retreat(replay(i), *rebuilt, **shared))
+            kept.restore()
+            if i in starts:
+                drift.append((end - i, _relative_error(rebuilt, starts[i])))
+    for chunk in sorted(starts, reverse=True):
+        leaves = [t.detach().requires_grad_() for t in starts[chunk]]
+        kept = []
+        with torch.enable_grad():
+            states = tuple(leaves)
+            for i in range(chunk, min(chunk + size, end)):
+                states = run(i, states, kept)
+            back = _grad(states, grads, leaves + list(plan.params))
+        for k in kept:  # after the backward: batch norm saved its running statistics for it
+            k.restore()
+        _accumulate(total, plan.params, back[len(leaves) :])
+        grads = [g if g is not None else torch.zeros_like(t) for g, t in zip(back[: len(leaves)], leaves)]
+    return grads, drift
 
 
 def _accumulate(total, params, grads):
@@ -271,15 +342,185 @@ def _grad(outputs, grads, inputs):
     )
 
 
-def run_reversible(steps, states, shared, anchor_steps, tolerance, errors, preserve_rng_state=None):
+# fraction bits of the fixed-point states of an exact rebuild, by dtype of the states: finer than
+# the dtype's own resolution for values near 1, with room for values up to 2^(59 - bits)
+_EXACT_BITS = {torch.float64: 40, torch.float32: 32, torch.float16: 24, torch.bfloat16: 24}
+
+
+class _FixedStore:
+    """Fixed-point arithmetic for an exact rebuild: states as int64 multiples of 2^-bits, and
+    per equation (``slot``) a store of the bits that multiplying by a fraction p/q drops
+    (Maclaurin, Duvenaud & Adams 2015): ``times`` pushes ``U mod q`` before dividing by q and
+    pops the bits it adds after multiplying by |p|; ``divide`` undoes it exactly. A store's
+    word is put aside before it could overflow, and taken back at the same operation."""
+
+    def __init__(self, dtype):
+        self.dtype, self.bits = dtype, _EXACT_BITS[dtype]
+        self.scale = 2.0**self.bits
+        self.buffers = {}  # slot -> (int64 word, upper bound of its values)
+        self.sealed = []  # (operation, slot, word) put aside, the latest last
+        self.operations = 0
+        self.largest = None  # the largest magnitude turned into fixed point (a tensor)
+
+    def fixed(self, value):
+        value = value.detach()
+        top = value.abs().max().to(torch.float64) if value.numel() else None
+        if top is not None:
+            self.largest = top if self.largest is None else torch.maximum(self.largest, top)
+        return torch.round(value * self.scale).to(torch.int64)
+
+    def real(self, fixed):
+        return fixed.to(self.dtype) / self.scale
+
+    def fits(self):
+        """Whether every value stayed small enough for int64 (checked once, after a run)."""
+        return self.largest is None or float(self.largest) < 2.0 ** (59 - self.bits)
+
+    def times(self, u, p, q, slot):
+        self.operations += 1
+        if q == 1:
+            return u * p
+        word, bound = self.buffers.get(slot, (None, 0))
+        if word is None or (bound + 1) * q >= 2**62:
+            if word is not None:
+                self.sealed.append((self.operations, slot, word))
+            word, bound = torch.zeros_like(u), 0
+        word = word * q + torch.remainder(u, q)  # push what dividing by q drops
+        u = torch.div(u, q, rounding_mode="floor")
+        a = abs(p)
+        u = u * a + torch.remainder(word, a)  # pop the bits multiplying by |p| leaves free
+        word = torch.div(word, a, rounding_mode="floor")
+        self.buffers[slot] = (word, (bound * q + q - 1) // a)
+        return u if p > 0 else -u
+
+    def divide(self, s, p, q, slot):
+        if p < 0:
+            s, p = -s, -p
+        if q == 1:
+            self.operations -= 1
+            return torch.div(s, p, rounding_mode="floor")
+        word, bound = self.buffers[slot]
+        word = word * p + torch.remainder(s, p)
+        s = torch.div(s, p, rounding_mode="floor")
+        u = s * q + torch.remainder(word, q)
+        word = torch.div(word, q, rounding_mode="floor")
+        if self.sealed and self.sealed[-1][:2] == (self.operations, slot):
+            word = self.sealed.pop()[2]
+        self.buffers[slot] = (word, bound)
+        self.operations -= 1
+        return u
+
+
+class ExactSteps(torch.autograd.Function):
+    """Steps rebuilt exactly during backward: fixed-point states and a bit store (see
+    ``_FixedStore``); the stage's first states are kept to check the rebuild and, should a
+    value be too large for int64 or the rebuild not reach them exactly, to recompute the
+    stage instead."""
+
+    @staticmethod
+    def forward(ctx, plan, *tensors):
+        states = tensors[: plan.count]
+        shared = dict(zip(plan.names, tensors[plan.count : plan.count + len(plan.names)]))
+        store = _FixedStore(states[0].dtype)
+        rng = {}
+
+        def record(i):
+            def call(index, block, argument):
+                if plan.random:
+                    rng[(i, index)] = _rng_state(argument.device)
+                return block(argument)
+
+            return call
+
+        fixed = tuple(store.fixed(t) for t in states)
+        for i, step in enumerate(plan.steps):
+            fixed = tuple(step.advance_exact(record(i), store, *fixed, **shared))
+        ctx.exact = store.fits()
+        if ctx.exact:
+            out = tuple(store.real(t) for t in fixed)
+        else:  # the fixed-point values may have wrapped around: the standard forward instead
+            out = tuple(states)
+            for i, step in enumerate(plan.steps):
+                kept = _KeptBuffers(step)  # the running statistics moved in the first pass
+                out = tuple(step.advance(record(i), *out, **shared))
+                kept.restore()
+        ctx.plan, ctx.store, ctx.rng = plan, store, rng
+        ctx.positions = [0]
+        ctx.device = states[0].device
+        ctx.autocast = _autocast_state(states[0].device.type)
+        ctx.save_for_backward(*fixed, *states)
+        return out
+
+    @staticmethod
+    def backward(ctx, *grads):
+        plan = ctx.plan
+        count = plan.count
+        saved = ctx.saved_tensors
+        fixed, inputs = saved[:count], saved[count:]
+        shared_values = list(plan.params[: len(plan.names)])
+        shared = dict(zip(plan.names, shared_values))
+        total = {id(p): None for p in plan.params}
+        enabled, dtype = ctx.autocast
+        outer_rng = _rng_state(ctx.device) if plan.random else None
+
+        def replay(i):
+            def call(index, block, argument):
+                if (i, index) in ctx.rng:
+                    _set_rng_state(ctx.device, ctx.rng[(i, index)])
+                return block(argument)
+
+            return call
+
+        try:
+            with torch.autocast(ctx.device.type, dtype=dtype, enabled=enabled):
+                exact_grads = list(grads)
+                if ctx.exact:
+                    store = ctx.store
+                    for i in reversed(range(len(plan.steps))):
+                        step = plan.steps[i]
+                        kept = _KeptBuffers(step)
+                        with torch.no_grad():
+                            fixed = tuple(step.retreat_exact(replay(i), store, *fixed, **shared))
+                        leaves = [store.real(t).requires_grad_() for t in fixed]
+                        params = shared_values + [p for p in step.parameters() if p.requires_grad]
+                        with torch.enable_grad():
+                            new = step.advance(replay(i), *leaves, **shared)
+                            back = _grad(new, exact_grads, leaves + params)
+                        kept.restore()
+                        _accumulate(total, params, back[len(leaves) :])
+                        exact_grads = [
+                            g if g is not None else torch.zeros_like(t)
+                            for g, t in zip(back[: len(leaves)], leaves)
+                        ]
+                    exact = all(torch.equal(a, store.fixed(b)) for a, b in zip(fixed, inputs))
+                else:
+                    exact = False
+                if plan.report(0.0 if exact else math.inf, len(plan.steps)):
+                    grads = exact_grads
+                else:  # not rebuilt exactly: the exact gradient from the stage's first states
+                    total = {id(p): None for p in plan.params}
+                    grads, _ = _recompute_segment(
+                        ctx, 0, len(plan.steps), inputs, inputs, grads, shared, total
+                    )
+        finally:
+            if plan.random:
+                _set_rng_state(ctx.device, outer_rng)
+        return (None, *grads, *[total[id(p)] for p in plan.params])
+
+
+def run_reversible(
+    steps, states, shared, anchor_steps, tolerances, errors, preserve_rng_state=None, recomputed=None
+):
     """Run ``steps`` on ``states`` keeping only the last states and anchors for backward.
 
     ``anchor_steps`` maps a dtype name (``"float32"``) to the number of steps between anchor
-    states (kept exactly; the first states of the run are one). Backward, each anchor checks the
-    states rebuilt down to it: the largest relative error is recorded in ``errors[dtype]``, and
-    when it exceeds ``tolerance`` the interval in ``anchor_steps`` is shortened (to what the
-    observed growth allows) for the following runs. ``shared`` holds the formula's shared
-    parameters by name.
+    states (kept exactly; the first states of the run are one). Backward runs one segment
+    (anchor to anchor) at a time and checks the states it rebuilt at the segment's anchor: the
+    largest relative error is recorded in ``errors[dtype]``. A segment whose error exceeds
+    ``tolerances[dtype]`` (or is not a number) does not use its rebuilt gradients: it is recomputed
+    exactly from its anchor (counted in ``recomputed[dtype]``), its drift is measured on the
+    way, and ``anchor_steps[dtype]`` is shortened to the longest run measured within half the
+    tolerance. ``shared`` holds the formula's shared parameters by name.
     """
     steps = list(steps)
     states = tuple(states)
@@ -296,23 +537,38 @@ def run_reversible(steps, states, shared, anchor_steps, tolerance, errors, prese
         return advance_steps(steps, states, shared)
     key = str(states[0].dtype).replace("torch.", "")
     interval = max(1, int(anchor_steps.get(key, 1)))
-    unit = torch.finfo(states[0].dtype).eps / 2
+    tolerance = tolerances[key] if isinstance(tolerances, dict) else tolerances
+    recomputed = {} if recomputed is None else recomputed
 
     def report(error, rebuilt):
-        if not error <= tolerance:  # too large, or not a number: rebuilt states drifted
-            errors[key] = math.inf if math.isnan(error) else max(errors.get(key, 0.0), error)
-            current = min(rebuilt, anchor_steps.get(key, interval))
-            if math.isfinite(error) and error < 1:  # the growth per step it shows, with a margin
-                growth = (error / unit) ** (1.0 / rebuilt)
-                allowed = int(0.8 * math.log(tolerance / unit) / math.log(growth))
-            else:  # saturated: no growth to read off
-                allowed = current // 2
-            anchor_steps[key] = max(1, min(current - 1, allowed))
-        else:
-            errors[key] = max(errors.get(key, 0.0), error)
+        fine = error <= tolerance  # False for a drift that is not a number
+        errors[key] = max(errors.get(key, 0.0), error) if error == error else math.inf
+        if not fine:
+            recomputed[key] = recomputed.get(key, 0) + 1
+        return fine
+
+    def replan(drift):
+        # the longest measured run within half the tolerance; below the shortest one measured,
+        # the growth per step it shows (geometric: the most a convex drift allows), halved
+        allowed = 0
+        for run, error in sorted(drift):
+            if not error <= tolerance / 2:
+                break
+            allowed = run
+        if not allowed:
+            run, error = min(drift)
+            unit = torch.finfo(states[0].dtype).eps / 2
+            if math.isfinite(error) and error > unit and run > 1:
+                growth = (error / unit) ** (1.0 / run)
+                allowed = int(0.5 * math.log(tolerance / 2 / unit) / math.log(growth))
+            else:
+                allowed = run // 2
+        anchor_steps[key] = max(1, min(anchor_steps.get(key, interval) - 1, allowed))
 
     random = uses_randomness(steps, preserve_rng_state)
-    plan = _Rebuild(steps, len(states), list(shared), interval, random, params, report)
+    plan = _Rebuild(steps, len(states), list(shared), interval, random, params, report, replan)
+    if hasattr(steps[0], "advance_exact") and states[0].dtype in _EXACT_BITS:
+        return ExactSteps.apply(plan, *states, *params)
     return ReversibleSteps.apply(plan, *states, *params)
 
 

@@ -700,6 +700,47 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
         # disturb far less than the wall time
         "train_cpu_seconds": time.process_time() - c0,
         "images_per_s": seen / train_seconds if train_seconds > 0 else None,
+        "rebuild": _rebuild_record(run.net),
+    }
+
+
+def _rebuild_record(net: nn.Module) -> dict | None:
+    """A reversible network's checks of its rebuilt states during the epoch (then cleared): the
+    largest relative error per dtype, the segments recomputed because they drifted past the
+    tolerance, and the anchor intervals now in use; None for other networks."""
+    errors = getattr(net, "rebuild_errors", None)
+    if not isinstance(errors, dict):
+        return None
+    recomputed = getattr(net, "recomputed_segments", {})
+    record = {
+        "errors": dict(errors),
+        "recomputed_segments": dict(recomputed),
+        "anchor_steps": dict(getattr(net, "anchor_steps", {})),
+        "tolerance": dict(getattr(net, "anchor_tolerance", {})),
+    }
+    errors.clear()
+    recomputed.clear()
+    return record
+
+
+def _rebuild_summary(history: list[dict]) -> dict | None:
+    """The rebuild checks of a whole run (``summary.json``): the largest error, the segments
+    recomputed, and the last anchor intervals, per dtype."""
+    records = [r["rebuild"] for r in history if r.get("rebuild")]
+    if not records:
+        return None
+    errors: dict = {}
+    recomputed: dict = {}
+    for r in records:
+        for k, v in r["errors"].items():
+            errors[k] = max(errors.get(k, 0.0), v)
+        for k, v in r["recomputed_segments"].items():
+            recomputed[k] = recomputed.get(k, 0) + v
+    return {
+        "largest_error": errors,
+        "recomputed_segments": recomputed,
+        "anchor_steps": records[-1]["anchor_steps"],
+        "tolerance": records[-1]["tolerance"],
     }
 
 
@@ -794,8 +835,22 @@ def _log_epoch(run: _Run, record: dict, quiet: bool) -> None:
         quiet,
         f"epoch {record['epoch']}/{run.config.epochs}  lr {record['lr']:.4g}  train loss "
         f"{record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%{shown}  "
-        f"{record['seconds']:.1f}s  {record['images_per_s'] or 0:.0f} img/s",
+        f"{record['seconds']:.1f}s  {record['images_per_s'] or 0:.0f} img/s{_rebuild_phrase(record)}",
     )
+
+
+def _rebuild_phrase(record: dict) -> str:
+    """``  rebuilt float32 err 3.1e-06, 1 segment recomputed (anchors every 37)`` or ''."""
+    rebuild = record.get("rebuild")
+    if not rebuild or not rebuild["errors"]:
+        return ""
+    parts = []
+    for dtype, error in rebuild["errors"].items():
+        count = rebuild["recomputed_segments"].get(dtype, 0)
+        redone = f", {count} segment{'s' if count != 1 else ''} recomputed" if count else ""
+        anchors = rebuild["anchor_steps"].get(dtype)
+        parts.append(f"{dtype} err {error:.2g}{redone} (anchors every {anchors})")
+    return "  rebuilt " + "; ".join(parts)
 
 
 def _finish(run: _Run, quiet: bool) -> dict:
@@ -831,6 +886,7 @@ def _finish(run: _Run, quiet: bool) -> dict:
         "train_cpu_time_s": math.fsum(r.get("train_cpu_seconds") or 0.0 for r in history),
         "images_per_s": total_images / run.train_elapsed if run.train_elapsed > 0 else None,
         "world_size": run.info.world_size,
+        "rebuild": _rebuild_summary(history),
         "device": str(run.device),
         "device_name": _device_name(run.device),
         "amp": resolve_amp(run.config.amp, run.device),
