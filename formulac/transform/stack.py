@@ -31,6 +31,7 @@ from torch import nn
 
 from ..codegen import load_source
 from ..codegen.memory_runtime import run_checkpointed, run_reversible
+from ..codegen.reversible import ANCHOR_TOLERANCE
 from ..codegen.stream import StreamCode
 from ..errors import UsageError
 from .branches import Branch, BranchKind
@@ -105,8 +106,10 @@ class FormulaStack(nn.Module):
         self._shared = [attr for attr, _ in code.shared_params.values()]
         if self.memory == "reversible":
             self.anchor_steps = dict(code.memory_plan.anchor_steps)
-            self.anchor_tolerance = code.memory_plan.reconstruction.tolerance
+            # a segment whose rebuilt anchor errs more is recomputed exactly (the generated networks' rule)
+            self.anchor_tolerance = dict(ANCHOR_TOLERANCE)
             self.rebuild_errors: dict = {}  # dtype -> largest relative error of a rebuilt state
+            self.recomputed_segments: dict = {}  # dtype -> segments recomputed because they drifted
             self.preserve_rng_state = None  # None: replay random states when dropout is active
         self.checkpoint_segment = None  # memory="checkpoint": steps per segment (None: about sqrt)
         self._format = None  # how the blocks return: "tensor", or (tuple or list, length)
@@ -182,6 +185,7 @@ class FormulaStack(nn.Module):
                 self.anchor_tolerance,
                 self.rebuild_errors,
                 self.preserve_rng_state,
+                self.recomputed_segments,
             )
         return run_checkpointed(self._steps, states, self._shared_values(), self.checkpoint_segment)
 

@@ -163,7 +163,7 @@ def test_training_reports_the_rebuild_checks(tmp_path, capsys):
         "train", str(EXAMPLES / "midpoint.rec"), "--backbone", "mlp", "--depth", "40",
         "--memory", "reversible", "--lr", "0.001", "--data", "synthetic:1x4x4:4", "--limit-train", "64",
         "--limit-test", "32", "--batch-size", "32", "--epochs", "2", "--device", "cpu",
-        "--threads", "1", "--no-progress", "--out", str(out),
+        "--threads", "1", "--no-progress", "--out", str(out), "--amp", "none",
     ]  # fmt: skip
     assert main(argv) == 0
     assert "rebuilt float32 err" in capsys.readouterr().err
