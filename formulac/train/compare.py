@@ -32,7 +32,8 @@ from .data import Dataset
 from .errors import TrainError
 from .loop import BuildModel, _load_data, train
 from .recipes import TrainConfig
-from .rundir import CHECKPOINT, SUMMARY, write_json
+from .rundir import write_json
+from .seed_runs import plan_runs, train_in_turn
 from .seed_statistics import (
     Measure,
     check_same_recipe,
@@ -366,33 +367,20 @@ def compare(
     if info.enabled and jobs > 1:
         raise TrainError("--jobs runs several processes itself; under torchrun use --jobs 1")
     out = Path(out_dir)
-    tasks = []
-    for seed in seeds:
-        for (label, build, describe), d in zip(models, dirs):
-            run_dir = out / d / f"seed{seed}"
-            exists = (run_dir / CHECKPOINT).is_file() or (run_dir / SUMMARY).is_file()
-            tasks.append((label, seed, build, describe, run_dir, D.broadcast_object(exists, info)))
+    tasks = plan_runs(models, dirs, seeds, out, agree=lambda exists: D.broadcast_object(exists, info))
 
-    summaries: dict[tuple[str, int], dict] = {}
     if jobs == 1:
-        data = _load_data(config, info, dataset)
-        for k, (label, seed, build, describe, run_dir, exists) in enumerate(tasks, 1):
-            if info.is_main and not quiet:
-                print(f"[{k}/{len(tasks)}] {label}, seed {seed}: {run_dir}", file=sys.stderr)
-            summary = train(
-                build,
-                config.replace(seed=seed),
-                run_dir,
-                resume=exists and not overwrite,
-                overwrite=overwrite,
-                progress=progress,
-                describe=describe,
-                quiet=quiet,
-                dataset=data,
-            )
-            summaries[label, seed] = summary
-            if on_run_end is not None:
-                on_run_end(label, seed, summary)
+        summaries = train_in_turn(
+            tasks,
+            train,
+            config,
+            overwrite=overwrite,
+            progress=progress,
+            quiet=quiet,
+            announce=info.is_main and not quiet,
+            on_run_end=on_run_end,
+            dataset=_load_data(config, info, dataset),
+        )
     else:
         summaries = _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,8 @@ from .compare import MIN_SEEDS, format_seconds, safe_label
 from .errors import TrainError
 from .language import train_language
 from .recipes import TrainConfig
-from .rundir import CHECKPOINT, SUMMARY, write_json
+from .rundir import write_json
+from .seed_runs import plan_runs, train_in_turn
 from .seed_statistics import (
     Measure,
     check_same_recipe,
@@ -229,28 +229,17 @@ def compare_language(
         raise TrainError(f"two models share a label or a directory name: {labels}")
     corpus = corpus or load_corpus(config.data, config.tokens)
     out = Path(out_dir)
-    summaries: dict[tuple[str, int], dict] = {}
-    total = len(seeds) * len(models)
-    for seed in seeds:
-        for (label, build, describe), d in zip(models, dirs):
-            run_dir = out / d / f"seed{seed}"
-            exists = (run_dir / CHECKPOINT).is_file() or (run_dir / SUMMARY).is_file()
-            if not quiet:
-                print(f"[{len(summaries) + 1}/{total}] {label}, seed {seed}: {run_dir}", file=sys.stderr)
-            summary = train_language(
-                build,
-                config.replace(seed=seed),
-                run_dir,
-                resume=exists and not overwrite,
-                overwrite=overwrite,
-                progress=progress,
-                describe=describe,
-                quiet=quiet,
-                corpus=corpus,
-            )
-            summaries[label, seed] = summary
-            if on_run_end is not None:
-                on_run_end(label, seed, summary)
+    summaries = train_in_turn(
+        plan_runs(models, dirs, seeds, out),
+        train_language,
+        config,
+        overwrite=overwrite,
+        progress=progress,
+        quiet=quiet,
+        announce=not quiet,
+        on_run_end=on_run_end,
+        corpus=corpus,
+    )
     check_same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
     results = []
     for (label, _, describe), d in zip(models, dirs):
