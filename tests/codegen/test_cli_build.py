@@ -141,16 +141,6 @@ def test_real_process_exit_status_and_message():
 # check accepts exactly what compile builds
 
 
-def refusals_by_every_command(capsys, path):
-    """(command, stderr) of check, compile and info (on the mlp backbone) run on ``path``,
-    each checked to have exited with status 2."""
-    for command in ("check", "compile", "info"):
-        options = () if command == "check" else ("--backbone", "mlp")
-        status, out, err = run_cli(capsys, command, path, *options)
-        assert status == 2, (command, out)
-        yield command, err
-
-
 # (formula file, line, column, fragment): parsed, but no network can be built from it
 UNBUILDABLE = [
     ("a = 1\nx_<n+1> = x_n + a*x_<n-1>\n", 2, 1, "no block"),
@@ -158,18 +148,6 @@ UNBUILDABLE = [
     ("v_<n+1> = v_n + G(x_n)\nx_<n+1> = x_n + sum(i=0..n, cat(v_i, x_i)) + F(x_n)\n", 2, 1, "widths"),
     ("x_<n+1> = x_n + F(x_n) + F(cat(x_n, x_n))\n", 1, 1, "applied to inputs of widths"),
 ]
-
-
-@pytest.mark.parametrize("text, line, column, fragment", UNBUILDABLE)
-def test_check_refuses_what_compile_refuses(capsys, tmp_path, text, line, column, fragment):
-    path = tmp_path / "f.rec"
-    path.write_text(text)
-    for command, err in refusals_by_every_command(capsys, path):
-        first = err.splitlines()[0]
-        assert first.startswith(f"{path}:{line}:{column}: error: compile: "), (command, err)
-        assert fragment in first and "Traceback" not in err
-        assert err.splitlines()[2].strip() == "^"  # the source line and a caret under it
-
 
 # numbers a double cannot hold: refused as the file is read (issue 22), by every command alike
 UNREADABLE_NUMBERS = [
@@ -180,14 +158,24 @@ UNREADABLE_NUMBERS = [
 ]
 
 
-@pytest.mark.parametrize("text, line, column, fragment", UNREADABLE_NUMBERS)
-def test_numbers_beyond_doubles_are_refused_by_every_command(capsys, tmp_path, text, line, column, fragment):
+@pytest.mark.parametrize(
+    "heading, text, line, column, fragment",
+    [("compile: ", *case) for case in UNBUILDABLE]
+    + [("the coefficient ", *case) for case in UNREADABLE_NUMBERS],
+)
+def test_check_compile_and_info_refuse_alike(capsys, tmp_path, heading, text, line, column, fragment):
+    """check accepts exactly what compile builds: each command refuses with the same located
+    error line, then the source line and a caret under it."""
     path = tmp_path / "f.rec"
     path.write_text(text)
-    for command, err in refusals_by_every_command(capsys, path):
+    for command in ("check", "compile", "info"):
+        options = () if command == "check" else ("--backbone", "mlp")
+        status, out, err = run_cli(capsys, command, path, *options)
+        assert status == 2, (command, out)
         first = err.splitlines()[0]
-        assert first.startswith(f"{path}:{line}:{column}: error: the coefficient "), (command, err)
+        assert first.startswith(f"{path}:{line}:{column}: error: {heading}"), (command, err)
         assert fragment in first and "Traceback" not in err
+        assert err.splitlines()[2].strip() == "^"
 
 
 BUILDABLE = [
