@@ -640,6 +640,16 @@ def _option_width(option: str, defaults: Mapping[str, Any]) -> Callable[..., int
     return stem_width
 
 
+# the module and classes of the pre-activation network (preact-cifar and wrn)
+_PREACT_NETWORK = MappingProxyType(
+    {
+        "module_name": __name__ + ".preact_cifar",
+        "net_class": "PreActCifarResNet",
+        "branch_class": "PreActBranch",
+        "projection_function": "preact_projection",
+    }
+)
+
 # what the registry entries of the transformer backbones share
 _TRANSFORMER_ENTRY = MappingProxyType(
     {
@@ -691,10 +701,7 @@ BACKBONES: dict[str, BackboneInfo] = {
         ),
         BackboneInfo(
             name="preact-cifar",
-            module_name=__name__ + ".preact_cifar",
-            net_class="PreActCifarResNet",
-            branch_class="PreActBranch",
-            projection_function="preact_projection",
+            **_PREACT_NETWORK,
             description="pre-activation CIFAR ResNet of He et al. 2016: depth 6n+2, widths "
             "16/32/64, BN-ReLU-conv branch, final BN-ReLU in the head",
             default_depth=_PREACT_DEPTH,
@@ -708,10 +715,7 @@ BACKBONES: dict[str, BackboneInfo] = {
         BackboneInfo(
             name="wrn",
             # the pre-activation network, wider, with dropout in the branch
-            module_name=__name__ + ".preact_cifar",
-            net_class="PreActCifarResNet",
-            branch_class="PreActBranch",
-            projection_function="preact_projection",
+            **_PREACT_NETWORK,
             description="Wide ResNet WRN-d-k of Zagoruyko & Komodakis 2016: depth 6n+4, widths "
             "16k/32k/64k, pre-activation branch with optional dropout",
             default_depth=_WRN_DEPTH,
