@@ -16,7 +16,6 @@ never paired.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -36,6 +35,7 @@ from .rundir import write_json
 from .seed_runs import plan_runs, train_in_turn
 from .seed_statistics import (
     Measure,
+    SeedComparison,
     check_same_recipe,
     markdown_table,
     mean,
@@ -43,7 +43,6 @@ from .seed_statistics import (
     pairwise_statistics,
     pairwise_verdicts,
     sample_sd,
-    text_table,
 )
 
 __all__ = ["ComparisonResult", "ModelResult", "compare", "format_seconds", "safe_label"]
@@ -144,18 +143,12 @@ class ModelResult:
 
 
 @dataclass
-class ComparisonResult:
+class ComparisonResult(SeedComparison):
     """The table, the tests and the verdicts.  ``test`` is the main test (the paired t-test
     for two models, Friedman for more, None for one); ``pairwise`` compares each model with
     the first (the baseline); ``verdicts`` say in words what the evidence supports."""
 
     models: list[ModelResult]
-    seeds: list[int]
-    config: dict
-    test: stats.TestResult | None
-    pairwise: list[dict]
-    out_dir: str
-    verdicts: list[str] = field(default_factory=list)
 
     @property
     def metric(self) -> str:
@@ -210,10 +203,6 @@ class ComparisonResult:
             )
         return lines
 
-    def to_text(self) -> str:
-        lines = text_table(self._HEAD, self._rows())
-        return "\n".join([self._heading(), ""] + lines + [""] + self._notes()) + "\n"
-
     def to_markdown(self) -> str:
         out = [
             f"# Comparison: {self._heading()}",
@@ -239,22 +228,7 @@ class ComparisonResult:
         return "\n".join(out) + "\n"
 
     def to_dict(self) -> dict:
-        return {
-            "seeds": self.seeds,
-            "evaluated_on": self.metric,
-            "config": self.config,
-            "models": [m.to_dict() for m in self.models],
-            "test": self.test.to_dict() if self.test is not None else None,
-            "pairwise": self.pairwise,
-            "verdicts": self.verdicts,
-            "out_dir": self.out_dir,
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
-
-    def __str__(self) -> str:
-        return self.to_text()
+        return {"seeds": self.seeds, "evaluated_on": self.metric, "config": self.config, **self._outcome()}
 
 
 # ------------------------------------------------------------------------------------------------

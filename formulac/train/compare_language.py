@@ -12,10 +12,9 @@ p-values. A negative difference means the model is better than the baseline. Wri
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import atomic_write, make_directory
@@ -28,6 +27,7 @@ from .rundir import write_json
 from .seed_runs import plan_runs, train_in_turn
 from .seed_statistics import (
     Measure,
+    SeedComparison,
     check_same_recipe,
     markdown_table,
     mean,
@@ -35,7 +35,6 @@ from .seed_statistics import (
     pairwise_statistics,
     pairwise_verdicts,
     sample_sd,
-    text_table,
 )
 from .text import TextCorpus, load_corpus
 
@@ -88,16 +87,10 @@ class LossResult:
 
 
 @dataclass
-class LossComparison:
+class LossComparison(SeedComparison):
     """The table, the tests and the verdicts of a comparison by validation loss."""
 
     models: list[LossResult]
-    seeds: list[int]
-    config: dict
-    test: stats.TestResult | None
-    pairwise: list[dict]
-    out_dir: str
-    verdicts: list[str] = field(default_factory=list)
     objective: str = "val_loss"
     direction: str = "minimize"
 
@@ -147,10 +140,6 @@ class LossComparison:
     def _notes(self) -> list[str]:
         return ([self.test.describe()] if self.test is not None else []) + self.verdicts
 
-    def to_text(self) -> str:
-        lines = text_table(self._HEAD, self._rows())
-        return "\n".join([self._heading(), ""] + lines + [""] + self._notes()) + "\n"
-
     def to_markdown(self) -> str:
         out = [
             f"# Comparison: {self._heading()}",
@@ -178,18 +167,8 @@ class LossComparison:
             "evaluated_on": "validation",
             "config": self.config,
             "ranking": [m.label for m in sorted(self.models, key=lambda m: mean(m.val_loss))],
-            "models": [m.to_dict() for m in self.models],
-            "test": self.test.to_dict() if self.test is not None else None,
-            "pairwise": self.pairwise,
-            "verdicts": self.verdicts,
-            "out_dir": self.out_dir,
+            **self._outcome(),
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
-
-    def __str__(self) -> str:
-        return self.to_text()
 
 
 def _verdicts(models: list[LossResult], test: stats.TestResult | None, pairwise: list[dict]) -> list[str]:

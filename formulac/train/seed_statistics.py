@@ -8,9 +8,11 @@ Markdown tables; the refusal to pair runs trained under different recipes.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from . import stats
 from .errors import TrainError
@@ -18,6 +20,7 @@ from .rundir import RESUME_FREE
 
 __all__ = [
     "Measure",
+    "SeedComparison",
     "check_same_recipe",
     "markdown_table",
     "mean",
@@ -205,3 +208,53 @@ def check_same_recipe(runs: list[tuple[str, int, dict]], hint: str = "") -> None
                 + "\n  ".join(diff)
                 + hint
             )
+
+
+@dataclass
+class SeedComparison:
+    """What a comparison's result holds and how it prints, whatever it measures: ``models``
+    (one result each), the main ``test`` (paired t for two models, Friedman for more),
+    ``pairwise`` against the first model, ``verdicts`` in words.  A subclass gives the table's
+    ``_HEAD``, ``_rows()``, ``_heading()`` and ``_notes()``."""
+
+    models: list
+    seeds: list[int]
+    config: dict
+    test: stats.TestResult | None
+    pairwise: list[dict]
+    out_dir: str
+    verdicts: list[str] = field(default_factory=list)
+
+    _HEAD: ClassVar[list[str]] = []
+
+    def _rows(self) -> list[list[str]]:
+        raise NotImplementedError
+
+    def _heading(self) -> str:
+        raise NotImplementedError
+
+    def _notes(self) -> list[str]:
+        raise NotImplementedError
+
+    def _outcome(self) -> dict:
+        """The models, the tests, the verdicts and the directory, as the JSON ends."""
+        return {
+            "models": [m.to_dict() for m in self.models],
+            "test": self.test.to_dict() if self.test is not None else None,
+            "pairwise": self.pairwise,
+            "verdicts": self.verdicts,
+            "out_dir": self.out_dir,
+        }
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def to_text(self) -> str:
+        lines = text_table(self._HEAD, self._rows())
+        return "\n".join([self._heading(), ""] + lines + [""] + self._notes()) + "\n"
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def __str__(self) -> str:
+        return self.to_text()
