@@ -43,11 +43,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_timing import seconds_per_call
 
 import formulac
 
@@ -98,9 +98,7 @@ def step(model, x, y) -> None:
 
 
 def timed_step(model, x, y) -> tuple[float, float]:
-    w0, c0 = time.perf_counter(), time.process_time()
-    step(model, x, y)
-    return time.perf_counter() - w0, time.process_time() - c0
+    return seconds_per_call(lambda: step(model, x, y))
 
 
 def time_pair(compiled, hand, x, y, rounds: int, warmup: int) -> dict:

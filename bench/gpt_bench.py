@@ -19,10 +19,10 @@ import argparse
 import contextlib
 import platform
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from bench_timing import seconds_per_call
 
 import formulac
 from formulac import hf
@@ -80,14 +80,9 @@ def step_time(model, batch, args, logits_of) -> tuple[float, float]:
 
     for _ in range(2):
         one()
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(args.steps):
-        one()
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / args.steps, (time.process_time() - c0) / args.steps
+    return seconds_per_call(
+        one, args.steps, torch.cuda.synchronize if args.device.startswith("cuda") else None
+    )
 
 
 def main() -> None:

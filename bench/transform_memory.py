@@ -25,10 +25,10 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import torch
 import transformers
+from bench_timing import seconds_per_call
 
 import formulac
 
@@ -69,9 +69,8 @@ def saved_bytes(model, forward) -> int:
 
 def step(model, ids) -> tuple[float, float]:
     model.zero_grad(set_to_none=True)
-    cpu, wall = time.process_time(), time.perf_counter()
-    model(ids, labels=ids).loss.backward()
-    return time.process_time() - cpu, time.perf_counter() - wall
+    wall, cpu = seconds_per_call(lambda: model(ids, labels=ids).loss.backward())
+    return cpu, wall
 
 
 def main() -> None:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import transformers
+from bench_timing import seconds_per_call
 
 import formulac
 import formulac.hf
@@ -72,13 +72,6 @@ def stepper(model, x, y, logits_of):
     return step
 
 
-def timed(step, steps: int) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=64)
@@ -108,7 +101,7 @@ def main() -> None:
     times: dict[str, list] = {name: [] for name in steps}
     for _ in range(args.repeats):
         for name, step in steps.items():
-            times[name].append(timed(step, args.steps))
+            times[name].append(seconds_per_call(step, args.steps))
     medians = {
         name: (statistics.median(t[0] for t in runs), statistics.median(t[1] for t in runs))
         for name, runs in times.items()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
+from .steps import step_sublayers
 
 __all__ = ["convert"]
 
@@ -46,7 +47,7 @@ def convert(net, state_dict: dict) -> dict:
     for theirs, ours in _OUTSIDE.items():
         if theirs in rest:
             out[ours] = rest.pop(theirs)
-    for i, (attention, mlp) in enumerate(_sublayers(net)):
+    for i, (attention, mlp) in enumerate(step_sublayers(net, "GPTAttention", "GPTMLP", "GPT-2")):
         prefix = f"transformer.h.{i}."
         for buffer in _MASK_BUFFERS:
             rest.pop(prefix + buffer, None)
@@ -61,34 +62,3 @@ def convert(net, state_dict: dict) -> dict:
                         )
     out.update(rest)
     return out
-
-
-def _sublayers(net) -> list[tuple[str, str]]:
-    """(attention, MLP) module paths of every step, in order; each step must have one of each."""
-    pairs = []
-    for stage, steps in net.named_children():
-        if (
-            not isinstance(steps, torch.nn.ModuleList)
-            or not len(steps)
-            or type(steps[0]).__name__ != "FormulaStep"
-        ):
-            continue
-        for i, step in enumerate(steps):
-            kinds: dict[str, list[str]] = {"GPTAttention": [], "GPTMLP": []}
-            for name, module in step.named_modules():
-                kind = next((c.__name__ for c in type(module).__mro__ if c.__name__ in kinds), None)
-                if kind is not None:
-                    kinds[kind].append(name)
-            if len(kinds["GPTAttention"]) != 1 or len(kinds["GPTMLP"]) != 1:
-                raise UsageError(
-                    f"hf.load: step {i} of the network has {len(kinds['GPTAttention'])} attention and "
-                    f"{len(kinds['GPTMLP'])} MLP sublayers; a Hugging Face GPT-2 layer has one of each"
-                )
-            path = f"{stage}.{i}"
-            pairs.append(
-                tuple(
-                    f"{path}.{name}" if name else path
-                    for name in (kinds["GPTAttention"][0], kinds["GPTMLP"][0])
-                )
-            )
-    return pairs

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import UsageError
+from .steps import step_sublayers
 
 __all__ = ["convert"]
 
@@ -47,7 +47,7 @@ def convert(net, state_dict: dict) -> dict:
     for theirs, ours in _EMBEDDINGS.items():
         if theirs in rest:
             out[ours] = rest.pop(theirs)
-    for i, (attention, mlp) in enumerate(_sublayers(net)):
+    for i, (attention, mlp) in enumerate(step_sublayers(net, "ViTAttention", "ViTMLP", "ViT")):
         for prefix in (p.format(i=i) for p in _LAYER_PREFIXES):
             for part in ("weight", "bias"):
                 for names in _QKV:
@@ -61,33 +61,3 @@ def convert(net, state_dict: dict) -> dict:
                                 out[f"{module}.{ours}.{part}"] = rest.pop(f"{prefix}{theirs}.{part}")
     out.update(rest)
     return out
-
-
-def _sublayers(net) -> list[tuple[str, str]]:
-    """(attention, MLP) module paths of every step, in order; each step must have one of each."""
-    pairs = []
-    for stage, steps in net.named_children():
-        if not isinstance(steps, torch.nn.ModuleList) or not len(steps):
-            continue
-        if type(steps[0]).__name__ != "FormulaStep":
-            continue
-        for i, step in enumerate(steps):
-            kinds = {"ViTAttention": [], "ViTMLP": []}
-            for name, module in step.named_modules():
-                for cls in type(module).__mro__:
-                    if cls.__name__ in kinds:
-                        kinds[cls.__name__].append(name)
-                        break
-            if len(kinds["ViTAttention"]) != 1 or len(kinds["ViTMLP"]) != 1:
-                raise UsageError(
-                    f"hf.load: step {i} of the network has {len(kinds['ViTAttention'])} attention and "
-                    f"{len(kinds['ViTMLP'])} MLP sublayers; a Hugging Face ViT layer has one of each"
-                )
-            path = f"{stage}.{i}"
-            pairs.append(
-                tuple(
-                    f"{path}.{name}" if name else path
-                    for name in (kinds["ViTAttention"][0], kinds["ViTMLP"][0])
-                )
-            )
-    return pairs

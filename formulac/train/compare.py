@@ -16,7 +16,6 @@ never paired.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -32,7 +31,19 @@ from .data import Dataset
 from .errors import TrainError
 from .loop import BuildModel, _load_data, train
 from .recipes import TrainConfig
-from .rundir import CHECKPOINT, RESUME_FREE, SUMMARY, write_json
+from .rundir import write_json
+from .seed_runs import plan_runs, train_in_turn
+from .seed_statistics import (
+    Measure,
+    SeedComparison,
+    check_same_recipe,
+    markdown_table,
+    mean,
+    pairwise_cells,
+    pairwise_statistics,
+    pairwise_verdicts,
+    sample_sd,
+)
 
 __all__ = ["ComparisonResult", "ModelResult", "compare", "format_seconds", "safe_label"]
 
@@ -57,15 +68,14 @@ def format_seconds(s: float | None) -> str:
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
 
 
-def _mean(xs: Sequence[float]) -> float:
-    return math.fsum(xs) / len(xs)
-
-
-def _sd(xs: Sequence[float]) -> float | None:
-    if len(xs) < 2:
-        return None
-    m = _mean(xs)
-    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+ACCURACY = Measure(
+    unit="points",
+    digits=2,
+    lower_is_better=False,
+    better="better",
+    worse="worse",
+    no_difference="these seeds show no difference either way.",
+)
 
 
 @dataclass
@@ -93,23 +103,23 @@ class ModelResult:
 
     @property
     def mean_accuracy(self) -> float:
-        return _mean(self.accuracy_pct)
+        return mean(self.accuracy_pct)
 
     @property
     def std_accuracy(self) -> float | None:
-        return _sd(self.accuracy_pct)
+        return sample_sd(self.accuracy_pct)
 
     @property
     def mean_error(self) -> float:
-        return _mean(self.errors)
+        return mean(self.errors)
 
     @property
     def std_error(self) -> float | None:
-        return _sd(self.errors)
+        return sample_sd(self.errors)
 
     @property
     def mean_time(self) -> float:
-        return _mean(self.times)
+        return mean(self.times)
 
     def to_dict(self) -> dict:
         key = "val" if self.metric == "validation" else "test"
@@ -133,18 +143,12 @@ class ModelResult:
 
 
 @dataclass
-class ComparisonResult:
+class ComparisonResult(SeedComparison):
     """The table, the tests and the verdicts.  ``test`` is the main test (the paired t-test
     for two models, Friedman for more, None for one); ``pairwise`` compares each model with
     the first (the baseline); ``verdicts`` say in words what the evidence supports."""
 
     models: list[ModelResult]
-    seeds: list[int]
-    config: dict
-    test: stats.TestResult | None
-    pairwise: list[dict]
-    out_dir: str
-    verdicts: list[str] = field(default_factory=list)
 
     @property
     def metric(self) -> str:
@@ -171,24 +175,7 @@ class ComparisonResult:
         for m in self.models:
             sd = m.std_accuracy
             acc = f"{m.mean_accuracy:.2f} ± {sd:.2f}" if sd is not None else f"{m.mean_accuracy:.2f}"
-            pw = by_model.get(m.label)
-            if pw is None:
-                cells = ["", "", "", "", ""]
-            else:
-                t = pw["t_test"]
-                lo, hi = t["extra"].get("ci_low"), t["extra"].get("ci_high")
-                ci = f"[{lo:+.2f}, {hi:+.2f}]" if lo is not None and math.isfinite(lo) else "n/a"
-                p = pw.get("p_holm") if several else t.get("p_value")
-                p_text = stats.format_p(p) + (" (Holm)" if several and p is not None else "")
-                dz = t["extra"].get("effect_size_dz")
-                dz_text = "n/a" if dz is None else f"{dz:+.2f}" if math.isfinite(dz) else f"{dz:+}"
-                cells = [
-                    f"{pw['mean_difference_pct']:+.2f}",
-                    ci,
-                    p_text,
-                    dz_text,
-                    stats.format_p((pw.get("wilcoxon") or {}).get("p_value")),
-                ]
+            cells = pairwise_cells(by_model.get(m.label), several, "mean_difference_pct", ACCURACY)
             rows.append(
                 [m.label, acc, *cells, f"{m.parameters:,}", format_seconds(m.mean_time), str(len(m.seeds))]
             )
@@ -216,17 +203,6 @@ class ComparisonResult:
             )
         return lines
 
-    def to_text(self) -> str:
-        rows = [self._HEAD] + self._rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
-        lines = []
-        for j, r in enumerate(rows):
-            cells = [c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)]
-            lines.append("  ".join(cells).rstrip())
-            if j == 0:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join([self._heading(), ""] + lines + [""] + self._notes()) + "\n"
-
     def to_markdown(self) -> str:
         out = [
             f"# Comparison: {self._heading()}",
@@ -236,11 +212,8 @@ class ComparisonResult:
             "size d_z (mean / sd of the paired differences) and the Wilcoxon signed-rank test "
             "compare each model with the first, paired by seed.",
             "",
-            "| " + " | ".join(self._HEAD) + " |",
-            "|" + "|".join(["---"] + ["---:"] * (len(self._HEAD) - 1)) + "|",
+            *markdown_table(self._HEAD, self._rows()),
         ]
-        for r in self._rows():
-            out.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
         out += [""] + [f"- {line}" for line in self._notes()]
         out += ["", f"Per seed ({self._what()}, %):", ""]
         out.append("| model | " + " | ".join(f"seed {s}" for s in self.seeds) + " |")
@@ -255,22 +228,7 @@ class ComparisonResult:
         return "\n".join(out) + "\n"
 
     def to_dict(self) -> dict:
-        return {
-            "seeds": self.seeds,
-            "evaluated_on": self.metric,
-            "config": self.config,
-            "models": [m.to_dict() for m in self.models],
-            "test": self.test.to_dict() if self.test is not None else None,
-            "pairwise": self.pairwise,
-            "verdicts": self.verdicts,
-            "out_dir": self.out_dir,
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
-
-    def __str__(self) -> str:
-        return self.to_text()
+        return {"seeds": self.seeds, "evaluated_on": self.metric, "config": self.config, **self._outcome()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,35 +236,9 @@ class ComparisonResult:
 
 
 def _statistics(models: list[ModelResult]) -> tuple[stats.TestResult | None, list[dict]]:
-    if len(models) < 2:
-        return None, []
-    base = models[0]
-    pairwise = []
-    for m in models[1:]:
-        t = stats.paired_t_test(m.accuracy_pct, base.accuracy_pct)
-        w = stats.wilcoxon_signed_rank(m.accuracy_pct, base.accuracy_pct)
-        pairwise.append(
-            {
-                "model": m.label,
-                "baseline": base.label,
-                "mean_difference_pct": m.mean_accuracy - base.mean_accuracy,
-                "t_test": t.to_dict(),
-                "wilcoxon": w.to_dict(),
-            }
-        )
-    adj = stats.holm([pw["t_test"]["p_value"] for pw in pairwise])
-    for pw, a in zip(pairwise, adj):
-        pw["p_holm"] = a
-    if len(models) == 2:
-        main = stats.paired_t_test(models[1].accuracy_pct, base.accuracy_pct)
-        main.note = (
-            main.note + "; " if main.note else ""
-        ) + f"{models[1].label} - {base.label} accuracy, paired by seed"
-        return main, pairwise
-    table = [[m.accuracy_pct[i] for m in models] for i in range(len(base.seeds))]
-    main = stats.friedman_test(table)
-    main.note = (main.note + "; " if main.note else "") + f"{len(models)} models, seeds as blocks"
-    return main, pairwise
+    return pairwise_statistics(
+        [m.label for m in models], [m.accuracy_pct for m in models], "mean_difference_pct", "accuracy"
+    )
 
 
 def _verdicts(models: list[ModelResult], test: stats.TestResult | None, pairwise: list[dict]) -> list[str]:
@@ -319,34 +251,7 @@ def _verdicts(models: list[ModelResult], test: stats.TestResult | None, pairwise
             f"{MIN_SEEDS} seeds a difference cannot be told from seed-to-seed noise; run --seeds "
             f"{MIN_SEEDS} or more."
         )
-    several = len(models) > 2
-    if several and test is not None and test.p_value is not None and test.p_value >= 0.05:
-        out.append(
-            f"The Friedman test finds no difference among the {len(models)} models "
-            f"(p = {stats.format_p(test.p_value)})."
-        )
-    for pw in pairwise:
-        t = pw["t_test"]
-        ex = t.get("extra") or {}
-        lo, hi = ex.get("ci_low"), ex.get("ci_high")
-        who = f"{pw['model']} vs {pw['baseline']}"
-        diff = pw["mean_difference_pct"]
-        if lo is None or hi is None:
-            out.append(f"{who}: {diff:+.2f} points; no confidence interval ({t.get('note')}).")
-            continue
-        p = pw.get("p_holm") if several else t.get("p_value")
-        p_text = f"p = {stats.format_p(p)}" + (", Holm-adjusted" if several else "")
-        span = f"95% CI [{lo:+.2f}, {hi:+.2f}] points"
-        if lo <= 0 <= hi:
-            out.append(
-                f"{who}: {diff:+.2f} points, {span} spans zero ({p_text}): these seeds show no "
-                "difference either way."
-            )
-        elif p is not None and p >= 0.05:
-            out.append(f"{who}: {diff:+.2f} points ({span}), but {p_text}: not significant after correction.")
-        else:
-            better = "better" if diff > 0 else "worse"
-            out.append(f"{who}: {better} by {abs(diff):.2f} points ({span}, {p_text}).")
+    out += pairwise_verdicts(test, pairwise, len(models), "mean_difference_pct", ACCURACY)
     few = sorted({w["n"] for w in (pw.get("wilcoxon") or {} for pw in pairwise) if 0 < (w.get("n") or 0) < 6})
     if few:
         out.append(
@@ -359,26 +264,9 @@ def _verdicts(models: list[ModelResult], test: stats.TestResult | None, pairwise
 def _same_recipe(runs: list[tuple[str, int, dict]]) -> None:
     """Refuse to pair runs trained under different settings (anything but the seed and the
     knobs that do not change what is computed)."""
-    free = RESUME_FREE | {"seed"}
-
-    def recipe(summary: dict) -> dict:
-        return {k: v for k, v in (summary.get("config") or {}).items() if k not in free}
-
-    label0, seed0, first = runs[0]
-    want = recipe(first)
-    for label, seed, summary in runs[1:]:
-        got = recipe(summary)
-        if got != want:
-            diff = [
-                f"{k}: {want.get(k)!r} vs {got.get(k)!r}"
-                for k in sorted(set(want) | set(got))
-                if want.get(k) != got.get(k)
-            ]
-            raise TrainError(
-                f"cannot pair {label} seed {seed} with {label0} seed {seed0}: their recipes differ\n  "
-                + "\n  ".join(diff)
-                + "\ncompare runs trained under one recipe (retrain with the same options or --overwrite)"
-            )
+    check_same_recipe(
+        runs, "\ncompare runs trained under one recipe (retrain with the same options or --overwrite)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -453,33 +341,20 @@ def compare(
     if info.enabled and jobs > 1:
         raise TrainError("--jobs runs several processes itself; under torchrun use --jobs 1")
     out = Path(out_dir)
-    tasks = []
-    for seed in seeds:
-        for (label, build, describe), d in zip(models, dirs):
-            run_dir = out / d / f"seed{seed}"
-            exists = (run_dir / CHECKPOINT).is_file() or (run_dir / SUMMARY).is_file()
-            tasks.append((label, seed, build, describe, run_dir, D.broadcast_object(exists, info)))
+    tasks = plan_runs(models, dirs, seeds, out, agree=lambda exists: D.broadcast_object(exists, info))
 
-    summaries: dict[tuple[str, int], dict] = {}
     if jobs == 1:
-        data = _load_data(config, info, dataset)
-        for k, (label, seed, build, describe, run_dir, exists) in enumerate(tasks, 1):
-            if info.is_main and not quiet:
-                print(f"[{k}/{len(tasks)}] {label}, seed {seed}: {run_dir}", file=sys.stderr)
-            summary = train(
-                build,
-                config.replace(seed=seed),
-                run_dir,
-                resume=exists and not overwrite,
-                overwrite=overwrite,
-                progress=progress,
-                describe=describe,
-                quiet=quiet,
-                dataset=data,
-            )
-            summaries[label, seed] = summary
-            if on_run_end is not None:
-                on_run_end(label, seed, summary)
+        summaries = train_in_turn(
+            tasks,
+            train,
+            config,
+            overwrite=overwrite,
+            progress=progress,
+            quiet=quiet,
+            announce=info.is_main and not quiet,
+            on_run_end=on_run_end,
+            dataset=_load_data(config, info, dataset),
+        )
     else:
         summaries = _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end)
 

@@ -12,12 +12,9 @@ p-values. A negative difference means the model is better than the baseline. Wri
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import atomic_write, make_directory
@@ -26,26 +23,37 @@ from .compare import MIN_SEEDS, format_seconds, safe_label
 from .errors import TrainError
 from .language import train_language
 from .recipes import TrainConfig
-from .rundir import CHECKPOINT, RESUME_FREE, SUMMARY, write_json
+from .rundir import write_json
+from .seed_runs import plan_runs, train_in_turn
+from .seed_statistics import (
+    Measure,
+    SeedComparison,
+    check_same_recipe,
+    markdown_table,
+    mean,
+    pairwise_cells,
+    pairwise_statistics,
+    pairwise_verdicts,
+    sample_sd,
+)
 from .text import TextCorpus, load_corpus
 
 __all__ = ["LossComparison", "LossResult", "compare_language"]
 
 
-def _mean(xs: Sequence[float]) -> float:
-    return math.fsum(xs) / len(xs)
-
-
-def _sd(xs: Sequence[float]) -> float | None:
-    if len(xs) < 2:
-        return None
-    m = _mean(xs)
-    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+LOSS = Measure(
+    unit="nats",
+    digits=4,
+    lower_is_better=True,
+    better="better (lower loss)",
+    worse="worse (higher loss)",
+    no_difference="no difference either way.",
+)
 
 
 def _pm(xs: Sequence[float]) -> str:
-    sd = _sd(xs)
-    return f"{_mean(xs):.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+    sd = sample_sd(xs)
+    return f"{mean(xs):.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
 
 
 @dataclass
@@ -67,8 +75,8 @@ class LossResult:
             "label": self.label,
             "seeds": self.seeds,
             "val_loss": self.val_loss,
-            "mean_val_loss": _mean(self.val_loss),
-            "std_val_loss": _sd(self.val_loss),
+            "mean_val_loss": mean(self.val_loss),
+            "std_val_loss": sample_sd(self.val_loss),
             "val_bits_per_byte": self.bits_per_byte,
             "test_loss": self.test_loss,
             "parameters": self.parameters,
@@ -79,16 +87,10 @@ class LossResult:
 
 
 @dataclass
-class LossComparison:
+class LossComparison(SeedComparison):
     """The table, the tests and the verdicts of a comparison by validation loss."""
 
     models: list[LossResult]
-    seeds: list[int]
-    config: dict
-    test: stats.TestResult | None
-    pairwise: list[dict]
-    out_dir: str
-    verdicts: list[str] = field(default_factory=list)
     objective: str = "val_loss"
     direction: str = "minimize"
 
@@ -112,20 +114,7 @@ class LossComparison:
         several = len(self.models) > 2
         rows = []
         for m in self.models:
-            pw = by_model.get(m.label)
-            cells = ["", "", "", "", ""]
-            if pw is not None:
-                t = pw["t_test"]
-                lo, hi = t["extra"].get("ci_low"), t["extra"].get("ci_high")
-                p = pw.get("p_holm") if several else t.get("p_value")
-                dz = t["extra"].get("effect_size_dz")
-                cells = [
-                    f"{pw['mean_difference']:+.4f}",
-                    f"[{lo:+.4f}, {hi:+.4f}]" if lo is not None and math.isfinite(lo) else "n/a",
-                    stats.format_p(p) + (" (Holm)" if several and p is not None else ""),
-                    "n/a" if dz is None else f"{dz:+.2f}" if math.isfinite(dz) else f"{dz:+}",
-                    stats.format_p((pw.get("wilcoxon") or {}).get("p_value")),
-                ]
+            cells = pairwise_cells(by_model.get(m.label), several, "mean_difference", LOSS)
             rows.append(
                 [
                     m.label,
@@ -134,7 +123,7 @@ class LossComparison:
                     _pm(m.bits_per_byte),
                     _pm(m.test_loss),
                     f"{m.parameters:,}",
-                    format_seconds(_mean(m.times)),
+                    format_seconds(mean(m.times)),
                     str(len(m.seeds)),
                 ]
             )
@@ -151,20 +140,6 @@ class LossComparison:
     def _notes(self) -> list[str]:
         return ([self.test.describe()] if self.test is not None else []) + self.verdicts
 
-    def to_text(self) -> str:
-        rows = [self._HEAD] + self._rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
-        lines = []
-        for j, r in enumerate(rows):
-            lines.append(
-                "  ".join(
-                    c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)
-                ).rstrip()
-            )
-            if j == 0:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join([self._heading(), ""] + lines + [""] + self._notes()) + "\n"
-
     def to_markdown(self) -> str:
         out = [
             f"# Comparison: {self._heading()}",
@@ -174,10 +149,8 @@ class LossComparison:
             "their 95 % confidence intervals (paired t), the t-test, d_z and the Wilcoxon test are "
             "paired by seed.",
             "",
-            "| " + " | ".join(self._HEAD) + " |",
-            "|" + "|".join(["---"] + ["---:"] * (len(self._HEAD) - 1)) + "|",
+            *markdown_table(self._HEAD, self._rows()),
         ]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self._rows()]
         out += [""] + [f"- {line}" for line in self._notes()]
         out += ["", "Per seed (validation loss):", ""]
         out.append("| model | " + " | ".join(f"seed {s}" for s in self.seeds) + " |")
@@ -193,47 +166,9 @@ class LossComparison:
             "seeds": self.seeds,
             "evaluated_on": "validation",
             "config": self.config,
-            "ranking": [m.label for m in sorted(self.models, key=lambda m: _mean(m.val_loss))],
-            "models": [m.to_dict() for m in self.models],
-            "test": self.test.to_dict() if self.test is not None else None,
-            "pairwise": self.pairwise,
-            "verdicts": self.verdicts,
-            "out_dir": self.out_dir,
+            "ranking": [m.label for m in sorted(self.models, key=lambda m: mean(m.val_loss))],
+            **self._outcome(),
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
-
-    def __str__(self) -> str:
-        return self.to_text()
-
-
-def _statistics(models: list[LossResult]) -> tuple[stats.TestResult | None, list[dict]]:
-    if len(models) < 2:
-        return None, []
-    base = models[0]
-    pairwise = []
-    for m in models[1:]:
-        pairwise.append(
-            {
-                "model": m.label,
-                "baseline": base.label,
-                "mean_difference": _mean(m.val_loss) - _mean(base.val_loss),
-                "t_test": stats.paired_t_test(m.val_loss, base.val_loss).to_dict(),
-                "wilcoxon": stats.wilcoxon_signed_rank(m.val_loss, base.val_loss).to_dict(),
-            }
-        )
-    for pw, adjusted in zip(pairwise, stats.holm([pw["t_test"]["p_value"] for pw in pairwise])):
-        pw["p_holm"] = adjusted
-    if len(models) == 2:
-        main = stats.paired_t_test(models[1].val_loss, base.val_loss)
-        main.note = (main.note + "; " if main.note else "") + (
-            f"{models[1].label} - {base.label} validation loss, paired by seed"
-        )
-        return main, pairwise
-    main = stats.friedman_test([[m.val_loss[i] for m in models] for i in range(len(base.seeds))])
-    main.note = (main.note + "; " if main.note else "") + f"{len(models)} models, seeds as blocks"
-    return main, pairwise
 
 
 def _verdicts(models: list[LossResult], test: stats.TestResult | None, pairwise: list[dict]) -> list[str]:
@@ -243,46 +178,7 @@ def _verdicts(models: list[LossResult], test: stats.TestResult | None, pairwise:
         out.append(
             f"Too little evidence: {n} seed{'s' if n != 1 else ''} per model; run --seeds {MIN_SEEDS} or more."
         )
-    several = len(models) > 2
-    if several and test is not None and test.p_value is not None and test.p_value >= 0.05:
-        out.append(
-            f"The Friedman test finds no difference among the {len(models)} models (p = {stats.format_p(test.p_value)})."
-        )
-    for pw in pairwise:
-        t = pw["t_test"]
-        lo, hi = t["extra"].get("ci_low"), t["extra"].get("ci_high")
-        who, diff = f"{pw['model']} vs {pw['baseline']}", pw["mean_difference"]
-        if lo is None or hi is None or not math.isfinite(lo):
-            out.append(f"{who}: {diff:+.4f} nats; no confidence interval ({t.get('note')}).")
-            continue
-        p = pw.get("p_holm") if several else t.get("p_value")
-        p_text = f"p = {stats.format_p(p)}" + (", Holm-adjusted" if several else "")
-        span = f"95% CI [{lo:+.4f}, {hi:+.4f}] nats"
-        if lo <= 0 <= hi:
-            out.append(f"{who}: {diff:+.4f} nats, {span} spans zero ({p_text}): no difference either way.")
-        elif p is not None and p >= 0.05:
-            out.append(f"{who}: {diff:+.4f} nats ({span}), but {p_text}: not significant after correction.")
-        else:
-            better = "better (lower loss)" if diff < 0 else "worse (higher loss)"
-            out.append(f"{who}: {better} by {abs(diff):.4f} nats ({span}, {p_text}).")
-    return out
-
-
-def _same_recipe(runs: list[tuple[str, int, dict]]) -> None:
-    free = RESUME_FREE | {"seed"}
-    want = {k: v for k, v in (runs[0][2].get("config") or {}).items() if k not in free}
-    for label, seed, summary in runs[1:]:
-        got = {k: v for k, v in (summary.get("config") or {}).items() if k not in free}
-        if got != want:
-            diff = [
-                f"{k}: {want.get(k)!r} vs {got.get(k)!r}"
-                for k in sorted(set(want) | set(got))
-                if want.get(k) != got.get(k)
-            ]
-            raise TrainError(
-                f"cannot pair {label} seed {seed} with {runs[0][0]} seed {runs[0][1]}: their recipes differ\n  "
-                + "\n  ".join(diff)
-            )
+    return out + pairwise_verdicts(test, pairwise, len(models), "mean_difference", LOSS)
 
 
 def compare_language(
@@ -312,29 +208,18 @@ def compare_language(
         raise TrainError(f"two models share a label or a directory name: {labels}")
     corpus = corpus or load_corpus(config.data, config.tokens)
     out = Path(out_dir)
-    summaries: dict[tuple[str, int], dict] = {}
-    total = len(seeds) * len(models)
-    for seed in seeds:
-        for (label, build, describe), d in zip(models, dirs):
-            run_dir = out / d / f"seed{seed}"
-            exists = (run_dir / CHECKPOINT).is_file() or (run_dir / SUMMARY).is_file()
-            if not quiet:
-                print(f"[{len(summaries) + 1}/{total}] {label}, seed {seed}: {run_dir}", file=sys.stderr)
-            summary = train_language(
-                build,
-                config.replace(seed=seed),
-                run_dir,
-                resume=exists and not overwrite,
-                overwrite=overwrite,
-                progress=progress,
-                describe=describe,
-                quiet=quiet,
-                corpus=corpus,
-            )
-            summaries[label, seed] = summary
-            if on_run_end is not None:
-                on_run_end(label, seed, summary)
-    _same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
+    summaries = train_in_turn(
+        plan_runs(models, dirs, seeds, out),
+        train_language,
+        config,
+        overwrite=overwrite,
+        progress=progress,
+        quiet=quiet,
+        announce=not quiet,
+        on_run_end=on_run_end,
+        corpus=corpus,
+    )
+    check_same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
     results = []
     for (label, _, describe), d in zip(models, dirs):
         rs = [summaries[label, s] for s in seeds]
@@ -351,7 +236,9 @@ def compare_language(
                 describe=rs[0].get("model") or describe,
             )
         )
-    test, pairwise = _statistics(results)
+    test, pairwise = pairwise_statistics(
+        [m.label for m in results], [m.val_loss for m in results], "mean_difference", "validation loss"
+    )
     cfg = config.to_dict()
     cfg.pop("seed", None)
     result = LossComparison(results, seeds, cfg, test, pairwise, str(out), _verdicts(results, test, pairwise))

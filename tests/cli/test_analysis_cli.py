@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from formulac.cli import main
+from cli_runner import run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -34,17 +33,11 @@ def files(tmp_path):
     }
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 # -- check -------------------------------------------------------------------------------------
 
 
 def test_check_ok_lines(capsys, files):
-    code, out, err = run(capsys, "check", files["resnet"], files["two"], files["post"], files["momentum"])
+    code, out, err = run_cli(capsys, "check", files["resnet"], files["two"], files["post"], files["momentum"])
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert lines[0] == f"{files['resnet']}: ok (order 1, 1 block, linear)"
@@ -55,7 +48,7 @@ def test_check_ok_lines(capsys, files):
 
 def test_check_reports_every_error_and_exits_2(capsys, files, tmp_path):
     missing = str(tmp_path / "missing.rec")
-    code, out, err = run(capsys, "check", files["bad"], files["resnet"], files["syntax"], missing)
+    code, out, err = run_cli(capsys, "check", files["bad"], files["resnet"], files["syntax"], missing)
     assert code == 2
     assert out.strip() == f"{files['resnet']}: ok (order 1, 1 block, linear)"
     assert f"{files['bad']}:2:" in err and "error:" in err and "future" in err
@@ -67,7 +60,7 @@ def test_check_reports_every_error_and_exits_2(capsys, files, tmp_path):
 def test_check_examples_zoo(capsys):
     paths = sorted(str(p) for p in EXAMPLES.glob("*.rec"))
     assert len(paths) >= 16, "the zoo of examples/"
-    code, out, err = run(capsys, "check", *paths)
+    code, out, err = run_cli(capsys, "check", *paths)
     assert code == 0, err
     assert len(out.splitlines()) == len(paths)
 
@@ -76,21 +69,21 @@ def test_check_examples_zoo(capsys):
 
 
 def test_unroll_text_and_latex(capsys, files):
-    code, out, _ = run(capsys, "unroll", files["resnet"], "--steps", "3")
+    code, out, _ = run_cli(capsys, "unroll", files["resnet"], "--steps", "3")
     assert code == 0 and out.strip() == "x_3 = x_0 + F_0(x_0) + F_1(x_1) + F_2(x_2)"
-    code, out, _ = run(capsys, "unroll", files["resnet"], "--steps", "2", "--latex")
+    code, out, _ = run_cli(capsys, "unroll", files["resnet"], "--steps", "2", "--latex")
     assert code == 0 and out.startswith("x_{2} = ") and r"F_{1}\left(x_{1}\right)" in out
-    code, out, _ = run(capsys, "unroll", files["post"], "--steps", "2")
+    code, out, _ = run_cli(capsys, "unroll", files["post"], "--steps", "2")
     assert out.strip() == "x_2 = relu(F_1(x_1) + relu(F_0(x_0) + x_0))"
 
 
 def test_unroll_with_set(capsys, files):
-    code, out, _ = run(capsys, "unroll", files["free"], "--steps", "3", "--set", "a=1/2")
+    code, out, _ = run_cli(capsys, "unroll", files["free"], "--steps", "3", "--set", "a=1/2")
     assert code == 0 and out.strip() == "x_3 = 11*x_0/4 + 3*F_0(x_0)/2 + F_1(x_1) + F_2(x_2)"
 
 
 def test_unroll_needs_steps(capsys, files):
-    code, _, err = run(capsys, "unroll", files["resnet"])
+    code, _, err = run_cli(capsys, "unroll", files["resnet"])
     assert code == 2 and "formulac: error:" in err
 
 
@@ -98,13 +91,13 @@ def test_unroll_needs_steps(capsys, files):
 
 
 def test_analyze_text(capsys, files):
-    code, out, err = run(capsys, "analyze", files["two"], "--depth", "4")
+    code, out, err = run_cli(capsys, "analyze", files["two"], "--depth", "4")
     assert code == 0 and err == ""
     assert "block weights in x_4" in out and "contracting" in out and "consistent   no" in out
 
 
 def test_analyze_json_contract(capsys, files):
-    code, out, _ = run(capsys, "analyze", files["two"], "--depth", "3", "--json")
+    code, out, _ = run_cli(capsys, "analyze", files["two"], "--depth", "3", "--json")
     assert code == 0
     data = json.loads(out)
     assert data["order"] == 2 and data["linear"] is True and data["depth"] == 3
@@ -114,25 +107,25 @@ def test_analyze_json_contract(capsys, files):
     assert data["roots"][0]["multiplicity"] == 2 and data["roots"][0]["modulus"] == 0.5
     assert data["stability"] == "contracting" and data["consistent"] is False
     assert data["path_lengths"] and data["exact"] is None
-    code, out, _ = run(capsys, "analyze", files["two"], "--depth", "3", "--json", "--exact")
+    code, out, _ = run_cli(capsys, "analyze", files["two"], "--depth", "3", "--json", "--exact")
     data = json.loads(out)
     assert data["exact"]["block_weights"]["F"] == ["3/4", "1", "1"]
     assert data["exact"]["initial_weights"]["x_0"] == "5/16"
 
 
 def test_analyze_set_binds_free_symbol(capsys, files):
-    _, out, _ = run(capsys, "analyze", files["free"], "--depth", "3", "--json")
+    _, out, _ = run_cli(capsys, "analyze", files["free"], "--depth", "3", "--json")
     data = json.loads(out)
     assert data["free_symbols"] == ["a"] and data["block_weights"]["F"][0] == "a + 1"
     assert data["stability"] is None and any("a < 0" in note for note in data["notes"])
-    _code, out, _ = run(capsys, "analyze", files["free"], "--depth", "3", "--json", "--set", "a=-0.25")
+    _code, out, _ = run_cli(capsys, "analyze", files["free"], "--depth", "3", "--json", "--set", "a=-0.25")
     data = json.loads(out)
     assert data["free_symbols"] == [] and data["block_weights"]["F"][0] == 0.75
     assert data["stability"] == "contracting"
 
 
 def test_analyze_nonlinear_json_nulls(capsys, files):
-    code, out, _ = run(capsys, "analyze", files["post"], "--json")
+    code, out, _ = run_cli(capsys, "analyze", files["post"], "--json")
     data = json.loads(out)
     assert code == 0 and data["linear"] is False and data["depth"] == 10
     assert data["block_weights"] is None and data["stability"] is None and data["consistent"] is None
@@ -153,14 +146,14 @@ def test_analyze_nonlinear_json_nulls(capsys, files):
     ],
 )
 def test_analyze_usage_errors(capsys, files, args, message):
-    code, out, err = run(capsys, "analyze", files["free"], *args)
+    code, out, err = run_cli(capsys, "analyze", files["free"], *args)
     assert code == 2 and out == ""
     assert "formulac: error:" in err and message in err
     assert "Traceback" not in err
 
 
 def test_analyze_bad_file(capsys, files):
-    code, out, err = run(capsys, "analyze", files["bad"])
+    code, out, err = run_cli(capsys, "analyze", files["bad"])
     assert code == 2 and out == ""
     assert err.startswith(f"{files['bad']}:2:") and ": error: " in err
 
@@ -169,22 +162,22 @@ def test_analyze_bad_file(capsys, files):
 
 
 def test_diff_exit_status_and_output(capsys, files, tmp_path):
-    code, out, _ = run(capsys, "diff", files["resnet"], files["two"], "--depth", "4")
+    code, out, _ = run_cli(capsys, "diff", files["resnet"], files["two"], "--depth", "4")
     assert code == 1
     assert "are different" in out and "block weights that differ" in out
     same = tmp_path / "same.rec"
     same.write_text("x_<n+1> = F(x_n) + x_n\n")
-    code, out, _ = run(capsys, "diff", files["resnet"], str(same))
+    code, out, _ = run_cli(capsys, "diff", files["resnet"], str(same))
     assert code == 0 and "are the same" in out
 
 
 def test_diff_json_and_set(capsys, files):
-    code, out, _ = run(
+    code, out, _ = run_cli(
         capsys, "diff", files["resnet"], files["free"], "--depth", "3", "--set", "a=0", "--json"
     )
     data = json.loads(out)
     assert code == 0 and data["same"] is True  # a = 0 gives ResNet back
-    code, out, _ = run(capsys, "diff", files["resnet"], files["free"], "--depth", "3", "--json")
+    code, out, _ = run_cli(capsys, "diff", files["resnet"], files["free"], "--depth", "3", "--json")
     data = json.loads(out)
     assert code == 1 and data["same"] is False
     assert data["block_weights"]["F"][0] == {"step": 0, "a": 1, "b": "a + 1"}

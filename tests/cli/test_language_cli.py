@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import torch
+from cli_runner import QUIET_CPU
 
 from formulac.cli import main
 
@@ -23,12 +24,7 @@ SMALL = [
     "8",
     "--lr",
     "0.01",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-    "--no-progress",
-    "--quiet",
+    *QUIET_CPU,
 ]
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import json
 
+from cli_runner import QUIET_CPU
 from fixtures_path import REPO
 
 from formulac.cli import main
@@ -23,12 +24,7 @@ SMALL = [
     "32",
     "--epochs",
     "1",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-    "--no-progress",
-    "--quiet",
+    *QUIET_CPU,
 ]
 
 

@@ -9,30 +9,24 @@ import sys
 
 import pytest
 import torch
+from cli_runner import run_cli
 from fixtures_path import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import formulac
 from formulac import FormulacError, SourceError
-from formulac.cli import main
 from formulac.codegen import PlanError, check_buildable
 from formulac.parse import parse as parse_rec
 
 EXAMPLES = REPO / "examples"
 
 
-def run(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def test_compile_to_stdout_and_file(capsys, tmp_path):
-    status, out, err = run(capsys, "compile", EXAMPLES / "resnet_post.rec", "--depth", "20")
+    status, out, err = run_cli(capsys, "compile", EXAMPLES / "resnet_post.rec", "--depth", "20")
     assert status == 0 and "class FormulaNet(CifarResNet):" in out
     target = tmp_path / "model.py"
-    status, out, err = run(
+    status, out, err = run_cli(
         capsys,
         "compile",
         EXAMPLES / "lm_resnet.rec",
@@ -57,7 +51,7 @@ def test_compile_to_stdout_and_file(capsys, tmp_path):
 
 
 def test_compile_set_and_shortcut(capsys, tmp_path):
-    status, out, _ = run(
+    status, out, _ = run_cli(
         capsys,
         "compile",
         EXAMPLES / "two_step_free.rec",
@@ -76,10 +70,10 @@ def test_compile_set_and_shortcut(capsys, tmp_path):
 
 
 def test_info_text_and_json(capsys):
-    status, out, _ = run(capsys, "info", EXAMPLES / "resnet_post.rec", "--depth", "20")
+    status, out, _ = run_cli(capsys, "info", EXAMPLES / "resnet_post.rec", "--depth", "20")
     assert status == 0
     assert "269,722" in out and "multiply-adds" in out and "layer3" in out
-    status, out, _ = run(capsys, "info", EXAMPLES / "momentum.rec", "--depth", "56", "--json")
+    status, out, _ = run_cli(capsys, "info", EXAMPLES / "momentum.rec", "--depth", "56", "--json")
     assert status == 0
     data = json.loads(out)
     assert data["parameters"] == 853_018 - 0  # momentum adds no parameter to ResNet-56
@@ -87,7 +81,7 @@ def test_info_text_and_json(capsys):
     assert [s["steps"] for s in data["stages"]] == [9, 9, 9]
     assert [s["width"] for s in data["stages"]] == [16, 32, 64]
     assert data["multiply_adds"] > 100_000_000  # ResNet-56: about 125M per 32x32 image
-    status, out, _ = run(capsys, "info", EXAMPLES / "two_step.rec", "--backbone", "mlp", "--json")
+    status, out, _ = run_cli(capsys, "info", EXAMPLES / "two_step.rec", "--backbone", "mlp", "--json")
     assert status == 0 and json.loads(out)["states_kept"] == ["x_n", "x_nm1"]
 
 
@@ -110,7 +104,7 @@ def test_info_text_and_json(capsys):
 )
 def test_mistakes_exit_2_without_traceback(capsys, argv, fragment):
     argv = [str(EXAMPLES / a) if a.endswith(".rec") else a for a in argv]
-    status, out, err = run(capsys, *argv)
+    status, out, err = run_cli(capsys, *argv)
     assert status == 2
     assert "Traceback" not in err and "Traceback" not in out
     assert fragment in err
@@ -119,11 +113,11 @@ def test_mistakes_exit_2_without_traceback(capsys, argv, fragment):
 
 def test_output_into_a_missing_directory(capsys, tmp_path):
     target = tmp_path / "no" / "such" / "dir" / "model.py"
-    status, _out, err = run(capsys, "compile", EXAMPLES / "resnet.rec", "--depth", "8", "-o", target)
+    status, _out, err = run_cli(capsys, "compile", EXAMPLES / "resnet.rec", "--depth", "8", "-o", target)
     assert status == 2 and "Traceback" not in err
     assert "no directory" in err or "cannot write" in err
     assert not target.exists()
-    status, _, err = run(capsys, "compile", EXAMPLES / "resnet.rec", "--depth", "8", "-o", tmp_path)
+    status, _, err = run_cli(capsys, "compile", EXAMPLES / "resnet.rec", "--depth", "8", "-o", tmp_path)
     assert status == 2 and "directory" in err
 
 
@@ -155,24 +149,6 @@ UNBUILDABLE = [
     ("x_<n+1> = x_n + F(x_n) + F(cat(x_n, x_n))\n", 1, 1, "applied to inputs of widths"),
 ]
 
-
-@pytest.mark.parametrize("text, line, column, fragment", UNBUILDABLE)
-def test_check_refuses_what_compile_refuses(capsys, tmp_path, text, line, column, fragment):
-    path = tmp_path / "f.rec"
-    path.write_text(text)
-    for command in ("check", "compile", "info"):
-        status, out, err = (
-            run(capsys, command, path, "--backbone", "mlp")
-            if command != "check"
-            else run(capsys, command, path)
-        )
-        assert status == 2, (command, out)
-        first = err.splitlines()[0]
-        assert first.startswith(f"{path}:{line}:{column}: error: compile: "), (command, err)
-        assert fragment in first and "Traceback" not in err
-        assert err.splitlines()[2].strip() == "^"  # the source line and a caret under it
-
-
 # numbers a double cannot hold: refused as the file is read (issue 22), by every command alike
 UNREADABLE_NUMBERS = [
     ("x_<n+1> = 1e309*x_n + F(x_n)\n", 1, 11, "beyond the range of a double"),
@@ -182,20 +158,24 @@ UNREADABLE_NUMBERS = [
 ]
 
 
-@pytest.mark.parametrize("text, line, column, fragment", UNREADABLE_NUMBERS)
-def test_numbers_beyond_doubles_are_refused_by_every_command(capsys, tmp_path, text, line, column, fragment):
+@pytest.mark.parametrize(
+    "heading, text, line, column, fragment",
+    [("compile: ", *case) for case in UNBUILDABLE]
+    + [("the coefficient ", *case) for case in UNREADABLE_NUMBERS],
+)
+def test_check_compile_and_info_refuse_alike(capsys, tmp_path, heading, text, line, column, fragment):
+    """check accepts exactly what compile builds: each command refuses with the same located
+    error line, then the source line and a caret under it."""
     path = tmp_path / "f.rec"
     path.write_text(text)
     for command in ("check", "compile", "info"):
-        status, out, err = (
-            run(capsys, command, path, "--backbone", "mlp")
-            if command != "check"
-            else run(capsys, command, path)
-        )
+        options = () if command == "check" else ("--backbone", "mlp")
+        status, out, err = run_cli(capsys, command, path, *options)
         assert status == 2, (command, out)
         first = err.splitlines()[0]
-        assert first.startswith(f"{path}:{line}:{column}: error: the coefficient "), (command, err)
+        assert first.startswith(f"{path}:{line}:{column}: error: {heading}"), (command, err)
         assert fragment in first and "Traceback" not in err
+        assert err.splitlines()[2].strip() == "^"
 
 
 BUILDABLE = [
@@ -218,11 +198,11 @@ BUILDABLE = [
 def test_what_check_accepts_compile_builds(capsys, tmp_path, text):
     path = tmp_path / "f.rec"
     path.write_text(text + "\n")
-    status, out, err = run(capsys, "check", path)
+    status, out, err = run_cli(capsys, "check", path)
     assert status == 0 and err == "", err
     bind = ["--set", "a=0.5"] if "symbol a" in text else []
     for backbone, depth in (("mlp", "3"), ("cifar-resnet", "8")):
-        status, out, err = run(capsys, "info", path, "--backbone", backbone, "--depth", depth, *bind)
+        status, out, err = run_cli(capsys, "info", path, "--backbone", backbone, "--depth", depth, *bind)
         assert status == 0, err
         assert "parameters" in out
 
@@ -233,16 +213,16 @@ def test_what_check_accepts_compile_builds(capsys, tmp_path, text):
 
 def test_info_input_size(capsys):
     resnet = EXAMPLES / "resnet.rec"
-    status, out, err = run(capsys, "info", resnet, "--backbone", "mlp", "--input-size", "32", "--json")
+    status, out, err = run_cli(capsys, "info", resnet, "--backbone", "mlp", "--input-size", "32", "--json")
     assert status == 0, err
     data = json.loads(out)
     assert data["input_shape"] == [1, 32, 32]
     # the stem is built for 32x32 inputs: Linear(1024, 64) + branch + head
-    status, out28, _ = run(capsys, "info", resnet, "--backbone", "mlp", "--json")
+    status, out28, _ = run_cli(capsys, "info", resnet, "--backbone", "mlp", "--json")
     assert data["parameters"] - json.loads(out28)["parameters"] == (32 * 32 - 28 * 28) * 64
-    status, out, _ = run(capsys, "info", resnet, "--backbone", "mlp", "-O", "input_size=20", "--json")
+    status, out, _ = run_cli(capsys, "info", resnet, "--backbone", "mlp", "-O", "input_size=20", "--json")
     assert json.loads(out)["input_shape"] == [1, 20, 20]
-    status, out, _ = run(capsys, "info", resnet, "--depth", "8", "--input-size", "1", "--json")
+    status, out, _ = run_cli(capsys, "info", resnet, "--depth", "8", "--input-size", "1", "--json")
     assert status == 0 and json.loads(out)["input_shape"] == [3, 1, 1]
 
 
@@ -257,7 +237,7 @@ def test_info_input_size(capsys):
     ],
 )
 def test_info_bad_input_size(capsys, argv, fragment):
-    status, _out, err = run(capsys, "info", EXAMPLES / "resnet.rec", "--backbone", "mlp", *argv)
+    status, _out, err = run_cli(capsys, "info", EXAMPLES / "resnet.rec", "--backbone", "mlp", *argv)
     assert status == 2 and fragment in err and "Traceback" not in err
 
 

@@ -17,6 +17,7 @@ import numpy
 import pytest
 import torch
 from fixtures_path import REPO
+from saved_memory import saved_bytes
 
 import formulac
 from formulac import UsageError
@@ -371,23 +372,9 @@ def test_reversible_memory_does_not_grow_with_depth():
             net = formulac.load(EXAMPLES / "revnet.rec").compile(
                 backbone="mlp", depth=depth, width=16, input_size=4, memory=mode
             )
-            saved = _saved_bytes(net, torch.randn(8, 1, 4, 4))
+            x = torch.randn(8, 1, 4, 4)
+            saved = saved_bytes(net, lambda net=net, x=x: net.train()(x))
             kept[(mode, depth)] = saved
     assert kept[("reversible", 16)] == kept[("reversible", 4)]
     assert kept[("standard", 16)] > 3 * kept[("standard", 4)] * 0.9
     assert activation_profile  # the same accounting backs `formulac info --memory`
-
-
-def _saved_bytes(model, x) -> int:
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.train()(x)
-    return sum(seen.values())

@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 import transformers
+from cli_runner import run_cli
 from fixtures_path import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -125,12 +126,6 @@ def test_multiply_adds_count_attention():
     assert info.input_shape == (3, 16, 16)
 
 
-def run(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 @pytest.mark.parametrize(
     "formula, options, message",
     [
@@ -148,7 +143,7 @@ def test_refusals_are_one_error_line(capsys, tmp_path, formula, options, message
     path = tmp_path / "f.rec"
     path.write_text(formula + "\n")
     argv = ["info", path, "--backbone", "vit", "--depth", "2", "-O", "dim=32", "--input-size", "16", *options]
-    status, out, err = run(capsys, *argv)
+    status, out, err = run_cli(capsys, *argv)
     assert status == 2 and out == ""
     lines = err.strip().splitlines()  # the error, then (located ones) the line and a caret
     assert sum("error: " in line for line in lines) == 1 and "Traceback" not in err
@@ -214,11 +209,13 @@ def test_train_and_learned_on_vit_use_the_transformer_recipe(capsys, tmp_path):
     rezero = REPO / "examples" / "transformers" / "rezero.rec"
     common = ["--backbone", "vit", "--depth", "2", "-O", "dim=16", "-O", "heads=2", "--data"]
     common += ["synthetic:1x8x8:3", "--epochs", "1", "--limit-train", "32", "--limit-test", "32", "-q"]
-    status, out, err = run(capsys, "train", rezero, *common, "--out", tmp_path / "run")
+    status, out, err = run_cli(capsys, "train", rezero, *common, "--out", tmp_path / "run")
     assert status == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["recipe"] == "transformer" and summary["config"]["optimizer"] == "adamw"
-    status, out, err = run(capsys, "train", rezero, *common, "--recipe", "fashion", "--out", tmp_path / "sgd")
+    status, out, err = run_cli(
+        capsys, "train", rezero, *common, "--recipe", "fashion", "--out", tmp_path / "sgd"
+    )
     assert status == 0 and json.loads((tmp_path / "sgd" / "summary.json").read_text())["recipe"] == "fashion"
-    status, out, err = run(capsys, "learned", tmp_path / "run")
+    status, out, err = run_cli(capsys, "learned", tmp_path / "run")
     assert status == 0 and "stage layers (2 steps)" in out and "alpha:" in out

@@ -10,20 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 from conftest import EXAMPLES, FAST, RESNET, SEARCH_ARGS, TWO_STEP, study_content
-
-from formulac.cli import main
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def search_family(capsys, out, space, *options):
     """``formulac search two_step_free.rec --space SPACE OPTIONS --out OUT``: (status, stderr)."""
-    code, _, err = run(capsys, "search", TWO_STEP, "--space", space, *options, "--out", out)
+    code, _, err = run_cli(capsys, "search", TWO_STEP, "--space", space, *options, "--out", out)
     return code, err
 
 
@@ -106,7 +99,7 @@ def test_bad_input_is_one_error_line_and_the_study_is_intact(capsys, study_copy,
     args, files, message = BAD[case]
     before = study_content(study_copy)
     board = (study_copy / "leaderboard.json").read_text()
-    code, _, err = run(capsys, "search", *(files or [TWO_STEP]), *args, *FAST, "--out", study_copy)
+    code, _, err = run_cli(capsys, "search", *(files or [TWO_STEP]), *args, *FAST, "--out", study_copy)
     assert code == 2, err
     assert message in one_error_line(err)
     assert study_content(study_copy) == before
@@ -155,22 +148,22 @@ def test_end_to_end_with_confirmation(finished_study, capsys):
     assert sorted(r["number"] for r in timings) == [t["number"] for t in board["trials"]]
     for r in timings:
         assert 0 <= r["train_seconds"] <= r["seconds"] and r["overhead_seconds"] >= 0
-    code, stdout, _ = run(capsys, "analyze", out / "best.rec")
+    code, stdout, _ = run_cli(capsys, "analyze", out / "best.rec")
     assert code == 0 and "stability" in stdout
 
 
 def test_the_same_command_again_continues_and_another_space_is_refused(capsys, study_copy):
     before = study_content(study_copy)
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "search", TWO_STEP, "--space", "a=-0.5:0.5", "--trials", "3", *FAST, "--out", study_copy
     )
     assert code == 2 and "another search space" in one_error_line(err)
     assert study_content(study_copy) == before  # nothing stored was touched
     # the same search with other training settings is another search too
-    code, _, err = run(capsys, *with_option(SEARCH_ARGS, "--epochs", "3"), "--out", study_copy)
+    code, _, err = run_cli(capsys, *with_option(SEARCH_ARGS, "--epochs", "3"), "--out", study_copy)
     assert code == 2 and "other settings" in one_error_line(err)
     # the same command (without its confirmation) finds the study finished: nothing is trained
-    code, _, err = run(capsys, *SEARCH_ARGS, "--out", study_copy)
+    code, _, err = run_cli(capsys, *SEARCH_ARGS, "--out", study_copy)
     assert code == 0, err
     board = json.loads((study_copy / "leaderboard.json").read_text())
     assert len(board["trials"]) == 3
@@ -206,16 +199,16 @@ def test_learned_reads_trained_coefficients(capsys, tmp_path):
     import torch
 
     run_dir = tmp_path / "run"
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "train", LM, *FAST[:10], "--backbone", "mlp", "--depth", "3", "--out", run_dir, "-q"
     )
     assert code == 0, err[-2000:]
-    code, stdout, err = run(capsys, "learned", run_dir, "--json")
+    code, stdout, err = run_cli(capsys, "learned", run_dir, "--json")
     assert code == 0, err
     data = json.loads(stdout)
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
     assert data["per_step"]["k"]["layer1"] == pytest.approx([float(state[f"layer1.{i}.k"]) for i in range(3)])
-    code, stdout, _ = run(capsys, "analyze", run_dir / "learned.rec")
+    code, stdout, _ = run_cli(capsys, "analyze", run_dir / "learned.rec")
     assert code == 0 and "stability" in stdout
 
 

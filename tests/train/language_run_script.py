@@ -7,15 +7,14 @@ settings and prints ``final_val_loss=...``. Exit status 2 and the message on std
 TrainError (as the CLI prints it).
 """
 
-import argparse
 import sys
-import time
 
 import torch
 import torch.nn as nn
+from run_script_main import run_script, script_parser
 
 import formulac
-from formulac.train import TrainError, make_config
+from formulac.train import make_config
 from formulac.train.language import train_language
 
 
@@ -74,37 +73,24 @@ def config(corpus: str, epochs: int = 4, **overrides):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("out")
+    p = script_parser(epochs=4)
     p.add_argument("corpus")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--sleep", type=float, default=0.0)
-    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--model", choices=["tiny", "tiny-no-dropout", "gpt"], default="tiny")
-    args = p.parse_args()
-    torch.set_num_threads(1)
+    builds = {"gpt": build_gpt, "tiny": build_tiny_lm, "tiny-no-dropout": build_tiny_lm_without_dropout}
 
-    def slow(record):
-        time.sleep(args.sleep)
-
-    try:
-        summary = train_language(
-            {"gpt": build_gpt, "tiny": build_tiny_lm, "tiny-no-dropout": build_tiny_lm_without_dropout}[
-                args.model
-            ],
+    def train_run(args, on_epoch_end):
+        return train_language(
+            builds[args.model],
             config(args.corpus, args.epochs),
             args.out,
             resume=args.resume,
             progress=False,
             quiet=True,
-            on_epoch_end=slow if args.sleep else None,
+            on_epoch_end=on_epoch_end,
             describe={"name": "tiny-lm"},
         )
-    except TrainError as e:
-        print(e.format(), file=sys.stderr)
-        return 2
-    print(f"final_val_loss={summary['final_val_loss']}")
-    return 0
+
+    return run_script(p, train_run, "final_val_loss")
 
 
 if __name__ == "__main__":

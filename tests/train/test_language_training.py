@@ -1,19 +1,16 @@
 """Language-model training: the metrics against closed forms, learning, resuming after SIGKILL
 bit-exactly, sampling, and the comparison by validation loss (lower is better)."""
 
-import importlib.util
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+from process_runs import kill_after_first_checkpoint, load_script, single_thread_env, torchrun_command
 
 from formulac.train import load_checkpoint, read_metrics
 from formulac.train.compare_language import compare_language
@@ -23,9 +20,7 @@ from formulac.train.objectives import objective_for
 from formulac.train.text import load_corpus
 
 SCRIPT = Path(__file__).with_name("language_run_script.py")
-_spec = importlib.util.spec_from_file_location("formulac_language_run_script", SCRIPT)
-script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(script)
+script = load_script(SCRIPT, "formulac_language_run_script")
 
 
 def _corpus_file(tmp_path, n=6000, seed=0):
@@ -109,40 +104,18 @@ def test_a_run_learns_writes_its_files_and_refuses_too_short_text(tmp_path):
         )
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop("RANK", None)
-    env.pop("WORLD_SIZE", None)
-    return env
-
-
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     """The compiled GPT with dropout (attention and residual), killed mid-run."""
     epochs = 5
     path = _corpus_file(tmp_path)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     command = [sys.executable, str(SCRIPT), str(cut), str(path), "--epochs", str(epochs), "--model", "gpt"]
-    proc = subprocess.Popen(
-        command + ["--sleep", "0.5"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (cut / "checkpoint.pt").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.02)
-        time.sleep(0.1)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_first_checkpoint(command + ["--sleep", "0.5"], cut, wait_s=120, settle_s=0.1)
     done = load_checkpoint(cut)["epoch"]
     assert 1 <= done < epochs and not (cut / "summary.json").exists()
-    resumed = subprocess.run(command + ["--resume"], env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        command + ["--resume"], env=single_thread_env(), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     torch.set_num_threads(1)
     train_language(
@@ -214,20 +187,17 @@ def test_two_ranks_match_one_process(tmp_path):
     """Data-parallel training under torchrun (2 gloo processes) ends with the weights of a
     single process with the same global batch of windows."""
     path = _corpus_file(tmp_path)
-    env = _env()
-    for key in ("LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(SCRIPT),
-    ]
     ddp = subprocess.run(
-        [*command, str(tmp_path / "ddp"), str(path), "--epochs", "2", "--model", "tiny-no-dropout"],
-        env=env,
+        [
+            *torchrun_command(SCRIPT),
+            str(tmp_path / "ddp"),
+            str(path),
+            "--epochs",
+            "2",
+            "--model",
+            "tiny-no-dropout",
+        ],
+        env=single_thread_env(),
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,43 +1,31 @@
 """Data-parallel training under torchrun (2 gloo processes on the CPU) ends with the weights of
 a single-process run with the same global batch."""
 
-import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
+from process_runs import load_script, single_thread_env, torchrun_command
 
 from formulac.train import load_checkpoint, read_metrics, train
 
 SCRIPT = Path(__file__).with_name("train_run_script.py")
-_spec = importlib.util.spec_from_file_location("formulac_train_run_script", SCRIPT)
-script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(script)
+script = load_script(SCRIPT, "formulac_train_run_script")
 
 
 def test_two_ranks_match_one_process(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
     # 249 examples, global batch 32: the last global batch (25) splits 13 / 12 over the ranks
     ddp = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            str(SCRIPT),
+            *torchrun_command(SCRIPT),
             str(tmp_path / "ddp"),
             "--epochs",
             "3",
             "--limit",
             "249",
         ],
-        env=env,
+        env=single_thread_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

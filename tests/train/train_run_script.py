@@ -6,14 +6,12 @@ Trains a tiny CNN on synthetic:3x8x8:4 with deterministic CPU settings.  Exit st
 message on stderr for a TrainError (as the CLI prints it).
 """
 
-import argparse
 import sys
-import time
 
-import torch
 import torch.nn as nn
+from run_script_main import run_script, script_parser
 
-from formulac.train import TrainError, make_config, train
+from formulac.train import make_config, train
 
 
 def build(dropout: bool):
@@ -43,35 +41,23 @@ def config(epochs: int = 5, limit: int = 249):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("out")
-    p.add_argument("--resume", action="store_true")
+    p = script_parser(epochs=5)
     p.add_argument("--dropout", action="store_true")
-    p.add_argument("--sleep", type=float, default=0.0)
-    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--limit", type=int, default=249)
-    args = p.parse_args()
-    torch.set_num_threads(1)
 
-    def slow(record):
-        time.sleep(args.sleep)
-
-    try:
-        summary = train(
+    def train_run(args, on_epoch_end):
+        return train(
             build(args.dropout),
             config(args.epochs, args.limit),
             args.out,
             resume=args.resume,
             progress=False,
             quiet=True,
-            on_epoch_end=slow if args.sleep else None,
+            on_epoch_end=on_epoch_end,
             describe={"name": "tiny"},
         )
-    except TrainError as e:
-        print(e.format(), file=sys.stderr)
-        return 2
-    print(f"final_test_acc={summary['final_test_acc']}")
-    return 0
+
+    return run_script(p, train_run, "final_test_acc")
 
 
 if __name__ == "__main__":

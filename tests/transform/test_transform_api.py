@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from saved_memory import saved_bytes
 from transform_models import MLPBlock, gpt2, mlp_stack, resnet, vit
 
 import formulac
@@ -63,29 +64,13 @@ def _pixels(batch=2):
     return torch.randn(batch, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
 
 
-def _saved_bytes(model, x) -> int:
-    """Bytes autograd saves for backward in one training forward (each storage once, no
-    parameters)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x).sum()
-    return sum(seen.values())
-
-
 def test_reversible_really_saves_less():
     model = mlp_stack(depth=16, width=32).train()
     x = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
-    standard = _saved_bytes(formulac.transform(model, MOMENTUM), x)
+    transformed = formulac.transform(model, MOMENTUM)
+    standard = saved_bytes(transformed, lambda: transformed(x).sum())
     reversible = formulac.transform(model, MOMENTUM, memory="reversible")
-    rebuilt = _saved_bytes(reversible, x)
+    rebuilt = saved_bytes(reversible, lambda: reversible(x).sum())
     # 16 blocks each save about 3 rows of activations; reversible keeps a few states
     assert rebuilt <= 0.2 * standard
     predicted = {e.mode: e.bytes_per_image for e in reversible.info(x).memory_estimates}

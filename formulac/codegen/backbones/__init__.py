@@ -493,29 +493,63 @@ def _check_probability(backbone: str, name: str, p: Any) -> None:
         _fail(backbone, "option %r must be a probability in [0, 1), got %r" % (name, p))
 
 
-def _vit_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
-    name = "vit"
-    full = _check_common(name, _VIT_DEFAULTS, options)
-    depth = _VIT_DEPTH if depth is None else depth
+def _check_transformer_shape(name: str, full: dict, depth: Any, knobs: tuple[str, ...]) -> None:
+    """The depth (steps = layers), the positive integer ``knobs`` and heads dividing dim."""
     if not _is_int(depth) or depth < 1:
         _fail(name, "depth (the number of steps) must be a positive integer, got %r" % (depth,))
-    for knob in ("dim", "heads", "patch", "input_size"):
+    for knob in knobs:
         _check_positive_int(name, knob, full[knob])
     if full["dim"] % full["heads"]:
         _fail(name, "dim %d is not divisible by heads %d" % (full["dim"], full["heads"]))
-    if full["input_size"] % full["patch"]:
-        _fail(name, "patch %d does not divide the image size %d" % (full["patch"], full["input_size"]))
+
+
+def _check_transformer_sublayers(name: str, full: dict) -> None:
+    """The MLP's hidden width (a whole dim * mlp_ratio) and the dropout probability."""
     ratio = full["mlp_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
         _fail(name, "option 'mlp_ratio' must be a positive number, got %r" % (ratio,))
     if full["dim"] * ratio != round(full["dim"] * ratio):
         _fail(name, "dim * mlp_ratio must be a whole number, got %d * %r" % (full["dim"], ratio))
     _check_probability(name, "dropout", full["dropout"])
-    if full["pool"] not in ("cls", "mean"):
-        _fail(name, "option 'pool' must be 'cls' or 'mean', got %r" % (full["pool"],))
-    eps = full["layer_norm_eps"]
+
+
+def _check_layer_norm_eps(name: str, eps: Any) -> None:
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
         _fail(name, "option 'layer_norm_eps' must be a number in (0, 1), got %r" % (eps,))
+
+
+def _transformer_layers(full: dict, depth: int, **branch: Any) -> list[Stage]:
+    """One stage of ``depth`` blocks on the (B, T, dim) stream; ``branch``: options beyond the
+    ones every transformer block takes."""
+    common = {
+        "heads": full["heads"],
+        "mlp_ratio": full["mlp_ratio"],
+        "dropout": float(full["dropout"]),
+        "layer_norm_eps": float(full["layer_norm_eps"]),
+    }
+    return [Stage("layers", full["dim"], 1, depth, {**common, **branch}, {})]
+
+
+def _transformer_kinds(prefix: str, attention: str) -> tuple[BlockKind, ...]:
+    """The A, M, F blocks of a pre-norm transformer whose classes start with ``prefix``."""
+    return (
+        BlockKind("A", prefix + "Attention", "attention sublayer: LayerNorm then " + attention),
+        BlockKind("M", prefix + "MLP", "MLP sublayer: LayerNorm then Linear-GELU-Linear"),
+        BlockKind("F", prefix + "Block", "a whole pre-norm block's branch, A(x) + M(x + A(x))"),
+    )
+
+
+def _vit_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
+    name = "vit"
+    full = _check_common(name, _VIT_DEFAULTS, options)
+    depth = _VIT_DEPTH if depth is None else depth
+    _check_transformer_shape(name, full, depth, ("dim", "heads", "patch", "input_size"))
+    if full["input_size"] % full["patch"]:
+        _fail(name, "patch %d does not divide the image size %d" % (full["patch"], full["input_size"]))
+    _check_transformer_sublayers(name, full)
+    if full["pool"] not in ("cls", "mean"):
+        _fail(name, "option 'pool' must be 'cls' or 'mean', got %r" % (full["pool"],))
+    _check_layer_norm_eps(name, full["layer_norm_eps"])
     return depth, full
 
 
@@ -525,24 +559,10 @@ def vit_validate(**options: Any) -> None:
 
 def vit_layout(depth: int | None = None, **options: Any) -> list[Stage]:
     depth, full = _vit_check(depth, **options)
-    branch = {
-        "heads": full["heads"],
-        "mlp_ratio": full["mlp_ratio"],
-        "dropout": float(full["dropout"]),
-        "layer_norm_eps": float(full["layer_norm_eps"]),
-    }
-    return [Stage("layers", full["dim"], 1, depth, branch, {})]
+    return _transformer_layers(full, depth)
 
 
-def _vit_stem_width(**options: Any) -> int:
-    return options.get("dim", _VIT_DEFAULTS["dim"])
-
-
-_TRANSFORMER_KINDS = (
-    BlockKind("A", "ViTAttention", "attention sublayer: LayerNorm then multi-head self-attention"),
-    BlockKind("M", "ViTMLP", "MLP sublayer: LayerNorm then Linear-GELU-Linear"),
-    BlockKind("F", "ViTBlock", "a whole pre-norm block's branch, A(x) + M(x + A(x))"),
-)
+_VIT_KINDS = _transformer_kinds("ViT", "multi-head self-attention")
 
 
 # ----------------------------------------------------------------------------------------
@@ -573,18 +593,8 @@ def _gpt_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     name = "gpt"
     full = _check_common(name, _GPT_DEFAULTS, options)
     depth = _GPT_DEPTH if depth is None else depth
-    if not _is_int(depth) or depth < 1:
-        _fail(name, "depth (the number of steps) must be a positive integer, got %r" % (depth,))
-    for knob in ("dim", "heads", "context"):
-        _check_positive_int(name, knob, full[knob])
-    if full["dim"] % full["heads"]:
-        _fail(name, "dim %d is not divisible by heads %d" % (full["dim"], full["heads"]))
-    ratio = full["mlp_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
-        _fail(name, "option 'mlp_ratio' must be a positive number, got %r" % (ratio,))
-    if full["dim"] * ratio != round(full["dim"] * ratio):
-        _fail(name, "dim * mlp_ratio must be a whole number, got %d * %r" % (full["dim"], ratio))
-    _check_probability(name, "dropout", full["dropout"])
+    _check_transformer_shape(name, full, depth, ("dim", "heads", "context"))
+    _check_transformer_sublayers(name, full)
     vocab = full["vocab_size"]
     if not _is_int(vocab) or vocab == 1 or vocab < 0:
         _fail(name, "option 'vocab_size' must be 0 (the data's) or at least 2, got %r" % (vocab,))
@@ -594,9 +604,7 @@ def _gpt_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
         _fail(name, "option 'positions' must be 'learned' or 'none', got %r" % (full["positions"],))
     if full["gelu"] not in ("tanh", "exact"):
         _fail(name, "option 'gelu' must be 'tanh' or 'exact', got %r" % (full["gelu"],))
-    eps = full["layer_norm_eps"]
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-        _fail(name, "option 'layer_norm_eps' must be a number in (0, 1), got %r" % (eps,))
+    _check_layer_norm_eps(name, full["layer_norm_eps"])
     return depth, full
 
 
@@ -606,25 +614,10 @@ def gpt_validate(**options: Any) -> None:
 
 def gpt_layout(depth: int | None = None, **options: Any) -> list[Stage]:
     depth, full = _gpt_check(depth, **options)
-    branch = {
-        "heads": full["heads"],
-        "mlp_ratio": full["mlp_ratio"],
-        "dropout": float(full["dropout"]),
-        "layer_norm_eps": float(full["layer_norm_eps"]),
-        "gelu": full["gelu"],
-    }
-    return [Stage("layers", full["dim"], 1, depth, branch, {})]
+    return _transformer_layers(full, depth, gelu=full["gelu"])
 
 
-def _gpt_stem_width(**options: Any) -> int:
-    return options.get("dim", _GPT_DEFAULTS["dim"])
-
-
-_GPT_KINDS = (
-    BlockKind("A", "GPTAttention", "attention sublayer: LayerNorm then causal multi-head self-attention"),
-    BlockKind("M", "GPTMLP", "MLP sublayer: LayerNorm then Linear-GELU-Linear"),
-    BlockKind("F", "GPTBlock", "a whole pre-norm block's branch, A(x) + M(x + A(x))"),
-)
+_GPT_KINDS = _transformer_kinds("GPT", "causal multi-head self-attention")
 
 
 # ----------------------------------------------------------------------------------------
@@ -638,12 +631,33 @@ def _fixed(width: int) -> Callable[..., int]:
     return stem_width
 
 
-def _cifar_stem_width(**options: Any) -> int:
-    return options.get("width", _CIFAR_DEFAULTS["width"])
+def _option_width(option: str, defaults: Mapping[str, Any]) -> Callable[..., int]:
+    """The stem's width is the backbone's ``option`` (its default from ``defaults``)."""
+
+    def stem_width(**options: Any) -> int:
+        return options.get(option, defaults[option])
+
+    return stem_width
 
 
-def _mlp_stem_width(**options: Any) -> int:
-    return options.get("width", _MLP_DEFAULTS["width"])
+# the module and classes of the pre-activation network (preact-cifar and wrn)
+_PREACT_NETWORK = MappingProxyType(
+    {
+        "module_name": __name__ + ".preact_cifar",
+        "net_class": "PreActCifarResNet",
+        "branch_class": "PreActBranch",
+        "projection_function": "preact_projection",
+    }
+)
+
+# what the registry entries of the transformer backbones share
+_TRANSFORMER_ENTRY = MappingProxyType(
+    {
+        "depth_rule": "any positive integer (steps = transformer layers)",
+        "feature_dim": -1,
+        "fixed_width": True,
+    }
+)
 
 
 BACKBONES: dict[str, BackboneInfo] = {
@@ -664,7 +678,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             validate=cifar_validate,
             defaults=_CIFAR_DEFAULTS,
             net_options=("width", "stem_stride"),
-            stem_width=_cifar_stem_width,
+            stem_width=_option_width("width", _CIFAR_DEFAULTS),
             depth_rule="6n+2",
         ),
         BackboneInfo(
@@ -687,10 +701,7 @@ BACKBONES: dict[str, BackboneInfo] = {
         ),
         BackboneInfo(
             name="preact-cifar",
-            module_name=__name__ + ".preact_cifar",
-            net_class="PreActCifarResNet",
-            branch_class="PreActBranch",
-            projection_function="preact_projection",
+            **_PREACT_NETWORK,
             description="pre-activation CIFAR ResNet of He et al. 2016: depth 6n+2, widths "
             "16/32/64, BN-ReLU-conv branch, final BN-ReLU in the head",
             default_depth=_PREACT_DEPTH,
@@ -704,10 +715,7 @@ BACKBONES: dict[str, BackboneInfo] = {
         BackboneInfo(
             name="wrn",
             # the pre-activation network, wider, with dropout in the branch
-            module_name=__name__ + ".preact_cifar",
-            net_class="PreActCifarResNet",
-            branch_class="PreActBranch",
-            projection_function="preact_projection",
+            **_PREACT_NETWORK,
             description="Wide ResNet WRN-d-k of Zagoruyko & Komodakis 2016: depth 6n+4, widths "
             "16k/32k/64k, pre-activation branch with optional dropout",
             default_depth=_WRN_DEPTH,
@@ -748,7 +756,7 @@ BACKBONES: dict[str, BackboneInfo] = {
             validate=mlp_validate,
             defaults=_MLP_DEFAULTS,
             net_options=("input_size", "width"),
-            stem_width=_mlp_stem_width,
+            stem_width=_option_width("width", _MLP_DEFAULTS),
             default_in_channels=1,
             depth_rule="any positive integer (steps per stage)",
         ),
@@ -768,11 +776,9 @@ BACKBONES: dict[str, BackboneInfo] = {
             validate=vit_validate,
             defaults=_VIT_DEFAULTS,
             net_options=("input_size", "patch", "dim", "pool", "dropout", "layer_norm_eps"),
-            stem_width=_vit_stem_width,
-            depth_rule="any positive integer (steps = transformer layers)",
-            feature_dim=-1,
-            block_kinds=_TRANSFORMER_KINDS,
-            fixed_width=True,
+            stem_width=_option_width("dim", _VIT_DEFAULTS),
+            block_kinds=_VIT_KINDS,
+            **_TRANSFORMER_ENTRY,
             default_recipe="transformer",
         ),
         BackboneInfo(
@@ -792,13 +798,11 @@ BACKBONES: dict[str, BackboneInfo] = {
             validate=gpt_validate,
             defaults=_GPT_DEFAULTS,
             net_options=("context", "dim", "vocab_size", "positions", "dropout", "layer_norm_eps"),
-            stem_width=_gpt_stem_width,
+            stem_width=_option_width("dim", _GPT_DEFAULTS),
             default_num_classes=256,
             default_in_channels=1,
-            depth_rule="any positive integer (steps = transformer layers)",
-            feature_dim=-1,
             block_kinds=_GPT_KINDS,
-            fixed_width=True,
+            **_TRANSFORMER_ENTRY,
             example_input_function="gpt_example_input",
             default_recipe="text",
         ),
