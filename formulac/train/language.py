@@ -274,6 +274,13 @@ def _set_up(build_model, config, out, info, device, corpus, describe) -> _Langua
             "text data needs a language-model backbone such as --backbone gpt"
         )
     corpus.check_context(context)
+    vocab = getattr(net, "vocab_size", None)
+    if isinstance(vocab, int) and vocab < corpus.vocab_size:
+        # token ids at or above the embedding's size would fail deep in torch.embedding
+        raise TrainError(
+            f"{type(net).__name__} has a vocabulary of {vocab} tokens, smaller than the data's "
+            f"{corpus.vocab_size}: leave vocab_size at 0 (the data's) or give at least {corpus.vocab_size}"
+        )
     net = net.to(device)
     optimizer = _optimizer(net, config)
     if info.enabled:

@@ -105,5 +105,7 @@ def test_bad_text_input_is_one_error_line(tmp_path, capsys):
     assert "not UTF-8 text" in _error(capsys, [*base, "--data", f"text:{binary}", "--tokens", "chars"])
     assert "too short for windows of context 16" in _error(capsys, [*base, "--data", f"text:{short}"])
     assert "not found" in _error(capsys, [*base, "--data", f"text:{tmp_path / 'none.txt'}"])
+    small_vocab = [*base, "--data", f"text:{_corpus(tmp_path)}", "-O", "vocab_size=2"]
+    assert "smaller than the data's 256" in _error(capsys, small_vocab)
     mlp = ["train", rec, "--backbone", "mlp", "--depth", "1", *SMALL, "--out", str(tmp_path / "mlp")]
     assert "needs a language-model backbone" in _error(capsys, [*mlp, "--data", f"text:{_corpus(tmp_path)}"])
