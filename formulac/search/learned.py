@@ -130,7 +130,11 @@ def learned(
     config_path = run / "config.json"
     if not config_path.is_file():
         raise UsageError(f"{run}: not a training run (no config.json)")
-    describe = (json.loads(config_path.read_text()).get("model")) or {}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise UsageError(f"{run}: cannot read config.json ({exc})") from None
+    describe = (config.get("model") if isinstance(config, dict) else None) or {}
     text = describe.get("formula")
     if not isinstance(text, str):
         raise UsageError(f"{run}: the run does not record a formula (not trained by formulac train/search)")

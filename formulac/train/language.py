@@ -561,9 +561,14 @@ def read_vocabulary(run_dir: str | os.PathLike) -> dict:
     """The tokenisation a language run recorded (``vocabulary.json``)."""
     path = Path(run_dir) / VOCABULARY
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         raise TrainError(f"{run_dir} holds no language-model run (no {VOCABULARY})") from None
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise TrainError(f"{run_dir}: cannot read {VOCABULARY} ({exc})") from None
+    if not isinstance(record, dict):
+        raise TrainError(f"{run_dir}: {VOCABULARY} is not a JSON object")
+    return record
 
 
 def vocabulary_codec(record: dict) -> tuple[Callable[[str], list[int]], Callable[[list[int]], str]]:
