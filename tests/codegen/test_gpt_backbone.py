@@ -131,6 +131,7 @@ def test_options_positions_none_and_exact_gelu():
         ({"positions": "rope"}, "positions"),
         ({"gelu": "relu"}, "gelu"),
         ({"heads": 3}, "divisible"),
+        ({"mlp_ratio": float("inf")}, "mlp_ratio"),
     ):
         with pytest.raises(UsageError, match=message):
             formulac.compile(

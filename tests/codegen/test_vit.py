@@ -142,6 +142,8 @@ def run(capsys, *argv):
         ),
         (WHOLE_BLOCK, ["-O", "heads=5"], r"dim 32 is not divisible by heads 5"),
         (WHOLE_BLOCK, ["-O", "patch=5"], r"patch 5 does not divide the image size 16"),
+        (WHOLE_BLOCK, ["-O", "mlp_ratio=inf"], r"'mlp_ratio' must be a positive number, got inf"),
+        (WHOLE_BLOCK, ["-O", "mlp_ratio=nan"], r"'mlp_ratio' must be a positive number, got nan"),
     ],
 )
 def test_refusals_are_one_error_line(capsys, tmp_path, formula, options, message):

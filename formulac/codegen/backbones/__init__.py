@@ -506,7 +506,8 @@ def _vit_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     if full["input_size"] % full["patch"]:
         _fail(name, "patch %d does not divide the image size %d" % (full["patch"], full["input_size"]))
     ratio = full["mlp_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+    # not (ratio > 0) refuses nan; the infinity test keeps round() below from overflowing
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < float("inf"):
         _fail(name, "option 'mlp_ratio' must be a positive number, got %r" % (ratio,))
     if full["dim"] * ratio != round(full["dim"] * ratio):
         _fail(name, "dim * mlp_ratio must be a whole number, got %d * %r" % (full["dim"], ratio))
@@ -580,7 +581,8 @@ def _gpt_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     if full["dim"] % full["heads"]:
         _fail(name, "dim %d is not divisible by heads %d" % (full["dim"], full["heads"]))
     ratio = full["mlp_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+    # not (ratio > 0) refuses nan; the infinity test keeps round() below from overflowing
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < float("inf"):
         _fail(name, "option 'mlp_ratio' must be a positive number, got %r" % (ratio,))
     if full["dim"] * ratio != round(full["dim"] * ratio):
         _fail(name, "dim * mlp_ratio must be a whole number, got %d * %r" % (full["dim"], ratio))
