@@ -99,6 +99,8 @@ def test_load_names_what_does_not_fit():
         formulac.hf.load(formulac.compile(PRE_NORM, backbone="vit", depth=2, **SIZE), state)
     with pytest.raises(HFLoadError, match="no Hugging Face mapping"):
         formulac.hf.load(formulac.compile(WHOLE_BLOCK, backbone="mlp", depth=1), state)
+    with pytest.raises(HFLoadError, match="give a state_dict .*not a ViTForImageClassification"):
+        formulac.hf.load(formulac.compile(PRE_NORM, backbone="vit", depth=2, **SIZE), hf)
 
 
 def test_state_dict_layout_and_block_kinds():
