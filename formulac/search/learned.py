@@ -67,7 +67,10 @@ class LearnedFormula:
         lines += ["  " + line for line in self.formula.strip().splitlines()]
         for stage in self.stages:
             lines.append("")
-            lines.append(f"stage {stage['stage']} ({stage['steps']} steps)")
+            if stage["steps"]:
+                lines.append(f"stage {stage['stage']} ({stage['steps']} steps)")
+            else:  # no per-step parameter: one analysis of the formula with its shared values
+                lines.append("whole network (no per-step parameters)")
             for name, values in stage["values"].items():
                 lines.append(f"  {name}: " + ", ".join(f"{v:.4g}" for v in values))
             weights = stage.get("block_weights")
