@@ -533,8 +533,8 @@ def generate(
     ``top_k`` most likely when given; the model sees at most its last ``context`` tokens."""
     if not prompt:
         raise TrainError("the prompt is empty: give at least one character")
-    if temperature < 0:
-        raise TrainError(f"--temperature must not be negative, not {temperature}")
+    if not 0 <= temperature < math.inf:  # nan and inf would reach torch.multinomial as nan
+        raise TrainError(f"--temperature must be a finite number, not negative, not {temperature}")
     if top_k is not None and top_k < 1:
         raise TrainError(f"--top-k must be at least 1, not {top_k}")
     was_training = model.training

@@ -72,6 +72,10 @@ def test_train_then_sample_prints_text(tmp_path, capsys):
     printed = capsys.readouterr().out.rstrip("\n")
     assert printed.startswith("to be") and len(printed) == len("to be") + 40
     assert set(printed) <= set(vocabulary)
+    for temperature in ("nan", "inf", "-1"):
+        assert "--temperature must be a finite number" in _error(
+            capsys, ["sample", str(out), "--prompt", "to", "--temperature", temperature]
+        )
 
 
 def test_compare_on_text_ranks_by_loss(tmp_path, capsys):
