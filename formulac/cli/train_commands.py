@@ -84,8 +84,23 @@ def _model_factory(rec, args):
     from ..formula import network_factory
 
     kwargs = backbone_kwargs(args)
-    _check_backbone_takes_the_data(kwargs.get("backbone"), getattr(args, "data", None) or "fashion-mnist")
+    data = getattr(args, "data", None) or "fashion-mnist"
+    _check_backbone_takes_the_data(kwargs.get("backbone"), data)
+    _check_text_flags_have_text(args, data)
     return network_factory(rec, kwargs)
+
+
+def _check_text_flags_have_text(args, data: str) -> None:
+    """--tokens, --epoch-tokens and --eval-windows shape text runs; on images they would be
+    silently ignored."""
+    from ..train.text import is_text_data
+
+    if is_text_data(data):
+        return
+    for flag in ("tokens", "epoch_tokens", "eval_windows"):
+        if getattr(args, flag, None) is not None:
+            name = "--" + flag.replace("_", "-")
+            raise UsageError(f"{name} is for text data (--data text:PATH), not --data {data}")
 
 
 def _check_backbone_takes_the_data(backbone: str | None, data: str | None) -> None:

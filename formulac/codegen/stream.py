@@ -10,7 +10,7 @@ blocks one by one, so the caller carries the kept states between calls instead o
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..ir import Recurrence
+from ..ir import Concat, Recurrence, walk
 from . import reversible
 from .emit import wire_source
 from .plan import StepPlan, plan_step, var_name
@@ -38,6 +38,13 @@ class StreamCode:
 def stream_code(rec: Recurrence, memory: str) -> StreamCode:
     """Plan and write the stream step of ``rec`` for ``memory`` ("standard", "reversible",
     "checkpoint"); a :class:`UsageError` for what a stream cannot run."""
+    widened = [eq for eq in rec.equations if any(isinstance(node, Concat) for node in walk(eq.rhs))]
+    if widened:
+        # the model's blocks and whatever follows the stack read the width they were built for
+        raise UsageError(
+            f"transform: {rec.name} joins states with cat in {widened[0].state}_<n+1>, which widens "
+            "the stream past the width the model's blocks take; transform runs formulas that keep it"
+        )
     mplan = reversible.memory_plan(rec, memory)
     plan = plan_step(rec, stages=False)
     if plan.history or plan.starts:

@@ -37,6 +37,11 @@ def load(net, state_dict: Mapping) -> None:
     which keys and shapes do not fit.
     """
     module = _mapping_for(net)
+    if not isinstance(state_dict, Mapping):  # e.g. the Hugging Face model itself
+        raise HFLoadError(
+            f"hf.load: give a state_dict (a mapping of names to tensors, model.state_dict()), "
+            f"not a {type(state_dict).__name__}"
+        )
     mapped = module.convert(net, dict(state_dict))
     own = net.state_dict()
     unknown = sorted(set(mapped) - set(own))

@@ -124,6 +124,8 @@ def _pair_param(name: str, pair: str, node: lark.Tree, exprs: Expressions, sourc
         raise source.error(
             f"the initial value of pair parameter {name} is a number or depends on n and {pair} only", node
         )
+    for edge in (n, sympy.Integer(0)):  # the newest and the oldest state of each step's sum
+        check_coefficients(source, init.xreplace({index: edge}), node)  # a double, as for param k
     return Param(name, init, per_step=True, pair=pair)
 
 

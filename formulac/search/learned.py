@@ -67,7 +67,10 @@ class LearnedFormula:
         lines += ["  " + line for line in self.formula.strip().splitlines()]
         for stage in self.stages:
             lines.append("")
-            lines.append(f"stage {stage['stage']} ({stage['steps']} steps)")
+            if stage["steps"]:
+                lines.append(f"stage {stage['stage']} ({stage['steps']} steps)")
+            else:  # no per-step parameter: one analysis of the formula with its shared values
+                lines.append("whole network (no per-step parameters)")
             for name, values in stage["values"].items():
                 lines.append(f"  {name}: " + ", ".join(f"{v:.4g}" for v in values))
             weights = stage.get("block_weights")
@@ -130,7 +133,11 @@ def learned(
     config_path = run / "config.json"
     if not config_path.is_file():
         raise UsageError(f"{run}: not a training run (no config.json)")
-    describe = (json.loads(config_path.read_text()).get("model")) or {}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise UsageError(f"{run}: cannot read config.json ({exc})") from None
+    describe = (config.get("model") if isinstance(config, dict) else None) or {}
     text = describe.get("formula")
     if not isinstance(text, str):
         raise UsageError(f"{run}: the run does not record a formula (not trained by formulac train/search)")

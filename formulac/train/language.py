@@ -274,6 +274,13 @@ def _set_up(build_model, config, out, info, device, corpus, describe) -> _Langua
             "text data needs a language-model backbone such as --backbone gpt"
         )
     corpus.check_context(context)
+    vocab = getattr(net, "vocab_size", None)
+    if isinstance(vocab, int) and vocab < corpus.vocab_size:
+        # token ids at or above the embedding's size would fail deep in torch.embedding
+        raise TrainError(
+            f"{type(net).__name__} has a vocabulary of {vocab} tokens, smaller than the data's "
+            f"{corpus.vocab_size}: leave vocab_size at 0 (the data's) or give at least {corpus.vocab_size}"
+        )
     net = net.to(device)
     optimizer = _optimizer(net, config)
     if info.enabled:
@@ -526,8 +533,8 @@ def generate(
     ``top_k`` most likely when given; the model sees at most its last ``context`` tokens."""
     if not prompt:
         raise TrainError("the prompt is empty: give at least one character")
-    if temperature < 0:
-        raise TrainError(f"--temperature must not be negative, not {temperature}")
+    if not 0 <= temperature < math.inf:  # nan and inf would reach torch.multinomial as nan
+        raise TrainError(f"--temperature must be a finite number, not negative, not {temperature}")
     if top_k is not None and top_k < 1:
         raise TrainError(f"--top-k must be at least 1, not {top_k}")
     was_training = model.training
@@ -554,9 +561,14 @@ def read_vocabulary(run_dir: str | os.PathLike) -> dict:
     """The tokenisation a language run recorded (``vocabulary.json``)."""
     path = Path(run_dir) / VOCABULARY
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         raise TrainError(f"{run_dir} holds no language-model run (no {VOCABULARY})") from None
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise TrainError(f"{run_dir}: cannot read {VOCABULARY} ({exc})") from None
+    if not isinstance(record, dict):
+        raise TrainError(f"{run_dir}: {VOCABULARY} is not a JSON object")
+    return record
 
 
 def vocabulary_codec(record: dict) -> tuple[Callable[[str], list[int]], Callable[[list[int]], str]]:

@@ -59,6 +59,8 @@ def find_stacks(model: nn.Module, stacks) -> list[str]:
                 f"stacks=... among: {listed}"
             )
         return [p for p, _ in candidates]
+    if not isinstance(stacks, (str, list, tuple)):
+        raise UsageError(f"transform: stacks= takes a dotted path or a list of them, not {stacks!r}")
     paths = [stacks] if isinstance(stacks, str) else list(stacks)
     if not paths:
         raise UsageError("transform: stacks=[] names no stack")

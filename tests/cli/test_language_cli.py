@@ -68,6 +68,10 @@ def test_train_then_sample_prints_text(tmp_path, capsys):
     printed = capsys.readouterr().out.rstrip("\n")
     assert printed.startswith("to be") and len(printed) == len("to be") + 40
     assert set(printed) <= set(vocabulary)
+    for temperature in ("nan", "inf", "-1"):
+        assert "--temperature must be a finite number" in _error(
+            capsys, ["sample", str(out), "--prompt", "to", "--temperature", temperature]
+        )
 
 
 def test_compare_on_text_ranks_by_loss(tmp_path, capsys):
@@ -101,5 +105,21 @@ def test_bad_text_input_is_one_error_line(tmp_path, capsys):
     assert "not UTF-8 text" in _error(capsys, [*base, "--data", f"text:{binary}", "--tokens", "chars"])
     assert "too short for windows of context 16" in _error(capsys, [*base, "--data", f"text:{short}"])
     assert "not found" in _error(capsys, [*base, "--data", f"text:{tmp_path / 'none.txt'}"])
+    small_vocab = [*base, "--data", f"text:{_corpus(tmp_path)}", "-O", "vocab_size=2"]
+    assert "smaller than the data's 256" in _error(capsys, small_vocab)
     mlp = ["train", rec, "--backbone", "mlp", "--depth", "1", *SMALL, "--out", str(tmp_path / "mlp")]
     assert "needs a language-model backbone" in _error(capsys, [*mlp, "--data", f"text:{_corpus(tmp_path)}"])
+
+
+def test_sample_and_learned_on_things_that_are_not_runs_are_one_error_line(tmp_path, capsys):
+    not_a_dir = tmp_path / "notes.txt"
+    not_a_dir.write_text("not a run")
+    assert "holds no language-model run" in _error(capsys, ["sample", str(not_a_dir), "--tokens", "3"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "vocabulary.json").write_text("{")
+    (broken / "config.json").write_text("{")
+    assert "cannot read vocabulary.json" in _error(capsys, ["sample", str(broken), "--tokens", "3"])
+    assert "cannot read config.json" in _error(capsys, ["learned", str(broken)])
+    (broken / "config.json").write_text("[1, 2]")
+    assert "does not record a formula" in _error(capsys, ["learned", str(broken)])

@@ -144,3 +144,13 @@ def test_a_run_without_a_memory_mode_is_a_standard_run(tmp_path, capsys):
     status = main(["train", str(EX / "revnet.rec"), *SMALL, "--out", out, "--memory", "reversible"])
     err = capsys.readouterr().err
     assert status == 2 and "memory: 'standard' (saved) vs 'reversible' (now)" in err
+
+
+def test_text_flags_on_image_data_are_refused_not_ignored(tmp_path, capsys):
+    for flag, value in (("--tokens", "chars"), ("--epoch-tokens", "512"), ("--eval-windows", "4")):
+        argv = ["train", str(EX / "resnet.rec"), *SMALL, flag, value, "--out", str(tmp_path / "run")]
+        status = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(err) == 1, err
+        assert err[0].startswith(f"formulac: error: {flag} is for text data"), err
+    assert not (tmp_path / "run").exists()

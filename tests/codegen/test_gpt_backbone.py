@@ -131,8 +131,32 @@ def test_options_positions_none_and_exact_gelu():
         ({"positions": "rope"}, "positions"),
         ({"gelu": "relu"}, "gelu"),
         ({"heads": 3}, "divisible"),
+        ({"mlp_ratio": float("inf")}, "mlp_ratio"),
     ):
         with pytest.raises(UsageError, match=message):
             formulac.compile(
                 PRE_NORM, backbone="gpt", depth=1, dim=8, context=6, vocab_size=5, **{"heads": 2, **bad}
             )
+
+
+def test_concatenating_formula_ends_wider_and_still_predicts_tokens_causally():
+    # one step of DenseNet (more are refused: blocks read dim features) ends at 2*dim; the tied
+    # head reads dim
+    net = formulac.compile(
+        formulac.load(EXAMPLES / "densenet.rec"),
+        backbone="gpt",
+        depth=1,
+        dim=8,
+        heads=2,
+        context=6,
+        vocab_size=9,
+    ).eval()
+    tokens = torch.randint(0, 9, (2, 6))
+    changed = tokens.clone()
+    changed[:, 4:] = (changed[:, 4:] + 1) % 9
+    with torch.no_grad():
+        a, b = net(tokens), net(changed)
+    assert a.shape == (2, 6, 9) and torch.isfinite(a).all()
+    assert torch.equal(a[:, :4], b[:, :4])
+    assert net.final_norm.normalized_shape[0] == 16
+    assert net.head_projection.weight.shape == (8, 16)

@@ -100,6 +100,8 @@ def test_load_names_what_does_not_fit():
         formulac.hf.load(formulac.compile(PRE_NORM, backbone="vit", depth=2, **SIZE), state)
     with pytest.raises(HFLoadError, match="no Hugging Face mapping"):
         formulac.hf.load(formulac.compile(WHOLE_BLOCK, backbone="mlp", depth=1), state)
+    with pytest.raises(HFLoadError, match="give a state_dict .*not a ViTForImageClassification"):
+        formulac.hf.load(formulac.compile(PRE_NORM, backbone="vit", depth=2, **SIZE), hf)
 
 
 def test_state_dict_layout_and_block_kinds():
@@ -137,6 +139,8 @@ def test_multiply_adds_count_attention():
         ),
         (WHOLE_BLOCK, ["-O", "heads=5"], r"dim 32 is not divisible by heads 5"),
         (WHOLE_BLOCK, ["-O", "patch=5"], r"patch 5 does not divide the image size 16"),
+        (WHOLE_BLOCK, ["-O", "mlp_ratio=inf"], r"'mlp_ratio' must be a positive number, got inf"),
+        (WHOLE_BLOCK, ["-O", "mlp_ratio=nan"], r"'mlp_ratio' must be a positive number, got nan"),
     ],
 )
 def test_refusals_are_one_error_line(capsys, tmp_path, formula, options, message):

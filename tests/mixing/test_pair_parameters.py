@@ -114,6 +114,16 @@ BAD = [
         "param w_<n,i> = [i == 1/2]\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
         "whole number",
     ),
+    (
+        "init-beyond-doubles",
+        "param w_<n,i> = [i == n]*1e400\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
+        "beyond the range of a double",
+    ),
+    (
+        "init-rounds-to-zero",
+        "param w_<n,i> = [i == 0]*1e-400\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
+        "rounds to 0 as a double",
+    ),
     ("init-free-symbol", "param w_<n,i> = a\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)", "undefined symbol"),
     ("two-indices-on-a-state", "x_<n+1> = x_<n,1> + F(x_n)", "only a pair parameter"),
     ("own-state-at-n+1", "x_<n+1> = x_n + sum(i=0..n+1, x_i)", "cannot reach beyond step n"),

@@ -56,6 +56,7 @@ def test_a_shared_parameter_of_a_formula_that_is_not_linear(capsys, runs):
     assert main(["learned", str(runs["shared_post"])]) == 0  # the text report too
     text = capsys.readouterr().out
     assert "spectral radius per step: -" in text and "Traceback" not in text
+    assert "whole network (no per-step parameters)" in text and "(0 steps)" not in text
 
 
 def block_weights_by_iteration(g: float, ks: list[float]) -> list[float]:

@@ -190,6 +190,8 @@ class TwoKinds(nn.Module):
         (gpt2(), "x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)", {}, "does not support yet"),
         (gpt2(), MOMENTUM, {"weights": "borrow"}, "weights='borrow'"),
         (gpt2(), "x_<n+1> = x_n + a*F(x_n)", {}, "free symbol a has no value"),
+        (gpt2(), "x_<n+1> = cat(x_n, F(x_n))", {}, "widens the stream"),
+        (gpt2(), RESIDUAL, {"stacks": 3}, "takes a dotted path or a list of them, not 3"),
     ],
 )
 def test_mistakes_are_one_clear_error(model, formula, kwargs, message):

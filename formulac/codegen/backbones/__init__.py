@@ -506,7 +506,8 @@ def _check_transformer_shape(name: str, full: dict, depth: Any, knobs: tuple[str
 def _check_transformer_sublayers(name: str, full: dict) -> None:
     """The MLP's hidden width (a whole dim * mlp_ratio) and the dropout probability."""
     ratio = full["mlp_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+    # not (ratio > 0) refuses nan; the infinity test keeps round() below from overflowing
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < float("inf"):
         _fail(name, "option 'mlp_ratio' must be a positive number, got %r" % (ratio,))
     if full["dim"] * ratio != round(full["dim"] * ratio):
         _fail(name, "dim * mlp_ratio must be a whole number, got %d * %r" % (full["dim"], ratio))

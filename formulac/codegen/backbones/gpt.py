@@ -11,7 +11,9 @@ residual addition (the formula supplies it):
   (``gelu="exact"``: the exact one);
 * ``F``: a whole pre-norm block's branch, ``a + M(x + a)`` with ``a = A(x)``.
 
-Head: a final LayerNorm and the LM head tied to the token embedding: ``(B, T, vocab)`` logits.
+Head: a final LayerNorm and the LM head tied to the token embedding: ``(B, T, vocab)`` logits
+(a formula that ends wider than ``dim``, through ``cat``, gets a bias-free Linear back to ``dim``
+between the two).
 With ``h_<n+1> = x_n + A(x_n)``, ``x_<n+1> = h_<n+1> + M(h_<n+1>)`` the network computes
 ``transformers.GPT2LMHeadModel`` (``formulac.hf.load`` maps its weights in).
 
@@ -58,6 +60,10 @@ class GPTNet(nn.Module):
 
     def build_head(self, width):
         self.final_norm = nn.LayerNorm(width, eps=self.layer_norm_eps)
+        # a formula that concatenates states (cat) ends wider than the tied embedding: a
+        # bias-free Linear brings it back to dim; GPT-2's own layout needs none
+        dim = self.token_embedding.embedding_dim
+        self.head_projection = nn.Linear(width, dim, bias=False) if width != dim else None
         self.init_weights()
 
     def init_weights(self):
@@ -88,7 +94,10 @@ class GPTNet(nn.Module):
         return self.dropout(h)
 
     def head(self, x):
-        return F.linear(self.final_norm(x), self.token_embedding.weight)
+        x = self.final_norm(x)
+        if self.head_projection is not None:
+            x = self.head_projection(x)
+        return F.linear(x, self.token_embedding.weight)
 
 
 class GPTAttention(nn.Module):
