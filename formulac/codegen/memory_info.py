@@ -34,7 +34,13 @@ from ..limits import DEFAULT_BACKBONE
 from .backbones import get_backbone
 from .reversible import check_supported, memory_plan
 
-__all__ = ["MemoryEstimate", "ActivationProfile", "activation_profile", "predict_memory"]
+__all__ = [
+    "MemoryEstimate",
+    "ActivationProfile",
+    "activation_profile",
+    "predict_memory",
+    "saved_bytes_recorder",
+]
 
 
 @dataclass(frozen=True)
@@ -98,22 +104,8 @@ def activation_profile(
         kept=kept_states,
         aliases=aliases,
     )
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: set[int] = set()
     batch = example.shape[0]
-
-    def pack(t):
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in seen and ptr not in params:
-            seen.add(ptr)
-            size = storage.nbytes() / batch
-            if owner[0] is None:
-                profile.between[done[0] + 1] += size
-            else:
-                s, i = owner[0]
-                profile.steps[s][i] += size
-        return t
+    pack = saved_bytes_recorder(profile, model, batch, owner, done)
 
     handles = []
     for s, steps in enumerate(stages):
@@ -304,3 +296,26 @@ def _size(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{int(n)} B"
+
+
+def saved_bytes_recorder(profile, model, batch: int, owner: list, done: list):
+    """A ``saved_tensors_hooks`` pack function that adds the bytes per example of each tensor
+    autograd saves (each storage once, parameters not) to ``profile``: to the step
+    ``owner[0] = (stage, step)`` while one runs, else to the gap after step ``done[0]``."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
+
+    def pack(t):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in seen and ptr not in params:
+            seen.add(ptr)
+            size = storage.nbytes() / batch
+            if owner[0] is None:
+                profile.between[done[0] + 1] += size
+            else:
+                s, i = owner[0]
+                profile.steps[s][i] += size
+        return t
+
+    return pack

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ..files import atomic_write, make_directory
 from . import distributed as D
 from .errors import TrainError, TrainingDiverged
+from .loop import count_parameters, restore_progress, restore_weights
 from .recipes import TrainConfig, lr_at, resolve_amp
 from .rundir import (
     CHECKPOINT,
@@ -51,7 +52,7 @@ from .rundir import (
     prepare_out_dir,
     write_json,
 )
-from .runtime import gather_rng, global_settings, seed_everything, set_rng
+from .runtime import gather_rng, global_settings, seed_everything
 from .text import TextCorpus, evaluation_starts, load_corpus, random_starts, windows
 
 __all__ = ["VOCABULARY", "evaluate_language", "generate", "train_language"]
@@ -301,27 +302,15 @@ def _set_up(build_model, config, out, info, device, corpus, describe) -> _Langua
         net=net,
         model=model,
         optimizer=optimizer,
-        parameters=sum(p.numel() for p in {id(p): p for p in net.parameters()}.values()),
+        parameters=count_parameters(net),
         describe=describe,
         steps=steps,
     )
 
 
 def _restore(run: _LanguageRun, checkpoint: dict) -> None:
-    try:
-        run.net.load_state_dict(checkpoint["model"])
-        run.optimizer.load_state_dict(checkpoint["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrainError(
-            f"{run.out / CHECKPOINT} does not fit this model ({first}); pass --overwrite to start over"
-        ) from None
-    rngs = checkpoint["rng"]
-    set_rng(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
-    run.epoch = int(checkpoint["epoch"])
-    run.history = list(checkpoint["history"])
-    run.elapsed = float(checkpoint["elapsed"])
-    run.train_elapsed = float(checkpoint.get("train_elapsed", 0.0))
+    restore_weights(run, checkpoint)
+    restore_progress(run, checkpoint)
 
 
 def _vocabulary_record(corpus: TextCorpus) -> dict:

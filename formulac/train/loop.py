@@ -472,8 +472,10 @@ def _set_up(
     )
 
 
-def _restore(run: _Run, checkpoint: dict) -> None:
-    """Continue from ``checkpoint`` (every rank has it): weights, optimizer, RNG, history."""
+def restore_weights(run, checkpoint: dict) -> None:
+    """The network's and the optimizer's state from ``checkpoint``, or a :class:`TrainError`
+    saying the run directory holds another model (any run record with ``net``, ``optimizer``,
+    ``out``)."""
     try:
         run.net.load_state_dict(checkpoint["model"])
         run.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -482,16 +484,26 @@ def _restore(run: _Run, checkpoint: dict) -> None:
         raise TrainError(
             f"{run.out / CHECKPOINT} does not fit this model ({first}); pass --overwrite to start over"
         ) from None
-    if run.scaler is not None and checkpoint.get("scaler"):
-        run.scaler.load_state_dict(checkpoint["scaler"])
-    if run.average is not None:
-        run.average.load_state_dict(checkpoint["average"])
+
+
+def restore_progress(run, checkpoint: dict) -> None:
+    """This rank's RNG state, the epoch, history and times from ``checkpoint``."""
     rngs = checkpoint["rng"]
     set_rng(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
     run.epoch = int(checkpoint["epoch"])
     run.history = list(checkpoint["history"])
     run.elapsed = float(checkpoint["elapsed"])
     run.train_elapsed = float(checkpoint.get("train_elapsed", 0.0))
+
+
+def _restore(run: _Run, checkpoint: dict) -> None:
+    """Continue from ``checkpoint`` (every rank has it): weights, optimizer, RNG, history."""
+    restore_weights(run, checkpoint)
+    if run.scaler is not None and checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    if run.average is not None:
+        run.average.load_state_dict(checkpoint["average"])
+    restore_progress(run, checkpoint)
 
 
 def _repeat_info(run: _Run) -> dict:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..codegen.memory_info import ActivationProfile, MemoryEstimate, memory_text, predict_memory
+from ..codegen.memory_info import (
+    ActivationProfile,
+    MemoryEstimate,
+    memory_text,
+    predict_memory,
+    saved_bytes_recorder,
+)
 from ..ir import Recurrence, state
 from .stack import FormulaStack
 
@@ -105,21 +111,7 @@ def _profile(model, stacks, rec: Recurrence, kept: list, args: tuple, kwargs: di
     batch = _first_tensor(args, kwargs).shape[0]
     owner = [None]
     done = [-1]
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: set[int] = set()
-
-    def pack(t):
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in seen and ptr not in params:
-            seen.add(ptr)
-            size = storage.nbytes() / batch
-            if owner[0] is None:
-                profile.between[done[0] + 1] += size
-            else:
-                s, j = owner[0]
-                profile.steps[s][j] += size
-        return t
+    pack = saved_bytes_recorder(profile, model, batch, owner, done)
 
     def watcher(s, stack):
         def watch(j, states=None):
