@@ -1,7 +1,10 @@
-"""Timing shared by the benchmark scripts (they import it from this folder)."""
+"""Timing, options and JSON output shared by the benchmark scripts (they import it from this
+folder)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from collections.abc import Callable
 
@@ -19,3 +22,19 @@ def seconds_per_call(
     if synchronize is not None:
         synchronize()
     return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+def whole_number_options(description: str, **defaults: int | tuple[int, str]) -> argparse.ArgumentParser:
+    """A parser with one integer option per keyword, in order: ``mlp_ratio=2`` is
+    ``--mlp-ratio`` (default 2). A (default, help) pair gives the option a help line."""
+    parser = argparse.ArgumentParser(description=description)
+    for name, default in defaults.items():
+        value, help_text = default if isinstance(default, tuple) else (default, None)
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=value, help=help_text)
+    return parser
+
+
+def write_json(path: str, figures, indent: int = 1) -> None:
+    """Write ``figures`` to ``path`` as indented JSON."""
+    with open(path, "w") as handle:
+        json.dump(figures, handle, indent=indent)

@@ -34,7 +34,6 @@ Targets: time ratio (compiled / hand) <= 1.03, memory ratio <= 1.02.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -47,7 +46,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_timing import seconds_per_call
+from bench_timing import seconds_per_call, whole_number_options, write_json
 
 import formulac
 
@@ -215,12 +214,7 @@ def machine() -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--depth", type=int, default=56)
+    parser = whole_number_options(__doc__.splitlines()[0], batch=32, rounds=15, warmup=3, threads=1, depth=56)
     parser.add_argument("--pairs", default="resnet,lm-resnet")
     parser.add_argument(
         "--rss", action="store_true", help="also measure the peak RSS rise in fresh processes"
@@ -269,8 +263,7 @@ def main(argv=None) -> int:
     results["machine"]["load_average_1m_end"] = os.getloadavg()[0]
     print(report(results))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+        write_json(args.json, results, indent=2)
     return 0
 
 

@@ -15,14 +15,13 @@ Both models use the same attention kernel (``scaled_dot_product_attention``, Hug
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import platform
 import statistics
 
 import torch
 import torch.nn.functional as F
-from bench_timing import seconds_per_call
+from bench_timing import seconds_per_call, whole_number_options
 
 import formulac
 from formulac import hf
@@ -86,16 +85,18 @@ def step_time(model, batch, args, logits_of) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--context", type=int, default=128)
-    p.add_argument("--vocab", type=int, default=256)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0)
+    p = whole_number_options(
+        __doc__.split("\n\n")[0],
+        depth=4,
+        dim=128,
+        heads=4,
+        context=128,
+        vocab=256,
+        batch=8,
+        steps=5,
+        repeats=3,
+        threads=0,
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["none", "bf16"], default="none")
     p.add_argument("--hf-attention", choices=["sdpa", "eager"], default="sdpa")

@@ -25,7 +25,6 @@ Both sides use the same settings: ``--device`` (cpu or cuda; the data then lives
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import tempfile
@@ -34,6 +33,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from bench_timing import whole_number_options, write_json
 
 import formulac
 from formulac.train import make_config, read_metrics, train
@@ -133,15 +133,17 @@ def formulac_train(
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--train-size", type=int, default=2048)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--depth", type=int, default=8, help="cifar-resnet depth (6n+2)")
-    p.add_argument("--width", type=int, default=16, help="cifar-resnet width")
-    p.add_argument("--stem-stride", type=int, default=1)
+    p = whole_number_options(
+        __doc__.split("\n\n")[0],
+        epochs=2,
+        repeats=3,
+        train_size=2048,
+        batch_size=128,
+        threads=1,
+        depth=(8, "cifar-resnet depth (6n+2)"),
+        width=(16, "cifar-resnet width"),
+        stem_stride=1,
+    )
     p.add_argument("--shape", default="3x32x32", help="synthetic images CxHxW (1x28x28: Fashion-MNIST's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
@@ -211,10 +213,7 @@ def main(argv=None) -> dict:
         },
     }
     if args.json:
-        import json
-
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=1)
+        write_json(args.json, figures)
     return figures
 
 

@@ -21,14 +21,19 @@ which must match the original), and the Momentum transform (gamma = 0.9) under
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
+import sys
+from pathlib import Path
 
 import torch
 import transformers
-from bench_timing import seconds_per_call
+from bench_timing import seconds_per_call, whole_number_options, write_json
+
+# the tests' measurement of saved activations, so the benchmark and the tests read one recorder
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from saved_memory import saved_bytes
 
 import formulac
 
@@ -49,24 +54,6 @@ def build(args):
     return transformers.GPT2LMHeadModel(config).train()
 
 
-def saved_bytes(model, forward) -> int:
-    """Bytes autograd saves in ``forward()`` (each storage once, ``model``'s parameters
-    excluded)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = forward()
-    del out
-    return sum(seen.values())
-
-
 def step(model, ids) -> tuple[float, float]:
     model.zero_grad(set_to_none=True)
     wall, cpu = seconds_per_call(lambda: model(ids, labels=ids).loss.backward())
@@ -74,14 +61,9 @@ def step(model, ids) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--width", type=int, default=768)
-    parser.add_argument("--heads", type=int, default=12)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--context", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = whole_number_options(
+        __doc__.split("\n\n")[0], layers=12, width=768, heads=12, batch=4, context=512, repeats=2, threads=2
+    )
     parser.add_argument("--no-time", action="store_true", help="measure memory only")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -153,8 +135,7 @@ def main() -> None:
     reduction = body["momentum"] / max(1, body["momentum reversible"])
     print(f"in the transformer body, reversible momentum saves {reduction:.1f}x less than standard momentum")
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ process CPU time per step are reported as medians; the ratio compiled/HF is the 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import torch
 import transformers
-from bench_timing import seconds_per_call
+from bench_timing import seconds_per_call, whole_number_options
 
 import formulac
 import formulac.hf
@@ -73,18 +72,20 @@ def stepper(model, x, y, logits_of):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--mlp-ratio", type=int, default=2)
-    parser.add_argument("--image", type=int, default=28)
-    parser.add_argument("--patch", type=int, default=4)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed run")
-    parser.add_argument("--repeats", type=int, default=5, help="alternating runs of each model")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = whole_number_options(
+        __doc__.splitlines()[0],
+        dim=64,
+        heads=4,
+        depth=4,
+        mlp_ratio=2,
+        image=28,
+        patch=4,
+        classes=10,
+        batch=64,
+        steps=(5, "steps per timed run"),
+        repeats=(5, "alternating runs of each model"),
+        threads=1,
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
