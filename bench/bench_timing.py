@@ -25,9 +25,13 @@ def seconds_per_call(
 
 
 def whole_number_options(description: str, **defaults: int | tuple[int, str]) -> argparse.ArgumentParser:
-    """A parser with one integer option per keyword, in order: ``mlp_ratio=2`` is
-    ``--mlp-ratio`` (default 2). A (default, help) pair gives the option a help line."""
-    parser = argparse.ArgumentParser(description=description)
+    """A parser described by ``description`` with the integer options of :func:`add_whole_numbers`."""
+    return add_whole_numbers(argparse.ArgumentParser(description=description), **defaults)
+
+
+def add_whole_numbers(parser: argparse.ArgumentParser, **defaults: int | tuple[int, str]):
+    """Add one integer option per keyword, in order, and return ``parser``: ``mlp_ratio=2`` is
+    ``--mlp-ratio`` (default 2); a (default, help) pair gives the option a help line."""
     for name, default in defaults.items():
         value, help_text = default if isinstance(default, tuple) else (default, None)
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=value, help=help_text)

@@ -21,7 +21,7 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from bench_timing import seconds_per_call, whole_number_options
+from bench_timing import add_whole_numbers, seconds_per_call, whole_number_options
 
 import formulac
 from formulac import hf
@@ -85,18 +85,8 @@ def step_time(model, batch, args, logits_of) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = whole_number_options(
-        __doc__.split("\n\n")[0],
-        depth=4,
-        dim=128,
-        heads=4,
-        context=128,
-        vocab=256,
-        batch=8,
-        steps=5,
-        repeats=3,
-        threads=0,
-    )
+    p = whole_number_options(__doc__.split("\n\n")[0], depth=4, dim=128, heads=4, context=128, vocab=256)
+    add_whole_numbers(p, batch=8, steps=5, repeats=3, threads=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["none", "bf16"], default="none")
     p.add_argument("--hf-attention", choices=["sdpa", "eager"], default="sdpa")

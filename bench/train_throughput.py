@@ -33,7 +33,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from bench_timing import whole_number_options, write_json
+from bench_timing import add_whole_numbers, whole_number_options, write_json
 
 import formulac
 from formulac.train import make_config, read_metrics, train
@@ -133,17 +133,9 @@ def formulac_train(
 
 
 def main(argv=None) -> dict:
-    p = whole_number_options(
-        __doc__.split("\n\n")[0],
-        epochs=2,
-        repeats=3,
-        train_size=2048,
-        batch_size=128,
-        threads=1,
-        depth=(8, "cifar-resnet depth (6n+2)"),
-        width=(16, "cifar-resnet width"),
-        stem_stride=1,
-    )
+    p = whole_number_options(__doc__.split("\n\n")[0], epochs=2, repeats=3, train_size=2048, batch_size=128)
+    add_whole_numbers(p, threads=1, depth=(8, "cifar-resnet depth (6n+2)"), width=(16, "cifar-resnet width"))
+    add_whole_numbers(p, stem_stride=1)
     p.add_argument("--shape", default="3x32x32", help="synthetic images CxHxW (1x28x28: Fashion-MNIST's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from bench_timing import seconds_per_call, whole_number_options
+from bench_timing import add_whole_numbers, seconds_per_call, whole_number_options
 
 import formulac
 import formulac.hf
@@ -72,20 +72,10 @@ def stepper(model, x, y, logits_of):
 
 
 def main() -> None:
-    parser = whole_number_options(
-        __doc__.splitlines()[0],
-        dim=64,
-        heads=4,
-        depth=4,
-        mlp_ratio=2,
-        image=28,
-        patch=4,
-        classes=10,
-        batch=64,
-        steps=(5, "steps per timed run"),
-        repeats=(5, "alternating runs of each model"),
-        threads=1,
-    )
+    parser = whole_number_options(__doc__.splitlines()[0], dim=64, heads=4, depth=4, mlp_ratio=2)
+    add_whole_numbers(parser, image=28, patch=4, classes=10, batch=64)
+    add_whole_numbers(parser, steps=(5, "steps per timed run"), repeats=(5, "alternating runs of each model"))
+    add_whole_numbers(parser, threads=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
