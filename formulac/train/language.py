@@ -27,7 +27,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 from ..files import atomic_write, make_directory
 from . import distributed as D
 from .errors import TrainError, TrainingDiverged
-from .loop import count_parameters, restore_progress, restore_weights
+from .loop import amp_context, count_parameters, make_optimizer, restore_progress, restore_weights
 from .recipes import TrainConfig, lr_at, resolve_amp
 from .rundir import (
     CHECKPOINT,
@@ -69,38 +68,6 @@ def _window_seed(seed: int, epoch: int) -> int:
     return (z ^ (z >> 31)) & (2**63 - 1)
 
 
-def _autocast(config: TrainConfig, device: torch.device):
-    amp = resolve_amp(config.amp, device)
-    if amp == "none":
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-def _optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (or SGD); without ``norm_bias_decay`` only matrices (ndim >= 2) decay."""
-    params = [p for p in net.parameters() if p.requires_grad]
-    if not params:
-        raise TrainError("the model has no trainable parameters")
-    groups: list[dict] = [{"params": params}]
-    if not config.norm_bias_decay:
-        groups = [
-            {"params": [p for p in params if p.ndim >= 2]},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ]
-        groups = [g for g in groups if g["params"]]
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(
-            groups, lr=config.lr, betas=(0.9, config.adam_beta2), weight_decay=config.weight_decay
-        )
-    return torch.optim.SGD(
-        groups,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov and config.momentum > 0,
-    )
-
-
 @torch.no_grad()
 def evaluate_language(
     model: nn.Module,
@@ -123,7 +90,7 @@ def evaluate_language(
     byte_lengths = corpus.byte_lengths().to(device)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # nats, tokens, bytes
     batch = config.eval_batch_size or config.batch_size
-    amp = _autocast(config, device)
+    amp = amp_context(config, device)
     for i in range(0, len(mine), batch):
         x, y = windows(part, mine[i : i + batch], context)
         x, y = x.to(device), y.to(device)
@@ -283,7 +250,7 @@ def _set_up(build_model, config, out, info, device, corpus, describe) -> _Langua
             f"{corpus.vocab_size}: leave vocab_size at 0 (the data's) or give at least {corpus.vocab_size}"
         )
     net = net.to(device)
-    optimizer = _optimizer(net, config)
+    optimizer = make_optimizer(net, config)
     if info.enabled:
         torch.manual_seed(config.seed + 7919 * info.rank)  # dropout: each rank its own stream
     steps = max(1, math.ceil(config.epoch_tokens / (config.batch_size * context)))
@@ -353,7 +320,7 @@ def _train_epoch(run: _LanguageRun, epoch: int, bar) -> dict:
     part = run.corpus.part("train")
     generator = torch.Generator().manual_seed(_window_seed(config.seed, epoch))
     local = D.shard(config.batch_size, info)
-    autocast = _autocast(config, device)
+    autocast = amp_context(config, device)
     params = [p for p in run.net.parameters() if p.requires_grad]
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     lr = config.lr

@@ -78,6 +78,8 @@ __all__ = [
     "read_metrics",
     "train",
     "count_parameters",
+    "amp_context",
+    "make_optimizer",
 ]
 
 _DEVICE_DATA_LIMIT = 4 * 1024**3  # keep data sets up to this size on the GPU
@@ -153,7 +155,7 @@ def evaluate(
     bs = config.eval_batch_size or max(config.batch_size, 256)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    amp = _autocast(config, device)
+    amp = amp_context(config, device)
     for i in range(sl.start, sl.stop, bs):
         j = min(i + bs, sl.stop)
         x = images[i:j].to(device, non_blocking=True)
@@ -182,7 +184,8 @@ def evaluate(
     return (total_loss / max(n, 1), total_correct / max(n, 1), n)
 
 
-def _autocast(config: TrainConfig, device: torch.device):
+def amp_context(config: TrainConfig, device: torch.device):
+    """The mixed-precision context of ``config.amp`` on ``device`` (a no-op for "none")."""
     amp = resolve_amp(config.amp, device)
     if amp == "none":
         return nullcontext()
@@ -201,10 +204,10 @@ def _log(info: D.DistInfo, quiet: bool, msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
 
 
-def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW; without ``config.norm_bias_decay`` the parameters of fewer than two
-    dimensions (batch-norm weights, biases, a formula's scalar coefficients) get no weight
-    decay."""
+def make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW (betas 0.9 and ``config.adam_beta2``) for image and language runs alike;
+    without ``config.norm_bias_decay`` the parameters of fewer than two dimensions (norm
+    weights, biases, a formula's scalar coefficients) get no weight decay."""
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise TrainError("the model has no trainable parameters")
@@ -216,7 +219,9 @@ def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimize
         ]
         groups = [g for g in groups if g["params"]]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(
+            groups, lr=config.lr, betas=(0.9, config.adam_beta2), weight_decay=config.weight_decay
+        )
     return torch.optim.SGD(
         groups,
         lr=config.lr,
@@ -434,7 +439,7 @@ def _set_up(
         if device.type != "cuda":
             raise TrainError("--sync-bn needs CUDA devices")
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    optimizer = _make_optimizer(net, config)
+    optimizer = make_optimizer(net, config)
     scaler = torch.amp.GradScaler(device.type) if resolve_amp(config.amp, device) == "fp16" else None
     if info.enabled:
         # each rank its own stream for dropout and the like; the data order is global
@@ -653,7 +658,7 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     watch = _DivergenceWatch(run, epoch)
-    autocast = _autocast(config, device)
+    autocast = amp_context(config, device)
     B, seen, lr = config.batch_size, 0, config.lr
     bars.epoch_start(epoch)
     for step in range(run.steps):

@@ -11,7 +11,7 @@ import torch.nn as nn
 from formulac.train import data as D
 from formulac.train import evaluate, load_checkpoint, make_config, read_metrics, train
 from formulac.train.averaging import WeightAverage
-from formulac.train.loop import _make_optimizer
+from formulac.train.loop import make_optimizer
 from formulac.train.recipes import lr_at
 
 
@@ -70,12 +70,20 @@ def test_linear_schedule_with_warmup_at_given_steps():
 def test_no_decay_on_norm_and_bias_groups():
     net = small(3, 4, 8)
     c = cfg(weight_decay=5e-4, norm_bias_decay=False)
-    groups = _make_optimizer(net, c).param_groups
+    groups = make_optimizer(net, c).param_groups
     assert [g["weight_decay"] for g in groups] == [5e-4, 0.0]
     assert all(p.ndim >= 2 for p in groups[0]["params"]) and all(p.ndim < 2 for p in groups[1]["params"])
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
-    (one,) = _make_optimizer(net, cfg(weight_decay=5e-4)).param_groups
+    (one,) = make_optimizer(net, cfg(weight_decay=5e-4)).param_groups
     assert one["weight_decay"] == 5e-4 and len(one["params"]) == len(list(net.parameters()))
+
+
+def test_adamw_reads_adam_beta2_on_image_runs():
+    # image and language runs build one optimizer: --adam-beta2 is not ignored for images
+    (group,) = make_optimizer(small(3, 4, 8), cfg(optimizer="adamw", adam_beta2=0.95)).param_groups
+    assert group["betas"] == (0.9, 0.95)
+    (default,) = make_optimizer(small(3, 4, 8), cfg(optimizer="adamw")).param_groups
+    assert default["betas"] == (0.9, 0.999)  # torch's default: image runs train as before
 
 
 def test_the_fast_recipe_lowers_the_loss(tmp_path, data):
