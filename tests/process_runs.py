@@ -63,3 +63,18 @@ def kill_after_first_checkpoint(command: list[str], run_dir: Path, wait_s: float
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+def backward_in_fresh_python(source: str, folder: Path, report: str) -> str:
+    """Write ``source`` to ``folder/model.py``, run its ``FormulaNet`` forward and backward in
+    float64 on a (3, 1, 4, 4) input in a fresh isolated interpreter, and return what
+    ``print(report)`` printed there (``report``: an expression over ``net`` and ``sys``)."""
+    (folder / "model.py").write_text(source)
+    script = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); import model\n"
+        "net = model.FormulaNet().double(); x = torch.randn(3, 1, 4, 4, dtype=torch.float64)\n"
+        f"net(x).sum().backward(); print({report})\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", script, str(folder)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

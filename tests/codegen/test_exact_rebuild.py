@@ -15,6 +15,7 @@ import torch
 from fixtures_path import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from process_runs import backward_in_fresh_python
 
 import formulac
 from formulac.analysis.invertibility import invert
@@ -181,20 +182,9 @@ def test_training_reports_the_rebuild_checks(tmp_path, capsys):
 
 
 def test_the_emitted_file_rebuilds_exactly_on_its_own(tmp_path):
-    import subprocess
-    import sys
-
     source = formulac.load(EXAMPLES / "momentum.rec").source(
         backbone="mlp", depth=5, width=8, input_size=4, memory="reversible"
     )
     assert "def advance_exact(self, call, store, v_n_fixed, x_n_fixed):" in source
     assert "v_n_fixed = store.divide(v_next_fixed - store.fixed(0.1 * out_F), 9, 10, 0)" in source
-    (tmp_path / "model.py").write_text(source)
-    script = (
-        "import sys, torch; sys.path.insert(0, sys.argv[1]); import model\n"
-        "net = model.FormulaNet().double(); x = torch.randn(3, 1, 4, 4, dtype=torch.float64)\n"
-        "net(x).sum().backward(); print(net.rebuild_errors)\n"
-    )
-    done = subprocess.run([sys.executable, "-I", "-c", script, str(tmp_path)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "{'float64': 0.0}"
+    assert backward_in_fresh_python(source, tmp_path, "net.rebuild_errors") == "{'float64': 0.0}"
