@@ -206,46 +206,56 @@ def _per_step_only(st: Structure) -> bool:
 
 
 def _compute(st: Structure, depth: int, target: str) -> Weights:
-    states = st.states
     # a template holds offsets from n; a read of x_0 has none, so such formulas go step by step
     templated = not st.has_sums and not st.time_varying() and not st.reads_start
+    template, concrete, coef_exprs, initial_refs = _step_forms(st, depth, templated)
+    if depth == 0:
+        initial_refs.add((target, 0))
+    initial_forms, inputs = _initial_forms(st, initial_refs, coef_exprs)
+    domain = _Domain(coef_exprs)
+    adj, wblock, offset = _backward_sweep(st, depth, target, domain, template, concrete)
+    return _reached_start(st, domain, adj, wblock, offset, initial_forms, inputs)
 
-    # 1. concrete forms per step (a template with integer offsets for constant coefficients)
-    if templated:
-        template = {}
-        for s in states:
-            f = st.forms[s]
-            refs = [(ref.name, ref.offset, c) for ref, c in ((StateRef.of(r), c) for r, c in f.refs.items())]
-            blocks = {}
-            for call, c in f.blocks.items():
-                key = st.block_keys[call]
-                blocks[key] = blocks.get(key, 0) + c
-            template[s] = (refs, list(blocks.items()), f.const)
-        coef_exprs = {c for refs, blocks, const in template.values() for _, _, c in refs}
-        coef_exprs |= {c for refs, blocks, const in template.values() for _, c in blocks}
-        coef_exprs |= {const for refs, blocks, const in template.values()}
-        initial_refs = set()
-        lowest = min((off for refs, _, _ in template.values() for _, off, _ in refs), default=0)
-        for t in range(min(depth, 1 - lowest)):
-            for refs, _, _ in template.values():
-                for name, off, _ in refs:
-                    if t + off <= 0:
-                        initial_refs.add((name, t + off))
-        concrete = None
-    else:
-        concrete = [[st.concrete(s, t) for s in states] for t in range(depth)]
-        coef_exprs = set()
-        initial_refs = set()
+
+def _step_forms(st: Structure, depth: int, templated: bool):
+    """Phase 1: concrete forms per step (a template with integer offsets for constant
+    coefficients): (template, concrete, coefficient expressions, initial references read)."""
+    if not templated:
+        concrete = [[st.concrete(s, t) for s in st.states] for t in range(depth)]
+        coef_exprs: set = set()
+        initial_refs: set = set()
         for row in concrete:
             for cf in row:
                 coef_exprs.update(cf.refs.values())
                 coef_exprs.update(cf.blocks.values())
                 coef_exprs.add(cf.const)
                 initial_refs.update(k for k in cf.refs if k[1] <= 0)
-    if depth == 0:
-        initial_refs.add((target, 0))
+        return None, concrete, coef_exprs, initial_refs
+    template = {}
+    for s in st.states:
+        f = st.forms[s]
+        refs = [(ref.name, ref.offset, c) for ref, c in ((StateRef.of(r), c) for r, c in f.refs.items())]
+        blocks = {}
+        for call, c in f.blocks.items():
+            key = st.block_keys[call]
+            blocks[key] = blocks.get(key, 0) + c
+        template[s] = (refs, list(blocks.items()), f.const)
+    coef_exprs = {c for refs, blocks, const in template.values() for _, _, c in refs}
+    coef_exprs |= {c for refs, blocks, const in template.values() for _, c in blocks}
+    coef_exprs |= {const for refs, blocks, const in template.values()}
+    initial_refs = set()
+    lowest = min((off for refs, _, _ in template.values() for _, off, _ in refs), default=0)
+    for t in range(min(depth, 1 - lowest)):
+        for refs, _, _ in template.values():
+            for name, off, _ in refs:
+                if t + off <= 0:
+                    initial_refs.add((name, t + off))
+    return template, None, coef_exprs, initial_refs
 
-    # 2. initial values as combinations of the inputs
+
+def _initial_forms(st: Structure, initial_refs: set, coef_exprs: set):
+    """Phase 2: initial values as combinations of the inputs: ({(state, j): (parts, constant)},
+    {input text: input}); their coefficients join ``coef_exprs``."""
     initial_forms: dict = {}
     inputs: dict = {}
     for name, j in initial_refs:
@@ -268,24 +278,34 @@ def _compute(st: Structure, depth: int, target: str) -> Weights:
         initial_forms[(name, j)] = (parts, const)
         coef_exprs.update(parts.values())
         coef_exprs.add(const)
+    return initial_forms, inputs
 
-    # 3. one exact domain for every coefficient
-    exprs = [sympy.sympify(e) for e in coef_exprs] + [sympy.Integer(1)]
-    params, back = _param_dummies(exprs)
-    K, elems = _domain([e.xreplace(params) if params else e for e in exprs])
-    to_dom = dict(zip(exprs, elems))
-    zero, one = K.zero, K.one
-    exact_numeric = K.is_ZZ or K.is_QQ or K.is_RR or K.is_CC
-    size = _size_function(K)
 
-    def el(e):
-        return to_dom[sympy.sympify(e)]
+class _Domain:
+    """Phase 3: one exact domain for every coefficient; ``el(e)`` is ``e`` in it."""
 
-    # 4. the backward sweep
-    adj: dict = {(target, depth): one}
+    def __init__(self, coef_exprs: set):
+        exprs = [sympy.sympify(e) for e in coef_exprs] + [sympy.Integer(1)]
+        params, self.back = _param_dummies(exprs)
+        self.K, elems = _domain([e.xreplace(params) if params else e for e in exprs])
+        self.to_dom = dict(zip(exprs, elems))
+        self.zero, self.one = self.K.zero, self.K.one
+        self.exact_numeric = self.K.is_ZZ or self.K.is_QQ or self.K.is_RR or self.K.is_CC
+        self.size = _size_function(self.K)
+
+    def el(self, e):
+        return self.to_dom[sympy.sympify(e)]
+
+
+def _backward_sweep(st: Structure, depth: int, target: str, domain: _Domain, template, concrete):
+    """Phase 4: the backward sweep from ``target`` at ``depth``: (adjoints of what reached the
+    start, block weights per step, constant offset)."""
+    el, zero = domain.el, domain.zero
+    states = st.states
+    adj: dict = {(target, depth): domain.one}
     wblock = {key: [zero] * depth for key in st.key_order}
     offset = zero
-    if templated:
+    if template is not None:
         tmpl = {
             s: ([(nm, off, el(c)) for nm, off, c in refs], [(k, el(c)) for k, c in blocks], el(const))
             for s, (refs, blocks, const) in template.items()
@@ -297,7 +317,7 @@ def _compute(st: Structure, depth: int, target: str) -> Weights:
             a = adj.pop((s, t + 1), None)
             if a is None or a == zero:
                 continue
-            if templated:
+            if template is not None:
                 refs, blocks, const = tmpl[s]
                 for nm, off, c in refs:
                     key = (nm, t + off)
@@ -314,13 +334,17 @@ def _compute(st: Structure, depth: int, target: str) -> Weights:
                     wblock[k][t] += a * el(c)
                 if cf.const != 0:
                     offset += a * el(cf.const)
-        if not exact_numeric:
-            terms_done += sum(size(w[t]) for w in wblock.values())
-            total = terms_done + sum(size(v) for v in adj.values())
+        if not domain.exact_numeric:
+            terms_done += sum(domain.size(w[t]) for w in wblock.values())
+            total = terms_done + sum(domain.size(v) for v in adj.values())
             if total > MAX_TERMS:
                 raise TooLarge(depth, t, total)
+    return adj, wblock, offset
 
-    # 5. what reached the start
+
+def _reached_start(st: Structure, domain: _Domain, adj, wblock, offset, initial_forms, inputs) -> Weights:
+    """Phase 5: what reached the start, as weights of the inputs."""
+    el, zero = domain.el, domain.zero
     winit: dict = {}
     for key, a in adj.items():
         if key not in initial_forms:
@@ -338,7 +362,7 @@ def _compute(st: Structure, depth: int, target: str) -> Weights:
     winit.setdefault(out_text, zero)
 
     initial_order = sorted(winit, key=lambda k: k != out_text)
-    return Weights(K, wblock, {k: winit[k] for k in initial_order}, offset, inputs, back)
+    return Weights(domain.K, wblock, {k: winit[k] for k in initial_order}, offset, inputs, domain.back)
 
 
 def _param_dummies(exprs):
