@@ -321,22 +321,8 @@ def compare(
     :class:`ComparisonResult`, also written to ``comparison.md`` / ``comparison.json`` and
     printed (unless ``quiet``)."""
     config = config.validate()
-    if not models:
-        raise TrainError("nothing to compare: no models")
     seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise TrainError("nothing to compare: no seeds")
-    if len(set(seeds)) != len(seeds):
-        raise TrainError(f"repeated seeds in {seeds}")
-    if jobs < 1:
-        raise TrainError(f"--jobs must be at least 1, not {jobs}")
-    labels = [m[0] for m in models]
-    dirs = [safe_label(lab) for lab in labels]
-    if len(set(labels)) != len(labels):
-        raise TrainError(f"two models share a label: {labels}")
-    if len(set(dirs)) != len(dirs):
-        raise TrainError(f"model labels {labels} give the same directory names {dirs}")
-
+    labels, dirs = _checked_plan(models, seeds, jobs)
     info, _ = D.setup(config.device)
     if info.enabled and jobs > 1:
         raise TrainError("--jobs runs several processes itself; under torchrun use --jobs 1")
@@ -358,25 +344,12 @@ def compare(
     else:
         summaries = _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end)
 
+    _same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
     key = "val" if config.val_fraction > 0 else "test"
-    runs = [(label, seed, summaries[label, seed]) for seed in seeds for label in labels]
-    _same_recipe(runs)
-    model_results = []
-    for (label, _, describe), d in zip(models, dirs):
-        rs = [summaries[label, s] for s in seeds]
-        model_results.append(
-            ModelResult(
-                label=label,
-                seeds=list(seeds),
-                accuracy=[float(r[f"final_{key}_acc"]) for r in rs],
-                parameters=int(rs[0]["parameters"]),
-                times=[float(r["wall_time_s"]) for r in rs],
-                run_dirs=[str(out / d / f"seed{s}") for s in seeds],
-                describe=rs[0].get("model") or describe,  # with the source's hash, from the run
-                best_accuracy=[float(r[f"best_{key}_acc"]) for r in rs],
-                metric="validation" if key == "val" else "test",
-            )
-        )
+    model_results = [
+        _model_result(label, describe, [summaries[label, s] for s in seeds], seeds, out / d, key)
+        for (label, _, describe), d in zip(models, dirs)
+    ]
     test, pairwise = _statistics(model_results)
     cfg = config.to_dict()
     cfg.pop("seed", None)
@@ -391,6 +364,40 @@ def compare(
             print(result.to_text(), end="")
     D.barrier(info)
     return result
+
+
+def _checked_plan(models, seeds: list[int], jobs: int) -> tuple[list[str], list[str]]:
+    """The models' labels and directory names, once models, seeds and jobs make sense."""
+    if not models:
+        raise TrainError("nothing to compare: no models")
+    if not seeds:
+        raise TrainError("nothing to compare: no seeds")
+    if len(set(seeds)) != len(seeds):
+        raise TrainError(f"repeated seeds in {seeds}")
+    if jobs < 1:
+        raise TrainError(f"--jobs must be at least 1, not {jobs}")
+    labels = [m[0] for m in models]
+    dirs = [safe_label(lab) for lab in labels]
+    if len(set(labels)) != len(labels):
+        raise TrainError(f"two models share a label: {labels}")
+    if len(set(dirs)) != len(dirs):
+        raise TrainError(f"model labels {labels} give the same directory names {dirs}")
+    return labels, dirs
+
+
+def _model_result(label, describe, summaries: list[dict], seeds, model_dir: Path, key: str) -> ModelResult:
+    """One model's row of the comparison, from its runs' summaries (one per seed)."""
+    return ModelResult(
+        label=label,
+        seeds=list(seeds),
+        accuracy=[float(r[f"final_{key}_acc"]) for r in summaries],
+        parameters=int(summaries[0]["parameters"]),
+        times=[float(r["wall_time_s"]) for r in summaries],
+        run_dirs=[str(model_dir / f"seed{s}") for s in seeds],
+        describe=summaries[0].get("model") or describe,  # with the source's hash, from the run
+        best_accuracy=[float(r[f"best_{key}_acc"]) for r in summaries],
+        metric="validation" if key == "val" else "test",
+    )
 
 
 def _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end) -> dict:
