@@ -346,14 +346,24 @@ def write_outputs(out: Path, board: dict, space: SearchSpace, origin: str) -> li
     return written
 
 
+_STATE_COLOURS = {"complete": "tab:blue", "pruned": "tab:orange", "failed": "tab:red", "rejected": "tab:gray"}
+
+
 def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
+    """Write history.png, properties.png and (with a searched symbol) objective.png; the names
+    written (none without matplotlib)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         return []
-    colours = {"complete": "tab:blue", "pruned": "tab:orange", "failed": "tab:red", "rejected": "tab:gray"}
     written = []
+
+    def figure(width: float, columns: int | None = None):
+        # one axes, or a row of ``columns`` axes
+        fig = Figure(figsize=(width, 3.6))
+        FigureCanvasAgg(fig)
+        return fig, fig.subplots() if columns is None else fig.subplots(1, columns)
 
     def save(fig, name):
         fig.tight_layout()
@@ -366,28 +376,49 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
 
     trials = board["trials"]
     metric = get_metric(board.get("objective", "val_accuracy"))
-    # history: every trial's score in order, and the best so far
-    fig = Figure(figsize=(6.4, 3.6))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    best_so_far, running = [], None
-    for r in trials:
-        if r["state"] == "complete":
-            running = r["value"] if running is None else metric.best(running, r["value"])
-        best_so_far.append(running)
-    for state, colour in colours.items():
-        pts = [(r["number"], r["value"]) for r in trials if r["state"] == state and r["value"] is not None]
+    fig, ax = figure(6.4)
+    _draw_history(ax, trials, metric)
+    save(fig, "history.png")
+    fig, axes = figure(4.0 * len(PLOTTED_PROPERTIES), len(PLOTTED_PROPERTIES))
+    _draw_properties(axes, trials, board["correlations"], metric)
+    save(fig, "properties.png")
+    if space.symbols:
+        fig, ax = figure(6.4)
+        _draw_symbol(ax, trials, space.symbols[0], metric)
+        save(fig, "objective.png")
+    return written
+
+
+def _scatter_states(ax, trials: list[dict], x_of) -> None:
+    """Each trial's score at ``x_of(trial)`` coloured by its state, rejected (untrained) ones as
+    crosses at 0; trials whose ``x_of`` is None are left out."""
+    for state, colour in _STATE_COLOURS.items():
+        pts = [
+            (x, r["value"])
+            for r in trials
+            if r["state"] == state and r["value"] is not None and (x := x_of(r)) is not None
+        ]
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=colour, label=state)
-    rejected = [r["number"] for r in trials if r["state"] == "rejected"]
+    rejected = [x for r in trials if r["state"] == "rejected" and (x := x_of(r)) is not None]
     if rejected:
         ax.scatter(
             rejected,
             [0.0] * len(rejected),
             marker="x",
-            color=colours["rejected"],
+            color=_STATE_COLOURS["rejected"],
             label="rejected (untrained)",
         )
+
+
+def _draw_history(ax, trials: list[dict], metric) -> None:
+    """Every trial's score in order, and the best so far."""
+    best_so_far, running = [], None
+    for r in trials:
+        if r["state"] == "complete":
+            running = r["value"] if running is None else metric.best(running, r["value"])
+        best_so_far.append(running)
+    _scatter_states(ax, trials, lambda r: r["number"])
     xs = [r["number"] for r, b in zip(trials, best_so_far) if b is not None]
     ax.step(
         xs, [b for b in best_so_far if b is not None], where="post", color="black", lw=1, label="best so far"
@@ -397,50 +428,30 @@ def _figures(out: Path, board: dict, space: SearchSpace) -> list[str]:
     ax.grid(alpha=0.3)
     if trials:
         ax.legend(fontsize=7)
-    save(fig, "history.png")
 
-    # properties against accuracy
-    fig = Figure(figsize=(4.0 * len(PLOTTED_PROPERTIES), 3.6))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(PLOTTED_PROPERTIES))
+
+def _draw_properties(axes, trials: list[dict], correlations: dict, metric) -> None:
+    """Each plotted property against the score of the complete trials, with Spearman's rho."""
     for ax, (prop, label) in zip(axes, PLOTTED_PROPERTIES):
         pts = [
             (v, r["value"])
             for r in trials
             if r["state"] == "complete" and (v := _property_value(r, prop)) is not None
         ]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=colours["complete"])
-        rho = board["correlations"][prop]["spearman"]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=_STATE_COLOURS["complete"])
+        rho = correlations[prop]["spearman"]
         ax.set_title(f"Spearman ρ = {rho:.2f}" if rho is not None else "Spearman ρ: n/a", fontsize=9)
         ax.set_xlabel(label)
         ax.set_ylabel(metric.label)
         ax.grid(alpha=0.3)
-    save(fig, "properties.png")
 
-    # accuracy against one searched symbol
-    if space.symbols:
-        d = space.symbols[0]
-        fig = Figure(figsize=(6.4, 3.6))
-        FigureCanvasAgg(fig)
-        ax = fig.subplots()
-        for state, colour in colours.items():
-            pts = [
-                (r["params"][d.name], r["value"])
-                for r in trials
-                if r["state"] == state and d.name in r["params"] and r["value"] is not None
-            ]
-            if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=colour, label=state)
-        rej = [r["params"][d.name] for r in trials if r["state"] == "rejected" and d.name in r["params"]]
-        if rej:
-            ax.scatter(
-                rej, [0.0] * len(rej), marker="x", color=colours["rejected"], label="rejected (untrained)"
-            )
-        if d.domain.log:
-            ax.set_xscale("log")
-        ax.set_xlabel(d.name)
-        ax.set_ylabel(metric.label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        save(fig, "objective.png")
-    return written
+
+def _draw_symbol(ax, trials: list[dict], symbol, metric) -> None:
+    """The score against the value of one searched symbol."""
+    _scatter_states(ax, trials, lambda r: r["params"].get(symbol.name))
+    if symbol.domain.log:
+        ax.set_xscale("log")
+    ax.set_xlabel(symbol.name)
+    ax.set_ylabel(metric.label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
