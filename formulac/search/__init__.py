@@ -66,27 +66,12 @@ def search(
     :mod:`formulac.search.objective`). ``objective``: ``"val_accuracy"`` (maximised) or
     ``"val_loss"`` (minimised; the default for ``text:`` data). Mistakes raise :class:`~formulac.UsageError`.
     """
-    from ..errors import UsageError
     from .engine import StudyOptions
     from .objective import Limits
     from .run import SearchRequest, run_search
 
-    fake_epochs = (
-        train_options.pop("epochs", 1) if trainer is not None and config is None and not confirm else None
-    )
     paths = (files,) if isinstance(files, str) else tuple(str(f) for f in files)
-    if config is None and (trainer is None or confirm):
-        from ..train import make_config
-
-        if not str(train_options.get("data", "")).startswith("text:"):  # a corpus has its own
-            train_options.setdefault("val_fraction", 0.1)  # selection never sees the test set
-        try:
-            config = make_config(train_options.pop("recipe", None), backbone=backbone, **train_options)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    elif train_options:
-        raise UsageError(f"unexpected options {', '.join(sorted(train_options))}: pass them in config")
-    epochs = config.epochs if config is not None else int(fake_epochs)
+    config, epochs = _training_config(config, trainer, confirm, backbone, train_options)
     options = StudyOptions(
         out=str(out),
         trials=trials,
@@ -123,6 +108,29 @@ def search(
         quiet=quiet,
     )
     return run_search(request)
+
+
+def _training_config(config, trainer: Callable | None, confirm: int, backbone: str, train_options: dict):
+    """The trials' training configuration (None where a ``trainer`` replaces training and
+    nothing is confirmed) and their epochs: ``config`` as given, or made from
+    ``train_options``, which are refused beside a ``config``."""
+    from ..errors import UsageError
+
+    fake_epochs = (
+        train_options.pop("epochs", 1) if trainer is not None and config is None and not confirm else None
+    )
+    if config is None and (trainer is None or confirm):
+        from ..train import make_config
+
+        if not str(train_options.get("data", "")).startswith("text:"):  # a corpus has its own
+            train_options.setdefault("val_fraction", 0.1)  # selection never sees the test set
+        try:
+            config = make_config(train_options.pop("recipe", None), backbone=backbone, **train_options)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    elif train_options:
+        raise UsageError(f"unexpected options {', '.join(sorted(train_options))}: pass them in config")
+    return config, config.epochs if config is not None else int(fake_epochs)
 
 
 class _CallableModule(types.ModuleType):
