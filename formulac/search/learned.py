@@ -123,13 +123,34 @@ def learned(
     run_dir: str | Path, output: str | Path | None = None, depth: int | None = None
 ) -> LearnedFormula:
     """Read a training run's formula and trained parameters; write the formula with them."""
-    from ..analysis import analyze
     from ..files import atomic_write
-    from ..parse import parse
-    from ..printing import to_rec
     from ..train import load_checkpoint
 
     run = Path(run_dir)
+    rec, describe = _run_formula(run)
+    state = load_checkpoint(run)["model"]
+    attributes = _parameter_attributes(rec, describe)
+    shared, per_step = _trained_values(run, rec, attributes, state)
+    bound, formula = _learned_text(run, rec, shared, per_step)
+    path = Path(output) if output else run / "learned.rec"
+    atomic_write(path, formula)
+
+    mixing = mixing_report(rec, attributes, state, shared)
+    if any("effective_weights" in report for report in mixing.values()):
+        figures = _mixing_figures(mixing, path.parent)
+        for stage, report in mixing.items():
+            report["figures"] = [f for f in figures if f"_{stage}_" in Path(f).name]
+    if any(p.pair is not None for p in rec.params.values()):  # pair weights: the mixing report has them
+        return LearnedFormula(str(run), formula, shared, per_step, [], str(path), mixing)
+    stage_names = sorted({s for st in per_step.values() for s in st}) or ["network"]
+    stage_reports = [_stage_report(rec, shared, bound, stage, per_step, depth) for stage in stage_names]
+    return LearnedFormula(str(run), formula, shared, per_step, stage_reports, str(path), mixing)
+
+
+def _run_formula(run: Path):
+    """The formula a run recorded in its config.json, parsed, and the run's model description."""
+    from ..parse import parse
+
     config_path = run / "config.json"
     if not config_path.is_file():
         raise UsageError(f"{run}: not a training run (no config.json)")
@@ -141,9 +162,12 @@ def learned(
     text = describe.get("formula")
     if not isinstance(text, str):
         raise UsageError(f"{run}: the run does not record a formula (not trained by formulac train/search)")
-    rec = parse(text, describe.get("file", "<run>"))
-    state = load_checkpoint(run)["model"]
-    attributes = _parameter_attributes(rec, describe)
+    return parse(text, describe.get("file", "<run>")), describe
+
+
+def _trained_values(run: Path, rec, attributes: dict, state: dict):
+    """The trained shared parameters ({name: value}) and per-step ones ({name: {stage:
+    [value per step]}}; pair vectors are the mixing report's) in the checkpoint's ``state``."""
     shared = {}
     for name, param in rec.params.items():
         if param.per_step:
@@ -163,6 +187,14 @@ def learned(
             if len(parts) == 3 and parts[2] == attr and parts[1].isdigit():
                 stages.setdefault(parts[0], []).append((int(parts[1]), float(tensor)))
         per_step[name] = {s: [v for _, v in sorted(vals)] for s, vals in stages.items()}
+    return shared, per_step
+
+
+def _learned_text(run: Path, rec, shared: dict, per_step: dict):
+    """The formula bound to the trained values (a per-step parameter by its mean), and its
+    .rec text with a header listing the per-step values."""
+    from ..printing import to_rec
+
     means = {
         name: statistics.fmean(v for vals in st.values() for v in vals) for name, st in per_step.items() if st
     }
@@ -173,50 +205,41 @@ def learned(
             header.append(f"# {name}_n in {stage}: " + ", ".join(f"{v:.6g}" for v in vals))
     if means:
         header.append("# each per-step parameter is written as its mean over the network")
-    formula = "\n".join(header) + "\n" + to_rec(bound)
-    path = Path(output) if output else run / "learned.rec"
-    atomic_write(path, formula)
+    return bound, "\n".join(header) + "\n" + to_rec(bound)
 
-    mixing = mixing_report(rec, attributes, state, shared)
-    if any("effective_weights" in report for report in mixing.values()):
-        figures = _mixing_figures(mixing, path.parent)
-        for stage, report in mixing.items():
-            report["figures"] = [f for f in figures if f"_{stage}_" in Path(f).name]
-    if any(p.pair is not None for p in rec.params.values()):  # pair weights: the mixing report has them
-        return LearnedFormula(str(run), formula, shared, per_step, [], str(path), mixing)
 
-    stage_reports = []
-    stage_names = sorted({s for st in per_step.values() for s in st}) or ["network"]
-    for stage in stage_names:
-        values = {name: st.get(stage, []) for name, st in per_step.items()}
-        steps = max((len(v) for v in values.values()), default=0)
-        report: dict = {"stage": stage, "steps": steps, "values": values}
-        if steps:
-            base = with_values(rec, shared) if shared else rec
-            a = analyze(base, depth=depth or steps, paths=False)
-            if a.block_weights is not None:
-                subs = {
-                    sympy.IndexedBase(name)[i]: sympy.Rational(repr(v))
-                    for name, vs in values.items()
-                    for i, v in enumerate(vs)
-                }
-                report["block_weights"] = {
-                    key: [float(sympy.sympify(w).xreplace(subs)) for w in ws]
-                    for key, ws in a.block_weights.items()
-                }
-            radii, stabilities = [], []
-            for i in range(steps):
-                frozen = analyze(
-                    with_values(rec, {**shared, **{k: v[i] for k, v in values.items()}}), depth=1, paths=False
-                )
-                radii.append(None if frozen.rate is None else float(frozen.rate))
-                stabilities.append(frozen.stability or "-")
-            if any(r is not None for r in radii):
-                report["spectral_radius"] = radii
-                report["stability"] = stabilities
-        else:
-            a = analyze(bound, depth=depth or 10, paths=False)
-            report["stability"] = [a.stability or "-"]
-            report["spectral_radius"] = [None if a.rate is None else float(a.rate)]
-        stage_reports.append(report)
-    return LearnedFormula(str(run), formula, shared, per_step, stage_reports, str(path), mixing)
+def _stage_report(rec, shared: dict, bound, stage: str, per_step: dict, depth: int | None) -> dict:
+    """One stage's trained values, block weights, and spectral radius and stability per step
+    (of the whole bound formula where nothing is per step)."""
+    from ..analysis import analyze
+
+    values = {name: st.get(stage, []) for name, st in per_step.items()}
+    steps = max((len(v) for v in values.values()), default=0)
+    report: dict = {"stage": stage, "steps": steps, "values": values}
+    if not steps:
+        a = analyze(bound, depth=depth or 10, paths=False)
+        report["stability"] = [a.stability or "-"]
+        report["spectral_radius"] = [None if a.rate is None else float(a.rate)]
+        return report
+    base = with_values(rec, shared) if shared else rec
+    a = analyze(base, depth=depth or steps, paths=False)
+    if a.block_weights is not None:
+        subs = {
+            sympy.IndexedBase(name)[i]: sympy.Rational(repr(v))
+            for name, vs in values.items()
+            for i, v in enumerate(vs)
+        }
+        report["block_weights"] = {
+            key: [float(sympy.sympify(w).xreplace(subs)) for w in ws] for key, ws in a.block_weights.items()
+        }
+    radii, stabilities = [], []
+    for i in range(steps):
+        frozen = analyze(
+            with_values(rec, {**shared, **{k: v[i] for k, v in values.items()}}), depth=1, paths=False
+        )
+        radii.append(None if frozen.rate is None else float(frozen.rate))
+        stabilities.append(frozen.stability or "-")
+    if any(r is not None for r in radii):
+        report["spectral_radius"] = radii
+        report["stability"] = stabilities
+    return report
