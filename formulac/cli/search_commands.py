@@ -20,8 +20,7 @@ __all__ = ["register"]
 
 
 def register(subparsers) -> None:
-    from ..search.strategies import AUTO, PRUNERS, SAMPLERS, sampler_choices
-    from ..train.options import add_training_arguments, parse_seeds
+    from ..train.options import add_training_arguments
 
     s = subparsers.add_parser(
         "search",
@@ -42,6 +41,22 @@ def register(subparsers) -> None:
     add_memory_argument(s)
     add_training_arguments(s)
     g = s.add_argument_group("search")
+    _add_candidate_arguments(g)
+    _add_study_arguments(g)
+    _add_confirmation_arguments(s.add_argument_group("confirmation"))
+    r = s.add_argument_group("run")
+    r.add_argument(
+        "-o", "--out", metavar="DIR", default="runs/search", help="output directory (default runs/search)"
+    )
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines")
+    r.add_argument("-q", "--quiet", action="store_true", help="print the result only")
+
+    s.set_defaults(handler=_search)
+    _register_learned(subparsers)
+
+
+def _add_candidate_arguments(g) -> None:
+    """What is searched and what a candidate must satisfy to be trained."""
     g.add_argument(
         "--objective",
         choices=["val_accuracy", "val_loss"],
@@ -70,6 +85,12 @@ def register(subparsers) -> None:
     g.add_argument(
         "--max-macs", type=positive_int, metavar="N", help="reject networks with more multiply-adds per image"
     )
+
+
+def _add_study_arguments(g) -> None:
+    """The Optuna study: trials, sampler, pruner, workers, storage, heartbeats."""
+    from ..search.strategies import AUTO, PRUNERS, SAMPLERS, sampler_choices
+
     g.add_argument(
         "--trials",
         type=positive_int,
@@ -132,7 +153,12 @@ def register(subparsers) -> None:
         metavar="N",
         help="depth of the analysis of each candidate (default 10)",
     )
-    c = s.add_argument_group("confirmation")
+
+
+def _add_confirmation_arguments(c) -> None:
+    """Retraining the best candidates and a baseline with several seeds."""
+    from ..train.options import parse_seeds
+
     c.add_argument(
         "--confirm",
         type=int,
@@ -152,14 +178,9 @@ def register(subparsers) -> None:
         metavar="FILE",
         help="the formula the confirmation compares against (e.g. examples/resnet.rec)",
     )
-    r = s.add_argument_group("run")
-    r.add_argument(
-        "-o", "--out", metavar="DIR", default="runs/search", help="output directory (default runs/search)"
-    )
-    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines")
-    r.add_argument("-q", "--quiet", action="store_true", help="print the result only")
-    s.set_defaults(handler=_search)
 
+
+def _register_learned(subparsers) -> None:
     learned = subparsers.add_parser(
         "learned",
         help="the formula with the coefficients that training learned (param k_n, gates, scales)",
