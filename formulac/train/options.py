@@ -93,6 +93,15 @@ def parse_seeds(s: str) -> list[int]:
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Add one flag per :class:`TrainConfig` knob (in a "training" group) and return it."""
     g = parser.add_argument_group("training", "every flag overrides the recipe's value")
+    _add_data_flags(g)
+    _add_optimisation_flags(g)
+    _add_augmentation_flags(g)
+    _add_runtime_flags(g)
+    return g
+
+
+def _add_data_flags(g) -> None:
+    """The recipe and the data: data set, text tokens, limits, validation split."""
     B = argparse.BooleanOptionalAction
     g.add_argument(
         "--recipe",
@@ -151,6 +160,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
         metavar="N",
         help="seed of the validation split, independent of --seed (default 0)",
     )
+
+
+def _add_optimisation_flags(g) -> None:
+    """Epochs, batch, optimiser, learning-rate schedule, regularisation, EMA."""
+    B = argparse.BooleanOptionalAction
     g.add_argument("--epochs", type=_positive_int, metavar="N")
     g.add_argument(
         "--batch-size",
@@ -186,6 +200,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
         metavar="D",
         help="evaluate an exponential moving average of the weights, updated every step (0: off)",
     )
+
+
+def _add_augmentation_flags(g) -> None:
+    """Test-time and training-time augmentation."""
+    B = argparse.BooleanOptionalAction
     g.add_argument(
         "--tta",
         action=B,
@@ -203,6 +222,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
         "--random-resized-crop", action=B, default=None, help="random-resized crop (the imagenet recipe's)"
     )
     g.add_argument("--no-augment", action="store_true", default=None, help="no crop, no flip")
+
+
+def _add_runtime_flags(g) -> None:
+    """Seed, device, precision, compilation, evaluation cadence, threads, DDP."""
+    B = argparse.BooleanOptionalAction
     g.add_argument("--seed", type=_nonneg_int, metavar="N", help="random seed (default 0)")
     g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument(
@@ -230,7 +254,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     )
     g.add_argument("--threads", type=_nonneg_int, metavar="N", help="torch CPU threads (0: torch's default)")
     g.add_argument("--sync-bn", action=B, default=None, help="synchronised BatchNorm across torchrun ranks")
-    return g
 
 
 def add_run_arguments(
