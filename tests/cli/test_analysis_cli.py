@@ -132,26 +132,6 @@ def test_analyze_nonlinear_json_nulls(capsys, files):
     assert any("relu" in note for note in data["notes"])
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--set", "b=1"], "no symbol or constant 'b'"),
-        (["--set", "a=foo"], "is not a number"),
-        (["--set", "a=1/0"], "division by zero"),
-        (["--set", "a=inf"], "is not a number"),
-        (["--set", "a"], "NAME=VALUE"),
-        (["--depth", "-3"], "whole number"),
-        (["--params", "maybe"], "invalid choice"),
-        (["--exact"], "--exact goes with --json"),
-    ],
-)
-def test_analyze_usage_errors(capsys, files, args, message):
-    code, out, err = run_cli(capsys, "analyze", files["free"], *args)
-    assert code == 2 and out == ""
-    assert "formulac: error:" in err and message in err
-    assert "Traceback" not in err
-
-
 def test_analyze_bad_file(capsys, files):
     code, out, err = run_cli(capsys, "analyze", files["bad"])
     assert code == 2 and out == ""

@@ -219,32 +219,6 @@ def test_cli_notes_formulas_it_cannot_draw(tmp_path, capsys):
     assert "resnet_post not drawn" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--depth", "0"], "expected a positive whole number"),
-        (["--depth", "many"], "expected a positive whole number"),
-        (["-o", "{tmp}/no/such/dir/w.png"], "does not exist"),
-        (["-o", "{tmp}/w.txt"], "extension"),
-        (["-o", "{tmp}"], "is a directory"),
-        (["--kind", "graph", "--depth", "500"], "too large"),
-        (["--kind", "roots", "--log"], "--kind weights only"),
-        (["--block", "Z"], "no block Z"),
-        (["--set", "zz=1"], "no symbol or constant 'zz' in"),
-        (["--set", "a=banana"], "not a number"),
-        (["--kind", "pie"], "invalid choice"),
-    ],
-)
-def test_cli_user_mistakes_exit_2(tmp_path, capsys, args, message):
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    if "-o" not in args:
-        args += ["-o", str(tmp_path / "w.png")]
-    assert main(["plot", ex("resnet"), *args]) == 2
-    err = capsys.readouterr().err
-    assert "formulac: error:" in err and message in err
-    assert "Traceback" not in err
-
-
 def test_cli_missing_file_and_bad_formula_exit_2(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "none.rec"), "-o", str(tmp_path / "w.png")]) == 2
     assert "formulac: error: cannot read" in capsys.readouterr().err

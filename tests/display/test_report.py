@@ -127,23 +127,3 @@ def test_weights_table_api():
     assert "3/4 ≈ 0.75" in str(table)
     free = weights_table(load(ROOT / "examples" / "two_step_free.rec"), depth=4)
     assert "| 0 | `2*a + 1` |" in free.to_markdown()
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--depth", "0"], "expected a positive whole number"),
-        (["--depth", "100000"], "too large"),
-        (["-o", "{file}"], "is a file, not a directory"),
-        (["--set", "zz=2"], "no symbol or constant 'zz' in"),
-    ],
-)
-def test_cli_mistakes_exit_2(tmp_path, capsys, args, message):
-    a_file = tmp_path / "a_file"
-    a_file.write_text("")
-    args = [x.replace("{file}", str(a_file)) for x in args]
-    if "-o" not in args:
-        args += ["-o", str(tmp_path / "rep")]
-    assert main(["report", str(ROOT / "examples" / "resnet.rec"), *args]) == 2
-    err = capsys.readouterr().err
-    assert "formulac: error:" in err and message in err and "Traceback" not in err
