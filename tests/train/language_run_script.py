@@ -78,19 +78,14 @@ def main() -> int:
     p.add_argument("--model", choices=["tiny", "tiny-no-dropout", "gpt"], default="tiny")
     builds = {"gpt": build_gpt, "tiny": build_tiny_lm, "tiny-no-dropout": build_tiny_lm_without_dropout}
 
-    def train_run(args, on_epoch_end):
-        return train_language(
-            builds[args.model],
-            config(args.corpus, args.epochs),
-            args.out,
-            resume=args.resume,
-            progress=False,
-            quiet=True,
-            on_epoch_end=on_epoch_end,
-            describe={"name": "tiny-lm"},
-        )
-
-    return run_script(p, train_run, "final_val_loss")
+    return run_script(
+        p,
+        train_language,
+        lambda args: builds[args.model],
+        lambda args: config(args.corpus, args.epochs),
+        "tiny-lm",
+        "final_val_loss",
+    )
 
 
 if __name__ == "__main__":

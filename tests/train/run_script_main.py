@@ -22,8 +22,17 @@ def script_parser(epochs: int) -> argparse.ArgumentParser:
     return p
 
 
-def run_script(parser: argparse.ArgumentParser, train_run: Callable, metric: str) -> int:
-    """``train_run(args, on_epoch_end)`` -> the run's summary, whose ``metric`` is printed."""
+def run_script(
+    parser: argparse.ArgumentParser,
+    trainer: Callable,
+    model_of: Callable,
+    config_of: Callable,
+    name: str,
+    metric: str,
+) -> int:
+    """Train ``model_of(args)`` under ``config_of(args)`` with ``trainer`` (``train`` or
+    ``train_language``) into OUT, quietly, resuming with --resume, the run described as
+    ``name``; print the summary's ``metric``."""
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -31,7 +40,16 @@ def run_script(parser: argparse.ArgumentParser, train_run: Callable, metric: str
         time.sleep(args.sleep)
 
     try:
-        summary = train_run(args, slow if args.sleep else None)
+        summary = trainer(
+            model_of(args),
+            config_of(args),
+            args.out,
+            resume=args.resume,
+            progress=False,
+            quiet=True,
+            on_epoch_end=slow if args.sleep else None,
+            describe={"name": name},
+        )
     except TrainError as e:
         print(e.format(), file=sys.stderr)
         return 2

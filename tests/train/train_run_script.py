@@ -45,19 +45,14 @@ def main() -> int:
     p.add_argument("--dropout", action="store_true")
     p.add_argument("--limit", type=int, default=249)
 
-    def train_run(args, on_epoch_end):
-        return train(
-            build(args.dropout),
-            config(args.epochs, args.limit),
-            args.out,
-            resume=args.resume,
-            progress=False,
-            quiet=True,
-            on_epoch_end=on_epoch_end,
-            describe={"name": "tiny"},
-        )
-
-    return run_script(p, train_run, "final_test_acc")
+    return run_script(
+        p,
+        train,
+        lambda args: build(args.dropout),
+        lambda args: config(args.epochs, args.limit),
+        "tiny",
+        "final_test_acc",
+    )
 
 
 if __name__ == "__main__":
