@@ -14,8 +14,9 @@ from pathlib import Path
 import mpmath
 import pytest
 import sympy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from repeatable import repeatable
 
 from formulac.analysis import analyze
 from formulac.cli import main
@@ -58,13 +59,7 @@ def test_a_tiny_root_is_written_with_its_digits(capsys):
     assert small["real"] == pytest.approx(-1e-300, rel=1e-12)
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@repeatable(40)
 @given(st.integers(1, 9), st.integers(1, 300), st.sampled_from([1, -1]))
 def test_tiny_coefficients_against_mpmath(mantissa, exponent, sign):
     a = sign * sympy.Rational(mantissa, 10**exponent)

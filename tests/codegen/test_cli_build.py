@@ -11,8 +11,9 @@ import pytest
 import torch
 from cli_runner import run_cli
 from fixtures_path import REPO
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from repeatable import repeatable
 
 import formulac
 from formulac import FormulacError, SourceError
@@ -267,7 +268,7 @@ TERMS = [
 HEADS = ["x_<-1> = 0\n", "v_0 = x_0\n", "v_<-1> = 1e309*x_0\n", "shared F\n", "param k_n = 1/2\n"]
 
 
-@settings(max_examples=40, derandomize=True, database=None, deadline=None)
+@repeatable(40)
 @given(
     heads=st.lists(st.sampled_from(HEADS), unique=True, max_size=2),
     v_terms=st.lists(st.sampled_from(TERMS), min_size=1, max_size=3),

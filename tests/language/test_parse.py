@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import sympy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from repeatable import repeatable
 
 from formulac.ir import ELEMENTWISE, BlockCall, Concat, Param, block_calls, n, state
 from formulac.parse import load, parse
@@ -436,13 +437,7 @@ def formulas(draw):
     return "\n".join(lines + list(order))
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@repeatable(40)
 @given(formulas())
 def test_generated_formulas_round_trip(text):
     rec = parse(text)
