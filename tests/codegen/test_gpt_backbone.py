@@ -41,6 +41,25 @@ def _reference(depth, dim, heads, context, vocab, seed=0):
     return model
 
 
+def _small_gpt(formula=PRE_NORM, **options):
+    """``formula`` on a small gpt: depth 1, 8 dimensions, 2 heads, context 6 and vocabulary 5
+    unless ``options`` say otherwise."""
+    return formulac.compile(
+        formula,
+        backbone="gpt",
+        **{"depth": 1, "dim": 8, "heads": 2, "context": 6, "vocab_size": 5, **options},
+    )
+
+
+def _logits_before_and_after_a_change(net, vocab: int, length: int, cut: int):
+    """The logits of two random sequences, and of the same sequences changed from ``cut`` on."""
+    tokens = torch.randint(0, vocab, (2, length))
+    changed = tokens.clone()
+    changed[:, cut:] = (changed[:, cut:] + 1) % vocab
+    with torch.no_grad():
+        return net(tokens), net(changed)
+
+
 def _relative(a, b):
     return ((a - b).norm() / b.norm()).item()
 
@@ -74,14 +93,8 @@ def test_pre_norm_formula_is_gpt2(depth, heads, head_dim, context, vocab, formul
 
 
 def test_logits_are_causal_and_the_head_is_tied():
-    net = formulac.compile(
-        PRE_NORM, backbone="gpt", depth=2, dim=16, heads=2, context=10, vocab_size=13
-    ).eval()
-    tokens = torch.randint(0, 13, (2, 10))
-    changed = tokens.clone()
-    changed[:, 6:] = (changed[:, 6:] + 1) % 13
-    with torch.no_grad():
-        a, b = net(tokens), net(changed)
+    net = _small_gpt(depth=2, dim=16, context=10, vocab_size=13).eval()
+    a, b = _logits_before_and_after_a_change(net, 13, 10, 6)
     assert torch.equal(a[:, :6], b[:, :6])  # the future does not reach the past
     assert not torch.allclose(a[:, 6:], b[:, 6:])
     assert net.token_embedding.weight.shape == (13, 16)
@@ -94,32 +107,20 @@ def test_untied_head_is_refused():
     reference = _reference(1, 8, 2, 8, 11)
     state = dict(reference.state_dict())
     state["lm_head.weight"] = state["transformer.wte.weight"] + 1
-    net = formulac.compile(PRE_NORM, backbone="gpt", depth=1, dim=8, heads=2, context=8, vocab_size=11)
+    net = _small_gpt(context=8, vocab_size=11)
     with pytest.raises(UsageError, match="ties its LM head"):
         hf.load(net, state)
 
 
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "transformers").glob("*.rec")), ids=lambda p: p.stem)
 def test_every_transformer_formula_of_the_zoo_compiles_on_gpt(path):
-    net = formulac.compile(
-        formulac.load(path), backbone="gpt", depth=2, dim=16, heads=2, context=8, vocab_size=7
-    )
+    net = _small_gpt(formulac.load(path), depth=2, dim=16, context=8, vocab_size=7)
     out = net(torch.randint(0, 7, (2, 8)))
     assert out.shape == (2, 8, 7) and torch.isfinite(out).all()
 
 
 def test_options_positions_none_and_exact_gelu():
-    net = formulac.compile(
-        PRE_NORM,
-        backbone="gpt",
-        depth=1,
-        dim=8,
-        heads=2,
-        context=6,
-        vocab_size=5,
-        positions="none",
-        gelu="exact",
-    ).eval()
+    net = _small_gpt(positions="none", gelu="exact").eval()
     assert not any("position" in key for key in net.state_dict())
     tokens = torch.randint(0, 5, (2, 6))
     with torch.no_grad():
@@ -134,28 +135,14 @@ def test_options_positions_none_and_exact_gelu():
         ({"mlp_ratio": float("inf")}, "mlp_ratio"),
     ):
         with pytest.raises(UsageError, match=message):
-            formulac.compile(
-                PRE_NORM, backbone="gpt", depth=1, dim=8, context=6, vocab_size=5, **{"heads": 2, **bad}
-            )
+            _small_gpt(**bad)
 
 
 def test_concatenating_formula_ends_wider_and_still_predicts_tokens_causally():
     # one step of DenseNet (more are refused: blocks read dim features) ends at 2*dim; the tied
     # head reads dim
-    net = formulac.compile(
-        formulac.load(EXAMPLES / "densenet.rec"),
-        backbone="gpt",
-        depth=1,
-        dim=8,
-        heads=2,
-        context=6,
-        vocab_size=9,
-    ).eval()
-    tokens = torch.randint(0, 9, (2, 6))
-    changed = tokens.clone()
-    changed[:, 4:] = (changed[:, 4:] + 1) % 9
-    with torch.no_grad():
-        a, b = net(tokens), net(changed)
+    net = _small_gpt(formulac.load(EXAMPLES / "densenet.rec"), vocab_size=9).eval()
+    a, b = _logits_before_and_after_a_change(net, 9, 6, 4)
     assert a.shape == (2, 6, 9) and torch.isfinite(a).all()
     assert torch.equal(a[:, :4], b[:, :4])
     assert net.final_norm.normalized_shape[0] == 16
