@@ -157,7 +157,7 @@ def _add_study_arguments(g) -> None:
 
 def _add_confirmation_arguments(c) -> None:
     """Retraining the best candidates and a baseline with several seeds."""
-    from ..train.options import parse_seeds
+    from ..train.options import add_seeds_argument
 
     c.add_argument(
         "--confirm",
@@ -166,13 +166,7 @@ def _add_confirmation_arguments(c) -> None:
         metavar="K",
         help="retrain the K best with --seeds on the full training set",
     )
-    c.add_argument(
-        "--seeds",
-        type=parse_seeds,
-        default=[0, 1, 2],
-        metavar="N|LIST",
-        help="seeds of the confirmation (default 3)",
-    )
+    add_seeds_argument(c, "seeds of the confirmation (default 3)")
     c.add_argument(
         "--baseline",
         metavar="FILE",

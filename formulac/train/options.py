@@ -28,6 +28,7 @@ __all__ = [
     "add_training_arguments",
     "config_from_args",
     "parse_seeds",
+    "add_seeds_argument",
     "seeds_from_args",
 ]
 
@@ -90,6 +91,10 @@ def parse_seeds(s: str) -> list[int]:
     return out
 
 
+# a flag with a --no- form, None when not given (the recipe decides)
+ON_OFF = argparse.BooleanOptionalAction
+
+
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Add one flag per :class:`TrainConfig` knob (in a "training" group) and return it."""
     g = parser.add_argument_group("training", "every flag overrides the recipe's value")
@@ -102,7 +107,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
 
 def _add_data_flags(g) -> None:
     """The recipe and the data: data set, text tokens, limits, validation split."""
-    B = argparse.BooleanOptionalAction
     g.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
@@ -135,7 +139,7 @@ def _add_data_flags(g) -> None:
     g.add_argument("--adam-beta2", type=_float, metavar="B", help="AdamW's second-moment decay")
     g.add_argument("--data-dir", metavar="DIR", help="where the data set's files are")
     g.add_argument(
-        "--download", action=B, default=None, help="download a missing data set into ~/.cache/formulac"
+        "--download", action=ON_OFF, default=None, help="download a missing data set into ~/.cache/formulac"
     )
     g.add_argument(
         "--image-size",
@@ -164,7 +168,6 @@ def _add_data_flags(g) -> None:
 
 def _add_optimisation_flags(g) -> None:
     """Epochs, batch, optimiser, learning-rate schedule, regularisation, EMA."""
-    B = argparse.BooleanOptionalAction
     g.add_argument("--epochs", type=_positive_int, metavar="N")
     g.add_argument(
         "--batch-size",
@@ -176,7 +179,7 @@ def _add_optimisation_flags(g) -> None:
     g.add_argument("--lr", type=_float, metavar="LR", help="base learning rate")
     g.add_argument("--momentum", type=_float, metavar="M")
     g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=_float, metavar="WD")
-    g.add_argument("--nesterov", action=B, default=None, help="Nesterov momentum")
+    g.add_argument("--nesterov", action=ON_OFF, default=None, help="Nesterov momentum")
     g.add_argument("--schedule", choices=list(SCHEDULES), help="lr schedule after the warm-up")
     g.add_argument(
         "--milestones",
@@ -189,7 +192,7 @@ def _add_optimisation_flags(g) -> None:
     g.add_argument("--label-smoothing", type=_float, metavar="S")
     g.add_argument(
         "--norm-bias-decay",
-        action=B,
+        action=ON_OFF,
         default=None,
         help="weight decay on batch-norm weights and biases too (--no-norm-bias-decay: on conv and "
         "linear weights only)",
@@ -204,10 +207,9 @@ def _add_optimisation_flags(g) -> None:
 
 def _add_augmentation_flags(g) -> None:
     """Test-time and training-time augmentation."""
-    B = argparse.BooleanOptionalAction
     g.add_argument(
         "--tta",
-        action=B,
+        action=ON_OFF,
         default=None,
         help="test-time augmentation: average the logits of each image and its mirror",
     )
@@ -217,16 +219,18 @@ def _add_augmentation_flags(g) -> None:
         metavar="P",
         help="random crop with P pixels of zero padding (0: off)",
     )
-    g.add_argument("--flip", action=B, default=None, help="random horizontal flips")
+    g.add_argument("--flip", action=ON_OFF, default=None, help="random horizontal flips")
     g.add_argument(
-        "--random-resized-crop", action=B, default=None, help="random-resized crop (the imagenet recipe's)"
+        "--random-resized-crop",
+        action=ON_OFF,
+        default=None,
+        help="random-resized crop (the imagenet recipe's)",
     )
     g.add_argument("--no-augment", action="store_true", default=None, help="no crop, no flip")
 
 
 def _add_runtime_flags(g) -> None:
     """Seed, device, precision, compilation, evaluation cadence, threads, DDP."""
-    B = argparse.BooleanOptionalAction
     g.add_argument("--seed", type=_nonneg_int, metavar="N", help="random seed (default 0)")
     g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument(
@@ -235,10 +239,10 @@ def _add_runtime_flags(g) -> None:
         help="mixed precision; auto: bf16 on CUDA devices that have it and on CPUs with native "
         "bf16 arithmetic (AVX512-BF16, AMX), none elsewhere",
     )
-    g.add_argument("--channels-last", action=B, default=None)
-    g.add_argument("--compile", action=B, default=None, help="torch.compile the model")
+    g.add_argument("--channels-last", action=ON_OFF, default=None)
+    g.add_argument("--compile", action=ON_OFF, default=None, help="torch.compile the model")
     g.add_argument(
-        "--deterministic", action=B, default=None, help="deterministic algorithms (slower on GPUs)"
+        "--deterministic", action=ON_OFF, default=None, help="deterministic algorithms (slower on GPUs)"
     )
     g.add_argument(
         "--eval-every", type=_positive_int, metavar="N", help="evaluate every N epochs (and after the last)"
@@ -253,7 +257,9 @@ def _add_runtime_flags(g) -> None:
         "--workers", type=_nonneg_int, metavar="N", help="threads decoding image folders (0: automatic)"
     )
     g.add_argument("--threads", type=_nonneg_int, metavar="N", help="torch CPU threads (0: torch's default)")
-    g.add_argument("--sync-bn", action=B, default=None, help="synchronised BatchNorm across torchrun ranks")
+    g.add_argument(
+        "--sync-bn", action=ON_OFF, default=None, help="synchronised BatchNorm across torchrun ranks"
+    )
 
 
 def add_run_arguments(
@@ -288,14 +294,13 @@ def add_run_arguments(
             help="train N runs at once in separate processes, each with its share of the CPU "
             "threads (default 1)",
         )
-        g.add_argument(
-            "--seeds",
-            type=parse_seeds,
-            default=[0, 1, 2],
-            metavar="N|LIST",
-            help="how many seeds (5: seeds 0..4) or which, e.g. 0,2,7 or 3-6 (default 3)",
-        )
+        add_seeds_argument(g, "how many seeds (5: seeds 0..4) or which, e.g. 0,2,7 or 3-6 (default 3)")
     return g
+
+
+def add_seeds_argument(group, help_text: str) -> None:
+    """``--seeds N|LIST`` (default 0, 1, 2), as compare and search's confirmation read it."""
+    group.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="N|LIST", help=help_text)
 
 
 _FIELDS = [f.name for f in fields(TrainConfig)]
