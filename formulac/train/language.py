@@ -38,17 +38,17 @@ import torch.nn.functional as F
 from ..files import atomic_write, make_directory
 from . import distributed as D
 from .errors import TrainError, TrainingDiverged
-from .loop import amp_context, count_parameters, make_optimizer, restore_progress, restore_weights
+from .loop import amp_context, count_parameters, make_optimizer, open_run, restore_progress, restore_weights
 from .recipes import TrainConfig, lr_at, resolve_amp
 from .rundir import (
     CHECKPOINT,
     CHECKPOINT_FORMAT,
     CONFIG,
-    METRICS,
     SUMMARY,
+    append_metrics,
     clear_run_files,
     jsonable,
-    prepare_out_dir,
+    rewrite_metrics,
     write_json,
 )
 from .runtime import gather_rng, global_settings, seed_everything
@@ -150,13 +150,7 @@ def train_language(
     Run directories, resuming, ``overwrite`` and ``on_epoch_end`` behave as in
     :func:`formulac.train.train`. Raises :class:`TrainError` for user errors and
     :class:`TrainingDiverged` when the loss stops being finite."""
-    config = TrainConfig.from_dict(config.to_dict()).validate()
-    info, device = D.setup(config.device)
-    out = Path(out_dir)
-    state, payload = (
-        prepare_out_dir(out, config, resume, overwrite, describe) if info.is_main else (None, None)
-    )
-    state, payload = D.broadcast_object((state, payload), info)
+    config, info, device, out, state, payload = open_run(config, out_dir, resume, overwrite, describe)
     if state == "finished":
         return payload
     with global_settings(config, device):
@@ -310,7 +304,7 @@ def _write_run_files(run: _LanguageRun) -> None:
         ),
     )
     write_json(run.out / VOCABULARY, _vocabulary_record(run.corpus))
-    atomic_write(run.out / METRICS, "".join(json.dumps(r) + "\n" for r in run.history))
+    rewrite_metrics(run.out, run.history)
 
 
 def _train_epoch(run: _LanguageRun, epoch: int, bar) -> dict:
@@ -394,10 +388,7 @@ def _save_checkpoint(run: _LanguageRun, record: dict) -> None:
     rngs = gather_rng(run.info)  # a collective: every rank takes part
     if not run.info.is_main:
         return
-    with open(run.out / METRICS, "ab") as f:
-        f.write((json.dumps(record) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
+    append_metrics(run.out, record)
     ck = {
         "format": CHECKPOINT_FORMAT,
         "objective": "language",

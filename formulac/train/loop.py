@@ -26,7 +26,6 @@ epoch at a time (:func:`_train_epoch`, :func:`_evaluate_epoch`), checkpointed
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -55,11 +54,13 @@ from .rundir import (
     METRICS,
     RESUME_FREE,
     SUMMARY,
+    append_metrics,
     clear_run_files,
     jsonable,
     load_checkpoint,
     prepare_out_dir,
     read_metrics,
+    rewrite_metrics,
     write_json,
 )
 from .runtime import gather_rng, global_settings, seed_everything, set_rng
@@ -79,6 +80,7 @@ __all__ = [
     "train",
     "count_parameters",
     "amp_context",
+    "open_run",
     "make_optimizer",
 ]
 
@@ -127,6 +129,17 @@ def _on_main(info: D.DistInfo, fn: Callable[[], object]):
     if error is not None:
         raise TrainError(error)
     return result
+
+
+def open_run(config: TrainConfig, out_dir, resume: bool, overwrite: bool, describe: dict | None):
+    """What every kind of run starts with: a private, checked copy of ``config``, the process
+    group and device, the run directory, and whether to start, resume or stop there (``state``
+    and ``payload`` of :func:`prepare_out_dir`, decided on rank 0 and given to every rank)."""
+    config = TrainConfig.from_dict(config.to_dict()).validate()
+    info, device = D.setup(config.device)
+    out = Path(out_dir)
+    state, payload = _on_main(info, lambda: prepare_out_dir(out, config, resume, overwrite, describe))
+    return config, info, device, out, state, payload
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,10 +326,7 @@ def train(
     :class:`DatasetNotFound` when the data is missing, :class:`TrainingDiverged` when the loss
     becomes NaN or infinite (the last good checkpoint stays).
     """
-    config = TrainConfig.from_dict(config.to_dict()).validate()  # a private, checked copy
-    info, device = D.setup(config.device)
-    out = Path(out_dir)
-    state, payload = _on_main(info, lambda: prepare_out_dir(out, config, resume, overwrite, describe))
+    config, info, device, out, state, payload = open_run(config, out_dir, resume, overwrite, describe)
     if state == "finished":
         _log(info, quiet, f"{out}: finished run, nothing to do")
         return payload
@@ -544,7 +554,7 @@ def _write_run_files(run: _Run) -> None:
             }
         ),
     )
-    atomic_write(run.out / METRICS, "".join(json.dumps(r) + "\n" for r in run.history))
+    rewrite_metrics(run.out, run.history)
 
 
 class _Bars:
@@ -791,10 +801,7 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
     rngs = gather_rng(info)  # a collective: every rank takes part
     if not info.is_main:
         return
-    with open(run.out / METRICS, "ab") as f:
-        f.write((json.dumps(record) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
+    append_metrics(run.out, record)
     ck = {
         "format": CHECKPOINT_FORMAT,
         "epoch": run.epoch,

@@ -22,10 +22,12 @@ __all__ = [
     "METRICS",
     "RESUME_FREE",
     "SUMMARY",
+    "append_metrics",
     "jsonable",
     "load_checkpoint",
     "prepare_out_dir",
     "read_metrics",
+    "rewrite_metrics",
     "write_json",
 ]
 
@@ -87,6 +89,20 @@ def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
     if not p.is_file():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def rewrite_metrics(out: Path, history: list[dict]) -> None:
+    """metrics.jsonl rewritten from ``history`` (a resumed run drops any line written after its
+    checkpoint)."""
+    atomic_write(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def append_metrics(out: Path, record: dict) -> None:
+    """Append one epoch's line to metrics.jsonl, on disk before the checkpoint is written."""
+    with open(out / METRICS, "ab") as f:
+        f.write((json.dumps(record) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _config_diff(saved: dict, config: TrainConfig) -> list[str]:
