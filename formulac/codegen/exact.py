@@ -107,42 +107,46 @@ def exact_methods(
         return var_name(target.name, target.shift)
 
     slots = {e.state: k for k, e in enumerate(equations)}
-    lines = []
-    # forward
-    body = [f"{name} = store.real({name}_fixed)" for name in before]
-    defined: set = set()
-    for e in equations:
-        calls_in(e.rest, defined, body)
+
+    def advance(e) -> tuple[str, str]:
         new = var_name(e.state, 1)
-        body.append(
-            f"{new}_fixed = store.times({ref_name(e.rebuilt)}_fixed, {e.p}, {e.q}, {slots[e.state]}){plus_rest(e.rest)}"
+        rebuilt = ref_name(e.rebuilt)
+        return (
+            new,
+            f"{new}_fixed = store.times({rebuilt}_fixed, {e.p}, {e.q}, {slots[e.state]}){plus_rest(e.rest)}",
         )
-        body.append(f"{new} = store.real({new}_fixed)")
-    signature = ", ".join(["self", "call", "store", *(f"{n}_fixed" for n in before), *keyword])
-    lines.append(f"{indent}def advance_exact({signature}):")
-    lines.append(f'{indent * 2}"""The step on fixed-point states, exactly invertible by retreat_exact."""')
-    lines += [f"{indent * 2}{line}" for line in body]
-    lines.append(f"{indent * 2}return {_tuple([f'{n}_fixed' for n in after])}")
-    lines.append("")
-    # backward
-    body = [f"{name} = store.real({name}_fixed)" for name in after]
-    defined = set()
-    for e in reversed(equations):
-        calls_in(e.rest, defined, body)
-        old = ref_name(e.rebuilt)
-        new = var_name(e.state, 1)
-        body.append(
-            f"{old}_fixed = store.divide({new}_fixed{minus_rest(e.rest)}, {e.p}, {e.q}, {slots[e.state]})"
+
+    def retreat(e) -> tuple[str, str]:
+        old, new = ref_name(e.rebuilt), var_name(e.state, 1)
+        return (
+            old,
+            f"{old}_fixed = store.divide({new}_fixed{minus_rest(e.rest)}, {e.p}, {e.q}, {slots[e.state]})",
         )
-        body.append(f"{old} = store.real({old}_fixed)")
-    signature = ", ".join(["self", "call", "store", *(f"{n}_fixed" for n in after), *keyword])
-    lines.append(f"{indent}def retreat_exact({signature}):")
-    lines.append(
-        f'{indent * 2}"""advance_exact run backward: the fixed-point states before the step, exactly."""'
-    )
-    lines += [f"{indent * 2}{line}" for line in body]
-    lines.append(f"{indent * 2}return {_tuple([f'{n}_fixed' for n in before])}")
-    return lines
+
+    def method(name: str, doc: str, inputs: list[str], order, assign, outputs: list[str]) -> list[str]:
+        # the fixed-point inputs' real values, then per equation its block calls, its fixed-point
+        # assignment and the real value of what it assigned
+        body = [f"{n} = store.real({n}_fixed)" for n in inputs]
+        defined: set = set()
+        for e in order:
+            calls_in(e.rest, defined, body)
+            target, assignment = assign(e)
+            body += [assignment, f"{target} = store.real({target}_fixed)"]
+        signature = ", ".join(["self", "call", "store", *(f"{n}_fixed" for n in inputs), *keyword])
+        return [
+            f"{indent}def {name}({signature}):",
+            f'{indent * 2}"""{doc}"""',
+            *(f"{indent * 2}{line}" for line in body),
+            f"{indent * 2}return {_tuple([f'{n}_fixed' for n in outputs])}",
+        ]
+
+    forward_doc = "The step on fixed-point states, exactly invertible by retreat_exact."
+    backward_doc = "advance_exact run backward: the fixed-point states before the step, exactly."
+    return [
+        *method("advance_exact", forward_doc, before, equations, advance, after),
+        "",
+        *method("retreat_exact", backward_doc, after, list(reversed(equations)), retreat, before),
+    ]
 
 
 def _tuple(names: list[str]) -> str:
