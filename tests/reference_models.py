@@ -135,8 +135,9 @@ class _HandCifarBase(nn.Module):
 
     block_class = HandBasicBlock
 
-    def __init__(self, depth: int, num_classes: int, shortcut: str):
+    def __init__(self, depth: int = 56, num_classes: int = 10, shortcut: str = "A", post_relu: bool = False):
         super().__init__()
+        self.post_relu = post_relu  # relu of each step's output (the formula's relu(...))
         n = _check_cifar_depth(depth)
         self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
@@ -209,17 +210,9 @@ class HandLMResNetCifar(_HandCifarBase):
     x_{n+1} = x_n + F(x_n) at initialisation.
     """
 
-    def __init__(
-        self,
-        depth: int = 56,
-        num_classes: int = 10,
-        k_init: float = 1.0,
-        shortcut: str = "A",
-        post_relu: bool = False,
-    ):
-        self.k_init = k_init
-        self.post_relu = post_relu
-        super().__init__(depth, num_classes, shortcut)
+    def __init__(self, k_init: float = 1.0, **options):
+        self.k_init = k_init  # read by make_block, which the base's __init__ calls
+        super().__init__(**options)
 
     def make_block(self, in_planes, planes, stride, shortcut):
         return LMBlock(in_planes, planes, stride, shortcut, self.k_init)
@@ -255,17 +248,9 @@ class HandMomentumResNetCifar(_HandCifarBase):
     projected stage input P(x) (option A or B shortcut), while the branch sees the raw input.
     """
 
-    def __init__(
-        self,
-        depth: int = 56,
-        num_classes: int = 10,
-        gamma: float = 0.9,
-        shortcut: str = "A",
-        post_relu: bool = False,
-    ):
+    def __init__(self, gamma: float = 0.9, **options):
         self.gamma = gamma
-        self.post_relu = post_relu
-        super().__init__(depth, num_classes, shortcut)
+        super().__init__(**options)
 
     def forward(self, x):
         x = self.stem(x)
