@@ -9,6 +9,25 @@ import torch.nn as nn
 import transformers
 
 
+def _seeded_eager(model_class, config) -> nn.Module:
+    """``model_class(config)`` with eager attention and seed 0's random weights, in eval mode."""
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return model_class(config).eval()
+
+
+def _encoder(layers: int, width: int) -> dict:
+    """What the ViT and BERT configs share: 2 heads, an MLP twice as wide, no dropout."""
+    return dict(
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * width,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+
+
 def gpt2(layers: int = 3, width: int = 32) -> nn.Module:
     config = transformers.GPT2Config(
         vocab_size=61,
@@ -21,43 +40,19 @@ def gpt2(layers: int = 3, width: int = 32) -> nn.Module:
         attn_pdrop=0.0,
         use_cache=False,
     )
-    config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    return transformers.GPT2LMHeadModel(config).eval()
+    return _seeded_eager(transformers.GPT2LMHeadModel, config)
 
 
 def vit(layers: int = 3, width: int = 32) -> nn.Module:
     config = transformers.ViTConfig(
-        hidden_size=width,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * width,
-        image_size=16,
-        patch_size=8,
-        num_channels=3,
-        num_labels=5,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        **_encoder(layers, width), image_size=16, patch_size=8, num_channels=3, num_labels=5
     )
-    config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    return transformers.ViTForImageClassification(config).eval()
+    return _seeded_eager(transformers.ViTForImageClassification, config)
 
 
 def bert(layers: int = 3, width: int = 32) -> nn.Module:
-    config = transformers.BertConfig(
-        vocab_size=61,
-        hidden_size=width,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * width,
-        max_position_embeddings=32,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    return transformers.BertModel(config).eval()
+    config = transformers.BertConfig(vocab_size=61, max_position_embeddings=32, **_encoder(layers, width))
+    return _seeded_eager(transformers.BertModel, config)
 
 
 class BasicBlock(nn.Module):
