@@ -23,6 +23,7 @@ def table_rows(text: str, heading: str) -> list[list[str]]:
     return [[c.strip() for c in row.strip("|").split("|")] for row in rows[2:]]
 
 
+@pytest.mark.slow  # end to end in other processes: about 20-45 s on a loaded 2-core machine
 def test_report_of_a_confirmed_search(finished_study):
     out = finished_study["out"]
     report = (out / "report.md").read_text()

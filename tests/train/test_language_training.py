@@ -104,6 +104,7 @@ def test_a_run_learns_writes_its_files_and_refuses_too_short_text(tmp_path):
         )
 
 
+@pytest.mark.slow  # end to end in other processes: about 20-45 s on a loaded 2-core machine
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     """The compiled GPT with dropout (attention and residual), killed mid-run."""
     epochs = 5
@@ -183,6 +184,7 @@ def test_compare_ranks_by_validation_loss_lower_first(tmp_path):
     assert any("Too little evidence" in v for v in result.verdicts)
 
 
+@pytest.mark.slow  # end to end in other processes: about 20-45 s on a loaded 2-core machine
 def test_two_ranks_match_one_process(tmp_path):
     """Data-parallel training under torchrun (2 gloo processes) ends with the weights of a
     single process with the same global batch of windows."""

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from process_runs import kill_after_first_checkpoint, load_script, single_thread_env
 
@@ -14,6 +15,7 @@ SCRIPT = Path(__file__).with_name("train_run_script.py")
 script = load_script(SCRIPT, "formulac_train_run_script_kill")
 
 
+@pytest.mark.slow  # end to end in other processes: about 20-45 s on a loaded 2-core machine
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     epochs = 6
     whole, cut = tmp_path / "whole", tmp_path / "cut"
