@@ -23,8 +23,9 @@ import sympy
 from ..errors import UsageError
 from ..ir import BlockCall, Concat, Recurrence, StateRef, block_calls, n, rebuild, state
 from ..printing import rec_expr
-from . import reversible
 from .backbones import BackboneInfo, Stage
+from .memory_mode import MemoryMode
+from .memory_modes import DEFAULT_MEMORY_MODE, get_memory_mode
 from .plan import (
     PlanError,
     StepPlan,
@@ -129,7 +130,7 @@ def _returned(plan: StepPlan) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Carry:
+class Carry:
     """The variables that live across steps: lagged states, starts (s_0), histories."""
 
     lags: dict[str, int]  # state -> how many past values are kept (x_n, x_nm1, ...)
@@ -143,8 +144,9 @@ class _Carry:
         return names + [f"{h}_history" for h in self.history]
 
 
-def _carry(plan: StepPlan) -> _Carry:
-    return _Carry(dict(plan.lags), list(plan.starts), list(plan.history), plan.output)
+def carried(plan: StepPlan) -> Carry:
+    """The variables of ``plan`` that live across steps."""
+    return Carry(dict(plan.lags), list(plan.starts), list(plan.history), plan.output)
 
 
 def _initial_lines(plan: StepPlan, indent: str, entry: str) -> list[str]:
@@ -169,7 +171,7 @@ def _initial_lines(plan: StepPlan, indent: str, entry: str) -> list[str]:
 
 
 def _loop_lines(
-    plan: StepPlan, carry: _Carry, indent: str, steps: str, shared: str, stage_input: bool
+    plan: StepPlan, carry: Carry, indent: str, steps: str, shared: str, stage_input: bool
 ) -> list[str]:
     current = var_name(plan.output, 0)
     args = _step_arguments(plan, f"x_in if i == 0 else {current}" if stage_input else current)
@@ -199,7 +201,7 @@ def _loop_lines(
 def wire_source(rec: Recurrence) -> str:
     """Source of ``FormulaStep`` and ``Recurrence(blocks)`` for user-supplied blocks."""
     plan = plan_step(rec, stages=False)
-    carry = _carry(plan)
+    carry = carried(plan)
     lines = _step_class(plan, base=None) + ["", ""]
     lines.append("class Recurrence(nn.Module):")
     lines.append(
@@ -292,7 +294,7 @@ def network_layout(
 ) -> NetworkLayout:
     stages = backbone.layout(**options)
     width_in = backbone.stem_width(**options)
-    carry = _carry(plan)
+    carry = carried(plan)
     all_steps: list[list[StepShape]] = []
     for stage in stages:
         widths: dict[str, int] = {}
@@ -344,8 +346,8 @@ def network_layout(
             _check_fixed_width(rec, backbone, stage, shapes)
         all_steps.append(shapes)
         carried_names = set(carry.names())  # once per stage: a long system carries many
-        carried = {name: w for name, w in widths.items() if name in carried_names}
-        if transition == "project" and len(set(carried.values())) > 1:
+        carried_widths = {name: w for name, w in widths.items() if name in carried_names}
+        if transition == "project" and len(set(carried_widths.values())) > 1:
             raise UsageError(
                 "compile: transition=project needs every state entering a stage to have one width"
             )
@@ -437,28 +439,26 @@ def network_source(
     transition: str = "reset",
     num_classes: int = 10,
     in_channels: int = 3,
-    memory: str = "standard",
+    memory: str = DEFAULT_MEMORY_MODE,
 ) -> str:
     """Source of a standalone module defining ``FormulaNet`` (buildable with no arguments).
-    ``memory``: "standard", "reversible" or "checkpoint" (:mod:`.reversible`)."""
+    ``memory``: the name of a registered memory mode (:mod:`.memory_modes`)."""
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
-    reserved = _backbone_names(backbone, options)
-    if memory != "standard":  # memory modes (issue 10)
-        reserved |= reversible.RESERVED_NAMES
+    mode = get_memory_mode(memory)
+    reserved = _backbone_names(backbone, options) | mode.reserved_names
     plan = plan_step(rec, reserved=reserved, feature_dim=backbone.feature_dim)
     require_blocks(rec, plan)
     require_block_kinds(rec, plan, backbone)
-    mplan = reversible.memory_plan(rec, memory)
+    mplan = mode.plan(rec)
     layout = network_layout(rec, plan, backbone, options, transition)
     inline = len(plan.blocks) == 1 and not (rec.shared_blocks)
     branch = backbone.block_class(plan.blocks[0])
     net_options = backbone.net_kwargs(**{k: v for k, v in options.items() if k != "depth"})
     lines = _backbone_source(backbone)
-    lines += reversible.runtime_lines(memory)
+    lines += mode.runtime_lines()
     lines += _step_class(plan, base=branch if inline else None)
-    if memory != "standard":
-        lines += [""] + reversible.step_methods(rec, plan, _carry(plan).lags, memory)
+    lines += mode.step_class_lines(rec, plan, dict(plan.lags), mplan)
     lines += ["", ""]
     lines.append(f"class FormulaNet({backbone.net_class}):")
     summary = (
@@ -470,7 +470,7 @@ def network_source(
     )
     lines.append(docstring(summary, INDENT))
     lines.append("")
-    lines += reversible.network_attribute_lines(mplan, INDENT)
+    lines += mode.network_attribute_lines(mplan, INDENT)
     lines.append(
         f"{INDENT}def __init__(self, num_classes={int(num_classes)}, in_channels={int(in_channels)}):"
     )
@@ -478,7 +478,7 @@ def network_source(
     lines += fitted(
         INDENT * 2, "super().__init__", f"(num_classes=num_classes, in_channels=in_channels{kw})", ""
     )
-    lines += reversible.init_lines(mplan, INDENT * 2)
+    lines += mode.init_lines(mplan, INDENT * 2)
     lines += _shared_param_lines(plan, INDENT * 2)
     first_n, options_in_scope = 0, None
     for stage, shapes in zip(layout.stages, layout.steps):
@@ -490,7 +490,7 @@ def network_source(
             first_n += stage.steps
     lines.append(f"{INDENT * 2}self.build_head({layout.final_width})")
     lines.append("")
-    lines += _forward_lines(rec, plan, _carry(plan), layout, transition, memory)
+    lines += _forward_lines(rec, plan, carried(plan), layout, transition, mode)
     return _module(rec, f"A network on the {backbone.name} backbone whose steps follow the formula.", lines)
 
 
@@ -615,19 +615,17 @@ def _stage_lines(
     return lines + fitted(indent, f"self.{stage.name} = ", f"nn.ModuleList({body})", "")
 
 
-def _stage_loop(plan: StepPlan, carry: _Carry, memory: str) -> list[str]:
+def _stage_loop(plan: StepPlan, carry: Carry, mode: MemoryMode) -> list[str]:
     """The steps of ``run_stage``: one loop, or (memory modes) the first step and a runtime call."""
 
     def loop(steps: str) -> list[str]:
         return _loop_lines(plan, carry, INDENT * 2, steps, "self.", stage_input=True)
 
-    if memory == "standard":
-        return loop("steps")
-    return reversible.stage_lines(plan, carry.lags, INDENT * 2, loop, memory)
+    return mode.stage_lines(plan, carry.lags, INDENT * 2, loop)
 
 
 def _forward_lines(
-    rec: Recurrence, plan: StepPlan, carry: _Carry, layout: NetworkLayout, transition: str, memory: str
+    rec: Recurrence, plan: StepPlan, carry: Carry, layout: NetworkLayout, transition: str, mode: MemoryMode
 ) -> list[str]:
     out = f"{rec.output}"
     names = carry.names()
@@ -649,7 +647,7 @@ def _forward_lines(
             f"{INDENT * 2}{out}_0 = x_in if steps[0].downsample is None else steps[0].downsample(x_in)"
         )
         lines += _initial_lines(plan, INDENT * 2, f"{out}_0")
-        lines += _stage_loop(plan, carry, memory)
+        lines += _stage_loop(plan, carry, mode)
         lines.append(f"{INDENT * 2}return {var_name(out, 0)}")
         return lines
     lines += _initial_lines(plan, INDENT * 2, f"{out}_0")
@@ -673,19 +671,18 @@ def _forward_lines(
             lines.append(f"{INDENT * 3}{name} = [project(h) for h in {name}]")
         else:
             lines.append(f"{INDENT * 3}{name} = project({name})")
-    lines += _stage_loop(plan, carry, memory)
+    lines += _stage_loop(plan, carry, mode)
     lines.append(f"{INDENT * 2}return {state_tuple}")
     return lines
 
 
 def network_parameter_attributes(
-    rec: Recurrence, backbone: BackboneInfo, options: dict, memory: str = "standard"
+    rec: Recurrence, backbone: BackboneInfo, options: dict, memory: str = DEFAULT_MEMORY_MODE
 ) -> dict[str, str]:
     """Formula parameter name -> the attribute that holds it in :func:`network_source`'s
     network (a name the backbone or the memory mode uses takes a ``_param`` suffix)."""
-    reserved = _backbone_names(backbone, options)
-    if memory != "standard":  # the same names as network_source reserves
-        reserved |= reversible.RESERVED_NAMES
+    # the same names as network_source reserves
+    reserved = _backbone_names(backbone, options) | get_memory_mode(memory).reserved_names
     plan = plan_step(rec, reserved=reserved)
     held = {**plan.shared_params, **plan.per_step_params, **plan.pair_params}
     return {name: attr for name, (attr, _) in held.items()}

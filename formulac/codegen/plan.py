@@ -283,7 +283,7 @@ def plan_step(
     for _, expr in equations:
         _collect_reads(rec, expr, reads, starts, history)
     ordered_reads = sorted(reads, key=lambda r: (rec.states.index(r[0]), -r[1]))
-    calls = _ordered_block_calls(equations)
+    calls = ordered_block_calls(equations)
     plan = StepPlan(
         formula=formula_text(rec),
         reads=ordered_reads,
@@ -304,7 +304,7 @@ def plan_step(
             with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
                 number_literal(p.init)
     plan.feature_dim = feature_dim
-    printer = _TorchPrinter(rec, plan, rec.substitutions())
+    printer = TorchPrinter(rec, plan, rec.substitutions())
     plan.pair_params = {
         name: (attr, printer.pair_initial(rec.params[name], *pair_range(rec, name)))
         for name, attr in pairs.items()
@@ -423,7 +423,7 @@ def _bound_variables(expr: sympy.Expr) -> set:
     return {s.limits[0][0] for s in expr.atoms(sympy.Sum)}
 
 
-def _ordered_block_calls(equations: list[tuple[str, sympy.Expr]]) -> dict[str, list[BlockCall]]:
+def ordered_block_calls(equations: list[tuple[str, sympy.Expr]]) -> dict[str, list[BlockCall]]:
     """Distinct block calls of each equation, innermost first (each computed once per step);
     calls on a sum's variable are made inside the sum instead."""
     seen: set = set()
@@ -457,7 +457,7 @@ def _raw_blocks(rec: Recurrence, equations: list[tuple[str, sympy.Expr]]) -> set
     return {block for block, args in by_block.items() if args and all(a == bare for a in args)}
 
 
-class _TorchPrinter:
+class TorchPrinter:
     """SymPy (as the user wrote it) -> a Python expression over torch tensors."""
 
     # element-wise functions of tensors (and of learned parameters, which are tensors too)
