@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..files import atomic_write
 from ..ir import Recurrence
 from ..limits import DEFAULT_BACKBONE
-from ..numbers import option_value
+from ..numbers import nonnegative_int, option_value, positive_int
 from ..numbers import parse_number as _parse_number
 
 __all__ = [
@@ -28,26 +28,6 @@ __all__ = [
     "nonnegative_int",
     "write_atomically",
 ]
-
-
-def _whole_number(text: str, minimum: int, wanted: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: 1, 2, 3, ..."""
-    return _whole_number(text, 1, "a positive whole number")
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: 0, 1, 2, ... (a depth of 0 is the input itself)."""
-    return _whole_number(text, 0, "a whole number >= 0")
 
 
 def formula_command(
