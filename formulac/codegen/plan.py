@@ -25,7 +25,6 @@ from ..ir import (
     n,
     pair_indices,
     pair_range,
-    pair_reference,
     rebuild,
     references,
     state,
@@ -276,7 +275,7 @@ def plan_step(
         p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if not p.per_step
     }
     # the code prints display_rhs (the user's terms), windows written out as lags
-    equations = [(eq.state, _written_out(eq.display_rhs)) for eq in rec.equations]
+    equations = list(rec.step_equations)
     reads: set[tuple[str, int]] = set()
     starts: set[str] = set()
     history: dict[str, int] = {}
@@ -294,7 +293,7 @@ def plan_step(
         blocks=list(rec.blocks),
         raw_blocks=_raw_blocks(rec, equations) if stages else set(),
         history={s: history[s] for s in rec.states if s in history},
-        lags=_lags(rec, ordered_reads, history),
+        lags=dict(rec.carried_lags),
         output=rec.output,
         equations=equations,
     )
@@ -348,70 +347,12 @@ def _collect_reads(rec: Recurrence, expr, reads: set, starts: set, history: dict
                 history[ref.name] = min(history.get(ref.name, 0), int(low) + ref.shift)
 
 
-def _lags(rec: Recurrence, reads: list[tuple[str, int]], history: dict[str, int]) -> dict[str, int]:
-    """How many past values of each state a step needs (every history ends with s_n)."""
-    lags: dict[str, int] = {}
-    oldest: dict[str, int] = {}  # one pass over the reads: a long system has many states
-    for st, o in reads:
-        oldest[st] = min(o, oldest.get(st, o))
-    for s in rec.states:
-        depth = 1 - oldest[s] if s in oldest else 0
-        if s == rec.output or s in history:
-            depth = max(depth, 1)
-        if depth:
-            lags[s] = depth
-    return lags
-
-
 def _initial_keys(plan: StepPlan) -> list[tuple[str, int]]:
     """Every (state, index <= 0) whose value must exist before the first step."""
     keys = [(s, -k) for s, depth in plan.lags.items() for k in range(depth)]
     keys += [(s, 0) for s in plan.starts]
     keys += [(s, k) for s, first in plan.history.items() for k in range(first, 0)]
     return [k for k in dict.fromkeys(keys) if k != (plan.output, 0)]
-
-
-def _written_out(expr: sympy.Expr) -> sympy.Expr:
-    """``expr`` with every window (a sum whose limits both follow n) written out term by term,
-    so that its states are lags like any other: ``sum(j=n-2..n, x_j)`` -> ``x_<n-2> + x_<n-1> + x_n``."""
-    if isinstance(expr, sympy.Sum):
-        ((var, low, high),) = expr.limits
-        if low.is_Integer:
-            return expr
-        terms = [_substituted(expr.function, var, low + k) for k in range(int(high - low) + 1)]
-        if not terms:
-            return sympy.Integer(0)
-        return terms[0] if len(terms) == 1 else sympy.Add(*terms, evaluate=False)
-    if not expr.args or isinstance(expr, (sympy.Indexed, sympy.Symbol)):
-        return expr
-    return _remade(expr, [_written_out(a) for a in expr.args])
-
-
-def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> sympy.Expr:
-    """``expr`` with ``var`` replaced by ``value``, the user's term order kept."""
-    if expr == var:
-        return value
-    if isinstance(expr, sympy.Indexed) and pair_indices(expr) is not None:
-        step, earlier = pair_indices(expr)
-        return pair_reference(
-            StateRef.of(expr).name, step.xreplace({var: value}), earlier.xreplace({var: value})
-        )
-    if isinstance(expr, sympy.Indexed):
-        ref = StateRef.of(expr)
-        return state(ref.name, ref.index.xreplace({var: value}))
-    if not expr.args or not expr.has(var):
-        return expr
-    return _remade(expr, [_substituted(a, var, value) for a in expr.args])
-
-
-def _remade(expr: sympy.Expr, args: list) -> sympy.Expr:
-    if list(expr.args) == args:
-        return expr
-    if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)):
-        return expr.func(*args, evaluate=False)
-    if isinstance(expr, (BlockCall, Concat, sympy.Sum)):
-        return expr.func(*args)
-    return expr.func(*args, evaluate=False)
 
 
 def formula_text(rec: Recurrence) -> str:
