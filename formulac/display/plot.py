@@ -9,8 +9,8 @@ drawn; without it the functions raise :class:`~formulac.errors.UsageError`. With
 (a server, CI) the ``Agg`` backend is used.
 
 The functions take formulas in any form: a :class:`~formulac.ir.Recurrence`, a
-``formulac.Formula``, a path to a ``.rec`` file, or an already computed ``Analysis`` (whose
-``depth`` is then used). Weights are plotted with learnable parameters at their initial values;
+``formulac.Formula``, formula text, a ``.rec`` file as a :class:`pathlib.Path` (a ``str`` is
+formula text), or an already computed ``Analysis`` (whose ``depth`` is then used). Weights are plotted with learnable parameters at their initial values;
 free symbols must be bound first (``rec.bind(a=-0.25)``, ``--set a=-0.25``).
 """
 
