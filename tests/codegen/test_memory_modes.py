@@ -115,6 +115,13 @@ def test_a_registered_mode_appears_in_info_memory(toy_mode, capsys):
     assert status == 0, err
     modes = [e["mode"] for e in json.loads(out)["memory"]]
     assert modes == ["standard", "checkpoint", "reversible", "toy"]
+    toy = json.loads(out)["memory"][-1]
+    standard = json.loads(out)["memory"][0]
+    assert toy["bytes_per_image"] == standard["bytes_per_image"] > 0  # the base class's estimate
+    # --memory toy: the table, and the layout of the toy network itself
+    status, out, err = run_cli(capsys, "info", EXAMPLES / "resnet.rec", *MLP, "--memory", "toy", "--json")
+    assert status == 0, err
+    assert [e["mode"] for e in json.loads(out)["memory"]][-1] == "toy"
 
 
 def test_a_registered_mode_refuses_what_it_cannot_run(toy_mode, capsys):
