@@ -39,8 +39,8 @@ def __getattr__(name: str):
 
 
 def analyze(formula, depth: int = DEFAULT_DEPTH, params: str = "symbolic"):
-    """The analysis of a formula (text, path-free Formula, or representation) at a depth."""
+    """The analysis of a formula (text, a Formula, a Recurrence, or a .rec file as a Path) at a depth."""
     from .analysis import analyze as _analyze
-    from .formula import _rec_of
+    from .parse import as_recurrence
 
-    return _analyze(_rec_of(formula), depth=depth, params=params)
+    return _analyze(as_recurrence(formula), depth=depth, params=params)

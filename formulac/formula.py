@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import UsageError
 from .ir import Recurrence
 from .limits import DEFAULT_BACKBONE, DEFAULT_DEPTH
+from .parse import as_recurrence
 from .parse import load as _load_rec
 from .parse import parse as _parse_rec
 from .printing import latex_expr, to_rec
@@ -97,7 +98,7 @@ class Formula:
         """How two formulas differ once unrolled."""
         from .analysis import diff
 
-        return diff(self.rec, _rec_of(other), depth=depth)
+        return diff(self.rec, as_recurrence(other), depth=depth)
 
     def graph(self, depth: int):
         """The dependency graph of the unrolled network (networkx)."""
@@ -121,16 +122,6 @@ class Formula:
         from .codegen import wire
 
         return wire(self.rec, dict(blocks))
-
-
-def _rec_of(item) -> Recurrence:
-    if isinstance(item, Formula):
-        return item.rec
-    if isinstance(item, Recurrence):
-        return item
-    if isinstance(item, str):
-        return _parse_rec(item)
-    raise TypeError(f"expected a Formula, got {type(item).__name__}")
 
 
 def parse(text: str | bytes, name: str = "<string>") -> Formula:
@@ -164,7 +155,7 @@ def compile(
     """
     from .codegen import compile_network
 
-    rec = _rec_of(formula)
+    rec = as_recurrence(formula)
     symbol_values = {k: options.pop(k) for k in list(options) if k in rec.symbols or k in rec.constants}
     if symbol_values:
         rec = rec.bind(**symbol_values)
@@ -185,7 +176,7 @@ def wire(formula, blocks: Mapping[str, Sequence]):
     """``nn.Module`` mapping x_0 to x_N by the formula with the user's blocks."""
     from .codegen import wire as _wire
 
-    rec = _rec_of(formula)
+    rec = as_recurrence(formula)
     rec.require_bound("wire")
     return _wire(rec, dict(blocks))
 

@@ -53,6 +53,7 @@ __all__ = [
     "top_level_calls",
     "state_refs",
     "lags_of",
+    "windows_written_out",
     "default_output",
     "evaluation_order",
     "resolve_values",
@@ -551,6 +552,49 @@ class Domain:
         return self.choices is not None
 
 
+def windows_written_out(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with every window (a sum whose limits both follow n) written out term by term,
+    so that its states are lags like any other: ``sum(j=n-2..n, x_j)`` -> ``x_<n-2> + x_<n-1> + x_n``."""
+    if isinstance(expr, sympy.Sum):
+        ((var, low, high),) = expr.limits
+        if low.is_Integer:
+            return expr
+        terms = [_substituted(expr.function, var, low + k) for k in range(int(high - low) + 1)]
+        if not terms:
+            return sympy.Integer(0)
+        return terms[0] if len(terms) == 1 else sympy.Add(*terms, evaluate=False)
+    if not expr.args or isinstance(expr, (sympy.Indexed, sympy.Symbol)):
+        return expr
+    return _remade(expr, [windows_written_out(a) for a in expr.args])
+
+
+def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> sympy.Expr:
+    """``expr`` with ``var`` replaced by ``value``, the user's term order kept."""
+    if expr == var:
+        return value
+    if isinstance(expr, sympy.Indexed) and pair_indices(expr) is not None:
+        step, earlier = pair_indices(expr)
+        return pair_reference(
+            StateRef.of(expr).name, step.xreplace({var: value}), earlier.xreplace({var: value})
+        )
+    if isinstance(expr, sympy.Indexed):
+        ref = StateRef.of(expr)
+        return state(ref.name, ref.index.xreplace({var: value}))
+    if not expr.args or not expr.has(var):
+        return expr
+    return _remade(expr, [_substituted(a, var, value) for a in expr.args])
+
+
+def _remade(expr: sympy.Expr, args: list) -> sympy.Expr:
+    if list(expr.args) == args:
+        return expr
+    if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)):
+        return expr.func(*args, evaluate=False)
+    if isinstance(expr, (BlockCall, Concat, sympy.Sum)):
+        return expr.func(*args)
+    return expr.func(*args, evaluate=False)
+
+
 @dataclass(frozen=True)
 class Recurrence:
     """A parsed formula file: equations in evaluation order and everything they refer to.
@@ -615,6 +659,30 @@ class Recurrence:
         unbounded (:data:`UNBOUNDED`, -1).
         """
         return lags_of(self.references(), self.states)
+
+    @cached_property
+    def step_equations(self) -> tuple[tuple[str, sympy.Expr], ...]:
+        """(state, right-hand side) of each equation as one step computes it: the user's terms
+        (``display_rhs``) with every window written out (:func:`windows_written_out`)."""
+        return tuple((eq.state, windows_written_out(eq.display_rhs)) for eq in self.equations)
+
+    @cached_property
+    def carried_lags(self) -> dict[str, int]:
+        """The states a step keeps and how many values of each (``x_n``, ``x_<n-1>``, ...): those
+        the step reads at ``n`` or before (windows written out), the output at least once, and a
+        state summed over its whole history at least once (its history is kept besides); a state
+        read only at ``n+1`` or at a fixed step is left out. The one home of this fact: the
+        generated step, its memory modes and the backward step all read it."""
+        names = frozenset(self.states)
+        reads = [ref for _, rhs in self.step_equations for ref in references(rhs, names)]
+        lagged = lags_of((r for r in reads if r.variable in (None, n)), self.states)
+        summed = {r.name for r in reads if r.variable not in (None, n)}
+        carried = {}
+        for s in self.states:
+            depth = max(lagged[s], 1) if s == self.output or s in summed else lagged[s]
+            if depth:
+                carried[s] = depth
+        return carried
 
     @property
     def order(self) -> int | None:

@@ -37,12 +37,16 @@ __all__ = [
     "MAX_GRAPH_DEPTH",
     "MAX_REPORT_DEPTH",
     "DEFAULT_BACKBONE",
+    "DEFAULT_MEMORY_MODE",
 ]
 
 # -- networks (formulac.codegen) -------------------------------------------------------------------
 
 #: The backbone a formula is compiled on when none is named (a key of the backbone registry).
 DEFAULT_BACKBONE = "cifar-resnet"
+#: The memory mode of a network that names none (autograd keeps every activation; the
+#: modes are registered in formulac.codegen.memory_modes).
+DEFAULT_MEMORY_MODE = "standard"
 
 # -- formula files (formulac.parse) -------------------------------------------------------------
 

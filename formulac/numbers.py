@@ -1,12 +1,13 @@
-"""Numbers and option values typed by a user (``--set``, ``--space``, ``-O``), read exactly."""
+"""Numbers and option values typed by a user (``--set``, ``--space``, ``-O``, counts), read exactly."""
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from .errors import UsageError
 
-__all__ = ["parse_number", "option_value"]
+__all__ = ["parse_number", "option_value", "whole_number", "positive_int", "nonnegative_int"]
 
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?$")
 
@@ -55,3 +56,25 @@ def option_value(text: str):
     if "," in text:
         return [option_value(t) for t in text.split(",")]
     return text
+
+
+def whole_number(text: str, minimum: int, wanted: str) -> int:
+    """``text`` as an int of at least ``minimum``; an ``argparse.ArgumentTypeError`` saying
+    ``expected WANTED, got TEXT`` otherwise (argparse prefixes the option's name)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: 1, 2, 3, ..."""
+    return whole_number(text, 1, "a positive whole number")
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: 0, 1, 2, ... (a depth of 0 is the input itself)."""
+    return whole_number(text, 0, "a whole number >= 0")

@@ -137,3 +137,28 @@ def test_only_the_representation_reads_sympy_indices():
             f"{rel}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)
         ]
     assert not offenders, "use formulac.ir.StateRef: " + ", ".join(offenders)
+
+
+def _private_imports(source: str, where: str) -> list[str]:
+    """``from X import _name`` in ``source`` (imports inside functions included): a private
+    name of another module, which should get a public name once another module needs it."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{where}:{node.lineno} imports {alias.name}")
+    return found
+
+
+def test_the_private_name_check_sees_imports_anywhere():
+    source = "from .plan import var_name as _var\n\ndef f():\n    from .emit import _carry, carried\n"
+    assert _private_imports(source, "m.py") == ["m.py:4 imports _carry"]
+    assert _private_imports("from __future__ import annotations\nfrom . import __version__\n", "m.py") == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = []
+    for path in MODULES.values():
+        offenders += _private_imports(path.read_text(encoding="utf-8"), path.relative_to(ROOT).as_posix())
+    assert not offenders, "give these names public names: " + "; ".join(offenders)

@@ -20,14 +20,14 @@ JSON), ``linear`` (the linear structure), ``weights``, ``roots``, ``expand``, ``
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..ir import Recurrence, learned_coefficient_counts
+from ..ir import learned_coefficient_counts
 from ..limits import DEFAULT_DEPTH, MAX_HISTORY_TERMS, MAX_PATH_COST, MAX_PATH_EDGES, MAX_TERMS
-from ..parse import parse
+from ..parse import as_recurrence
 from .compare import diff_analyses
 from .expand import Unrolled
 from .expand import unroll as _unroll
 from .formatting import LAMBDA
-from .graph import _distribution, build_dag, dependency_graph, path_length_distribution
+from .graph import block_count_distribution, build_dag, dependency_graph, path_length_distribution
 from .linear import check_steps, structure
 from .result import Analysis, Diff
 from .roots import Root, spectrum
@@ -48,18 +48,10 @@ __all__ = [
 ]
 
 
-def _recurrence(rec) -> Recurrence:
-    if isinstance(rec, Recurrence):
-        return rec
-    if isinstance(rec, (str, bytes)):
-        return parse(rec)
-    raise TypeError(f"expected a Recurrence or formula text, not {type(rec).__name__}")
-
-
 def unroll(rec, steps: int, state: str | None = None, params: str = "symbolic") -> Unrolled:
     """``x_steps`` in terms of ``x_0`` and the block outputs ``F_i(...)`` (block arguments in
     named states). Linear formulas are collected by block output in step order."""
-    return _unroll(_recurrence(rec), steps, state, params)
+    return _unroll(as_recurrence(rec), steps, state, params)
 
 
 def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bool = True) -> Analysis:
@@ -69,7 +61,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
     k_{N-1}``), falling back to their initial values, with a note, when the symbolic weights
     exceed the size budget; ``params="init"`` uses the initial values from the start.
     """
-    rec = _recurrence(rec)
+    rec = as_recurrence(rec)
     depth = check_steps(depth, "the depth")
     if params not in ("symbolic", "init"):
         raise UsageError(f"params must be 'symbolic' or 'init', not {params!r}")
@@ -117,7 +109,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
         dag = build_dag(st, depth)
         order = [(node, kind, preds) for node, (kind, _, preds, _) in dag.nodes.items()]
         if dag.edge_count <= MAX_PATH_EDGES:
-            path_lengths = _distribution(order, dag.input, dag.output, MAX_PATH_COST)
+            path_lengths = block_count_distribution(order, dag.input, dag.output, MAX_PATH_COST)
         if path_lengths is None:
             notes.append(
                 "path-length distribution not computed at this depth (too costly); "

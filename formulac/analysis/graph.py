@@ -173,10 +173,10 @@ def path_length_distribution(rec, depth: int | None = None, params: str = "symbo
         g = rec
         order = [(v, g.nodes[v].get("kind"), list(g.predecessors(v))) for v in nx.topological_sort(g)]
         source, target = g.graph["input"], g.graph["output"]
-    return _distribution(order, source, target)
+    return block_count_distribution(order, source, target)
 
 
-def _distribution(order, source, target, max_cost: float | None = None) -> list[int] | None:
+def block_count_distribution(order, source, target, max_cost: float | None = None) -> list[int] | None:
     """Paths from ``source`` to ``target`` by number of blocks; None if the estimated cost (in
     machine-word additions) exceeds ``max_cost``."""
     # total counts and the most blocks on a path first, to size the packed representation

@@ -37,7 +37,6 @@ __all__ = [
     "Reconstruction",
     "invert",
     "reconstruction",
-    "carried_lags",
     "UNIT_ROUNDOFF",
     "DEFAULT_TOLERANCE",
     "MAX_RUN",
@@ -91,14 +90,6 @@ class Invertibility:
     conditions: list[str] = field(default_factory=list)  # ".rec" text, e.g. "k_n != 0"
 
 
-def carried_lags(rec: Recurrence) -> dict[str, int]:
-    """State -> number of its values a step keeps (read at ``n, n-1, ...``; the output at least 1),
-    states read only at the same step left out. A history sum gives -1."""
-    lags = dict(rec.lags)
-    lags[rec.output] = -1 if lags.get(rec.output) == -1 else max(1, lags.get(rec.output, 0))
-    return {s: v for s, v in lags.items() if v != 0}
-
-
 class _Stuck(Exception):
     pass
 
@@ -113,7 +104,7 @@ def invert(rec: Recurrence) -> Invertibility:
                 "there is nothing to rebuild",
                 None,
             )
-    carried = carried_lags(rec)
+    carried = rec.carried_lags
     rhs = {s: rec.resolved_rhs(s) for s in rec.states}
     unknown: dict = {}  # reference -> what it is (for messages)
     for s in rec.states:

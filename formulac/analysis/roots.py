@@ -72,7 +72,9 @@ class Spectrum:
 
 
 def spectrum(st: Structure) -> Spectrum:
-    """Characteristic polynomial, roots, stability, rate and consistency of a linear formula."""
+    """Characteristic polynomial, roots, stability, rate and consistency of a linear formula,
+    in four phases: the linear coefficients of the states, the companion matrix and its
+    polynomial, consistency, and the roots with the stability they give."""
     out = Spectrum()
     if st.forms is None:
         return out
@@ -83,17 +85,7 @@ def spectrum(st: Structure) -> Spectrum:
         )
         out.consistent = _consistent_scalar(st, out.notes)
         return out
-    forms = same_step_substituted(st, blocks=False)
-    frozen = _freeze_per_step(st)
-    coefs = {}
-    forcing = []  # coefficients of x_0 (or v_0) read at every step: a constant input
-    for s, f in forms.items():
-        for ref, c in f.refs.items():
-            c = c.xreplace(frozen) if frozen else c
-            if StateRef.of(ref).step is not None:
-                forcing.append(c)
-            else:
-                coefs[(s, ref)] = c
+    coefs, forcing = _linear_coefficients(st)
     if any(c.has(n) for c in coefs.values()):
         where = next(c for c in coefs.values() if c.has(n))
         out.notes.append(
@@ -102,8 +94,41 @@ def spectrum(st: Structure) -> Spectrum:
         )
         out.consistent = _consistent_scalar(st, out.notes)
         return out
+    companion = _companion(st, coefs, out)
+    if companion is None:
+        return out
+    A, poly, scalar_companion = companion
+    _consistency(st, poly, forcing, out)
+    _stability(st, poly, A, scalar_companion, out)
+    return out
 
-    # state vector
+
+def _linear_coefficients(st: Structure) -> tuple[dict, list]:
+    """Phase 1: ``{(state, reference read): coefficient}`` of every equation once same-step
+    references are substituted (per-step parameters frozen), and the coefficients of the start
+    values (``x_0``) read at every step, a constant input."""
+    forms = same_step_substituted(st, blocks=False)
+    frozen = _freeze_per_step(st)
+    coefs = {}
+    forcing = []
+    for s, f in forms.items():
+        for ref, c in f.refs.items():
+            c = c.xreplace(frozen) if frozen else c
+            if StateRef.of(ref).step is not None:
+                forcing.append(c)
+            else:
+                coefs[(s, ref)] = c
+    return coefs, forcing
+
+
+def _companion(st: Structure, coefs: dict, out: Spectrum) -> tuple | None:
+    """Phase 2: the matrix that advances the state vector one step and its characteristic
+    polynomial (set on ``out``), and whether it is a scalar recurrence's companion matrix; None
+    (with a note) when the vector is too long.
+
+    The vector holds the values of the linear part's reads: fewer than the states a step keeps
+    (``Recurrence.carried_lags``) when some are read only inside blocks, whose outputs are
+    opaque inputs here, so its lags are counted from the coefficients themselves."""
     read = [(s, StateRef.of(node)) for s, node in coefs]
     for s, ref in read:
         if ref.offset > 0:  # a same-step reference left over: cannot happen after substitution
@@ -116,7 +141,7 @@ def spectrum(st: Structure) -> Spectrum:
         out.notes.append(
             f"the state vector has {d} entries (more than {MAX_DIMENSION}): characteristic polynomial not computed"
         )
-        return out
+        return None
     col = {v: i for i, v in enumerate(vector)}
     rows = [[sympy.Integer(0)] * d for _ in range(d)]
     for i, (s, j) in enumerate(vector):
@@ -134,12 +159,20 @@ def spectrum(st: Structure) -> Spectrum:
     poly = sympy.Add(*[dm.domain.to_sympy(c) * LAMBDA ** (d - i) for i, c in enumerate(cp)])
     out.polynomial = poly
     scalar_companion = sum(1 for s in st.states if lags[s] > 0) == 1
+    return A, poly, scalar_companion
 
+
+def _parameter_values(st: Structure) -> tuple[set, dict]:
+    """The symbols of the formula's parameters, and their initial values."""
     param_syms = {sympy.Symbol(p) for p in st.rec.params}
-    free = poly.free_symbols - {LAMBDA}
     inits = {sympy.Symbol(p.name): p.init for p in st.rec.params.values()}
+    return param_syms, inits
 
-    # consistency: lambda = 1 is a root, and no constant input moves the states
+
+def _consistency(st: Structure, poly: sympy.Expr, forcing: list, out: Spectrum) -> None:
+    """Phase 3: consistent when lambda = 1 is a root and no constant input moves the states."""
+    param_syms, inits = _parameter_values(st)
+    free = poly.free_symbols - {LAMBDA}
     p1 = sympy.expand(poly.xreplace({LAMBDA: sympy.Integer(1)}))
     if any(c != 0 for c in forcing):
         out.consistent = False if all(c.is_number for c in forcing) else None
@@ -160,11 +193,20 @@ def spectrum(st: Structure) -> Spectrum:
             text += f"; at the parameters' initial values: {'yes' if at_init == 0 else 'no'}"
         out.notes.append(text)
 
+
+def _stability(
+    st: Structure, poly: sympy.Expr, A: sympy.Matrix, scalar_companion: bool, out: Spectrum
+) -> None:
+    """Phase 4: roots, stability class and rate: numeric for numeric coefficients; at the
+    parameters' initial values for learned ones; as regions of one unbound symbol, or a
+    contraction condition, otherwise."""
+    param_syms, inits = _parameter_values(st)
+    free = poly.free_symbols - {LAMBDA}
     if not free:
         roots, stability, rate, mult, notes = _numeric(poly, A, scalar_companion)
         out.roots, out.stability, out.rate, out.rate_multiplicity = roots, stability, rate, mult
         out.notes.extend(notes)
-        return out
+        return
 
     # symbolic coefficients
     out.roots = _symbolic_roots(poly, out.notes)
@@ -183,7 +225,7 @@ def spectrum(st: Structure) -> Spectrum:
             out.roots = roots
             out.notes.append(f"roots given at the parameters' initial values ({shown})")
         out.notes.extend(notes)
-        return out
+        return
     names = ", ".join(sorted(str(s) for s in unbound))
     fixed = {k: v for k, v in inits.items() if k in free}
     p_cond = sympy.expand(poly.xreplace(fixed))
@@ -199,7 +241,6 @@ def spectrum(st: Structure) -> Spectrum:
             msg += f"; contracting iff {cond}"
     msg += f" (bind with --set {sorted(str(s) for s in unbound)[0]}=VALUE)"
     out.notes.append(msg)
-    return out
 
 
 # -- stability as a function of one free symbol ------------------------------------------------

@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from ..codegen.backbones import backbone_key, backbone_names, backbones_help, get_backbone
+from ..codegen.memory_modes import DEFAULT_MEMORY_MODE, memory_mode_names, memory_modes_help
 from ..errors import UsageError
 from ..files import atomic_write
 from ..ir import Recurrence
 from ..limits import DEFAULT_BACKBONE
-from ..numbers import option_value
+from ..numbers import nonnegative_int, option_value, positive_int
 from ..numbers import parse_number as _parse_number
 
 __all__ = [
@@ -27,26 +28,6 @@ __all__ = [
     "nonnegative_int",
     "write_atomically",
 ]
-
-
-def _whole_number(text: str, minimum: int, wanted: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: 1, 2, 3, ..."""
-    return _whole_number(text, 1, "a positive whole number")
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: 0, 1, 2, ... (a depth of 0 is the input itself)."""
-    return _whole_number(text, 0, "a whole number >= 0")
 
 
 def formula_command(
@@ -150,31 +131,28 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-MEMORY_MODES = ("standard", "reversible", "checkpoint")
-
-
 def add_memory_argument(parser: argparse.ArgumentParser, table: bool = False) -> None:
     """``--memory MODE``: how the network keeps activations for backward (``formulac.compile``'s
     ``memory``). With ``table`` (``info``) the mode may be left out: ``--memory`` alone asks for
     the predicted activation memory of every mode, with a mode also builds that network."""
-    help_text = (
-        "standard (autograd keeps every activation), reversible (states rebuilt backward from the "
-        "formula's inverse; invertible formulas only) or checkpoint (torch.utils.checkpoint over "
-        "segments of each stage); default: standard"
-    )
+    help_text = memory_modes_help()
     if table:
         parser.add_argument(
             "--memory",
             nargs="?",
-            const="standard",
+            const=DEFAULT_MEMORY_MODE,
             default=None,
-            choices=MEMORY_MODES,
+            choices=memory_mode_names(),
             metavar="MODE",
             help="print the predicted activation memory per image of every mode; " + help_text,
         )
     else:
         parser.add_argument(
-            "--memory", choices=MEMORY_MODES, default="standard", metavar="MODE", help=help_text
+            "--memory",
+            choices=memory_mode_names(),
+            default=DEFAULT_MEMORY_MODE,
+            metavar="MODE",
+            help=help_text,
         )
 
 
@@ -187,7 +165,10 @@ def backbone_kwargs(args: argparse.Namespace) -> dict:
         "num_classes": args.num_classes,
         "in_channels": args.in_channels,
     }
-    if getattr(args, "memory", None) not in (None, "standard"):  # standard runs keep their old config
+    if getattr(args, "memory", None) not in (
+        None,
+        DEFAULT_MEMORY_MODE,
+    ):  # standard runs keep their old config
         kwargs["memory"] = args.memory
     if args.shortcut is not None:
         kwargs["shortcut"] = args.shortcut

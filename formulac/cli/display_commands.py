@@ -118,11 +118,11 @@ def _plot(args) -> int:
     labels = _labels(args, args.files) or [Path(f).stem for f in args.files]
     skipped: list = []
     if args.kind == "weights":
-        fig, skipped = plot._draw_block_weights(
+        fig, skipped = plot.draw_block_weights(
             recs, args.depth, labels=labels, block=args.block, log=args.log
         )
     elif args.kind == "roots":
-        fig, skipped = plot._draw_roots(recs, labels=labels)
+        fig, skipped = plot.draw_roots(recs, labels=labels)
     else:
         depth = args.depth or 4
         plot.check_depth(depth, plot.MAX_GRAPH_DEPTH)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
+from ..numbers import positive_int
 from .common import (
     add_backbone_arguments,
     add_memory_argument,
@@ -51,12 +52,14 @@ def register(subparsers) -> None:
     s.set_defaults(handler=_sample)
     s.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a formulac train run on text:")
     s.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
-    s.add_argument("--tokens", type=_count, default=200, metavar="N", help="tokens to generate (default 200)")
+    s.add_argument(
+        "--tokens", type=positive_int, default=200, metavar="N", help="tokens to generate (default 200)"
+    )
     s.add_argument(
         "--temperature", type=float, default=0.8, metavar="T", help="0: always the likeliest (default 0.8)"
     )
     s.add_argument(
-        "--top-k", type=_count, default=None, metavar="K", help="draw from the K likeliest tokens only"
+        "--top-k", type=positive_int, default=None, metavar="K", help="draw from the K likeliest tokens only"
     )
     s.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the draws (default 0)")
     for parser in (t, c):
@@ -65,18 +68,6 @@ def register(subparsers) -> None:
         add_memory_argument(parser)
         add_training_arguments(parser)
         add_run_arguments(parser, compare=parser is c)
-
-
-def _count(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 def _model_factory(rec, args):

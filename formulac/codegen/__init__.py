@@ -12,7 +12,7 @@ import types
 
 from ..errors import UsageError
 from ..ir import Recurrence
-from ..limits import DEFAULT_BACKBONE
+from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 from .backbones import BACKBONES, get_backbone
 from .emit import network_layout, network_parameter_attributes, network_source, require_blocks, wire_source
 from .plan import PlanError, plan_step
@@ -54,11 +54,11 @@ def compile_source(
     num_classes: int | None = None,
     in_channels: int | None = None,
     transition: str = "reset",
-    memory: str = "standard",
+    memory: str = DEFAULT_MEMORY_MODE,
     **options,
 ) -> str:
     """The standalone source of the network (``FormulaNet``) for a formula on a backbone;
-    ``memory`` is "standard", "reversible" or "checkpoint"."""
+    ``memory`` names a registered memory mode (:mod:`.memory_modes`)."""
     info = get_backbone_info(backbone)
     resolved = info.resolve(depth=depth, **options)
     return network_source(
@@ -76,7 +76,7 @@ def parameter_attributes(
     rec: Recurrence,
     backbone: str = DEFAULT_BACKBONE,
     depth: int | None = None,
-    memory: str = "standard",
+    memory: str = DEFAULT_MEMORY_MODE,
     **options,
 ) -> dict[str, str]:
     """Formula parameter name -> the attribute of :func:`compile_source`'s network that holds

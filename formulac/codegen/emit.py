@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import re
 import textwrap
 from dataclasses import dataclass
 
@@ -24,8 +23,9 @@ import sympy
 from ..errors import UsageError
 from ..ir import BlockCall, Concat, Recurrence, StateRef, block_calls, n, rebuild, state
 from ..printing import rec_expr
-from . import reversible
 from .backbones import BackboneInfo, Stage
+from .memory_mode import MemoryMode
+from .memory_modes import DEFAULT_MEMORY_MODE, get_memory_mode
 from .plan import (
     PlanError,
     StepPlan,
@@ -36,50 +36,9 @@ from .plan import (
     unprojected_name,
     var_name,
 )
+from .source_format import INDENT, alike_runs, docstring, fitted, indented, literal, run_as_list
 
 __all__ = ["wire_source", "network_source", "NetworkLayout", "network_layout", "network_parameter_attributes"]
-
-_INDENT = "    "
-#: The longest line the emitted code has (ruff's limit in the tests of the emitted files).
-LINE_LENGTH = 110
-
-
-def _docstring(text: str, indent: str, one_line: bool = False) -> str:
-    """A docstring at ``indent`` whose lines fit in :data:`LINE_LENGTH`: prose is wrapped, and
-    long formula lines (indented by four spaces) continue with a backslash, as .rec text does."""
-    width = LINE_LENGTH - len(indent)
-    if one_line and "\n" not in text and len(text) + 6 <= width:
-        return f'{indent}"""{_escaped(text)}"""'
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("    "):
-            lines += _continued(line, width)
-        else:
-            lines += textwrap.wrap(line, width, break_on_hyphens=False) or [""]
-    body = "\n".join((indent + _escaped(line)) if line else "" for line in lines)
-    return f'{indent}"""\n{body}\n{indent}"""'
-
-
-def _escaped(line: str) -> str:
-    return line.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-
-
-def _continued(line: str, width: int) -> list[str]:
-    """A formula line cut after a top-level ``+`` or ``-``, each piece ending in a backslash
-    (escaped in the docstring, so two characters)."""
-    if len(line) <= width:
-        return [line]
-    indent = line[: len(line) - len(line.lstrip())]
-    terms = _split_terms(line.strip())
-    lines, current = [], indent + terms[0]
-    for term in terms[1:]:
-        operator, rest = term[0], term[1:].strip()
-        if len(current) + len(term) + 5 <= width:  # room for " + \\"
-            current += f" {term}"
-        else:
-            lines.append(f"{current} {operator} \\")
-            current = f"{indent}    {rest}"
-    return [*lines, current]
 
 
 # -- the step class ----------------------------------------------------------------------------
@@ -121,49 +80,45 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
     """The step module. With ``base`` (a backbone branch class) the step IS the branch, so
     that its layers sit where the reference layout has them; otherwise blocks are children."""
     out = [f"class FormulaStep({base or 'nn.Module'}):"]
-    out.append(_docstring("One step of the formula:\n\n" + _indented(plan.formula), _INDENT))
+    out.append(docstring("One step of the formula:\n\n" + indented(plan.formula), INDENT))
     out.append("")
     params = [f"{attr}={number_literal(init)}" for attr, init in plan.per_step_params.values()]
     if base:
         sig = ["self", "in_width", "width", "stride=1", "n=0", "downsample=None", *params, "**branch_options"]
-        out += _fitted(_INDENT, "def ", f"__init__({', '.join(sig)})", ":")
-        out.append(f"{_INDENT * 2}super().__init__(in_width, width, stride, **branch_options)")
-        out.append(f"{_INDENT * 2}self.downsample = downsample")
+        out += fitted(INDENT, "def ", f"__init__({', '.join(sig)})", ":")
+        out.append(f"{INDENT * 2}super().__init__(in_width, width, stride, **branch_options)")
+        out.append(f"{INDENT * 2}self.downsample = downsample")
     else:
         sig = ["self", *plan.blocks, "n=0", "downsample=None", *params]
-        out += _fitted(_INDENT, "def ", f"__init__({', '.join(sig)})", ":")
-        out.append(f"{_INDENT * 2}super().__init__()")
+        out += fitted(INDENT, "def ", f"__init__({', '.join(sig)})", ":")
+        out.append(f"{INDENT * 2}super().__init__()")
         for block in plan.blocks:
-            out.append(f"{_INDENT * 2}self.{block} = {block}")
-        out.append(f"{_INDENT * 2}self.downsample = downsample")
-    out.append(f"{_INDENT * 2}self.n = n  # the step index n of the formula")
+            out.append(f"{INDENT * 2}self.{block} = {block}")
+        out.append(f"{INDENT * 2}self.downsample = downsample")
+    out.append(f"{INDENT * 2}self.n = n  # the step index n of the formula")
     for attr, _ in plan.per_step_params.values():
-        out.append(f"{_INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
+        out.append(f"{INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
     for attr, initial in plan.pair_params.values():  # one weight per earlier step the sum reads
-        out += _fitted(_INDENT * 2, f"self.{attr} = ", f"nn.Parameter(torch.tensor({initial}))", "")
+        out += fitted(INDENT * 2, f"self.{attr} = ", f"nn.Parameter(torch.tensor({initial}))", "")
     out.append("")
     if base:
         (block,) = plan.blocks
-        out.append(f"{_INDENT}def {block}(self, x):")
-        out.append(f"{_INDENT * 2}return {base}.forward(self, x)")
+        out.append(f"{INDENT}def {block}(self, x):")
+        out.append(f"{INDENT * 2}return {base}.forward(self, x)")
         out.append("")
-    out += _fitted(_INDENT, "def ", f"forward({', '.join(['self', *_step_signature(plan)])})", ":")
-    out.append(_docstring(_forward_docstring(plan), _INDENT * 2, one_line=True))
+    out += fitted(INDENT, "def ", f"forward({', '.join(['self', *_step_signature(plan)])})", ":")
+    out.append(docstring(_forward_docstring(plan), INDENT * 2, one_line=True))
     for h, first in plan.history.items():
         if first < 0:
             out.append(
-                f"{_INDENT * 2}# {h}_history starts at {rec_expr(state(h, first))}: "
+                f"{INDENT * 2}# {h}_history starts at {rec_expr(state(h, first))}: "
                 f"{h}_history[k] is {rec_expr(state(h, sympy.Symbol('k') + first))}"
             )
     for line in plan.body:
         target, _, code = line.partition(" = ")
-        out += _fitted(_INDENT * 2, f"{target} = ", code, "")
-    out.append(f"{_INDENT * 2}return {', '.join(var_name(s, 1) for s in _returned(plan))}")
+        out += fitted(INDENT * 2, f"{target} = ", code, "")
+    out.append(f"{INDENT * 2}return {', '.join(var_name(s, 1) for s in _returned(plan))}")
     return out
-
-
-def _indented(text: str) -> str:
-    return "\n".join("    " + line for line in text.splitlines())
 
 
 def _returned(plan: StepPlan) -> list[str]:
@@ -175,7 +130,7 @@ def _returned(plan: StepPlan) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Carry:
+class Carry:
     """The variables that live across steps: lagged states, starts (s_0), histories."""
 
     lags: dict[str, int]  # state -> how many past values are kept (x_n, x_nm1, ...)
@@ -189,8 +144,9 @@ class _Carry:
         return names + [f"{h}_history" for h in self.history]
 
 
-def _carry(plan: StepPlan) -> _Carry:
-    return _Carry(dict(plan.lags), list(plan.starts), list(plan.history), plan.output)
+def carried(plan: StepPlan) -> Carry:
+    """The variables of ``plan`` that live across steps."""
+    return Carry(dict(plan.lags), list(plan.starts), list(plan.history), plan.output)
 
 
 def _initial_lines(plan: StepPlan, indent: str, entry: str) -> list[str]:
@@ -215,7 +171,7 @@ def _initial_lines(plan: StepPlan, indent: str, entry: str) -> list[str]:
 
 
 def _loop_lines(
-    plan: StepPlan, carry: _Carry, indent: str, steps: str, shared: str, stage_input: bool
+    plan: StepPlan, carry: Carry, indent: str, steps: str, shared: str, stage_input: bool
 ) -> list[str]:
     current = var_name(plan.output, 0)
     args = _step_arguments(plan, f"x_in if i == 0 else {current}" if stage_input else current)
@@ -225,17 +181,17 @@ def _loop_lines(
     iterator = f"enumerate({steps})" if (plan.raw_blocks and stage_input) else steps
     lines = [f"{indent}for {loop_var} in {iterator}:"]
     targets = ", ".join(var_name(s, 1) for s in returned)
-    lines += _fitted(indent + _INDENT, f"{targets} = ", f"step({', '.join(args)})", "")
+    lines += fitted(indent + INDENT, f"{targets} = ", f"step({', '.join(args)})", "")
     for s, depth in carry.lags.items():
         chain = [var_name(s, -k) for k in range(depth)]
         if depth == 1:
-            lines.append(f"{indent}{_INDENT}{chain[0]} = {var_name(s, 1)}")
+            lines.append(f"{indent}{INDENT}{chain[0]} = {var_name(s, 1)}")
         else:
             lines.append(
-                f"{indent}{_INDENT}{', '.join(reversed(chain))} = {', '.join(reversed([var_name(s, 1)] + chain[:-1]))}"
+                f"{indent}{INDENT}{', '.join(reversed(chain))} = {', '.join(reversed([var_name(s, 1)] + chain[:-1]))}"
             )
     for h in carry.history:
-        lines.append(f"{indent}{_INDENT}{h}_history.append({var_name(h, 0)})")
+        lines.append(f"{indent}{INDENT}{h}_history.append({var_name(h, 0)})")
     return lines
 
 
@@ -245,35 +201,35 @@ def _loop_lines(
 def wire_source(rec: Recurrence) -> str:
     """Source of ``FormulaStep`` and ``Recurrence(blocks)`` for user-supplied blocks."""
     plan = plan_step(rec, stages=False)
-    carry = _carry(plan)
+    carry = carried(plan)
     lines = _step_class(plan, base=None) + ["", ""]
     lines.append("class Recurrence(nn.Module):")
     lines.append(
-        _docstring(
+        docstring(
             f"Maps {rec.output}_0 to {rec.output}_N by the formula; blocks[name][i] is the block at step i.\n\n"
-            + _indented(plan.formula),
-            _INDENT,
+            + indented(plan.formula),
+            INDENT,
         )
     )
     lines.append("")
-    lines.append(f"{_INDENT}def __init__(self, blocks):")
-    lines.append(f"{_INDENT * 2}super().__init__()")
-    lines += _shared_param_lines(plan, _INDENT * 2)
+    lines.append(f"{INDENT}def __init__(self, blocks):")
+    lines.append(f"{INDENT * 2}super().__init__()")
+    lines += _shared_param_lines(plan, INDENT * 2)
     if plan.blocks:
         first = plan.blocks[0]
-        lines.append(f"{_INDENT * 2}depth = len(blocks[{_literal(first)}])")
-        kwargs = ", ".join(f"{b}=blocks[{_literal(b)}][i]" for b in plan.blocks)
-        lines += _fitted(
-            _INDENT * 2,
+        lines.append(f"{INDENT * 2}depth = len(blocks[{literal(first)}])")
+        kwargs = ", ".join(f"{b}=blocks[{literal(b)}][i]" for b in plan.blocks)
+        lines += fitted(
+            INDENT * 2,
             "self.steps = ",
             f"nn.ModuleList(FormulaStep({kwargs}, n=i) for i in range(depth))",
             "",
         )
     lines.append("")
-    lines.append(f"{_INDENT}def forward(self, {rec.output}_0):")
-    lines += _initial_lines(plan, _INDENT * 2, f"{rec.output}_0")
-    lines += _loop_lines(plan, carry, _INDENT * 2, "self.steps", "self.", stage_input=False)
-    lines.append(f"{_INDENT * 2}return {var_name(rec.output, 0)}")
+    lines.append(f"{INDENT}def forward(self, {rec.output}_0):")
+    lines += _initial_lines(plan, INDENT * 2, f"{rec.output}_0")
+    lines += _loop_lines(plan, carry, INDENT * 2, "self.steps", "self.", stage_input=False)
+    lines.append(f"{INDENT * 2}return {var_name(rec.output, 0)}")
     return _module(rec, "Wires user blocks by the formula.", lines)
 
 
@@ -297,7 +253,7 @@ _IMPORT_ALIASES = {"import torch.nn as nn": "nn"}
 
 def _module(rec: Recurrence, purpose: str, body: list[str]) -> str:
     """The module text: docstring, the imports its body uses (in isort's order), the body."""
-    text = "Generated by formulac. " + purpose + "\n\nThe formula:\n\n" + _indented(formula_text(rec))
+    text = "Generated by formulac. " + purpose + "\n\nThe formula:\n\n" + indented(formula_text(rec))
     code = "\n".join(body) + "\n"
     used = {
         node.value.id
@@ -309,7 +265,7 @@ def _module(rec: Recurrence, purpose: str, body: list[str]) -> str:
     imports = standard + ([""] if standard and third_party else []) + third_party
     # isort's blank lines after the imports: two before a class, one before a comment
     gap = [""] if body[0].startswith("#") else ["", ""]
-    return "\n".join([_docstring(text, "").strip("\n"), "", *imports, *gap, *body]) + "\n"
+    return "\n".join([docstring(text, "").strip("\n"), "", *imports, *gap, *body]) + "\n"
 
 
 # -- networks on a backbone ------------------------------------------------------------------------
@@ -338,7 +294,7 @@ def network_layout(
 ) -> NetworkLayout:
     stages = backbone.layout(**options)
     width_in = backbone.stem_width(**options)
-    carry = _carry(plan)
+    carry = carried(plan)
     all_steps: list[list[StepShape]] = []
     for stage in stages:
         widths: dict[str, int] = {}
@@ -390,8 +346,8 @@ def network_layout(
             _check_fixed_width(rec, backbone, stage, shapes)
         all_steps.append(shapes)
         carried_names = set(carry.names())  # once per stage: a long system carries many
-        carried = {name: w for name, w in widths.items() if name in carried_names}
-        if transition == "project" and len(set(carried.values())) > 1:
+        carried_widths = {name: w for name, w in widths.items() if name in carried_names}
+        if transition == "project" and len(set(carried_widths.values())) > 1:
             raise UsageError(
                 "compile: transition=project needs every state entering a stage to have one width"
             )
@@ -483,28 +439,26 @@ def network_source(
     transition: str = "reset",
     num_classes: int = 10,
     in_channels: int = 3,
-    memory: str = "standard",
+    memory: str = DEFAULT_MEMORY_MODE,
 ) -> str:
     """Source of a standalone module defining ``FormulaNet`` (buildable with no arguments).
-    ``memory``: "standard", "reversible" or "checkpoint" (:mod:`.reversible`)."""
+    ``memory``: the name of a registered memory mode (:mod:`.memory_modes`)."""
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
-    reserved = _backbone_names(backbone, options)
-    if memory != "standard":  # memory modes (issue 10)
-        reserved |= reversible.RESERVED_NAMES
+    mode = get_memory_mode(memory)
+    reserved = _backbone_names(backbone, options) | mode.reserved_names
     plan = plan_step(rec, reserved=reserved, feature_dim=backbone.feature_dim)
     require_blocks(rec, plan)
     require_block_kinds(rec, plan, backbone)
-    mplan = reversible.memory_plan(rec, memory)
+    mplan = mode.plan(rec)
     layout = network_layout(rec, plan, backbone, options, transition)
     inline = len(plan.blocks) == 1 and not (rec.shared_blocks)
     branch = backbone.block_class(plan.blocks[0])
     net_options = backbone.net_kwargs(**{k: v for k, v in options.items() if k != "depth"})
     lines = _backbone_source(backbone)
-    lines += reversible.runtime_lines(memory)
+    lines += mode.runtime_lines()
     lines += _step_class(plan, base=branch if inline else None)
-    if memory != "standard":
-        lines += [""] + reversible.step_methods(rec, plan, _carry(plan).lags, memory)
+    lines += mode.step_class_lines(rec, plan, dict(plan.lags), mplan)
     lines += ["", ""]
     lines.append(f"class FormulaNet({backbone.net_class}):")
     summary = (
@@ -512,31 +466,31 @@ def network_source(
         f"Stages: "
         + ", ".join(f"{st.name} {st.steps} steps of width {st.width}" for st in layout.stages)
         + "\n\n"
-        + _indented(plan.formula)
+        + indented(plan.formula)
     )
-    lines.append(_docstring(summary, _INDENT))
+    lines.append(docstring(summary, INDENT))
     lines.append("")
-    lines += reversible.network_attribute_lines(mplan, _INDENT)
+    lines += mode.network_attribute_lines(mplan, INDENT)
     lines.append(
-        f"{_INDENT}def __init__(self, num_classes={int(num_classes)}, in_channels={int(in_channels)}):"
+        f"{INDENT}def __init__(self, num_classes={int(num_classes)}, in_channels={int(in_channels)}):"
     )
-    kw = "".join(f", {k}={_literal(v)}" for k, v in net_options.items())
-    lines += _fitted(
-        _INDENT * 2, "super().__init__", f"(num_classes=num_classes, in_channels=in_channels{kw})", ""
+    kw = "".join(f", {k}={literal(v)}" for k, v in net_options.items())
+    lines += fitted(
+        INDENT * 2, "super().__init__", f"(num_classes=num_classes, in_channels=in_channels{kw})", ""
     )
-    lines += reversible.init_lines(mplan, _INDENT * 2)
-    lines += _shared_param_lines(plan, _INDENT * 2)
+    lines += mode.init_lines(mplan, INDENT * 2)
+    lines += _shared_param_lines(plan, INDENT * 2)
     first_n, options_in_scope = 0, None
     for stage, shapes in zip(layout.stages, layout.steps):
         if stage.branch_options and stage.branch_options != options_in_scope:
             options_in_scope = stage.branch_options
-            lines.append(f"{_INDENT * 2}branch_options = {_literal(stage.branch_options)}")
-        lines += _stage_lines(stage, shapes, plan, backbone, inline, first_n, _INDENT * 2, rec.shared_blocks)
+            lines.append(f"{INDENT * 2}branch_options = {literal(stage.branch_options)}")
+        lines += _stage_lines(stage, shapes, plan, backbone, inline, first_n, INDENT * 2, rec.shared_blocks)
         if transition == "project":  # the history goes on across stages, and so does n
             first_n += stage.steps
-    lines.append(f"{_INDENT * 2}self.build_head({layout.final_width})")
+    lines.append(f"{INDENT * 2}self.build_head({layout.final_width})")
     lines.append("")
-    lines += _forward_lines(rec, plan, _carry(plan), layout, transition, memory)
+    lines += _forward_lines(rec, plan, carried(plan), layout, transition, mode)
     return _module(rec, f"A network on the {backbone.name} backbone whose steps follow the formula.", lines)
 
 
@@ -594,23 +548,6 @@ def _options_text(options: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)
 
 
-def _literal(value) -> str:
-    """A Python literal for an option value (strings in double quotes, as ruff formats them)."""
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str) and value.replace("-", "").replace("_", "").isalnum() and value.isascii():
-        return f'"{value}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    if isinstance(value, dict) and all(isinstance(k, str) and k.isidentifier() for k in value):
-        return "{" + ", ".join(f'"{k}": {_literal(v)}' for k, v in value.items()) + "}"
-    raise UsageError(f"compile: option value {value!r} cannot be written into the module")
-
-
 def _backbone_source(backbone: BackboneInfo) -> list[str]:
     """The backbone's net class, branch class and projection function, copied verbatim."""
     module = backbone.module
@@ -640,7 +577,7 @@ def _stage_lines(
 ) -> list[str]:
     """``self.NAME = nn.ModuleList(...)``: the stage's steps, runs of alike steps as loops."""
     options = ", **branch_options" if stage.branch_options else ""
-    proj_options = "".join(f", {k}={_literal(v)}" for k, v in sorted(stage.projection_options.items()))
+    proj_options = "".join(f", {k}={literal(v)}" for k, v in sorted(stage.projection_options.items()))
     lines = [f"{indent}# {stage.name}: {stage.steps} steps of width {stage.width}, stride {stage.stride}"]
 
     def branch_args(w_in: int, s: int) -> str:
@@ -670,209 +607,82 @@ def _stage_lines(
             lines.append(
                 f"{indent}downsample = {backbone.projection_function}({w_in}, {w}, {s}{proj_options})"
             )
-    runs = _runs([step_code(i, s) for i, s in enumerate(shapes)])
+    runs = alike_runs([step_code(i, s) for i, s in enumerate(shapes)])
     if len(runs) == 1 and len(runs[0]) > 1:
-        body = _loop(runs[0])[1:-1]  # a generator of the steps
+        body = run_as_list(runs[0])[1:-1]  # a generator of the steps
     else:
-        body = " + ".join(_loop(run) for run in runs)
-    return lines + _fitted(indent, f"self.{stage.name} = ", f"nn.ModuleList({body})", "")
+        body = " + ".join(run_as_list(run) for run in runs)
+    return lines + fitted(indent, f"self.{stage.name} = ", f"nn.ModuleList({body})", "")
 
 
-_INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.])")
-
-
-def _runs(codes: list[str]) -> list[list[str]]:
-    """Consecutive codes that differ only in integers that grow by a fixed amount per step."""
-    runs: list[list[str]] = []
-    for code in codes:
-        run = runs[-1] if runs else None
-        alike = run is not None and _INTEGER.sub("#", run[0]) == _INTEGER.sub("#", code)
-        if alike and (len(run) == 1 or _slopes(run[-2], run[-1]) == _slopes(run[-1], code)):
-            run.append(code)
-            continue
-        runs.append([code])
-    return runs
-
-
-def _numbers(code: str) -> list[int]:
-    return [int(m) for m in _INTEGER.findall(code)]
-
-
-def _slopes(a: str, b: str) -> list[int]:
-    return [y - x for x, y in zip(_numbers(a), _numbers(b))]
-
-
-def _loop(run: list[str]) -> str:
-    """``[code]`` for one step; ``[code for n in range(...)]`` for a run, each of its integers
-    written as a function of the step index n."""
-    if len(run) == 1:
-        return f"[{run[0]}]"
-    n_first = int(re.search(r"\bn=(\d+)", run[0]).group(1))
-    pieces = _INTEGER.split(run[0])
-    out = pieces[0]
-    for value, slope, piece in zip(_numbers(run[0]), _slopes(run[0], run[1]), pieces[1:]):
-        constant = value - slope * n_first
-        if slope == 0:
-            out += str(value)
-        else:
-            term = "n" if slope == 1 else f"{slope} * n"
-            out += term if constant == 0 else f"{term} {'+' if constant > 0 else '-'} {abs(constant)}"
-        out += piece
-    bounds = f"{n_first}, {n_first + len(run)}" if n_first else f"{len(run)}"
-    return f"[{out} for n in range({bounds})]"
-
-
-def _fitted(indent: str, prefix: str, code: str, suffix: str) -> list[str]:
-    """``prefix + code + suffix`` on one line if it fits in :data:`LINE_LENGTH`, else with the
-    code's outer brackets opened, one argument (or ``for`` clause, or ``+`` operand) a line."""
-    line = f"{indent}{prefix}{code}{suffix}"
-    if len(line) <= LINE_LENGTH:
-        return [line]
-    terms = _split_terms(code)
-    if len(terms) > 1:  # a long sum: one term a line, in parentheses
-        lines = [f"{indent}{prefix}("]
-        for term in terms:
-            lines += _fitted(indent + _INDENT, "", term, "")
-        return [*lines, f"{indent}){suffix}"]
-    opener, inner, closer = _outer_brackets(code)
-    if opener is None:
-        return [line]
-    lines = [f"{indent}{prefix}{opener}"]
-    for piece in _split_top_level(inner):
-        comma = piece.endswith(",")
-        lines += _fitted(indent + _INDENT, "", piece.removesuffix(","), "," if comma else "")
-    lines.append(f"{indent}{closer}{suffix}")
-    return lines
-
-
-def _stage_loop(plan: StepPlan, carry: _Carry, memory: str) -> list[str]:
+def _stage_loop(plan: StepPlan, carry: Carry, mode: MemoryMode) -> list[str]:
     """The steps of ``run_stage``: one loop, or (memory modes) the first step and a runtime call."""
 
     def loop(steps: str) -> list[str]:
-        return _loop_lines(plan, carry, _INDENT * 2, steps, "self.", stage_input=True)
+        return _loop_lines(plan, carry, INDENT * 2, steps, "self.", stage_input=True)
 
-    if memory == "standard":
-        return loop("steps")
-    return reversible.stage_lines(plan, carry.lags, _INDENT * 2, loop, memory)
-
-
-def _split_terms(code: str) -> list[str]:
-    """``a + b - c`` at bracket depth 0 -> [``a``, ``+ b``, ``- c``] (a lambda-free expression)."""
-    terms, start = [], 0
-    for i in _outside_brackets(code):
-        if i > start and code.startswith((" + ", " - "), i):
-            terms.append(code[start:i].strip())
-            start = i + 1
-    return [*terms, code[start:].strip()]
-
-
-def _outside_brackets(code: str):
-    """The positions of ``code`` outside every bracket (the brackets excluded)."""
-    depth = 0
-    for i, ch in enumerate(code):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0:
-            yield i
-
-
-def _outer_brackets(code: str) -> tuple[str | None, str, str]:
-    """``name(inner)`` -> (``name(``, inner, ``)``), ``[inner]`` likewise; (None, "", "") when
-    the first bracket does not close at the end."""
-    depth = 0
-    for i, ch in enumerate(code):
-        if ch in "([{":
-            depth += 1
-            if depth == 1:
-                start = i
-        elif ch in ")]}":
-            depth -= 1
-            if depth == 0:
-                if i == len(code) - 1:
-                    return code[: start + 1], code[start + 1 : -1], code[-1]
-                return None, "", ""
-    return None, "", ""
-
-
-def _split_top_level(inner: str) -> list[str]:
-    """Pieces of ``inner`` at bracket depth 0: arguments (each with its comma), a
-    comprehension's ``for`` clause, and the lists that ``+`` joins (with the ``+``)."""
-    pieces, start = [], 0
-    for i in _outside_brackets(inner):
-        if inner[i] == ",":
-            pieces.append(inner[start : i + 1].strip())
-            start = i + 1
-        elif inner.startswith((" for ", " + ["), i):
-            pieces.append(inner[start:i].strip())
-            start = i + 1
-    pieces.append(inner[start:].strip())
-    if len(pieces) > 1 and pieces[-2].endswith(","):
-        pieces[-1] += ","  # the trailing comma of an argument list opened over several lines
-    return [p for p in pieces if p.strip(",")]
+    return mode.stage_lines(plan, carry.lags, INDENT * 2, loop)
 
 
 def _forward_lines(
-    rec: Recurrence, plan: StepPlan, carry: _Carry, layout: NetworkLayout, transition: str, memory: str
+    rec: Recurrence, plan: StepPlan, carry: Carry, layout: NetworkLayout, transition: str, mode: MemoryMode
 ) -> list[str]:
     out = f"{rec.output}"
     names = carry.names()
-    lines = [f"{_INDENT}def forward(self, x):"]
-    lines.append(f"{_INDENT * 2}{out}_0 = self.stem(x)")
+    lines = [f"{INDENT}def forward(self, x):"]
+    lines.append(f"{INDENT * 2}{out}_0 = self.stem(x)")
     if transition == "reset":
-        lines.append(f"{_INDENT * 2}{var_name(out, 0)} = {out}_0")
+        lines.append(f"{INDENT * 2}{var_name(out, 0)} = {out}_0")
         for stage in layout.stages:
             lines.append(
-                f"{_INDENT * 2}{var_name(out, 0)} = self.run_stage(self.{stage.name}, {var_name(out, 0)})"
+                f"{INDENT * 2}{var_name(out, 0)} = self.run_stage(self.{stage.name}, {var_name(out, 0)})"
             )
-        lines.append(f"{_INDENT * 2}return self.head({var_name(out, 0)})")
+        lines.append(f"{INDENT * 2}return self.head({var_name(out, 0)})")
         lines.append("")
-        lines.append(f"{_INDENT}def run_stage(self, steps, x_in):")
+        lines.append(f"{INDENT}def run_stage(self, steps, x_in):")
         lines.append(
-            f'{_INDENT * 2}"""One stage; its history restarts at the stage input, projected where it changes shape."""'
+            f'{INDENT * 2}"""One stage; its history restarts at the stage input, projected where it changes shape."""'
         )
         lines.append(
-            f"{_INDENT * 2}{out}_0 = x_in if steps[0].downsample is None else steps[0].downsample(x_in)"
+            f"{INDENT * 2}{out}_0 = x_in if steps[0].downsample is None else steps[0].downsample(x_in)"
         )
-        lines += _initial_lines(plan, _INDENT * 2, f"{out}_0")
-        lines += _stage_loop(plan, carry, memory)
-        lines.append(f"{_INDENT * 2}return {var_name(out, 0)}")
+        lines += _initial_lines(plan, INDENT * 2, f"{out}_0")
+        lines += _stage_loop(plan, carry, mode)
+        lines.append(f"{INDENT * 2}return {var_name(out, 0)}")
         return lines
-    lines += _initial_lines(plan, _INDENT * 2, f"{out}_0")
+    lines += _initial_lines(plan, INDENT * 2, f"{out}_0")
     state_tuple = ", ".join(names)
     for stage in layout.stages:
-        lines += _fitted(
-            _INDENT * 2, f"{state_tuple} = ", f"self.run_stage(self.{stage.name}, {state_tuple})", ""
+        lines += fitted(
+            INDENT * 2, f"{state_tuple} = ", f"self.run_stage(self.{stage.name}, {state_tuple})", ""
         )
-    lines.append(f"{_INDENT * 2}return self.head({var_name(out, 0)})")
+    lines.append(f"{INDENT * 2}return self.head({var_name(out, 0)})")
     lines.append("")
-    lines += _fitted(_INDENT, "def ", f"run_stage(self, steps, {state_tuple})", ":")
+    lines += fitted(INDENT, "def ", f"run_stage(self, steps, {state_tuple})", ":")
     lines.append(
-        f'{_INDENT * 2}"""One stage; every state entering it goes through the stage\'s projection."""'
+        f'{INDENT * 2}"""One stage; every state entering it goes through the stage\'s projection."""'
     )
     if plan.raw_blocks:
-        lines.append(f"{_INDENT * 2}x_in = {var_name(out, 0)}")
-    lines.append(f"{_INDENT * 2}project = steps[0].downsample")
-    lines.append(f"{_INDENT * 2}if project is not None:")
+        lines.append(f"{INDENT * 2}x_in = {var_name(out, 0)}")
+    lines.append(f"{INDENT * 2}project = steps[0].downsample")
+    lines.append(f"{INDENT * 2}if project is not None:")
     for name in names:
         if name.endswith("_history"):
-            lines.append(f"{_INDENT * 3}{name} = [project(h) for h in {name}]")
+            lines.append(f"{INDENT * 3}{name} = [project(h) for h in {name}]")
         else:
-            lines.append(f"{_INDENT * 3}{name} = project({name})")
-    lines += _stage_loop(plan, carry, memory)
-    lines.append(f"{_INDENT * 2}return {state_tuple}")
+            lines.append(f"{INDENT * 3}{name} = project({name})")
+    lines += _stage_loop(plan, carry, mode)
+    lines.append(f"{INDENT * 2}return {state_tuple}")
     return lines
 
 
 def network_parameter_attributes(
-    rec: Recurrence, backbone: BackboneInfo, options: dict, memory: str = "standard"
+    rec: Recurrence, backbone: BackboneInfo, options: dict, memory: str = DEFAULT_MEMORY_MODE
 ) -> dict[str, str]:
     """Formula parameter name -> the attribute that holds it in :func:`network_source`'s
     network (a name the backbone or the memory mode uses takes a ``_param`` suffix)."""
-    reserved = _backbone_names(backbone, options)
-    if memory != "standard":  # the same names as network_source reserves
-        reserved |= reversible.RESERVED_NAMES
+    # the same names as network_source reserves
+    reserved = _backbone_names(backbone, options) | get_memory_mode(memory).reserved_names
     plan = plan_step(rec, reserved=reserved)
     held = {**plan.shared_params, **plan.per_step_params, **plan.pair_params}
     return {name: attr for name, (attr, _) in held.items()}

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from ..ir import Recurrence
 from ..limits import DEFAULT_BACKBONE
 from .backbones import get_backbone
-from .emit import _carry
+from .emit import carried
 from .plan import plan_step
 
 __all__ = ["NetworkInfo", "network_info", "count_multiply_adds"]
@@ -96,7 +96,7 @@ def network_info(
                     "parameters": sum(p.numel() for p in child.parameters()),
                 }
             )
-    kept = _carry(plan_step(rec)).names()
+    kept = carried(plan_step(rec)).names()
     return NetworkInfo(
         parameters=sum(p.numel() for p in model.parameters()),
         multiply_adds=count_multiply_adds(model, example),

@@ -21,18 +21,17 @@ memory grows linearly with the batch.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..analysis.invertibility import invert
-from ..errors import UsageError
-from ..ir import Recurrence
+from ..ir import Recurrence, state
 from ..limits import DEFAULT_BACKBONE
 from .backbones import get_backbone
-from .reversible import check_supported, memory_plan
+from .memory_mode import MemoryEstimate
+from .memory_modes import DEFAULT_MEMORY_MODE, MEMORY_MODES
+from .plan import plan_step
 
 __all__ = [
     "MemoryEstimate",
@@ -41,19 +40,6 @@ __all__ = [
     "predict_memory",
     "saved_bytes_recorder",
 ]
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    mode: str
-    bytes_per_image: int | None  # None: the mode does not apply (note says why)
-    resident: int = 0  # per image, kept at the end of the forward
-    transient: int = 0  # per image, how far the backward's peak rises above it
-    detail: str = ""  # anchor interval, segment length
-    note: str | None = None
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -136,107 +122,14 @@ def activation_profile(
     return profile
 
 
-def _peak(profile: ActivationProfile, stage_memory) -> tuple[float, float]:
-    """(resident at the backward's start, peak) when stage ``s`` keeps ``stage_memory(s)[0]``
-    and needs ``stage_memory(s)[1]`` more while its backward runs."""
-    kept = [stage_memory(s) for s in range(len(profile.steps))]
-    resident = sum(profile.between) + sum(k for k, _ in kept)
-    peak = resident
-    below = profile.between[0]
-    for s, (k, extra) in enumerate(kept):
-        peak = max(peak, below + k + extra)
-        below += k + profile.between[s + 1]
-    return resident, peak
-
-
 def predict_memory(
-    rec: Recurrence, profile: ActivationProfile, segment: int | None = None, measured: int | None = None
+    rec: Recurrence, profile: ActivationProfile, measured: dict | None = None
 ) -> list[MemoryEstimate]:
-    """Per-image activation memory of each mode from a standard network's profile; ``measured``
-    is the float32 anchor interval a reversible network settled on after a backward (its blocks'
-    drift), used in place of the planned one when shorter."""
-    out = [MemoryEstimate("standard", round(profile.total), round(profile.total), 0)]
-
-    def split(s):
-        saved = profile.steps[s]
-        start = 1 if profile.first_standard[s] else 0
-        return sum(saved[:start]), saved[start:]
-
-    sizes = set()
-
-    def checkpointed(s):  # the states at each segment's start; backward, one segment at a time
-        first, rest = split(s)
-        if not rest:
-            return first, 0.0
-        size = segment or max(1, round(math.sqrt(len(rest))))
-        sizes.add(size)
-        segments = [rest[j : j + size] for j in range(0, len(rest), size)]
-        starts = profile.fresh(s, start=True) + (len(segments) - 1) * profile.fresh(s)
-        return first + starts, max(sum(seg) for seg in segments)
-
-    refused = {}
-    for mode in ("checkpoint", "reversible"):  # what one refuses, so does the other
-        try:
-            check_supported(rec, mode)
-        except UsageError as exc:
-            refused[mode] = exc.message
-    if refused:
-        return out + [MemoryEstimate(mode, None, note=note) for mode, note in refused.items()]
-    resident, peak = _peak(profile, checkpointed)
-    detail = "segments of " + ", ".join(map(str, sorted(sizes))) + " steps" if sizes else ""
-    out.append(MemoryEstimate("checkpoint", round(peak), round(resident), round(peak - resident), detail))
-    inverse = invert(rec)
-    if not inverse.invertible:
-        out.append(MemoryEstimate("reversible", None, note=f"not invertible: {inverse.reason}"))
-        return out
-    try:
-        plan = memory_plan(rec, "reversible")
-    except UsageError as exc:  # rebuilding is useless, or its growth unknown: say why
-        out.append(MemoryEstimate("reversible", None, note=exc.message))
-        return out
-
-    planned = plan.anchor_steps["float32"]
-    interval = planned if measured is None else min(planned, measured)
-
-    def rebuilt(s):  # the last states and the anchors (the first states among them); one step
-        first, rest = split(s)
-        if len(rest) < profile.kept:  # too short to rebuild: run as usual
-            return first + sum(rest), 0.0
-        anchors = math.ceil(len(rest) / interval)
-        kept = profile.fresh(s, end=True) + profile.fresh(s, start=True) + (anchors - 1) * profile.fresh(s)
-        return first + kept, max(rest)
-
-    if plan.exact:
-        return out + [_exact_estimate(profile, plan.exact, split)]
-    resident, peak = _peak(profile, rebuilt)
-    a = plan.anchor_steps
-    detail = f"anchors every {interval} steps in float32 ({a['bfloat16']} in bfloat16)"
-    if interval < planned:
-        detail += (
-            f"; planned {planned} from the formula, shortened by the drift its blocks showed in a"
-            " first backward (the interval follows the drift each backward measures)"
-        )
-    out.append(MemoryEstimate("reversible", round(peak), round(resident), round(peak - resident), detail))
-    return out
-
-
-def _exact_estimate(profile: ActivationProfile, equations, split) -> MemoryEstimate:
-    """Exact rebuilding: a stage keeps its first states, its last states in fixed point (int64:
-    twice a float32 state) and the bit store's words (one per divided equation, plus one for
-    every 62 bits its coefficient p/q drops over the stage's steps); backward, one step."""
-    divided = [abs(math.log2(e.q / abs(e.p))) for e in equations if e.q != 1]
-
-    def rebuilt(s):
-        first, rest = split(s)
-        if len(rest) < profile.kept:
-            return first + sum(rest), 0.0
-        words = sum(1 + int(len(rest) * bits // 62) for bits in divided)
-        fixed = 2 * (profile.kept + words) * profile.state[s]
-        return first + profile.fresh(s, start=True) + fixed, max(rest)
-
-    resident, peak = _peak(profile, rebuilt)
-    detail = "exact rebuild: fixed-point states and a bit store for the division, no anchors"
-    return MemoryEstimate("reversible", round(peak), round(resident), round(peak - resident), detail)
+    """Per-image activation memory of every registered mode from a standard network's profile;
+    ``measured`` maps a mode's name to what its :meth:`~.memory_mode.MemoryMode.measure` found
+    (reversible: the float32 anchor interval a reversible copy settled on after a backward)."""
+    measured = measured or {}
+    return [mode.estimate(rec, profile, measured.get(name)) for name, mode in MEMORY_MODES.items()]
 
 
 def memory_estimates(
@@ -245,38 +138,21 @@ def memory_estimates(
     """Compile ``rec`` in standard mode, profile a training forward of two images (batch norm
     needs more than one), and predict every mode's activation memory per image."""
     from . import compile_network
-    from .emit import _carry
-    from .plan import plan_step
 
-    options = {**compile_options, "memory": "standard"}
+    options = {**compile_options, "memory": DEFAULT_MEMORY_MODE}
     model = compile_network(rec, **options)
     backbone = get_backbone(compile_options.get("backbone", DEFAULT_BACKBONE))
     generator = torch.Generator().manual_seed(0)
     example = backbone.example_input(2, in_channels, input_size, generator=generator, options=compile_options)
-    from ..ir import state
-
-    lags = _carry(plan_step(rec)).lags
+    lags = dict(plan_step(rec).lags)
     x0 = state(rec.output, 0)
     aliases = sum(rec.initial_value(s, -k) == x0 for s, depth in lags.items() for k in range(depth))
     profile = activation_profile(model, example, sum(lags.values()), aliases)
-    return predict_memory(rec, profile, measured=_measured_interval(rec, options, model, example))
-
-
-def _measured_interval(rec: Recurrence, options: dict, standard: nn.Module, example: torch.Tensor):
-    """The float32 anchor interval a reversible copy of ``standard`` settles on after one
-    training backward on ``example`` (None when reversible does not apply)."""
-    from . import compile_network
-
-    try:
-        plan = memory_plan(rec, "reversible")
-    except UsageError:
-        return None
-    if plan.exact:  # rebuilt exactly: no anchors to measure
-        return None
-    net = compile_network(rec, **{**options, "memory": "reversible"}).float()
-    net.load_state_dict(standard.state_dict())
-    net.train()(example.float()).sum().backward()
-    return int(net.anchor_steps["float32"])
+    measured = {
+        name: mode.measure(rec, options, model, example, compile_network)
+        for name, mode in MEMORY_MODES.items()
+    }
+    return predict_memory(rec, profile, measured)
 
 
 def memory_text(estimates: list[MemoryEstimate]) -> str:

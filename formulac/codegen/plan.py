@@ -25,7 +25,6 @@ from ..ir import (
     n,
     pair_indices,
     pair_range,
-    pair_reference,
     rebuild,
     references,
     state,
@@ -276,14 +275,14 @@ def plan_step(
         p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if not p.per_step
     }
     # the code prints display_rhs (the user's terms), windows written out as lags
-    equations = [(eq.state, _written_out(eq.display_rhs)) for eq in rec.equations]
+    equations = list(rec.step_equations)
     reads: set[tuple[str, int]] = set()
     starts: set[str] = set()
     history: dict[str, int] = {}
     for _, expr in equations:
         _collect_reads(rec, expr, reads, starts, history)
     ordered_reads = sorted(reads, key=lambda r: (rec.states.index(r[0]), -r[1]))
-    calls = _ordered_block_calls(equations)
+    calls = ordered_block_calls(equations)
     plan = StepPlan(
         formula=formula_text(rec),
         reads=ordered_reads,
@@ -294,7 +293,7 @@ def plan_step(
         blocks=list(rec.blocks),
         raw_blocks=_raw_blocks(rec, equations) if stages else set(),
         history={s: history[s] for s in rec.states if s in history},
-        lags=_lags(rec, ordered_reads, history),
+        lags=dict(rec.carried_lags),
         output=rec.output,
         equations=equations,
     )
@@ -304,7 +303,7 @@ def plan_step(
             with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
                 number_literal(p.init)
     plan.feature_dim = feature_dim
-    printer = _TorchPrinter(rec, plan, rec.substitutions())
+    printer = TorchPrinter(rec, plan, rec.substitutions())
     plan.pair_params = {
         name: (attr, printer.pair_initial(rec.params[name], *pair_range(rec, name)))
         for name, attr in pairs.items()
@@ -348,70 +347,12 @@ def _collect_reads(rec: Recurrence, expr, reads: set, starts: set, history: dict
                 history[ref.name] = min(history.get(ref.name, 0), int(low) + ref.shift)
 
 
-def _lags(rec: Recurrence, reads: list[tuple[str, int]], history: dict[str, int]) -> dict[str, int]:
-    """How many past values of each state a step needs (every history ends with s_n)."""
-    lags: dict[str, int] = {}
-    oldest: dict[str, int] = {}  # one pass over the reads: a long system has many states
-    for st, o in reads:
-        oldest[st] = min(o, oldest.get(st, o))
-    for s in rec.states:
-        depth = 1 - oldest[s] if s in oldest else 0
-        if s == rec.output or s in history:
-            depth = max(depth, 1)
-        if depth:
-            lags[s] = depth
-    return lags
-
-
 def _initial_keys(plan: StepPlan) -> list[tuple[str, int]]:
     """Every (state, index <= 0) whose value must exist before the first step."""
     keys = [(s, -k) for s, depth in plan.lags.items() for k in range(depth)]
     keys += [(s, 0) for s in plan.starts]
     keys += [(s, k) for s, first in plan.history.items() for k in range(first, 0)]
     return [k for k in dict.fromkeys(keys) if k != (plan.output, 0)]
-
-
-def _written_out(expr: sympy.Expr) -> sympy.Expr:
-    """``expr`` with every window (a sum whose limits both follow n) written out term by term,
-    so that its states are lags like any other: ``sum(j=n-2..n, x_j)`` -> ``x_<n-2> + x_<n-1> + x_n``."""
-    if isinstance(expr, sympy.Sum):
-        ((var, low, high),) = expr.limits
-        if low.is_Integer:
-            return expr
-        terms = [_substituted(expr.function, var, low + k) for k in range(int(high - low) + 1)]
-        if not terms:
-            return sympy.Integer(0)
-        return terms[0] if len(terms) == 1 else sympy.Add(*terms, evaluate=False)
-    if not expr.args or isinstance(expr, (sympy.Indexed, sympy.Symbol)):
-        return expr
-    return _remade(expr, [_written_out(a) for a in expr.args])
-
-
-def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> sympy.Expr:
-    """``expr`` with ``var`` replaced by ``value``, the user's term order kept."""
-    if expr == var:
-        return value
-    if isinstance(expr, sympy.Indexed) and pair_indices(expr) is not None:
-        step, earlier = pair_indices(expr)
-        return pair_reference(
-            StateRef.of(expr).name, step.xreplace({var: value}), earlier.xreplace({var: value})
-        )
-    if isinstance(expr, sympy.Indexed):
-        ref = StateRef.of(expr)
-        return state(ref.name, ref.index.xreplace({var: value}))
-    if not expr.args or not expr.has(var):
-        return expr
-    return _remade(expr, [_substituted(a, var, value) for a in expr.args])
-
-
-def _remade(expr: sympy.Expr, args: list) -> sympy.Expr:
-    if list(expr.args) == args:
-        return expr
-    if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)):
-        return expr.func(*args, evaluate=False)
-    if isinstance(expr, (BlockCall, Concat, sympy.Sum)):
-        return expr.func(*args)
-    return expr.func(*args, evaluate=False)
 
 
 def formula_text(rec: Recurrence) -> str:
@@ -423,7 +364,7 @@ def _bound_variables(expr: sympy.Expr) -> set:
     return {s.limits[0][0] for s in expr.atoms(sympy.Sum)}
 
 
-def _ordered_block_calls(equations: list[tuple[str, sympy.Expr]]) -> dict[str, list[BlockCall]]:
+def ordered_block_calls(equations: list[tuple[str, sympy.Expr]]) -> dict[str, list[BlockCall]]:
     """Distinct block calls of each equation, innermost first (each computed once per step);
     calls on a sum's variable are made inside the sum instead."""
     seen: set = set()
@@ -457,7 +398,7 @@ def _raw_blocks(rec: Recurrence, equations: list[tuple[str, sympy.Expr]]) -> set
     return {block for block, args in by_block.items() if args and all(a == bare for a in args)}
 
 
-class _TorchPrinter:
+class TorchPrinter:
     """SymPy (as the user wrote it) -> a Python expression over torch tensors."""
 
     # element-wise functions of tensors (and of learned parameters, which are tensors too)

@@ -1,29 +1,36 @@
-"""Code for ``memory="reversible"`` and ``memory="checkpoint"`` (no torch here).
+"""``memory="reversible"``: states rebuilt backward from the formula's inverse (no torch here).
 
-For every formula the step class gets two methods printed from the formula, ``advance`` (the
-step, with each block call made through a callback) and ``retreat`` (the step run backward: the
-solution of :func:`formulac.analysis.invertibility.invert`, printed as code); ``run_stage``
-runs a stage's shape-changing first step as usual and hands the rest to ``run_reversible`` or
-``run_checkpointed``, whose source (:mod:`.memory_runtime`, torch only) is copied into the file.
+The step class gets ``advance`` (the step, with each block call made through a callback) and
+``retreat`` (the step run backward: the solution of
+:func:`formulac.analysis.invertibility.invert`, computed once per compile and carried by the
+:class:`MemoryPlan`, printed as code); ``run_stage`` runs a stage's shape-changing first step as
+usual and hands the rest to ``run_reversible``, whose source (:mod:`.memory_runtime`, torch only)
+is copied into the file.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
+import math
 
-import sympy
-
-from ..analysis.invertibility import UNIT_ROUNDOFF, Reconstruction, invert, reconstruction
+from ..analysis.invertibility import UNIT_ROUNDOFF, invert, reconstruction
 from ..errors import UsageError
-from ..ir import BlockCall, Recurrence, StateRef, rebuild, references
+from ..ir import BlockCall, Recurrence, StateRef, rebuild
 from .exact import exact_equations, exact_methods
-from .plan import StepPlan, _ordered_block_calls, _TorchPrinter, var_name
+from .memory_mode import (
+    RESERVED_NAMES,
+    MemoryEstimate,
+    MemoryMode,
+    MemoryPlan,
+    advance_method,
+    history_refusal,
+    peak_memory,
+    split_first_step,
+    states_tuple,
+)
+from .plan import StepPlan, plan_step, var_name
+from .source_format import INDENT
 
-__all__ = ["MEMORY_MODES", "MemoryPlan", "memory_plan", "RESERVED_NAMES", "ANCHOR_TOLERANCE"]
-
-#: The values of ``memory=``.
-MEMORY_MODES = ("standard", "reversible", "checkpoint")
+__all__ = ["ReversibleMode", "ANCHOR_TOLERANCE"]
 
 #: Relative error a rebuilt state may have at an anchor, by dtype of the states; a segment whose
 #: rebuilt states err more is recomputed exactly. Tighter than the analysis's 1e-3 for a reason:
@@ -36,267 +43,127 @@ ANCHOR_TOLERANCE = {
     "bfloat16": 4 * UNIT_ROUNDOFF["bfloat16"],
 }
 
-#: Names the memory code uses on the step and network classes (a parameter is renamed instead).
-RESERVED_NAMES = frozenset(
-    {
-        "call",
-        "advance",
-        "retreat",
-        "advance_exact",
-        "retreat_exact",
-        "store",
+_RUNTIME_NAMES = (
+    "_RANDOM_MODULES",
+    "uses_randomness",
+    "_plain_call",
+    "advance_steps",
+    "_rng_state",
+    "_set_rng_state",
+    "_autocast_state",
+    "_KeptBuffers",
+    "_Rebuild",
+    "ReversibleSteps",
+    "_relative_error",
+    "_accumulate",
+    "_recompute_segment",
+    "_step_backward",
+    "_EXACT_BITS",
+    "_FixedStore",
+    "ExactSteps",
+    "_add",
+    "_grad",
+    "run_reversible",
+)
+
+
+class ReversibleMode(MemoryMode):
+    """States rebuilt backward from the formula's inverse, with anchors kept exactly."""
+
+    name = "reversible"
+    description = "states rebuilt backward from the formula's inverse; invertible formulas only"
+    reserved_names = RESERVED_NAMES
+    runtime_names = _RUNTIME_NAMES
+    runner = "run_reversible"
+    runner_attributes = (
         "anchor_steps",
         "anchor_tolerance",
         "rebuild_errors",
-        "recomputed_segments",
         "preserve_rng_state",
-        "checkpoint_segment",
-        "run_reversible",
-        "run_checkpointed",
-        "advance_steps",
-        "uses_randomness",
-        "ReversibleSteps",
-        "first",
-    }
-)
+        "recomputed_segments",
+    )
 
-_INDENT = "    "
-_RUNTIME = {
-    "reversible": (
-        "_RANDOM_MODULES",
-        "uses_randomness",
-        "_plain_call",
-        "advance_steps",
-        "_rng_state",
-        "_set_rng_state",
-        "_autocast_state",
-        "_KeptBuffers",
-        "_Rebuild",
-        "ReversibleSteps",
-        "_relative_error",
-        "_accumulate",
-        "_recompute_segment",
-        "_step_backward",
-        "_EXACT_BITS",
-        "_FixedStore",
-        "ExactSteps",
-        "_add",
-        "_grad",
-        "run_reversible",
-    ),
-    "checkpoint": ("_plain_call", "advance_steps", "_KeptBuffers", "run_checkpointed"),
-}
+    def refusal(self, rec: Recurrence) -> str | None:
+        return history_refusal(rec, self.name)
 
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    """How a network keeps its activations: the mode, and for ``reversible`` the anchor
-    interval per dtype of the states (steps between states kept exactly)."""
-
-    mode: str
-    anchor_steps: dict  # dtype name -> steps; empty unless reversible
-    reconstruction: Reconstruction | None = None
-    exact: tuple = ()  # the equations of the exact rebuild (ExactEquation), when it applies
-
-
-def memory_plan(rec: Recurrence, memory: str) -> MemoryPlan:
-    """Check that ``rec`` can be compiled with ``memory`` and choose the anchor interval."""
-    if memory not in MEMORY_MODES:
-        raise UsageError(f"unknown memory mode {memory!r} (choose {', '.join(MEMORY_MODES)})")
-    if memory == "standard":
-        return MemoryPlan(memory, {})
-    if memory == "checkpoint":
-        check_supported(rec, memory)
-        return MemoryPlan(memory, {})
-    check_supported(rec, memory)  # first: what it refuses, checkpoint refuses too
-    inverse = invert(rec)
-    if not inverse.invertible:
-        raise UsageError(
-            f"memory='reversible' needs a formula whose steps can run backward, and {rec.name} "
-            f"cannot: {inverse.reason}; use memory='checkpoint' instead"
-        )
-    rebuild_ = reconstruction(rec, inverse=inverse)
-    if rebuild_ is None or rebuild_.growth is None:
-        why = "; ".join(rebuild_.notes) if rebuild_ is not None else "not determined"
-        raise UsageError(
-            f"memory='reversible': the error growth of rebuilding {rec.name}'s states is unknown ({why}), "
-            "so no anchor interval can be chosen; use memory='checkpoint' instead"
-        )
-    run32 = rebuild_.max_run("float32", ANCHOR_TOLERANCE["float32"])
-    if run32 < 2:
-        raise UsageError(
-            f"memory='reversible' is useless for {rec.name}: rebuilding a state multiplies rounding "
-            f"errors by about {float(rebuild_.growth):.3g} per step, so float32 cannot rebuild even two "
-            f"steps within {ANCHOR_TOLERANCE['float32']:g} and every state would have to be kept; use "
-            "memory='checkpoint' instead"
-        )
-    # float64 states use float32's interval (far more accurate); lower precisions their own
-    anchors = {"float64": run32, "float32": run32}
-    for fmt in ("bfloat16", "float16"):
-        anchors[fmt] = max(1, rebuild_.max_run(fmt, ANCHOR_TOLERANCE[fmt]))
-    assert set(anchors) <= set(UNIT_ROUNDOFF) == set(ANCHOR_TOLERANCE)
-    from .plan import plan_step
-
-    exact, _ = exact_equations(inverse, plan_step(rec))
-    return MemoryPlan(memory, anchors, rebuild_, tuple(exact or ()))
-
-
-def check_supported(rec: Recurrence, memory: str) -> None:
-    """Refuse what no memory mode but standard runs: history sums, reads of fixed states."""
-    for eq in rec.equations:
-        if eq.rhs.has(sympy.Sum):
+    def plan(self, rec: Recurrence, inverse=None) -> MemoryPlan:
+        """Check that ``rec`` can run backward and choose the anchor interval; ``inverse`` is
+        ``invert(rec)`` when the caller has it (it is computed here otherwise, once)."""
+        reason = self.refusal(rec)  # first: what it refuses, checkpoint refuses too
+        if reason is not None:
+            raise UsageError(reason)
+        inverse = invert(rec) if inverse is None else inverse
+        if not inverse.invertible:
             raise UsageError(
-                f"memory={memory!r}: {rec.name} sums over the whole history, which every step keeps; "
-                "use memory='standard'"
+                f"memory='reversible' needs a formula whose steps can run backward, and {rec.name} "
+                f"cannot: {inverse.reason}; use memory='checkpoint' instead"
             )
-        for ref in references(eq.rhs):
-            if ref.variable is None:
-                index = ref.shift if ref.shift >= 0 else f"<{ref.shift}>"
-                raise UsageError(
-                    f"memory={memory!r} does not support formulas that read {ref.name}_{index} at every "
-                    "step yet; use memory='standard'"
-                )
+        rebuild_ = reconstruction(rec, inverse=inverse)
+        if rebuild_ is None or rebuild_.growth is None:
+            why = "; ".join(rebuild_.notes) if rebuild_ is not None else "not determined"
+            raise UsageError(
+                f"memory='reversible': the error growth of rebuilding {rec.name}'s states is unknown ({why}), "
+                "so no anchor interval can be chosen; use memory='checkpoint' instead"
+            )
+        run32 = rebuild_.max_run("float32", ANCHOR_TOLERANCE["float32"])
+        if run32 < 2:
+            raise UsageError(
+                f"memory='reversible' is useless for {rec.name}: rebuilding a state multiplies rounding "
+                f"errors by about {float(rebuild_.growth):.3g} per step, so float32 cannot rebuild even two "
+                f"steps within {ANCHOR_TOLERANCE['float32']:g} and every state would have to be kept; use "
+                "memory='checkpoint' instead"
+            )
+        # float64 states use float32's interval (far more accurate); lower precisions their own
+        anchors = {"float64": run32, "float32": run32}
+        for fmt in ("bfloat16", "float16"):
+            anchors[fmt] = max(1, rebuild_.max_run(fmt, ANCHOR_TOLERANCE[fmt]))
+        assert set(anchors) <= set(UNIT_ROUNDOFF) == set(ANCHOR_TOLERANCE)
+        exact, _ = exact_equations(inverse, plan_step(rec))
+        return MemoryPlan(self.name, anchors, rebuild_, tuple(exact or ()), inverse)
 
-
-# -- the step's methods ----------------------------------------------------------------------------
-
-
-def kept_names(lags: dict[str, int]) -> tuple[list[str], list[str]]:
-    """Names of the kept states before a step (``x_n, x_nm1``) and after it (``x_next, x_n``)."""
-    before = [var_name(s, -k) for s, depth in lags.items() for k in range(depth)]
-    after = [var_name(s, 1 - k) for s, depth in lags.items() for k in range(depth)]
-    return before, after
-
-
-def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: str) -> list[str]:
-    """The ``advance`` (and, when reversible, ``retreat``) methods of the step class."""
-    by_equation = _block_calls_by_equation(plan)
-    calls = [c for group in by_equation.values() for c in group]
-    subs = rec.substitutions()
-    index = {}
-    locals_: dict = {}
-    counts: dict[str, int] = {}
-    for i, call in enumerate(calls):
-        counts[call.block] = counts.get(call.block, 0) + 1
-        local = f"out_{call.block}" if counts[call.block] == 1 else f"out_{call.block}_{counts[call.block]}"
-        for key in (rebuild(call), rebuild(call).xreplace(subs)):
-            index[key] = i
-            locals_[key] = local
-    before, after = kept_names(lags)
-    shared = [attr for attr, _ in plan.shared_params.values()]
-    keyword = ["*", *shared] if shared else []
-
-    printer = _TorchPrinter(rec, plan, subs)
-    printer.block_vars = dict(locals_)
-    body = []
-    defined: set[str] = set()
-    for state_name, expr in _step_equations(plan):
-        for call in by_equation[state_name]:
-            key = rebuild(call)
-            if locals_[key] not in defined:
-                defined.add(locals_[key])
-                body.append(
-                    f"{locals_[key]} = call({index[key]}, self.{call.block}, {printer.emit(call.argument)})"
-                )
-        body.append(f"{var_name(state_name, 1)} = {printer.emit(expr)}")
-    lines = [
-        f"{_INDENT}def advance({', '.join(['self', 'call', *before, *keyword])}):",
-        f'{_INDENT * 2}"""The step on the states it keeps; each block call goes through'
-        f" call(index, block, argument).\"\"\"",
-    ]
-    lines += [f"{_INDENT * 2}{line}" for line in body]
-    lines.append(f"{_INDENT * 2}return {_tuple(after)}")
-    if memory != "reversible":
+    def step_methods(self, rec: Recurrence, plan: StepPlan, lags: dict, mplan: MemoryPlan) -> list[str]:
+        """``advance``, ``retreat`` (the formula solved for the oldest states) and, when the
+        inverse divides by a constant, ``advance_exact``/``retreat_exact``."""
+        lines, names = advance_method(rec, plan, lags)
+        printer, locals_, index = names.printer, names.locals_, names.index
+        body = []
+        defined = set()
+        for ref, expr in mplan.inverse.inverse.solution:
+            for call in _innermost_first(expr):
+                key = rebuild(call)
+                local = locals_[key]
+                if local not in defined:
+                    defined.add(local)
+                    body.append(
+                        f"{local} = call({index[key]}, self.{call.block}, {printer.emit(call.argument)})"
+                    )
+            target = StateRef.of(ref)
+            name = var_name(target.name, target.shift)
+            body.append(f"{name} = {printer.emit(expr)}")
+        lines.append("")
+        lines.append(f"{INDENT}def retreat({', '.join(['self', 'call', *names.after, *names.keyword])}):")
+        lines.append(
+            f'{INDENT * 2}"""The step run backward (the formula solved for the oldest states): the kept states'
+        )
+        lines.append(f'{INDENT * 2}before the step from those after it."""')
+        lines += [f"{INDENT * 2}{line}" for line in body]
+        lines.append(f"{INDENT * 2}return {states_tuple(names.before)}")
+        equations, _ = exact_equations(mplan.inverse, plan)
+        if equations is not None:  # the inverse divides by a constant: rebuild exactly instead
+            lines.append("")
+            lines += exact_methods(
+                equations, names.before, names.after, names.keyword, printer, locals_, index, INDENT
+            )
         return lines
 
-    inverse = invert(rec).inverse
-    body = []
-    defined = set()
-    for ref, expr in inverse.solution:
-        for call in _innermost_first(expr):
-            key = rebuild(call)
-            local = locals_[key]
-            if local not in defined:
-                defined.add(local)
-                body.append(f"{local} = call({index[key]}, self.{call.block}, {printer.emit(call.argument)})")
-        target = StateRef.of(ref)
-        name = var_name(target.name, target.shift)
-        body.append(f"{name} = {printer.emit(expr)}")
-    lines.append("")
-    lines.append(f"{_INDENT}def retreat({', '.join(['self', 'call', *after, *keyword])}):")
-    lines.append(
-        f'{_INDENT * 2}"""The step run backward (the formula solved for the oldest states): the kept states'
-    )
-    lines.append(f'{_INDENT * 2}before the step from those after it."""')
-    lines += [f"{_INDENT * 2}{line}" for line in body]
-    lines.append(f"{_INDENT * 2}return {_tuple(before)}")
-    equations, _ = exact_equations(invert(rec), plan)
-    if equations is not None:  # the inverse divides by a constant: rebuild exactly instead
-        lines.append("")
-        lines += exact_methods(equations, before, after, keyword, printer, locals_, index, _INDENT)
-    return lines
-
-
-def _step_equations(plan: StepPlan) -> list[tuple[str, sympy.Expr]]:
-    """(state, the expression the step's forward computes), in evaluation order: the user's
-    terms, so that ``advance`` computes exactly what ``forward`` does."""
-    return plan.equations
-
-
-def _block_calls_by_equation(plan: StepPlan) -> dict[str, list[BlockCall]]:
-    """Distinct block calls of each equation, innermost first, as the forward makes them."""
-    return _ordered_block_calls(plan.equations)
-
-
-def _tuple(names: list[str]) -> str:
-    return f"({names[0]},)" if len(names) == 1 else ", ".join(names)
-
-
-def _innermost_first(expr) -> list[BlockCall]:
-    found: list[BlockCall] = []
-
-    def visit(e):
-        for a in e.args:
-            visit(a)
-        if isinstance(e, BlockCall) and e not in found:
-            found.append(e)
-
-    visit(expr)
-    return found
-
-
-# -- the network ------------------------------------------------------------------------------------
-
-
-def stage_lines(plan: StepPlan, lags: dict[str, int], indent: str, loop_lines, memory: str) -> list[str]:
-    """The steps of ``run_stage`` under ``memory``: a shape-changing first step as usual (through
-    ``loop_lines(steps_expression)``, the standard loop), the rest rebuilt or checkpointed."""
-    before, _ = kept_names(lags)
-    shared = ", ".join(f"{attr}=self.{attr}" for attr, _ in plan.shared_params.values())
-    lines = [
-        f"{indent}first = 0 if steps[0].downsample is None else 1  # a shape-changing first step runs as usual"
-    ]
-    lines += loop_lines("steps[:first]")
-    states = ", ".join(before) + ("," if len(before) == 1 else "")
-    if memory == "reversible":
-        function = "run_reversible"
-        arguments = [
+    def runner_argument_lines(self, states: str, shared: str) -> list[str]:
+        return [
             f"steps[first:], ({states}), dict({shared}),",
             "self.anchor_steps, self.anchor_tolerance, self.rebuild_errors, self.preserve_rng_state,",
             "self.recomputed_segments,",
         ]
-    else:
-        function = "run_checkpointed"
-        arguments = [f"steps[first:], ({states}), dict({shared}), self.checkpoint_segment,"]
-    lines.append(f"{indent}{states} = {function}(")
-    lines += [f"{indent}{_INDENT}{a}" for a in arguments]
-    lines.append(f"{indent})")
-    return lines
 
-
-def network_attribute_lines(mplan: MemoryPlan, indent: str) -> list[str]:
-    """Class attributes of ``FormulaNet`` that steer the memory mode."""
-    if mplan.mode == "reversible":
+    def network_attribute_lines(self, mplan: MemoryPlan, indent: str) -> list[str]:
         r = mplan.reconstruction
         table = ", ".join(f'"{k}": {int(v)}' for k, v in mplan.anchor_steps.items())
         tolerances = "{" + ", ".join(f'"{k}": {float(v)!r}' for k, v in ANCHOR_TOLERANCE.items()) + "}"
@@ -314,48 +181,106 @@ def network_attribute_lines(mplan: MemoryPlan, indent: str) -> list[str]:
             f"{indent}preserve_rng_state = None",
             "",
         ]
-    if mplan.mode == "checkpoint":
+
+    def init_lines(self, mplan: MemoryPlan, indent: str) -> list[str]:
         return [
-            f"{indent}# memory='checkpoint': steps per checkpointed segment (None: about the square root of a stage's)",
-            f"{indent}checkpoint_segment = None",
-            "",
+            f"{indent}self.anchor_steps = dict(self.anchor_steps)  # this network's own, adjusted as it runs",
+            f"{indent}self.rebuild_errors = {{}}  # dtype -> largest relative error of a rebuilt state seen",
+            f"{indent}self.recomputed_segments = {{}}  # dtype -> segments recomputed because they drifted",
         ]
-    return []
+
+    def stream_attributes(self, mplan: MemoryPlan) -> dict:
+        return {
+            "anchor_steps": dict(mplan.anchor_steps),
+            # a segment whose rebuilt anchor errs more is recomputed exactly (the generated networks' rule)
+            "anchor_tolerance": dict(ANCHOR_TOLERANCE),
+            "rebuild_errors": {},  # dtype -> largest relative error of a rebuilt state
+            "recomputed_segments": {},  # dtype -> segments recomputed because they drifted
+            "preserve_rng_state": None,  # None: replay random states when dropout is active
+        }
+
+    # -- predicted memory -------------------------------------------------------------------------
+    def measure(self, rec: Recurrence, options: dict, standard, example, compile_network):
+        """The float32 anchor interval a reversible copy of ``standard`` settles on after one
+        training backward on ``example`` (None when reversible does not apply or is exact)."""
+        try:
+            plan = self.plan(rec)
+        except UsageError:
+            return None
+        if plan.exact:  # rebuilt exactly: no anchors to measure
+            return None
+        net = compile_network(rec, **{**options, "memory": self.name}).float()
+        net.load_state_dict(standard.state_dict())
+        net.train()(example.float()).sum().backward()
+        return int(net.anchor_steps["float32"])
+
+    def estimate(self, rec: Recurrence, profile, measured=None) -> MemoryEstimate:
+        """A stage keeps its first step's saved bytes, the last states and the anchors; while its
+        backward runs, one step's saved bytes at a time. The anchor interval is the planned one,
+        or ``measured`` (what a reversible copy settled on after one backward) when shorter."""
+        reason = self.refusal(rec)
+        if reason is not None:
+            return MemoryEstimate(self.name, None, note=reason)
+        inverse = invert(rec)
+        if not inverse.invertible:
+            return MemoryEstimate(self.name, None, note=f"not invertible: {inverse.reason}")
+        try:
+            plan = self.plan(rec, inverse=inverse)
+        except UsageError as exc:  # rebuilding is useless, or its growth unknown: say why
+            return MemoryEstimate(self.name, None, note=exc.message)
+        if plan.exact:
+            return _exact_estimate(self.name, profile, plan.exact)
+        planned = plan.anchor_steps["float32"]
+        interval = planned if measured is None else min(planned, measured)
+
+        def rebuilt(s):  # the last states and the anchors (the first states among them); one step
+            first, rest = split_first_step(profile, s)
+            if len(rest) < profile.kept:  # too short to rebuild: run as usual
+                return first + sum(rest), 0.0
+            anchors = math.ceil(len(rest) / interval)
+            kept = (
+                profile.fresh(s, end=True) + profile.fresh(s, start=True) + (anchors - 1) * profile.fresh(s)
+            )
+            return first + kept, max(rest)
+
+        resident, peak = peak_memory(profile, rebuilt)
+        a = plan.anchor_steps
+        detail = f"anchors every {interval} steps in float32 ({a['bfloat16']} in bfloat16)"
+        if interval < planned:
+            detail += (
+                f"; planned {planned} from the formula, shortened by the drift its blocks showed in a"
+                " first backward (the interval follows the drift each backward measures)"
+            )
+        return MemoryEstimate(self.name, round(peak), round(resident), round(peak - resident), detail)
 
 
-def init_lines(mplan: MemoryPlan, indent: str) -> list[str]:
-    """Lines of ``FormulaNet.__init__`` that give each network its own memory settings."""
-    if mplan.mode != "reversible":
-        return []
-    return [
-        f"{indent}self.anchor_steps = dict(self.anchor_steps)  # this network's own, adjusted as it runs",
-        f"{indent}self.rebuild_errors = {{}}  # dtype -> largest relative error of a rebuilt state seen",
-        f"{indent}self.recomputed_segments = {{}}  # dtype -> segments recomputed because they drifted",
-    ]
+def _exact_estimate(mode: str, profile, equations) -> MemoryEstimate:
+    """Exact rebuilding: a stage keeps its first states, its last states in fixed point (int64:
+    twice a float32 state) and the bit store's words (one per divided equation, plus one for
+    every 62 bits its coefficient p/q drops over the stage's steps); backward, one step."""
+    divided = [abs(math.log2(e.q / abs(e.p))) for e in equations if e.q != 1]
+
+    def rebuilt(s):
+        first, rest = split_first_step(profile, s)
+        if len(rest) < profile.kept:
+            return first + sum(rest), 0.0
+        words = sum(1 + int(len(rest) * bits // 62) for bits in divided)
+        fixed = 2 * (profile.kept + words) * profile.state[s]
+        return first + profile.fresh(s, start=True) + fixed, max(rest)
+
+    resident, peak = peak_memory(profile, rebuilt)
+    detail = "exact rebuild: fixed-point states and a bit store for the division, no anchors"
+    return MemoryEstimate(mode, round(peak), round(resident), round(peak - resident), detail)
 
 
-def runtime_lines(memory: str) -> list[str]:
-    """The torch-only runtime definitions this mode needs, copied from :mod:`.memory_runtime`."""
-    if memory == "standard":
-        return []
-    from . import memory_runtime
+def _innermost_first(expr) -> list[BlockCall]:
+    found: list[BlockCall] = []
 
-    lines = [f"# --- memory={memory!r}: running a stage's steps with less activation memory ---", ""]
-    for name in _RUNTIME[memory]:
-        value = getattr(memory_runtime, name)
-        if isinstance(value, (tuple, dict)):
-            source = _assignment_source(memory_runtime, name)
-        else:
-            source = inspect.getsource(value)
-        lines += source.rstrip("\n").splitlines() + ["", ""]
-    return lines
+    def visit(e):
+        for a in e.args:
+            visit(a)
+        if isinstance(e, BlockCall) and e not in found:
+            found.append(e)
 
-
-def _assignment_source(module, name: str) -> str:
-    import ast
-
-    text = inspect.getsource(module)
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
-            return ast.get_source_segment(text, node)
-    raise KeyError(name)
+    visit(expr)
+    return found

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..ir import Concat, Recurrence, walk
-from . import reversible
 from .emit import wire_source
+from .memory_mode import MemoryPlan, kept_names
+from .memory_modes import get_memory_mode
 from .plan import StepPlan, plan_step, var_name
 
 __all__ = ["StreamCode", "stream_code"]
@@ -23,9 +24,9 @@ class StreamCode:
     names (``x_n, x_nm1, v_n``), the per-step and shared parameters (formula name ->
     (attribute, initial value)), the blocks, the output state and the memory plan."""
 
-    def __init__(self, source: str, plan: StepPlan, memory_plan: reversible.MemoryPlan):
+    def __init__(self, source: str, plan: StepPlan, memory_plan: MemoryPlan):
         self.source = source
-        self.kept = reversible.kept_names(dict(plan.lags))[0]
+        self.kept = kept_names(dict(plan.lags))[0]
         self.per_step_params = {
             name: (attr, float(init)) for name, (attr, init) in plan.per_step_params.items()
         }
@@ -36,8 +37,8 @@ class StreamCode:
 
 
 def stream_code(rec: Recurrence, memory: str) -> StreamCode:
-    """Plan and write the stream step of ``rec`` for ``memory`` ("standard", "reversible",
-    "checkpoint"); a :class:`UsageError` for what a stream cannot run."""
+    """Plan and write the stream step of ``rec`` for ``memory`` (a registered memory mode's
+    name); a :class:`UsageError` for what a stream cannot run."""
     widened = [eq for eq in rec.equations if any(isinstance(node, Concat) for node in walk(eq.rhs))]
     if widened:
         # the model's blocks and whatever follows the stack read the width they were built for
@@ -45,7 +46,8 @@ def stream_code(rec: Recurrence, memory: str) -> StreamCode:
             f"transform: {rec.name} joins states with cat in {widened[0].state}_<n+1>, which widens "
             "the stream past the width the model's blocks take; transform runs formulas that keep it"
         )
-    mplan = reversible.memory_plan(rec, memory)
+    mode = get_memory_mode(memory)
+    mplan = mode.plan(rec)
     plan = plan_step(rec, stages=False)
     if plan.history or plan.starts:
         read = [f"{s}_0" for s in plan.starts] + [f"the history of {h}" for h in plan.history]
@@ -56,9 +58,7 @@ def stream_code(rec: Recurrence, memory: str) -> StreamCode:
     if not plan.blocks:
         raise UsageError(f"transform: {rec.name} calls no block, so no block of the model would run")
     lags = dict(plan.lags)
-    methods = reversible.step_methods(
-        rec, plan, lags, "reversible" if memory == "reversible" else "checkpoint"
-    )
+    methods = mode.step_methods(rec, plan, lags, mplan)
     output = plan.output
     lines = [
         "",
@@ -72,7 +72,7 @@ def stream_code(rec: Recurrence, memory: str) -> StreamCode:
         f"def initial_states({output}_0):",
         '    """The states kept before the first step, from the input."""',
     ]
-    before = reversible.kept_names(lags)[0]
+    before = kept_names(lags)[0]
     for s, depth in lags.items():
         for k in range(depth):
             value = f"{output}_0" if (s, -k) == (output, 0) else plan.initial[(s, -k)]

@@ -9,32 +9,17 @@ from typing import Any
 from ..errors import UsageError
 from ..ir import Recurrence
 from ..limits import DEFAULT_DISPLAY_DEPTH as DEFAULT_DEPTH
-from ..parse import load
+from ..parse import as_recurrence
 
 
-def _analysis_module():
+def analysis_module():
     from .. import analysis  # loaded when something is analysed, not when formulac is imported
 
     return analysis
 
 
 def _is_analysis(item: Any) -> bool:
-    return isinstance(item, _analysis_module().Analysis)
-
-
-def recurrence_of(item: Any) -> Recurrence:
-    """The :class:`Recurrence` behind a Recurrence, a ``.rec`` path or a ``Formula`` (its
-    documented ``Formula.rec``; the facade sits above this package and is not imported here)."""
-    if isinstance(item, Recurrence):
-        return item
-    if isinstance(item, (str, Path)):
-        return load(item)
-    if isinstance(getattr(item, "rec", None), Recurrence):
-        return item.rec
-    raise UsageError(
-        f"cannot plot a {type(item).__name__}: pass a formula (formulac.parse/load), "
-        f"a .rec path or an analysis"
-    )
+    return isinstance(item, analysis_module().Analysis)
 
 
 def label_of(item: Any) -> str:
@@ -42,23 +27,23 @@ def label_of(item: Any) -> str:
     name = getattr(item, "name", None)
     if not isinstance(name, str):
         try:
-            name = recurrence_of(item).name
-        except UsageError:
+            name = as_recurrence(item).name
+        except TypeError:
             name = None
-    if isinstance(item, (str, Path)):
+    if isinstance(item, Path):
         name = str(item)
     if not name or name.startswith("<"):
         return "formula"
     return Path(name).stem
 
 
-def _as_list(items) -> list:
+def as_list(items) -> list:
     if isinstance(items, (str, Path, Recurrence)) or _is_analysis(items) or not isinstance(items, Iterable):
         return [items]
     return list(items)
 
 
-def _labels(items: list, labels: Sequence[str] | None) -> list[str]:
+def labels_for(items: list, labels: Sequence[str] | None) -> list[str]:
     if labels is None:
         return [label_of(item) for item in items]
     labels = list(labels)
@@ -74,8 +59,8 @@ def analyses_of(items: list, depth: int | None, params: str = "init") -> list:
         if _is_analysis(item):
             out.append(item)
             continue
-        rec = recurrence_of(item)
-        out.append(_analysis_module().analyze(rec, depth=depth or DEFAULT_DEPTH, params=params))
+        rec = as_recurrence(item)
+        out.append(analysis_module().analyze(rec, depth=depth or DEFAULT_DEPTH, params=params))
     return out
 
 

@@ -9,8 +9,8 @@ drawn; without it the functions raise :class:`~formulac.errors.UsageError`. With
 (a server, CI) the ``Agg`` backend is used.
 
 The functions take formulas in any form: a :class:`~formulac.ir.Recurrence`, a
-``formulac.Formula``, a path to a ``.rec`` file, or an already computed ``Analysis`` (whose
-``depth`` is then used). Weights are plotted with learnable parameters at their initial values;
+``formulac.Formula``, formula text, a ``.rec`` file as a :class:`pathlib.Path` (a ``str`` is
+formula text), or an already computed ``Analysis`` (whose ``depth`` is then used). Weights are plotted with learnable parameters at their initial values;
 free symbols must be bound first (``rec.bind(a=-0.25)``, ``--set a=-0.25``).
 """
 
@@ -27,15 +27,15 @@ import sympy
 
 from .. import limits
 from ..errors import UsageError
+from ..parse import as_recurrence
 from ._common import (
     DEFAULT_DEPTH,
-    _analysis_module,
-    _as_list,
-    _labels,
     analyses_of,
+    analysis_module,
+    as_list,
     check_depth,
     label_of,
-    recurrence_of,
+    labels_for,
 )
 
 __all__ = [
@@ -283,12 +283,13 @@ def _legend(fig, ax, labels: list[str]) -> None:
 # -- block weights -----------------------------------------------------------------------------
 
 
-def _draw_block_weights(items, depth=None, ax=None, labels=None, block=None, log=False):
+def draw_block_weights(items, depth=None, ax=None, labels=None, block=None, log=False):
+    """:func:`plot_block_weights`'s figure and the (label, reason) of each item not drawn."""
     check_depth(depth)
-    items = _as_list(items)
+    items = as_list(items)
     if not items:
         raise UsageError("nothing to plot: no formulas given")
-    labels = _labels(items, labels)
+    labels = labels_for(items, labels)
     analyses = analyses_of(items, depth)
     series, skipped = block_weight_series(analyses, labels, block)
     if not series:
@@ -345,7 +346,7 @@ def plot_block_weights(formulas_or_analyses, depth=None, ax=None, labels=None, b
     absolute weights on a log scale (decay and growth read as straight lines). Formulas without
     block weights (not linear in the states) are listed under the plot instead of drawn.
     """
-    fig, _ = _draw_block_weights(formulas_or_analyses, depth, ax, labels, block, log)
+    fig, _ = draw_block_weights(formulas_or_analyses, depth, ax, labels, block, log)
     return fig
 
 
@@ -354,11 +355,12 @@ def plot_block_weights(formulas_or_analyses, depth=None, ax=None, labels=None, b
 _MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">", "h")
 
 
-def _draw_roots(items, ax=None, labels=None):
-    items = _as_list(items)
+def draw_roots(items, ax=None, labels=None):
+    """:func:`plot_roots`'s figure and the (label, reason) of each item not drawn."""
+    items = as_list(items)
     if not items:
         raise UsageError("nothing to plot: no formulas given")
-    labels = _labels(items, labels)
+    labels = labels_for(items, labels)
     analyses = analyses_of(items, 2)
     drawn: list[tuple[str, list[complex], list[int]]] = []
     skipped: list[tuple[str, str]] = []
@@ -424,7 +426,7 @@ def plot_roots(formulas_or_analyses, ax=None, labels=None):
     Roots inside the circle mean the weights of early blocks decay, on it that they stay,
     outside that they grow. A root of multiplicity ``m > 1`` is marked ``×m``.
     """
-    fig, _ = _draw_roots(formulas_or_analyses, ax, labels)
+    fig, _ = draw_roots(formulas_or_analyses, ax, labels)
     return fig
 
 
@@ -510,8 +512,8 @@ def plot_graph(rec, depth: int = 4, ax=None, label: str | None = None):
     jump over steps are drawn as arcs.
     """
     check_depth(depth, MAX_GRAPH_DEPTH)
-    rec = recurrence_of(rec)
-    graph = _analysis_module().dependency_graph(rec, depth)
+    rec = as_recurrence(rec)
+    graph = analysis_module().dependency_graph(rec, depth)
     fig, ax = _new_axes(ax, (max(6.0, 1.1 * depth + 2.5), 3.8), margins=(0.3, 0.3, 0.6, 0.45))
     draw_graph(graph, ax)
     title = f"Unrolled dependency graph, depth {depth}"

@@ -71,11 +71,12 @@ def _header_comment(path: Path) -> str:
 
 
 def _entries(formulas: Iterable, labels: list[str] | None) -> list[_Entry]:
-    from ._common import label_of, recurrence_of
+    from ..parse import as_recurrence
+    from ._common import label_of
 
     entries: list[_Entry] = []
     for item in formulas:
-        rec = recurrence_of(item)
+        rec = as_recurrence(item)
         source = None
         header = ""
         if isinstance(item, (str, Path)):
@@ -219,7 +220,7 @@ def _figures(entries: list[_Entry], out_dir: Path, depth: int) -> str | None:
     for entry in entries:
         stem = _file_stem(entry.label)
         if entry.analysis is not None:
-            for kind, draw in (("weights", plot._draw_block_weights), ("roots", plot._draw_roots)):
+            for kind, draw in (("weights", plot.draw_block_weights), ("roots", plot.draw_roots)):
                 try:
                     fig, _ = draw([entry.analysis], labels=[entry.label])
                     _save(fig, out_dir / f"{stem}_{kind}.png")
@@ -239,7 +240,7 @@ def _figures(entries: list[_Entry], out_dir: Path, depth: int) -> str | None:
         drawable.append(entry)
     if not drawable:
         return None
-    fig, _ = plot._draw_block_weights(
+    fig, _ = plot.draw_block_weights(
         [e.analysis for e in drawable], labels=[e.label for e in drawable], block=plot.MAIN_BLOCK
     )
     _save(fig, out_dir / COMPARISON_NAME)

@@ -16,7 +16,7 @@ from typing import Any
 import sympy
 
 from ..printing import RecPrinter
-from ._common import _as_list, _labels, analyses_of, check_depth
+from ._common import analyses_of, as_list, check_depth, labels_for
 from .plot import why_missing
 
 __all__ = ["WeightTable", "weights_table", "format_value", "format_text"]
@@ -157,8 +157,8 @@ def weights_table(
     names one; a formula without block weights gets an empty column and a note saying why.
     """
     check_depth(depth)
-    items = _as_list(formulas_or_analyses)
-    labels = _labels(items, labels)
+    items = as_list(formulas_or_analyses)
+    labels = labels_for(items, labels)
     analyses = analyses_of(items, depth, params=params)
     columns: dict[str, list | None] = {}
     missing: dict[str, str] = {}

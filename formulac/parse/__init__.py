@@ -23,6 +23,7 @@ from .syntax import read
 __all__ = [
     "parse",
     "load",
+    "as_recurrence",
     "MAX_LINE_CHARS",
     "MAX_NESTING",
     "MAX_EXPRESSION_DEPTH",
@@ -50,3 +51,21 @@ def parse(text: str | bytes, path: str = "<string>") -> Recurrence:
     """Parse formula text into a :class:`Recurrence`, or raise :class:`~formulac.errors.SourceError`."""
     tree, source = read(text, path)
     return build(tree, source)
+
+
+def as_recurrence(item) -> Recurrence:
+    """The :class:`Recurrence` behind ``item``: a Recurrence itself, a ``Formula`` (its
+    documented ``.rec``; the facade sits above this package), formula text (``str`` or
+    ``bytes``), or a ``.rec`` file given as a :class:`~pathlib.Path` (a ``str`` is always
+    formula text, never a path); a :class:`TypeError` for anything else."""
+    if isinstance(item, Recurrence):
+        return item
+    if isinstance(getattr(item, "rec", None), Recurrence):
+        return item.rec
+    if isinstance(item, (str, bytes)):
+        return parse(item)
+    if isinstance(item, Path):
+        return load(item)
+    raise TypeError(
+        f"expected a Formula, a Recurrence, formula text or a pathlib.Path, not {type(item).__name__}"
+    )

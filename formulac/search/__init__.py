@@ -20,7 +20,7 @@ import sys
 import types
 from collections.abc import Callable, Mapping, Sequence
 
-from ..limits import DEFAULT_BACKBONE
+from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 
 __all__ = ["search"]
 
@@ -34,7 +34,7 @@ def search(
     backbone: str = DEFAULT_BACKBONE,
     depth: int | None = None,
     backbone_options: Mapping | None = None,
-    memory: str = "standard",
+    memory: str = DEFAULT_MEMORY_MODE,
     trials: int = 20,
     out: str = "runs/search",
     storage: str | None = None,
@@ -85,7 +85,7 @@ def search(
         grace=grace,
     )
     kwargs = {"backbone": backbone, "depth": depth, **dict(backbone_options or {})}
-    if memory != "standard":  # as the CLI: standard runs keep their old config
+    if memory != DEFAULT_MEMORY_MODE:  # as the CLI: standard runs keep their old config
         kwargs["memory"] = memory
     seed_list = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
     request = SearchRequest(

@@ -16,11 +16,11 @@ __all__ = ["confirm"]
 
 
 def _candidate_of(space: SearchSpace, record: dict) -> Candidate:
-    from .report import _exact
+    from .report import exact_value
 
     choice = next(f for f in space.formulas if f.label == record["formula"])
     values = {
-        d.name: _exact(d, record["params"][d.name])
+        d.name: exact_value(d, record["params"][d.name])
         for d in space.symbols
         if record["formula"] in d.formulas and d.name in record["params"]
     }

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from ..limits import DEFAULT_MEMORY_MODE
 from .metrics import METRICS, SearchMetric
 from .properties import Requirement, summarize
 from .space import Candidate, SearchSpace
@@ -117,10 +118,10 @@ Trainer = Callable[[Candidate, Path, Callable[[int, float], None]], TrialScore]
 def _memory_refusal(rec, memory: str) -> str | None:
     """Why ``rec`` cannot be built with the memory mode (not invertible, rebuilding useless,
     unsupported reads), or None."""
-    from ..codegen.reversible import memory_plan
+    from ..codegen.memory_modes import get_memory_mode
 
     try:
-        memory_plan(rec, memory)
+        get_memory_mode(memory).plan(rec)
     except UsageError as exc:
         return str(exc)
     return None
@@ -141,7 +142,7 @@ class Objective:
         slots: Callable[[object], bool],
         sizer: Callable[[Candidate], dict] | None = None,
         epochs: int | None = None,
-        memory: str = "standard",
+        memory: str = DEFAULT_MEMORY_MODE,
         metric: SearchMetric = METRICS["val_accuracy"],
     ):
         self.space = space
@@ -167,7 +168,7 @@ class Objective:
             from ..analysis import analyze
 
             summary = summarize(analyze(candidate.rec, depth=self.analysis_depth, paths=False))
-            if self.memory != "standard":
+            if self.memory != DEFAULT_MEMORY_MODE:
                 summary["memory_refusal"] = _memory_refusal(candidate.rec, self.memory)
             self._analyses[key] = summary
         return self._analyses[key]

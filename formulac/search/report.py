@@ -97,7 +97,7 @@ def best_rec_text(board: dict, space: SearchSpace, origin: str) -> str | None:
         return None
     choice = next(f for f in space.formulas if f.label == best["formula"])
     values = {
-        d.name: _exact(d, best["params"][d.name])
+        d.name: exact_value(d, best["params"][d.name])
         for d in space.symbols
         if d.name in best["params"] and best["formula"] in d.formulas
     }
@@ -119,7 +119,7 @@ def best_rec_text(board: dict, space: SearchSpace, origin: str) -> str | None:
     return "\n".join(lines) + "\n\n" + to_rec(rec)
 
 
-def _exact(dim, number: float):
+def exact_value(dim, number: float):
     """The exact value behind a stored float (the rounded sample, or a finite choice)."""
     import sympy
 

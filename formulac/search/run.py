@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..files import make_directory
-from ..limits import DEFAULT_BACKBONE
+from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 from .engine import (
     STUDY_FILE,
     StudyOptions,
@@ -191,7 +191,7 @@ class Prepared:
             slots=lambda trial: True,
             sizer=sizer,
             epochs=r.options.epochs,
-            memory=r.backbone_kwargs.get("memory", "standard"),
+            memory=r.backbone_kwargs.get("memory", DEFAULT_MEMORY_MODE),
             metric=r.metric,
         )
 

@@ -29,7 +29,7 @@ from . import distributed as D
 from . import stats
 from .data import Dataset
 from .errors import TrainError
-from .loop import BuildModel, _load_data, train
+from .loop import BuildModel, data_for_run, train
 from .recipes import TrainConfig
 from .rundir import write_json
 from .seed_runs import plan_runs, train_in_turn
@@ -339,7 +339,7 @@ def compare(
             quiet=quiet,
             announce=info.is_main and not quiet,
             on_run_end=on_run_end,
-            dataset=_load_data(config, info, dataset),
+            dataset=data_for_run(config, info, dataset),
         )
     else:
         summaries = _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end)

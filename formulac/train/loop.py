@@ -45,7 +45,7 @@ from . import distributed as D
 from .averaging import WeightAverage
 from .data import Dataset, load_dataset
 from .errors import TrainError, TrainingDiverged
-from .recipes import TrainConfig, _epoch_seed, augment_batch, epoch_plan, lr_at, milestone_epochs, resolve_amp
+from .recipes import TrainConfig, augment_batch, epoch_plan, epoch_seed, lr_at, milestone_epochs, resolve_amp
 from .rundir import (
     CHECKPOINT,
     CHECKPOINT_FORMAT,
@@ -371,11 +371,12 @@ def load_data(config: TrainConfig) -> Dataset:
     """The data set that ``train(..., config, ...)`` reads, with ``config``'s limits applied (the
     validation split stays ``train``'s business). Load it once and pass it as ``dataset=`` to
     several runs of one process."""
-    return _load_data(config, D.DistInfo(), None)
+    return data_for_run(config, D.DistInfo(), None)
 
 
-def _load_data(config: TrainConfig, info: D.DistInfo, dataset: Dataset | None) -> Dataset:
-    """The data set with its limits applied (the validation split is the set-up's business)."""
+def data_for_run(config: TrainConfig, info: D.DistInfo, dataset: Dataset | None) -> Dataset:
+    """``dataset`` (or, when None, the one ``config`` names, loaded on ``info``'s ranks) with
+    ``config``'s limits applied (the validation split is the set-up's business)."""
     if dataset is not None:
         return dataset.limit(config.limit_train, config.limit_test)
 
@@ -437,7 +438,7 @@ def _set_up(
     describe: dict | None,
 ) -> _Run:
     """Load and place the data, build the model (seeded), its optimizer and wrappers."""
-    loaded = _load_data(config, info, dataset)
+    loaded = data_for_run(config, info, dataset)
     seed_everything(config.seed)  # the same initial weights for the same seed
     net = build_model(loaded.in_channels, loaded.num_classes, loaded.input_size)
     if not isinstance(net, nn.Module):
@@ -819,7 +820,7 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
             "scheme": "per-epoch torch.Generator seeded by splitmix(seed, epoch): order and augmentation",
             "seed": config.seed,
             "next_epoch": run.epoch,
-            "next_generator_seed": _epoch_seed(config.seed, run.epoch),
+            "next_generator_seed": epoch_seed(config.seed, run.epoch),
         },
         "config": config.to_dict(),
         "describe": jsonable(run.describe),

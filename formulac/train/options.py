@@ -19,6 +19,7 @@ import argparse
 import re
 from dataclasses import fields
 
+from ..numbers import nonnegative_int, positive_int
 from .data import DATASETS
 from .errors import TrainError
 from .recipes import AMP_MODES, RECIPES, SCHEDULES, TrainConfig, make_config
@@ -31,24 +32,6 @@ __all__ = [
     "add_seeds_argument",
     "seeds_from_args",
 ]
-
-
-def _int_at_least(s: str, minimum: int, too_small: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < minimum:
-        raise argparse.ArgumentTypeError(f"{too_small}: {s!r}")
-    return v
-
-
-def _positive_int(s: str) -> int:
-    return _int_at_least(s, 1, "must be at least 1")
-
-
-def _nonneg_int(s: str) -> int:
-    return _int_at_least(s, 0, "must not be negative")
 
 
 def _float(s: str) -> float:
@@ -127,11 +110,11 @@ def _add_data_flags(g) -> None:
         help="text: tokens are the file's bytes (vocabulary 256, default) or its characters",
     )
     g.add_argument(
-        "--epoch-tokens", type=_positive_int, metavar="N", help="text: an epoch is N training tokens"
+        "--epoch-tokens", type=positive_int, metavar="N", help="text: an epoch is N training tokens"
     )
     g.add_argument(
         "--eval-windows",
-        type=_nonneg_int,
+        type=nonnegative_int,
         metavar="N",
         help="text: evaluate on N fixed windows of the validation part (0: all of them)",
     )
@@ -143,14 +126,14 @@ def _add_data_flags(g) -> None:
     )
     g.add_argument(
         "--image-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="imagefolder: resolution the images are stored and trained at (default 64)",
     )
     g.add_argument(
-        "--limit-train", type=_positive_int, metavar="N", help="use only the first N training examples"
+        "--limit-train", type=positive_int, metavar="N", help="use only the first N training examples"
     )
-    g.add_argument("--limit-test", type=_positive_int, metavar="N", help="use only the first N test examples")
+    g.add_argument("--limit-test", type=positive_int, metavar="N", help="use only the first N test examples")
     g.add_argument(
         "--val-fraction",
         type=_float,
@@ -160,7 +143,7 @@ def _add_data_flags(g) -> None:
     )
     g.add_argument(
         "--split-seed",
-        type=_nonneg_int,
+        type=nonnegative_int,
         metavar="N",
         help="seed of the validation split, independent of --seed (default 0)",
     )
@@ -168,10 +151,10 @@ def _add_data_flags(g) -> None:
 
 def _add_optimisation_flags(g) -> None:
     """Epochs, batch, optimiser, learning-rate schedule, regularisation, EMA."""
-    g.add_argument("--epochs", type=_positive_int, metavar="N")
+    g.add_argument("--epochs", type=positive_int, metavar="N")
     g.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="global batch size (split across torchrun ranks)",
     )
@@ -215,7 +198,7 @@ def _add_augmentation_flags(g) -> None:
     )
     g.add_argument(
         "--crop-padding",
-        type=_nonneg_int,
+        type=nonnegative_int,
         metavar="P",
         help="random crop with P pixels of zero padding (0: off)",
     )
@@ -231,7 +214,7 @@ def _add_augmentation_flags(g) -> None:
 
 def _add_runtime_flags(g) -> None:
     """Seed, device, precision, compilation, evaluation cadence, threads, DDP."""
-    g.add_argument("--seed", type=_nonneg_int, metavar="N", help="random seed (default 0)")
+    g.add_argument("--seed", type=nonnegative_int, metavar="N", help="random seed (default 0)")
     g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument(
         "--amp",
@@ -245,18 +228,20 @@ def _add_runtime_flags(g) -> None:
         "--deterministic", action=ON_OFF, default=None, help="deterministic algorithms (slower on GPUs)"
     )
     g.add_argument(
-        "--eval-every", type=_positive_int, metavar="N", help="evaluate every N epochs (and after the last)"
+        "--eval-every", type=positive_int, metavar="N", help="evaluate every N epochs (and after the last)"
     )
-    g.add_argument("--eval-batch-size", type=_positive_int, metavar="N")
+    g.add_argument("--eval-batch-size", type=positive_int, metavar="N")
     g.add_argument(
         "--data-on-device",
         choices=["auto", "yes", "no"],
         help="keep the data set on the GPU (auto: when it fits in 4 GiB)",
     )
     g.add_argument(
-        "--workers", type=_nonneg_int, metavar="N", help="threads decoding image folders (0: automatic)"
+        "--workers", type=nonnegative_int, metavar="N", help="threads decoding image folders (0: automatic)"
     )
-    g.add_argument("--threads", type=_nonneg_int, metavar="N", help="torch CPU threads (0: torch's default)")
+    g.add_argument(
+        "--threads", type=nonnegative_int, metavar="N", help="torch CPU threads (0: torch's default)"
+    )
     g.add_argument(
         "--sync-bn", action=ON_OFF, default=None, help="synchronised BatchNorm across torchrun ranks"
     )
@@ -288,7 +273,7 @@ def add_run_arguments(
         g.add_argument(
             "-j",
             "--jobs",
-            type=_positive_int,
+            type=positive_int,
             default=1,
             metavar="N",
             help="train N runs at once in separate processes, each with its share of the CPU "

@@ -435,7 +435,7 @@ def lr_at(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int =
 # data order and augmentation
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
     # a fixed, well-mixed 63-bit seed per (seed, epoch): splitmix64 of the pair
     z = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
@@ -470,7 +470,7 @@ class EpochPlan:
 def epoch_plan(config: TrainConfig, n: int, epoch: int, image_hw: tuple[int, int]) -> EpochPlan:
     """Draw the epoch's order and augmentation from a generator seeded by (seed, epoch) alone:
     the same on every rank, every device, and after a resume."""
-    g = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+    g = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
     order = torch.randperm(n, generator=g)
     plan = EpochPlan(order)
     if config.random_resized_crop:

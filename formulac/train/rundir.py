@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_write
+from ..limits import DEFAULT_MEMORY_MODE
 from .errors import TrainError
 from .recipes import TrainConfig
 
@@ -132,7 +133,7 @@ def _describe_diff(saved: dict | None, describe: dict | None) -> list[str]:
     out = []
     for k in sorted((set(saved) | set(describe)) - _DESCRIBE_FREE):
         # a run built without a memory mode kept activations as usual
-        a, b = (d.get(k, "standard" if k == "memory" else None) for d in (saved, describe))
+        a, b = (d.get(k, DEFAULT_MEMORY_MODE if k == "memory" else None) for d in (saved, describe))
         if a != b:
             out.append(f"{k}: {a!r} (saved) vs {b!r} (now)")
     return out

@@ -113,7 +113,8 @@ def transform(
     formula's block functions comes from a user's block, ``"residual"`` (``block(x) - x``), a
     submodule path or a sequence of them, a function ``fn(block, x)``, a mapping block name ->
     one of these, or a preset (``"gpt2"``, ``"vit"``); see :mod:`formulac.transform.branches`.
-    ``memory``: "standard", "reversible" or "checkpoint". ``weights``: "copy" (the new model
+    ``memory``: a registered memory mode (``formulac.codegen.memory_modes``: "standard",
+    "reversible", "checkpoint", ...). ``weights``: "copy" (the new model
     owns a deep copy; the default) or "share" (its parameters and buffers are ``model``'s own
     tensors: training one trains the other). ``values`` bind the formula's free symbols. The
     user's model is never modified.

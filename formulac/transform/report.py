@@ -21,6 +21,7 @@ from ..codegen.memory_info import (
     predict_memory,
     saved_bytes_recorder,
 )
+from ..codegen.memory_modes import DEFAULT_MEMORY_MODE
 from ..ir import Recurrence, state
 from .stack import FormulaStack
 
@@ -131,7 +132,7 @@ def _profile(model, stacks, rec: Recurrence, kept: list, args: tuple, kwargs: di
     model.train()
     try:
         for s, stack in enumerate(stacks):
-            stack.memory = "standard"
+            stack.memory = DEFAULT_MEMORY_MODE
             stack.watch = watcher(s, stack)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model(*args, **kwargs)

@@ -29,9 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..codegen import load_source
-from ..codegen.memory_runtime import run_checkpointed, run_reversible
-from ..codegen.reversible import ANCHOR_TOLERANCE
+from ..codegen import load_source, memory_runtime
+from ..codegen.memory_modes import get_memory_mode
 from ..codegen.stream import StreamCode
 from ..errors import UsageError
 from .branches import Branch, BranchKind
@@ -104,14 +103,9 @@ class FormulaStack(nn.Module):
         for attr, _ in code.per_step_params.values():
             setattr(self.formula, attr, nn.ParameterList([getattr(s, attr) for s in steps]))
         self._shared = [attr for attr, _ in code.shared_params.values()]
-        if self.memory == "reversible":
-            self.anchor_steps = dict(code.memory_plan.anchor_steps)
-            # a segment whose rebuilt anchor errs more is recomputed exactly (the generated networks' rule)
-            self.anchor_tolerance = dict(ANCHOR_TOLERANCE)
-            self.rebuild_errors: dict = {}  # dtype -> largest relative error of a rebuilt state
-            self.recomputed_segments: dict = {}  # dtype -> segments recomputed because they drifted
-            self.preserve_rng_state = None  # None: replay random states when dropout is active
-        self.checkpoint_segment = None  # memory="checkpoint": steps per segment (None: about sqrt)
+        # the mode's settings (reversible: anchor_steps, ...; checkpoint: checkpoint_segment)
+        for name, value in get_memory_mode(self.memory).stream_attributes(code.memory_plan).items():
+            setattr(self, name, value)
         self._format = None  # how the blocks return: "tensor", or (tuple or list, length)
         self._run: _Run | None = None
         self.watch = None  # profiling: watch(j) before step j, watch(None, states) after it
@@ -170,24 +164,16 @@ class FormulaStack(nn.Module):
         return states
 
     def _run_all(self, states, contexts):
-        if self.memory == "standard":
+        mode = get_memory_mode(self.memory)
+        if mode.runner is None:
             for j, context in enumerate(contexts):
                 states = self._advance(j, states, context)
             return states
         for j, context in enumerate(contexts):
             self._set_context(j, context)
-        if self.memory == "reversible":
-            return run_reversible(
-                self._steps,
-                states,
-                self._shared_values(),
-                self.anchor_steps,
-                self.anchor_tolerance,
-                self.rebuild_errors,
-                self.preserve_rng_state,
-                self.recomputed_segments,
-            )
-        return run_checkpointed(self._steps, states, self._shared_values(), self.checkpoint_segment)
+        runner = getattr(memory_runtime, mode.runner)
+        settings = [getattr(self, name) for name in mode.runner_attributes]
+        return runner(self._steps, states, self._shared_values(), *settings)
 
     def forward(self, x, *args, **kwargs):
         """The whole stack on ``x`` (a model that calls the container); every block gets
@@ -215,7 +201,7 @@ class FormulaStack(nn.Module):
             )
         run.contexts.append((args, kwargs))
         last = j == len(self._steps) - 1
-        if self.memory == "standard":
+        if get_memory_mode(self.memory).runner is None:
             run.states = self._advance(j, run.states, (args, kwargs))
             out = run.states[self._output]
         elif last:

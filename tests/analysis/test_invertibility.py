@@ -20,7 +20,6 @@ from formulac.analysis import analyze
 from formulac.analysis.invertibility import (
     MAX_RUN,
     UNIT_ROUNDOFF,
-    carried_lags,
     invert,
     reconstruction,
 )
@@ -109,7 +108,7 @@ def test_backward_step_inverts_the_forward_step(spec):
     rec = _rec(spec)
     inv = invert(rec)
     assert inv.invertible
-    lags = carried_lags(rec)
+    lags = rec.carried_lags
     before = {state(s, n - k): sympy.Symbol(f"{s}{k}") for s, d in lags.items() for k in range(d)}
     values = dict(before)
     for eq in rec.equations:

@@ -22,8 +22,8 @@ from formulac.analysis.invertibility import invert
 from formulac.cli import main
 from formulac.codegen import memory_runtime
 from formulac.codegen.exact import exact_equations
+from formulac.codegen.memory_modes import get_memory_mode
 from formulac.codegen.plan import plan_step
-from formulac.codegen.reversible import memory_plan
 
 EXAMPLES = REPO / "examples"
 FRACTIONS = st.tuples(st.integers(-40, 40).filter(bool), st.integers(1, 40)).filter(
@@ -122,7 +122,7 @@ def test_only_constant_rational_divisors_are_rebuilt_exactly():
         ("revnet.rec", False),
         ("lm_resnet.rec", False),
     ]:
-        plan = memory_plan(formulac.load(EXAMPLES / spec).rec, "reversible")
+        plan = get_memory_mode("reversible").plan(formulac.load(EXAMPLES / spec).rec)
         assert bool(plan.exact) == exact, spec
     irrational = formulac.parse("a = -sqrt(2)/4\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)").rec
     equations, why = exact_equations(invert(irrational), plan_step(irrational))

@@ -52,18 +52,23 @@ def test_block_weights_one_line_per_formula_with_the_weights():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["resnet", "two_step"]
 
 
-def test_block_weights_accepts_formulas_paths_and_analyses():
+def test_block_weights_accepts_formulas_paths_text_and_analyses():
     import formulac
     from formulac.analysis import analyze
 
     items = [
         formulac.load(ex("resnet")),
-        ex("two_step"),
+        Path(ex("two_step")),  # a path is a Path: a str is formula text
+        "x_<n+1> = x_n + F(x_n)",
         analyze(load(ex("momentum")), depth=5, params="init"),
     ]
-    fig = plot.plot_block_weights(items, depth=5, labels=["A", "B", "C"])
-    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["A", "B", "C"]
+    fig = plot.plot_block_weights(items, depth=5, labels=["A", "B", "C", "D"])
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["A", "B", "C", "D"]
     assert all(len(line.get_xdata()) == 5 for line in fig.axes[0].get_lines())
+    # the text is resnet's formula: the same weights
+    assert list(fig.axes[0].get_lines()[2].get_ydata()) == list(fig.axes[0].get_lines()[0].get_ydata())
+    with pytest.raises(TypeError, match="pathlib.Path"):
+        plot.plot_block_weights([3.5], depth=5)
 
 
 def test_several_blocks_give_several_lines_and_block_selects_one():

@@ -1,0 +1,68 @@
+"""Recurrence.carried_lags, the one home of "the states a step keeps" (issue 21): checked on
+generated formulas against the lags they were written with, and read by the generated step,
+its memory modes and the stream step of transform alike (the backward step: test_invertibility)."""
+
+from __future__ import annotations
+
+import pytest
+from fixtures_path import REPO
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from formulac.codegen.memory_mode import kept_names
+from formulac.codegen.plan import plan_step
+from formulac.codegen.stream import stream_code
+from formulac.errors import UsageError
+from formulac.parse import load, parse
+
+ZOO = sorted((REPO / "examples").rglob("*.rec"))
+
+
+def _term(state: str, lag: int, in_block: bool) -> str:
+    ref = f"{state}_n" if lag == 1 else f"{state}_<n-{lag - 1}>"
+    return f"F({ref})" if in_block else f"1/4*{ref}"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    x_reads=st.lists(st.tuples(st.integers(1, 4), st.booleans()), min_size=1, max_size=3),
+    v_reads=st.lists(st.tuples(st.integers(1, 4), st.booleans()), max_size=3),
+    window=st.integers(0, 3),
+)
+def test_generated_formulas_keep_the_lags_they_read(x_reads, v_reads, window):
+    """x_<n+1> reads x and v at the lags drawn (plain or inside a block), plus a window of the
+    last ``window`` + 1 values of v when ``window`` > 0; v_<n+1> reads x_n only."""
+    terms = [_term("x", lag, block) for lag, block in x_reads]
+    terms += [_term("v", lag, block) for lag, block in v_reads]
+    if window:
+        terms.append(f"1/8*sum(i=n-{window}..n, v_i)")
+    text = f"v_0 = x_0\nv_<n+1> = x_n + G(x_n)\nx_<n+1> = {' + '.join(terms)}\n"
+    rec = parse(text)
+    v_lag = max([lag for lag, _ in v_reads] + ([window + 1] if window else []), default=0)
+    expected = {"x": max(lag for lag, _ in x_reads)}
+    if v_lag:
+        expected["v"] = v_lag
+    assert rec.carried_lags == {s: expected[s] for s in rec.states if s in expected}
+
+
+def test_a_history_sum_keeps_its_state_once_beside_the_history():
+    rec = load(REPO / "examples" / "history_sum.rec")
+    assert rec.carried_lags == {"x": 1} and plan_step(rec).history == {"x": 0}
+
+
+def test_a_state_read_only_at_the_same_step_is_not_kept():
+    rec = parse("y_<n+1> = F(x_n)\nx_<n+1> = x_n + y_<n+1>\n")
+    assert rec.carried_lags == {"x": 1}
+
+
+@pytest.mark.parametrize("path", ZOO, ids=lambda p: p.stem)
+def test_every_reader_takes_the_lags_from_the_recurrence(path):
+    rec = load(path)
+    if rec.free_symbols:
+        rec = rec.bind(**dict.fromkeys(rec.free_symbols, 0.5))
+    assert plan_step(rec).lags == rec.carried_lags
+    try:
+        code = stream_code(rec, "standard")
+    except UsageError:  # transform refuses histories and fixed reads; the plan is checked above
+        return
+    assert code.kept == kept_names(rec.carried_lags)[0]
