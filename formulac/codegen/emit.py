@@ -24,7 +24,7 @@ import sympy
 from ..errors import UsageError
 from ..ir import BlockCall, Concat, Recurrence, StateRef, block_calls, n, rebuild, state
 from ..printing import rec_expr
-from . import reversible
+from . import reversible, streams
 from .backbones import BackboneInfo, Stage
 from .plan import (
     PlanError,
@@ -244,6 +244,7 @@ def _loop_lines(
 
 def wire_source(rec: Recurrence) -> str:
     """Source of ``FormulaStep`` and ``Recurrence(blocks)`` for user-supplied blocks."""
+    streams.refuse_streams(rec, "wire")
     plan = plan_step(rec, stages=False)
     carry = _carry(plan)
     lines = _step_class(plan, base=None) + ["", ""]
@@ -489,6 +490,9 @@ def network_source(
     ``memory``: "standard", "reversible" or "checkpoint" (:mod:`.reversible`)."""
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
+    if rec.compact is not None and (memory != "standard" or transition != "reset"):
+        raise UsageError("a formula with stream states (stream h[k]) runs with --memory standard and --transition reset")
+    rec = streams.compact_form(rec)
     reserved = _backbone_names(backbone, options)
     if memory != "standard":  # memory modes (issue 10)
         reserved |= reversible.RESERVED_NAMES
@@ -502,6 +506,7 @@ def network_source(
     net_options = backbone.net_kwargs(**{k: v for k, v in options.items() if k != "depth"})
     lines = _backbone_source(backbone)
     lines += reversible.runtime_lines(memory)
+    lines += streams.runtime_lines(rec)
     lines += _step_class(plan, base=branch if inline else None)
     if memory != "standard":
         lines += [""] + reversible.step_methods(rec, plan, _carry(plan).lags, memory)
@@ -870,6 +875,7 @@ def network_parameter_attributes(
 ) -> dict[str, str]:
     """Formula parameter name -> the attribute that holds it in :func:`network_source`'s
     network (a name the backbone or the memory mode uses takes a ``_param`` suffix)."""
+    rec = streams.compact_form(rec)
     reserved = _backbone_names(backbone, options)
     if memory != "standard":  # the same names as network_source reserves
         reserved |= reversible.RESERVED_NAMES

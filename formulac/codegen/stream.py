@@ -14,6 +14,7 @@ from ..ir import Concat, Recurrence, walk
 from . import reversible
 from .emit import wire_source
 from .plan import StepPlan, plan_step, var_name
+from .streams import refuse_streams
 
 __all__ = ["StreamCode", "stream_code"]
 
@@ -38,6 +39,7 @@ class StreamCode:
 def stream_code(rec: Recurrence, memory: str) -> StreamCode:
     """Plan and write the stream step of ``rec`` for ``memory`` ("standard", "reversible",
     "checkpoint"); a :class:`UsageError` for what a stream cannot run."""
+    refuse_streams(rec, "transform")
     widened = [eq for eq in rec.equations if any(isinstance(node, Concat) for node in walk(eq.rhs))]
     if widened:
         # the model's blocks and whatever follows the stack read the width they were built for
