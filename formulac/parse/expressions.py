@@ -387,7 +387,7 @@ class Expressions(lark.visitors.Interpreter):
         shaped = isinstance(argument, sympy.Indexed) and str(argument.base.label) in self.names.shapes
         if not shaped:
             raise self.error(
-                f"{name}(...) constrains a vector or matrix parameter: write {name}(H_n) with param H_n[4,4]", args
+                f"{name}(...) constrains a vector or matrix parameter: write {name}(res_n) with param res_n[4,4]", args
             )
         return CONSTRAINTS[name](argument)
 

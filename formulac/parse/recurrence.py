@@ -80,12 +80,13 @@ def build(tree: lark.Tree, source: Source) -> Recurrence:
     )
     if not names.streams:
         return rec
+    nodes = {base: node for _, base, index, node in names.heads if index.var is not None}
+    tokens = {name: tok for name, (_, tok) in names.streams.items()}
+    lowered = lower(rec, source, nodes, tokens, set(names.kinds))
     for name, (_, node) in names.shapes.items():
         if name not in used_params(rec):
             raise source.error(f"parameter {name} is not used by any equation", node)
-    nodes = {base: node for _, base, index, node in names.heads if index.var is not None}
-    tokens = {name: tok for name, (_, tok) in names.streams.items()}
-    return lower(rec, source, nodes, tokens, set(names.kinds))
+    return lowered
 
 
 def used_params(rec: Recurrence) -> set[str]:

@@ -263,7 +263,7 @@ class _Lowering:
     def _matmul(self, a: _Value, b: _Value) -> _Value:
         if a.kind not in ("vector", "matrix") or b.kind != "stream":
             raise self.error(
-                f"@ applies a vector or matrix parameter to a stream state (H_n @ h_n), not {_described(a)} "
+                f"@ applies a vector or matrix parameter to a stream state (res_n @ h_n), not {_described(a)} "
                 f"to {_described(b)}"
             )
         if a.size != b.size:
@@ -291,7 +291,8 @@ class _Lowering:
             ]
         else:
             if value.kind not in ("tensor", "number"):
-                hint = f": write sum({eq.state}...) of a stream state" if value.kind == "stream" else ""
+                stream = next(iter(self.rec.streams))
+                hint = f": add the streams, as in sum({stream}_<n+1>)" if value.kind == "stream" else ""
                 raise self.error(f"{eq.state} is one tensor, but the right side is {_described(value)}{hint}")
             lowered = [Equation(eq.state, rebuild(value.entries), value.entries, eq.line, eq.column)]
         typed = Equation(eq.state, rebuild(value.typed), value.typed, eq.line, eq.column)
