@@ -24,6 +24,7 @@ from ..ir import (
     Concat,
     Mix,
     OneHot,
+    StateRef,
     StreamIdentity,
     StreamSum,
     n,
@@ -384,7 +385,7 @@ class Expressions(lark.visitors.Interpreter):
         if self.scope.kind != "equation":
             raise self.error(f"{name}(...) constrains a parameter in an equation", name_tok)
         argument = self.visit(args.children[0])
-        shaped = isinstance(argument, sympy.Indexed) and str(argument.base.label) in self.names.shapes
+        shaped = isinstance(argument, sympy.Indexed) and StateRef.of(argument).name in self.names.shapes
         if not shaped:
             raise self.error(
                 f"{name}(...) constrains a vector or matrix parameter: write {name}(res_n) with param res_n[4,4]", args

@@ -16,6 +16,7 @@ from ..ir import (
     Equation,
     Param,
     Recurrence,
+    StateRef,
     block_calls,
     evaluation_order,
     n,
@@ -94,7 +95,7 @@ def used_params(rec: Recurrence) -> set[str]:
     found = set()
     for eq in rec.equations:
         for node in eq.rhs.atoms(sympy.Indexed, sympy.Symbol):
-            name = node.base.label.name if isinstance(node, sympy.Indexed) else node.name
+            name = StateRef.of(node).name if isinstance(node, sympy.Indexed) else node.name
             if name in rec.params:
                 found.add(name)
     return found

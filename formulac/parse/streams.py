@@ -42,6 +42,7 @@ from ..ir import (
     entry_name,
     n,
     rebuild,
+    rec_expr,
     references,
     shaped_initial,
     sinkhorn_matrix,
@@ -111,7 +112,7 @@ class _Lowering:
         if ref.name in self.rec.streams:
             if ref.offset not in (0, 1):
                 raise self.error(
-                    f"a stream state is read at n (or at n+1 by a later equation), not as {ref.name}_{expr.indices[0]}"
+                    f"a stream state is read at n (or at n+1 by a later equation), not as {rec_expr(expr)}"
                 )
             k = self.rec.streams[ref.name]
             return _Value("stream", [state(f"{ref.name}{j}", ref.index) for j in range(k)], expr)
