@@ -491,7 +491,9 @@ def network_source(
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
     if rec.compact is not None and (memory != "standard" or transition != "reset"):
-        raise UsageError("a formula with stream states (stream h[k]) runs with --memory standard and --transition reset")
+        raise UsageError(
+            "a formula with stream states (stream h[k]) runs with --memory standard and --transition reset"
+        )
     rec = streams.compact_form(rec)
     reserved = _backbone_names(backbone, options)
     if memory != "standard":  # memory modes (issue 10)

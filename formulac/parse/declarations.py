@@ -22,9 +22,11 @@ from .syntax import Source, too_many_states
 __all__ = ["RESERVED_WORDS", "Index", "Declarations", "split", "split_pair", "check_name"]
 
 #: Words of the language that cannot name anything.
-RESERVED_WORDS = frozenset(
-    {"param", "symbol", "output", "shared", "sum", "cat", "n", "stream", "identity", "onehot"}
-) | frozenset(ELEMENTWISE) | frozenset(CONSTRAINTS)
+RESERVED_WORDS = (
+    frozenset({"param", "symbol", "output", "shared", "sum", "cat", "n", "stream", "identity", "onehot"})
+    | frozenset(ELEMENTWISE)
+    | frozenset(CONSTRAINTS)
+)
 
 _INDEX = re.compile(
     r"^\s*(?:(?P<var>[A-Za-z][A-Za-z0-9]*)\s*(?:(?P<sign>[+-])\s*(?P<off>[0-9]+))?|(?P<abs>[+-]?\s*[0-9]+))\s*$"
@@ -195,7 +197,8 @@ class Declarations(lark.visitors.Interpreter):
         sizes = tuple(_count(self.source, c) for c in node.children if c.type == "NUMBER")
         if len(sizes) == 2 and sizes[0] != sizes[1]:
             raise self.source.error(
-                f"a matrix parameter mixes k streams into k: its shape is [k,k], not [{sizes[0]},{sizes[1]}]", node
+                f"a matrix parameter mixes k streams into k: its shape is [k,k], not [{sizes[0]},{sizes[1]}]",
+                node,
             )
         self.shapes[str(tok).partition("_")[0]] = (sizes, node)
 
@@ -203,7 +206,9 @@ class Declarations(lark.visitors.Interpreter):
         tok, _, count, _ = st.children
         check_name(self.source, str(tok), "stream", tok, lowercase=True)
         if str(tok) in self.streams:
-            raise self.source.error(f"stream {tok} is already declared on line {self.streams[str(tok)][1].line}", tok)
+            raise self.source.error(
+                f"stream {tok} is already declared on line {self.streams[str(tok)][1].line}", tok
+            )
         self.streams[str(tok)] = (_count(self.source, count), tok)
 
     def symbols(self, st: lark.Tree) -> None:

@@ -133,7 +133,9 @@ class Expressions(lark.visitors.Interpreter):
         stream form is lowered (:mod:`.streams`)."""
         left, at, right = tree.children
         if not self.names.streams:
-            raise self.error("@ applies a vector or matrix parameter to a stream state (declare: stream h[4])", at)
+            raise self.error(
+                "@ applies a vector or matrix parameter to a stream state (declare: stream h[4])", at
+            )
         return Mix(self.visit(left), self.visit(right))
 
     def parens(self, tree):
@@ -377,7 +379,10 @@ class Expressions(lark.visitors.Interpreter):
             raise self.error(f"{name} takes exactly one argument", name_tok)
         if name == "onehot":
             if self.scope.kind != "param":
-                raise self.error("onehot(j) is the initial value of a vector parameter: param pre_n[4] = onehot(0)", name_tok)
+                raise self.error(
+                    "onehot(j) is the initial value of a vector parameter: param pre_n[4] = onehot(0)",
+                    name_tok,
+                )
             entry = rebuild(self.visit(args.children[0]))
             if not (entry.is_Integer and entry >= 0):
                 raise self.error("onehot(j) takes the entry j as a whole number from 0", args)
@@ -388,7 +393,8 @@ class Expressions(lark.visitors.Interpreter):
         shaped = isinstance(argument, sympy.Indexed) and StateRef.of(argument).name in self.names.shapes
         if not shaped:
             raise self.error(
-                f"{name}(...) constrains a vector or matrix parameter: write {name}(res_n) with param res_n[4,4]", args
+                f"{name}(...) constrains a vector or matrix parameter: write {name}(res_n) with param res_n[4,4]",
+                args,
             )
         return CONSTRAINTS[name](argument)
 

@@ -134,7 +134,9 @@ class _Lowering:
                 )
                 if constraint == "sinkhorn":
                     if len(p.shape) != 2:
-                        raise self.error(f"sinkhorn(...) makes a square matrix doubly stochastic; {p.name} is a vector")
+                        raise self.error(
+                            f"sinkhorn(...) makes a square matrix doubly stochastic; {p.name} is a vector"
+                        )
                     values = sinkhorn_matrix(numbers, exp=mpmath.exp)
                 elif len(p.shape) == 2:
                     values = [softmax_vector(row, exp=mpmath.exp) for row in numbers]
@@ -149,9 +151,7 @@ class _Lowering:
                     f"{name} names entry {index} of {constraint + '(' if constraint else ''}{p.name}"
                     f"{')' if constraint else ''} in the lowered formula; rename the other {name}"
                 )
-            self.params.setdefault(
-                name, Param(name, init, per_step=True, entry=(p.name, constraint, index))
-            )
+            self.params.setdefault(name, Param(name, init, per_step=True, entry=(p.name, constraint, index)))
             return sympy.IndexedBase(name)[n]
 
         if len(p.shape) == 1:
@@ -214,7 +214,9 @@ class _Lowering:
                 function(inner.typed, evaluate=False),
             )
         if isinstance(expr, StreamOp) or any(self._has_streams(a) for a in expr.args):
-            raise self.error(f"{type(expr).__name__.lower()}(...) does not take stream states or vector parameters")
+            raise self.error(
+                f"{type(expr).__name__.lower()}(...) does not take stream states or vector parameters"
+            )
         tensor = next(references(expr, self.rec.states), None) is not None or bool(expr.atoms(BlockCall))
         return _Value("tensor" if tensor else "number", expr, expr)
 
@@ -237,7 +239,9 @@ class _Lowering:
         size = next(v.size for v in values if v.size)
         entries = _sum_entries([v.entries if v.size else _broadcast(v.entries, kind, size) for v in values])
         if "number" in kinds and kind == "stream":
-            raise self.error("cannot add a number to a stream state: scale the streams or write a tensor per stream")
+            raise self.error(
+                "cannot add a number to a stream state: scale the streams or write a tensor per stream"
+            )
         return _Value(kind, entries, typed)
 
     def _times(self, a: _Value, b: _Value) -> _Value:
@@ -245,15 +249,27 @@ class _Lowering:
         if "number" in kinds:
             other, number = (b, a) if a.kind == "number" else (a, b)
             typed = sympy.Mul(a.typed, b.typed, evaluate=False)
-            return _Value(other.kind, _nested(other.entries, lambda e: sympy.Mul(number.entries, e, evaluate=False)), typed)
+            return _Value(
+                other.kind,
+                _nested(other.entries, lambda e: sympy.Mul(number.entries, e, evaluate=False)),
+                typed,
+            )
         if kinds == ("tensor", "tensor"):
-            return _Value("tensor", sympy.Mul(a.entries, b.entries, evaluate=False), sympy.Mul(a.typed, b.typed, evaluate=False))
+            return _Value(
+                "tensor",
+                sympy.Mul(a.entries, b.entries, evaluate=False),
+                sympy.Mul(a.typed, b.typed, evaluate=False),
+            )
         if set(kinds) == {"vector"} and a.size == b.size:
             entries = [sympy.Mul(x, y, evaluate=False) for x, y in zip(a.entries, b.entries)]
             return _Value("vector", entries, sympy.Mul(a.typed, b.typed, evaluate=False))
         if set(kinds) == {"vector", "tensor"}:
             v, t = (a, b) if a.kind == "vector" else (b, a)
-            return _Value("stream", [sympy.Mul(e, t.entries, evaluate=False) for e in v.entries], Spread(v.typed, t.typed))
+            return _Value(
+                "stream",
+                [sympy.Mul(e, t.entries, evaluate=False) for e in v.entries],
+                Spread(v.typed, t.typed),
+            )
         if set(kinds) == {"vector", "stream"} and a.size == b.size:
             v, s = (a, b) if a.kind == "vector" else (b, a)
             entries = [sympy.Mul(e, x, evaluate=False) for e, x in zip(v.entries, s.entries)]
@@ -271,7 +287,9 @@ class _Lowering:
             shape = f"[{a.size},{a.size}]" if a.kind == "matrix" else f"[{a.size}]"
             raise self.error(f"{_described(a)} of shape {shape} cannot be applied to {b.size} streams")
         if a.kind == "vector":
-            entries = sympy.Add(*(sympy.Mul(v, s, evaluate=False) for v, s in zip(a.entries, b.entries)), evaluate=False)
+            entries = sympy.Add(
+                *(sympy.Mul(v, s, evaluate=False) for v, s in zip(a.entries, b.entries)), evaluate=False
+            )
             return _Value("tensor", entries, Read(a.typed, b.typed))
         rows = [
             sympy.Add(*(sympy.Mul(m, s, evaluate=False) for m, s in zip(row, b.entries)), evaluate=False)
@@ -288,7 +306,8 @@ class _Lowering:
             if value.kind != "stream" or value.size != k:
                 raise self.error(f"{eq.state} is {k} streams, but the right side is {_described(value)}")
             lowered = [
-                Equation(f"{eq.state}{j}", rebuild(e), e, eq.line, eq.column) for j, e in enumerate(value.entries)
+                Equation(f"{eq.state}{j}", rebuild(e), e, eq.line, eq.column)
+                for j, e in enumerate(value.entries)
             ]
         else:
             if value.kind not in ("tensor", "number"):
@@ -300,7 +319,9 @@ class _Lowering:
         return lowered, typed
 
 
-def lower(compact: Recurrence, source: Source, nodes: dict, stream_tokens: dict, declared: set[str]) -> Recurrence:
+def lower(
+    compact: Recurrence, source: Source, nodes: dict, stream_tokens: dict, declared: set[str]
+) -> Recurrence:
     """The lowered formula of a compact stream formula, with the typed compact form attached.
     ``nodes``: state -> the tree of its equation (where errors point); ``stream_tokens``:
     stream state -> its declaration token; ``declared``: every name the file declares."""
@@ -308,10 +329,14 @@ def lower(compact: Recurrence, source: Source, nodes: dict, stream_tokens: dict,
         if name not in compact.states:
             raise source.error(f"stream {name} has no equation: write {name}_<n+1> = ...", tok)
         if name == compact.output:
-            raise source.error(f"the output is one tensor, not the stream state {name}: add x_<n+1> = sum({name}_<n+1>)", tok)
+            raise source.error(
+                f"the output is one tensor, not the stream state {name}: add x_<n+1> = sum({name}_<n+1>)", tok
+            )
         for j in range(compact.streams[name]):
             if f"{name}{j}" in declared:
-                raise source.error(f"{name}{j} names stream {j} of {name} in the lowered formula; rename it", tok)
+                raise source.error(
+                    f"{name}{j} names stream {j} of {name} in the lowered formula; rename it", tok
+                )
     lowering = _Lowering(compact, source, nodes, declared)
     equations, typed = [], []
     for eq in compact.equations:
@@ -335,7 +360,11 @@ def lower(compact: Recurrence, source: Source, nodes: dict, stream_tokens: dict,
     params = {name: p for name, p in compact.params.items() if name in used}
     params.update(lowering.params)
     typed_rec = replace(compact, equations=tuple(typed), initial=compact_initial, resolved=None)
-    display = {key: v for key, v in compact.display_values.items() if not (isinstance(key, tuple) and key[0] in compact.streams)}
+    display = {
+        key: v
+        for key, v in compact.display_values.items()
+        if not (isinstance(key, tuple) and key[0] in compact.streams)
+    }
     return replace(
         compact,
         equations=tuple(equations),
@@ -369,4 +398,3 @@ def _described(value: _Value) -> str:
     if value.kind in ("vector", "matrix"):
         return f"{_WORDS[value.kind]} of size {value.size}"
     return _WORDS[value.kind]
-

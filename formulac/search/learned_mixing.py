@@ -71,11 +71,17 @@ def _lowered_entries(rec: Recurrence, params: dict[str, list[float]]) -> dict[st
         shaped, constraint, index = p.entry
         if (shaped, constraint) not in constrained:
             flat, shape = params[shaped], rec.compact.params[shaped].shape
-            values = [flat[i * shape[-1] : (i + 1) * shape[-1]] for i in range(shape[0])] if len(shape) == 2 else flat
+            values = (
+                [flat[i * shape[-1] : (i + 1) * shape[-1]] for i in range(shape[0])]
+                if len(shape) == 2
+                else flat
+            )
             if constraint == "sinkhorn":
                 values = sinkhorn_matrix(values)
             elif constraint == "softmax":
-                values = [softmax_vector(row) for row in values] if len(shape) == 2 else softmax_vector(values)
+                values = (
+                    [softmax_vector(row) for row in values] if len(shape) == 2 else softmax_vector(values)
+                )
             constrained[(shaped, constraint)] = values
         value = constrained[(shaped, constraint)]
         for i in index:

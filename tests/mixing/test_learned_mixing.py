@@ -139,7 +139,9 @@ def test_learned_k4_streams_from_the_checkpoints_matrices(capsys, tmp_path, exam
     np.testing.assert_allclose(report["state_matrices"], matrices, rtol=1e-9, atol=1e-12)
     product = matrices[2] @ matrices[1] @ matrices[0]
     assert report["spectral_radius_of_product"] == pytest.approx(max(abs(np.linalg.eigvals(product))))
-    assert report["distance_from_identity"] == pytest.approx([np.linalg.norm(m - np.eye(4)) for m in matrices])
+    assert report["distance_from_identity"] == pytest.approx(
+        [np.linalg.norm(m - np.eye(4)) for m in matrices]
+    )
     if example.startswith("mhc"):  # the columns sum to 1 exactly, the rows after 20 rounds
         assert max(report["distance_from_doubly_stochastic"]) < 1e-3
     assert report["streams"] == ["h0", "h1", "h2", "h3"] and report["most_similar_streams"] <= 1 + 1e-12

@@ -69,7 +69,9 @@ def test_mhc_k4_matches_the_package(depth, monkeypatch):
     _randomise(net, 10 + depth)
     modules = []
     for k, step in enumerate(net.layer1):
-        hc = hyper_connections.ManifoldConstrainedHyperConnections(K, dim=64, layer_index=k, sinkhorn_iters=20)
+        hc = hyper_connections.ManifoldConstrainedHyperConnections(
+            K, dim=64, layer_index=k, sinkhorn_iters=20
+        )
         hc = hc.double()
         _copy_static(hc, step)
         modules.append(hc)
@@ -134,7 +136,9 @@ def test_one_einsum_per_stream_operation_and_no_loop_over_pairs():
     forward = source.split("def forward(self, h_n):")[1].split("class FormulaNet")[0]
     assert forward.count("torch.einsum(") == 3  # read, mix, write
     assert " for " not in forward
-    assert "[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]" in source
+    assert (
+        "[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]" in source
+    )
 
 
 def test_analysis_at_initial_values_reads_the_lowered_streams():
