@@ -244,10 +244,10 @@ def _loop_lines(
 
 def wire_source(rec: Recurrence) -> str:
     """Source of ``FormulaStep`` and ``Recurrence(blocks)`` for user-supplied blocks."""
-    streams.refuse_streams(rec, "wire")
+    rec = streams.compact_form(rec)
     plan = plan_step(rec, stages=False)
     carry = _carry(plan)
-    lines = _step_class(plan, base=None) + ["", ""]
+    lines = streams.runtime_lines(rec) + _step_class(plan, base=None) + ["", ""]
     lines.append("class Recurrence(nn.Module):")
     lines.append(
         _docstring(
@@ -490,18 +490,14 @@ def network_source(
     ``memory``: "standard", "reversible" or "checkpoint" (:mod:`.reversible`)."""
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
-    if rec.compact is not None and (memory != "standard" or transition != "reset"):
-        raise UsageError(
-            "a formula with stream states (stream h[k]) runs with --memory standard and --transition reset"
-        )
-    rec = streams.compact_form(rec)
+    lowered, rec = rec, streams.compact_form(rec)  # a stream formula is built from its compact form
     reserved = _backbone_names(backbone, options)
     if memory != "standard":  # memory modes (issue 10)
         reserved |= reversible.RESERVED_NAMES
     plan = plan_step(rec, reserved=reserved, feature_dim=backbone.feature_dim)
     require_blocks(rec, plan)
     require_block_kinds(rec, plan, backbone)
-    mplan = reversible.memory_plan(rec, memory)
+    mplan = reversible.memory_plan(lowered, memory)  # the lowered form says why a step cannot run back
     layout = network_layout(rec, plan, backbone, options, transition)
     inline = len(plan.blocks) == 1 and not (rec.shared_blocks)
     branch = backbone.block_class(plan.blocks[0])
@@ -865,6 +861,8 @@ def _forward_lines(
     for name in names:
         if name.endswith("_history"):
             lines.append(f"{_INDENT * 3}{name} = [project(h) for h in {name}]")
+        elif name.rpartition("_")[0] in rec.streams:  # stacked streams: each projected
+            lines.append(f"{_INDENT * 3}{name} = torch.stack([project(s) for s in {name}])")
         else:
             lines.append(f"{_INDENT * 3}{name} = project({name})")
     lines += _stage_loop(plan, carry, memory)
