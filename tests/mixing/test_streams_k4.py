@@ -160,3 +160,11 @@ def test_sinkhorn_columns_sum_to_one_and_match_the_compiled_function(logits):
     exec(source[start : source.index("class FormulaStep")], namespace)
     compiled = namespace["sinkhorn_knopp"](torch.tensor(matrix, dtype=torch.float64))
     assert torch.allclose(compiled, torch.tensor(m, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_transform_refuses_stream_formulas_with_one_clear_error():
+    from formulac.errors import UsageError
+
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(3)])
+    with pytest.raises(UsageError, match=r"transform does not support stream states"):
+        formulac.transform(model, formulac.load(f"{EXAMPLES}/hyper_connections_k4.rec"), stacks=[""])
