@@ -168,3 +168,24 @@ def test_transform_refuses_stream_formulas_with_one_clear_error():
     model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(3)])
     with pytest.raises(UsageError, match=r"transform does not support stream states"):
         formulac.transform(model, formulac.load(f"{EXAMPLES}/hyper_connections_k4.rec"), stacks=[""])
+
+
+@pytest.mark.parametrize("example", ["hyper_connections_k4", "mhc_k4"])
+def test_canonical_text_is_the_compact_form_and_parses_back_to_the_same_formula(example):
+    rec = formulac.load(f"{EXAMPLES}/{example}.rec").rec
+    assert rec.text.startswith("stream h[4]\nparam res_n[4,4] = identity\n")
+    again = formulac.parse(rec.text).rec
+    assert again.text == rec.text
+    assert [(eq.state, eq.rhs) for eq in again.equations] == [(eq.state, eq.rhs) for eq in rec.equations]
+    assert again.params == rec.params  # the same lowered formula
+
+
+def test_a_free_symbol_in_a_stream_formula_is_bound_before_compiling():
+    text = COMPACT_K2.replace("h_<n+1> = res_n @ h_n", "symbol a\nh_<n+1> = a*res_n @ h_n")
+    formula = formulac.parse(text)
+    assert formula.rec.free_symbols == ("a",)
+    source = formula.bind(a=0.5).source(backbone="mlp", depth=2)
+    assert 'torch.einsum("ji,i...->j...", 0.5 * self.res, h_n)' in source
+    weights = formula.bind(a=0.5).analyze(depth=3, params="init").block_weights["F"]
+    # F writes to both streams (post 1, 1), which a*res_n halves at every later step
+    assert [float(w) for w in weights] == [0.5, 1.0, 2.0]
