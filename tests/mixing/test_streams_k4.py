@@ -38,7 +38,7 @@ def _package_forward(net, modules, x):
     for hc, step in zip(modules, net.layer1):
         branch_input, add_residual = hc(residuals)
         residuals = add_residual(step.F(branch_input))
-    return net.head(reduce(residuals))
+    return net.head(reduce(residuals) / K)  # the examples take the streams' mean (the package: sum)
 
 
 def _copy_static(hc, step):
@@ -143,8 +143,9 @@ def test_one_einsum_per_stream_operation_and_no_loop_over_pairs():
 
 def test_analysis_at_initial_values_reads_the_lowered_streams():
     analysis = formulac.load(f"{EXAMPLES}/hyper_connections_k4.rec").analyze(depth=5, params="init")
-    # identity mixing, H_post ones, H_pre on stream 0: every block reaches x_N through 4 streams
-    assert [float(w) for w in analysis.block_weights["F"]] == [4.0] * 5
+    # identity mixing, H_post ones, H_pre on stream 0, the mean of 4 streams: the plain ResNet
+    assert [float(w) for w in analysis.block_weights["F"]] == [1.0] * 5
+    assert [float(w) for w in analysis.initial_weights.values()] == [1.0]
 
 
 @settings(max_examples=10, deadline=None)
