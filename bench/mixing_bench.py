@@ -2,9 +2,10 @@
 time of a training step (forward, cross-entropy, backward).
 
 Formulas: examples/resnet.rec (the baseline), denseformer.rec, denseformer_window.rec,
-hyper_connections_k2.rec, mhc_k2.rec, laurel_rw.rec, on one backbone at one depth (``--backbone mlp
+hyper_connections_k2.rec, mhc_k2.rec, laurel_rw.rec, hyper_connections_k4.rec, mhc_k4.rec, on one backbone at one depth (``--backbone mlp
 --depth 12`` by default; ``vit`` works too). The mixing parameters are counted from the
-formula's own coefficients (``Recurrence.params``), the total from the module.
+formula's own coefficients (``Recurrence.params``; a stream formula's compact ones, ``res_n[4,4]``),
+the total from the module.
 
 Time: after warm-up, the formulas take turns round by round (so drift of a shared machine falls
 on all of them); each one's median over the rounds is reported as process CPU time (what other
@@ -27,7 +28,16 @@ import torch
 import formulac
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FORMULAS = ["resnet", "denseformer", "denseformer_window", "hyper_connections_k2", "mhc_k2", "laurel_rw"]
+FORMULAS = [
+    "resnet",
+    "denseformer",
+    "denseformer_window",
+    "hyper_connections_k2",
+    "mhc_k2",
+    "laurel_rw",
+    "hyper_connections_k4",
+    "mhc_k4",
+]
 INPUTS = {"mlp": (1, 28, 28), "vit": (3, 32, 32), "cifar-resnet": (3, 32, 32)}
 
 
@@ -54,7 +64,8 @@ def main() -> None:
     for name in FORMULAS:
         formula = formulac.load(EXAMPLES / f"{name}.rec")
         net = formula.compile(backbone=args.backbone, depth=args.depth)
-        coefficients = set(formula.rec.params)
+        held = formula.rec.compact if formula.rec.compact is not None else formula.rec
+        coefficients = set(held.params)
         mixing = sum(p.numel() for key, p in net.named_parameters() if key.rsplit(".", 1)[-1] in coefficients)
         nets[name] = net
         rows[name] = {"parameters": sum(p.numel() for p in net.parameters()), "mixing_parameters": mixing}

@@ -32,7 +32,7 @@ from sympy.printing.str import StrPrinter
 
 from .errors import UnboundSymbolsError, UnknownNameError, UsageError
 from .floats import coefficient_problem
-from .limits import CHECKED_STEPS
+from .limits import CHECKED_STEPS, SINKHORN_ITERATIONS
 
 __all__ = [
     "n",
@@ -60,6 +60,22 @@ __all__ = [
     "rebuild",
     "substitute_param_inits",
     "pair_indices",
+    "StreamOp",
+    "Mix",
+    "Read",
+    "Spread",
+    "Scale",
+    "StreamSum",
+    "Streams",
+    "Sinkhorn",
+    "Softmax",
+    "StreamIdentity",
+    "OneHot",
+    "CONSTRAINTS",
+    "shaped_initial",
+    "sinkhorn_matrix",
+    "softmax_vector",
+    "entry_name",
     "pair_reference",
     "pair_range",
     "learned_coefficient_counts",
@@ -207,6 +223,124 @@ class Concat(sympy.Function):
 
     def _sympystr(self, printer) -> str:
         return "cat(%s)" % ", ".join(printer._print(a) for a in self.args)
+
+
+# -- streams (hyper-connections) ----------------------------------------------------------------
+#
+# A file may declare a stream state (``stream h[4]``: four copies of the stream, stacked) and
+# per-step vector and matrix parameters (``param H_n[4,4] = identity``). The parser reads them
+# into a compact form whose equations use the operations below, and lowers that form to plain
+# scalar states (``h0 .. h3``) and scalar per-step parameters (``H01_n``: entry (0, 1)) for the
+# analyses (:attr:`Recurrence.compact` keeps the compact form for code generation).
+
+
+class StreamOp(sympy.Function):
+    """An operation of the compact stream form; printed in ``.rec`` syntax by :class:`RecPrinter`."""
+
+    is_commutative = True
+
+
+class Mix(StreamOp):
+    """``M @ s``: matrix ``M`` (k x k) times the stream state ``s``: stream j is sum_i M[j,i]*s_i."""
+
+    nargs = 2
+
+
+class Read(StreamOp):
+    """``v @ s``: the combination sum_i v[i]*s_i of the streams, one tensor (what a block reads)."""
+
+    nargs = 2
+
+
+class Spread(StreamOp):
+    """``v*t``: a tensor written to every stream with weight v[i] (a block output into the streams)."""
+
+    nargs = 2
+
+
+class Scale(StreamOp):
+    """``v*s``: stream i scaled by v[i]."""
+
+    nargs = 2
+
+
+class StreamSum(StreamOp):
+    """``sum(s)``: the sum of the streams, one tensor."""
+
+    nargs = 1
+
+
+class Streams(StreamOp):
+    """k copies of a value (a stream state before the first step): ``Streams(x_0, 4)``."""
+
+    nargs = 2
+
+
+class Sinkhorn(StreamOp):
+    """``sinkhorn(M)``: the doubly stochastic matrix of Sinkhorn-Knopp on exp(M) (mHC):
+    :data:`~formulac.limits.SINKHORN_ITERATIONS` rounds of rows then columns normalised."""
+
+    nargs = 1
+
+
+class Softmax(StreamOp):
+    """``softmax(v)``: exp(v) normalised to sum 1 (of a matrix: each row)."""
+
+    nargs = 1
+
+
+class StreamIdentity(StreamOp):
+    """``identity``: the initial value of a k x k parameter that is the identity matrix."""
+
+    nargs = 0
+
+
+class OneHot(StreamOp):
+    """``onehot(j)``: the initial value of a vector parameter, 1 at entry j (from 0), 0 elsewhere."""
+
+    nargs = 1
+
+
+#: Constraints of the language on a shaped parameter: name -> its SymPy function.
+CONSTRAINTS: Mapping[str, type[StreamOp]] = MappingProxyType({"sinkhorn": Sinkhorn, "softmax": Softmax})
+
+
+def shaped_initial(init: sympy.Expr, shape: tuple[int, ...]) -> list:
+    """The initial entries of a vector (``[k]``) or matrix (``[k,k]``) parameter as nested lists
+    of exact numbers: ``identity``, ``onehot(j)``, or one number for every entry."""
+    if isinstance(init, StreamIdentity):
+        return [[sympy.Integer(int(i == j)) for j in range(shape[1])] for i in range(shape[0])]
+    if isinstance(init, OneHot):
+        return [sympy.Integer(int(i == int(init.args[0]))) for i in range(shape[0])]
+    if len(shape) == 1:
+        return [init] * shape[0]
+    return [[init] * shape[1] for _ in range(shape[0])]
+
+
+def sinkhorn_matrix(logits: list[list], iterations: int = SINKHORN_ITERATIONS, exp=math.exp) -> list[list]:
+    """Sinkhorn-Knopp of exp(logits) (each row shifted by its largest entry first, which changes
+    nothing but the range): rows then columns normalised to sum 1, ``iterations`` times. Works on
+    floats, or on mpmath numbers with ``exp=mpmath.exp``."""
+    m = [[exp(v - max(row)) for v in row] for row in logits]
+    for _ in range(iterations):
+        m = [[v / sum(row) for v in row] for row in m]
+        columns = [sum(col) for col in zip(*m)]
+        m = [[v / c for v, c in zip(row, columns)] for row in m]
+    return m
+
+
+def softmax_vector(values: list, exp=math.exp) -> list:
+    """exp(values) normalised to sum 1."""
+    top = max(values)
+    e = [exp(v - top) for v in values]
+    total = sum(e)
+    return [v / total for v in e]
+
+
+def entry_name(name: str, index: tuple[int, ...], constraint: str | None = None) -> str:
+    """The lowered scalar parameter of one entry: ``H01`` (entry (0, 1) of ``H``), or
+    ``sinkhornH01`` (entry (0, 1) of ``sinkhorn(H)``)."""
+    return (constraint or "") + name + "".join(str(i) for i in index)
 
 
 def state(name: str, index: sympy.Expr | int) -> sympy.Indexed:
@@ -453,8 +587,12 @@ def learned_coefficient_counts(rec: Recurrence, depth: int) -> dict[str, int]:
     """How many learned scalars each parameter holds in ``depth`` steps (one stage): 1 shared,
     ``depth`` per step, and for a pair parameter one per step of its sum at every step."""
     counts = {}
+    if rec.compact is not None:  # the learned parameters are the compact form's (H_n[4,4]: 16 a step)
+        return learned_coefficient_counts(rec.compact, depth)
     for name, p in rec.params.items():
-        if p.pair is not None:
+        if p.shape is not None:
+            counts[p.declared] = depth * math.prod(p.shape)
+        elif p.pair is not None:
             low, high = pair_range(rec, name)
             counts[p.declared] = sum(
                 max(0, int(high.xreplace({n: t}) - low.xreplace({n: t})) + 1) for t in range(depth)
@@ -492,6 +630,10 @@ class Param:
     init: sympy.Expr
     per_step: bool
     pair: str | None = None
+    #: a vector (``(k,)``) or matrix (``(k, k)``) parameter of the compact stream form
+    shape: tuple[int, ...] | None = None
+    #: a lowered entry: (the shaped parameter, its constraint or None, the entry's index)
+    entry: tuple[str, str | None, tuple[int, ...]] | None = None
 
     @property
     def symbol(self) -> sympy.Expr:
@@ -516,6 +658,8 @@ class Param:
         """The parameter as its declaration writes it: ``k``, ``k_n`` or ``w_<n,i>``."""
         if self.pair is not None:
             return f"{self.name}_<n,{self.pair}>"
+        if self.shape is not None:
+            return f"{self.name}_n[{','.join(map(str, self.shape))}]"
         return f"{self.name}_n" if self.per_step else self.name
 
 
@@ -617,6 +761,10 @@ class Recurrence:
     shared_blocks: frozenset[str] = frozenset()
     name: str = "<formula>"
     display_values: Mapping[object, sympy.Expr] = field(default_factory=dict)
+    #: stream state -> its number of streams (the compact form of a ``stream h[k]`` file)
+    streams: Mapping[str, int] = field(default_factory=dict)
+    #: the compact stream form of a lowered formula (what code generation builds), else None
+    compact: Recurrence | None = field(default=None, repr=False, compare=False)
     #: :meth:`substitutions` when the parser has already computed it (None: on first use)
     resolved: Mapping[sympy.Symbol, sympy.Expr] | None = field(default=None, repr=False, compare=False)
 
@@ -762,6 +910,9 @@ class Recurrence:
             else:
                 bindings[key] = value
                 domains.pop(key, None)
+        compact = self.compact
+        if compact is not None:
+            compact = replace(compact, bindings=bindings, constants=constants, domains=domains, resolved=None)
         bound = replace(
             self,
             bindings=bindings,
@@ -769,6 +920,7 @@ class Recurrence:
             display_values=display,
             domains=domains,
             resolved=None,
+            compact=compact,
         )
         bound._check_values(", ".join(f"{k} = {rec_expr(bound._values[sympy.Symbol(k)])}" for k in values))
         return bound
@@ -846,6 +998,34 @@ class RecPrinter(StrPrinter):
     def _print_BlockCall(self, expr: BlockCall):
         step = "" if expr.step == n else "_" + index_text(expr.step)
         return f"{expr.block}{step}({self._print(expr.argument)})"
+
+    def _print_Mix(self, expr):
+        return " @ ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
+
+    _print_Read = _print_Mix
+
+    def _print_Spread(self, expr):
+        return "*".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
+
+    _print_Scale = _print_Spread
+
+    def _print_StreamSum(self, expr):
+        return f"sum({self._print(expr.args[0])})"
+
+    def _print_Streams(self, expr):
+        return self._print(expr.args[0])
+
+    def _print_Sinkhorn(self, expr):
+        return f"sinkhorn({self._print(expr.args[0])})"
+
+    def _print_Softmax(self, expr):
+        return f"softmax({self._print(expr.args[0])})"
+
+    def _print_StreamIdentity(self, expr):
+        return "identity"
+
+    def _print_OneHot(self, expr):
+        return f"onehot({self._print(expr.args[0])})"
 
     def _print_Concat(self, expr: Concat):
         return "cat(%s)" % ", ".join(self._print(a) for a in expr.args)
@@ -977,8 +1157,11 @@ def _domain_text(domain: Domain) -> str:
 def to_rec(rec: Recurrence) -> str:
     """Canonical ``.rec`` text that parses back to the same formula, terms as the user wrote them.
 
-    Printing, parsing and printing again gives the same text.
+    Printing, parsing and printing again gives the same text. A lowered stream formula prints
+    its compact form (``stream h[4]``, ``H_n @ h_n``), which is what the file said.
     """
+    if rec.compact is not None:
+        return to_rec(rec.compact)
     lines: list[str] = []
     for name in rec.constants:
         lines.append(f"{name} = {rec_expr(rec.display_value(name))}")
@@ -995,6 +1178,8 @@ def to_rec(rec: Recurrence) -> str:
         lines.append(f"symbol {name} in {_domain_text(rec.domains[name])}")
     if plain:
         lines.append("symbol " + ", ".join(plain))
+    for name, k in rec.streams.items():
+        lines.append(f"stream {name}[{k}]")
     for p in rec.params.values():
         lines.append(f"param {p.declared} = {rec_expr(p.init)}")
     if rec.shared_blocks:

@@ -9,6 +9,8 @@ docs/cli.md describe them for users; this module is the one place that sets them
 from __future__ import annotations
 
 __all__ = [
+    "MAX_STREAMS",
+    "SINKHORN_ITERATIONS",
     "MAX_FILE_BYTES",
     "MAX_LINE_CHARS",
     "MAX_STATEMENTS",
@@ -81,6 +83,12 @@ MAX_VALUE_NODES = 5_000
 
 # -- analyses (formulac.analysis) -----------------------------------------------------------------
 
+#: Streams a stream state may hold (``stream h[8]``): the papers use 1 to 8 (hyper-connections'
+#: expansion rate); entries of its k x k parameters are named by one digit each (``H01``).
+MAX_STREAMS = 8
+#: Sinkhorn-Knopp iterations of ``sinkhorn(H_n)`` (mHC; the hyper-connections package's default):
+#: rows, then columns, normalised to sum 1, this many times; the columns sum to 1 exactly.
+SINKHORN_ITERATIONS = 20
 #: Depth ``N`` of ``analyze``, ``diff`` and ``Formula.analyze`` when none is given.
 DEFAULT_DEPTH = 10
 #: The deepest analysis or unrolling (linear time: about 1 s per 10,000 steps of ResNet).

@@ -16,6 +16,7 @@ from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 from .backbones import BACKBONES, get_backbone
 from .emit import network_layout, network_parameter_attributes, network_source, require_blocks, wire_source
 from .plan import PlanError, plan_step
+from .streams import compact_form
 
 __all__ = [
     "compile_source",
@@ -89,6 +90,7 @@ def check_buildable(rec: Recurrence) -> None:
     """Plan the network of ``rec`` without torch, as ``compile`` does: a :class:`PlanError`
     (with the statement's line and column) for anything ``compile`` would refuse on every
     backbone. Free symbols are allowed: they are given values later (``--set``)."""
+    rec = compact_form(rec)
     plan = plan_step(rec, free_symbols=True)
     require_blocks(rec, plan)
     # widths on a small two-stage layout: every rule about them shows in the first steps

@@ -23,6 +23,7 @@ import sympy
 from ..errors import UsageError
 from ..ir import BlockCall, Concat, Recurrence, StateRef, block_calls, n, rebuild, state
 from ..printing import rec_expr
+from . import streams
 from .backbones import BackboneInfo, Stage
 from .memory_mode import MemoryMode
 from .memory_modes import DEFAULT_MEMORY_MODE, get_memory_mode
@@ -200,9 +201,10 @@ def _loop_lines(
 
 def wire_source(rec: Recurrence) -> str:
     """Source of ``FormulaStep`` and ``Recurrence(blocks)`` for user-supplied blocks."""
+    rec = streams.compact_form(rec)
     plan = plan_step(rec, stages=False)
     carry = carried(plan)
-    lines = _step_class(plan, base=None) + ["", ""]
+    lines = streams.runtime_lines(rec) + _step_class(plan, base=None) + ["", ""]
     lines.append("class Recurrence(nn.Module):")
     lines.append(
         docstring(
@@ -446,17 +448,19 @@ def network_source(
     if transition not in ("reset", "project"):
         raise UsageError(f"unknown transition {transition!r} (choose reset or project)")
     mode = get_memory_mode(memory)
+    lowered, rec = rec, streams.compact_form(rec)  # a stream formula is built from its compact form
     reserved = _backbone_names(backbone, options) | mode.reserved_names
     plan = plan_step(rec, reserved=reserved, feature_dim=backbone.feature_dim)
     require_blocks(rec, plan)
     require_block_kinds(rec, plan, backbone)
-    mplan = mode.plan(rec)
+    mplan = mode.plan(lowered)  # the lowered form says why a step cannot run back
     layout = network_layout(rec, plan, backbone, options, transition)
     inline = len(plan.blocks) == 1 and not (rec.shared_blocks)
     branch = backbone.block_class(plan.blocks[0])
     net_options = backbone.net_kwargs(**{k: v for k, v in options.items() if k != "depth"})
     lines = _backbone_source(backbone)
     lines += mode.runtime_lines()
+    lines += streams.runtime_lines(rec)
     lines += _step_class(plan, base=branch if inline else None)
     lines += mode.step_class_lines(rec, plan, dict(plan.lags), mplan)
     lines += ["", ""]
@@ -669,6 +673,8 @@ def _forward_lines(
     for name in names:
         if name.endswith("_history"):
             lines.append(f"{INDENT * 3}{name} = [project(h) for h in {name}]")
+        elif name.rpartition("_")[0] in rec.streams:  # stacked streams: each projected
+            lines.append(f"{INDENT * 3}{name} = torch.stack([project(s) for s in {name}])")
         else:
             lines.append(f"{INDENT * 3}{name} = project({name})")
     lines += _stage_loop(plan, carry, mode)
@@ -681,6 +687,7 @@ def network_parameter_attributes(
 ) -> dict[str, str]:
     """Formula parameter name -> the attribute that holds it in :func:`network_source`'s
     network (a name the backbone or the memory mode uses takes a ``_param`` suffix)."""
+    rec = streams.compact_form(rec)
     # the same names as network_source reserves
     reserved = _backbone_names(backbone, options) | get_memory_mode(memory).reserved_names
     plan = plan_step(rec, reserved=reserved)

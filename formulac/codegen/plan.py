@@ -33,6 +33,7 @@ from ..ir import (
 )
 from ..limits import MAX_FILE_BYTES
 from ..printing import rec_expr
+from .streams import shaped_initial_code, stream_code
 
 __all__ = [
     "StepPlan",
@@ -268,9 +269,10 @@ def plan_step(
     per_step = {
         p.name: (_attribute(p.name, taken, reserved), p.init)
         for p in rec.params.values()
-        if p.per_step and p.pair is None
+        if p.per_step and p.pair is None and p.shape is None
     }
     pairs = {p.name: _attribute(p.name, taken, reserved) for p in rec.params.values() if p.pair is not None}
+    shaped = {p.name: _attribute(p.name, taken, reserved) for p in rec.params.values() if p.shape is not None}
     shared = {
         p.name: (_attribute(p.name, taken, reserved), p.init) for p in rec.params.values() if not p.per_step
     }
@@ -299,7 +301,7 @@ def plan_step(
     )
     first = rec.equations[0]
     for p in rec.params.values():
-        if p.pair is None:
+        if p.pair is None and p.shape is None:
             with located(first.line, first.column, f"the initial value of parameter {p.name}: "):
                 number_literal(p.init)
     plan.feature_dim = feature_dim
@@ -308,6 +310,10 @@ def plan_step(
         name: (attr, printer.pair_initial(rec.params[name], *pair_range(rec, name)))
         for name, attr in pairs.items()
     }
+    # a stream formula's vector and matrix parameters: one tensor a step, held like a pair's vector
+    plan.pair_params.update(
+        {name: (attr, shaped_initial_code(rec.params[name], number_literal)) for name, attr in shaped.items()}
+    )
     for s, expr in equations:
         eq = rec.equation(s)
         with located(eq.line, eq.column):
@@ -480,6 +486,9 @@ class TorchPrinter:
         return self._emit(expr)[0]
 
     def _emit(self, expr) -> tuple[str, int]:
+        stream = stream_code(self, expr)  # stacked streams and their parameters (codegen/streams.py)
+        if stream is not None:
+            return stream, 4
         if isinstance(expr, BlockCall):
             local = self.block_vars.get(rebuild(expr))
             if local is None:  # a call on a sum's variable, made inside the sum

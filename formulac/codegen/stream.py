@@ -15,6 +15,7 @@ from .emit import wire_source
 from .memory_mode import MemoryPlan, kept_names
 from .memory_modes import get_memory_mode
 from .plan import StepPlan, plan_step, var_name
+from .streams import refuse_streams
 
 __all__ = ["StreamCode", "stream_code"]
 
@@ -39,6 +40,7 @@ class StreamCode:
 def stream_code(rec: Recurrence, memory: str) -> StreamCode:
     """Plan and write the stream step of ``rec`` for ``memory`` (a registered memory mode's
     name); a :class:`UsageError` for what a stream cannot run."""
+    refuse_streams(rec, "transform")
     widened = [eq for eq in rec.equations if any(isinstance(node, Concat) for node in walk(eq.rhs))]
     if widened:
         # the model's blocks and whatever follows the stack read the width they were built for

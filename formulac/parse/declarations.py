@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 import lark
 
-from ..ir import ELEMENTWISE, default_output
-from ..limits import MAX_LAG, MAX_NAME_CHARS, MAX_STATES
+from ..ir import CONSTRAINTS, ELEMENTWISE, default_output
+from ..limits import MAX_LAG, MAX_NAME_CHARS, MAX_STATES, MAX_STREAMS
 from .syntax import Source, too_many_states
 
 __all__ = ["RESERVED_WORDS", "Index", "Declarations", "split", "split_pair", "check_name"]
 
 #: Words of the language that cannot name anything.
-RESERVED_WORDS = frozenset({"param", "symbol", "output", "shared", "sum", "cat", "n"}) | frozenset(
-    ELEMENTWISE
+RESERVED_WORDS = (
+    frozenset({"param", "symbol", "output", "shared", "sum", "cat", "n", "stream", "identity", "onehot"})
+    | frozenset(ELEMENTWISE)
+    | frozenset(CONSTRAINTS)
 )
 
 _INDEX = re.compile(
@@ -115,6 +117,8 @@ class Declarations(lark.visitors.Interpreter):
         self.symbol_names: list[str] = []
         self.domain_nodes: dict[str, lark.Tree] = {}
         self.shared_blocks: dict[str, lark.Token] = {}
+        self.streams: dict[str, tuple[int, lark.Token]] = {}  # stream state -> (k, its token)
+        self.shapes: dict[str, tuple[tuple[int, ...], lark.Tree]] = {}  # shaped parameter -> shape
         self.output_token: lark.Token | None = None
         self.output_name: str | None = None
         self._slips: dict[str, list[str]] | None = None
@@ -163,7 +167,9 @@ class Declarations(lark.visitors.Interpreter):
         self.constant_nodes[str(tok)] = (tok, expr)
 
     def param(self, st: lark.Tree) -> None:
-        tok, expr = st.children
+        tok, *shape, expr = st.children
+        if shape:
+            self._shape(tok, shape[0])
         per_step = tok.type == "SUBSCRIPTED"
         pair = split_pair(self.source, tok) if per_step else None
         if pair is not None:
@@ -183,6 +189,27 @@ class Declarations(lark.visitors.Interpreter):
         check_name(self.source, base, "parameter", tok, lowercase=None)
         self._claim(base, "parameter", tok)
         self.param_nodes[base] = (tok, per_step, expr)
+
+    def _shape(self, tok, node: lark.Tree) -> None:
+        """``param H_n[4,4]``: a per-step vector or square matrix over the streams."""
+        if tok.type != "SUBSCRIPTED":
+            raise self.source.error(f"a vector or matrix parameter is one per step: param {tok}_n[...]", tok)
+        sizes = tuple(_count(self.source, c) for c in node.children if c.type == "NUMBER")
+        if len(sizes) == 2 and sizes[0] != sizes[1]:
+            raise self.source.error(
+                f"a matrix parameter mixes k streams into k: its shape is [k,k], not [{sizes[0]},{sizes[1]}]",
+                node,
+            )
+        self.shapes[str(tok).partition("_")[0]] = (sizes, node)
+
+    def stream_states(self, st: lark.Tree) -> None:
+        tok, _, count, _ = st.children
+        check_name(self.source, str(tok), "stream", tok, lowercase=True)
+        if str(tok) in self.streams:
+            raise self.source.error(
+                f"stream {tok} is already declared on line {self.streams[str(tok)][1].line}", tok
+            )
+        self.streams[str(tok)] = (_count(self.source, count), tok)
 
     def symbols(self, st: lark.Tree) -> None:
         for item in st.children:
@@ -248,6 +275,14 @@ class Declarations(lark.visitors.Interpreter):
                         self._slips.setdefault(variant, []).append(known)
         candidates = {c for v in _deletions(name) | {name} for c in self._slips.get(v, ())}
         return next((c for c in sorted(candidates) if _one_slip(name, c)), None)
+
+
+def _count(source: Source, tok: lark.Token) -> int:
+    """A number of streams: a whole number from 1 to :data:`~formulac.limits.MAX_STREAMS`."""
+    text = str(tok)
+    if not text.isdigit() or not 1 <= int(text) <= MAX_STREAMS:
+        raise source.error(f"a number of streams is a whole number from 1 to {MAX_STREAMS}, not {text}", tok)
+    return int(text)
 
 
 def _deletions(word: str) -> set[str]:

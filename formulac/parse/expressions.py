@@ -17,7 +17,21 @@ from dataclasses import dataclass, field
 import lark
 import sympy
 
-from ..ir import ELEMENTWISE, BlockCall, Concat, n, rebuild, references, state
+from ..ir import (
+    CONSTRAINTS,
+    ELEMENTWISE,
+    BlockCall,
+    Concat,
+    Mix,
+    OneHot,
+    StateRef,
+    StreamIdentity,
+    StreamSum,
+    n,
+    rebuild,
+    references,
+    state,
+)
 from ..limits import MAX_EXPONENT, MAX_LAG, MAX_NAME_CHARS
 from .declarations import Declarations, Index, check_name, split, split_pair
 from .syntax import Source, chain
@@ -113,6 +127,17 @@ class Expressions(lark.visitors.Interpreter):
 
     div = mul
 
+    def matmul(self, tree):
+        """``a @ b``: a matrix or vector parameter applied to a stream state (``H_n @ h_n``,
+        ``pre_n @ h_n``); which of the two, and whether the sizes agree, is decided when the
+        stream form is lowered (:mod:`.streams`)."""
+        left, at, right = tree.children
+        if not self.names.streams:
+            raise self.error(
+                "@ applies a vector or matrix parameter to a stream state (declare: stream h[4])", at
+            )
+        return Mix(self.visit(left), self.visit(right))
+
     def parens(self, tree):
         return self.visit(tree.children[1])
 
@@ -152,6 +177,8 @@ class Expressions(lark.visitors.Interpreter):
             return sympy.Symbol(name)
         if kind == "state":
             raise self.error(f"state {name} needs an index: {name}_n, {name}_<n-1>, ...", tok)
+        if name == "identity" and scope.kind == "param":
+            return StreamIdentity()
         if name[:1].isupper():
             raise self.error(f"block {name} must be applied to an argument, e.g. {name}(x_n)", tok)
         if name in ELEMENTWISE or name in ("sum", "cat"):
@@ -314,6 +341,12 @@ class Expressions(lark.visitors.Interpreter):
     def _call(self, name: str, name_tok, args: lark.Tree):
         if name[:1].isupper():
             return self._block(name, name_tok, args)
+        if name == "sum" and self.names.streams and args.data != "range_arguments":
+            if len(args.children) != 1:
+                raise self.error("sum(h_n) adds the streams of one stream state", name_tok)
+            return StreamSum(self.visit(args.children[0]))
+        if name in CONSTRAINTS or name == "onehot":
+            return self._stream_function(name, name_tok, args)
         if name == "sum":
             if args.data != "range_arguments":
                 raise self.error("sum takes a range first: sum(i=0..n, x_i)", name_tok)
@@ -339,6 +372,31 @@ class Expressions(lark.visitors.Interpreter):
             f"unknown function {name!r}{hint} (known: {known}, sum, cat; blocks are capitalised: F(x_n))",
             name_tok,
         )
+
+    def _stream_function(self, name: str, name_tok, args: lark.Tree):
+        """``sinkhorn(H_n)``, ``softmax(pre_n)`` in equations; ``onehot(j)`` as an initial value."""
+        if args.data == "range_arguments" or len(args.children) != 1:
+            raise self.error(f"{name} takes exactly one argument", name_tok)
+        if name == "onehot":
+            if self.scope.kind != "param":
+                raise self.error(
+                    "onehot(j) is the initial value of a vector parameter: param pre_n[4] = onehot(0)",
+                    name_tok,
+                )
+            entry = rebuild(self.visit(args.children[0]))
+            if not (entry.is_Integer and entry >= 0):
+                raise self.error("onehot(j) takes the entry j as a whole number from 0", args)
+            return OneHot(entry)
+        if self.scope.kind != "equation":
+            raise self.error(f"{name}(...) constrains a parameter in an equation", name_tok)
+        argument = self.visit(args.children[0])
+        shaped = isinstance(argument, sympy.Indexed) and StateRef.of(argument).name in self.names.shapes
+        if not shaped:
+            raise self.error(
+                f"{name}(...) constrains a vector or matrix parameter: write {name}(res_n) with param res_n[4,4]",
+                args,
+            )
+        return CONSTRAINTS[name](argument)
 
     def _block(self, name: str, name_tok, args: lark.Tree) -> BlockCall:
         if self.scope.kind != "equation":

@@ -16,6 +16,7 @@ from ..ir import (
     Equation,
     Param,
     Recurrence,
+    StateRef,
     block_calls,
     evaluation_order,
     n,
@@ -25,6 +26,7 @@ from ..ir import (
 )
 from .declarations import Declarations
 from .expressions import Expressions, Scope
+from .streams import lower, shaped_param
 from .syntax import Source
 from .values import check_coefficients, check_result, check_size
 
@@ -63,7 +65,7 @@ def build(tree: lark.Tree, source: Source) -> Recurrence:
                 tok,
             )
     implicit = sorted(exprs.implicit, key=lambda s: (exprs.implicit[s].line, exprs.implicit[s].column))
-    return Recurrence(
+    rec = Recurrence(
         equations=tuple(equations[s] for s in order),
         output=names.output_name,
         constants=constants,
@@ -75,7 +77,28 @@ def build(tree: lark.Tree, source: Source) -> Recurrence:
         name=source.path,
         display_values=display,
         resolved=exprs.values,
+        streams={name: k for name, (k, _) in names.streams.items()},
     )
+    if not names.streams:
+        return rec
+    nodes = {base: node for _, base, index, node in names.heads if index.var is not None}
+    tokens = {name: tok for name, (_, tok) in names.streams.items()}
+    lowered = lower(rec, source, nodes, tokens, set(names.kinds))
+    for name, (_, node) in names.shapes.items():
+        if name not in used_params(rec):
+            raise source.error(f"parameter {name} is not used by any equation", node)
+    return lowered
+
+
+def used_params(rec: Recurrence) -> set[str]:
+    """The parameters the equations read (by name)."""
+    found = set()
+    for eq in rec.equations:
+        for node in eq.rhs.atoms(sympy.Indexed, sympy.Symbol):
+            name = StateRef.of(node).name if isinstance(node, sympy.Indexed) else node.name
+            if name in rec.params:
+                found.add(name)
+    return found
 
 
 def _constants(names: Declarations, exprs: Expressions, source: Source):
@@ -106,6 +129,9 @@ def _params(names: Declarations, exprs: Expressions, source: Source) -> dict[str
             params[name] = _pair_param(name, pair, node, exprs, source)
             continue
         init = rebuild(exprs.build(node, Scope("param")))
+        if name in names.shapes:
+            params[name] = shaped_param(name, init, names.shapes[name][0], source, node)
+            continue
         check_result(source, init, node)
         if init.free_symbols:
             raise source.error(f"the initial value of parameter {name} must be a number", node)

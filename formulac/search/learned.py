@@ -178,8 +178,8 @@ def _trained_values(run: Path, rec, attributes: dict, state: dict):
         shared[name] = float(state[attr])
     per_step: dict[str, dict[str, list[float]]] = {}
     for name, param in rec.params.items():
-        if not param.per_step or param.pair is not None:  # pair vectors: the mixing report reads them
-            continue
+        if not param.per_step or param.pair is not None or param.entry is not None:
+            continue  # pair vectors and a stream formula's matrices: the mixing report reads them
         attr = attributes[name]
         stages: dict[str, list[tuple[int, float]]] = {}
         for key, tensor in state.items():

@@ -24,7 +24,7 @@ from ..analysis.mixing import (
     stream_similarity,
     transition_matrices,
 )
-from ..ir import Recurrence, n, pair_range, pair_reference, rec_expr
+from ..ir import Recurrence, n, pair_range, pair_reference, rec_expr, sinkhorn_matrix, softmax_vector
 
 __all__ = ["stage_values", "mixing_report", "UNMOVED_TOLERANCE"]
 
@@ -37,11 +37,14 @@ def stage_values(
     rec: Recurrence, attributes: dict[str, str], state: dict
 ) -> dict[str, dict[int, dict[str, list[float]]]]:
     """stage -> step -> formula parameter -> its value(s) (a list: one entry, or a pair's vector).
-    ``attributes``: formula parameter -> its attribute in the run's network."""
+    ``attributes``: formula parameter -> its attribute in the run's network. A stream formula's
+    network holds its compact form's parameters (``res_n[4,4]``); they are read back as the
+    lowered formula's entries (``res01_n``, ``sinkhornres01_n``: the constraint applied)."""
+    held = rec.compact if rec.compact is not None else rec
     attributes = {
         attr: name
         for name, attr in attributes.items()
-        if rec.params[name].per_step or rec.params[name].pair is not None
+        if held.params[name].per_step or held.params[name].pair is not None
     }
     stages: dict[str, dict[int, dict[str, list[float]]]] = {}
     for key, tensor in state.items():
@@ -49,7 +52,42 @@ def stage_values(
         if len(parts) == 3 and parts[1].isdigit() and parts[2] in attributes:
             values = [float(v) for v in tensor.reshape(-1).tolist()]
             stages.setdefault(parts[0], {}).setdefault(int(parts[1]), {})[attributes[parts[2]]] = values
+    if rec.compact is not None:
+        for steps in stages.values():
+            for t, params in steps.items():
+                steps[t] = _lowered_entries(rec, params)
     return stages
+
+
+def _lowered_entries(rec: Recurrence, params: dict[str, list[float]]) -> dict[str, list[float]]:
+    """One step's compact parameters (flat lists) -> the lowered formula's scalar parameters."""
+    lowered: dict[str, list[float]] = {}
+    constrained: dict[tuple[str, str | None], list] = {}
+    for name, p in rec.params.items():
+        if p.entry is None:
+            if name in params:
+                lowered[name] = params[name]
+            continue
+        shaped, constraint, index = p.entry
+        if (shaped, constraint) not in constrained:
+            flat, shape = params[shaped], rec.compact.params[shaped].shape
+            values = (
+                [flat[i * shape[-1] : (i + 1) * shape[-1]] for i in range(shape[0])]
+                if len(shape) == 2
+                else flat
+            )
+            if constraint == "sinkhorn":
+                values = sinkhorn_matrix(values)
+            elif constraint == "softmax":
+                values = (
+                    [softmax_vector(row) for row in values] if len(shape) == 2 else softmax_vector(values)
+                )
+            constrained[(shaped, constraint)] = values
+        value = constrained[(shaped, constraint)]
+        for i in index:
+            value = value[i]
+        lowered[name] = [float(value)]
+    return lowered
 
 
 def _first_step(rec: Recurrence, steps: dict[int, dict[str, list[float]]]) -> int:

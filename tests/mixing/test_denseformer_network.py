@@ -103,3 +103,44 @@ def test_denseformer_compiles_and_runs_on_a_cnn(backbone):
     net = formulac.load(f"{EXAMPLES}/denseformer.rec").compile(backbone=backbone, depth=8)
     out = net(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+class DilatedDepthWeightedAverage:
+    """Independent reference with the semantics of epfml/DenseFormer's ``DWAModules(n_blocks,
+    dilation, period)``: output j is out_j (out_0 the embedding); after block i, if
+    (i+1) % period == 0, the next input is the tensordot of that block's weights with the outputs
+    j <= i+1 with j = i+1 (mod dilation), oldest first; otherwise it is out_{i+1} itself."""
+
+    def __init__(self, alphas, dilation, period):
+        self.alphas, self.dilation, self.period = alphas, dilation, period
+
+    def run(self, embedding, blocks):
+        outputs = [embedding]
+        y = embedding
+        for i, block in enumerate(blocks):
+            outputs.append(y + block(y))
+            if (i + 1) % self.period == 0:
+                group = [outputs[j] for j in range(i + 2) if j % self.dilation == (i + 1) % self.dilation]
+                y = torch.tensordot(self.alphas[i], torch.stack(group), dims=1)
+            else:
+                y = outputs[-1]
+        return y
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_dilated_denseformer_is_dwa_with_dilation_2_and_period_2(depth):
+    net, alphas = _network("denseformer_dilated.rec", depth)
+    blocks = [b for step in net.layer1 for b in (step.F, step.G)]  # step n: blocks 2n and 2n+1
+    by_block = {2 * n + 1: a for n, a in enumerate(alphas)}  # an average after every second block
+    assert [a.numel() for a in alphas] == [(i + 1) // 2 + 1 for i in sorted(by_block)]  # DWAModules' sizes
+    x = torch.randn(5, 1, 28, 28, dtype=torch.float64)
+    want = net.head(DilatedDepthWeightedAverage(by_block, 2, 2).run(net.stem(x), blocks))
+    got = net(x)
+    assert (got - want).abs().max() <= 1e-6 * want.abs().max()
+
+
+def test_dilated_denseformer_keeps_only_the_outputs_it_averages():
+    source = formulac.load(f"{EXAMPLES}/denseformer_dilated.rec").source(backbone="mlp", depth=4)
+    assert "b_history.append(" in source and "c_history" not in source
+    step = source.split("def forward(self, x_n, b_history")[1].split("return")[0]
+    assert "torch.tensordot(" in step and " for " not in step.split("torch.tensordot(")[1]

@@ -119,3 +119,31 @@ def test_mixing_report_of_every_stage_of_a_cnn():
         alphas = [state[f"{stage}.{t}.w"].double().numpy() for t in range(report["steps"])]
         np.testing.assert_allclose(report["effective_weights"]["F"], _denseformer_weights(alphas), rtol=1e-9)
         assert report["unmoved"] == []
+
+
+def _sinkhorn(logits, iterations=20):
+    """Sinkhorn-Knopp as the hyper-connections package computes it (numpy, on exp(logits))."""
+    m = np.exp(logits - logits.max(axis=1, keepdims=True))
+    for _ in range(iterations):
+        m = m / m.sum(axis=1, keepdims=True)
+        m = m / m.sum(axis=0, keepdims=True)
+    return m
+
+
+@pytest.mark.parametrize("example", ["hyper_connections_k4.rec", "mhc_k4.rec"])
+def test_learned_k4_streams_from_the_checkpoints_matrices(capsys, tmp_path, example):
+    data, state, text = _learned(capsys, tmp_path, example)
+    report = data["mixing"]["layer1"]
+    logits = [state[f"layer1.{t}.res"].double().numpy() for t in range(3)]
+    matrices = [_sinkhorn(m) for m in logits] if example.startswith("mhc") else logits
+    np.testing.assert_allclose(report["state_matrices"], matrices, rtol=1e-9, atol=1e-12)
+    product = matrices[2] @ matrices[1] @ matrices[0]
+    assert report["spectral_radius_of_product"] == pytest.approx(max(abs(np.linalg.eigvals(product))))
+    assert report["distance_from_identity"] == pytest.approx(
+        [np.linalg.norm(m - np.eye(4)) for m in matrices]
+    )
+    if example.startswith("mhc"):  # the columns sum to 1 exactly, the rows after 20 rounds
+        assert max(report["distance_from_doubly_stochastic"]) < 1e-3
+    assert report["streams"] == ["h0", "h1", "h2", "h3"] and report["most_similar_streams"] <= 1 + 1e-12
+    assert report["unmoved"] == []
+    assert "spectral radius of the product" in text

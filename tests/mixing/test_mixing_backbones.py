@@ -9,7 +9,15 @@ import torch
 import formulac
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
-MIXING = ["denseformer", "denseformer_window", "hyper_connections_k2", "mhc_k2", "laurel_rw"]
+MIXING = [
+    "denseformer",
+    "denseformer_window",
+    "hyper_connections_k2",
+    "mhc_k2",
+    "laurel_rw",
+    "hyper_connections_k4",
+    "mhc_k4",
+]
 INPUTS = {"mlp": (1, 28, 28), "cifar-resnet": (3, 32, 32), "vit": (3, 32, 32)}
 DEPTHS = {"mlp": 3, "cifar-resnet": 8, "vit": 2}
 
@@ -33,7 +41,24 @@ def test_mixing_example_trains_a_step(example, backbone):
 
 
 def _coefficients(rec) -> set[str]:
-    return set(rec.rec.params)
+    """The parameters the network holds: a stream formula's are its compact form's (res_n[4,4])."""
+    held = rec.rec.compact if rec.rec.compact is not None else rec.rec
+    return set(held.params)
+
+
+@pytest.mark.parametrize("example", ["hyper_connections_k4", "mhc_k4"])
+def test_stream_example_trains_a_step_on_gpt(example):
+    torch.manual_seed(0)
+    rec = formulac.load(f"{EXAMPLES}/{example}.rec")
+    net = rec.compile(backbone="gpt", depth=2, vocab_size=32, context=8, dim=32, heads=2)
+    tokens = torch.randint(0, 32, (3, 8))
+    logits = net(tokens)
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 32), tokens[:, 1:].reshape(-1))
+    loss.backward()
+    assert torch.isfinite(loss)
+    mixing = [p for name, p in net.named_parameters() if name.rsplit(".", 1)[-1] in _coefficients(rec)]
+    assert len(mixing) == 2 * 3  # res, pre and post at each of the 2 steps
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in mixing)
 
 
 @pytest.mark.parametrize("example", MIXING)

@@ -1,0 +1,109 @@
+"""Code of the compact stream form (``stream h[4]``): one ``einsum`` per stream operation.
+
+A stream state is one tensor with the streams stacked in dimension 0 (``(k, batch, ...)``); a
+vector or matrix parameter is one ``nn.Parameter`` of shape ``(k,)`` or ``(k, k)`` per step. The
+typed operations of :mod:`formulac.ir` (what the parser's lowering made of ``@`` and ``*``)
+print as:
+
+- ``M @ h`` (:class:`~formulac.ir.Mix`): ``torch.einsum("ji,i...->j...", M, h)``
+- ``v @ h`` (:class:`~formulac.ir.Read`): ``torch.einsum("i,i...->...", v, h)``
+- ``v*t`` (:class:`~formulac.ir.Spread`): ``torch.einsum("i,...->i...", v, t)``
+- ``v*h`` (:class:`~formulac.ir.Scale`): ``torch.einsum("i,i...->i...", v, h)``
+- ``sum(h)``: ``torch.sum(h, dim=0)``; ``sinkhorn(M)``: ``sinkhorn_knopp(M)`` (a function of the
+  emitted file, :func:`runtime_lines`); ``softmax(v)``: ``torch.softmax(v, dim=-1)``.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from ..errors import UsageError
+from ..ir import (
+    Mix,
+    Read,
+    Recurrence,
+    Scale,
+    Sinkhorn,
+    Softmax,
+    Spread,
+    StateRef,
+    Streams,
+    StreamSum,
+    shaped_initial,
+)
+from ..limits import SINKHORN_ITERATIONS
+
+__all__ = ["compact_form", "stream_code", "shaped_initial_code", "runtime_lines", "refuse_streams"]
+
+_EINSUM = {
+    Mix: "ji,i...->j...",
+    Read: "i,i...->...",
+    Spread: "i,...->i...",
+    Scale: "i,i...->i...",
+}
+
+
+def compact_form(rec: Recurrence) -> Recurrence:
+    """What code generation builds: the compact form of a stream formula, else the formula."""
+    return rec.compact if rec.compact is not None else rec
+
+
+def refuse_streams(rec: Recurrence, what: str) -> None:
+    """A :class:`UsageError` for the code paths that build a stream formula's lowered scalars
+    instead of its stacked streams (which would learn the wrong parameters)."""
+    if rec.compact is not None:
+        raise UsageError(f"{what} does not support stream states (stream h[k]) yet; compile builds them")
+
+
+def stream_code(printer, expr) -> str | None:
+    """Code of a stream operation or a shaped parameter; None for anything else. ``printer`` is
+    the step's expression printer (its ``emit``, ``initial``, ``rec`` and ``plan``)."""
+    if isinstance(expr, sympy.Indexed):
+        p = printer.rec.params.get(StateRef.of(expr).name)
+        if p is None or p.shape is None:
+            return None
+        return "self." + printer.plan.pair_params[p.name][0]
+    spec = _EINSUM.get(type(expr))
+    if spec is not None:
+        left, right = (printer.emit(a) for a in expr.args)
+        return f'torch.einsum("{spec}", {left}, {right})'
+    if isinstance(expr, StreamSum):
+        return f"torch.sum({printer.emit(expr.args[0])}, dim=0)"
+    if isinstance(expr, Sinkhorn):
+        return f"sinkhorn_knopp({printer.emit(expr.args[0])})"
+    if isinstance(expr, Softmax):
+        return f"torch.softmax({printer.emit(expr.args[0])}, dim=-1)"
+    if isinstance(expr, Streams):
+        value, k = expr.args
+        return f"torch.stack([{printer.initial(value)}] * {int(k)})"
+    return None
+
+
+def shaped_initial_code(param, literal) -> str:
+    """The initial entries of a vector or matrix parameter as a nested list literal."""
+    entries = shaped_initial(param.init, param.shape)
+
+    def text(e):
+        if isinstance(e, list):
+            return "[" + ", ".join(text(x) for x in e) + "]"
+        return f"{int(e)}.0" if e.is_Integer else literal(e)  # floats: a parameter learns
+
+    return text(entries)
+
+
+def runtime_lines(rec: Recurrence) -> list[str]:
+    """The module-level function a formula with ``sinkhorn(...)`` calls (torch only)."""
+    if not any(eq.rhs.atoms(Sinkhorn) for eq in rec.equations):
+        return []
+    return [
+        f"def sinkhorn_knopp(logits, iterations={SINKHORN_ITERATIONS}):",
+        '    """The doubly stochastic matrix of Sinkhorn-Knopp on exp(logits) (mHC): rows, then',
+        '    columns, normalised to sum 1, `iterations` times (the columns sum to 1 exactly)."""',
+        "    m = torch.exp(logits - logits.amax(dim=-1, keepdim=True).detach())",
+        "    for _ in range(iterations):",
+        "        m = m / m.sum(dim=-1, keepdim=True)",
+        "        m = m / m.sum(dim=-2, keepdim=True)",
+        "    return m",
+        "",
+        "",
+    ]
