@@ -28,9 +28,10 @@ from torch import nn
 
 from ..ir import Recurrence, state
 from ..limits import DEFAULT_BACKBONE
+from . import memory_modes
 from .backbones import get_backbone
 from .memory_mode import MemoryEstimate
-from .memory_modes import DEFAULT_MEMORY_MODE, MEMORY_MODES
+from .memory_modes import DEFAULT_MEMORY_MODE
 from .plan import plan_step
 
 __all__ = [
@@ -129,7 +130,9 @@ def predict_memory(
     ``measured`` maps a mode's name to what its :meth:`~.memory_mode.MemoryMode.measure` found
     (reversible: the float32 anchor interval a reversible copy settled on after a backward)."""
     measured = measured or {}
-    return [mode.estimate(rec, profile, measured.get(name)) for name, mode in MEMORY_MODES.items()]
+    return [
+        mode.estimate(rec, profile, measured.get(name)) for name, mode in memory_modes.MEMORY_MODES.items()
+    ]
 
 
 def memory_estimates(
@@ -150,7 +153,7 @@ def memory_estimates(
     profile = activation_profile(model, example, sum(lags.values()), aliases)
     measured = {
         name: mode.measure(rec, options, model, example, compile_network)
-        for name, mode in MEMORY_MODES.items()
+        for name, mode in memory_modes.MEMORY_MODES.items()
     }
     return predict_memory(rec, profile, measured)
 
