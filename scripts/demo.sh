@@ -40,7 +40,7 @@ next_phase() {  # end the current phase (its wall and CPU seconds to $PHASES), s
   PHASE_CPU=$cpu
 }
 
-bash scripts/setup.sh
+bash scripts/setup.sh demo  # the demo extra only: no test tools, no system packages
 FC=.venv/bin/formulac
 
 # FORMULAC_DEMO_DATA=synthetic runs it all on the synthetic data set (a quick check)

@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Create .venv with the CPU build of torch and formulac installed in editable mode.
 # Idempotent: a second run only checks what is there.
+#   bash scripts/setup.sh        everything the tests need: the dev extra (transformers,
+#                                hyper-connections, ruff, pytest, ...), PostgreSQL 15 for the
+#                                search-worker tests, Debian's fortunes for text:fortunes
+#   bash scripts/setup.sh demo   what the main job (scripts/demo.sh) needs and nothing more:
+#                                the demo extra (Optuna, matplotlib), no system packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PURPOSE=${1:-dev}
+case "$PURPOSE" in
+  dev | demo) ;;
+  *) echo "scripts/setup.sh: give 'dev' (the tests, the default) or 'demo' (the main job), not '$PURPOSE'" >&2; exit 2 ;;
+esac
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
@@ -11,7 +21,8 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q torch==2.13.0
 fi
-.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/pip install -q -e ".[$PURPOSE]"
+[ "$PURPOSE" = demo ] && exit 0
 # The search tests start their own PostgreSQL 15 server (tests/search/test_search_workers.py).
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && command -v apt-get >/dev/null; then
   SUDO=""

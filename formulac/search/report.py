@@ -242,9 +242,13 @@ def _backbone_text(backbone: dict) -> str:
 def _confirmation_lines(conf: dict) -> list[str]:
     """Test accuracy per seed and model, the paired tests against the baseline and the verdicts
     that ``compare`` wrote (its ``comparison.json``, when it is still there)."""
+    from .confirm import training_text
+
     seeds = conf["seeds"]
+    train = conf.get("train")  # absent in leaderboards written before it was recorded
+    how = training_text(train["epochs"], train.get("limit_train")) if train else "on the full training set"
     lines = [
-        f"Retrained from scratch on the full training set with seeds {', '.join(map(str, seeds))}; "
+        f"Retrained from scratch {how} with seeds {', '.join(map(str, seeds))}; "
         f"test accuracy (%) against the baseline {conf['baseline']}.",
         "",
         "| model | values | "
