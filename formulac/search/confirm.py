@@ -120,14 +120,9 @@ def confirm(
     }
 
 
-def training_text(epochs: int, limit_train: int | None) -> str:
-    """How the confirmation trained, in words: "on the full training set for 4 epochs"."""
-    where = "the full training set" if limit_train is None else f"the first {limit_train} training examples"
-    return f"on {where} for {epochs} epoch{'s' if epochs != 1 else ''}"
-
-
 def _markdown(rows: list[dict], friedman, seeds, config) -> str:
     from ..train.stats import format_p
+    from .report import training_text
 
     lines = [
         f"Retrained from scratch {training_text(config.epochs, config.limit_train)}, seeds "
