@@ -17,10 +17,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# pip byte-compiles every file it installs on one core (about 40 CPU s of the demo's set-up,
-# 8,400 files); --no-compile and compileall on every core do the same work in half the time.
+# pip byte-compiles every file it installs on one core (34 of the demo set-up's 67 CPU s, 8,400
+# files); --no-compile and compileall on every core do the same work in about half the time.
 SITE=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-byte_compile() {  # exit status 1 only says some file (a package's deliberate syntax-error test) did not compile
+byte_compile() {  # exit status 1 only says a file for a newer Python did not (torch's py312_intrinsics.py)
   .venv/bin/python -m compileall -q -j 0 "$@" >/dev/null 2>&1 || true
 }
 # The CPU build first: a bare `torch` requirement would pull a multi-GB CUDA build.
