@@ -168,6 +168,20 @@ def _add_confirmation_arguments(c) -> None:
     )
     add_seeds_argument(c, "seeds of the confirmation (default 3)")
     c.add_argument(
+        "--confirm-epochs",
+        type=positive_int,
+        metavar="N",
+        help="epochs of the confirmation's runs (default: the search's --epochs); the search only "
+        "ranks candidates, so it may train them for fewer",
+    )
+    c.add_argument(
+        "--confirm-limit-train",
+        type=_limit_or_all,
+        metavar="N|all",
+        help="training examples of the confirmation's runs: the first N, or all (default: the "
+        "search's --limit-train)",
+    )
+    c.add_argument(
         "--baseline",
         metavar="FILE",
         help="the formula the confirmation compares against (e.g. examples/resnet.rec)",
@@ -232,6 +246,7 @@ def _search(args) -> int:
         confirm=args.confirm,
         seeds=tuple(args.seeds),
         baseline=args.baseline,
+        confirm_train=_confirm_train(args),
         objective=args.objective,
         progress=args.progress,
         quiet=args.quiet,
@@ -239,6 +254,24 @@ def _search(args) -> int:
     )
     run_search(request)
     return 0
+
+
+ALL = "all"
+
+
+def _limit_or_all(text: str):
+    """--confirm-limit-train: a positive count, or ``all`` (the whole training set)."""
+    return ALL if text.strip().lower() == ALL else positive_int(text)
+
+
+def _confirm_train(args) -> dict:
+    """The confirmation's training settings that differ from the search's."""
+    changes = {}
+    if args.confirm_epochs is not None:
+        changes["epochs"] = args.confirm_epochs
+    if args.confirm_limit_train is not None:
+        changes["limit_train"] = None if args.confirm_limit_train == ALL else args.confirm_limit_train
+    return changes
 
 
 def _learned(args) -> int:

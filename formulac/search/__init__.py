@@ -46,6 +46,7 @@ def search(
     confirm: int = 0,
     seeds: int | Sequence[int] = 3,
     baseline: str | None = None,
+    confirm_train: Mapping | None = None,
     max_params: int | None = None,
     max_macs: int | None = None,
     analysis_depth: int = 10,
@@ -63,7 +64,9 @@ def search(
     list of values. ``config``: a :class:`~formulac.train.TrainConfig`, or ``train_options``
     for :func:`~formulac.train.make_config` (``data="synthetic", epochs=4, val_fraction=0.1``).
     ``trainer(candidate, run_dir, report) -> TrialScore`` replaces training (see
-    :mod:`formulac.search.objective`). ``objective``: ``"val_accuracy"`` (maximised) or
+    :mod:`formulac.search.objective`). ``confirm_train``: the confirmation's training settings
+    that differ from the search's (``{"epochs": 4, "limit_train": None}``: 4 epochs on the
+    whole training set). ``objective``: ``"val_accuracy"`` (maximised) or
     ``"val_loss"`` (minimised; the default for ``text:`` data). Mistakes raise :class:`~formulac.UsageError`.
     """
     from .engine import StudyOptions
@@ -102,6 +105,7 @@ def search(
         confirm=confirm,
         seeds=seed_list,
         baseline=baseline,
+        confirm_train=dict(confirm_train or {}),
         trainer=trainer,
         objective=objective,
         progress=not quiet,

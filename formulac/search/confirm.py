@@ -12,7 +12,29 @@ from pathlib import Path
 from .space import Candidate, SearchSpace
 from .training import candidate_backbone
 
-__all__ = ["confirm"]
+__all__ = ["CONFIRM_TRAIN_KEYS", "confirm", "confirmation_config"]
+
+#: The training settings a confirmation may set apart from the search's (``--confirm-epochs``,
+#: ``--confirm-limit-train``): the search only has to rank candidates, so it can train them on
+#: a smaller budget than the confirmation that measures the winner.
+CONFIRM_TRAIN_KEYS = ("epochs", "limit_train")
+
+
+def confirmation_config(config, changes: Mapping | None = None):
+    """The training configuration of the confirmation's runs: the search's ``config`` on the
+    whole training set (no validation split), with ``changes`` (keys of
+    :data:`CONFIRM_TRAIN_KEYS`) applied, tested once after its last epoch (the test set gives
+    the verdict, not a learning curve)."""
+    from ..errors import UsageError
+
+    changes = dict(changes or {})
+    unknown = sorted(set(changes) - set(CONFIRM_TRAIN_KEYS))
+    if unknown:
+        raise UsageError(
+            f"the confirmation's training may change {', '.join(CONFIRM_TRAIN_KEYS)}, not {', '.join(unknown)}"
+        )
+    config = config.replace(val_fraction=0.0, **changes)
+    return config.replace(eval_every=config.epochs).validate()
 
 
 def _candidate_of(space: SearchSpace, record: dict) -> Candidate:
@@ -42,13 +64,16 @@ def confirm(
     progress: bool = False,
     quiet: bool = True,
     jobs: int = 1,
+    train_changes: Mapping | None = None,
 ) -> dict:
     """Retrain the ``k`` best trials and ``baseline`` (a bound Recurrence), ``jobs`` runs at a
-    time (the search's local workers); the result, JSON-ready."""
+    time (the search's local workers), with :func:`confirmation_config` of the search's
+    ``config`` and ``train_changes``; the result, JSON-ready."""
     from ..formula import network_factory
     from ..train import compare, friedman_test
+    from ..train.loop import RESUME_FREE
 
-    config = config.replace(val_fraction=0.0)  # the full training set; the test set evaluates
+    config = confirmation_config(config, train_changes)
     chosen = list(ranked[:k])
     models = []
     build, describe = network_factory(baseline, backbone_kwargs)
@@ -84,19 +109,24 @@ def confirm(
         "seeds": list(result.seeds),
         "baseline": baseline_label,
         "evaluated_on": "test set",
+        # what the confirmation trained with: the search's settings and the changes asked for
+        "train": {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE and k != "seed"},
+        "train_changes": dict(train_changes or {}),
         "models": rows,
         "friedman": None if friedman is None else friedman.to_dict(),
         "out_dir": str(out),
-        "markdown": _markdown(rows, friedman, result.seeds),
+        "markdown": _markdown(rows, friedman, result.seeds, config),
         "text": result.to_text(),
     }
 
 
-def _markdown(rows: list[dict], friedman, seeds) -> str:
+def _markdown(rows: list[dict], friedman, seeds, config) -> str:
     from ..train.stats import format_p
+    from .report import training_text
 
     lines = [
-        f"Retrained from scratch on the full training set, seeds {', '.join(map(str, seeds))}; test error (%).",
+        f"Retrained from scratch {training_text(config.epochs, config.limit_train)}, seeds "
+        f"{', '.join(map(str, seeds))}; test error (%).",
         "",
         "| model | values | test error (%) | vs baseline | paired t-test p | Holm p |",
         "|---|---|---:|---:|---:|---:|",

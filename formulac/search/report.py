@@ -17,7 +17,14 @@ from .metrics import SearchMetric, get_metric
 from .objective import outcome, trial_record
 from .space import SearchSpace, value_text
 
-__all__ = ["leaderboard", "write_outputs", "best_rec_text", "report_markdown", "PLOTTED_PROPERTIES"]
+__all__ = [
+    "leaderboard",
+    "write_outputs",
+    "best_rec_text",
+    "report_markdown",
+    "training_text",
+    "PLOTTED_PROPERTIES",
+]
 
 #: Properties drawn in properties.png: (key in the analysis summary, label).
 PLOTTED_PROPERTIES = (
@@ -239,12 +246,20 @@ def _backbone_text(backbone: dict) -> str:
     return f"{name}" + (f" ({options})" if options else "")
 
 
+def training_text(epochs: int, limit_train: int | None) -> str:
+    """How the confirmation trained, in words: "on the full training set for 4 epochs"."""
+    where = "the full training set" if limit_train is None else f"the first {limit_train} training examples"
+    return f"on {where} for {epochs} epoch{'s' if epochs != 1 else ''}"
+
+
 def _confirmation_lines(conf: dict) -> list[str]:
     """Test accuracy per seed and model, the paired tests against the baseline and the verdicts
     that ``compare`` wrote (its ``comparison.json``, when it is still there)."""
     seeds = conf["seeds"]
+    train = conf.get("train")  # absent in leaderboards written before it was recorded
+    how = training_text(train["epochs"], train.get("limit_train")) if train else "on the full training set"
     lines = [
-        f"Retrained from scratch on the full training set with seeds {', '.join(map(str, seeds))}; "
+        f"Retrained from scratch {how} with seeds {', '.join(map(str, seeds))}; "
         f"test accuracy (%) against the baseline {conf['baseline']}.",
         "",
         "| model | values | "

@@ -57,6 +57,8 @@ class SearchRequest:
     confirm: int = 0
     seeds: tuple[int, ...] = (0, 1, 2)
     baseline: str | None = None
+    # training settings of the confirmation that differ from the search's (confirm.CONFIRM_TRAIN_KEYS)
+    confirm_train: Mapping = field(default_factory=dict)
     trainer: Callable | None = None  # injected instead of training (tests, custom objectives)
     objective: str | None = None  # val_accuracy | val_loss (default: val_loss for text: data)
     progress: bool = True
@@ -91,8 +93,16 @@ class SearchRequest:
             raise UsageError("--confirm needs --baseline FILE (the formula to beat)")
         if self.confirm and len(self.seeds) < 2:
             raise UsageError("--confirm needs at least 2 seeds for its significance tests (--seeds 3)")
+        if self.confirm_train and not self.confirm:
+            raise UsageError(
+                "--confirm-epochs and --confirm-limit-train set the confirmation's training: they need --confirm K"
+            )
         if self.confirm and self.trainer is not None and self.config is None:
             raise UsageError("--confirm trains networks: it needs a training configuration")
+        if self.confirm and self.config is not None:
+            from .confirm import confirmation_config
+
+            confirmation_config(self.config, self.confirm_train)  # its mistakes, before the study
         data = getattr(self.config, "data", None) or ""
         if self.metric.name == "val_accuracy" and data.strip().lower().startswith("text:"):
             raise UsageError(
@@ -390,6 +400,7 @@ def run_search(request: SearchRequest) -> dict:
             progress=request.progress,
             quiet=request.quiet,
             jobs=request.workers,
+            train_changes=request.confirm_train,
         )
     write_outputs(out, board, prepared.space, request.origin or "formulac.search")
     if not request.quiet:

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats as sps
 
 __all__ = [
     "TestResult",
@@ -30,6 +29,15 @@ __all__ = [
     "rankdata",
     "wilcoxon_signed_rank",
 ]
+
+
+def _scipy_stats():
+    """scipy.stats, imported when a test runs: importing it costs about a CPU second, which every
+    command line process would otherwise pay (formulac.train is imported by the CLI's parser)."""
+    from scipy import stats
+
+    return stats
+
 
 CONFIDENCE = 0.95
 
@@ -113,7 +121,7 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> TestResult:
         return TestResult(
             name, math.copysign(math.inf, md), 0.0, n - 1, n, "the same difference on every seed", extra
         )
-    res = sps.ttest_rel(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    res = _scipy_stats().ttest_rel(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
     ci = res.confidence_interval(CONFIDENCE)
     extra.update(ci_low=float(ci.low), ci_high=float(ci.high), effect_size_dz=md / sd)
     return TestResult(name, float(res.statistic), float(res.pvalue), float(res.df), n, "", extra)
@@ -121,7 +129,7 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> TestResult:
 
 def rankdata(values: Sequence[float]) -> list[float]:
     """Ranks 1..n, ties sharing their average rank."""
-    return [float(r) for r in sps.rankdata(values, method="average")]
+    return [float(r) for r in _scipy_stats().rankdata(values, method="average")]
 
 
 def wilcoxon_signed_rank(
@@ -141,19 +149,21 @@ def wilcoxon_signed_rank(
     name = "Wilcoxon signed-rank test"
     if n == 0:
         return TestResult(name, None, None, None, 0, "identical results on every seed")
-    ranks = sps.rankdata(np.abs(d))
+    ranks = _scipy_stats().rankdata(np.abs(d))
     v = float(ranks[d > 0].sum())
     ties = len(np.unique(np.abs(d))) < n
     note = "" if alternative == "two-sided" else f"one-sided, {alternative}"
     if not ties:
-        p = float(sps.wilcoxon(d, alternative=alternative, method="exact").pvalue)
+        p = float(_scipy_stats().wilcoxon(d, alternative=alternative, method="exact").pvalue)
     elif n <= 16:
         p = _signed_rank_permutation_p(ranks, v, alternative)
         note = ", ".join(x for x in (note, "tied differences: exact permutation p-value") if x)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            p = float(sps.wilcoxon(d, alternative=alternative, method="approx", correction=True).pvalue)
+            p = float(
+                _scipy_stats().wilcoxon(d, alternative=alternative, method="approx", correction=True).pvalue
+            )
         note = ", ".join(x for x in (note, "tied differences: normal approximation") if x)
     return TestResult(name, v, min(1.0, p), None, n, note, {"alternative": alternative})
 
@@ -188,14 +198,14 @@ def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
         raise ValueError("every block needs one value per treatment")
     if k < 2:
         raise ValueError("the Friedman test needs at least 2 treatments")
-    ranks = np.array([sps.rankdata(r) for r in rows])
+    ranks = np.array([_scipy_stats().rankdata(r) for r in rows])
     extra: dict = {"mean_ranks": [float(x) for x in ranks.mean(axis=0)], "k": k}
     if n < 2:
         return TestResult(name, None, None, k - 1, n, "needs at least 2 seeds", extra)
     if all(len(set(r)) == 1 for r in rows):
         return TestResult(name, None, None, k - 1, n, "identical results on every seed", extra)
     if k >= 3:
-        res = sps.friedmanchisquare(*np.array(rows).T)
+        res = _scipy_stats().friedmanchisquare(*np.array(rows).T)
         q, p = max(float(res.statistic), 0.0), float(res.pvalue)
     else:  # SciPy wants 3 treatments; the same statistic (R's, tie-corrected) by its formula
         q, p = _friedman_statistic(rows, ranks)
@@ -204,7 +214,9 @@ def friedman_test(table: Sequence[Sequence[float]]) -> TestResult:
         f = (n - 1) * q / denom
         d1, d2 = k - 1, (k - 1) * (n - 1)
         extra.update(
-            iman_davenport_f=f, iman_davenport_df=[d1, d2], iman_davenport_p=float(sps.f.sf(f, d1, d2))
+            iman_davenport_f=f,
+            iman_davenport_df=[d1, d2],
+            iman_davenport_p=float(_scipy_stats().f.sf(f, d1, d2)),
         )
     return TestResult(name, q, p, k - 1, n, "", extra)
 
@@ -216,7 +228,7 @@ def _friedman_statistic(rows: list[list[float]], ranks: np.ndarray) -> tuple[flo
     corr = 1.0 - ties / (n * k * (k * k - 1))
     q = (12.0 / (n * k * (k + 1)) * float((rsum**2).sum()) - 3.0 * n * (k + 1)) / corr
     q = max(q, 0.0)
-    return q, float(sps.chi2.sf(q, k - 1))
+    return q, float(_scipy_stats().chi2.sf(q, k - 1))
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
