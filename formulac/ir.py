@@ -50,6 +50,7 @@ __all__ = [
     "walk",
     "references",
     "block_calls",
+    "block_calls_innermost_first",
     "top_level_calls",
     "state_refs",
     "lags_of",
@@ -435,6 +436,21 @@ def block_calls(expr: sympy.Basic) -> Iterator[BlockCall]:
     for node in walk(expr):
         if isinstance(node, BlockCall):
             yield node
+
+
+def block_calls_innermost_first(expr: sympy.Basic) -> list[BlockCall]:
+    """The distinct block calls of ``expr``, each after the calls nested in its argument and
+    otherwise left to right: the order in which code can compute them."""
+    found: list[BlockCall] = []
+
+    def visit(node: sympy.Basic) -> None:
+        for arg in node.args:
+            visit(arg)
+        if isinstance(node, BlockCall) and node not in found:
+            found.append(node)
+
+    visit(expr)
+    return found
 
 
 def top_level_calls(expr: sympy.Basic) -> Iterator[BlockCall]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sympy
 
 from ..analysis.invertibility import Invertibility
-from ..ir import BlockCall, StateRef, rebuild
+from ..ir import StateRef, block_calls_innermost_first, rebuild
 from .plan import StepPlan, var_name
 
 __all__ = ["ExactEquation", "exact_equations", "exact_methods", "LARGEST_TERM"]
@@ -79,16 +79,7 @@ def exact_methods(
     state's floating-point value is ``name`` (what the expressions read)."""
 
     def calls_in(expr, defined: set, body: list):
-        found: list = []
-
-        def visit(e):
-            for a in e.args:
-                visit(a)
-            if isinstance(e, BlockCall) and e not in found:
-                found.append(e)
-
-        visit(expr)
-        for call in found:
+        for call in block_calls_innermost_first(expr):
             key = rebuild(call)
             if locals_[key] not in defined:
                 defined.add(locals_[key])

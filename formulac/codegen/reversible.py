@@ -14,7 +14,7 @@ import math
 
 from ..analysis.invertibility import UNIT_ROUNDOFF, invert, reconstruction
 from ..errors import UsageError
-from ..ir import BlockCall, Recurrence, StateRef, rebuild
+from ..ir import Recurrence, StateRef, block_calls_innermost_first, rebuild
 from .exact import exact_equations, exact_methods
 from .memory_mode import (
     RESERVED_NAMES,
@@ -129,7 +129,7 @@ class ReversibleMode(MemoryMode):
         body = []
         defined = set()
         for ref, expr in mplan.inverse.inverse.solution:
-            for call in _innermost_first(expr):
+            for call in block_calls_innermost_first(expr):
                 key = rebuild(call)
                 local = locals_[key]
                 if local not in defined:
@@ -271,16 +271,3 @@ def _exact_estimate(mode: str, profile, equations) -> MemoryEstimate:
     resident, peak = peak_memory(profile, rebuilt)
     detail = "exact rebuild: fixed-point states and a bit store for the division, no anchors"
     return MemoryEstimate(mode, round(peak), round(resident), round(peak - resident), detail)
-
-
-def _innermost_first(expr) -> list[BlockCall]:
-    found: list[BlockCall] = []
-
-    def visit(e):
-        for a in e.args:
-            visit(a)
-        if isinstance(e, BlockCall) and e not in found:
-            found.append(e)
-
-    visit(expr)
-    return found

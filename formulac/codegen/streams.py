@@ -42,6 +42,13 @@ _EINSUM = {
     Scale: "i,i...->i...",
 }
 
+# one-argument operations: the code around the argument's code
+_ONE_ARGUMENT = {
+    StreamSum: "torch.sum({}, dim=0)",
+    Sinkhorn: "sinkhorn_knopp({})",
+    Softmax: "torch.softmax({}, dim=-1)",
+}
+
 
 def compact_form(rec: Recurrence) -> Recurrence:
     """What code generation builds: the compact form of a stream formula, else the formula."""
@@ -67,12 +74,9 @@ def stream_code(printer, expr) -> str | None:
     if spec is not None:
         left, right = (printer.emit(a) for a in expr.args)
         return f'torch.einsum("{spec}", {left}, {right})'
-    if isinstance(expr, StreamSum):
-        return f"torch.sum({printer.emit(expr.args[0])}, dim=0)"
-    if isinstance(expr, Sinkhorn):
-        return f"sinkhorn_knopp({printer.emit(expr.args[0])})"
-    if isinstance(expr, Softmax):
-        return f"torch.softmax({printer.emit(expr.args[0])}, dim=-1)"
+    template = _ONE_ARGUMENT.get(type(expr))
+    if template is not None:
+        return template.format(printer.emit(expr.args[0]))
     if isinstance(expr, Streams):
         value, k = expr.args
         return f"torch.stack([{printer.initial(value)}] * {int(k)})"

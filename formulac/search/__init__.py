@@ -16,10 +16,9 @@ figures), ``confirm`` (retraining with seeds and tests), ``learned`` (trained co
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable, Mapping, Sequence
 
+from ..callable_package import make_callable
 from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 
 __all__ = ["search"]
@@ -137,13 +136,4 @@ def _training_config(config, trainer: Callable | None, confirm: int, backbone: s
     return config, config.epochs if config is not None else int(fake_epochs)
 
 
-class _CallableModule(types.ModuleType):
-    """``formulac.search`` is this package and the function at once: ``formulac.search(...)``
-    calls :func:`search` (importing a submodule sets the package attribute, so a plain function
-    of that name in ``formulac`` would be replaced by the module)."""
-
-    def __call__(self, *args, **kwargs):
-        return search(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, search)

@@ -10,12 +10,11 @@ its state_dict; the formula's learned coefficients are added under ``<stack>.for
 from __future__ import annotations
 
 import copy
-import sys
-import types
 from pathlib import Path
 
 from torch import nn
 
+from ..callable_package import make_callable
 from ..codegen.stream import stream_code
 from ..errors import UsageError
 from ..formula import Formula, load, parse
@@ -147,13 +146,4 @@ def transform(
     return new
 
 
-class _CallableModule(types.ModuleType):
-    """``formulac.transform`` is this package and the function at once: ``formulac.transform(...)``
-    calls :func:`transform` (importing a submodule sets the package attribute, so a plain function
-    of that name in ``formulac`` would be replaced by the module)."""
-
-    def __call__(self, *args, **kwargs):
-        return transform(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, transform)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import formulac
+from tests.hyper_connections_package import package_stream_sum
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
 STREAMS = 2
@@ -42,21 +43,12 @@ def _package_network(net, width):
     return modules
 
 
-def _package_forward(net, modules, x):
-    expand, reduce = hyper_connections.get_expand_reduce_stream_functions(STREAMS)
-    residuals = expand(net.stem(x))
-    for hc, step in zip(modules, net.layer1):
-        branch_input, add_residual = hc(residuals)
-        residuals = add_residual(step.F(branch_input))
-    return net.head(reduce(residuals))
-
-
 @pytest.mark.parametrize("depth", [1, 4])
 def test_static_hyper_connections_match_the_package(depth):
     net = formulac.load(f"{EXAMPLES}/hyper_connections_k2.rec").compile(backbone="mlp", depth=depth).double()
     _random_mixing(net)
     x = torch.randn(6, 1, 28, 28, dtype=torch.float64)
-    want = _package_forward(net, _package_network(net, 64), x)
+    want = net.head(package_stream_sum(net, _package_network(net, 64), x, STREAMS))
     got = net(x)
     assert (got - want).abs().max() <= 1e-6 * want.abs().max()
 

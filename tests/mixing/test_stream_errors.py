@@ -8,15 +8,9 @@ import pytest
 from formulac import parse
 from formulac.errors import SourceError
 from tests.cli_runner import run_cli
+from tests.hyper_connections_package import compact_hyper_connections
 
-HC = """stream h[4]
-param res_n[4,4] = identity
-param pre_n[4] = onehot(0)
-param post_n[4] = 1
-h_0 = x_0
-h_<n+1> = res_n @ h_n + post_n*F(pre_n @ h_n)
-x_<n+1> = sum(h_<n+1>)
-"""
+HC = compact_hyper_connections(4)
 
 # (id, text, line, column, fragment of the message)
 BAD = [

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import formulac
 from formulac.ir import sinkhorn_matrix
+from tests.hyper_connections_package import compact_hyper_connections, package_stream_sum
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
 K = 4
@@ -33,12 +34,8 @@ def _randomise(net, seed):
 
 
 def _package_forward(net, modules, x):
-    expand, reduce = hyper_connections.get_expand_reduce_stream_functions(K)
-    residuals = expand(net.stem(x))
-    for hc, step in zip(modules, net.layer1):
-        branch_input, add_residual = hc(residuals)
-        residuals = add_residual(step.F(branch_input))
-    return net.head(reduce(residuals) / K)  # the examples take the streams' mean (the package: sum)
+    # the examples take the streams' mean (the package: sum)
+    return net.head(package_stream_sum(net, modules, x, K) / K)
 
 
 def _copy_static(hc, step):
@@ -98,15 +95,7 @@ def test_the_initial_network_is_the_packages_initial_network():
         assert torch.equal(step.post, hc.static_beta.detach())
 
 
-COMPACT_K2 = """
-stream h[2]
-param res_n[2,2] = identity
-param pre_n[2] = onehot(0)
-param post_n[2] = 1
-h_0 = x_0
-h_<n+1> = res_n @ h_n + post_n*F(pre_n @ h_n)
-x_<n+1> = sum(h_<n+1>)
-"""
+COMPACT_K2 = compact_hyper_connections(2)
 
 
 def test_compact_k2_equals_the_spelled_out_formula():
