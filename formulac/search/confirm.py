@@ -1,18 +1,20 @@
 """Confirmation: the K best candidates and the baseline, retrained from scratch with S seeds on
 the full training set and evaluated on the test set, through ``formulac compare`` (paired
 t-test per candidate against the baseline with Holm's correction), plus the Friedman test
-across all of them.
+across all of them. What is compared follows the search's objective (:data:`CONFIRMATIONS`):
+test accuracy for ``val_accuracy`` (here), test loss for ``val_loss`` (:mod:`.confirm_loss`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from .confirm_loss import confirm_by_loss
 from .space import Candidate, SearchSpace
 from .training import candidate_backbone
 
-__all__ = ["confirm"]
+__all__ = ["CONFIRMATIONS", "confirm"]
 
 
 def _candidate_of(space: SearchSpace, record: dict) -> Candidate:
@@ -42,13 +44,13 @@ def confirm(
     progress: bool = False,
     quiet: bool = True,
     jobs: int = 1,
+    objective: str = "val_accuracy",
 ) -> dict:
     """Retrain the ``k`` best trials and ``baseline`` (a bound Recurrence), ``jobs`` runs at a
-    time (the search's local workers); the result, JSON-ready."""
+    time (the search's local workers), compared as ``objective`` (the search's) says; the
+    result, JSON-ready."""
     from ..formula import network_factory
-    from ..train import compare, friedman_test
 
-    config = config.replace(val_fraction=0.0)  # the full training set; the test set evaluates
     chosen = list(ranked[:k])
     models = []
     build, describe = network_factory(baseline, backbone_kwargs)
@@ -57,6 +59,27 @@ def confirm(
         cand = _candidate_of(space, record)
         build, describe = network_factory(cand.rec, candidate_backbone(cand, backbone_kwargs))
         models.append((f"trial-{record['number']}", build, describe))
+    return CONFIRMATIONS[objective](
+        models, chosen, baseline_label, config, seeds, out, progress=progress, quiet=quiet, jobs=jobs
+    )
+
+
+def _confirm_by_accuracy(
+    models: list,
+    chosen: Sequence[dict],
+    baseline_label: str,
+    config,
+    seeds: Sequence[int],
+    out: Path,
+    *,
+    progress: bool,
+    quiet: bool,
+    jobs: int,
+) -> dict:
+    """Image classification: the full training set (no validation split), test error."""
+    from ..train import compare, friedman_test
+
+    config = config.replace(val_fraction=0.0)  # the full training set; the test set evaluates
     result = compare(models, config, list(seeds), out, progress=progress, quiet=quiet, jobs=jobs)
     table = [[m.errors[i] for m in result.models] for i in range(len(result.seeds))]
     friedman = friedman_test(table) if len(result.seeds) >= 2 else None
@@ -90,6 +113,13 @@ def confirm(
         "markdown": _markdown(rows, friedman, result.seeds),
         "text": result.to_text(),
     }
+
+
+#: the search's objective -> how its winners are confirmed on the test set
+CONFIRMATIONS: dict[str, Callable[..., dict]] = {
+    "val_accuracy": _confirm_by_accuracy,
+    "val_loss": confirm_by_loss,
+}
 
 
 def _markdown(rows: list[dict], friedman, seeds) -> str:

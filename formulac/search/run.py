@@ -94,13 +94,15 @@ class SearchRequest:
         if self.confirm and self.trainer is not None and self.config is None:
             raise UsageError("--confirm trains networks: it needs a training configuration")
         data = getattr(self.config, "data", None) or ""
-        if self.metric.name == "val_accuracy" and data.strip().lower().startswith("text:"):
+        text = data.strip().lower().startswith("text:")
+        if self.metric.name == "val_accuracy" and text:
             raise UsageError(
                 "--objective val_accuracy: a language model on text data has no accuracy; use val_loss"
             )
-        if self.confirm and self.metric.name != "val_accuracy":
+        if self.confirm and self.metric.name == "val_loss" and not text:
             raise UsageError(
-                f"--confirm compares test accuracy; it does not run with --objective {self.metric.name}"
+                "--confirm with --objective val_loss compares the test loss of language models "
+                "(--data text:PATH); on image data it compares test accuracy: use --objective val_accuracy"
             )
 
     @property
@@ -390,6 +392,7 @@ def run_search(request: SearchRequest) -> dict:
             progress=request.progress,
             quiet=request.quiet,
             jobs=request.workers,
+            objective=request.metric.name,
         )
     write_outputs(out, board, prepared.space, request.origin or "formulac.search")
     if not request.quiet:
