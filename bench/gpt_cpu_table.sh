@@ -34,7 +34,9 @@ declare -A FILE=(
   [mhc_k2]=examples/mhc_k2.rec
   [laurel_rw]=examples/laurel_rw.rec
 )
-FORMULAS=${FORMULAS:-pre_norm parallel rezero x0_mixing momentum denseformer hyper_connections_k2 mhc_k2 laurel_rw}
+# in order of training (an interrupted table holds the first ones): a learned-mixing formula
+# early, so that even a short run compares both kinds
+FORMULAS=${FORMULAS:-pre_norm parallel hyper_connections_k2 x0_mixing denseformer rezero mhc_k2 momentum laurel_rw}
 if [ "$BUDGET" = tiny ]; then
   OUT=${1:-runs/gpt-cpu-table-tiny}
   SIZE=(--depth 1 -O dim=32 -O heads=2 -O context=32)

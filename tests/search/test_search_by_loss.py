@@ -138,7 +138,7 @@ def test_confirm_on_text_retrains_the_best_and_compares_test_loss_paired_by_seed
     baseline = tmp_path / "plain.rec"
     baseline.write_text("x_<n+1> = x_n + F(x_n)\n")
     out = tmp_path / "out"
-    board = formulac.search(
+    formulac.search(
         [str(scaled)],
         out=str(out),
         space=["a=0.25,0.5"],
