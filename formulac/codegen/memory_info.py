@@ -175,16 +175,18 @@ def predict_memory(
         return first + starts, max(sum(seg) for seg in segments)
 
     refused = {}
-    for mode in ("checkpoint", "reversible"):  # what one refuses, so does the other
+    for mode in ("checkpoint", "reversible"):  # what checkpoint refuses, reversible refuses too
         try:
             check_supported(rec, mode)
         except UsageError as exc:
             refused[mode] = exc.message
-    if refused:
+    if "checkpoint" in refused:
         return out + [MemoryEstimate(mode, None, note=note) for mode, note in refused.items()]
     resident, peak = _peak(profile, checkpointed)
     detail = "segments of " + ", ".join(map(str, sorted(sizes))) + " steps" if sizes else ""
     out.append(MemoryEstimate("checkpoint", round(peak), round(resident), round(peak - resident), detail))
+    if "reversible" in refused:  # it reads a start (x_0) at every step
+        return out + [MemoryEstimate("reversible", None, note=refused["reversible"])]
     inverse = invert(rec)
     if not inverse.invertible:
         out.append(MemoryEstimate("reversible", None, note=f"not invertible: {inverse.reason}"))

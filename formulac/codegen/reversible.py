@@ -142,7 +142,9 @@ def memory_plan(rec: Recurrence, memory: str) -> MemoryPlan:
 
 
 def check_supported(rec: Recurrence, memory: str) -> None:
-    """Refuse what no memory mode but standard runs: history sums, reads of fixed states."""
+    """Refuse what ``memory`` cannot run: history sums (neither mode), reads of a fixed state
+    at every step (reversible; checkpoint takes a start ``s_0`` such as x0-mixing's ``x_0``,
+    kept for the whole stage and handed to every segment as it is)."""
     for eq in rec.equations:
         if eq.rhs.has(sympy.Sum):
             raise UsageError(
@@ -150,11 +152,16 @@ def check_supported(rec: Recurrence, memory: str) -> None:
                 "use memory='standard'"
             )
         for ref in references(eq.rhs):
-            if ref.variable is None:
+            if ref.variable is None and not (memory == "checkpoint" and ref.shift == 0):
                 index = ref.shift if ref.shift >= 0 else f"<{ref.shift}>"
+                instead = (
+                    "memory='checkpoint'"
+                    if memory == "reversible" and ref.shift == 0
+                    else "memory='standard'"
+                )
                 raise UsageError(
                     f"memory={memory!r} does not support formulas that read {ref.name}_{index} at every "
-                    "step yet; use memory='standard'"
+                    f"step yet; use {instead}"
                 )
 
 
@@ -183,7 +190,8 @@ def step_methods(rec: Recurrence, plan: StepPlan, lags: dict[str, int], memory: 
             index[key] = i
             locals_[key] = local
     before, after = kept_names(lags)
-    shared = [attr for attr, _ in plan.shared_params.values()]
+    # the starts (x_0, ...) as the stage holds them, then the shared parameters: by keyword
+    shared = [f"{s}_0" for s in plan.starts] + [attr for attr, _ in plan.shared_params.values()]
     keyword = ["*", *shared] if shared else []
 
     printer = _TorchPrinter(rec, plan, subs)
@@ -272,7 +280,11 @@ def stage_lines(plan: StepPlan, lags: dict[str, int], indent: str, loop_lines, m
     """The steps of ``run_stage`` under ``memory``: a shape-changing first step as usual (through
     ``loop_lines(steps_expression)``, the standard loop), the rest rebuilt or checkpointed."""
     before, _ = kept_names(lags)
-    shared = ", ".join(f"{attr}=self.{attr}" for attr, _ in plan.shared_params.values())
+    # the starts (x_0, ...) are kept for the whole stage: each segment reads them, never rebuilds them
+    shared = ", ".join(
+        [f"{s}_0={s}_0" for s in plan.starts]
+        + [f"{attr}=self.{attr}" for attr, _ in plan.shared_params.values()]
+    )
     lines = [
         f"{indent}first = 0 if steps[0].downsample is None else 1  # a shape-changing first step runs as usual"
     ]
