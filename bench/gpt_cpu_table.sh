@@ -8,6 +8,7 @@
 #   bash bench/gpt_cpu_table.sh [OUT]                  # the table (docs/benchmarks.md)
 #   BUDGET=tiny bash bench/gpt_cpu_table.sh [OUT]      # a dry run of the same pipeline (minutes)
 #   FORMULAS="pre_norm parallel" bash bench/gpt_cpu_table.sh   # a subset (the first is the baseline)
+#   TABLE_ONLY=1 bash bench/gpt_cpu_table.sh [OUT]     # no training: the table of what finished
 #
 # Each run uses one thread; JOBS (default 2) runs train at once, each under `nice -n 19`. The
 # formulas are trained one after the other (all seeds of one before the next), so that an
@@ -64,7 +65,9 @@ if [ "${2:-}" = --one ]; then  # one formula's seeds (a compare of it alone), ca
   exit 0
 fi
 mkdir -p "$OUT/logs"
-printf '%s\n' $FORMULAS | BUDGET=$BUDGET SEEDS=$SEEDS xargs -P "$JOBS" -I{} bash "$SELF" "$OUT" --one {}
+if [ -z "${TABLE_ONLY:-}" ]; then
+  printf '%s\n' $FORMULAS | BUDGET=$BUDGET SEEDS=$SEEDS xargs -P "$JOBS" -I{} bash "$SELF" "$OUT" --one {}
+fi
 
 # the formulas whose every seed finished, the first given formula first
 DONE=()
