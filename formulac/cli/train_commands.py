@@ -151,13 +151,7 @@ def _compare(args) -> int:
         models.append((name, build_model, describe))
     config = _config(args)
     out = args.out or "runs/compare"
-    objective = objective_for(config.data)
-    jobs = {"jobs": args.jobs} if objective.name == "classification" else {}
-    if args.jobs > 1 and not jobs:
-        raise UsageError(
-            f"compare --jobs trains image runs in parallel; {objective.name} runs train one at a time"
-        )
-    objective.compare(
+    objective_for(config.data).compare(
         models,
         config,
         args.seeds,
@@ -165,7 +159,7 @@ def _compare(args) -> int:
         progress=args.progress,
         quiet=args.quiet,
         overwrite=args.overwrite,
-        **jobs,
+        jobs=args.jobs,
     )
     return 0
 

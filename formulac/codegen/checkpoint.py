@@ -35,7 +35,7 @@ class CheckpointMode(MemoryMode):
     segment: int | None = None
 
     def refusal(self, rec: Recurrence) -> str | None:
-        return history_refusal(rec, self.name)
+        return history_refusal(rec, self.name, starts=True)
 
     def network_attribute_lines(self, mplan: MemoryPlan, indent: str) -> list[str]:
         return [

@@ -119,9 +119,11 @@ def split_first_step(profile, s: int) -> tuple[float, list]:
     return sum(saved[:start]), saved[start:]
 
 
-def history_refusal(rec: Recurrence, mode: str) -> str | None:
+def history_refusal(rec: Recurrence, mode: str, *, starts: bool = False) -> str | None:
     """Why a mode that runs a stage's steps from the states they keep cannot run ``rec``: a sum
-    over the whole history, or a read of a fixed state at every step; None when it can."""
+    over the whole history, or a read of a fixed state at every step; None when it can. With
+    ``starts`` the mode takes reads of a start ``s_0`` (x0-mixing's ``x_0``): the stage keeps it
+    and hands it to every segment as it is."""
     for eq in rec.equations:
         if eq.rhs.has(sympy.Sum):
             return (
@@ -129,11 +131,12 @@ def history_refusal(rec: Recurrence, mode: str) -> str | None:
                 "use memory='standard'"
             )
         for ref in references(eq.rhs):
-            if ref.variable is None:
+            if ref.variable is None and not (starts and ref.shift == 0):
                 index = ref.shift if ref.shift >= 0 else f"<{ref.shift}>"
+                instead = "memory='checkpoint'" if ref.shift == 0 else "memory='standard'"
                 return (
                     f"memory={mode!r} does not support formulas that read {ref.name}_{index} at every "
-                    "step yet; use memory='standard'"
+                    f"step yet; use {instead}"
                 )
     return None
 
@@ -178,7 +181,8 @@ def advance_method(rec: Recurrence, plan: StepPlan, lags: dict[str, int]) -> tup
             index[key] = i
             locals_[key] = local
     before, after = kept_names(lags)
-    shared = [attr for attr, _ in plan.shared_params.values()]
+    # the starts (x_0, ...) as the stage holds them, then the shared parameters: by keyword
+    shared = [f"{s}_0" for s in plan.starts] + [attr for attr, _ in plan.shared_params.values()]
     keyword = ["*", *shared] if shared else []
 
     printer = TorchPrinter(rec, plan, subs)
@@ -267,7 +271,11 @@ class MemoryMode:
         if self.runner is None:
             return loop_lines("steps")
         before, _ = kept_names(lags)
-        shared = ", ".join(f"{attr}=self.{attr}" for attr, _ in plan.shared_params.values())
+        # the starts (x_0, ...) are kept for the whole stage: each segment reads them, never rebuilds them
+        shared = ", ".join(
+            [f"{s}_0={s}_0" for s in plan.starts]
+            + [f"{attr}=self.{attr}" for attr, _ in plan.shared_params.values()]
+        )
         lines = [
             f"{indent}first = 0 if steps[0].downsample is None else 1  # a shape-changing first step runs as usual"
         ]

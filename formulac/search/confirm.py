@@ -1,18 +1,20 @@
 """Confirmation: the K best candidates and the baseline, retrained from scratch with S seeds on
 the full training set and evaluated on the test set, through ``formulac compare`` (paired
 t-test per candidate against the baseline with Holm's correction), plus the Friedman test
-across all of them.
+across all of them. What is compared follows the search's objective (:data:`CONFIRMATIONS`):
+test accuracy for ``val_accuracy`` (here), test loss for ``val_loss`` (:mod:`.confirm_loss`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from .confirm_loss import confirm_by_loss
 from .space import Candidate, SearchSpace
 from .training import candidate_backbone
 
-__all__ = ["CONFIRM_TRAIN_KEYS", "confirm", "confirmation_config"]
+__all__ = ["CONFIRMATIONS", "CONFIRM_TRAIN_KEYS", "confirm", "confirmation_config"]
 
 #: The training settings a confirmation may set apart from the search's (``--confirm-epochs``,
 #: ``--confirm-limit-train``): the search only has to rank candidates, so it can train them on
@@ -65,13 +67,13 @@ def confirm(
     quiet: bool = True,
     jobs: int = 1,
     train_changes: Mapping | None = None,
+    objective: str = "val_accuracy",
 ) -> dict:
     """Retrain the ``k`` best trials and ``baseline`` (a bound Recurrence), ``jobs`` runs at a
     time (the search's local workers), with :func:`confirmation_config` of the search's
-    ``config`` and ``train_changes``; the result, JSON-ready."""
+    ``config`` and ``train_changes``, compared as ``objective`` (the search's) says; the
+    result, JSON-ready."""
     from ..formula import network_factory
-    from ..train import compare, friedman_test
-    from ..train.loop import RESUME_FREE
 
     config = confirmation_config(config, train_changes)
     chosen = list(ranked[:k])
@@ -82,6 +84,44 @@ def confirm(
         cand = _candidate_of(space, record)
         build, describe = network_factory(cand.rec, candidate_backbone(cand, backbone_kwargs))
         models.append((f"trial-{record['number']}", build, describe))
+    result = CONFIRMATIONS[objective](
+        models, chosen, baseline_label, config, seeds, out, progress=progress, quiet=quiet, jobs=jobs
+    )
+    return _with_training(result, config, train_changes)
+
+
+def _with_training(result: dict, config, train_changes: Mapping | None) -> dict:
+    """``result`` with what the confirmation trained with (the search's settings and the
+    changes asked for) after its ``evaluated_on``."""
+    from ..train.loop import RESUME_FREE
+
+    training = {
+        "train": {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE and k != "seed"},
+        "train_changes": dict(train_changes or {}),
+    }
+    out = {}
+    for key, value in result.items():
+        out[key] = value
+        if key == "evaluated_on":
+            out.update(training)
+    return out if "train" in out else {**out, **training}
+
+
+def _confirm_by_accuracy(
+    models: list,
+    chosen: Sequence[dict],
+    baseline_label: str,
+    config,
+    seeds: Sequence[int],
+    out: Path,
+    *,
+    progress: bool,
+    quiet: bool,
+    jobs: int,
+) -> dict:
+    """Image classification: ``config`` (the full training set, no validation split), test error."""
+    from ..train import compare, friedman_test
+
     result = compare(models, config, list(seeds), out, progress=progress, quiet=quiet, jobs=jobs)
     table = [[m.errors[i] for m in result.models] for i in range(len(result.seeds))]
     friedman = friedman_test(table) if len(result.seeds) >= 2 else None
@@ -109,15 +149,19 @@ def confirm(
         "seeds": list(result.seeds),
         "baseline": baseline_label,
         "evaluated_on": "test set",
-        # what the confirmation trained with: the search's settings and the changes asked for
-        "train": {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE and k != "seed"},
-        "train_changes": dict(train_changes or {}),
         "models": rows,
         "friedman": None if friedman is None else friedman.to_dict(),
         "out_dir": str(out),
         "markdown": _markdown(rows, friedman, result.seeds, config),
         "text": result.to_text(),
     }
+
+
+#: the search's objective -> how its winners are confirmed on the test set
+CONFIRMATIONS: dict[str, Callable[..., dict]] = {
+    "val_accuracy": _confirm_by_accuracy,
+    "val_loss": confirm_by_loss,
+}
 
 
 def _markdown(rows: list[dict], friedman, seeds, config) -> str:

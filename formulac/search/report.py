@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..files import atomic_write
 from ..printing import to_rec
+from . import confirm_loss
 from .engine import tally, trial_state
 from .metrics import SearchMetric, get_metric
 from .objective import outcome, trial_record
@@ -122,7 +123,8 @@ def best_rec_text(board: dict, space: SearchSpace, origin: str) -> str | None:
     if conf:
         row = next((m for m in conf["models"] if m.get("trial") == best["number"]), None)
         if row:
-            lines.append(f"# confirmation: test error {row['error']} (%) over seeds {conf['seeds']}")
+            confirmed = row.get("confirmed") or f"test error {row['error']} (%)"
+            lines.append(f"# confirmation: {confirmed} over seeds {conf['seeds']}")
     return "\n".join(lines) + "\n\n" + to_rec(rec)
 
 
@@ -230,7 +232,10 @@ def report_markdown(board: dict, figures: list[str] = ()) -> str:
         lines.pop()
     conf = board.get("confirmation")
     lines += ["", "## Confirmation (test set)", ""]
-    lines += _confirmation_lines(conf) if conf else ["No confirmation was run (`--confirm K` runs one)."]
+    if conf:
+        lines += _CONFIRMATION_LINES.get(conf.get("objective"), _confirmation_lines)(conf)
+    else:
+        lines.append("No confirmation was run (`--confirm K` runs one).")
     return "\n".join(lines) + "\n"
 
 
@@ -287,6 +292,10 @@ def _confirmation_lines(conf: dict) -> list[str]:
         notes.append(_friedman_text(conf["friedman"], len(conf["models"])))
     notes += _verdicts(conf)
     return lines + ([""] + [f"- {n}" for n in notes] if notes else [])
+
+
+#: a confirmation's objective -> its lines in report.md (test accuracy: _confirmation_lines)
+_CONFIRMATION_LINES = {confirm_loss.OBJECTIVE: confirm_loss.report_lines}
 
 
 def _friedman_text(friedman: dict, models: int) -> str:

@@ -104,13 +104,15 @@ class SearchRequest:
 
             confirmation_config(self.config, self.confirm_train)  # its mistakes, before the study
         data = getattr(self.config, "data", None) or ""
-        if self.metric.name == "val_accuracy" and data.strip().lower().startswith("text:"):
+        text = data.strip().lower().startswith("text:")
+        if self.metric.name == "val_accuracy" and text:
             raise UsageError(
                 "--objective val_accuracy: a language model on text data has no accuracy; use val_loss"
             )
-        if self.confirm and self.metric.name != "val_accuracy":
+        if self.confirm and self.metric.name == "val_loss" and not text:
             raise UsageError(
-                f"--confirm compares test accuracy; it does not run with --objective {self.metric.name}"
+                "--confirm with --objective val_loss compares the test loss of language models "
+                "(--data text:PATH); on image data it compares test accuracy: use --objective val_accuracy"
             )
 
     @property
@@ -401,6 +403,7 @@ def run_search(request: SearchRequest) -> dict:
             quiet=request.quiet,
             jobs=request.workers,
             train_changes=request.confirm_train,
+            objective=request.metric.name,
         )
     write_outputs(out, board, prepared.space, request.origin or "formulac.search")
     if not request.quiet:

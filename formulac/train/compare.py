@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from .errors import TrainError
 from .loop import BuildModel, data_for_run, train
 from .recipes import TrainConfig
 from .rundir import write_json
-from .seed_runs import plan_runs, train_in_turn
+from .seed_runs import plan_runs, train_in_processes, train_in_turn
 from .seed_statistics import (
     Measure,
     SeedComparison,
@@ -273,31 +272,6 @@ def _same_recipe(runs: list[tuple[str, int, dict]]) -> None:
 # running
 
 
-def _train_one(task: dict) -> dict:
-    """One run in a worker process (compare's ``jobs``); returns its summary."""
-    import torch
-
-    torch.set_num_threads(task["config"].threads or 1)
-    return train(
-        task["build"],
-        task["config"],
-        task["run_dir"],
-        resume=task["resume"],
-        overwrite=task["overwrite"],
-        progress=False,
-        describe=task["describe"],
-        quiet=True,
-        dataset=task["dataset"],
-    )
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def compare(
     models: Sequence[tuple[str, BuildModel, dict | None]],
     config: TrainConfig,
@@ -342,7 +316,17 @@ def compare(
             dataset=data_for_run(config, info, dataset),
         )
     else:
-        summaries = _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end)
+        summaries = train_in_processes(
+            tasks,
+            train,
+            config,
+            jobs,
+            overwrite=overwrite,
+            quiet=quiet,
+            on_run_end=on_run_end,
+            outcome=_outcome,
+            dataset=dataset,
+        )
 
     _same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
     key = "val" if config.val_fraction > 0 else "test"
@@ -400,56 +384,6 @@ def _model_result(label, describe, summaries: list[dict], seeds, model_dir: Path
     )
 
 
-def _run_in_processes(tasks, config, jobs, overwrite, dataset, quiet, on_run_end) -> dict:
-    """Train the runs ``jobs`` at a time in fresh (spawned) processes."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    jobs = min(jobs, len(tasks))
-    threads = config.threads or max(1, _cpu_count() // jobs)
-    pending = {}
-    summaries: dict[tuple[str, int], dict] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for label, seed, build, describe, run_dir, exists in tasks:
-            task = {
-                "build": build,
-                "config": config.replace(seed=seed, threads=threads),
-                "run_dir": str(run_dir),
-                "resume": exists and not overwrite,
-                "overwrite": overwrite,
-                "describe": describe,
-                "dataset": dataset,
-            }
-            pending[pool.submit(_train_one, task)] = (label, seed)
-        done = 0
-        try:
-            for fut in as_completed(pending):
-                label, seed = pending[fut]
-                try:
-                    summary = fut.result()
-                except TrainError as e:  # say which run; the type (e.g. TrainingDiverged) stays
-                    e.message = f"{label}, seed {seed}: {e.message}"
-                    e.args = (e.message,)
-                    raise
-                except BrokenProcessPool:
-                    raise TrainError(
-                        f"the process training {label}, seed {seed} died (out of memory?); run the "
-                        "same compare again to resume from the last checkpoints"
-                    ) from None
-                done += 1
-                summaries[label, seed] = summary
-                if not quiet:
-                    acc = summary.get("final_test_acc") or summary.get("final_val_acc")
-                    print(
-                        f"[{done}/{len(tasks)}] {label}, seed {seed}: accuracy {100 * acc:.2f}% "
-                        f"in {format_seconds(summary.get('wall_time_s'))}",
-                        file=sys.stderr,
-                    )
-                if on_run_end is not None:
-                    on_run_end(label, seed, summary)
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
-    return summaries
+def _outcome(summary: dict) -> str:
+    acc = summary.get("final_test_acc") or summary.get("final_val_acc")
+    return f"accuracy {100 * acc:.2f}% in {format_seconds(summary.get('wall_time_s'))}"

@@ -1,13 +1,14 @@
-"""Compare language models over several seeds by their validation loss (lower is better).
+"""Compare language models over several seeds by their loss (lower is better).
 
 Every (model, seed) is a :func:`~formulac.train.language.train_language` run in
-``out_dir/<label>/seed<k>/``; finished runs are reused and unfinished ones resumed. Per model:
-the mean ± sd of the final validation loss (nats per token), bits per byte and test loss over the
-seeds; against the first model (the baseline), paired by seed: the mean difference of the
-validation loss with its 95 % confidence interval, the paired t-test, the effect size d_z and the
-Wilcoxon signed-rank test; with three or more models the Friedman test and Holm-adjusted
-p-values. A negative difference means the model is better than the baseline. Written to
-``comparison.md`` and ``comparison.json`` and printed.
+``out_dir/<label>/seed<k>/``; finished runs are reused and unfinished ones resumed; ``jobs``
+runs several at once in separate processes. Per model: the mean ± sd of the final validation
+loss (nats per token), bits per byte and test loss over the seeds; against the first model (the
+baseline), paired by seed, on the compared split (validation by default, the test split for a
+search's confirmation): the mean difference of the loss with its 95 % confidence interval, the
+paired t-test, the effect size d_z and the Wilcoxon signed-rank test; with three or more models
+the Friedman test and Holm-adjusted p-values. A negative difference means the model is better
+than the baseline. Written to ``comparison.md`` and ``comparison.json`` and printed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .errors import TrainError
 from .language import train_language
 from .recipes import TrainConfig
 from .rundir import write_json
-from .seed_runs import plan_runs, train_in_turn
+from .seed_runs import plan_runs, train_in_processes, train_in_turn
 from .seed_statistics import (
     Measure,
     SeedComparison,
@@ -38,7 +39,10 @@ from .seed_statistics import (
 )
 from .text import TextCorpus, load_corpus
 
-__all__ = ["LossComparison", "LossResult", "compare_language"]
+__all__ = ["SPLITS", "LossComparison", "LossResult", "compare_language"]
+
+#: the split a comparison ranks by -> its name in words
+SPLITS = {"val": "validation", "test": "test"}
 
 
 LOSS = Measure(
@@ -70,6 +74,10 @@ class LossResult:
     run_dirs: list[str]
     describe: dict | None = None
 
+    def losses(self, split: str) -> list[float]:
+        """The final loss per seed on ``split`` (val or test)."""
+        return self.val_loss if split == "val" else self.test_loss
+
     def to_dict(self) -> dict:
         return {
             "label": self.label,
@@ -79,6 +87,8 @@ class LossResult:
             "std_val_loss": sample_sd(self.val_loss),
             "val_bits_per_byte": self.bits_per_byte,
             "test_loss": self.test_loss,
+            "mean_test_loss": mean(self.test_loss),
+            "std_test_loss": sample_sd(self.test_loss),
             "parameters": self.parameters,
             "times_s": self.times,
             "run_dirs": self.run_dirs,
@@ -88,26 +98,37 @@ class LossResult:
 
 @dataclass
 class LossComparison(SeedComparison):
-    """The table, the tests and the verdicts of a comparison by validation loss."""
+    """The table, the tests and the verdicts of a comparison by loss on one split (``split``:
+    val or test; the other split's loss is shown beside it)."""
 
     models: list[LossResult]
-    objective: str = "val_loss"
+    split: str = "val"
     direction: str = "minimize"
 
-    _HEAD = [
-        "model",
-        "val loss",
-        "vs first",
-        "95% CI",
-        "p (t-test)",
-        "d_z",
-        "p (Wilcoxon)",
-        "bits/byte",
-        "test loss",
-        "params",
-        "time/run",
-        "seeds",
-    ]
+    @property
+    def objective(self) -> str:
+        return f"{self.split}_loss"
+
+    @property
+    def _other(self) -> str:
+        return "test" if self.split == "val" else "val"
+
+    @property
+    def _HEAD(self) -> list[str]:  # type: ignore[override]
+        return [
+            "model",
+            f"{self.split} loss",
+            "vs first",
+            "95% CI",
+            "p (t-test)",
+            "d_z",
+            "p (Wilcoxon)",
+            "bits/byte",
+            f"{self._other} loss",
+            "params",
+            "time/run",
+            "seeds",
+        ]
 
     def _rows(self) -> list[list[str]]:
         by_model = {pw["model"]: pw for pw in self.pairwise}
@@ -118,10 +139,10 @@ class LossComparison(SeedComparison):
             rows.append(
                 [
                     m.label,
-                    _pm(m.val_loss),
+                    _pm(m.losses(self.split)),
                     *cells,
                     _pm(m.bits_per_byte),
-                    _pm(m.test_loss),
+                    _pm(m.losses(self._other)),
                     f"{m.parameters:,}",
                     format_seconds(mean(m.times)),
                     str(len(m.seeds)),
@@ -134,29 +155,30 @@ class LossComparison(SeedComparison):
         return (
             f"{cfg.get('data')} ({cfg.get('tokens')}), {cfg.get('recipe')} recipe, {cfg.get('epochs')} "
             f"epochs of {cfg.get('epoch_tokens')} tokens, seeds {', '.join(map(str, self.seeds))}; "
-            "validation loss (nats per token), lower is better"
+            f"{SPLITS[self.split]} loss (nats per token), lower is better"
         )
 
     def _notes(self) -> list[str]:
         return ([self.test.describe()] if self.test is not None else []) + self.verdicts
 
     def to_markdown(self) -> str:
+        windows = "fixed validation windows" if self.split == "val" else "windows of the test split"
         out = [
             f"# Comparison: {self._heading()}",
             "",
-            "Validation loss: the final epoch's mean cross-entropy on the fixed validation windows, "
-            "mean ± sample sd over the seeds. The differences (model - first; negative is better), "
-            "their 95 % confidence intervals (paired t), the t-test, d_z and the Wilcoxon test are "
-            "paired by seed.",
+            f"{SPLITS[self.split].capitalize()} loss: the final epoch's mean cross-entropy on the "
+            f"{windows}, mean ± sample sd over the seeds; bits per byte on the validation windows. "
+            "The differences (model - first; negative is better), their 95 % confidence intervals "
+            "(paired t), the t-test, d_z and the Wilcoxon test are paired by seed.",
             "",
             *markdown_table(self._HEAD, self._rows()),
         ]
         out += [""] + [f"- {line}" for line in self._notes()]
-        out += ["", "Per seed (validation loss):", ""]
+        out += ["", f"Per seed ({SPLITS[self.split]} loss):", ""]
         out.append("| model | " + " | ".join(f"seed {s}" for s in self.seeds) + " |")
         out.append("|---|" + "---:|" * len(self.seeds))
         for m in self.models:
-            out.append(f"| {m.label} | " + " | ".join(f"{v:.4f}" for v in m.val_loss) + " |")
+            out.append(f"| {m.label} | " + " | ".join(f"{v:.4f}" for v in m.losses(self.split)) + " |")
         return "\n".join(out) + "\n"
 
     def to_dict(self) -> dict:
@@ -164,11 +186,15 @@ class LossComparison(SeedComparison):
             "objective": self.objective,
             "direction": self.direction,
             "seeds": self.seeds,
-            "evaluated_on": "validation",
+            "evaluated_on": SPLITS[self.split],
             "config": self.config,
-            "ranking": [m.label for m in sorted(self.models, key=lambda m: mean(m.val_loss))],
+            "ranking": [m.label for m in sorted(self.models, key=lambda m: mean(m.losses(self.split)))],
             **self._outcome(),
         }
+
+
+def _outcome(summary: dict) -> str:
+    return f"validation loss {summary['final_val_loss']:.4f} in {format_seconds(summary.get('wall_time_s'))}"
 
 
 def _verdicts(models: list[LossResult], test: stats.TestResult | None, pairwise: list[dict]) -> list[str]:
@@ -192,11 +218,19 @@ def compare_language(
     overwrite: bool = False,
     corpus: TextCorpus | None = None,
     on_run_end: Callable[[str, int, dict], None] | None = None,
+    jobs: int = 1,
+    split: str = "val",
 ) -> LossComparison:
     """Train every model with every seed on ``config.data`` (text) and compare them by final
-    validation loss; ``models`` are (label, build_model, describe) triples, the first the
-    baseline."""
+    loss on ``split`` (val, or test for a confirmation); ``models`` are (label, build_model,
+    describe) triples, the first the baseline. ``jobs > 1`` trains that many runs at once in
+    separate processes, each with ``cpu count / jobs`` threads unless ``config.threads`` says
+    otherwise (``build_model`` must then be picklable)."""
     config = config.validate()
+    if split not in SPLITS:
+        raise TrainError(f"compare by loss on one of {', '.join(SPLITS)}, not {split!r}")
+    if jobs < 1:
+        raise TrainError(f"--jobs must be at least 1, not {jobs}")
     seeds = [int(s) for s in seeds]
     if not models:
         raise TrainError("nothing to compare: no models")
@@ -208,17 +242,30 @@ def compare_language(
         raise TrainError(f"two models share a label or a directory name: {labels}")
     corpus = corpus or load_corpus(config.data, config.tokens)
     out = Path(out_dir)
-    summaries = train_in_turn(
-        plan_runs(models, dirs, seeds, out),
-        train_language,
-        config,
-        overwrite=overwrite,
-        progress=progress,
-        quiet=quiet,
-        announce=not quiet,
-        on_run_end=on_run_end,
-        corpus=corpus,
-    )
+    runs = plan_runs(models, dirs, seeds, out)
+    if jobs == 1:
+        summaries = train_in_turn(
+            runs,
+            train_language,
+            config,
+            overwrite=overwrite,
+            progress=progress,
+            quiet=quiet,
+            announce=not quiet,
+            on_run_end=on_run_end,
+            corpus=corpus,
+        )
+    else:  # each process maps the corpus itself (loaded above: a character cache is written once)
+        summaries = train_in_processes(
+            runs,
+            train_language,
+            config,
+            jobs,
+            overwrite=overwrite,
+            quiet=quiet,
+            on_run_end=on_run_end,
+            outcome=_outcome,
+        )
     check_same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
     results = []
     for (label, _, describe), d in zip(models, dirs):
@@ -237,11 +284,16 @@ def compare_language(
             )
         )
     test, pairwise = pairwise_statistics(
-        [m.label for m in results], [m.val_loss for m in results], "mean_difference", "validation loss"
+        [m.label for m in results],
+        [m.losses(split) for m in results],
+        "mean_difference",
+        f"{SPLITS[split]} loss",
     )
     cfg = config.to_dict()
     cfg.pop("seed", None)
-    result = LossComparison(results, seeds, cfg, test, pairwise, str(out), _verdicts(results, test, pairwise))
+    result = LossComparison(
+        results, seeds, cfg, test, pairwise, str(out), _verdicts(results, test, pairwise), split=split
+    )
     make_directory(out, "--out")
     atomic_write(out / "comparison.md", result.to_markdown())
     write_json(out / "comparison.json", result.to_dict())

@@ -1,17 +1,19 @@
 """The runs of a comparison of models over seeds: where each goes, whether it is there
-already, and training them one after the other."""
+already, and training them one after the other or several at once in separate processes."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .errors import TrainError
 from .recipes import TrainConfig
 from .rundir import CHECKPOINT, SUMMARY
 
-__all__ = ["PlannedRun", "plan_runs", "train_in_turn"]
+__all__ = ["PlannedRun", "cpu_count", "plan_runs", "train_in_processes", "train_in_turn"]
 
 
 class PlannedRun(NamedTuple):
@@ -76,4 +78,98 @@ def train_in_turn(
         summaries[run.label, run.seed] = summary
         if on_run_end is not None:
             on_run_end(run.label, run.seed, summary)
+    return summaries
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _train_in_worker(task: dict) -> dict:
+    """One run in a worker process; returns its summary."""
+    import torch
+
+    torch.set_num_threads(task["config"].threads or 1)
+    return task["train_one"](
+        task["build"],
+        task["config"],
+        task["run_dir"],
+        resume=task["resume"],
+        overwrite=task["overwrite"],
+        progress=False,
+        describe=task["describe"],
+        quiet=True,
+        **task["data"],
+    )
+
+
+def train_in_processes(
+    runs: Sequence[PlannedRun],
+    train_one: Callable[..., dict],
+    config: TrainConfig,
+    jobs: int,
+    *,
+    overwrite: bool,
+    quiet: bool,
+    on_run_end: Callable[[str, int, dict], None] | None,
+    outcome: Callable[[dict], str],
+    **data: Any,
+) -> dict[tuple[str, int], dict]:
+    """Train the runs ``jobs`` at a time in fresh (spawned) processes, each with ``cpu count /
+    jobs`` threads unless ``config.threads`` says otherwise; ``train_one`` (a module-level
+    function), the models' builders and ``data`` must be picklable. ``outcome(summary)`` says in
+    words how a run ended, printed as it ends (unless ``quiet``). Returns the summaries by (label, seed)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    jobs = min(jobs, len(runs))
+    threads = config.threads or max(1, cpu_count() // jobs)
+    pending = {}
+    summaries: dict[tuple[str, int], dict] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for run in runs:
+            task = {
+                "train_one": train_one,
+                "build": run.build,
+                "config": config.replace(seed=run.seed, threads=threads),
+                "run_dir": str(run.run_dir),
+                "resume": run.exists and not overwrite,
+                "overwrite": overwrite,
+                "describe": run.describe,
+                "data": data,
+            }
+            pending[pool.submit(_train_in_worker, task)] = (run.label, run.seed)
+        done = 0
+        try:
+            for fut in as_completed(pending):
+                label, seed = pending[fut]
+                try:
+                    summary = fut.result()
+                except TrainError as e:  # say which run; the type (e.g. TrainingDiverged) stays
+                    e.message = f"{label}, seed {seed}: {e.message}"
+                    e.args = (e.message,)
+                    raise
+                except BrokenProcessPool:
+                    raise TrainError(
+                        f"the process training {label}, seed {seed} died (out of memory?); run the "
+                        "same compare again to resume from the last checkpoints"
+                    ) from None
+                done += 1
+                summaries[label, seed] = summary
+                if not quiet:
+                    print(
+                        f"[{done}/{len(runs)}] {label}, seed {seed}: {outcome(summary)}",
+                        file=sys.stderr,
+                    )
+                if on_run_end is not None:
+                    on_run_end(label, seed, summary)
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
     return summaries

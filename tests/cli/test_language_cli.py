@@ -85,6 +85,27 @@ def test_compare_on_text_ranks_by_loss(tmp_path, capsys):
     assert result["ranking"] == sorted(means, key=means.get)
 
 
+def test_compare_jobs_on_text_trains_in_parallel_what_one_at_a_time_trains(tmp_path, capsys):
+    """--jobs 2 runs each (model, seed) in its own process; the losses are those of the same
+    runs trained one after the other, bit for bit (one thread each, seeded windows)."""
+    corpus = _corpus(tmp_path)
+    files = [str(_formula(tmp_path, PRE_NORM, "prenorm")), str(_formula(tmp_path, REZERO, "rezero"))]
+    base = ["compare", *files, *GPT, "--data", f"text:{corpus}", *SMALL, "--seeds", "0,1"]
+    results = {}
+    for jobs in ("2", "1"):
+        out = tmp_path / f"jobs{jobs}"
+        assert main([*base, "--jobs", jobs, "--out", str(out)]) == 0, capsys.readouterr().err
+        results[jobs] = json.loads((out / "comparison.json").read_text())
+        for label in ("prenorm", "rezero"):
+            for seed in (0, 1):
+                assert (out / label / f"seed{seed}" / "summary.json").is_file()
+    parallel, in_turn = ({m["label"]: m for m in results[j]["models"]} for j in ("2", "1"))
+    for label in ("prenorm", "rezero"):
+        assert parallel[label]["val_loss"] == in_turn[label]["val_loss"]
+        assert parallel[label]["test_loss"] == in_turn[label]["test_loss"]
+    assert results["2"]["ranking"] == results["1"]["ranking"]
+
+
 def _error(capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

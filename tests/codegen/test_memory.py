@@ -249,23 +249,34 @@ def test_not_invertible_is_a_clear_error(spec):
         formulac.load(EXAMPLES / spec).compile(backbone="mlp", depth=2, memory="reversible")
 
 
-# each: a formula no memory mode but standard runs, and what the refusal names
+# each: a formula, what the refusal names, and the modes that refuse it with the mode they
+# suggest instead (checkpoint keeps a start such as x_0 for the whole stage:
+# tests/codegen/test_checkpoint_starts.py checks its gradients)
 UNSUPPORTED = {
-    "history sum": ("x_<n+1> = x_n + 1/2*sum(i=0..n, x_i) + F(x_n)", "sums over the whole history"),
-    "reads x_0": ("x_<n+1> = x_n - 0.5*x_<n-1> + 0.1*x_0 + F(x_<n-1>)", "read x_0 at every step"),
+    "history sum": (
+        "x_<n+1> = x_n + 1/2*sum(i=0..n, x_i) + F(x_n)",
+        "sums over the whole history",
+        {"checkpoint": "standard", "reversible": "standard"},
+    ),
+    "reads x_0": (
+        "x_<n+1> = x_n - 0.5*x_<n-1> + 0.1*x_0 + F(x_<n-1>)",
+        "read x_0 at every step",
+        {"reversible": "checkpoint"},
+    ),
     "reads v_0": (
         "v_0 = x_0\nv_<n+1> = v_n + F(x_n)\nx_<n+1> = x_n + G(v_<n+1>) + v_0",
         "read v_0 at every step",
+        {"reversible": "checkpoint"},
     ),
 }
 
 
 @pytest.mark.parametrize("case", list(UNSUPPORTED))
-def test_what_only_standard_runs_is_refused_by_both_modes_and_by_info(case, tmp_path, capsys):
-    text, phrase = UNSUPPORTED[case]
+def test_what_a_mode_cannot_run_is_refused_by_it_and_by_info(case, tmp_path, capsys):
+    text, phrase, refusing = UNSUPPORTED[case]
     formula = formulac.parse(text)
-    for mode in ("checkpoint", "reversible"):  # neither suggests the other
-        with pytest.raises(UsageError, match=f"memory='{mode}'.*{phrase}.*use memory='standard'"):
+    for mode, instead in refusing.items():
+        with pytest.raises(UsageError, match=f"memory='{mode}'.*{phrase}.*use memory='{instead}'"):
             formula.compile(backbone="mlp", depth=3, memory=mode)
     path = tmp_path / "f.rec"
     path.write_text(text + "\n")
@@ -275,8 +286,12 @@ def test_what_only_standard_runs_is_refused_by_both_modes_and_by_info(case, tmp_
     modes = {e["mode"]: e for e in json.loads(capsys.readouterr().out)["memory"]}
     assert modes["standard"]["bytes_per_image"] > 0
     for mode in ("checkpoint", "reversible"):
-        assert modes[mode]["bytes_per_image"] is None and phrase in modes[mode]["note"]
-        assert f"memory='{mode}'" in modes[mode]["note"] and "use memory='standard'" in modes[mode]["note"]
+        if mode in refusing:
+            assert modes[mode]["bytes_per_image"] is None and phrase in modes[mode]["note"]
+            assert f"memory='{mode}'" in modes[mode]["note"]
+            assert f"use memory='{refusing[mode]}'" in modes[mode]["note"]
+        else:  # predicted, below standard's
+            assert 0 < modes[mode]["bytes_per_image"] <= modes["standard"]["bytes_per_image"]
 
 
 def test_useless_rebuilding_is_a_clear_error():

@@ -110,8 +110,7 @@ def _gradients(path, memory: str) -> tuple[torch.Tensor, dict]:
 
 @pytest.mark.parametrize(
     "path, memory",
-    [(p, "checkpoint") for p in ZOO if p.stem != "x0_mixing"]
-    + [(p, "reversible") for p in ZOO if p.stem in INVERTIBLE],
+    [(p, "checkpoint") for p in ZOO] + [(p, "reversible") for p in ZOO if p.stem in INVERTIBLE],
     ids=lambda v: v if isinstance(v, str) else v.stem,
 )
 def test_memory_modes_give_standard_gradients(path, memory):
@@ -126,10 +125,10 @@ def test_memory_modes_give_standard_gradients(path, memory):
 
 
 def test_memory_modes_refuse_what_they_cannot_run_yet():
-    """x_0 read at every step (x0-mixing) is not supported by the memory modes (issue 10's
-    runtime): a clear error, not a wrong gradient."""
-    with pytest.raises(formulac.UsageError, match="read x_0 at every step"):
-        _gradients(ZOO_DIR / "x0_mixing.rec", "checkpoint")
+    """x_0 read at every step (x0-mixing) runs under checkpoint (above), not reversible; the
+    non-invertible formulas are not reversible: a clear error, not a wrong gradient."""
+    with pytest.raises(formulac.UsageError, match="read x_0 at every step yet; use memory='checkpoint'"):
+        _gradients(ZOO_DIR / "x0_mixing.rec", "reversible")
     with pytest.raises(formulac.UsageError):
         _gradients(ZOO_DIR / "pre_norm.rec", "reversible")
     with pytest.raises(formulac.UsageError):

@@ -115,3 +115,86 @@ def test_a_real_search_on_text_minimises_the_runs_validation_loss(tmp_path):
         summary = json.loads((Path(t["run_dir"]) / "summary.json").read_text())
         assert t["val_loss"] == pytest.approx(summary["final_val_loss"])
     assert board["best"]["val_loss"] == min(t["val_loss"] for t in complete)
+
+
+def _tiny_corpus(tmp_path) -> Path:
+    import random
+
+    rng = random.Random(1)
+    words = ["tea", "for", "two", "and", "two", "for", "tea"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(rng.choice(words) for _ in range(1200)))
+    return corpus
+
+
+def test_confirm_on_text_retrains_the_best_and_compares_test_loss_paired_by_seed(tmp_path):
+    """search --confirm on text: the best trial by validation loss and the baseline retrained
+    with each seed, compared by the runs' own test loss (lower is better), the paired t-test
+    recomputed here with SciPy."""
+    from scipy import stats as scipy_stats
+
+    scaled = tmp_path / "scaled.rec"
+    scaled.write_text("symbol a\nx_<n+1> = x_n + a*F(x_n)\n")
+    baseline = tmp_path / "plain.rec"
+    baseline.write_text("x_<n+1> = x_n + F(x_n)\n")
+    out = tmp_path / "out"
+    formulac.search(
+        [str(scaled)],
+        out=str(out),
+        space=["a=0.25,0.5"],
+        trials=2,
+        backbone="gpt",
+        depth=1,
+        backbone_options={"dim": 16, "heads": 2, "context": 16},
+        pruner="none",
+        seed=0,
+        data=f"text:{_tiny_corpus(tmp_path)}",
+        epochs=1,
+        epoch_tokens=2048,
+        batch_size=8,
+        eval_windows=8,
+        device="cpu",
+        threads=1,
+        confirm=1,
+        seeds=2,
+        baseline=str(baseline),
+        quiet=True,
+    )
+    saved = json.loads((out / "leaderboard.json").read_text())
+    assert saved["objective"] == "val_loss" and saved["direction"] == "minimize"
+    conf = saved["confirmation"]
+    assert conf["objective"] == "test_loss" and conf["direction"] == "minimize"
+    best = min((t for t in saved["trials"] if t["state"] == "complete"), key=lambda t: t["val_loss"])
+    base_row, trial_row = conf["models"]
+    assert base_row["label"] == "plain" and trial_row["trial"] == best["number"]
+    assert trial_row["params"] == best["params"]
+    losses = {}
+    for row in conf["models"]:  # each model's test loss per seed is its retrained run's own
+        runs = [out / "confirm" / row["label"] / f"seed{s}" / "summary.json" for s in conf["seeds"]]
+        losses[row["label"]] = [json.loads(p.read_text())["final_test_loss"] for p in runs]
+        assert row["test_loss"] == losses[row["label"]]
+    expected = scipy_stats.ttest_rel(losses[trial_row["label"]], losses["plain"])
+    assert trial_row["paired_t_test"]["p_value"] == pytest.approx(expected.pvalue)
+    assert trial_row["difference_to_baseline"] == pytest.approx(
+        sum(losses[trial_row["label"]]) / 2 - sum(losses["plain"]) / 2
+    )
+    comparison = json.loads((out / "confirm" / "comparison.json").read_text())
+    assert comparison["objective"] == "test_loss" and comparison["evaluated_on"] == "test"
+    report = (out / "report.md").read_text()
+    assert "test loss (nats per token, lower is better)" in report
+    assert f"{losses['plain'][0]:.4f}" in report
+    assert "# confirmation: test loss" in (out / "best.rec").read_text()
+
+
+def test_confirm_by_loss_on_image_data_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="--confirm with --objective val_loss compares the test loss"):
+        formulac.search(
+            [TWO_STEP],
+            out=str(tmp_path / "out"),
+            trials=1,
+            objective="val_loss",
+            data="synthetic",
+            epochs=1,
+            confirm=1,
+            baseline=TWO_STEP,
+        )
