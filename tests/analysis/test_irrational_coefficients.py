@@ -123,3 +123,12 @@ def test_reversible_gradients_equal_standard_float64():
         torch.nn.functional.cross_entropy(model(x), y).backward()
     for (name, p), q in zip(standard.named_parameters(), reversible.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-9, atol=1e-12), name
+
+
+@pytest.mark.parametrize("exponent", [40, 150, 300])
+def test_a_tiny_growth_is_not_rounded_to_zero(exponent):
+    """``a = -10^k``: complex roots of modulus 10^(k/2), so a rebuilt error shrinks by
+    10^(-k/2) per step; SymPy's nsimplify turned 1e-150 into 0."""
+    rec = formulac.parse(TWO_STEP.format(a=f"-1e{exponent}")).rec
+    growth = 10.0 ** (-exponent / 2)  # a complex pair has |r|^2 = -a (the product of the roots)
+    assert float(analyze(rec, 3, paths=False).reconstruction.growth) == pytest.approx(growth, rel=1e-12)
