@@ -37,7 +37,7 @@ BACKBONES = {
     "preact-cifar": (8, {}, 8, 1024, 64),
     "wrn": (10, {"widen_factor": 1}, 8, 1024, 64),
     "resnext": (11, {"cardinality": 2, "base_width": 4}, 8, 512, 32),
-    "imagenet-resnet": (18, {}, 8, 256, 16),
+    "imagenet-resnet": (18, {}, 8, 512, 32),
     "vit": (2, {"dim": 16, "heads": 2, "patch": 4, "input_size": 8}, 8, 1024, 64),
     "gpt": (2, {"dim": 16, "heads": 2, "context": 16}, 16, None, 64),
 }
