@@ -492,7 +492,7 @@ def _growth_at(rec: Recurrence):
     smallest = min(moduli, key=lambda m: float(m.evalf(30)))
     growth = 1 / smallest
     if sympy.count_ops(growth) < 60:
-        growth = sympy.nsimplify(growth) if growth.is_Rational else sympy.simplify(growth)
+        growth = growth if growth.is_Rational else sympy.simplify(growth)  # nsimplify made 1e-150 a 0
     return growth, spec.matrix
 
 

@@ -482,8 +482,18 @@ def _numeric(poly: sympy.Expr, A: sympy.Matrix, companion: bool):
         if pieces is None:
             return _numeric_only(P, notes)
     for f, e in pieces:
+        rational = f.domain.is_ZZ or f.domain.is_QQ
+        if f.degree() <= 2 and not rational:
+            found = _real_low_degree_roots(f)
+            if found is None:
+                notes.append(f"the roots of {_txt(f.as_expr())} could not be told real or complex")
+                return None, None, None, None, notes
+            for value, multiplicity, modulus, sign in found:
+                roots.append(Root(value, multiplicity * e, modulus, True))
+                unit_flags.append((sign, f, e))
+            continue
         rs = _low_degree_roots(f) if f.degree() <= 2 else None
-        if rs is None and f.degree() == 2 and (f.domain.is_ZZ or f.domain.is_QQ) and f.discriminant() != 0:
+        if rs is None and f.degree() == 2 and rational and f.discriminant() != 0:
             for root, flag in _rational_quadratic(f):
                 root = Root(root.value, root.multiplicity * e, root.modulus, False)
                 roots.append(root)
@@ -526,6 +536,55 @@ def _low_degree_roots(f: sympy.Poly) -> dict | None:
         return sympy.roots(f, LAMBDA)
     except ValueError:
         return None
+
+
+def _real_low_degree_roots(f: sympy.Poly) -> list | None:
+    """``[(root, multiplicity, modulus, sign of modulus - 1)]`` of a polynomial of degree 1 or 2
+    with real irrational coefficients (``λ^2 - λ + sqrt(2)/4``), written exactly; None when a
+    sign cannot be decided.
+
+    SymPy's ``roots`` writes a complex pair as ``1/2 ± sqrt(1 - sqrt(2))/2`` and cannot tell that
+    the square root is imaginary (its modulus came out complex); here the discriminant's sign is
+    decided first (certain digits), so a complex pair is ``re ± I*im`` with ``|r|^2 = c/a``."""
+    coeffs = [written_out(c) for c in f.all_coeffs()]
+    if any(c.is_real is False for c in coeffs):
+        return None
+
+    def real_root(value, multiplicity):
+        value = _simplified(value) if sympy.count_ops(value) < 60 else value
+        side = _sign(value)
+        if side is None:
+            return None
+        modulus = value if side >= 0 else -value
+        return value, multiplicity, modulus, _sign(modulus - 1)
+
+    if f.degree() == 1:
+        found = [real_root(-coeffs[1] / coeffs[0], 1)]
+    else:
+        a, b, c = coeffs
+        discriminant = sympy.expand(b * b - 4 * a * c)
+        kind = _sign(discriminant)
+        if kind is None:
+            return None
+        if kind >= 0:  # real roots: SymPy's are often simpler ((λ - 1)(λ - g) gives 1 and g)
+            exact = _low_degree_roots(f) or {}
+            if sum(exact.values()) != 2:
+                exact = (
+                    {-b / (2 * a): 2}
+                    if kind == 0
+                    else {(-b + s * sympy.sqrt(discriminant)) / (2 * a): 1 for s in (1, -1)}
+                )
+            found = [real_root(value, multiplicity) for value, multiplicity in exact.items()]
+        else:
+            middle = -b / (2 * a)
+            offset = sympy.sqrt(-discriminant) / (2 * a)
+            modulus = sympy.sqrt(c / a)
+            modulus = _simplified(modulus) if sympy.count_ops(modulus) < 60 else modulus
+            sign = _sign(c / a - 1)
+            found = [(middle + s * offset * sympy.I, 1, modulus, sign) for s in (1, -1)]
+    if any(r is None or r[3] is None for r in found):
+        return None
+    return found
 
 
 def _rational_quadratic(f: sympy.Poly) -> list[tuple[Root, tuple]]:

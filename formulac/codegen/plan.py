@@ -150,6 +150,10 @@ def unprojected_name(output: str) -> str:
     return f"{output}_n_unprojected"
 
 
+#: The largest integer written as an integer literal (every one up to it is exact as a double).
+_EXACT_INTEGER = 2**53
+
+
 def number_literal(value: sympy.Expr) -> str:
     """A Python literal for an exact number: 1.05 for 21/20, (1 / 3) for 1/3."""
     try:
@@ -162,8 +166,10 @@ def number_literal(value: sympy.Expr) -> str:
         raise UsageError("compile: a number of the formula is not 0 but rounds to 0 as a float")
     if value.is_Float:
         return repr(float(value))
-    if value.is_Integer:
+    if value.is_Integer and abs(int(value)) <= _EXACT_INTEGER:
         return str(int(value))
+    if value.is_Integer:  # torch refuses Python ints past int64 (OverflowError at the forward)
+        return repr(float(value))
     if value.is_Rational:
         q = int(value.q)
         while q % 2 == 0:

@@ -29,6 +29,7 @@ from ..ir import (
     StreamSum,
     n,
     rebuild,
+    rec_expr,
     references,
     state,
 )
@@ -361,6 +362,13 @@ class Expressions(lark.visitors.Interpreter):
             if args.data == "range_arguments" or len(args.children) != 1:
                 raise self.error(f"{name} takes exactly one argument", name_tok)
             argument = self.visit(args.children[0])
+            if name == "norm" and not any(references(argument, self.names.state_heads)):
+                # one number (or a coefficient) normalises to 0/0: norm has a value for states only
+                raise self.error(
+                    f"norm normalises a state over its features: its argument must contain a state "
+                    f"(norm(x_n), norm(x_n + F(x_n))), not norm({rec_expr(rebuild(argument))})",
+                    name_tok,
+                )
             check_argument(self.source, name, rebuild(argument), args)
             return ELEMENTWISE[name](argument, evaluate=False)
         kind = self.names.kind_of(name)

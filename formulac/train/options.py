@@ -299,6 +299,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         for name in _FIELDS
         if name != "recipe" and getattr(args, name, None) is not None
     }
+    refuse_image_flags_on_text(args)
     if getattr(args, "no_augment", None):
         for k, v in (("crop_padding", 0), ("flip", False), ("random_resized_crop", False)):
             if k in over and over[k] != v and over[k] is not False:
@@ -317,6 +318,33 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise TrainError(f"--milestones {bad} are not epochs inside 1..{base.epochs - 1}")
         over["milestones"] = tuple(m / base.epochs for m in milestones)
     return make_config(getattr(args, "recipe", None), backbone=getattr(args, "backbone", None), **over)
+
+
+#: Knobs that only image training reads: given with ``text:`` data they would be silently ignored.
+IMAGE_ONLY = (
+    "tta", "ema_decay", "label_smoothing", "crop_padding", "flip", "random_resized_crop",
+    "no_augment", "image_size", "channels_last", "data_dir", "download", "limit_train",
+    "limit_test", "val_fraction", "split_seed", "eval_every", "data_on_device", "workers", "sync_bn",
+)  # fmt: skip
+
+
+def refuse_image_flags_on_text(args: argparse.Namespace) -> None:
+    """A :class:`TrainError` for an image recipe or an image-only flag given with text data."""
+    from .text import is_text_data
+
+    data = getattr(args, "data", None)
+    if data is None or not is_text_data(data):
+        return
+    recipe = getattr(args, "recipe", None)
+    if recipe is not None and recipe != "text":
+        raise TrainError(
+            f"--recipe {recipe} is for images; --data {data} trains under the text recipe "
+            "(the default for text)"
+        )
+    for name in IMAGE_ONLY:
+        if getattr(args, name, None) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise TrainError(f"{flag} is for image data, not --data {data}")
 
 
 def seeds_from_args(args: argparse.Namespace) -> list[int]:

@@ -347,6 +347,13 @@ BACKBONE_RECIPE_CHANGES: dict[str, dict] = {
     # no normalisation layer: SGD at lr 0.1 diverged for 5 of 6 stable zoo formulas within
     # 3 epochs on synthetic data; AdamW at 2e-3 trained all of them
     "mlp": dict(optimizer="adamw", lr=2e-3, weight_decay=0.05),
+    # cifar-fast's lr 0.2 (batch 256) diverged on synthetic 8x8 data for hyper-connections, mHC
+    # and midpoint (losses 1.8 -> 7.3, 14 -> 3.7 with test loss 52, 12 -> 9.5); at 0.1, Xie et
+    # al.'s and He et al.'s lr, all three trained (1.6 -> 0.86, 3.4 -> 1.6, 1.8 -> 1.0)
+    "resnext": dict(lr=0.1),
+    # the same at batch 64 with the lr scaled: 0.2's mHC reached a first-epoch loss of 12 and a
+    # test loss of 25 (plain ResNet went to NaN at 0.2 unscaled); 0.1 halves both
+    "imagenet-resnet": dict(lr=0.1),
 }
 
 
