@@ -29,6 +29,10 @@ from .linear import Structure, same_step_substituted
 __all__ = ["LAMBDA", "Root", "Spectrum", "spectrum", "MAX_DIMENSION"]
 
 _MAX_SYMBOLIC_OPS = 400
+# Symbolic factoring of a polynomial in many symbols (a k = 4 stream formula's learned mixing has
+# 16) runs sympy's multivariate Wang factoring, which takes seconds or hours depending on the
+# order of the symbols (the hash seed); past this many the roots are given at initial values.
+_MAX_FACTOR_SYMBOLS = 4
 _MAX_FACTOR_DEGREE = 16
 _DIGITS = 30
 _UNIT_TOL = sympy.Float("1e-20", _DIGITS)
@@ -429,6 +433,12 @@ def _symbolic_roots(poly: sympy.Expr, notes: list) -> list | None:
     deg = P.degree()
     if deg <= 2:
         pieces = [(P, 1)]
+    elif len(poly.free_symbols - {LAMBDA}) > _MAX_FACTOR_SYMBOLS:
+        notes.append(
+            f"roots of a degree-{deg} polynomial in {len(poly.free_symbols - {LAMBDA})} symbols are not "
+            "computed symbolically"
+        )
+        return None
     elif deg <= 6 and sympy.count_ops(poly) < _MAX_SYMBOLIC_OPS:
         _, pieces = sympy.factor_list(poly, LAMBDA)
         pieces = [(sympy.Poly(f, LAMBDA), e) for f, e in pieces]
