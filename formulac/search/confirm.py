@@ -71,6 +71,7 @@ def confirm(
     ``config`` and ``train_changes``; the result, JSON-ready."""
     from ..formula import network_factory
     from ..train import compare, friedman_test
+    from ..train.errors import TrainError
     from ..train.loop import RESUME_FREE
 
     config = confirmation_config(config, train_changes)
@@ -82,7 +83,11 @@ def confirm(
         cand = _candidate_of(space, record)
         build, describe = network_factory(cand.rec, candidate_backbone(cand, backbone_kwargs))
         models.append((f"trial-{record['number']}", build, describe))
-    result = compare(models, config, list(seeds), out, progress=progress, quiet=quiet, jobs=jobs)
+    try:
+        result = compare(models, config, list(seeds), out, progress=progress, quiet=quiet, jobs=jobs)
+    except TrainError as exc:
+        _refuse_earlier_confirmation(exc, out)
+        raise
     table = [[m.errors[i] for m in result.models] for i in range(len(result.seeds))]
     friedman = friedman_test(table) if len(result.seeds) >= 2 else None
     rows = []
@@ -118,6 +123,27 @@ def confirm(
         "markdown": _markdown(rows, friedman, result.seeds, config),
         "text": result.to_text(),
     }
+
+
+#: How a run directory's refusal ends (formulac.train.rundir): advice for ``formulac train``,
+#: whose ``--overwrite`` search does not have.
+_TRAIN_ADVICE = "pass --overwrite"
+
+
+def _refuse_earlier_confirmation(exc, out: Path) -> None:
+    """A continued search whose confirmation runs exist with other settings (another
+    ``--confirm-epochs``, ``--confirm-limit-train``, recipe, ...): a UsageError that says what
+    to do in search's terms."""
+    from ..errors import UsageError
+
+    message = exc.message
+    if _TRAIN_ADVICE not in message:
+        return
+    found = message[: message.rindex("\n")] if "\n" in message else message.split(";")[0]
+    raise UsageError(
+        f"{found}\nan earlier confirmation of this search trained with other settings: remove {out} "
+        "to confirm again with these, or choose another --out"
+    ) from None
 
 
 def _markdown(rows: list[dict], friedman, seeds, config) -> str:
