@@ -50,6 +50,7 @@ from ..ir import (
     state,
 )
 from .syntax import Source
+from .values import check_coefficients, check_result
 
 __all__ = ["lower", "shaped_param"]
 
@@ -69,6 +70,9 @@ def shaped_param(name: str, init: sympy.Expr, shape: tuple[int, ...], source: So
             )
     elif not isinstance(init, StreamIdentity) and not init.is_number:
         raise source.error(f"the initial value of {name} is identity, onehot(j) or a number", where)
+    elif init.is_number:  # a double, as for a scalar parameter: -1e400 would start at -inf
+        check_result(source, init, where)
+        check_coefficients(source, init, where)
     return Param(name, init, per_step=True, shape=shape)
 
 

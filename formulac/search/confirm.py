@@ -84,9 +84,15 @@ def confirm(
         cand = _candidate_of(space, record)
         build, describe = network_factory(cand.rec, candidate_backbone(cand, backbone_kwargs))
         models.append((f"trial-{record['number']}", build, describe))
-    result = CONFIRMATIONS[objective](
-        models, chosen, baseline_label, config, seeds, out, progress=progress, quiet=quiet, jobs=jobs
-    )
+    from ..train.errors import TrainError
+
+    try:
+        result = CONFIRMATIONS[objective](
+            models, chosen, baseline_label, config, seeds, out, progress=progress, quiet=quiet, jobs=jobs
+        )
+    except TrainError as exc:
+        _refuse_earlier_confirmation(exc, out)
+        raise
     return _with_training(result, config, train_changes)
 
 
@@ -162,6 +168,27 @@ CONFIRMATIONS: dict[str, Callable[..., dict]] = {
     "val_accuracy": _confirm_by_accuracy,
     "val_loss": confirm_by_loss,
 }
+
+
+#: How a run directory's refusal ends (formulac.train.rundir): advice for ``formulac train``,
+#: whose ``--overwrite`` search does not have.
+_TRAIN_ADVICE = "pass --overwrite"
+
+
+def _refuse_earlier_confirmation(exc, out: Path) -> None:
+    """A continued search whose confirmation runs exist with other settings (another
+    ``--confirm-epochs``, ``--confirm-limit-train``, recipe, ...): a UsageError that says what
+    to do in search's terms."""
+    from ..errors import UsageError
+
+    message = exc.message
+    if _TRAIN_ADVICE not in message:
+        return
+    found = message[: message.rindex("\n")] if "\n" in message else message.split(";")[0]
+    raise UsageError(
+        f"{found}\nan earlier confirmation of this search trained with other settings: remove {out} "
+        "to confirm again with these, or choose another --out"
+    ) from None
 
 
 def _markdown(rows: list[dict], friedman, seeds, config) -> str:

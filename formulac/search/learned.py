@@ -5,6 +5,9 @@ written formula. A per-step ``param k_n`` has one value per step of every stage:
 formula takes each parameter's mean over the network (the per-step values are listed in its
 comments), and the analysis is done per stage with the exact per-step values: block weights of
 the stage's last state, and the spectral radius of each step's recurrence with its own value.
+A stream formula's vector and matrix parameters (``param res_n[4,4]``) cannot be written as one
+number: the written formula keeps their initial values and its header lists every step's trained
+entries; their analysis per step is the mixing report's.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class LearnedFormula:
     stages: list[dict] = field(default_factory=list)
     path: str = ""
     mixing: dict[str, dict] = field(default_factory=dict)  # stage -> learned_mixing.mixing_report
+    shaped: dict[str, dict[str, list]] = field(default_factory=dict)  # param -> stage -> entries by step
 
     def to_json(self) -> dict:
         return {
@@ -60,6 +64,7 @@ class LearnedFormula:
             "per_step": self.per_step,
             "stages": self.stages,
             "mixing": self.mixing,
+            "shaped": self.shaped,
         }
 
     def to_text(self) -> str:
@@ -131,7 +136,8 @@ def learned(
     state = load_checkpoint(run)["model"]
     attributes = _parameter_attributes(rec, describe)
     shared, per_step = _trained_values(run, rec, attributes, state)
-    bound, formula = _learned_text(run, rec, shared, per_step)
+    shaped = _shaped_values(rec, attributes, state)
+    bound, formula = _learned_text(run, rec, shared, per_step, shaped)
     path = Path(output) if output else run / "learned.rec"
     atomic_write(path, formula)
 
@@ -140,11 +146,13 @@ def learned(
         figures = _mixing_figures(mixing, path.parent)
         for stage, report in mixing.items():
             report["figures"] = [f for f in figures if f"_{stage}_" in Path(f).name]
-    if any(p.pair is not None for p in rec.params.values()):  # pair weights: the mixing report has them
-        return LearnedFormula(str(run), formula, shared, per_step, [], str(path), mixing)
+    # pair weights and a stream formula's matrices: the mixing report has them (an analysis of
+    # the bound formula would read their initial values as if trained)
+    if rec.compact is not None or any(p.pair is not None for p in rec.params.values()):
+        return LearnedFormula(str(run), formula, shared, per_step, [], str(path), mixing, shaped)
     stage_names = sorted({s for st in per_step.values() for s in st}) or ["network"]
     stage_reports = [_stage_report(rec, shared, bound, stage, per_step, depth) for stage in stage_names]
-    return LearnedFormula(str(run), formula, shared, per_step, stage_reports, str(path), mixing)
+    return LearnedFormula(str(run), formula, shared, per_step, stage_reports, str(path), mixing, shaped)
 
 
 def _run_formula(run: Path):
@@ -190,9 +198,34 @@ def _trained_values(run: Path, rec, attributes: dict, state: dict):
     return shared, per_step
 
 
-def _learned_text(run: Path, rec, shared: dict, per_step: dict):
+def _shaped_values(rec, attributes: dict, state: dict) -> dict[str, dict[str, list]]:
+    """A stream formula's trained vector and matrix parameters: {name: {stage: [entries (a
+    list, or a list of rows) per step]}}; empty for other formulas."""
+    if rec.compact is None:
+        return {}
+    found: dict[str, dict[str, list]] = {}
+    for name, param in rec.compact.params.items():
+        if param.shape is None:
+            continue
+        stages: dict[str, list] = {}
+        for key, tensor in state.items():
+            parts = key.split(".")
+            if len(parts) == 3 and parts[2] == attributes[name] and parts[1].isdigit():
+                stages.setdefault(parts[0], []).append((int(parts[1]), tensor.double().tolist()))
+        found[name] = {s: [v for _, v in sorted(vals)] for s, vals in stages.items()}
+    return found
+
+
+def _entries_text(entries) -> str:
+    if isinstance(entries, list):
+        return "[" + ", ".join(_entries_text(e) for e in entries) + "]"
+    return f"{entries:.6g}"
+
+
+def _learned_text(run: Path, rec, shared: dict, per_step: dict, shaped: dict):
     """The formula bound to the trained values (a per-step parameter by its mean), and its
-    .rec text with a header listing the per-step values."""
+    .rec text with a header listing the per-step values (and a stream formula's trained
+    vectors and matrices, which the text keeps at their initial values)."""
     from ..printing import to_rec
 
     means = {
@@ -205,6 +238,13 @@ def _learned_text(run: Path, rec, shared: dict, per_step: dict):
             header.append(f"# {name}_n in {stage}: " + ", ".join(f"{v:.6g}" for v in vals))
     if means:
         header.append("# each per-step parameter is written as its mean over the network")
+    for name, st in shaped.items():
+        for stage, steps in st.items():
+            header += [f"# {name}_n in {stage}, step {t}: {_entries_text(v)}" for t, v in enumerate(steps)]
+    if shaped:
+        header.append(
+            "# vector and matrix parameters are written with their initial values; trained ones are listed above"
+        )
     return bound, "\n".join(header) + "\n" + to_rec(bound)
 
 

@@ -147,3 +147,9 @@ def test_learned_k4_streams_from_the_checkpoints_matrices(capsys, tmp_path, exam
     assert report["streams"] == ["h0", "h1", "h2", "h3"] and report["most_similar_streams"] <= 1 + 1e-12
     assert report["unmoved"] == []
     assert "spectral radius of the product" in text
+    # the trained matrices and vectors, not their initial values, are what learned reports
+    for name in ("res", "pre", "post"):
+        trained = [state[f"layer1.{t}.{name}"].double().numpy() for t in range(3)]
+        np.testing.assert_allclose(data["shaped"][name]["layer1"], trained, rtol=1e-12)
+    assert data["stages"] == [] and "whole network" not in text  # no analysis at initial values
+    assert f"# res_n in layer1, step 2: [[{float(logits[2][0][0]):.6g}, " in text

@@ -43,6 +43,8 @@ BAD = [
     ("stream-reads-a-lag", HC.replace("res_n @ h_n +", "res_n @ h_<n-1> +"), 6, 11, "is read at n"),
     ("matrix-times-stream", HC.replace("res_n @ h_n", "res_n*h_n"), 6, 11, "apply a matrix with @"),
     ("stream-plus-tensor", HC.replace("res_n @ h_n", "x_n"), 6, 11, "cannot add"),
+    ("vector-init-overflows", HC.replace("post_n[4] = 1", "post_n[4] = -1e400"), 4, 19, "beyond the range"),
+    ("matrix-init-underflows", HC.replace("= identity", "= 1e-400"), 2, 20, "rounds to 0"),
     ("onehot-outside", HC.replace("onehot(0)", "onehot(4)"), 3, 18, "outside pre_n[4]"),
     ("identity-of-a-vector", HC.replace("onehot(0)", "identity"), 3, 18, "initial value of a matrix"),
     (

@@ -135,3 +135,19 @@ def test_an_unknown_confirmation_setting_is_refused_before_the_study(tmp_path):
             out=str(out),
         )
     assert not out.exists()
+
+
+def test_a_continued_search_with_other_confirmation_settings_says_what_to_do(capsys, tmp_path):
+    """The earlier confirmation's runs are neither reused nor overwritten, and the error gives
+    advice search can follow (search has no --overwrite)."""
+    out = tmp_path / "out"
+    common = ["search", TWO_STEP, "--space", "a=-0.9:0", "--trials", "2", *FAST, "--pruner", "none"]
+    common += ["--confirm", "1", "--seeds", "2", "--baseline", RESNET, "--confirm-epochs", "1"]
+    code, _, err = run_cli(capsys, *common, "--confirm-limit-train", "32", "--out", out)
+    assert code == 0, err[-3000:]
+    code, _, err = run_cli(capsys, *common, "--confirm-limit-train", "48", "--out", out)
+    assert code == 2
+    line = one_error_line(err)
+    assert "holds a finished run with other settings" in line
+    assert "limit_train: 32 (saved) vs 48 (now)" in err
+    assert f"remove {out / 'confirm'}" in err and "--overwrite" not in err
