@@ -561,7 +561,7 @@ def _real_low_degree_roots(f: sympy.Poly) -> list | None:
         return None
 
     def real_root(value, multiplicity):
-        value = _simplified(value) if sympy.count_ops(value) < 60 else value
+        value = _simplified(value)
         side = _sign(value)
         if side is None:
             return None
@@ -589,7 +589,7 @@ def _real_low_degree_roots(f: sympy.Poly) -> list | None:
             middle = -b / (2 * a)
             offset = sympy.sqrt(-discriminant) / (2 * a)
             modulus = sympy.sqrt(c / a)
-            modulus = _simplified(modulus) if sympy.count_ops(modulus) < 60 else modulus
+            modulus = _simplified(modulus)
             sign = _sign(c / a - 1)
             found = [(middle + s * offset * sympy.I, 1, modulus, sign) for s in (1, -1)]
     if any(r is None or r[3] is None for r in found):
@@ -654,6 +654,10 @@ def _compare(x: sympy.Rational, y: sympy.Rational) -> int:
 
 
 def _simplified(value: sympy.Expr) -> sympy.Expr:
+    """``value`` simplified when it is small and algebraic: simplify of nested functions of
+    numbers (``tanh(tanh(...))``) can run for many minutes."""
+    if sympy.count_ops(value) >= 60 or value.atoms(sympy.Function):
+        return value
     try:
         return sympy.simplify(value)
     except ValueError:  # SymPy's factoring of some large integers fails; keep the value as it is

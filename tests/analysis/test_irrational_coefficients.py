@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 import formulac
 from formulac.analysis import analyze
-from formulac.codegen.reversible import ANCHOR_TOLERANCE, memory_plan
+from formulac.codegen.memory_modes import get_memory_mode
+from formulac.codegen.reversible import ANCHOR_TOLERANCE
 from formulac.errors import UsageError
 
 TWO_STEP = "a = {a}\nx_<n+1> = x_n + a*x_<n-1> + F(x_n)\n"
@@ -72,7 +73,7 @@ def test_stability_growth_and_anchor_plan_against_mpmath(case):
     assert float(rebuild.growth) == pytest.approx(growth, rel=1e-12), text
     # compile plans its anchors from the same analysis, or refuses the mode for the same reason
     try:
-        plan = memory_plan(rec, "reversible")
+        plan = get_memory_mode("reversible").plan(rec)
     except UsageError as refusal:
         assert rebuild.max_run("float32", ANCHOR_TOLERANCE["float32"]) < 2, text
         assert "useless" in str(refusal)
