@@ -41,6 +41,7 @@ from .seed_statistics import (
     pairwise_cells,
     pairwise_statistics,
     pairwise_verdicts,
+    per_seed_lines,
     sample_sd,
 )
 
@@ -214,16 +215,12 @@ class ComparisonResult(SeedComparison):
             *markdown_table(self._HEAD, self._rows()),
         ]
         out += [""] + [f"- {line}" for line in self._notes()]
-        out += ["", f"Per seed ({self._what()}, %):", ""]
-        out.append("| model | " + " | ".join(f"seed {s}" for s in self.seeds) + " |")
-        out.append("|---|" + "---:|" * len(self.seeds))
-        for m in self.models:
-            by_seed = dict(zip(m.seeds, m.accuracy_pct))
-            out.append(
-                f"| {m.label} | "
-                + " | ".join(f"{by_seed[s]:.2f}" if s in by_seed else "" for s in self.seeds)
-                + " |"
-            )
+        out += per_seed_lines(
+            f"{self._what()}, %",
+            self.seeds,
+            [(m.label, dict(zip(m.seeds, m.accuracy_pct))) for m in self.models],
+            ".2f",
+        )
         return "\n".join(out) + "\n"
 
     def to_dict(self) -> dict:

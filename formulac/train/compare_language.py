@@ -35,6 +35,7 @@ from .seed_statistics import (
     pairwise_cells,
     pairwise_statistics,
     pairwise_verdicts,
+    per_seed_lines,
     sample_sd,
 )
 from .text import TextCorpus, load_corpus
@@ -174,11 +175,12 @@ class LossComparison(SeedComparison):
             *markdown_table(self._HEAD, self._rows()),
         ]
         out += [""] + [f"- {line}" for line in self._notes()]
-        out += ["", f"Per seed ({SPLITS[self.split]} loss):", ""]
-        out.append("| model | " + " | ".join(f"seed {s}" for s in self.seeds) + " |")
-        out.append("|---|" + "---:|" * len(self.seeds))
-        for m in self.models:
-            out.append(f"| {m.label} | " + " | ".join(f"{v:.4f}" for v in m.losses(self.split)) + " |")
+        out += per_seed_lines(
+            f"{SPLITS[self.split]} loss",
+            self.seeds,
+            [(m.label, dict(zip(self.seeds, m.losses(self.split)))) for m in self.models],
+            ".4f",
+        )
         return "\n".join(out) + "\n"
 
     def to_dict(self) -> dict:

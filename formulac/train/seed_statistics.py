@@ -210,6 +210,23 @@ def check_same_recipe(runs: list[tuple[str, int, dict]], hint: str = "") -> None
             )
 
 
+def per_seed_lines(
+    caption: str, seeds: Sequence[int], rows: Sequence[tuple[str, dict]], fmt: str
+) -> list[str]:
+    """``Per seed (caption):`` and a table of each model's value per seed (``rows``: label and
+    {seed: value}; a seed a model lacks is left empty)."""
+    out = ["", f"Per seed ({caption}):", ""]
+    out.append("| model | " + " | ".join(f"seed {s}" for s in seeds) + " |")
+    out.append("|---|" + "---:|" * len(seeds))
+    for label, by_seed in rows:
+        out.append(
+            f"| {label} | "
+            + " | ".join(format(by_seed[s], fmt) if s in by_seed else "" for s in seeds)
+            + " |"
+        )
+    return out
+
+
 @dataclass
 class SeedComparison:
     """What a comparison's result holds and how it prints, whatever it measures: ``models``
