@@ -40,6 +40,13 @@ __all__ = [
     "MAX_REPORT_DEPTH",
     "DEFAULT_BACKBONE",
     "DEFAULT_MEMORY_MODE",
+    "MAX_EPOCHS",
+    "MAX_TRIALS",
+    "MAX_SEEDS",
+    "MAX_SEED",
+    "MAX_PROCESSES",
+    "MAX_SAMPLE_TOKENS",
+    "MAX_WAIT_SECONDS",
 ]
 
 # -- networks (formulac.codegen) -------------------------------------------------------------------
@@ -123,3 +130,23 @@ DEFAULT_DISPLAY_DEPTH = 20
 MAX_GRAPH_DEPTH = 30
 #: The deepest ``formulac report``.
 MAX_REPORT_DEPTH = 200
+
+# -- counts on the command line (formulac.numbers) ------------------------------------------------
+# Each unit of these costs real time or memory, so a typo such as 10**12 would start a run that
+# never ends (or build a list that fills memory); it is refused when the option is read.
+
+#: Epochs of a run (``--epochs``, ``--confirm-epochs``); the longest recipe trains 160.
+MAX_EPOCHS = 100_000
+#: Trials of a search (``--trials``).
+MAX_TRIALS = 100_000
+#: Seeds of a comparison or a confirmation (``--seeds``), each one a full training run.
+MAX_SEEDS = 1_000
+#: The largest random seed (``--seed``, ``--split-seed``, ``--sampler-seed``, each seed of
+#: ``--seeds``): NumPy's generators, and so Optuna's samplers, take seeds below 2**32.
+MAX_SEED = 2**32 - 1
+#: Processes or threads one command starts (``--jobs``, ``--workers``, ``--threads``).
+MAX_PROCESSES = 1_024
+#: Tokens ``formulac sample`` generates (``--tokens``).
+MAX_SAMPLE_TOKENS = 1_000_000
+#: Seconds of a search's heartbeat and grace period (``--heartbeat``, ``--grace``): one day.
+MAX_WAIT_SECONDS = 86_400

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 
 from .errors import UsageError
+from .limits import MAX_EPOCHS, MAX_PROCESSES, MAX_SAMPLE_TOKENS, MAX_SEED, MAX_TRIALS, MAX_WAIT_SECONDS
 
-__all__ = ["parse_number", "option_value", "whole_number", "positive_int", "nonnegative_int"]
+__all__ = [
+    "parse_number",
+    "option_value",
+    "whole_number",
+    "positive_int",
+    "nonnegative_int",
+    "at_most",
+    "epoch_count",
+    "trial_count",
+    "process_count",
+    "thread_count",
+    "seed_value",
+    "sample_tokens",
+    "wait_seconds",
+]
 
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?$")
 
@@ -78,3 +94,27 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     """argparse type: 0, 1, 2, ... (a depth of 0 is the input itself)."""
     return whole_number(text, 0, "a whole number >= 0")
+
+
+def at_most(maximum: int, parse: Callable[[str], int] = positive_int) -> Callable[[str], int]:
+    """argparse type: what ``parse`` reads, refused above ``maximum`` (``expected at most
+    MAXIMUM, got TEXT``); the maximum is a limit of :mod:`formulac.limits`."""
+
+    def bounded(text: str) -> int:
+        value = parse(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum:,}, got {text!r}")
+        return value
+
+    bounded.__name__ = parse.__name__  # argparse names the type in some of its messages
+    return bounded
+
+
+# the counts whose every unit costs time or memory, each with its limit
+epoch_count = at_most(MAX_EPOCHS)
+trial_count = at_most(MAX_TRIALS)
+process_count = at_most(MAX_PROCESSES)
+thread_count = at_most(MAX_PROCESSES, nonnegative_int)  # 0: the library's default
+seed_value = at_most(MAX_SEED, nonnegative_int)
+sample_tokens = at_most(MAX_SAMPLE_TOKENS)
+wait_seconds = at_most(MAX_WAIT_SECONDS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from ..numbers import epoch_count, process_count, seed_value, trial_count, wait_seconds
 from .common import (
     add_backbone_arguments,
     add_memory_argument,
@@ -93,7 +94,7 @@ def _add_study_arguments(g) -> None:
 
     g.add_argument(
         "--trials",
-        type=positive_int,
+        type=trial_count,
         default=20,
         metavar="N",
         help="trials in the study, all workers together (default 20)",
@@ -113,7 +114,7 @@ def _add_study_arguments(g) -> None:
     )
     g.add_argument(
         "--sampler-seed",
-        type=int,
+        type=seed_value,
         default=None,
         metavar="N",
         help="seed of the sampler (default: random, recorded)",
@@ -121,7 +122,7 @@ def _add_study_arguments(g) -> None:
     g.add_argument(
         "--workers",
         dest="search_workers",
-        type=positive_int,
+        type=process_count,
         default=1,
         metavar="N",
         help="worker processes on this machine (one per GPU)",
@@ -134,14 +135,14 @@ def _add_study_arguments(g) -> None:
     g.add_argument("--study", metavar="NAME", help="study name in the storage (default formulac-search)")
     g.add_argument(
         "--heartbeat",
-        type=positive_int,
+        type=wait_seconds,
         default=10,
         metavar="S",
         help="seconds between heartbeats of a running trial (default 10)",
     )
     g.add_argument(
         "--grace",
-        type=positive_int,
+        type=wait_seconds,
         default=None,
         metavar="S",
         help="seconds without heartbeat before a trial is retried (default 3 heartbeats)",
@@ -169,7 +170,7 @@ def _add_confirmation_arguments(c) -> None:
     add_seeds_argument(c, "seeds of the confirmation (default 3)")
     c.add_argument(
         "--confirm-epochs",
-        type=positive_int,
+        type=epoch_count,
         metavar="N",
         help="epochs of the confirmation's runs (default: the search's --epochs); the search only "
         "ranks candidates, so it may train them for fewer",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from ..numbers import positive_int
+from ..numbers import positive_int, sample_tokens
 from .common import (
     add_backbone_arguments,
     add_memory_argument,
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     s.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a formulac train run on text:")
     s.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
     s.add_argument(
-        "--tokens", type=positive_int, default=200, metavar="N", help="tokens to generate (default 200)"
+        "--tokens", type=sample_tokens, default=200, metavar="N", help="tokens to generate (default 200)"
     )
     s.add_argument(
         "--temperature", type=float, default=0.8, metavar="T", help="0: always the likeliest (default 0.8)"

@@ -19,7 +19,8 @@ import argparse
 import re
 from dataclasses import fields
 
-from ..numbers import nonnegative_int, positive_int
+from ..limits import MAX_SEED, MAX_SEEDS
+from ..numbers import epoch_count, nonnegative_int, positive_int, process_count, seed_value, thread_count
 from .data import DATASETS
 from .errors import TrainError
 from .recipes import AMP_MODES, RECIPES, SCHEDULES, TrainConfig, make_config
@@ -56,6 +57,7 @@ def parse_seeds(s: str) -> list[int]:
         count = int(s)
         if count < 1:
             raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+        _check_seed_count(count)
         return list(range(count))
     out: list[int] = []
     for part in (p for p in re.split(r"[,\s]+", s.strip()) if p):
@@ -66,12 +68,22 @@ def parse_seeds(s: str) -> list[int]:
         b = int(m.group(2)) if m.group(2) is not None else a
         if b < a:
             raise argparse.ArgumentTypeError(f"bad seed range {part!r}")
+        if b > MAX_SEED:
+            raise argparse.ArgumentTypeError(f"seeds go up to {MAX_SEED:,}, not {b}")
+        _check_seed_count(len(out) + b - a + 1)  # before the range is built
         out.extend(range(a, b + 1))
     if not out:
         raise argparse.ArgumentTypeError("no seeds given")
     if len(set(out)) != len(out):
         raise argparse.ArgumentTypeError(f"repeated seeds in {s!r}")
     return out
+
+
+def _check_seed_count(count: int) -> None:
+    if count > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_SEEDS:,} seeds (each one is a training run), not {count:,}"
+        )
 
 
 # a flag with a --no- form, None when not given (the recipe decides)
@@ -143,7 +155,7 @@ def _add_data_flags(g) -> None:
     )
     g.add_argument(
         "--split-seed",
-        type=nonnegative_int,
+        type=seed_value,
         metavar="N",
         help="seed of the validation split, independent of --seed (default 0)",
     )
@@ -151,7 +163,7 @@ def _add_data_flags(g) -> None:
 
 def _add_optimisation_flags(g) -> None:
     """Epochs, batch, optimiser, learning-rate schedule, regularisation, EMA."""
-    g.add_argument("--epochs", type=positive_int, metavar="N")
+    g.add_argument("--epochs", type=epoch_count, metavar="N")
     g.add_argument(
         "--batch-size",
         type=positive_int,
@@ -214,7 +226,7 @@ def _add_augmentation_flags(g) -> None:
 
 def _add_runtime_flags(g) -> None:
     """Seed, device, precision, compilation, evaluation cadence, threads, DDP."""
-    g.add_argument("--seed", type=nonnegative_int, metavar="N", help="random seed (default 0)")
+    g.add_argument("--seed", type=seed_value, metavar="N", help="random seed (default 0)")
     g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument(
         "--amp",
@@ -237,11 +249,9 @@ def _add_runtime_flags(g) -> None:
         help="keep the data set on the GPU (auto: when it fits in 4 GiB)",
     )
     g.add_argument(
-        "--workers", type=nonnegative_int, metavar="N", help="threads decoding image folders (0: automatic)"
+        "--workers", type=thread_count, metavar="N", help="threads decoding image folders (0: automatic)"
     )
-    g.add_argument(
-        "--threads", type=nonnegative_int, metavar="N", help="torch CPU threads (0: torch's default)"
-    )
+    g.add_argument("--threads", type=thread_count, metavar="N", help="torch CPU threads (0: torch's default)")
     g.add_argument(
         "--sync-bn", action=ON_OFF, default=None, help="synchronised BatchNorm across torchrun ranks"
     )
@@ -273,7 +283,7 @@ def add_run_arguments(
         g.add_argument(
             "-j",
             "--jobs",
-            type=positive_int,
+            type=process_count,
             default=1,
             metavar="N",
             help="train N runs at once in separate processes, each with its share of the CPU "
