@@ -18,30 +18,25 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import atomic_write, make_directory
 from . import distributed as D
 from . import stats
 from .data import Dataset
 from .errors import TrainError
 from .loop import BuildModel, data_for_run, train
 from .recipes import TrainConfig
-from .rundir import write_json
-from .seed_runs import plan_runs, train_in_processes, train_in_turn
+from .seed_runs import checked_plan, plan_runs, safe_label, train_in_processes, train_in_turn
 from .seed_statistics import (
     Measure,
     SeedComparison,
     check_same_recipe,
-    markdown_table,
     mean,
     pairwise_cells,
     pairwise_statistics,
     pairwise_verdicts,
-    per_seed_lines,
     sample_sd,
 )
 
@@ -49,13 +44,6 @@ __all__ = ["ComparisonResult", "ModelResult", "compare", "format_seconds", "safe
 
 # fewer seeds than this and the comparison says the evidence is too thin
 MIN_SEEDS = 3
-
-
-def safe_label(label: str) -> str:
-    """A directory name for ``label``: letters, digits, ``. _ + -``; others become ``_``."""
-    s = re.sub(r"[^A-Za-z0-9._+-]", "_", label.strip())
-    s = s.lstrip(".") or "model"
-    return s
 
 
 def format_seconds(s: float | None) -> str:
@@ -203,25 +191,17 @@ class ComparisonResult(SeedComparison):
             )
         return lines
 
-    def to_markdown(self) -> str:
-        out = [
-            f"# Comparison: {self._heading()}",
-            "",
+    def _explanation(self) -> str:
+        return (
             f"Accuracy: the final {self._what()} (%), mean ± sample sd over the seeds. "
             "The differences, their 95 % confidence intervals (paired t), the t-test, the effect "
             "size d_z (mean / sd of the paired differences) and the Wilcoxon signed-rank test "
-            "compare each model with the first, paired by seed.",
-            "",
-            *markdown_table(self._HEAD, self._rows()),
-        ]
-        out += [""] + [f"- {line}" for line in self._notes()]
-        out += per_seed_lines(
-            f"{self._what()}, %",
-            self.seeds,
-            [(m.label, dict(zip(m.seeds, m.accuracy_pct))) for m in self.models],
-            ".2f",
+            "compare each model with the first, paired by seed."
         )
-        return "\n".join(out) + "\n"
+
+    def _per_seed(self) -> tuple[str, list[tuple[str, dict]], str]:
+        values = [(m.label, dict(zip(m.seeds, m.accuracy_pct))) for m in self.models]
+        return f"{self._what()}, %", values, ".2f"
 
     def to_dict(self) -> dict:
         return {"seeds": self.seeds, "evaluated_on": self.metric, "config": self.config, **self._outcome()}
@@ -293,7 +273,7 @@ def compare(
     printed (unless ``quiet``)."""
     config = config.validate()
     seeds = [int(s) for s in seeds]
-    labels, dirs = _checked_plan(models, seeds, jobs)
+    labels, dirs = checked_plan(models, seeds, jobs)
     info, _ = D.setup(config.device)
     if info.enabled and jobs > 1:
         raise TrainError("--jobs runs several processes itself; under torchrun use --jobs 1")
@@ -338,32 +318,9 @@ def compare(
         model_results, seeds, cfg, test, pairwise, str(out), _verdicts(model_results, test, pairwise)
     )
     if info.is_main:
-        make_directory(out, "--out")
-        atomic_write(out / "comparison.md", result.to_markdown())
-        write_json(out / "comparison.json", result.to_dict())
-        if not quiet:
-            print(result.to_text(), end="")
+        result.write(out, quiet=quiet)
     D.barrier(info)
     return result
-
-
-def _checked_plan(models, seeds: list[int], jobs: int) -> tuple[list[str], list[str]]:
-    """The models' labels and directory names, once models, seeds and jobs make sense."""
-    if not models:
-        raise TrainError("nothing to compare: no models")
-    if not seeds:
-        raise TrainError("nothing to compare: no seeds")
-    if len(set(seeds)) != len(seeds):
-        raise TrainError(f"repeated seeds in {seeds}")
-    if jobs < 1:
-        raise TrainError(f"--jobs must be at least 1, not {jobs}")
-    labels = [m[0] for m in models]
-    dirs = [safe_label(lab) for lab in labels]
-    if len(set(labels)) != len(labels):
-        raise TrainError(f"two models share a label: {labels}")
-    if len(set(dirs)) != len(dirs):
-        raise TrainError(f"model labels {labels} give the same directory names {dirs}")
-    return labels, dirs
 
 
 def _model_result(label, describe, summaries: list[dict], seeds, model_dir: Path, key: str) -> ModelResult:

@@ -18,24 +18,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_write, make_directory
 from . import stats
-from .compare import MIN_SEEDS, format_seconds, safe_label
+from .compare import MIN_SEEDS, format_seconds
 from .errors import TrainError
 from .language import train_language
 from .recipes import TrainConfig
-from .rundir import write_json
-from .seed_runs import plan_runs, train_in_processes, train_in_turn
+from .seed_runs import checked_plan, plan_runs, train_in_processes, train_in_turn
 from .seed_statistics import (
     Measure,
     SeedComparison,
     check_same_recipe,
-    markdown_table,
     mean,
     pairwise_cells,
     pairwise_statistics,
     pairwise_verdicts,
-    per_seed_lines,
     sample_sd,
 )
 from .text import TextCorpus, load_corpus
@@ -162,26 +158,18 @@ class LossComparison(SeedComparison):
     def _notes(self) -> list[str]:
         return ([self.test.describe()] if self.test is not None else []) + self.verdicts
 
-    def to_markdown(self) -> str:
+    def _explanation(self) -> str:
         windows = "fixed validation windows" if self.split == "val" else "windows of the test split"
-        out = [
-            f"# Comparison: {self._heading()}",
-            "",
+        return (
             f"{SPLITS[self.split].capitalize()} loss: the final epoch's mean cross-entropy on the "
             f"{windows}, mean ± sample sd over the seeds; bits per byte on the validation windows. "
             "The differences (model - first; negative is better), their 95 % confidence intervals "
-            "(paired t), the t-test, d_z and the Wilcoxon test are paired by seed.",
-            "",
-            *markdown_table(self._HEAD, self._rows()),
-        ]
-        out += [""] + [f"- {line}" for line in self._notes()]
-        out += per_seed_lines(
-            f"{SPLITS[self.split]} loss",
-            self.seeds,
-            [(m.label, dict(zip(self.seeds, m.losses(self.split)))) for m in self.models],
-            ".4f",
+            "(paired t), the t-test, d_z and the Wilcoxon test are paired by seed."
         )
-        return "\n".join(out) + "\n"
+
+    def _per_seed(self) -> tuple[str, list[tuple[str, dict]], str]:
+        values = [(m.label, dict(zip(self.seeds, m.losses(self.split)))) for m in self.models]
+        return f"{SPLITS[self.split]} loss", values, ".4f"
 
     def to_dict(self) -> dict:
         return {
@@ -231,17 +219,8 @@ def compare_language(
     config = config.validate()
     if split not in SPLITS:
         raise TrainError(f"compare by loss on one of {', '.join(SPLITS)}, not {split!r}")
-    if jobs < 1:
-        raise TrainError(f"--jobs must be at least 1, not {jobs}")
     seeds = [int(s) for s in seeds]
-    if not models:
-        raise TrainError("nothing to compare: no models")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise TrainError(f"compare needs distinct seeds, not {seeds}")
-    labels = [m[0] for m in models]
-    dirs = [safe_label(label) for label in labels]
-    if len(set(labels)) != len(labels) or len(set(dirs)) != len(dirs):
-        raise TrainError(f"two models share a label or a directory name: {labels}")
+    labels, dirs = checked_plan(models, seeds, jobs)
     corpus = corpus or load_corpus(config.data, config.tokens)
     out = Path(out_dir)
     runs = plan_runs(models, dirs, seeds, out)
@@ -296,9 +275,5 @@ def compare_language(
     result = LossComparison(
         results, seeds, cfg, test, pairwise, str(out), _verdicts(results, test, pairwise), split=split
     )
-    make_directory(out, "--out")
-    atomic_write(out / "comparison.md", result.to_markdown())
-    write_json(out / "comparison.json", result.to_dict())
-    if not quiet:
-        print(result.to_text(), end="")
+    result.write(out, quiet=quiet)
     return result

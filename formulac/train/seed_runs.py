@@ -4,6 +4,7 @@ already, and training them one after the other or several at once in separate pr
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +14,41 @@ from .errors import TrainError
 from .recipes import TrainConfig
 from .rundir import CHECKPOINT, SUMMARY
 
-__all__ = ["PlannedRun", "cpu_count", "plan_runs", "train_in_processes", "train_in_turn"]
+__all__ = [
+    "PlannedRun",
+    "checked_plan",
+    "cpu_count",
+    "plan_runs",
+    "safe_label",
+    "train_in_processes",
+    "train_in_turn",
+]
+
+
+def safe_label(label: str) -> str:
+    """A directory name for ``label``: letters, digits, ``. _ + -``; others become ``_``."""
+    s = re.sub(r"[^A-Za-z0-9._+-]", "_", label.strip())
+    s = s.lstrip(".") or "model"
+    return s
+
+
+def checked_plan(models, seeds: list[int], jobs: int) -> tuple[list[str], list[str]]:
+    """The models' labels and directory names, once models, seeds and jobs make sense."""
+    if not models:
+        raise TrainError("nothing to compare: no models")
+    if not seeds:
+        raise TrainError("nothing to compare: no seeds")
+    if len(set(seeds)) != len(seeds):
+        raise TrainError(f"repeated seeds in {seeds}")
+    if jobs < 1:
+        raise TrainError(f"--jobs must be at least 1, not {jobs}")
+    labels = [m[0] for m in models]
+    dirs = [safe_label(lab) for lab in labels]
+    if len(set(labels)) != len(labels):
+        raise TrainError(f"two models share a label: {labels}")
+    if len(set(dirs)) != len(dirs):
+        raise TrainError(f"model labels {labels} give the same directory names {dirs}")
+    return labels, dirs
 
 
 class PlannedRun(NamedTuple):

@@ -12,11 +12,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
+from ..files import atomic_write, make_directory
 from . import stats
 from .errors import TrainError
-from .rundir import RESUME_FREE
+from .rundir import RESUME_FREE, write_json
 
 __all__ = [
     "Measure",
@@ -232,7 +234,8 @@ class SeedComparison:
     """What a comparison's result holds and how it prints, whatever it measures: ``models``
     (one result each), the main ``test`` (paired t for two models, Friedman for more),
     ``pairwise`` against the first model, ``verdicts`` in words.  A subclass gives the table's
-    ``_HEAD``, ``_rows()``, ``_heading()`` and ``_notes()``."""
+    ``_HEAD``, ``_rows()``, ``_heading()``, ``_notes()``, the Markdown's ``_explanation()`` of
+    the table and its ``_per_seed()`` values."""
 
     models: list
     seeds: list[int]
@@ -253,6 +256,13 @@ class SeedComparison:
     def _notes(self) -> list[str]:
         raise NotImplementedError
 
+    def _explanation(self) -> str:
+        raise NotImplementedError
+
+    def _per_seed(self) -> tuple[str, list[tuple[str, dict]], str]:
+        """The per-seed table's title, (label, {seed: value}) per model, and the values' format."""
+        raise NotImplementedError
+
     def _outcome(self) -> dict:
         """The models, the tests, the verdicts and the directory, as the JSON ends."""
         return {
@@ -265,6 +275,22 @@ class SeedComparison:
 
     def to_dict(self) -> dict:
         raise NotImplementedError
+
+    def to_markdown(self) -> str:
+        out = [f"# Comparison: {self._heading()}", "", self._explanation(), ""]
+        out += markdown_table(self._HEAD, self._rows())
+        out += [""] + [f"- {line}" for line in self._notes()]
+        title, values, number_format = self._per_seed()
+        out += per_seed_lines(title, self.seeds, values, number_format)
+        return "\n".join(out) + "\n"
+
+    def write(self, out: Path, *, quiet: bool) -> None:
+        """``comparison.md`` and ``comparison.json`` into ``out``, the table printed unless ``quiet``."""
+        make_directory(out, "--out")
+        atomic_write(out / "comparison.md", self.to_markdown())
+        write_json(out / "comparison.json", self.to_dict())
+        if not quiet:
+            print(self.to_text(), end="")
 
     def to_text(self) -> str:
         lines = text_table(self._HEAD, self._rows())
