@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .confirm_loss import confirm_by_loss
+from .confirm_shared import ConfirmationRuns, values_text
 from .space import Candidate, SearchSpace
 from .training import candidate_backbone
 
@@ -87,9 +88,8 @@ def confirm(
     from ..train.errors import TrainError
 
     try:
-        result = CONFIRMATIONS[objective](
-            models, chosen, baseline_label, config, seeds, out, progress=progress, quiet=quiet, jobs=jobs
-        )
+        runs = ConfirmationRuns(models, chosen, baseline_label, config, seeds, out, progress, quiet, jobs)
+        result = CONFIRMATIONS[objective](runs)
     except TrainError as exc:
         _refuse_earlier_confirmation(exc, out)
         raise
@@ -113,32 +113,18 @@ def _with_training(result: dict, config, train_changes: Mapping | None) -> dict:
     return out if "train" in out else {**out, **training}
 
 
-def _confirm_by_accuracy(
-    models: list,
-    chosen: Sequence[dict],
-    baseline_label: str,
-    config,
-    seeds: Sequence[int],
-    out: Path,
-    *,
-    progress: bool,
-    quiet: bool,
-    jobs: int,
-) -> dict:
-    """Image classification: ``config`` (the full training set, no validation split), test error."""
+def _confirm_by_accuracy(runs: ConfirmationRuns) -> dict:
+    """Image classification: ``runs.config`` (the full training set, no validation split), test error."""
     from ..train import compare, friedman_test
 
-    result = compare(models, config, list(seeds), out, progress=progress, quiet=quiet, jobs=jobs)
+    result = runs.compared_by(compare)
     table = [[m.errors[i] for m in result.models] for i in range(len(result.seeds))]
     friedman = friedman_test(table) if len(result.seeds) >= 2 else None
     rows = []
     for i, m in enumerate(result.models):
         sd = m.std_error
         row = {
-            "label": m.label,
-            "trial": None if i == 0 else chosen[i - 1]["number"],
-            "formula": baseline_label if i == 0 else chosen[i - 1]["formula"],
-            "params": {} if i == 0 else chosen[i - 1]["params"],
+            **runs.candidate_fields(i, m.label),
             "test_error_pct": m.errors,
             "mean_error_pct": m.mean_error,
             "sd_error_pct": sd,
@@ -153,18 +139,18 @@ def _confirm_by_accuracy(
         rows.append(row)
     return {
         "seeds": list(result.seeds),
-        "baseline": baseline_label,
+        "baseline": runs.baseline_label,
         "evaluated_on": "test set",
         "models": rows,
         "friedman": None if friedman is None else friedman.to_dict(),
-        "out_dir": str(out),
-        "markdown": _markdown(rows, friedman, result.seeds, config),
+        "out_dir": str(runs.out),
+        "markdown": _markdown(rows, friedman, result.seeds, runs.config),
         "text": result.to_text(),
     }
 
 
 #: the search's objective -> how its winners are confirmed on the test set
-CONFIRMATIONS: dict[str, Callable[..., dict]] = {
+CONFIRMATIONS: dict[str, Callable[[ConfirmationRuns], dict]] = {
     "val_accuracy": _confirm_by_accuracy,
     "val_loss": confirm_by_loss,
 }
@@ -203,9 +189,7 @@ def _markdown(rows: list[dict], friedman, seeds, config) -> str:
         "|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        values = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items()
-        )
+        values = values_text(r["params"])
         diff = r["difference_to_baseline_pct"]
         t = r.get("paired_t_test") or {}
         lines.append(

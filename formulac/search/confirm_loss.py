@@ -7,48 +7,30 @@ t-tests with Holm's correction, Wilcoxon; Friedman across all)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from pathlib import Path
+
+from .confirm_shared import ConfirmationRuns, p_text, seed_table_head, values_text
 
 __all__ = ["confirm_by_loss", "report_lines"]
 
 OBJECTIVE = "test_loss"
 
 
-def confirm_by_loss(
-    models: list,
-    chosen: Sequence[dict],
-    baseline_label: str,
-    config,
-    seeds: Sequence[int],
-    out: Path,
-    *,
-    progress: bool,
-    quiet: bool,
-    jobs: int,
-) -> dict:
-    """Train ``models`` (the baseline first, then one per ``chosen`` trial) with every seed and
-    compare them by test loss; the result, JSON-ready."""
+def confirm_by_loss(runs: ConfirmationRuns) -> dict:
+    """Train the ``runs`` with every seed and compare them by test loss; the result, JSON-ready."""
     from ..train import compare_language, friedman_test
     from ..train.seed_statistics import mean, sample_sd
 
-    result = compare_language(
-        models, config, list(seeds), out, progress=progress, quiet=quiet, jobs=jobs, split="test"
-    )
+    result = runs.compared_by(compare_language, split="test")
     by_label = {pw["model"]: pw for pw in result.pairwise}
     table = [[m.test_loss[i] for m in result.models] for i in range(len(result.seeds))]
     friedman = friedman_test(table) if len(result.seeds) >= 2 and len(result.models) > 2 else None
     base = mean(result.models[0].test_loss)
     rows = []
     for i, m in enumerate(result.models):
-        trial = chosen[i - 1] if i else None
         sd = sample_sd(m.test_loss)
         loss = f"{mean(m.test_loss):.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
         row = {
-            "label": m.label,
-            "trial": trial["number"] if trial else None,
-            "formula": trial["formula"] if trial else baseline_label,
-            "params": trial["params"] if trial else {},
+            **runs.candidate_fields(i, m.label),
             "test_loss": m.test_loss,
             "mean_test_loss": mean(m.test_loss),
             "sd_test_loss": sd,
@@ -68,26 +50,16 @@ def confirm_by_loss(
         "objective": OBJECTIVE,
         "direction": "minimize",
         "seeds": list(result.seeds),
-        "baseline": baseline_label,
+        "baseline": runs.baseline_label,
         "evaluated_on": "test split of the corpus",
         "models": rows,
         "friedman": None if friedman is None else friedman.to_dict(),
         "verdicts": result.verdicts,
-        "out_dir": str(out),
+        "out_dir": str(runs.out),
         "text": result.to_text(),
     }
     conf["markdown"] = "\n".join(report_lines(conf)) + "\n"
     return conf
-
-
-def _p(p) -> str:
-    from ..train.stats import format_p
-
-    return format_p(p) if isinstance(p, (int, float)) and math.isfinite(p) else "n/a"
-
-
-def _values(params: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def report_lines(conf: dict) -> list[str]:
@@ -98,10 +70,9 @@ def report_lines(conf: dict) -> list[str]:
         f"Retrained from scratch on the corpus's training part with seeds {', '.join(map(str, seeds))}; "
         f"test loss (nats per token, lower is better) against the baseline {conf['baseline']}.",
         "",
-        "| model | values | "
-        + " | ".join(f"seed {s}" for s in seeds)
-        + " | mean ± sd | vs baseline | 95% CI | paired t-test p | Holm p | Wilcoxon p |",
-        "|---|---|" + "---:|" * (len(seeds) + 6),
+        *seed_table_head(
+            seeds, ["mean ± sd", "vs baseline", "95% CI", "paired t-test p", "Holm p", "Wilcoxon p"]
+        ),
     ]
     for m in conf["models"]:
         diff = m.get("difference_to_baseline")
@@ -112,16 +83,16 @@ def report_lines(conf: dict) -> list[str]:
             f"[{lo:+.4f}, {hi:+.4f}]" if isinstance(lo, float) and math.isfinite(lo) else ("n/a" if t else "")
         )
         lines.append(
-            f"| {m['label']} | {_values(m['params'])} | "
+            f"| {m['label']} | {values_text(m['params'])} | "
             + " | ".join(f"{v:.4f}" for v in m["test_loss"])
             + f" | {m['loss']} | {'' if diff is None else f'{diff:+.4f}'} | {ci} | "
-            f"{_p(t.get('p_value')) if t else ''} | {_p(m.get('p_holm')) if t else ''} | "
-            f"{_p((m.get('wilcoxon') or {}).get('p_value')) if t else ''} |"
+            f"{p_text(t.get('p_value')) if t else ''} | {p_text(m.get('p_holm')) if t else ''} | "
+            f"{p_text((m.get('wilcoxon') or {}).get('p_value')) if t else ''} |"
         )
     notes = []
     if conf.get("friedman"):
         notes.append(
-            f"Friedman test across all {len(conf['models'])} models: p = {_p(conf['friedman'].get('p_value'))}."
+            f"Friedman test across all {len(conf['models'])} models: p = {p_text(conf['friedman'].get('p_value'))}."
         )
     notes += conf.get("verdicts") or []
     return lines + ([""] + [f"- {n}" for n in notes] if notes else [])

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..files import atomic_write
 from ..printing import to_rec
 from . import confirm_loss
+from .confirm_shared import p_text, seed_table_head, short_value, values_text
 from .engine import tally, trial_state
 from .metrics import SearchMetric, get_metric
 from .objective import outcome, trial_record
@@ -168,12 +169,12 @@ def _ranking_table(board: dict) -> list[str]:
         a = r["analysis"] or {}
         rate = a.get("rate")
         acc = r["value"]
-        values = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
+        values = values_text(r["params"])
         state = r["state"] + (f": {r['reason']}" if r["reason"] and r["state"] != "complete" else "")
         lines.append(
             f"| {rank.get(r['number'], '')} | {r['number']} | {r['formula']} | {values} | "
             f"{'' if acc is None else f'{acc:.4f}'} | {r['epochs']} | {a.get('stability') or '-'} | "
-            f"{_short(rate) if rate is not None else '-'} | {state.replace('|', '/')} |"
+            f"{short_value(rate) if rate is not None else '-'} | {state.replace('|', '/')} |"
         )
     return lines
 
@@ -218,7 +219,7 @@ def report_markdown(board: dict, figures: list[str] = ()) -> str:
     ]
     best = board.get("best")
     if best is not None:
-        values = ", ".join(f"{k} = {_short(v)}" for k, v in best["params"].items())
+        values = ", ".join(f"{k} = {short_value(v)}" for k, v in best["params"].items())
         lines.append(
             f"- **Best**: trial {best['number']} ({best['formula']}{': ' + values if values else ''}), "
             f"{board['label']} {best['value']:.4f} after {best['epochs']} epochs: `best.rec`."
@@ -267,10 +268,7 @@ def _confirmation_lines(conf: dict) -> list[str]:
         f"Retrained from scratch {how} with seeds {', '.join(map(str, seeds))}; "
         f"test accuracy (%) against the baseline {conf['baseline']}.",
         "",
-        "| model | values | "
-        + " | ".join(f"seed {s}" for s in seeds)
-        + " | mean ± sd | vs baseline | paired t-test p | Holm p |",
-        "|---|---|" + "---:|" * (len(seeds) + 4),
+        *seed_table_head(seeds, ["mean ± sd", "vs baseline", "paired t-test p", "Holm p"]),
     ]
     for m in conf["models"]:
         accuracies = [100.0 - e for e in m["test_error_pct"]]
@@ -278,14 +276,14 @@ def _confirmation_lines(conf: dict) -> list[str]:
         mean = 100.0 - m["mean_error_pct"]
         diff = m.get("difference_to_baseline_pct")
         t = m.get("paired_t_test") or {}
-        values = ", ".join(f"{k}={_short(v)}" for k, v in m["params"].items())
+        values = values_text(m["params"])
         lines.append(
             f"| {m['label']} | {values} | "
             + " | ".join(f"{a:.2f}" for a in accuracies)
             + f" | {mean:.2f}{f' ± {sd:.2f}' if sd is not None else ''} | "
             # the difference in accuracy: minus the difference in error
             + f"{'' if diff is None else f'{0.0 - diff:+.2f}'} | "
-            f"{_p_text(t.get('p_value')) if t else ''} | {_p_text(m.get('p_holm')) if t else ''} |"
+            f"{p_text(t.get('p_value')) if t else ''} | {p_text(m.get('p_holm')) if t else ''} |"
         )
     notes = []
     if conf.get("friedman") and len(conf["models"]) > 2:  # with two, the paired t-test says it
@@ -299,14 +297,7 @@ _CONFIRMATION_LINES = {confirm_loss.OBJECTIVE: confirm_loss.report_lines}
 
 
 def _friedman_text(friedman: dict, models: int) -> str:
-    return f"Friedman test across all {models} models: p = {_p_text(friedman.get('p_value'))}."
-
-
-def _p_text(p) -> str:
-    """A p-value as compare prints it; n/a where the test was undefined (None, or "nan" in JSON)."""
-    from ..train.stats import format_p
-
-    return format_p(p) if isinstance(p, (int, float)) and math.isfinite(p) else "n/a"
+    return f"Friedman test across all {models} models: p = {p_text(friedman.get('p_value'))}."
 
 
 def _verdicts(conf: dict) -> list[str]:
@@ -315,12 +306,6 @@ def _verdicts(conf: dict) -> list[str]:
         return list(json.loads(path.read_text()).get("verdicts") or [])
     except (OSError, ValueError):
         return []
-
-
-def _short(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def spearman(xs, ys) -> float | None:

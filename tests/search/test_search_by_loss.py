@@ -69,33 +69,36 @@ def test_hyperband_prunes_on_loss_keeping_the_best(tmp_path):
     assert board["best"]["val_loss"] == best
 
 
-def test_val_accuracy_on_text_is_refused(tmp_path):
-    with pytest.raises(UsageError, match="no accuracy"):
-        formulac.search(
-            [TWO_STEP],
-            out=str(tmp_path / "out"),
-            trials=1,
-            objective="val_accuracy",
-            data=f"text:{tmp_path / 'corpus.txt'}",
-            epochs=1,
-        )
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(objective="val_accuracy", data="text:{tmp}/corpus.txt"), "no accuracy"),
+        (
+            dict(objective="val_loss", data="synthetic", confirm=1, baseline=TWO_STEP),
+            "--confirm with --objective val_loss compares the test loss",
+        ),
+    ],
+    ids=["val-accuracy-on-text", "confirm-by-loss-on-images"],
+)
+def test_an_objective_the_data_cannot_give_is_refused(tmp_path, settings, message):
+    settings = dict(settings, data=settings["data"].replace("{tmp}", str(tmp_path)))
+    with pytest.raises(UsageError, match=message):
+        formulac.search([TWO_STEP], out=str(tmp_path / "out"), trials=1, epochs=1, **settings)
 
 
-def test_a_real_search_on_text_minimises_the_runs_validation_loss(tmp_path):
-    """The gpt backbone trained on a corpus generated here: val_loss is the default objective."""
+def _tiny_corpus(tmp_path, seed: int) -> Path:
     import random
 
-    rng = random.Random(0)
+    rng = random.Random(seed)
     words = ["tea", "for", "two", "and", "two", "for", "tea"]
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(" ".join(rng.choice(words) for _ in range(1200)))
-    rec = tmp_path / "rezero.rec"
-    rec.write_text("param s_n = 0\nx_<n+1> = x_n + s_n*F(x_n)\n")
-    board = formulac.search(
-        [str(rec)],
-        out=str(tmp_path / "out"),
-        space=["depth=1,2"],
-        trials=2,
+    return corpus
+
+
+def _tiny_gpt_on(corpus: Path) -> dict:
+    """Search settings that train a tiny gpt on ``corpus`` for one short epoch on one CPU thread."""
+    return dict(
         backbone="gpt",
         backbone_options={"dim": 16, "heads": 2, "context": 16},
         pruner="none",
@@ -108,6 +111,19 @@ def test_a_real_search_on_text_minimises_the_runs_validation_loss(tmp_path):
         device="cpu",
         threads=1,
     )
+
+
+def test_a_real_search_on_text_minimises_the_runs_validation_loss(tmp_path):
+    """The gpt backbone trained on a corpus generated here: val_loss is the default objective."""
+    rec = tmp_path / "rezero.rec"
+    rec.write_text("param s_n = 0\nx_<n+1> = x_n + s_n*F(x_n)\n")
+    board = formulac.search(
+        [str(rec)],
+        out=str(tmp_path / "out"),
+        space=["depth=1,2"],
+        trials=2,
+        **_tiny_gpt_on(_tiny_corpus(tmp_path, seed=0)),
+    )
     assert board["objective"] == "val_loss" and board["direction"] == "minimize"
     complete = [t for t in board["trials"] if t["state"] == "complete"]
     assert len(complete) == 2
@@ -115,16 +131,6 @@ def test_a_real_search_on_text_minimises_the_runs_validation_loss(tmp_path):
         summary = json.loads((Path(t["run_dir"]) / "summary.json").read_text())
         assert t["val_loss"] == pytest.approx(summary["final_val_loss"])
     assert board["best"]["val_loss"] == min(t["val_loss"] for t in complete)
-
-
-def _tiny_corpus(tmp_path) -> Path:
-    import random
-
-    rng = random.Random(1)
-    words = ["tea", "for", "two", "and", "two", "for", "tea"]
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(" ".join(rng.choice(words) for _ in range(1200)))
-    return corpus
 
 
 def test_confirm_on_text_retrains_the_best_and_compares_test_loss_paired_by_seed(tmp_path):
@@ -143,18 +149,8 @@ def test_confirm_on_text_retrains_the_best_and_compares_test_loss_paired_by_seed
         out=str(out),
         space=["a=0.25,0.5"],
         trials=2,
-        backbone="gpt",
         depth=1,
-        backbone_options={"dim": 16, "heads": 2, "context": 16},
-        pruner="none",
-        seed=0,
-        data=f"text:{_tiny_corpus(tmp_path)}",
-        epochs=1,
-        epoch_tokens=2048,
-        batch_size=8,
-        eval_windows=8,
-        device="cpu",
-        threads=1,
+        **_tiny_gpt_on(_tiny_corpus(tmp_path, seed=1)),
         confirm=1,
         seeds=2,
         baseline=str(baseline),
@@ -184,17 +180,3 @@ def test_confirm_on_text_retrains_the_best_and_compares_test_loss_paired_by_seed
     assert "test loss (nats per token, lower is better)" in report
     assert f"{losses['plain'][0]:.4f}" in report
     assert "# confirmation: test loss" in (out / "best.rec").read_text()
-
-
-def test_confirm_by_loss_on_image_data_is_refused(tmp_path):
-    with pytest.raises(UsageError, match="--confirm with --objective val_loss compares the test loss"):
-        formulac.search(
-            [TWO_STEP],
-            out=str(tmp_path / "out"),
-            trials=1,
-            objective="val_loss",
-            data="synthetic",
-            epochs=1,
-            confirm=1,
-            baseline=TWO_STEP,
-        )
