@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "DEFAULT_MEMORY_MODE",
     "MAX_EPOCHS",
+    "MAX_EPOCH_TOKENS",
     "MAX_TRIALS",
     "MAX_SEEDS",
     "MAX_SEED",
@@ -137,6 +138,8 @@ MAX_REPORT_DEPTH = 200
 
 #: Epochs of a run (``--epochs``, ``--confirm-epochs``); the longest recipe trains 160.
 MAX_EPOCHS = 100_000
+#: Training tokens in one epoch of a language model (``--epoch-tokens``); the text recipe's is 2**20.
+MAX_EPOCH_TOKENS = 10_000_000_000
 #: Trials of a search (``--trials``).
 MAX_TRIALS = 100_000
 #: Seeds of a comparison or a confirmation (``--seeds``), each one a full training run.

@@ -7,7 +7,15 @@ import re
 from collections.abc import Callable
 
 from .errors import UsageError
-from .limits import MAX_EPOCHS, MAX_PROCESSES, MAX_SAMPLE_TOKENS, MAX_SEED, MAX_TRIALS, MAX_WAIT_SECONDS
+from .limits import (
+    MAX_EPOCH_TOKENS,
+    MAX_EPOCHS,
+    MAX_PROCESSES,
+    MAX_SAMPLE_TOKENS,
+    MAX_SEED,
+    MAX_TRIALS,
+    MAX_WAIT_SECONDS,
+)
 
 __all__ = [
     "parse_number",
@@ -17,6 +25,7 @@ __all__ = [
     "nonnegative_int",
     "at_most",
     "epoch_count",
+    "epoch_tokens",
     "trial_count",
     "process_count",
     "thread_count",
@@ -112,6 +121,7 @@ def at_most(maximum: int, parse: Callable[[str], int] = positive_int) -> Callabl
 
 # the counts whose every unit costs time or memory, each with its limit
 epoch_count = at_most(MAX_EPOCHS)
+epoch_tokens = at_most(MAX_EPOCH_TOKENS)
 trial_count = at_most(MAX_TRIALS)
 process_count = at_most(MAX_PROCESSES)
 thread_count = at_most(MAX_PROCESSES, nonnegative_int)  # 0: the library's default

@@ -20,7 +20,15 @@ import re
 from dataclasses import fields
 
 from ..limits import MAX_SEED, MAX_SEEDS
-from ..numbers import epoch_count, nonnegative_int, positive_int, process_count, seed_value, thread_count
+from ..numbers import (
+    epoch_count,
+    epoch_tokens,
+    nonnegative_int,
+    positive_int,
+    process_count,
+    seed_value,
+    thread_count,
+)
 from .data import DATASETS
 from .errors import TrainError
 from .recipes import AMP_MODES, RECIPES, SCHEDULES, TrainConfig, make_config
@@ -122,7 +130,7 @@ def _add_data_flags(g) -> None:
         help="text: tokens are the file's bytes (vocabulary 256, default) or its characters",
     )
     g.add_argument(
-        "--epoch-tokens", type=positive_int, metavar="N", help="text: an epoch is N training tokens"
+        "--epoch-tokens", type=epoch_tokens, metavar="N", help="text: an epoch is N training tokens"
     )
     g.add_argument(
         "--eval-windows",

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 import torch.nn.functional as F
 
+from ..limits import MAX_EPOCH_TOKENS, MAX_EPOCHS
 from .errors import TrainError
 
 __all__ = [
@@ -135,8 +136,8 @@ class TrainConfig:
 
         if self.recipe not in RECIPES:
             bad(f"unknown recipe '{self.recipe}'; choose one of: {', '.join(RECIPES)}")
-        if self.epochs < 1:
-            bad(f"--epochs must be at least 1, not {self.epochs}")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            bad(f"--epochs must be from 1 to {MAX_EPOCHS:,}, not {self.epochs}")
         if self.batch_size < 1:
             bad(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.eval_batch_size is not None and self.eval_batch_size < 1:
@@ -182,8 +183,8 @@ class TrainConfig:
             bad(f"--split-seed must not be negative, not {self.split_seed}")
         if self.tokens not in ("bytes", "chars"):
             bad(f"unknown --tokens '{self.tokens}'; choose bytes or chars")
-        if self.epoch_tokens < 1:
-            bad(f"--epoch-tokens must be at least 1, not {self.epoch_tokens}")
+        if not 1 <= self.epoch_tokens <= MAX_EPOCH_TOKENS:
+            bad(f"--epoch-tokens must be from 1 to {MAX_EPOCH_TOKENS:,}, not {self.epoch_tokens}")
         if not (0 <= self.grad_clip <= FLOAT32_MAX):
             bad(f"--grad-clip must be a number >= 0, not {self.grad_clip}")
         if self.eval_windows < 0:

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from formulac.limits import (
+    MAX_EPOCH_TOKENS,
     MAX_EPOCHS,
     MAX_PROCESSES,
     MAX_SAMPLE_TOKENS,
@@ -22,6 +23,7 @@ from formulac.limits import (
     MAX_WAIT_SECONDS,
 )
 from formulac.numbers import at_most, epoch_count, seed_value, trial_count
+from formulac.train import TrainError, make_config
 from formulac.train.options import parse_seeds
 
 RESNET = str(REPO / "examples" / "resnet.rec")
@@ -59,6 +61,7 @@ def test_nonnegative_counts_are_refused_alike(command, bad, capsys):
 BOUNDED = [
     (["train", RESNET, "--epochs"], MAX_EPOCHS),
     (["search", RESNET, "--confirm-epochs"], MAX_EPOCHS),
+    (["train", RESNET, "--epoch-tokens"], MAX_EPOCH_TOKENS),
     (["search", RESNET, "--trials"], MAX_TRIALS),
     (["train", RESNET, "--seed"], MAX_SEED),
     (["train", RESNET, "--split-seed"], MAX_SEED),
@@ -116,3 +119,11 @@ def test_the_limits_themselves_are_accepted():
     assert parse_seeds(f"{MAX_SEED}..{MAX_SEED}") == [MAX_SEED]
     for parse, maximum in [(epoch_count, MAX_EPOCHS), (trial_count, MAX_TRIALS), (seed_value, MAX_SEED)]:
         assert parse(str(maximum)) == maximum
+
+
+@pytest.mark.parametrize("knob, maximum", [("epochs", MAX_EPOCHS), ("epoch_tokens", MAX_EPOCH_TOKENS)])
+def test_the_python_api_keeps_the_same_bounds(knob, maximum):
+    assert getattr(make_config("fashion", **{knob: maximum}), knob) == maximum
+    flag = "--" + knob.replace("_", "-")
+    with pytest.raises(TrainError, match=f"{flag} must be from 1 to {maximum:,}, not {maximum + 1}"):
+        make_config("fashion", **{knob: maximum + 1})
