@@ -38,7 +38,15 @@ import torch.nn.functional as F
 from ..files import atomic_write, make_directory
 from . import distributed as D
 from .errors import TrainError, TrainingDiverged
-from .loop import amp_context, count_parameters, make_optimizer, open_run, restore_progress, restore_weights
+from .loop import (
+    amp_context,
+    count_parameters,
+    make_optimizer,
+    open_run,
+    restore_progress,
+    restore_weights,
+    seeded_model,
+)
 from .recipes import TrainConfig, lr_at, resolve_amp
 from .rundir import (
     CHECKPOINT,
@@ -51,7 +59,7 @@ from .rundir import (
     rewrite_metrics,
     write_json,
 )
-from .runtime import gather_rng, global_settings, seed_everything
+from .runtime import gather_rng, global_settings, seconds_since, seed_rank
 from .text import TextCorpus, evaluation_starts, load_corpus, random_starts, windows
 
 __all__ = ["VOCABULARY", "evaluate_language", "generate", "train_language"]
@@ -225,10 +233,7 @@ def _set_up(build_model, config, out, info, device, corpus, describe) -> _Langua
         corpus = load_corpus(config.data, config.tokens)
     elif corpus.tokenization != config.tokens:
         raise TrainError(f"the corpus is tokenised as {corpus.tokenization}, the config says {config.tokens}")
-    seed_everything(config.seed)  # the same initial weights for the same seed
-    net = build_model(1, corpus.vocab_size, 0)
-    if not isinstance(net, nn.Module):
-        raise TrainError(f"build_model returned {type(net).__name__}, not a torch.nn.Module")
+    net = seeded_model(build_model, config, 1, corpus.vocab_size, 0)
     context = getattr(net, "context", None)
     if not isinstance(context, int) or context < 1:
         raise TrainError(
@@ -245,8 +250,7 @@ def _set_up(build_model, config, out, info, device, corpus, describe) -> _Langua
         )
     net = net.to(device)
     optimizer = make_optimizer(net, config)
-    if info.enabled:
-        torch.manual_seed(config.seed + 7919 * info.rank)  # dropout: each rank its own stream
+    seed_rank(config.seed, info)
     steps = max(1, math.ceil(config.epoch_tokens / (config.batch_size * context)))
     if config.batch_size < info.world_size:
         raise TrainError(f"--batch-size {config.batch_size} is smaller than the {info.world_size} ranks")
@@ -351,9 +355,7 @@ def _train_epoch(run: _LanguageRun, epoch: int, bar) -> dict:
     stats = loss_sum.reshape(1)
     D.all_reduce_sum(stats, info)
     tokens = run.steps * config.batch_size * run.context
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
+    seconds = seconds_since(t0, device)
     return {
         "epoch": epoch + 1,
         "lr": lr_at(config, epoch, 0, run.steps),

@@ -63,7 +63,7 @@ from .rundir import (
     rewrite_metrics,
     write_json,
 )
-from .runtime import gather_rng, global_settings, seed_everything, set_rng
+from .runtime import gather_rng, global_settings, seconds_since, seed_everything, seed_rank, set_rng
 
 __all__ = [
     "RESUME_FREE",
@@ -82,6 +82,7 @@ __all__ = [
     "amp_context",
     "open_run",
     "make_optimizer",
+    "seeded_model",
 ]
 
 _DEVICE_DATA_LIMIT = 4 * 1024**3  # keep data sets up to this size on the GPU
@@ -94,6 +95,16 @@ BuildModel = Callable[[int, int, int], nn.Module]
 
 # --------------------------------------------------------------------------------------------
 # small helpers
+
+
+def seeded_model(build_model: Callable[..., nn.Module], config: TrainConfig, *shape: int) -> nn.Module:
+    """``build_model(*shape)`` after seeding with ``config.seed``: the same initial weights for
+    the same seed. A :class:`TrainError` when it returns something other than a module."""
+    seed_everything(config.seed)
+    net = build_model(*shape)
+    if not isinstance(net, nn.Module):
+        raise TrainError(f"build_model returned {type(net).__name__}, not a torch.nn.Module")
+    return net
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -439,10 +450,7 @@ def _set_up(
 ) -> _Run:
     """Load and place the data, build the model (seeded), its optimizer and wrappers."""
     loaded = data_for_run(config, info, dataset)
-    seed_everything(config.seed)  # the same initial weights for the same seed
-    net = build_model(loaded.in_channels, loaded.num_classes, loaded.input_size)
-    if not isinstance(net, nn.Module):
-        raise TrainError(f"build_model returned {type(net).__name__}, not a torch.nn.Module")
+    net = seeded_model(build_model, config, loaded.in_channels, loaded.num_classes, loaded.input_size)
     net = net.to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -452,9 +460,7 @@ def _set_up(
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     optimizer = make_optimizer(net, config)
     scaler = torch.amp.GradScaler(device.type) if resolve_amp(config.amp, device) == "fp16" else None
-    if info.enabled:
-        # each rank its own stream for dropout and the like; the data order is global
-        torch.manual_seed(config.seed + 7919 * info.rank)
+    seed_rank(config.seed, info)
 
     data = _place_data(config, loaded, device)
     del loaded
@@ -710,9 +716,7 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
     stats = torch.stack([loss_sum, correct.double()])
     D.all_reduce_sum(stats, info)
     tr_loss, tr_correct = stats.tolist()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    train_seconds = time.perf_counter() - t0
+    train_seconds = seconds_since(t0, device)
     return {
         "epoch": epoch + 1,
         "lr": lr_at(config, epoch, 0, run.steps),

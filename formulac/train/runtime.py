@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -13,7 +14,14 @@ import torch
 from . import distributed as D
 from .recipes import TrainConfig
 
-__all__ = ["gather_rng", "global_settings", "seed_everything", "set_rng"]
+__all__ = [
+    "gather_rng",
+    "global_settings",
+    "seed_everything",
+    "seed_rank",
+    "seconds_since",
+    "set_rng",
+]
 
 
 @contextmanager
@@ -78,6 +86,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def seed_rank(seed: int, info: D.DistInfo) -> None:
+    """Under torchrun, each rank its own stream (dropout and the like) once the initial weights
+    are alike on every rank; the data order stays global."""
+    if info.enabled:
+        torch.manual_seed(seed + 7919 * info.rank)
+
+
+def seconds_since(t0: float, device: torch.device) -> float:
+    """Wall-clock seconds since ``t0`` (``time.perf_counter()``) once the work queued on a
+    GPU is done, so that the time is the work's and not only its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
 
 
 def gather_rng(info: D.DistInfo) -> list[dict]:
