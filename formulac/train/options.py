@@ -240,7 +240,7 @@ def _add_runtime_flags(g) -> None:
         "--amp",
         choices=list(AMP_MODES),
         help="mixed precision; auto: bf16 on CUDA devices that have it and on CPUs with native "
-        "bf16 arithmetic (AVX512-BF16, AMX), none elsewhere",
+        "bf16 arithmetic (AVX512-BF16, AMX), none elsewhere; gpu: bf16 on those CUDA devices only",
     )
     g.add_argument("--channels-last", action=ON_OFF, default=None)
     g.add_argument("--compile", action=ON_OFF, default=None, help="torch.compile the model")

@@ -24,8 +24,8 @@ Recipes (``RECIPES``):
     Language models on ``text:`` corpora (the default there): nanoGPT's Shakespeare-char
     optimisation, AdamW lr 1e-3 with betas 0.9/0.99 and weight decay 0.1 on matrices only,
     gradient clipping at norm 1, batch 64 windows, a 0.1-epoch warm-up then cosine decay,
-    5 epochs of 2**20 tokens, 256 fixed validation windows, fp32 (bf16 did not pay on the CPU;
-    pass ``--amp bf16`` on a GPU).
+    5 epochs of 2**20 tokens, 256 fixed validation windows, bf16 on GPUs and fp32 on the CPU
+    (where bf16 autocast did not pay).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "none"  # none | bf16 | fp16 | auto (bf16 where the device computes it natively)
+    amp: str = "none"  # none | bf16 | fp16 | auto (bf16 where the device computes it natively) | gpu (bf16 on CUDA only)
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
@@ -202,7 +202,7 @@ SCHEDULES = ("step", "cosine", "linear", "constant")
 FLOAT32_MAX = 3.4028234663852886e38
 #: a longer warm-up keeps the learning rate near 0 for any run that finishes
 MAX_WARMUP_EPOCHS = 10_000
-AMP_MODES = ("none", "bf16", "fp16", "auto")
+AMP_MODES = ("none", "bf16", "fp16", "auto", "gpu")
 
 # He et al. 2015's optimisation, shared by the paper-faithful CIFAR and ImageNet recipes
 _HE_SGD = dict(
@@ -288,8 +288,8 @@ RECIPES["text"] = dict(
     flip=False,
     random_resized_crop=False,
     # bf16 autocast cost 15% of the CPU time of a 4 x 128 GPT step even with AMX (measured,
-    # docs/benchmarks.md): off by default; --amp bf16 on GPUs
-    amp="none",
+    # docs/benchmarks.md): bf16 on GPUs only
+    amp="gpu",
 )
 
 
@@ -315,7 +315,9 @@ RECIPES["transformer"] = dict(
     crop_padding=2,
     flip=True,
     random_resized_crop=False,
-    amp="auto",
+    # bf16 autocast made a dim-64 ViT's CPU step 3.3x slower even with AMX (docs/benchmarks.md):
+    # bf16 on GPUs only
+    amp="gpu",
 )
 
 
@@ -401,11 +403,14 @@ def _cpu_has_native_bf16() -> bool:
 
 def resolve_amp(amp: str, device: torch.device) -> str:
     """The mixed precision a run uses on ``device``: ``auto`` becomes ``bf16`` on CUDA devices
-    that support it and on CPUs with native bf16 arithmetic, ``none`` elsewhere."""
-    if amp != "auto":
+    that support it and on CPUs with native bf16 arithmetic, ``gpu`` on those CUDA devices only,
+    ``none`` elsewhere."""
+    if amp not in ("auto", "gpu"):
         return amp
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    if amp == "gpu":
+        return "none"
     if device.type == "cpu":
         return "bf16" if _cpu_has_native_bf16() else "none"
     return "none"

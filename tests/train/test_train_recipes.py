@@ -17,6 +17,7 @@ from formulac.train.recipes import (
     make_config,
     milestone_epochs,
     recipe_for_dataset,
+    resolve_amp,
 )
 
 
@@ -62,6 +63,19 @@ def test_imagenet_and_fashion_recipes():
     # the paper-faithful recipe has none of the fast recipes' techniques
     p = make_config("cifar")
     assert (p.label_smoothing, p.ema_decay, p.tta, p.amp, p.channels_last) == (0.0, 0.0, False, "none", False)
+
+
+def test_amp_gpu_is_bf16_on_cuda_only(monkeypatch):
+    """The transformer and text recipes' ``gpu`` precision: fp32 on any CPU (bf16 autocast made
+    their CPU steps slower even with AMX), bf16 on a CUDA device that has it; ``auto`` is
+    unchanged."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert make_config("transformer").amp == "gpu" and make_config(data="text:c.txt").amp == "gpu"
+    assert resolve_amp("gpu", cpu) == "none"
+    assert resolve_amp("none", cuda) == "none" and resolve_amp("bf16", cpu) == "bf16"
+    for supported, expected in ((True, "bf16"), (False, "none")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        assert resolve_amp("gpu", cuda) == expected and resolve_amp("auto", cuda) == expected
 
 
 def test_recipe_by_dataset_and_overrides():
