@@ -9,10 +9,12 @@ from fixtures_path import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from formulac.analysis.mixing import carried_states
 from formulac.codegen.memory_mode import kept_names
 from formulac.codegen.plan import plan_step
 from formulac.codegen.stream import stream_code
 from formulac.errors import UsageError
+from formulac.ir import UNBOUNDED
 from formulac.parse import load, parse
 
 ZOO = sorted((REPO / "examples").rglob("*.rec"))
@@ -66,3 +68,20 @@ def test_every_reader_takes_the_lags_from_the_recurrence(path):
     except UsageError:  # transform refuses histories and fixed reads; the plan is checked above
         return
     assert code.kept == kept_names(rec.carried_lags)[0]
+
+
+@pytest.mark.parametrize("path", ZOO, ids=lambda p: p.stem)
+def test_the_streams_of_the_mixing_analysis_are_the_kept_states_a_step_reads(path):
+    """carried_states (the streams of the state matrices) is carried_lags less the states no step
+    reads at n: the output when only the network reads it, a state read through its history."""
+    rec = load(path)
+    streams = carried_states(rec)
+    assert streams == [s for s in rec.carried_lags if s in streams]
+    for state in rec.carried_lags.keys() - set(streams):
+        assert rec.lags[state] in (0, UNBOUNDED)
+        assert state == rec.output or rec.lags[state] == UNBOUNDED
+
+
+def test_hyper_connections_keep_their_sum_but_mix_only_the_streams():
+    rec = load(REPO / "examples" / "hyper_connections_k2.rec")
+    assert rec.carried_lags == {"h1": 1, "h2": 1, "x": 1} and carried_states(rec) == ["h1", "h2"]
