@@ -10,6 +10,7 @@ its state_dict; the formula's learned coefficients are added under ``<stack>.for
 from __future__ import annotations
 
 import copy
+
 from torch import nn
 
 from ..callable_package import make_callable

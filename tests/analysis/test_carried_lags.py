@@ -9,7 +9,9 @@ from fixtures_path import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from formulac.analysis.linear import structure
 from formulac.analysis.mixing import carried_states
+from formulac.analysis.roots import spectrum
 from formulac.codegen.memory_mode import kept_names
 from formulac.codegen.plan import plan_step
 from formulac.codegen.stream import stream_code
@@ -85,3 +87,23 @@ def test_the_streams_of_the_mixing_analysis_are_the_kept_states_a_step_reads(pat
 def test_hyper_connections_keep_their_sum_but_mix_only_the_streams():
     rec = load(REPO / "examples" / "hyper_connections_k2.rec")
     assert rec.carried_lags == {"h1": 1, "h2": 1, "x": 1} and carried_states(rec) == ["h1", "h2"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    x_reads=st.lists(st.tuples(st.integers(1, 3), st.booleans()), min_size=1, max_size=3),
+    v_reads=st.lists(st.tuples(st.integers(1, 3), st.booleans()), max_size=3),
+)
+def test_the_spectrum_holds_the_kept_values_the_linear_part_reads(x_reads, v_reads):
+    """roots.spectrum's state vector is carried_lags less the values read only inside blocks."""
+    terms = [_term("x", lag, block) for lag, block in x_reads]
+    terms += [_term("v", lag, block) for lag, block in v_reads]
+    rec = parse(f"v_0 = x_0\nv_<n+1> = x_n + G(x_n)\nx_<n+1> = {' + '.join(terms)}\n")
+    plain = {"x": 1}  # the output, and v_<n+1> reads x_n outside its block
+    for state, reads in (("x", x_reads), ("v", v_reads)):
+        plain[state] = max([plain.get(state, 0)] + [lag for lag, in_block in reads if not in_block])
+    dimension = spectrum(structure(rec)).matrix.shape[0]
+    assert all(plain[s] <= rec.carried_lags.get(s, 0) for s in plain)
+    assert dimension == sum(plain.values())
+    only_in_blocks = any(plain[s] < depth for s, depth in rec.carried_lags.items())
+    assert (dimension < sum(rec.carried_lags.values())) == only_in_blocks
