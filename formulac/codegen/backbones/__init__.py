@@ -54,6 +54,7 @@ come from :data:`BACKBONES`.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
@@ -139,6 +140,21 @@ class BackboneInfo:
     def module(self) -> ModuleType:
         """The torch-only module (imported on first use)."""
         return importlib.import_module(self.module_name)
+
+    @property
+    def definitions(self) -> tuple[str, ...]:
+        """What the code generator copies into a module it writes, in order: the functions the
+        backbone file imports from :mod:`.layers` (in the order that defines them), the net class, the
+        block classes and the projection function; each a name in :attr:`module`."""
+        layers = importlib.import_module(__name__ + ".layers")
+        helpers = tuple(
+            name
+            for name, value in vars(layers).items()
+            if inspect.isfunction(value)
+            and value.__module__ == layers.__name__
+            and getattr(self.module, name, None) is value
+        )
+        return (*helpers, self.net_class, *self.kind_classes, self.projection_function)
 
     @property
     def net(self) -> type:
