@@ -1,8 +1,10 @@
 """The backbone registry: what a learned block ``F`` stands for, and what surrounds the steps.
 
 A backbone is one torch-only file in this package (copied verbatim, definition by definition,
-into the modules the code generator writes) plus an entry here that says, in pure Python, how
-its stages are laid out and which options it takes. The options are checked here, before any
+into the modules the code generator writes, with the functions it imports from the torch-only
+:mod:`.layers`: :attr:`BackboneInfo.definitions`) plus an entry here that says, in pure Python,
+how its stages are laid out (one ``check`` of its options and its ``stages``: :func:`_rules`)
+and which options it takes. The options are checked here, before any
 torch code runs (the torch-only files cannot raise formulac's errors): a bad or misspelled one
 is a :class:`BackboneError` naming the known ones. Importing this package does not import
 torch; ``BackboneInfo.module`` imports the torch-only file on first use.
