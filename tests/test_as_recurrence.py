@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from fixtures_path import REPO
+from torch import nn
 
 import formulac
 from formulac.analysis import analyze, unroll
@@ -27,11 +29,26 @@ def test_every_form_of_a_formula_gives_one_representation(path: Path):
     assert as_recurrence(rec) is rec
 
 
+STACK = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+
+
+def _transform(item):
+    return formulac.transform(STACK, item, stacks=[""])
+
+
 def test_a_str_is_text_even_when_it_names_a_file():
     path = str(REPO / "examples" / "resnet.rec")
-    for entry in (as_recurrence, analyze, formulac.analyze, lambda item: unroll(item, 2)):
+    for entry in (as_recurrence, analyze, formulac.analyze, lambda item: unroll(item, 2), _transform):
         with pytest.raises(SourceError):
             entry(path)
+
+
+def test_transform_reads_a_path_as_the_file():
+    path = REPO / "examples" / "momentum.rec"
+    from_path, from_text = _transform(path), _transform(path.read_text(encoding="utf-8"))
+    assert from_path.state_dict().keys() == from_text.state_dict().keys()
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(from_path(x), from_text(x), rtol=0, atol=0)
 
 
 def test_the_facade_and_the_analysis_take_the_same_forms():

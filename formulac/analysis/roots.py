@@ -130,9 +130,11 @@ def _companion(st: Structure, coefs: dict, out: Spectrum) -> tuple | None:
     polynomial (set on ``out``), and whether it is a scalar recurrence's companion matrix; None
     (with a note) when the vector is too long.
 
-    The vector holds the values of the linear part's reads: fewer than the states a step keeps
-    (``Recurrence.carried_lags``) when some are read only inside blocks, whose outputs are
-    opaque inputs here, so its lags are counted from the coefficients themselves."""
+    The vector holds the values of the linear part's reads, so its lags are counted from the
+    coefficients themselves, not taken from ``Recurrence.carried_lags`` (the states a step
+    keeps): a value kept only for a block's argument (``v_<n-1>`` in ``F(v_<n-1>)``) is an
+    opaque input here, and as an entry of the vector it would add a root 0 that no linear
+    reading of the formula has. Both count with :func:`~formulac.ir.lags_of`."""
     read = [(s, StateRef.of(node)) for s, node in coefs]
     for s, ref in read:
         if ref.offset > 0:  # a same-step reference left over: cannot happen after substitution

@@ -552,19 +552,24 @@ def _options_text(options: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)
 
 
+# a backbone file's one import beyond torch: shared layers, copied with it (BackboneInfo.definitions)
+_LAYERS_IMPORT = "from .layers import "
+
+
 def _backbone_source(backbone: BackboneInfo) -> list[str]:
-    """The backbone's net class, branch class and projection function, copied verbatim."""
+    """The backbone's definitions (the shared layers it uses, its net class, block classes and
+    projection function), copied verbatim."""
     module = backbone.module
     for line in inspect.getsource(module).splitlines():
         if (
             line.startswith(("import ", "from "))
             and line not in _IMPORTS.values()
             and line not in _IMPORT_ALIASES
+            and not line.startswith(_LAYERS_IMPORT)
         ):
             raise AssertionError(f"backbone file {module.__name__} imports more than torch: {line}")
-    names = [backbone.net_class, *backbone.kind_classes, backbone.projection_function]
     lines = ["# --- the backbone (copied from formulac.codegen.backbones) ---", "", ""]
-    for name in names:
+    for name in backbone.definitions:
         lines += inspect.getsource(getattr(module, name)).rstrip("\n").splitlines() + ["", ""]
     return lines
 

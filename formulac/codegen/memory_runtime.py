@@ -67,6 +67,35 @@ def _set_rng_state(device, state):
         torch.set_rng_state(state)
 
 
+def _recording(plan, rng, i):
+    """Step ``i``'s block caller in a forward: the random state before each call kept in
+    ``rng[(i, index)]`` when the plan replays them."""
+
+    def call(index, block, argument):
+        if plan.random:
+            rng[(i, index)] = _rng_state(argument.device)
+        return block(argument)
+
+    return call
+
+
+def _replay_rng(ctx, i, index):
+    """Back to the random state the forward recorded before block call ``index`` of step ``i``
+    (none recorded: the state is left as it is)."""
+    if (i, index) in ctx.rng:
+        _set_rng_state(ctx.device, ctx.rng[(i, index)])
+
+
+def _replaying(ctx, i):
+    """Step ``i``'s block caller in a backward: each call replays the forward's random state."""
+
+    def call(index, block, argument):
+        _replay_rng(ctx, i, index)
+        return block(argument)
+
+    return call
+
+
 def _autocast_state(device_type):
     try:
         return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
@@ -74,6 +103,31 @@ def _autocast_state(device_type):
         if device_type == "cuda":
             return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
         return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+
+
+def _stage_inputs(plan, tensors):
+    """The stage's first states and its shared parameters by name, from a Function's inputs."""
+    return tensors[: plan.count], dict(zip(plan.names, tensors[plan.count : plan.count + len(plan.names)]))
+
+
+def _remember(ctx, plan, rng, positions, device, saved):
+    """What a backward needs: the plan, the random states recorded (``_recording``), the
+    anchors' step positions, the device and its autocast state, the tensors ``saved``."""
+    ctx.save_for_backward(*saved)
+    ctx.plan, ctx.rng, ctx.positions = plan, rng, positions
+    ctx.device = device
+    ctx.autocast = _autocast_state(device.type)
+
+
+def _backward_start(ctx):
+    """The shared parameters' values (in ``plan.names`` order, then by name), each parameter's
+    gradient total so far (None) and the random state to restore after the backward (None
+    when the plan replays none)."""
+    plan = ctx.plan
+    shared_values = list(plan.params[: len(plan.names)])
+    total = {id(p): None for p in plan.params}
+    outer_rng = _rng_state(ctx.device) if plan.random else None
+    return shared_values, dict(zip(plan.names, shared_values)), total, outer_rng
 
 
 class _KeptBuffers:
@@ -105,30 +159,16 @@ class ReversibleSteps(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan, *tensors):
-        states = tensors[: plan.count]
-        shared = dict(zip(plan.names, tensors[plan.count : plan.count + len(plan.names)]))
+        states, shared = _stage_inputs(plan, tensors)
         rng = {}
-
-        def record(i):
-            def call(index, block, argument):
-                if plan.random:
-                    rng[(i, index)] = _rng_state(argument.device)
-                return block(argument)
-
-            return call
 
         positions, kept = [], []
         for i, step in enumerate(plan.steps):
             if i % plan.interval == 0:  # an anchor: the states before step i, kept exactly
                 positions.append(i)
                 kept.extend(states)
-            states = tuple(step.advance(record(i), *states, **shared))
-        ctx.plan = plan
-        ctx.positions = positions
-        ctx.rng = rng
-        ctx.device = states[0].device
-        ctx.autocast = _autocast_state(states[0].device.type)
-        ctx.save_for_backward(*states, *kept)
+            states = tuple(step.advance(_recording(plan, rng, i), *states, **shared))
+        _remember(ctx, plan, rng, positions, states[0].device, (*states, *kept))
         return states
 
     @staticmethod
@@ -138,12 +178,9 @@ class ReversibleSteps(torch.autograd.Function):
         saved = ctx.saved_tensors
         anchors = {pos: saved[count * (j + 1) : count * (j + 2)] for j, pos in enumerate(ctx.positions)}
         ends = ctx.positions[1:] + [len(plan.steps)]
-        shared_values = list(plan.params[: len(plan.names)])
-        shared = dict(zip(plan.names, shared_values))
-        total = {id(p): None for p in plan.params}
+        shared_values, shared, total, outer_rng = _backward_start(ctx)
         grads = list(grads)
         enabled, dtype = ctx.autocast
-        outer_rng = _rng_state(ctx.device) if plan.random else None
         try:
             with torch.autocast(ctx.device.type, dtype=dtype, enabled=enabled):
                 # one segment at a time, from the last: rebuilt from its exact last states (the
@@ -190,18 +227,10 @@ def _recompute_segment(ctx, start, end, first, last, grads, shared, total):
     plan = ctx.plan
     size = max(1, round(math.sqrt(end - start)))
 
-    def replay(i):
-        def call(index, block, argument):
-            if (i, index) in ctx.rng:
-                _set_rng_state(ctx.device, ctx.rng[(i, index)])
-            return block(argument)
-
-        return call
-
     def run(i, states, kept):
         step = plan.steps[i]
         kept.append(_KeptBuffers(step))
-        return tuple(step.advance(replay(i), *states, **shared))
+        return tuple(step.advance(_replaying(ctx, i), *states, **shared))
 
     starts = {}
     states = tuple(first)
@@ -217,7 +246,7 @@ def _recompute_segment(ctx, start, end, first, last, grads, shared, total):
         for i in reversed(range(start, end)):
             step = plan.steps[i]
             kept = _KeptBuffers(step)
-            rebuilt = tuple(step.retreat(replay(i), *rebuilt, **shared))
+            rebuilt = tuple(step.retreat(_replaying(ctx, i), *rebuilt, **shared))
             kept.restore()
             if i in starts:
                 drift.append((end - i, _relative_error(rebuilt, starts[i])))
@@ -257,14 +286,11 @@ def _step_backward(ctx, i, step, after, grads, anchor, shared, params, total):
     """Rebuild the states before step ``i`` and turn the gradients of its outputs into those of
     its inputs (returned) and of its parameters (added to ``total``). At an anchor the exact
     states are used, and the error of the rebuilt ones is returned (else None)."""
-    replay = ctx.rng
-    device = ctx.device
     records = {}  # block index -> (argument leaf, output with its graph)
 
     def rebuild_call(index, block, argument):
         leaf = argument.detach().requires_grad_()
-        if (i, index) in replay:
-            _set_rng_state(device, replay[(i, index)])
+        _replay_rng(ctx, i, index)
         with torch.enable_grad():
             output = block(leaf)
         records[index] = (leaf, output)
@@ -286,8 +312,7 @@ def _step_backward(ctx, i, step, after, grads, anchor, shared, params, total):
             arguments[index] = argument
             outputs[index] = records[index][1].detach().requires_grad_()
             return outputs[index]
-        if (i, index) in replay:
-            _set_rng_state(device, replay[(i, index)])
+        _replay_rng(ctx, i, index)
         return block(argument)
 
     with torch.enable_grad():
@@ -419,22 +444,13 @@ class ExactSteps(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan, *tensors):
-        states = tensors[: plan.count]
-        shared = dict(zip(plan.names, tensors[plan.count : plan.count + len(plan.names)]))
+        states, shared = _stage_inputs(plan, tensors)
         store = _FixedStore(states[0].dtype)
         rng = {}
 
-        def record(i):
-            def call(index, block, argument):
-                if plan.random:
-                    rng[(i, index)] = _rng_state(argument.device)
-                return block(argument)
-
-            return call
-
         fixed = tuple(store.fixed(t) for t in states)
         for i, step in enumerate(plan.steps):
-            fixed = tuple(step.advance_exact(record(i), store, *fixed, **shared))
+            fixed = tuple(step.advance_exact(_recording(plan, rng, i), store, *fixed, **shared))
         ctx.exact = store.fits()
         if ctx.exact:
             out = tuple(store.real(t) for t in fixed)
@@ -442,35 +458,18 @@ class ExactSteps(torch.autograd.Function):
             out = tuple(states)
             for i, step in enumerate(plan.steps):
                 kept = _KeptBuffers(step)  # the running statistics moved in the first pass
-                out = tuple(step.advance(record(i), *out, **shared))
+                out = tuple(step.advance(_recording(plan, rng, i), *out, **shared))
                 kept.restore()
-        ctx.plan, ctx.store, ctx.rng = plan, store, rng
-        ctx.positions = [0]
-        ctx.device = states[0].device
-        ctx.autocast = _autocast_state(states[0].device.type)
-        ctx.save_for_backward(*fixed, *states)
+        ctx.store = store
+        _remember(ctx, plan, rng, [0], states[0].device, (*fixed, *states))
         return out
 
     @staticmethod
     def backward(ctx, *grads):
         plan = ctx.plan
-        count = plan.count
-        saved = ctx.saved_tensors
-        fixed, inputs = saved[:count], saved[count:]
-        shared_values = list(plan.params[: len(plan.names)])
-        shared = dict(zip(plan.names, shared_values))
-        total = {id(p): None for p in plan.params}
+        fixed, inputs = ctx.saved_tensors[: plan.count], ctx.saved_tensors[plan.count :]
+        shared_values, shared, total, outer_rng = _backward_start(ctx)
         enabled, dtype = ctx.autocast
-        outer_rng = _rng_state(ctx.device) if plan.random else None
-
-        def replay(i):
-            def call(index, block, argument):
-                if (i, index) in ctx.rng:
-                    _set_rng_state(ctx.device, ctx.rng[(i, index)])
-                return block(argument)
-
-            return call
-
         try:
             with torch.autocast(ctx.device.type, dtype=dtype, enabled=enabled):
                 exact_grads = list(grads)
@@ -480,11 +479,11 @@ class ExactSteps(torch.autograd.Function):
                         step = plan.steps[i]
                         kept = _KeptBuffers(step)
                         with torch.no_grad():
-                            fixed = tuple(step.retreat_exact(replay(i), store, *fixed, **shared))
+                            fixed = tuple(step.retreat_exact(_replaying(ctx, i), store, *fixed, **shared))
                         leaves = [store.real(t).requires_grad_() for t in fixed]
                         params = shared_values + [p for p in step.parameters() if p.requires_grad]
                         with torch.enable_grad():
-                            new = step.advance(replay(i), *leaves, **shared)
+                            new = step.advance(_replaying(ctx, i), *leaves, **shared)
                             back = _grad(new, exact_grads, leaves + params)
                         kept.restore()
                         _accumulate(total, params, back[len(leaves) :])

@@ -10,15 +10,14 @@ its state_dict; the formula's learned coefficients are added under ``<stack>.for
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 from torch import nn
 
 from ..callable_package import make_callable
 from ..codegen.stream import stream_code
 from ..errors import UsageError
-from ..formula import Formula, load, parse
-from ..ir import Recurrence
+from ..formula import Formula
+from ..parse import as_recurrence
 from .branches import PRESETS, branch_specs, check_paths
 from .report import StackInfo, TransformInfo, transform_info
 from .stack import BlockCall, FormulaStack
@@ -64,22 +63,6 @@ def _transformed_class(cls: type) -> type:
     return _CLASSES[cls]
 
 
-def _recurrence(formula) -> Recurrence:
-    if isinstance(formula, Formula):
-        return formula.rec
-    if isinstance(formula, Recurrence):
-        return formula
-    if isinstance(formula, Path) or (
-        isinstance(formula, str) and formula.endswith(".rec") and "\n" not in formula
-    ):
-        return load(formula).rec
-    if isinstance(formula, str):
-        return parse(formula).rec
-    raise UsageError(
-        f"transform: the formula must be a Formula, formula text or a .rec path, not {formula!r}"
-    )
-
-
 def _copy(model: nn.Module, weights: str) -> nn.Module:
     if weights not in WEIGHTS:
         raise UsageError(f"transform: weights={weights!r}; choose 'copy' or 'share'")
@@ -106,6 +89,8 @@ def transform(
 ) -> nn.Module:
     """A new model in which each residual stack of ``model`` runs ``formula``.
 
+    ``formula``: a ``Formula``, a ``Recurrence``, formula text, or a ``.rec`` file as a
+    :class:`~pathlib.Path` (a ``str`` is always formula text; :func:`formulac.parse.as_recurrence`).
     ``stacks``: a dotted path (``"transformer.h"``) or a list of them; None finds them (the
     outermost ``nn.ModuleList``/``nn.Sequential`` of two or more blocks of one class; an error
     lists the candidates when they hold blocks of different classes). ``blocks``: how each of the
@@ -120,7 +105,7 @@ def transform(
     """
     if not isinstance(model, nn.Module):
         raise UsageError(f"transform: the model must be an nn.Module, not {type(model).__name__}")
-    rec = _recurrence(formula)
+    rec = as_recurrence(formula)
     if values:
         rec = rec.bind(**values)
     rec.require_bound("transform")

@@ -9,10 +9,14 @@ from fixtures_path import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from formulac.analysis.linear import structure
+from formulac.analysis.mixing import carried_states
+from formulac.analysis.roots import spectrum
 from formulac.codegen.memory_mode import kept_names
 from formulac.codegen.plan import plan_step
 from formulac.codegen.stream import stream_code
 from formulac.errors import UsageError
+from formulac.ir import UNBOUNDED
 from formulac.parse import load, parse
 
 ZOO = sorted((REPO / "examples").rglob("*.rec"))
@@ -66,3 +70,40 @@ def test_every_reader_takes_the_lags_from_the_recurrence(path):
     except UsageError:  # transform refuses histories and fixed reads; the plan is checked above
         return
     assert code.kept == kept_names(rec.carried_lags)[0]
+
+
+@pytest.mark.parametrize("path", ZOO, ids=lambda p: p.stem)
+def test_the_streams_of_the_mixing_analysis_are_the_kept_states_a_step_reads(path):
+    """carried_states (the streams of the state matrices) is carried_lags less the states no step
+    reads at n: the output when only the network reads it, a state read through its history."""
+    rec = load(path)
+    streams = carried_states(rec)
+    assert streams == [s for s in rec.carried_lags if s in streams]
+    for state in rec.carried_lags.keys() - set(streams):
+        assert rec.lags[state] in (0, UNBOUNDED)
+        assert state == rec.output or rec.lags[state] == UNBOUNDED
+
+
+def test_hyper_connections_keep_their_sum_but_mix_only_the_streams():
+    rec = load(REPO / "examples" / "hyper_connections_k2.rec")
+    assert rec.carried_lags == {"h1": 1, "h2": 1, "x": 1} and carried_states(rec) == ["h1", "h2"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    x_reads=st.lists(st.tuples(st.integers(1, 3), st.booleans()), min_size=1, max_size=3),
+    v_reads=st.lists(st.tuples(st.integers(1, 3), st.booleans()), max_size=3),
+)
+def test_the_spectrum_holds_the_kept_values_the_linear_part_reads(x_reads, v_reads):
+    """roots.spectrum's state vector is carried_lags less the values read only inside blocks."""
+    terms = [_term("x", lag, block) for lag, block in x_reads]
+    terms += [_term("v", lag, block) for lag, block in v_reads]
+    rec = parse(f"v_0 = x_0\nv_<n+1> = x_n + G(x_n)\nx_<n+1> = {' + '.join(terms)}\n")
+    plain = {"x": 1}  # the output, and v_<n+1> reads x_n outside its block
+    for state, reads in (("x", x_reads), ("v", v_reads)):
+        plain[state] = max([plain.get(state, 0)] + [lag for lag, in_block in reads if not in_block])
+    dimension = spectrum(structure(rec)).matrix.shape[0]
+    assert all(plain[s] <= rec.carried_lags.get(s, 0) for s in plain)
+    assert dimension == sum(plain.values())
+    only_in_blocks = any(plain[s] < depth for s, depth in rec.carried_lags.items())
+    assert (dimension < sum(rec.carried_lags.values())) == only_in_blocks

@@ -271,8 +271,8 @@ def test_backbone_file_is_torch_only(name):
     for i, node in enumerate(tree.body):
         if isinstance(node, ast.Import):
             assert {a.name for a in node.names} <= ALLOWED_IMPORTS, ast.dump(node)
-        elif isinstance(node, ast.ImportFrom):
-            raise AssertionError("from-import in %s: %s" % (path.name, ast.dump(node)))
+        elif isinstance(node, ast.ImportFrom):  # the shared layers alone, copied with the file
+            assert (node.level, node.module) == (1, "layers"), ast.dump(node)
         elif isinstance(node, (ast.ClassDef, ast.FunctionDef)):
             pass
         elif i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
@@ -281,18 +281,39 @@ def test_backbone_file_is_torch_only(name):
             raise AssertionError("module-level code in %s: %s" % (path.name, ast.dump(node)))
 
 
+def test_shared_layers_are_torch_only_and_stand_alone():
+    """Every function of backbones/layers.py reads no name of that module but torch's, and each
+    backbone file that imports one has it among the definitions the generator copies."""
+    path = BACKBONE_DIR / "layers.py"
+    tree = ast.parse(path.read_text())
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            assert {a.name for a in node.names} <= ALLOWED_IMPORTS, ast.dump(node)
+        elif isinstance(node, ast.FunctionDef):
+            read = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            assert not read & (functions - {node.name}), node.name
+        else:
+            assert isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant), ast.dump(node)
+    used = set()
+    for name in BACKBONES:
+        info = get_backbone(name)
+        imported = {n for n in functions if getattr(info.module, n, None) is not None}
+        assert imported <= set(info.definitions)
+        used |= imported
+    assert used == functions  # none left unused
+
+
 IMPORTS = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_definitions_are_self_contained(name):
-    """The generator copies the net class, the block classes and the projection function alone
-    (inspect.getsource) under the four imports: that must be enough."""
+    """The generator copies the backbone's definitions alone (the shared layers it imports, the
+    net class, the block classes, the projection function; inspect.getsource) under the four
+    imports: that must be enough."""
     info = get_backbone(name)
-    parts = [IMPORTS] + [
-        inspect.getsource(getattr(info.module, attr))
-        for attr in (info.net_class, *info.kind_classes, info.projection_function)
-    ]
+    parts = [IMPORTS] + [inspect.getsource(getattr(info.module, attr)) for attr in info.definitions]
     namespace: dict = {"__name__": "emitted"}
     exec(compile("\n\n".join(parts), "<emitted %s>" % name, "exec"), namespace)
     depth, options, shape = SMALL[name]

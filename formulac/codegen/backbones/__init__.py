@@ -1,8 +1,10 @@
 """The backbone registry: what a learned block ``F`` stands for, and what surrounds the steps.
 
 A backbone is one torch-only file in this package (copied verbatim, definition by definition,
-into the modules the code generator writes) plus an entry here that says, in pure Python, how
-its stages are laid out and which options it takes. The options are checked here, before any
+into the modules the code generator writes, with the functions it imports from the torch-only
+:mod:`.layers`: :attr:`BackboneInfo.definitions`) plus an entry here that says, in pure Python,
+how its stages are laid out (one ``check`` of its options and its ``stages``: :func:`_rules`)
+and which options it takes. The options are checked here, before any
 torch code runs (the torch-only files cannot raise formulac's errors): a bad or misspelled one
 is a :class:`BackboneError` naming the known ones. Importing this package does not import
 torch; ``BackboneInfo.module`` imports the torch-only file on first use.
@@ -54,6 +56,7 @@ come from :data:`BACKBONES`.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
@@ -139,6 +142,21 @@ class BackboneInfo:
     def module(self) -> ModuleType:
         """The torch-only module (imported on first use)."""
         return importlib.import_module(self.module_name)
+
+    @property
+    def definitions(self) -> tuple[str, ...]:
+        """What the code generator copies into a module it writes, in order: the functions the
+        backbone file imports from :mod:`.layers` (in the order that defines them), the net class, the
+        block classes and the projection function; each a name in :attr:`module`."""
+        layers = importlib.import_module(__name__ + ".layers")
+        helpers = tuple(
+            name
+            for name, value in vars(layers).items()
+            if inspect.isfunction(value)
+            and value.__module__ == layers.__name__
+            and getattr(self.module, name, None) is value
+        )
+        return (*helpers, self.net_class, *self.kind_classes, self.projection_function)
 
     @property
     def net(self) -> type:
@@ -249,6 +267,22 @@ def _check_shortcut(backbone: str, shortcut: Any, allowed: tuple) -> None:
         )
 
 
+def _rules(
+    check: Callable[..., tuple[Any, dict]], stages: Callable[[Any, dict], list[Stage]]
+) -> tuple[Callable[..., None], Callable[..., list[Stage]]]:
+    """``(validate, layout)`` of a registry entry from its one ``check(depth=None, **options)``
+    (a :class:`BackboneError` for bad options, else the depth as the stages take it and the
+    completed options) and ``stages(depth, options)``."""
+
+    def validate(**options: Any) -> None:
+        check(**options)
+
+    def layout(depth: int | None = None, **options: Any) -> list[Stage]:
+        return stages(*check(depth, **options))
+
+    return validate, layout
+
+
 # ----------------------------------------------------------------------------------------
 # cifar-resnet
 
@@ -274,11 +308,7 @@ def _cifar_family(name: str, defaults: Mapping[str, Any], default_depth: int):
                 _check_positive_int(name, knob, full[knob])
         return n, full
 
-    def validate(**options: Any) -> None:
-        check(**options)
-
-    def layout(depth: int | None = None, **options: Any) -> list[Stage]:
-        n, full = check(depth, **options)
+    def stages(n: int, full: dict) -> list[Stage]:
         proj = {"shortcut": full["shortcut"]}
         base = full.get("width", 16)
         return [
@@ -286,7 +316,7 @@ def _cifar_family(name: str, defaults: Mapping[str, Any], default_depth: int):
             for i, (width, stride) in enumerate(((base, 1), (2 * base, 2), (4 * base, 2)))
         ]
 
-    return validate, layout
+    return _rules(check, stages)
 
 
 cifar_validate, cifar_layout = _cifar_family("cifar-resnet", _CIFAR_DEFAULTS, _CIFAR_DEPTH)
@@ -325,12 +355,7 @@ def _imagenet_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     return depth, full
 
 
-def imagenet_validate(**options: Any) -> None:
-    _imagenet_check(**options)
-
-
-def imagenet_layout(depth: int | None = None, **options: Any) -> list[Stage]:
-    depth, full = _imagenet_check(depth, **options)
+def _imagenet_stages(depth: int, full: dict) -> list[Stage]:
     bottleneck = depth >= 50
     expansion = 4 if bottleneck else 1
     if bottleneck:
@@ -348,6 +373,9 @@ def imagenet_layout(depth: int | None = None, **options: Any) -> list[Stage]:
         )
         for i, (planes, steps) in enumerate(zip((64, 128, 256, 512), _IMAGENET_BLOCKS[depth]))
     ]
+
+
+imagenet_validate, imagenet_layout = _rules(_imagenet_check, _imagenet_stages)
 
 
 # ----------------------------------------------------------------------------------------
@@ -379,12 +407,7 @@ def _wrn_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     return n, full
 
 
-def wrn_validate(**options: Any) -> None:
-    _wrn_check(**options)
-
-
-def wrn_layout(depth: int | None = None, **options: Any) -> list[Stage]:
-    n, full = _wrn_check(depth, **options)
+def _wrn_stages(n: int, full: dict) -> list[Stage]:
     k = full["widen_factor"]
     branch = {"dropout": float(full["dropout"])}
     return [
@@ -392,6 +415,9 @@ def wrn_layout(depth: int | None = None, **options: Any) -> list[Stage]:
         Stage("layer2", 32 * k, 2, n, dict(branch), {"shortcut": "B"}),
         Stage("layer3", 64 * k, 2, n, dict(branch), {"shortcut": "B"}),
     ]
+
+
+wrn_validate, wrn_layout = _rules(_wrn_check, _wrn_stages)
 
 
 # ----------------------------------------------------------------------------------------
@@ -410,18 +436,16 @@ def _resnext_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     return n, full
 
 
-def resnext_validate(**options: Any) -> None:
-    _resnext_check(**options)
-
-
-def resnext_layout(depth: int | None = None, **options: Any) -> list[Stage]:
-    n, full = _resnext_check(depth, **options)
+def _resnext_stages(n: int, full: dict) -> list[Stage]:
     branch = {"cardinality": full["cardinality"], "base_width": full["base_width"]}
     return [
         Stage("layer1", 256, 1, n, dict(branch), {"shortcut": "B"}),
         Stage("layer2", 512, 2, n, dict(branch), {"shortcut": "B"}),
         Stage("layer3", 1024, 2, n, dict(branch), {"shortcut": "B"}),
     ]
+
+
+resnext_validate, resnext_layout = _rules(_resnext_check, _resnext_stages)
 
 
 # ----------------------------------------------------------------------------------------
@@ -452,17 +476,15 @@ def _mlp_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     return depth, full
 
 
-def mlp_validate(**options: Any) -> None:
-    _mlp_check(**options)
-
-
-def mlp_layout(depth: int | None = None, **options: Any) -> list[Stage]:
-    depth, full = _mlp_check(depth, **options)
+def _mlp_stages(depth: int, full: dict) -> list[Stage]:
     widths = list(full["stages"]) if full["stages"] is not None else [full["width"]]
     branch = {"layernorm": True} if full["layernorm"] else {}
     return [
         Stage("layer%d" % (i + 1), w, 1, depth, dict(branch), {"shortcut": "B"}) for i, w in enumerate(widths)
     ]
+
+
+mlp_validate, mlp_layout = _rules(_mlp_check, _mlp_stages)
 
 
 # ----------------------------------------------------------------------------------------
@@ -519,7 +541,7 @@ def _check_layer_norm_eps(name: str, eps: Any) -> None:
         _fail(name, "option 'layer_norm_eps' must be a number in (0, 1), got %r" % (eps,))
 
 
-def _transformer_layers(full: dict, depth: int, **branch: Any) -> list[Stage]:
+def _transformer_layers(depth: int, full: dict, **branch: Any) -> list[Stage]:
     """One stage of ``depth`` blocks on the (B, T, dim) stream; ``branch``: options beyond the
     ones every transformer block takes."""
     common = {
@@ -554,13 +576,7 @@ def _vit_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     return depth, full
 
 
-def vit_validate(**options: Any) -> None:
-    _vit_check(**options)
-
-
-def vit_layout(depth: int | None = None, **options: Any) -> list[Stage]:
-    depth, full = _vit_check(depth, **options)
-    return _transformer_layers(full, depth)
+vit_validate, vit_layout = _rules(_vit_check, _transformer_layers)
 
 
 _VIT_KINDS = _transformer_kinds("ViT", "multi-head self-attention")
@@ -609,13 +625,11 @@ def _gpt_check(depth: Any = None, **options: Any) -> tuple[int, dict]:
     return depth, full
 
 
-def gpt_validate(**options: Any) -> None:
-    _gpt_check(**options)
+def _gpt_stages(depth: int, full: dict) -> list[Stage]:
+    return _transformer_layers(depth, full, gelu=full["gelu"])
 
 
-def gpt_layout(depth: int | None = None, **options: Any) -> list[Stage]:
-    depth, full = _gpt_check(depth, **options)
-    return _transformer_layers(full, depth, gelu=full["gelu"])
+gpt_validate, gpt_layout = _rules(_gpt_check, _gpt_stages)
 
 
 _GPT_KINDS = _transformer_kinds("GPT", "causal multi-head self-attention")

@@ -7,13 +7,16 @@ channels; the stages have width, 2*width and 4*width) and ``stem_stride`` (the s
 convolution's stride; 2 makes every stage work at half the resolution, a quarter of the cost). Attribute names follow the widely used akamaster/pytorch_resnet_cifar10
 implementation (conv1, bn1, layer1..layer3, linear), with the shortcut named ``downsample``.
 
-This file depends on torch alone: the code generator copies its classes and functions verbatim
-into the modules it writes, so each definition is self-contained.
+This file depends on torch alone (and the torch-only :mod:`.layers`): the code generator copies
+its classes and functions verbatim into the modules it writes, with the shared layers they use,
+so each definition is self-contained.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .layers import shortcut_projection
 
 
 class CifarResNet(nn.Module):
@@ -90,20 +93,4 @@ def cifar_projection(in_width, width, stride, shortcut="A"):
     Padding cannot shrink channels, so when ``width < in_width`` (a formula that concatenates
     states) the projection is the 1x1 convolution + batch norm whatever the option.
     """
-    if shortcut not in ("A", "B"):
-        raise ValueError("shortcut must be 'A' or 'B', got %r" % (shortcut,))
-    if in_width == width and stride == 1:
-        return None
-    if shortcut == "A" and width >= in_width:
-        layers = []
-        if stride != 1:
-            layers.append(nn.AvgPool2d(kernel_size=1, stride=stride))
-        if width != in_width:
-            front = (width - in_width) // 2
-            # (W, W, H, H, C front, C back): pads the channel dimension of an (N, C, H, W) tensor
-            layers.append(nn.ConstantPad3d((0, 0, 0, 0, front, width - in_width - front), 0.0))
-        return nn.Sequential(*layers)
-    return nn.Sequential(
-        nn.Conv2d(in_width, width, kernel_size=1, stride=stride, bias=False),
-        nn.BatchNorm2d(width),
-    )
+    return shortcut_projection(in_width, width, stride, shortcut, batch_norm=True)

@@ -12,6 +12,8 @@ into the modules it writes, so each definition is self-contained.
 import torch
 import torch.nn as nn
 
+from .layers import shortcut_projection
+
 
 class ImageNetResNet(nn.Module):
     """Stem and head of the torchvision ResNet; the stages are added by the code generator.
@@ -105,9 +107,4 @@ def imagenet_projection(in_width, width, stride, shortcut="B"):
     Only shortcut "B" exists for this backbone."""
     if shortcut != "B":
         raise ValueError("the ImageNet ResNet has only shortcut 'B', got %r" % (shortcut,))
-    if in_width == width and stride == 1:
-        return None
-    return nn.Sequential(
-        nn.Conv2d(in_width, width, kernel_size=1, stride=stride, bias=False),
-        nn.BatchNorm2d(width),
-    )
+    return shortcut_projection(in_width, width, stride, "B", batch_norm=True)

@@ -6,13 +6,16 @@ three stages of n steps with 16, 32 and 64 channels (strides 1, 2, 2); head: bat
 ReLU, global average pooling and a linear classifier (attributes ``bn`` and ``linear``).
 The natural formula is ``x_<n+1> = x_n + F(x_n)``.
 
-This file depends on torch alone: the code generator copies its classes and functions verbatim
-into the modules it writes, so each definition is self-contained.
+This file depends on torch alone (and the torch-only :mod:`.layers`): the code generator copies
+its classes and functions verbatim into the modules it writes, with the shared layers they use,
+so each definition is self-contained.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .layers import init_fan_out, shortcut_projection
 
 
 class PreActCifarResNet(nn.Module):
@@ -40,14 +43,7 @@ class PreActCifarResNet(nn.Module):
     def init_weights(self):
         """Kaiming-normal (fan_out) convolutions as in He et al.'s code, batch norm 1 and 0,
         linear bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_fan_out(self)
 
     def stem(self, x):
         return self.conv1(x)
@@ -94,17 +90,4 @@ def preact_projection(in_width, width, stride, shortcut="B"):
     When ``width < in_width`` (a formula that concatenates states) padding cannot work and the
     projection is the 1x1 convolution whatever the option.
     """
-    if shortcut not in ("A", "B"):
-        raise ValueError("shortcut must be 'A' or 'B', got %r" % (shortcut,))
-    if in_width == width and stride == 1:
-        return None
-    if shortcut == "A" and width >= in_width:
-        layers = []
-        if stride != 1:
-            layers.append(nn.AvgPool2d(kernel_size=1, stride=stride))
-        if width != in_width:
-            front = (width - in_width) // 2
-            # (W, W, H, H, C front, C back): pads the channel dimension of an (N, C, H, W) tensor
-            layers.append(nn.ConstantPad3d((0, 0, 0, 0, front, width - in_width - front), 0.0))
-        return nn.Sequential(*layers)
-    return nn.Sequential(nn.Conv2d(in_width, width, kernel_size=1, stride=stride, bias=False))
+    return shortcut_projection(in_width, width, stride, shortcut, batch_norm=False)

@@ -8,13 +8,16 @@ of ``base_width * width / 256`` channels (ResNeXt-29 8x64d: 34.4M parameters, 16
 Projections are 1x1 convolution + batch norm. The natural formula is
 ``x_<n+1> = relu(x_n + F(x_n))``.
 
-This file depends on torch alone: the code generator copies its classes and functions verbatim
-into the modules it writes, so each definition is self-contained.
+This file depends on torch alone (and the torch-only :mod:`.layers`): the code generator copies
+its classes and functions verbatim into the modules it writes, with the shared layers they use,
+so each definition is self-contained.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .layers import init_fan_out, shortcut_projection
 
 
 class CifarResNeXt(nn.Module):
@@ -42,14 +45,7 @@ class CifarResNeXt(nn.Module):
 
     def init_weights(self):
         """Kaiming-normal (fan_out) convolutions, batch norm 1 and 0, linear bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_fan_out(self)
 
     def stem(self, x):
         return self.relu(self.bn1(self.conv1(x)))
@@ -91,9 +87,4 @@ def resnext_projection(in_width, width, stride, shortcut="B"):
     Only shortcut "B" exists for this backbone."""
     if shortcut != "B":
         raise ValueError("the CIFAR ResNeXt has only shortcut 'B', got %r" % (shortcut,))
-    if in_width == width and stride == 1:
-        return None
-    return nn.Sequential(
-        nn.Conv2d(in_width, width, kernel_size=1, stride=stride, bias=False),
-        nn.BatchNorm2d(width),
-    )
+    return shortcut_projection(in_width, width, stride, "B", batch_norm=True)
