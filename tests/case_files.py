@@ -1,0 +1,60 @@
+"""Tables of bad inputs kept as data: a ``.cases`` file read into (id, text, line, column, message).
+
+The format, as in LLVM's lit tests or Lark's test grammars, keeps each malformed file as it reads::
+
+    # comment lines before the first case
+    ### CASE-ID  LINE:COLUMN  MESSAGE FRAGMENT
+    source line 1
+    source line 2
+
+A case's text is the lines up to the next ``###`` header, less trailing blank lines (they only
+separate cases), joined with ``\\n``. Characters that cannot be seen are written as Python escapes
+and decoded in one way, Python's ``unicode_escape``: ``\\r``, ``\\t``, ``\\n`` (a text that ends
+with a line break ends with ``\\n``), ``\\xNN``, ``\\uNNNN``, and ``\\\\`` for a backslash. The
+message is decoded the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+HEADER = "### "
+
+
+class Case(NamedTuple):
+    id: str
+    text: str
+    line: int
+    column: int
+    message: str
+
+
+def decode(written: str) -> str:
+    """The text a case means: its escapes decoded, every other character kept as written."""
+    return written.encode("ascii", "backslashreplace").decode("unicode_escape")
+
+
+def read_cases(path: Path) -> list[Case]:
+    """The cases of a ``.cases`` file, in file order."""
+    cases: list[Case] = []
+    header: str | None = None
+    body: list[str] = []
+
+    def close() -> None:
+        if header is None:
+            return
+        while body and not body[-1]:
+            body.pop()
+        case_id, position, message = header[len(HEADER) :].split(None, 2)
+        line, column = position.split(":")
+        cases.append(Case(case_id, decode("\n".join(body)), int(line), int(column), decode(message)))
+
+    for row in path.read_text(encoding="utf-8").split("\n"):
+        if row.startswith(HEADER):
+            close()
+            header, body = row, []
+        elif header is not None:
+            body.append(row)
+    close()
+    return cases
