@@ -1,8 +1,8 @@
 """Overhead of each learned-mixing formula over the plain residual stream: parameters, and CPU
 time of a training step (forward, cross-entropy, backward).
 
-Formulas: examples/resnet.rec (the baseline), denseformer.rec, denseformer_window.rec,
-hyper_connections_k2.rec, mhc_k2.rec, laurel_rw.rec, hyper_connections_k4.rec, mhc_k4.rec, on one backbone at one depth (``--backbone mlp
+Formulas: examples/resnet.rec (the baseline), then those examples/learned_mixing.txt names
+(denseformer.rec, ..., mhc_k4.rec), on one backbone at one depth (``--backbone mlp
 --depth 12`` by default; ``vit`` works too). The mixing parameters are counted from the
 formula's own coefficients (``Recurrence.params``; a stream formula's compact ones, ``res_n[4,4]``),
 the total from the module.
@@ -28,15 +28,11 @@ import torch
 import formulac
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FORMULAS = [
-    "resnet",
-    "denseformer",
-    "denseformer_window",
-    "hyper_connections_k2",
-    "mhc_k2",
-    "laurel_rw",
-    "hyper_connections_k4",
-    "mhc_k4",
+# the baseline, then the mixing examples in the order examples/learned_mixing.txt lists them
+FORMULAS = ["resnet"] + [
+    name
+    for name in (EXAMPLES / "learned_mixing.txt").read_text().split("\n")
+    if name and not name.startswith("#")
 ]
 INPUTS = {"mlp": (1, 28, 28), "vit": (3, 32, 32), "cifar-resnet": (3, 32, 32)}
 

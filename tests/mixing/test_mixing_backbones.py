@@ -3,6 +3,8 @@ is finite and every learned mixing coefficient receives a gradient."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,13 +12,9 @@ import formulac
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
 MIXING = [
-    "denseformer",
-    "denseformer_window",
-    "hyper_connections_k2",
-    "mhc_k2",
-    "laurel_rw",
-    "hyper_connections_k4",
-    "mhc_k4",
+    name
+    for name in Path(EXAMPLES, "learned_mixing.txt").read_text(encoding="utf-8").split("\n")
+    if name and not name.startswith("#")
 ]
 INPUTS = {"mlp": (1, 28, 28), "cifar-resnet": (3, 32, 32), "vit": (3, 32, 32)}
 DEPTHS = {"mlp": 3, "cifar-resnet": 8, "vit": 2}
