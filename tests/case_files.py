@@ -19,6 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest
+
+from formulac.errors import SourceError
+from formulac.parse import parse
+
 HEADER = "### "
 
 
@@ -58,3 +63,15 @@ def read_cases(path: Path) -> list[Case]:
             body.append(row)
     close()
     return cases
+
+
+def expect_source_error(
+    data: str | bytes, line: int, column: int, fragment: str, path: str = "bad.rec"
+) -> SourceError:
+    """Parse ``data``: a SourceError at ``line``:``column`` whose message holds ``fragment``."""
+    with pytest.raises(SourceError) as info:
+        parse(data, path)
+    err = info.value
+    assert fragment in err.message, err.format()
+    assert (err.location.line, err.location.column) == (line, column), err.format()
+    return err

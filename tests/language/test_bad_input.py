@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from case_files import read_cases
+from case_files import expect_source_error, read_cases
 
 from formulac.errors import FormulacError, SourceError
 from formulac.limits import MAX_EXPRESSION_DEPTH, MAX_LINE_CHARS, MAX_NESTING
@@ -30,15 +30,6 @@ IDS = [c[0] for c in CASES]
 def test_there_are_enough_cases():
     assert len(CASES) >= 30
     assert len(set(IDS)) == len(IDS)
-
-
-def _expect_error(data, line: int, column: int, fragment: str, path: str = "bad.rec") -> SourceError:
-    with pytest.raises(SourceError) as info:
-        parse(data, path)
-    err = info.value
-    assert fragment in err.message, err.format()
-    assert (err.location.line, err.location.column) == (line, column), err.format()
-    return err
 
 
 def _check_format(text: str, path: str, line: int, column: int, message: str) -> None:
@@ -60,7 +51,7 @@ def _check_format(text: str, path: str, line: int, column: int, message: str) ->
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_bad_input_is_a_source_error(case):
     _, text, line, column, fragment = case
-    err = _expect_error(text, line, column, fragment)
+    err = expect_source_error(text, line, column, fragment)
     _check_format(err.format(), "bad.rec", line, column, err.message)
     source_line = text.lstrip("\ufeff").split("\n")[line - 1].rstrip("\r")
     if text and source_line.replace("\t", "").isprintable():  # the line is shown as written (tabs as spaces)
@@ -70,25 +61,24 @@ def test_bad_input_is_a_source_error(case):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_bad_input_as_utf8_bytes(case):
     """The same files read as bytes (what ``load`` does) give the same errors."""
-    _, text, line, column, fragment = case
-    _expect_error(text.encode("utf-8"), line, column, fragment)
+    expect_source_error(case.text.encode("utf-8"), case.line, case.column, case.message)
 
 
 # -- binary garbage, huge and deep inputs -----------------------------------------------------
 
 
 def test_nul_bytes():
-    _expect_error(b"x_<n+1> = x_n\x00 + F(x_n)", 1, 14, "control character U+0000")
+    expect_source_error(b"x_<n+1> = x_n\x00 + F(x_n)", 1, 14, "control character U+0000")
 
 
 def test_invalid_utf8():
-    err = _expect_error(b"a = 1\nx_<n+1> = x_n + \xff F(x_n)", 2, 17, "not UTF-8 text (byte 0xff)")
+    err = expect_source_error(b"a = 1\nx_<n+1> = x_n + \xff F(x_n)", 2, 17, "not UTF-8 text (byte 0xff)")
     _check_format(err.format(), "bad.rec", 2, 17, err.message)
 
 
 def test_binary_file():
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10"
-    _expect_error(png, 1, 1, "not UTF-8")
+    expect_source_error(png, 1, 1, "not UTF-8")
     elf = b"\x7fELF\x02\x01\x01\x00" + bytes(range(256))
     with pytest.raises(SourceError):
         parse(elf, "bad.rec")
@@ -107,7 +97,7 @@ def test_random_bytes_are_rejected_quickly():
 def test_very_long_line():
     text = "x_<n+1> = x_n + " + "1+" * 50_000 + "F(x_n)"
     start = time.perf_counter()
-    err = _expect_error(text, 1, MAX_LINE_CHARS + 1, "line too long")
+    err = expect_source_error(text, 1, MAX_LINE_CHARS + 1, "line too long")
     assert time.perf_counter() - start < 1.0
     shown = err.format().split("\n")[1]
     assert len(shown) < 200, "the source line is cut to a window"
@@ -116,24 +106,24 @@ def test_very_long_line():
 
 def test_very_long_line_after_good_lines():
     text = "a = 1\n# fine\nx_<n+1> = x_n + a*F(x_n)\n# " + "x" * 100_000
-    _expect_error(text, 4, MAX_LINE_CHARS + 1, "line too long")
+    expect_source_error(text, 4, MAX_LINE_CHARS + 1, "line too long")
 
 
 def test_ten_thousand_parentheses():
     text = "x_<n+1> = " + "(" * 10_000 + "x_n" + ")" * 10_000
-    _expect_error(text, 1, MAX_LINE_CHARS + 1, "line too long")
+    expect_source_error(text, 1, MAX_LINE_CHARS + 1, "line too long")
 
 
 def test_deep_parentheses_within_the_line_limit():
     text = "x_<n+1> = " + "(" * (MAX_NESTING + 1) + "x_n" + ")" * (MAX_NESTING + 1)
-    _expect_error(text, 1, 11 + MAX_NESTING, "parentheses nested too deeply")
+    expect_source_error(text, 1, 11 + MAX_NESTING, "parentheses nested too deeply")
     # the limit itself is fine
     parse("x_<n+1> = " + "(" * MAX_NESTING + "x_n" + ")" * MAX_NESTING)
 
 
 def test_deep_parentheses_across_continued_lines():
     text = "x_<n+1> = \\\n" + "(\\\n" * 200 + "x_n" + ")" * 200
-    _expect_error(text, 2 + MAX_NESTING, 1, "parentheses nested too deeply")
+    expect_source_error(text, 2 + MAX_NESTING, 1, "parentheses nested too deeply")
 
 
 def test_deep_parentheses_on_separate_statements_are_independent():

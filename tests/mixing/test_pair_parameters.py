@@ -3,14 +3,16 @@ weights at the initial values and symbolically, checked against a direct unrolli
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sympy
+from case_files import expect_source_error, read_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import formulac
 from formulac.analysis import analyze
-from formulac.errors import SourceError
 from formulac.ir import pair_reference
 from formulac.parse import parse
 
@@ -79,63 +81,12 @@ def test_initial_values_give_the_plain_residual_stream():
         assert dense.weights.block["F"] == resnet.weights.block["F"] == [1] * depth
 
 
-BAD = [
-    (
-        "read-outside-a-sum",
-        "param w_<n,i> = [i == n]\nx_<n+1> = w_<n,n>*x_n + F(x_n)",
-        "read it inside a history sum",
-    ),
-    ("bare-name", "param w_<n,i> = [i == n]\nx_<n+1> = w*x_n + sum(i=0..n, w_<n,i>*x_i)", "pair parameter"),
-    ("per-step-form", "param w_<n,i> = 1\nx_<n+1> = sum(i=0..n, w_n*x_i)", "is read as w_<n,i>"),
-    ("wrong-index", "param w_<n,i> = 1\nx_<n+1> = sum(i=0..n, w_<n,n>*x_i)", "is read as w_<n,i>"),
-    ("never-read", "param w_<n,i> = 1\nx_<n+1> = x_n + F(x_n)", "is not read in any sum"),
-    (
-        "two-ranges",
-        "param w_<n,i> = 1\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i) + sum(j=1..n, w_<n,j>*x_j)",
-        "different ranges",
-    ),
-    (
-        "declared-with-a-shift",
-        "param w_<n+1,i> = 1\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
-        "declared with the step",
-    ),
-    (
-        "iverson-elsewhere",
-        "x_<n+1> = [n == 0]*x_n + F(x_n)",
-        "only for the initial value of a pair parameter",
-    ),
-    (
-        "iverson-per-step",
-        "param k_n = [n == 0]\nx_<n+1> = k_n*x_n + F(x_n)",
-        "only for the initial value of a pair parameter",
-    ),
-    (
-        "iverson-not-an-index",
-        "param w_<n,i> = [i == 1/2]\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
-        "whole number",
-    ),
-    (
-        "init-beyond-doubles",
-        "param w_<n,i> = [i == n]*1e400\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
-        "beyond the range of a double",
-    ),
-    (
-        "init-rounds-to-zero",
-        "param w_<n,i> = [i == 0]*1e-400\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
-        "rounds to 0 as a double",
-    ),
-    ("init-free-symbol", "param w_<n,i> = a\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)", "undefined symbol"),
-    ("two-indices-on-a-state", "x_<n+1> = x_<n,1> + F(x_n)", "only a pair parameter"),
-    ("own-state-at-n+1", "x_<n+1> = x_n + sum(i=0..n+1, x_i)", "cannot reach beyond step n"),
-    ("sum-beyond-n+1", "y_<n+1> = F(y_n)\nx_<n+1> = sum(i=0..n+2, y_i)", "cannot reach beyond step n"),
-]
+BAD = read_cases(Path(__file__).with_name("bad_pair_parameters.cases"))
 
 
-@pytest.mark.parametrize("text, fragment", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
-def test_bad_pair_parameters_are_one_clear_source_error(text, fragment):
-    with pytest.raises(SourceError) as info:
-        parse(text)
-    assert fragment in info.value.message, info.value.format()
+@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+def test_bad_pair_parameters_are_one_clear_source_error(case):
+    expect_source_error(case.text, case.line, case.column, case.message)
 
 
 def test_sum_reaching_another_state_at_n_plus_1_orders_the_equations():
