@@ -12,10 +12,15 @@ separate cases), joined with ``\\n``. Characters that cannot be seen are written
 and decoded in one way, Python's ``unicode_escape``: ``\\r``, ``\\t``, ``\\n`` (a text that ends
 with a line break ends with ``\\n``), ``\\xNN``, ``\\uNNNN``, and ``\\\\`` for a backslash. The
 message is decoded the same way.
+
+Command-line mistakes use the same headers without the position, ``### CASE-ID  MESSAGE FRAGMENT``,
+and the arguments as a shell would split them (``shlex``), ``{name}`` standing for a path the test
+supplies (:meth:`CommandCase.argv`).
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,28 +45,47 @@ def decode(written: str) -> str:
     return written.encode("ascii", "backslashreplace").decode("unicode_escape")
 
 
-def read_cases(path: Path) -> list[Case]:
-    """The cases of a ``.cases`` file, in file order."""
-    cases: list[Case] = []
-    header: str | None = None
-    body: list[str] = []
+class CommandCase(NamedTuple):
+    id: str
+    words: list[str]
+    message: str
 
-    def close() -> None:
-        if header is None:
-            return
-        while body and not body[-1]:
-            body.pop()
-        case_id, position, message = header[len(HEADER) :].split(None, 2)
-        line, column = position.split(":")
-        cases.append(Case(case_id, decode("\n".join(body)), int(line), int(column), decode(message)))
+    def argv(self, **paths: object) -> list[str]:
+        """The arguments, each ``{name}`` replaced by ``str(paths[name])``."""
+        values = {name: str(value) for name, value in paths.items()}
+        return [word.format_map(values) for word in self.words]
 
+
+def _blocks(path: Path) -> list[tuple[str, list[str]]]:
+    """(header less its ``### ``, body lines less trailing blank ones) of each case, in file order."""
+    blocks: list[tuple[str, list[str]]] = []
     for row in path.read_text(encoding="utf-8").split("\n"):
         if row.startswith(HEADER):
-            close()
-            header, body = row, []
-        elif header is not None:
-            body.append(row)
-    close()
+            blocks.append((row[len(HEADER) :], []))
+        elif blocks:
+            blocks[-1][1].append(row)
+    for _, body in blocks:
+        while body and not body[-1]:
+            body.pop()
+    return blocks
+
+
+def read_cases(path: Path) -> list[Case]:
+    """The bad-source cases of a ``.cases`` file, in file order."""
+    cases = []
+    for header, body in _blocks(path):
+        case_id, position, message = header.split(None, 2)
+        line, column = position.split(":")
+        cases.append(Case(case_id, decode("\n".join(body)), int(line), int(column), decode(message)))
+    return cases
+
+
+def read_command_cases(path: Path) -> list[CommandCase]:
+    """The command-line cases of a ``.cases`` file, in file order."""
+    cases = []
+    for header, body in _blocks(path):
+        case_id, message = header.split(None, 1)
+        cases.append(CommandCase(case_id, shlex.split(" ".join(body)), decode(message)))
     return cases
 
 
