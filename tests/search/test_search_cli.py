@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from case_files import read_command_cases
 from cli_runner import run_cli
 from conftest import EXAMPLES, FAST, RESNET, SEARCH_ARGS, TWO_STEP, study_content
 
@@ -32,7 +33,6 @@ def one_error_line(err: str) -> str:
 
 
 LM = str(EXAMPLES / "lm_resnet.rec")
-A = ["--space", "a=-0.9:0.1"]
 
 
 def with_option(args, flag, value):
@@ -41,67 +41,16 @@ def with_option(args, flag, value):
     return [*args[: i + 1], value, *args[i + 2 :]]
 
 
-# each: arguments, the files (default: two_step_free.rec), a phrase of the error line
-BAD = {
-    "unknown name": (["--space", "b=0:1"], None, "unknown name 'b'"),
-    "reversed interval": (["--space", "a=1:0"], None, "reversed"),
-    "empty interval": (["--space", "a=0.5:0.5"], None, "empty"),
-    "not a number": (["--space", "a=x:1"], None, "not a number"),
-    "log scale at 0": (["--space", "a=0:1:log"], None, "LO > 0"),
-    "beyond doubles": (["--space", "a=-1e400:0"], None, "outside the range of a double"),
-    "repeated value": (["--space", "a=-0.5,-0.5"], None, "repeated"),
-    "given twice": (["--space", "a=-0.5:0", "--space", "a=-0.9:0"], None, "given twice"),
-    "domain on a constant": (["--space", "a=-1:0"], [str(EXAMPLES / "two_step.rec")], "a is a constant"),
-    "domain on a param": (["--space", "k_n=0:1"], [LM], "k is a trained parameter"),
-    "domain on a --set value": (["--space", "a=-1:0", "--set", "a=-0.5"], None, "bound by --set"),
-    "no domain": ([], None, "has no domain"),
-    "unknown property": ([*A, "--require", "fast"], None, "unknown property 'fast'"),
-    "bad comparison": ([*A, "--require", "rate<=one"], None, "not a number"),
-    "knob interval": ([*A, "--space", "depth=0:10"], None, "takes a list"),
-    "bad knob value": ([*A, "--space", "depth=0,2"], None, "must be a positive integer"),
-    "grid of an interval": ([*A, "--sampler", "grid"], None, "needs finite domains"),
-    "unreachable storage": (
-        [*A, "--storage", "postgresql://nobody@127.0.0.1:1/none"],
-        None,
-        "cannot open the study storage",
-    ),
-    "no such driver": ([*A, "--storage", "mysql://u@127.0.0.1:1/x"], None, "driver is not installed"),
-    "zero trials": ([*A, "--trials", "0"], None, "--trials: expected a positive whole number"),
-    "negative trials": ([*A, "--trials", "-3"], None, "--trials: expected a positive whole number"),
-    "zero workers": ([*A, "--workers", "0"], None, "--workers: expected a positive whole number"),
-    "negative max-params": ([*A, "--max-params", "-5"], None, "--max-params: expected a positive"),
-    "negative confirm": (
-        [*A, "--confirm", "-1", "--baseline", RESNET],
-        None,
-        "--confirm must not be negative",
-    ),
-    "confirm beyond trials": (
-        [*A, "--trials", "2", "--confirm", "3", "--baseline", RESNET],
-        None,
-        "more candidates than the study's 2 trials",
-    ),
-    "confirm without baseline": ([*A, "--confirm", "1"], None, "needs --baseline"),
-    "baseline with a free symbol": (
-        [*A, "--confirm", "1", "--baseline", TWO_STEP],
-        None,
-        "its symbols a have no value",
-    ),
-    "no validation split": ([*A, "--val-fraction", "0"], None, "--val-fraction must be above 0"),
-    "grace within a heartbeat": ([*A, "--heartbeat", "5", "--grace", "2"], None, "grace period"),
-    "analysis too deep": ([*A, "--analysis-depth", "5000"], None, "--analysis-depth must be between"),
-    "same file twice": (["--space", "a=-0.5:0"], [TWO_STEP, TWO_STEP], "given twice"),
-    "missing file": (["--space", "a=-0.5:0"], ["/nonexistent/f.rec"], "cannot read"),
-}
+BAD = read_command_cases(Path(__file__).with_name("bad_search_arguments.cases"))
 
 
-@pytest.mark.parametrize("case", list(BAD))
+@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
 def test_bad_input_is_one_error_line_and_the_study_is_intact(capsys, study_copy, case):
-    args, files, message = BAD[case]
     before = study_content(study_copy)
     board = (study_copy / "leaderboard.json").read_text()
-    code, _, err = run_cli(capsys, "search", *(files or [TWO_STEP]), *args, *FAST, "--out", study_copy)
+    code, _, err = run_cli(capsys, *case.argv(examples=EXAMPLES), *FAST, "--out", study_copy)
     assert code == 2, err
-    assert message in one_error_line(err)
+    assert case.message in one_error_line(err)
     assert study_content(study_copy) == before
     assert (study_copy / "leaderboard.json").read_text() == board
 
