@@ -822,7 +822,8 @@ class Recurrence:
         A state read only at ``n+1`` (same step) has lag 0; a history sum makes the lag
         unbounded (:data:`UNBOUNDED`, -1).
         """
-        return lags_of(self.references(), self.states)
+        names = frozenset(self.states)  # a window is lags (x_<n-2>), not the whole history
+        return lags_of((r for _, rhs in self.step_equations for r in references(rhs, names)), self.states)
 
     @cached_property
     def step_equations(self) -> tuple[tuple[str, sympy.Expr], ...]:
