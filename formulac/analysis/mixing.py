@@ -117,8 +117,9 @@ def effective_weights(rec: Recurrence, depth: int, values: dict) -> EffectiveWei
 
 
 def carried_states(rec: Recurrence) -> list[str]:
-    """The states a step hands to the next (read at ``n``): the streams of a hyper-connection."""
-    return [s for s in rec.states if rec.lags.get(s, 0) >= 1]
+    """The states a step hands to the next, one value each (read at ``n``): the streams of a
+    hyper-connection. A state kept further back (a window's ``b_<n-2>``) is a history."""
+    return [s for s in rec.states if rec.lags.get(s, 0) == 1]
 
 
 def transition_matrices(rec: Recurrence, depth: int, values: dict) -> list[np.ndarray] | None:
