@@ -108,3 +108,15 @@ def test_a_sum_over_the_whole_history_is_still_refused():
     formula = formulac.parse("x_<n+1> = 1/(n+1)*sum(i=0..n, x_i) + F(x_n)")
     with pytest.raises(UsageError, match="sums over the whole history"):
         formula.compile(**OPTIONS, memory="checkpoint")
+
+
+@pytest.mark.parametrize(
+    ("text", "order"),
+    [
+        ("x_<n+1> = x_n + x_<n-3> - x_<n-3> + F(x_n)", 1),  # written, cancelled: not read
+        ("x_<n+1> = sum(j=n-2..n, x_j) - x_<n-2> + F(x_n)", 2),  # the window's oldest term cancels
+    ],
+)
+def test_terms_that_cancel_leave_no_order_behind(text, order):
+    assert formulac.parse(text).order == order
+    assert len(formulac.analyze(text, depth=4).characteristic_coefficients) == order + 1
