@@ -49,3 +49,19 @@ def test_a_window_is_not_reported_as_streams():
     alphas = [state[f"layer1.{t}.w"].double().numpy() for t in range(5)]
     np.testing.assert_allclose(report["effective_weights"]["F"], _window_weights(alphas), rtol=1e-9)
     assert "stream_similarity" not in report and "streams" not in report
+
+
+def test_entries_weighing_states_before_the_start_are_not_flagged_unmoved():
+    """w_<0,-2>, w_<0,-1>, w_<1,-1> weigh b_<-2>, b_<-1>, which are 0: training cannot move them,
+    and that is no sign of a broken mixing. An entry that could move and did not is flagged."""
+    formula = formulac.load(WINDOW)
+    net = formula.compile(backbone="mlp", depth=4)
+    state = net.state_dict()
+    torch.manual_seed(3)
+    for t in range(4):
+        vector = state[f"layer1.{t}.w"]
+        before_start = max(0, 2 - t)  # entries i = t-2 .. -1
+        vector[before_start:] = torch.randn(len(vector) - before_start)
+    state["layer1.3.w"][0] = 0.0  # w_<3,1> reads b_1: it could have moved
+    (report,) = mixing_report(formula.rec, parameter_attributes(formula.rec), state, {}).values()
+    assert report["unmoved"] == ["w_<3,1>"]
