@@ -728,6 +728,16 @@ def windows_written_out(expr: sympy.Expr) -> sympy.Expr:
     return _remade(expr, [windows_written_out(a) for a in expr.args])
 
 
+def _windows_as_lags(expr: sympy.Expr) -> sympy.Expr:
+    """The canonical ``expr`` with its windows written out and its sums evaluated again, so that
+    terms that cancel (``sum(j=n-2..n, x_j) - x_<n-2>``) leave no lag behind."""
+    if not expr.has(sympy.Sum):
+        return expr
+    return windows_written_out(expr).replace(
+        lambda e: isinstance(e, (sympy.Add, sympy.Mul)), lambda e: e.func(*e.args)
+    )
+
+
 def _substituted(expr: sympy.Expr, var: sympy.Symbol, value: sympy.Expr) -> sympy.Expr:
     """``expr`` with ``var`` replaced by ``value``, the user's term order kept."""
     if expr == var:
@@ -822,7 +832,10 @@ class Recurrence:
         A state read only at ``n+1`` (same step) has lag 0; a history sum makes the lag
         unbounded (:data:`UNBOUNDED`, -1).
         """
-        return lags_of(self.references(), self.states)
+        names = frozenset(self.states)
+        return lags_of(
+            (r for eq in self.equations for r in references(_windows_as_lags(eq.rhs), names)), self.states
+        )
 
     @cached_property
     def step_equations(self) -> tuple[tuple[str, sympy.Expr], ...]:

@@ -27,7 +27,17 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..floats import coefficient_problem
-from ..ir import BlockCall, Concat, Recurrence, n, references, state, state_refs, substitute_param_inits
+from ..ir import (
+    BlockCall,
+    Concat,
+    Recurrence,
+    n,
+    references,
+    state,
+    state_refs,
+    substitute_param_inits,
+    windows_written_out,
+)
 from ..limits import CHECKED_STEPS
 from ..printing import rec_expr
 
@@ -97,7 +107,7 @@ class _Stuck(Exception):
 def invert(rec: Recurrence) -> Invertibility:
     """Whether a step of ``rec`` can be run backward, with the exact solution or the reason."""
     for eq in rec.equations:
-        if eq.rhs.has(sympy.Sum):
+        if windows_written_out(eq.rhs).has(sympy.Sum):  # a window is lags, like x_<n-2>
             return Invertibility(
                 False,
                 f"{eq.state}'s equation sums over the whole history: every past state is kept, so "
@@ -105,7 +115,7 @@ def invert(rec: Recurrence) -> Invertibility:
                 None,
             )
     carried = rec.carried_lags
-    rhs = {s: rec.resolved_rhs(s) for s in rec.states}
+    rhs = {s: windows_written_out(rec.resolved_rhs(s)) for s in rec.states}
     unknown: dict = {}  # reference -> what it is (for messages)
     for s in rec.states:
         ref = state(s, n + 1 - carried[s]) if s in carried else state(s, n + 1)

@@ -288,7 +288,14 @@ def structure(rec: Recurrence, params: str = "symbolic") -> Structure:
     if params not in ("symbolic", "init"):
         raise UsageError(f"params must be 'symbolic' or 'init', not {params!r}")
     states = rec.states
-    rhs = {s: rec.resolved_rhs(s, params=params) for s in states}
+    # a window is its lags (x_<n-2>, ...); its pair parameters' initial values [n-2 == n+1],
+    # written out unevaluated, are evaluated again so that they are numbers
+    rhs = {
+        s: ir.windows_written_out(rec.resolved_rhs(s, params=params)).replace(
+            sympy.KroneckerDelta, lambda *sides: sympy.KroneckerDelta(*sides)
+        )
+        for s in states
+    }
     forms: dict | None = {}
     reason = None
     for s in states:

@@ -117,12 +117,13 @@ def effective_weights(rec: Recurrence, depth: int, values: dict) -> EffectiveWei
 
 
 def carried_states(rec: Recurrence) -> list[str]:
-    """The states the next step reads at ``n``: the streams of a hyper-connection.
+    """The states a step hands to the next, one value each (read at ``n``): the streams of a
+    hyper-connection. A state kept further back (a window's ``b_<n-2>``) is a history.
 
     Not :attr:`Recurrence.carried_lags` (the states a step *keeps*): that also holds the output
     when no step reads it (``x``, the sum of the streams, in ``hyper_connections_k2.rec``) and a
     state summed over its history, neither of which is a stream of the state matrices."""
-    return [s for s in rec.states if rec.lags.get(s, 0) >= 1]
+    return [s for s in rec.states if rec.lags.get(s, 0) == 1]
 
 
 def transition_matrices(rec: Recurrence, depth: int, values: dict) -> list[np.ndarray] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import UsageError
 from .common import (
@@ -69,6 +70,8 @@ def _compile(args) -> int:
     from ..codegen import PlanError, compile_source
 
     rec = load_bound(args.file, args.bindings)
+    if args.output and Path(args.output).exists() and Path(args.output).samefile(args.file):
+        raise UsageError(f"-o {args.output} is the formula file: writing the module there would replace it")
     try:
         source = compile_source(rec, **backbone_kwargs(args))
     except PlanError as exc:

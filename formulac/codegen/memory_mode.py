@@ -26,7 +26,7 @@ import sympy
 
 from ..analysis.invertibility import Invertibility, Reconstruction
 from ..errors import UsageError
-from ..ir import Recurrence, rebuild, references
+from ..ir import Recurrence, rebuild, references, windows_written_out
 from ..limits import DEFAULT_MEMORY_MODE
 from .plan import StepPlan, TorchPrinter, ordered_block_calls, var_name
 from .source_format import INDENT
@@ -125,7 +125,8 @@ def history_refusal(rec: Recurrence, mode: str, *, starts: bool = False) -> str 
     ``starts`` the mode takes reads of a start ``s_0`` (x0-mixing's ``x_0``): the stage keeps it
     and hands it to every segment as it is."""
     for eq in rec.equations:
-        if eq.rhs.has(sympy.Sum):
+        # a window (limits that follow n) is lags the step keeps, like x_<n-2>
+        if windows_written_out(eq.rhs).has(sympy.Sum):
             return (
                 f"memory={mode!r}: {rec.name} sums over the whole history, which every step keeps; "
                 "use memory='standard'"

@@ -276,6 +276,8 @@ def _relative_error(rebuilt, exact):
     for r, e in zip(rebuilt, exact):
         wide = torch.promote_types(e.dtype, torch.float32)  # half precisions measured in float32
         r, e = r.detach().to(wide), e.detach().to(wide)
+        if not torch.isfinite(r).all():  # a rebuild that divided by 0: max(0.0, nan) would hide it
+            return math.inf
         scale = float(e.norm())
         if scale > 0:
             worst = max(worst, float((r - e).norm()) / scale)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import lark
 import sympy
 
+from ..floats import coefficient_problem
 from ..ir import (
     CycleError,
     Domain,
@@ -24,6 +25,7 @@ from ..ir import (
     rec_expr,
     resolve_values,
 )
+from ..limits import CHECKED_STEPS
 from .declarations import Declarations
 from .expressions import Expressions, Scope
 from .streams import lower, shaped_param
@@ -57,6 +59,7 @@ def build(tree: lark.Tree, source: Source) -> Recurrence:
                 f"pair parameter {name} is not read in any sum: write sum(i=0..n, {name}_<n,i>*x_i)",
                 names.param_nodes[name][0],
             )
+        _check_pair_init(params[name], exprs.pair_ranges[name], names.param_nodes[name][2], source)
     for var, tok in exprs.sum_variables.items():
         if var in exprs.implicit:
             line = exprs.implicit[var].line
@@ -153,6 +156,37 @@ def _pair_param(name: str, pair: str, node: lark.Tree, exprs: Expressions, sourc
     for edge in (n, sympy.Integer(0)):  # the newest and the oldest state of each step's sum
         check_coefficients(source, init.xreplace({index: edge}), node)  # a double, as for param k
     return Param(name, init, per_step=True, pair=pair)
+
+
+#: How many pairs next to each end of a sum's range a pair parameter's initial value is checked at
+#: over every step (besides i = n and i = 0): DenseFormer's i = n+1, every entry of a window.
+PAIR_EDGE_CHECKS = 8
+
+
+def _check_pair_init(param: Param, pair_range, node: lark.Tree, source: Source) -> None:
+    """The initial value a finite real double at the pairs (n, i) next to each end of the range
+    the sums read it over, at every step that has them (a window: every entry at every step)."""
+    low, high, _ = pair_range
+    index = param.pair_symbol
+    if (high - low).is_Integer:
+        entries = [(low + k, 0) for k in range(int(high - low) + 1)]
+    else:  # low..n+d over the history: entry low+k and n+d-k exist from step n = low+k-d on
+        reach = int(high - n)
+        entries = []
+        for k in range(PAIR_EDGE_CHECKS):
+            first = max(0, int(low) + k - reach)
+            entries += [(low + k, first), (high - k, first)]
+    for entry, first in entries:
+        value = param.init.xreplace({index: entry}).xreplace({n: n + first})
+        problem = coefficient_problem(value, n, CHECKED_STEPS - first)
+        if problem is not None:
+            at = f" at step n = {problem.step + first}" if problem.step is not None else ""
+            what = "its value" if problem.expr.is_number else rec_expr(problem.expr)  # zoo, I: say why
+            raise source.error(
+                f"the initial value {rec_expr(param.init)} of {param.name}_<n,{index}> at {index} = "
+                f"{rec_expr(entry)}{at}: {what} {problem.reason}",
+                node,
+            )
 
 
 def _equations(names: Declarations, exprs: Expressions, source: Source, display: dict):

@@ -133,12 +133,14 @@ def learned(
 
     run = Path(run_dir)
     rec, describe = _run_formula(run)
+    path = Path(output) if output else run / "learned.rec"
+    if path.exists() and path.suffix != ".rec" and path.resolve().parent == run.resolve():
+        raise UsageError(f"-o {output} is a file of the run {run}: write the formula to a .rec file")
     state = load_checkpoint(run)["model"]
     attributes = _parameter_attributes(rec, describe)
     shared, per_step = _trained_values(run, rec, attributes, state)
     shaped = _shaped_values(rec, attributes, state)
     bound, formula = _learned_text(run, rec, shared, per_step, shaped)
-    path = Path(output) if output else run / "learned.rec"
     atomic_write(path, formula)
 
     mixing = mixing_report(rec, attributes, state, shared)

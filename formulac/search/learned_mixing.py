@@ -24,7 +24,16 @@ from ..analysis.mixing import (
     stream_similarity,
     transition_matrices,
 )
-from ..ir import Recurrence, n, pair_range, pair_reference, rec_expr, sinkhorn_matrix, softmax_vector
+from ..ir import (
+    Recurrence,
+    n,
+    pair_range,
+    pair_reference,
+    rec_expr,
+    references,
+    sinkhorn_matrix,
+    softmax_vector,
+)
 
 __all__ = ["stage_values", "mixing_report", "UNMOVED_TOLERANCE"]
 
@@ -133,8 +142,27 @@ def _unmoved(rec: Recurrence, steps: dict[int, dict[str, list[float]]]) -> list[
                     (rec_expr(pair_reference(name, t, first + j)), float(p.init_at(t, first + j)), v)
                     for j, v in enumerate(vector)
                 ]
+                # a window's entries before the start that weigh states which are 0 there get no gradient
+                pairs = [pair for j, pair in enumerate(pairs) if not _weighs_zeros(rec, name, t, first + j)]
             found += [text for text, init, v in pairs if abs(v - init) <= UNMOVED_TOLERANCE * (1 + abs(init))]
     return found
+
+
+def _weighs_zeros(rec: Recurrence, name: str, t: int, i: int) -> bool:
+    """Whether entry ``i`` of pair parameter ``name`` at step ``t`` multiplies only states before
+    the start whose initial value is 0 (``b_<-1>`` in ``examples/denseformer_window.rec``)."""
+    states = frozenset(rec.states)
+    for eq in rec.equations:
+        for total in eq.rhs.atoms(sympy.Sum):
+            if not total.has(sympy.IndexedBase(name)):
+                continue
+            ((var, _, _),) = total.limits
+            reads = list(references(total.function.xreplace({var: i, n: t}), states))
+            return bool(reads) and all(
+                r.index.is_Integer and r.index <= 0 and rec.initial_value(r.name, int(r.index)) == 0
+                for r in reads
+            )
+    return False
 
 
 def mixing_report(rec: Recurrence, attributes: dict[str, str], state: dict, shared: dict) -> dict[str, dict]:

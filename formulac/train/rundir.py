@@ -157,6 +157,10 @@ def prepare_out_dir(out: Path, config: TrainConfig, resume: bool, overwrite: boo
     summary_p, ckpt_p = out / SUMMARY, out / CHECKPOINT
     if out.exists() and not out.is_dir():
         raise TrainError(f"{out} exists and is not a directory")
+    # compare's and search's runs go below --out: a file there would end --overwrite in a traceback
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise TrainError(f"cannot create the run directory {out}: {blocking} exists and is not a directory")
     if overwrite and not resume:
         return "overwrite", None  # cleared by clear_run_files once the data and model are ready
     start_over = "pass --overwrite to train again from scratch, or choose another output directory"
