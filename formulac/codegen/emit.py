@@ -23,7 +23,7 @@ import sympy
 from ..errors import UsageError
 from ..ir import BlockCall, Concat, Recurrence, StateRef, block_calls, n, rebuild, state
 from ..printing import rec_expr
-from . import streams
+from . import dynamic, streams
 from .backbones import BackboneInfo, Stage
 from .memory_mode import MemoryMode
 from .memory_modes import DEFAULT_MEMORY_MODE, get_memory_mode
@@ -84,6 +84,8 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
     out.append(docstring("One step of the formula:\n\n" + indented(plan.formula), INDENT))
     out.append("")
     params = [f"{attr}={number_literal(init)}" for attr, init in plan.per_step_params.values()]
+    if plan.dynamic and not base:  # the projections of input-dependent coefficients need the width
+        params.insert(0, "width=None")
     if base:
         sig = ["self", "in_width", "width", "stride=1", "n=0", "downsample=None", *params, "**branch_options"]
         out += fitted(INDENT, "def ", f"__init__({', '.join(sig)})", ":")
@@ -101,6 +103,7 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
         out.append(f"{INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
     for attr, initial in plan.pair_params.values():  # one weight per earlier step the sum reads
         out += fitted(INDENT * 2, f"self.{attr} = ", f"nn.Parameter(torch.tensor({initial}))", "")
+    out += dynamic.init_lines(plan.dynamic, "width", INDENT * 2) if plan.dynamic else []
     out.append("")
     if base:
         (block,) = plan.blocks
@@ -202,6 +205,7 @@ def _loop_lines(
 def wire_source(rec: Recurrence) -> str:
     """Source of ``FormulaStep`` and ``Recurrence(blocks)`` for user-supplied blocks."""
     rec = streams.compact_form(rec)
+    dynamic.refuse_dynamic(rec, "wire")  # its steps do not know the width of the states
     plan = plan_step(rec, stages=False)
     carry = carried(plan)
     lines = streams.runtime_lines(rec) + _step_class(plan, base=None) + ["", ""]
@@ -461,6 +465,7 @@ def network_source(
     lines = _backbone_source(backbone)
     lines += mode.runtime_lines()
     lines += streams.runtime_lines(rec)
+    lines += dynamic.runtime_lines(rec)
     lines += _step_class(plan, base=branch if inline else None)
     lines += mode.step_class_lines(rec, plan, dict(plan.lags), mplan)
     lines += ["", ""]
@@ -603,7 +608,8 @@ def _stage_lines(
             (block,) = plan.blocks
             return f"FormulaStep({branch_args(*shape.blocks[block])}, n={first_n + i}{down}{options})"
         blocks = ", ".join(f"{b}={block_code(b, shape)}" for b in plan.blocks)
-        return f"FormulaStep({blocks}, n={first_n + i}{down})"
+        width = f", width={stage.width}" if plan.dynamic else ""
+        return f"FormulaStep({blocks}, n={first_n + i}{down}{width})"
 
     for shape in shapes:
         if shape.downsample is not None:

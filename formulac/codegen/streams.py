@@ -42,6 +42,22 @@ _EINSUM = {
     Scale: "i,i...->i...",
 }
 
+# the same with coefficients that vary per token (input-dependent, codegen/dynamic.py): the
+# coefficient's trailing dimensions broadcast against the streams'
+_PER_TOKEN_EINSUM = {
+    Mix: "ji...,i...->j...",
+    Read: "i...,i...->...",
+    Spread: "i...,...->i...",
+    Scale: "i...,i...->i...",
+}
+
+
+def _per_token(printer, coefficient) -> bool:
+    """Does a stream operation's coefficient read an input-dependent parameter?"""
+    dynamic = set(printer.plan.dynamic)
+    return any(StateRef.of(r).name in dynamic for r in coefficient.atoms(sympy.Indexed))
+
+
 # one-argument operations: the code around the argument's code
 _ONE_ARGUMENT = {
     StreamSum: "torch.sum({}, dim=0)",
@@ -69,10 +85,14 @@ def stream_code(printer, expr) -> str | None:
         p = printer.rec.params.get(StateRef.of(expr).name)
         if p is None or p.shape is None:
             return None
+        if p.name in printer.plan.dynamic:  # one value per token, computed at the start of the step
+            return printer.plan.dynamic[p.name]["local"]
         return "self." + printer.plan.pair_params[p.name][0]
     spec = _EINSUM.get(type(expr))
     if spec is not None:
         left, right = (printer.emit(a) for a in expr.args)
+        if _per_token(printer, expr.args[0]):  # coefficients per token: their own batch dimensions
+            spec = _PER_TOKEN_EINSUM[type(expr)]
         return f'torch.einsum("{spec}", {left}, {right})'
     template = _ONE_ARGUMENT.get(type(expr))
     if template is not None:
