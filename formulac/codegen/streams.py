@@ -29,6 +29,7 @@ from ..ir import (
     StateRef,
     Streams,
     StreamSum,
+    references,
     shaped_initial,
 )
 from ..limits import SINKHORN_ITERATIONS
@@ -55,7 +56,7 @@ _PER_TOKEN_EINSUM = {
 def _per_token(printer, coefficient) -> bool:
     """Does a stream operation's coefficient read an input-dependent parameter?"""
     dynamic = set(printer.plan.dynamic)
-    return any(StateRef.of(r).name in dynamic for r in coefficient.atoms(sympy.Indexed))
+    return next(references(coefficient, dynamic), None) is not None
 
 
 # one-argument operations: the code around the argument's code
