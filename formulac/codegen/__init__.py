@@ -14,7 +14,14 @@ from ..errors import UsageError
 from ..ir import Recurrence
 from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 from .backbones import BACKBONES, get_backbone
-from .emit import network_layout, network_parameter_attributes, network_source, require_blocks, wire_source
+from .emit import (
+    network_dynamic_attributes,
+    network_layout,
+    network_parameter_attributes,
+    network_source,
+    require_blocks,
+    wire_source,
+)
 from .plan import PlanError, plan_step
 from .streams import compact_form
 
@@ -22,6 +29,7 @@ __all__ = [
     "compile_source",
     "compile_network",
     "parameter_attributes",
+    "dynamic_parameter_attributes",
     "check_buildable",
     "wire",
     "load_source",
@@ -84,6 +92,20 @@ def parameter_attributes(
     it (``k``, or ``k_param`` where the backbone or the memory mode uses the name)."""
     info = get_backbone_info(backbone)
     return network_parameter_attributes(rec, info, info.resolve(depth=depth, **options), memory)
+
+
+def dynamic_parameter_attributes(
+    rec: Recurrence,
+    backbone: str = DEFAULT_BACKBONE,
+    depth: int | None = None,
+    memory: str = DEFAULT_MEMORY_MODE,
+    **options,
+) -> dict[str, dict[str, str]]:
+    """Input-dependent parameter (``+ dynamic(s_n)``) -> the attributes of :func:`compile_source`'s
+    steps that hold its static part (``static``), projection (``map``), scale (``scale``) and the
+    norm gain of the state it reads (``gain``)."""
+    info = get_backbone_info(backbone)
+    return network_dynamic_attributes(rec, info, info.resolve(depth=depth, **options), memory)
 
 
 def check_buildable(rec: Recurrence) -> None:

@@ -39,7 +39,14 @@ from .plan import (
 )
 from .source_format import INDENT, alike_runs, docstring, fitted, indented, literal, run_as_list
 
-__all__ = ["wire_source", "network_source", "NetworkLayout", "network_layout", "network_parameter_attributes"]
+__all__ = [
+    "wire_source",
+    "network_source",
+    "NetworkLayout",
+    "network_layout",
+    "network_parameter_attributes",
+    "network_dynamic_attributes",
+]
 
 
 # -- the step class ----------------------------------------------------------------------------
@@ -699,3 +706,13 @@ def network_parameter_attributes(
     plan = plan_step(rec, reserved=reserved)
     held = {**plan.shared_params, **plan.per_step_params, **plan.pair_params}
     return {name: attr for name, (attr, _) in held.items()}
+
+
+def network_dynamic_attributes(
+    rec: Recurrence, backbone: BackboneInfo, options: dict, memory: str = DEFAULT_MEMORY_MODE
+) -> dict[str, dict[str, str]]:
+    """Input-dependent parameter -> the attributes of its parts in :func:`network_source`'s
+    steps (``static``, ``map``, ``scale``, ``gain``: :func:`.dynamic.dynamic_attributes`)."""
+    rec = streams.compact_form(rec)
+    reserved = _backbone_names(backbone, options) | get_memory_mode(memory).reserved_names
+    return plan_step(rec, reserved=reserved, feature_dim=backbone.feature_dim).dynamic
