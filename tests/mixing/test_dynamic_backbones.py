@@ -1,0 +1,84 @@
+"""Input-dependent coefficients compile on every backbone (feature dimension: a transformer's
+last, a CNN's channels, one coefficient per position), train a step, and hold what the
+analysis counts; the gate example computes what a hand-written highway step computes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import formulac
+
+EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
+DYNAMIC = ["dynamic_hyper_connections_k2", "dynamic_hyper_connections_k4", "dynamic_gate"]
+BACKBONES = {
+    "mlp": (dict(depth=3), lambda: torch.randn(4, 1, 28, 28)),
+    "cifar-resnet": (dict(depth=8), lambda: torch.randn(2, 3, 32, 32)),
+    "vit": (dict(depth=2), lambda: torch.randn(2, 3, 32, 32)),
+    "gpt": (dict(depth=2, vocab_size=32, context=8, dim=32, heads=2), lambda: torch.randint(0, 32, (3, 8))),
+}
+MAP_SUFFIXES = ("_map", "_map_scale", "_norm_gain")
+
+
+def _loss(net, backbone, x):
+    logits = net(x)
+    if backbone == "gpt":
+        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 32), x[:, 1:].reshape(-1))
+    return torch.nn.functional.cross_entropy(logits, torch.randint(0, 10, (x.shape[0],)))
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+@pytest.mark.parametrize("example", DYNAMIC)
+def test_dynamic_example_trains_a_step(example, backbone):
+    torch.manual_seed(0)
+    options, make_input = BACKBONES[backbone]
+    net = formulac.load(f"{EXAMPLES}/{example}.rec").compile(backbone=backbone, **options)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = make_input()
+    loss = _loss(net, backbone, x)
+    loss.backward()
+    assert torch.isfinite(loss)
+    projections = {name: p for name, p in net.named_parameters() if name.endswith("_map")}
+    assert projections, "every step holds the maps of its input-dependent coefficients"
+    # the maps start at 0 (the network starts as the static one) and learn from the first step
+    assert all(torch.count_nonzero(p) == 0 for p in projections.values())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in projections.values())
+    optimizer.step()
+    assert all(torch.count_nonzero(p) > 0 for p in projections.values())
+    assert torch.isfinite(_loss(net, backbone, x))
+
+
+@pytest.mark.parametrize("example", DYNAMIC)
+def test_analysis_counts_the_maps_the_network_holds(example):
+    rec = formulac.load(f"{EXAMPLES}/{example}.rec")
+    depth = 5
+    notes = rec.analyze(depth=depth, params="init").notes
+    assert any(note.startswith("input-dependent: analysed at initial values") for note in notes)
+    (note,) = [note for note in notes if note.startswith("input-dependent maps")]
+    per_feature, fixed = map(int, re.search(rf"; (\d+)d \+ (\d+) at depth {depth}", note).groups())
+    net = rec.compile(backbone="mlp", depth=depth, width=24)
+    held = sum(p.numel() for name, p in net.named_parameters() if name.endswith(MAP_SUFFIXES))
+    assert held == per_feature * 24 + fixed
+
+
+def test_dynamic_gate_is_a_highway_step_with_a_per_token_gate():
+    """x_{n+1} = sigmoid(g)*F(x) + (1 - sigmoid(g))*x, g = g_static + s*tanh(rmsnorm(x) @ w)
+    per token, written out by hand on vit's tokens (B, T, D)."""
+    torch.manual_seed(3)
+    net = (
+        formulac.load(f"{EXAMPLES}/dynamic_gate.rec").compile(backbone="vit", depth=2, dim=32).double().eval()
+    )
+    with torch.no_grad():
+        for step in net.layers:
+            for name in ("g", "g_map", "g_map_scale", "x_norm_gain"):
+                getattr(step, name).copy_(torch.randn(getattr(step, name).shape, dtype=torch.float64))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    state = net.stem(x)
+    for step in net.layers:
+        normed = state / state.norm(dim=-1, keepdim=True) * state.shape[-1] ** 0.5 * (1 + step.x_norm_gain)
+        gate = torch.sigmoid(step.g + step.g_map_scale * torch.tanh(normed @ step.g_map)).unsqueeze(-1)
+        state = gate * step.F(state) + (1 - gate) * state
+    want = net.head(state)
+    assert (net(x) - want).abs().max() <= 1e-9 * want.abs().max()
