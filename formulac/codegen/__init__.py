@@ -14,6 +14,7 @@ from ..errors import UsageError
 from ..ir import Recurrence
 from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 from .backbones import BACKBONES, get_backbone
+from .dynamic import require_width
 from .emit import (
     network_dynamic_attributes,
     network_layout,
@@ -127,8 +128,9 @@ def compile_network(rec: Recurrence, **kwargs):
     return load_source(source, "net").FormulaNet()
 
 
-def wire(rec: Recurrence, blocks: dict):
-    """An ``nn.Module`` mapping x_0 to x_N by the formula, with the user's modules as blocks."""
+def wire(rec: Recurrence, blocks: dict, width: int | None = None):
+    """An ``nn.Module`` mapping x_0 to x_N by the formula, with the user's modules as blocks.
+    ``width``: the states' features (dimension 1), needed by input-dependent coefficients only."""
     names = list(rec.blocks)
     missing = [b for b in names if b not in blocks]
     if missing:
@@ -141,5 +143,6 @@ def wire(rec: Recurrence, blocks: dict):
     lengths = {b: len(blocks[b]) for b in names}
     if len(set(lengths.values())) > 1:
         raise UsageError(f"wire: every block needs one module per step; got {lengths}")
+    sizes = require_width(compact_form(rec), width, "wire")
     module = load_source(wire_source(rec), "wire")
-    return module.Recurrence({b: list(blocks[b]) for b in names})
+    return module.Recurrence({b: list(blocks[b]) for b in names}, **sizes)

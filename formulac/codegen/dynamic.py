@@ -30,6 +30,7 @@ __all__ = [
     "init_lines",
     "runtime_lines",
     "refuse_dynamic",
+    "require_width",
 ]
 
 #: the start of every projection's scale (the package's ``dynamic_alpha_scale``)
@@ -44,9 +45,20 @@ def dynamic_params(rec: Recurrence) -> list[Param]:
 def refuse_dynamic(rec: Recurrence, what: str) -> None:
     """A :class:`UsageError` for the code paths that cannot build input-dependent coefficients."""
     if dynamic_params(rec):
+        raise UsageError(f"{what} does not support input-dependent coefficients (dynamic(...)) yet")
+
+
+def require_width(rec: Recurrence, width: int | None, what: str) -> dict:
+    """The keyword arguments that give the steps of ``what`` the width of the states: none
+    without input-dependent coefficients, a :class:`UsageError` when they need one and it is missing."""
+    if not dynamic_params(rec):
+        return {}
+    if width is None or isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise UsageError(
-            f"{what} does not support input-dependent coefficients (dynamic(...)) yet; compile builds them"
+            f"{what}: the formula's input-dependent coefficients (dynamic(...)) map the states' "
+            f"features: give their number, width=D (a positive whole number, not {width!r})"
         )
+    return {"width": width}
 
 
 def dynamic_attributes(

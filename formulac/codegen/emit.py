@@ -212,10 +212,9 @@ def _loop_lines(
 def wire_source(rec: Recurrence) -> str:
     """Source of ``FormulaStep`` and ``Recurrence(blocks)`` for user-supplied blocks."""
     rec = streams.compact_form(rec)
-    dynamic.refuse_dynamic(rec, "wire")  # its steps do not know the width of the states
     plan = plan_step(rec, stages=False)
     carry = carried(plan)
-    lines = streams.runtime_lines(rec) + _step_class(plan, base=None) + ["", ""]
+    lines = streams.runtime_lines(rec) + dynamic.runtime_lines(rec) + _step_class(plan, base=None) + ["", ""]
     lines.append("class Recurrence(nn.Module):")
     lines.append(
         docstring(
@@ -225,7 +224,9 @@ def wire_source(rec: Recurrence) -> str:
         )
     )
     lines.append("")
-    lines.append(f"{INDENT}def __init__(self, blocks):")
+    # input-dependent coefficients: their maps are as wide as the states (wire(..., width=...))
+    width, step_width = (", width", ", width=width") if plan.dynamic else ("", "")
+    lines.append(f"{INDENT}def __init__(self, blocks{width}):")
     lines.append(f"{INDENT * 2}super().__init__()")
     lines += _shared_param_lines(plan, INDENT * 2)
     if plan.blocks:
@@ -235,7 +236,7 @@ def wire_source(rec: Recurrence) -> str:
         lines += fitted(
             INDENT * 2,
             "self.steps = ",
-            f"nn.ModuleList(FormulaStep({kwargs}, n=i) for i in range(depth))",
+            f"nn.ModuleList(FormulaStep({kwargs}, n=i{step_width}) for i in range(depth))",
             "",
         )
     lines.append("")

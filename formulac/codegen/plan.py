@@ -217,6 +217,8 @@ class StepPlan:
     feature_dim: int = 1  # the tensor dimension of the features (cat, norm): the backbone's
     #: input-dependent parameter -> its generated names (:func:`.dynamic.dynamic_attributes`)
     dynamic: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the lines that compute them, first in every method that runs the step (forward, advance)
+    prologue: list[str] = field(default_factory=list)
 
     @property
     def reads_input(self) -> bool:
@@ -328,7 +330,8 @@ def plan_step(
         plan.dynamic = dynamic_attributes(rec, attributes, taken | set(reserved) | _GENERATED_NAMES)
         read_names = {state_name: var_name(state_name, 0) for state_name, offset in plan.reads if offset == 0}
         with located(first.line, first.column):
-            plan.body += prologue_lines(rec, plan.dynamic, read_names, feature_dim)
+            plan.prologue = prologue_lines(rec, plan.dynamic, read_names, feature_dim)
+        plan.body += plan.prologue
     for s, expr in equations:
         eq = rec.equation(s)
         with located(eq.line, eq.column):

@@ -82,3 +82,47 @@ def test_dynamic_gate_is_a_highway_step_with_a_per_token_gate():
         state = gate * step.F(state) + (1 - gate) * state
     want = net.head(state)
     assert (net(x) - want).abs().max() <= 1e-9 * want.abs().max()
+
+
+@pytest.mark.parametrize("example", ["dynamic_hyper_connections_k2", "dynamic_gate"])
+def test_checkpointed_network_computes_the_standard_one(example):
+    """--memory checkpoint recomputes the step with its per-token coefficients."""
+    formula = formulac.load(f"{EXAMPLES}/{example}.rec")
+    torch.manual_seed(0)
+    standard = formula.compile(backbone="cifar-resnet", depth=8)
+    with torch.no_grad():
+        for p in standard.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # nonzero maps
+    checkpointed = formula.compile(backbone="cifar-resnet", depth=8, memory="checkpoint")
+    checkpointed.load_state_dict(standard.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    want, got = standard(x), checkpointed(x)
+    assert torch.equal(want, got)
+    got.sum().backward()
+    assert all(p.grad is not None for name, p in checkpointed.named_parameters() if name.endswith("_map"))
+
+
+def test_wire_needs_and_uses_the_width():
+    formula = formulac.load(f"{EXAMPLES}/dynamic_gate.rec")
+    blocks = {"F": [torch.nn.Linear(8, 8, dtype=torch.float64) for _ in range(2)]}
+    with pytest.raises(formulac.FormulacError, match="width=D"):
+        formula.wire(blocks)
+    net = formula.wire(blocks, width=8).double()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for step in net.steps:
+            step.g_map.copy_(torch.randn(8))
+    x = torch.randn(5, 8, dtype=torch.float64)
+    want = x
+    for step, block in zip(net.steps, blocks["F"]):
+        normed = want / want.norm(dim=-1, keepdim=True) * 8**0.5 * (1 + step.x_norm_gain)
+        gate = torch.sigmoid(step.g + step.g_map_scale * torch.tanh(normed @ step.g_map)).unsqueeze(-1)
+        want = gate * block(want) + (1 - gate) * want
+    assert torch.allclose(net(x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_transform_refuses_dynamic_coefficients():
+    formula = formulac.load(f"{EXAMPLES}/dynamic_gate.rec")
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(2)])
+    with pytest.raises(formulac.FormulacError, match="input-dependent"):
+        formulac.transform(model, formula)
