@@ -100,3 +100,45 @@ def test_dynamic_hyper_connections_match_the_package_per_token_on_vit(streams):
     want = net.head(reduce(residuals))
     got = net(x)
     assert (got - want).abs().max() <= 1e-6 * want.abs().max()
+
+
+def _channel_first_module(step, width: int, streams: int, index: int):
+    """The package's channel-first HyperConnections (1 x 1 convolutions as the maps) with the
+    weights of one step."""
+    from hyper_connections.hyper_connections_channel_first import HyperConnections
+
+    hc = HyperConnections(streams, dim=width, layer_index=index).double()
+    with torch.no_grad():
+        hc.norm.gamma.copy_(step.h_norm_gain.view(width, 1, 1))
+        hc.static_alpha[:, 0] = step.pre
+        hc.static_alpha[:, 1:] = step.res.T
+        alpha_map = torch.cat([step.pre_map[:, None], step.res_map], dim=1)  # (width, 1 + k)
+        hc.dynamic_alpha_fn.weight.copy_(alpha_map.T[:, :, None, None])
+        hc.dynamic_alpha_scale.copy_(step.res_map_scale)
+        hc.static_beta.copy_(step.post)
+        hc.dynamic_beta_fn[0].weight.copy_(step.post_map.view(1, width, 1, 1))
+        hc.dynamic_beta_scale.copy_(step.post_map_scale)
+    return hc
+
+
+@pytest.mark.parametrize("streams", [2, 4])
+def test_dynamic_hyper_connections_match_the_package_per_position_on_a_cnn(streams):
+    """On (B, C, H, W) the features are the channels: the package's channel-first module, one
+    set of coefficients per position. The first stage of cifar-resnet (no projection), 2 steps."""
+    from hyper_connections.hyper_connections_channel_first import get_expand_reduce_stream_functions
+
+    torch.manual_seed(0)
+    net = formulac.parse(dynamic_hyper_connections(streams)).compile(backbone="cifar-resnet", depth=14)
+    net = net.double().eval()
+    _randomise(net, seed=streams + 7)
+    stage_input = net.stem(torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    width = stage_input.shape[1]
+    expand, reduce = get_expand_reduce_stream_functions(streams)
+    residuals = expand(stage_input)
+    for index, step in enumerate(net.layer1):
+        branch_input, add_residual = _channel_first_module(step, width, streams, index)(residuals)
+        residuals = add_residual(step.F(branch_input))
+    want = reduce(residuals)
+    got = net.run_stage(net.layer1, stage_input)
+    assert len(net.layer1) == 2 and got.shape == want.shape
+    assert (got - want).abs().max() <= 1e-6 * want.abs().max()
