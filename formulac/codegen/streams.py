@@ -15,6 +15,8 @@ print as:
 
 from __future__ import annotations
 
+import ast
+
 import sympy
 
 from ..errors import UsageError
@@ -43,14 +45,25 @@ _EINSUM = {
     Scale: "i,i...->i...",
 }
 
-# the same with coefficients that vary per token (input-dependent, codegen/dynamic.py): the
-# coefficient's trailing dimensions broadcast against the streams'
-_PER_TOKEN_EINSUM = {
-    Mix: "ji...,i...->j...",
-    Read: "i...,i...->...",
-    Spread: "i...,...->i...",
-    Scale: "i...,i...->i...",
+# the same with coefficients that vary per token (input-dependent, codegen/dynamic.py), whose
+# trailing dimensions (the feature dimension of size 1) broadcast against the streams': an einsum
+# for the k x k mixing, broadcast products for the rest (an einsum that broadcasts is several
+# times slower there on CPU)
+_PER_TOKEN = {
+    Mix: 'torch.einsum("ji...,i...->j...", {}, {})',
+    Read: "torch.sum({} * {}, dim=0)",
+    Spread: "({} * {})",
+    Scale: "({} * {})",
 }
+
+
+def _factor(code: str) -> str:
+    """``code`` as a factor of a product: a name or call as it is, anything else parenthesised."""
+    try:
+        node = ast.parse(code, mode="eval").body
+    except SyntaxError:
+        return f"({code})"
+    return code if isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)) else f"({code})"
 
 
 def _per_token(printer, coefficient) -> bool:
@@ -93,7 +106,7 @@ def stream_code(printer, expr) -> str | None:
     if spec is not None:
         left, right = (printer.emit(a) for a in expr.args)
         if _per_token(printer, expr.args[0]):  # coefficients per token: their own batch dimensions
-            spec = _PER_TOKEN_EINSUM[type(expr)]
+            return _PER_TOKEN[type(expr)].format(*(_factor(code) for code in (left, right)))
         return f'torch.einsum("{spec}", {left}, {right})'
     template = _ONE_ARGUMENT.get(type(expr))
     if template is not None:

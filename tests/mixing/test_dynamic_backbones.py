@@ -126,3 +126,37 @@ def test_transform_refuses_dynamic_coefficients():
     model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(2)])
     with pytest.raises(formulac.FormulacError, match="input-dependent"):
         formulac.transform(model, formula)
+
+
+# stream formulas whose coefficients appear inside sums, products and functions
+SHAPES_OF_USE = [
+    "h_<n+1> = h_n + (post_n + 1)*F((pre_n - 1) @ h_n)/2",
+    "h_<n+1> = res_n @ (post_n*h_n) + 2*sigmoid(post_n)*F(sigmoid(pre_n) @ h_n)",
+    "h_<n+1> = (res_n - 1) @ h_n - post_n*F(pre_n @ h_n)",
+]
+
+
+@pytest.mark.parametrize("equation", SHAPES_OF_USE)
+@pytest.mark.parametrize("backbone", ["mlp", "vit"])
+def test_per_token_code_with_zero_maps_is_the_static_code(equation, backbone):
+    """With their maps at 0 (as at the start) dynamic coefficients compute what the static ones
+    compute (the per-token code against the einsum code of the static form)."""
+    declarations = {"res": "res_n[3,3] = identity", "pre": "pre_n[3] = onehot(1)", "post": "post_n[3] = 0.5"}
+    used = "".join(f"param {text}\n" for name, text in declarations.items() if f"{name}_n" in equation)
+    static = f"stream h[3]\n{used}h_0 = x_0\n{equation}\nx_<n+1> = sum(h_<n+1>)/3\n"
+    dynamic = static.replace("= identity", "= identity + dynamic(h_n)")
+    dynamic = dynamic.replace("= onehot(1)", "= onehot(1) + dynamic(h_n)").replace(
+        "= 0.5", "= 0.5 + dynamic(h_n)"
+    )
+    options = {"depth": 2, "dim": 32} if backbone == "vit" else {"depth": 2}
+    torch.manual_seed(0)
+    want_net = formulac.parse(static).compile(backbone=backbone, **options).double()
+    with torch.no_grad():
+        for p in want_net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    got_net = formulac.parse(dynamic).compile(backbone=backbone, **options).double()
+    missing, unexpected = got_net.load_state_dict(want_net.state_dict(), strict=False)
+    assert not unexpected and missing and all(key.endswith(MAP_SUFFIXES) for key in missing)
+    x = torch.randn(2, *((1, 28, 28) if backbone == "mlp" else (3, 32, 32)), dtype=torch.float64)
+    want, got = want_net(x), got_net(x)
+    assert (got - want).abs().max() <= 1e-12 * want.abs().max()
