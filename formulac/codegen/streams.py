@@ -46,11 +46,11 @@ _EINSUM = {
 }
 
 # the same with coefficients that vary per token (input-dependent, codegen/dynamic.py), whose
-# trailing dimensions (the feature dimension of size 1) broadcast against the streams': an einsum
-# for the k x k mixing, broadcast products for the rest (an einsum that broadcasts is several
-# times slower there on CPU)
+# trailing dimensions (the feature dimension of size 1) broadcast against the streams': broadcast
+# products summed over the streams read (torch.einsum with broadcast dimensions falls back to
+# thousands of small copies on CPU, 2-4 times slower)
 _PER_TOKEN = {
-    Mix: 'torch.einsum("ji...,i...->j...", {}, {})',
+    Mix: "torch.sum({} * {}, dim=1)",
     Read: "torch.sum({} * {}, dim=0)",
     Spread: "({} * {})",
     Scale: "({} * {})",
