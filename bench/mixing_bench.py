@@ -98,7 +98,7 @@ def main() -> None:
         f"{args.backbone}, depth {args.depth}, batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds"
     )
     print(
-        f"{'formula':22} {'params':>9} {'+params':>8} {'mixing':>7} {'cpu ms':>8} {'wall ms':>8} {'cpu ratio':>9}"
+        f"{'formula':30} {'params':>9} {'+params':>8} {'mixing':>7} {'cpu ms':>8} {'wall ms':>8} {'cpu ratio':>9}"
     )
     for name in formulas:
         cpu = statistics.median(c for c, _ in samples[name])
@@ -106,7 +106,7 @@ def main() -> None:
         row = rows[name]
         row.update(cpu_ms=1000 * cpu, wall_ms=1000 * wall, cpu_ratio=cpu / base_cpu)
         print(
-            f"{name:22} {row['parameters']:9d} {row['parameters'] - base_params:8d} {row['mixing_parameters']:7d} "
+            f"{name:30} {row['parameters']:9d} {row['parameters'] - base_params:8d} {row['mixing_parameters']:7d} "
             f"{row['cpu_ms']:8.2f} {row['wall_ms']:8.2f} {row['cpu_ratio']:9.3f}"
         )
     if args.json:
