@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..ir import Param, Recurrence, StateRef
+from ..limits import DYNAMIC_SCALE_START
 
 __all__ = [
-    "DYNAMIC_SCALE_START",
     "dynamic_params",
     "dynamic_attributes",
     "dynamic_locals",
@@ -32,9 +32,6 @@ __all__ = [
     "refuse_dynamic",
     "require_width",
 ]
-
-#: the start of every projection's scale (the package's ``dynamic_alpha_scale``)
-DYNAMIC_SCALE_START = 0.01
 
 
 def dynamic_params(rec: Recurrence) -> list[Param]:
