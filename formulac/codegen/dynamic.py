@@ -30,6 +30,7 @@ __all__ = [
     "init_lines",
     "runtime_lines",
     "refuse_dynamic",
+    "dynamic_refusal",
     "require_width",
 ]
 
@@ -43,6 +44,19 @@ def refuse_dynamic(rec: Recurrence, what: str) -> None:
     """A :class:`UsageError` for the code paths that cannot build input-dependent coefficients."""
     if dynamic_params(rec):
         raise UsageError(f"{what} does not support input-dependent coefficients (dynamic(...)) yet")
+
+
+def dynamic_refusal(rec: Recurrence, mode: str) -> str | None:
+    """Why memory mode ``mode``, which rebuilds states from the formula's inverse, cannot run a
+    formula with input-dependent coefficients (None without any). ``rec``: lowered or compact."""
+    held = rec.compact if rec.compact is not None else rec
+    if not dynamic_params(held):
+        return None
+    return (
+        f"memory={mode!r} rebuilds states from the formula's inverse, which reads the coefficients as "
+        "numbers; input-dependent ones (dynamic(...)) are computed from the states being rebuilt: "
+        "use memory='checkpoint'"
+    )
 
 
 def require_width(rec: Recurrence, width: int | None, what: str) -> dict:

@@ -160,3 +160,14 @@ def test_per_token_code_with_zero_maps_is_the_static_code(equation, backbone):
     x = torch.randn(2, *((1, 28, 28) if backbone == "mlp" else (3, 32, 32)), dtype=torch.float64)
     want, got = want_net(x), got_net(x)
     assert (got - want).abs().max() <= 1e-12 * want.abs().max()
+
+
+def test_reversible_memory_refuses_dynamic_coefficients():
+    """The inverse would read a coefficient computed from the state it rebuilds: refused, with
+    the reason, although the static formula (a RevNet with a learned scale) is invertible."""
+    revnet = "output x\nparam g_n = 1{}\ny_0 = x_0\ny_<n+1> = y_n + F(x_n)\nx_<n+1> = x_n + g_n*G(y_<n+1>)\n"
+    formulac.parse(revnet.format("")).compile(backbone="cifar-resnet", depth=8, memory="reversible")
+    with pytest.raises(formulac.FormulacError, match="input-dependent ones"):
+        formulac.parse(revnet.format(" + dynamic(y_n)")).compile(
+            backbone="cifar-resnet", depth=8, memory="reversible"
+        )
