@@ -234,13 +234,14 @@ class _Lowering:
         return next(references(expr, set(self.rec.streams) | shaped), None) is not None
 
     def _mixed_dynamic(self, values: list[_Value]) -> None:
-        """Refuse combining an input-dependent vector or matrix (one value per token) with a
-        static one: their entries would not line up."""
-        shaped = [v for v in values if v.kind in ("vector", "matrix")]
-        if len({self._is_dynamic(v) for v in shaped}) > 1:
+        """Refuse combining an input-dependent coefficient (one value per token) with a static
+        vector or matrix: their entries would not line up."""
+        static_shaped = any(v.kind in ("vector", "matrix") and not self._is_dynamic(v) for v in values)
+        # a dynamic vector, matrix or number (a gate) is one value per token: its shape is not k's
+        if static_shaped and any(v.kind != "stream" and self._is_dynamic(v) for v in values):
             raise self.error(
-                "an input-dependent parameter (dynamic(...)) combines with numbers and streams only, "
-                "not with a static vector or matrix parameter: give both a dynamic part, or neither"
+                "an input-dependent parameter (dynamic(...)) does not combine with a static vector or "
+                "matrix parameter: give both a dynamic part, or neither"
             )
 
     def _is_dynamic(self, value: _Value) -> bool:

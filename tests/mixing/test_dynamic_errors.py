@@ -64,13 +64,22 @@ BAD = [
         "not supported yet",
     ),
     (
+        "dynamic-number-times-static-vector",
+        DYNAMIC_HC.replace(
+            "param post_n[2] = 1 + dynamic(h_n)", "param post_n[2] = 1\nparam g_n = 0 + dynamic(x_n)"
+        ).replace("post_n*F", "g_n*post_n*F"),
+        7,
+        11,
+        "does not combine with a static vector",
+    ),
+    (
         "dynamic-plus-static-vector",
         DYNAMIC_HC.replace(
             "param post_n[2] = 1 + dynamic(h_n)", "param post_n[2] = 1\nparam w_n[2] = 0 + dynamic(h_n)"
         ).replace("post_n*F", "(post_n + w_n)*F"),
         7,
         11,
-        "combines with numbers and streams only",
+        "does not combine with a static vector",
     ),
 ]
 
