@@ -238,7 +238,10 @@ class _Lowering:
         vector or matrix: their entries would not line up."""
         static_shaped = any(v.kind in ("vector", "matrix") and not self._is_dynamic(v) for v in values)
         # a dynamic vector, matrix or number (a gate) is one value per token: its shape is not k's
-        if static_shaped and any(v.kind != "stream" and self._is_dynamic(v) for v in values):
+        # (a tensor computed with one, such as F(pre_n @ h_n), is one tensor like any other)
+        if static_shaped and any(
+            v.kind in ("vector", "matrix", "number") and self._is_dynamic(v) for v in values
+        ):
             raise self.error(
                 "an input-dependent parameter (dynamic(...)) does not combine with a static vector or "
                 "matrix parameter: give both a dynamic part, or neither"

@@ -5,7 +5,7 @@ network starts as the static formula's (maps at 0)."""
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import formulac
@@ -36,8 +36,16 @@ def dynamic_formulas(draw):
     return text(lines), text(static_lines)
 
 
+# a static vector times a block output that read a dynamic one (refused by an early version)
+MIXED = (
+    "stream h[1]\nparam res_n[1,1] = identity\nparam pre_n[1] = onehot(0) + dynamic(h_n)\nparam post_n[1] = 0\n"
+    "h_0 = x_0\nh_<n+1> = res_n @ h_n + post_n*F(pre_n @ h_n)\nx_<n+1> = sum(h_<n+1>)/1\n"
+)
+
+
 @settings(max_examples=12, deadline=None)
 @given(dynamic_formulas(), st.integers(2, 40), st.integers(1, 3))
+@example((MIXED, MIXED.replace(" + dynamic(h_n)", "")), 5, 2)
 def test_dynamic_formulas_read_back_count_and_start_static(formulas, width, depth):
     text, static_text = formulas
     formula = formulac.parse(text)
