@@ -117,11 +117,12 @@ class Formula:
 
         return compile_source(self.rec, backbone=backbone, depth=depth, **options)
 
-    def wire(self, blocks: Mapping[str, Sequence]):
-        """Apply the formula to the user's modules: ``blocks={"F": [m_0, ..., m_{N-1}]}``."""
+    def wire(self, blocks: Mapping[str, Sequence], width: int | None = None):
+        """Apply the formula to the user's modules: ``blocks={"F": [m_0, ..., m_{N-1}]}``;
+        ``width``: the states' features, for input-dependent coefficients (``dynamic(...)``)."""
         from .codegen import wire
 
-        return wire(self.rec, dict(blocks))
+        return wire(self.rec, dict(blocks), width)
 
 
 def parse(text: str | bytes, name: str = "<string>") -> Formula:
@@ -172,13 +173,14 @@ def compile(
     )
 
 
-def wire(formula, blocks: Mapping[str, Sequence]):
-    """``nn.Module`` mapping x_0 to x_N by the formula with the user's blocks."""
+def wire(formula, blocks: Mapping[str, Sequence], width: int | None = None):
+    """``nn.Module`` mapping x_0 to x_N by the formula with the user's blocks; ``width``: the
+    states' features, for input-dependent coefficients (``dynamic(...)``)."""
     from .codegen import wire as _wire
 
     rec = as_recurrence(formula)
     rec.require_bound("wire")
-    return _wire(rec, dict(blocks))
+    return _wire(rec, dict(blocks), width)
 
 
 class NetworkFactory:

@@ -72,6 +72,7 @@ __all__ = [
     "Softmax",
     "StreamIdentity",
     "OneHot",
+    "Dynamic",
     "CONSTRAINTS",
     "shaped_initial",
     "sinkhorn_matrix",
@@ -298,6 +299,14 @@ class StreamIdentity(StreamOp):
 
 class OneHot(StreamOp):
     """``onehot(j)``: the initial value of a vector parameter, 1 at entry j (from 0), 0 elsewhere."""
+
+    nargs = 1
+
+
+class Dynamic(StreamOp):
+    """``dynamic(s_n)`` in a parameter's initial value: an input-dependent part added to the
+    static one, ``scale*tanh(rmsnorm(s_n) @ W)`` per token (hyper-connections' dynamic
+    coefficients), zero at the start (``W`` starts at 0)."""
 
     nargs = 1
 
@@ -650,6 +659,9 @@ class Param:
     shape: tuple[int, ...] | None = None
     #: a lowered entry: (the shaped parameter, its constraint or None, the entry's index)
     entry: tuple[str, str | None, tuple[int, ...]] | None = None
+    #: the state an input-dependent part reads (``param pre_n[4] = onehot(0) + dynamic(h_n)``:
+    #: ``h[n]``); ``init`` is the static part, the value at the start
+    dynamic: sympy.Expr | None = None
 
     @property
     def symbol(self) -> sympy.Expr:
@@ -1056,6 +1068,9 @@ class RecPrinter(StrPrinter):
     def _print_OneHot(self, expr):
         return f"onehot({self._print(expr.args[0])})"
 
+    def _print_Dynamic(self, expr):
+        return f"dynamic({self._print(expr.args[0])})"
+
     def _print_Concat(self, expr: Concat):
         return "cat(%s)" % ", ".join(self._print(a) for a in expr.args)
 
@@ -1210,7 +1225,8 @@ def to_rec(rec: Recurrence) -> str:
     for name, k in rec.streams.items():
         lines.append(f"stream {name}[{k}]")
     for p in rec.params.values():
-        lines.append(f"param {p.declared} = {rec_expr(p.init)}")
+        dynamic = "" if p.dynamic is None else f" + {rec_expr(Dynamic(p.dynamic))}"
+        lines.append(f"param {p.declared} = {rec_expr(p.init)}{dynamic}")
     if rec.shared_blocks:
         lines.append("shared " + ", ".join(sorted(rec.shared_blocks)))
     if rec.output != default_output(rec.states):

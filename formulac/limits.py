@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "MAX_STREAMS",
     "SINKHORN_ITERATIONS",
+    "DYNAMIC_SCALE_START",
     "MAX_FILE_BYTES",
     "MAX_LINE_CHARS",
     "MAX_STATEMENTS",
@@ -97,6 +98,9 @@ MAX_STREAMS = 8
 #: Sinkhorn-Knopp iterations of ``sinkhorn(H_n)`` (mHC; the hyper-connections package's default):
 #: rows, then columns, normalised to sum 1, this many times; the columns sum to 1 exactly.
 SINKHORN_ITERATIONS = 20
+#: The start of the scale of an input-dependent coefficient's map (``+ dynamic(h_n)``): the
+#: hyper-connections package's ``dynamic_alpha_scale`` and ``dynamic_beta_scale``.
+DYNAMIC_SCALE_START = 0.01
 #: Depth ``N`` of ``analyze``, ``diff`` and ``Formula.analyze`` when none is given.
 DEFAULT_DEPTH = 10
 #: The deepest analysis or unrolling (linear time: about 1 s per 10,000 steps of ResNet).

@@ -24,6 +24,7 @@ from ..ir import learned_coefficient_counts
 from ..limits import DEFAULT_DEPTH, MAX_HISTORY_TERMS, MAX_PATH_COST, MAX_PATH_EDGES, MAX_TERMS
 from ..parse import as_recurrence
 from .compare import diff_analyses
+from .dynamic_notes import dynamic_notes
 from .expand import Unrolled
 from .expand import unroll as _unroll
 from .formatting import LAMBDA
@@ -121,6 +122,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
         notes.append(
             f"learned coefficients at depth {depth} (one stage): {shown}; {sum(counts.values())} in all"
         )
+    notes.extend(dynamic_notes(rec, depth))
     # memory (issue 10): can a step run backward, and how errors grow when states are rebuilt
     from .invertibility import invert, reconstruction
 

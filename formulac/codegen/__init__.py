@@ -14,7 +14,15 @@ from ..errors import UsageError
 from ..ir import Recurrence
 from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 from .backbones import BACKBONES, get_backbone
-from .emit import network_layout, network_parameter_attributes, network_source, require_blocks, wire_source
+from .dynamic import require_width
+from .emit import (
+    network_dynamic_attributes,
+    network_layout,
+    network_parameter_attributes,
+    network_source,
+    require_blocks,
+    wire_source,
+)
 from .plan import PlanError, plan_step
 from .streams import compact_form
 
@@ -22,6 +30,7 @@ __all__ = [
     "compile_source",
     "compile_network",
     "parameter_attributes",
+    "dynamic_parameter_attributes",
     "check_buildable",
     "wire",
     "load_source",
@@ -86,6 +95,20 @@ def parameter_attributes(
     return network_parameter_attributes(rec, info, info.resolve(depth=depth, **options), memory)
 
 
+def dynamic_parameter_attributes(
+    rec: Recurrence,
+    backbone: str = DEFAULT_BACKBONE,
+    depth: int | None = None,
+    memory: str = DEFAULT_MEMORY_MODE,
+    **options,
+) -> dict[str, dict[str, str]]:
+    """Input-dependent parameter (``+ dynamic(s_n)``) -> the attributes of :func:`compile_source`'s
+    steps that hold its static part (``static``), projection (``map``), scale (``scale``) and the
+    norm gain of the state it reads (``gain``)."""
+    info = get_backbone_info(backbone)
+    return network_dynamic_attributes(rec, info, info.resolve(depth=depth, **options), memory)
+
+
 def check_buildable(rec: Recurrence) -> None:
     """Plan the network of ``rec`` without torch, as ``compile`` does: a :class:`PlanError`
     (with the statement's line and column) for anything ``compile`` would refuse on every
@@ -105,8 +128,9 @@ def compile_network(rec: Recurrence, **kwargs):
     return load_source(source, "net").FormulaNet()
 
 
-def wire(rec: Recurrence, blocks: dict):
-    """An ``nn.Module`` mapping x_0 to x_N by the formula, with the user's modules as blocks."""
+def wire(rec: Recurrence, blocks: dict, width: int | None = None):
+    """An ``nn.Module`` mapping x_0 to x_N by the formula, with the user's modules as blocks.
+    ``width``: the states' features (dimension 1), needed by input-dependent coefficients only."""
     names = list(rec.blocks)
     missing = [b for b in names if b not in blocks]
     if missing:
@@ -119,5 +143,6 @@ def wire(rec: Recurrence, blocks: dict):
     lengths = {b: len(blocks[b]) for b in names}
     if len(set(lengths.values())) > 1:
         raise UsageError(f"wire: every block needs one module per step; got {lengths}")
+    sizes = require_width(compact_form(rec), width, "wire")
     module = load_source(wire_source(rec), "wire")
-    return module.Recurrence({b: list(blocks[b]) for b in names})
+    return module.Recurrence({b: list(blocks[b]) for b in names}, **sizes)

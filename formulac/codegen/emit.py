@@ -23,7 +23,7 @@ import sympy
 from ..errors import UsageError
 from ..ir import BlockCall, Concat, Recurrence, StateRef, block_calls, n, rebuild, state
 from ..printing import rec_expr
-from . import streams
+from . import dynamic, streams
 from .backbones import BackboneInfo, Stage
 from .memory_mode import MemoryMode
 from .memory_modes import DEFAULT_MEMORY_MODE, get_memory_mode
@@ -39,7 +39,14 @@ from .plan import (
 )
 from .source_format import INDENT, alike_runs, docstring, fitted, indented, literal, run_as_list
 
-__all__ = ["wire_source", "network_source", "NetworkLayout", "network_layout", "network_parameter_attributes"]
+__all__ = [
+    "wire_source",
+    "network_source",
+    "NetworkLayout",
+    "network_layout",
+    "network_parameter_attributes",
+    "network_dynamic_attributes",
+]
 
 
 # -- the step class ----------------------------------------------------------------------------
@@ -84,6 +91,8 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
     out.append(docstring("One step of the formula:\n\n" + indented(plan.formula), INDENT))
     out.append("")
     params = [f"{attr}={number_literal(init)}" for attr, init in plan.per_step_params.values()]
+    if plan.dynamic and not base:  # the projections of input-dependent coefficients need the width
+        params.insert(0, "width=None")
     if base:
         sig = ["self", "in_width", "width", "stride=1", "n=0", "downsample=None", *params, "**branch_options"]
         out += fitted(INDENT, "def ", f"__init__({', '.join(sig)})", ":")
@@ -101,6 +110,7 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
         out.append(f"{INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
     for attr, initial in plan.pair_params.values():  # one weight per earlier step the sum reads
         out += fitted(INDENT * 2, f"self.{attr} = ", f"nn.Parameter(torch.tensor({initial}))", "")
+    out += dynamic.init_lines(plan.dynamic, "width", INDENT * 2) if plan.dynamic else []
     out.append("")
     if base:
         (block,) = plan.blocks
@@ -204,7 +214,7 @@ def wire_source(rec: Recurrence) -> str:
     rec = streams.compact_form(rec)
     plan = plan_step(rec, stages=False)
     carry = carried(plan)
-    lines = streams.runtime_lines(rec) + _step_class(plan, base=None) + ["", ""]
+    lines = streams.runtime_lines(rec) + dynamic.runtime_lines(rec) + _step_class(plan, base=None) + ["", ""]
     lines.append("class Recurrence(nn.Module):")
     lines.append(
         docstring(
@@ -214,7 +224,9 @@ def wire_source(rec: Recurrence) -> str:
         )
     )
     lines.append("")
-    lines.append(f"{INDENT}def __init__(self, blocks):")
+    # input-dependent coefficients: their maps are as wide as the states (wire(..., width=...))
+    width, step_width = (", width", ", width=width") if plan.dynamic else ("", "")
+    lines.append(f"{INDENT}def __init__(self, blocks{width}):")
     lines.append(f"{INDENT * 2}super().__init__()")
     lines += _shared_param_lines(plan, INDENT * 2)
     if plan.blocks:
@@ -224,7 +236,7 @@ def wire_source(rec: Recurrence) -> str:
         lines += fitted(
             INDENT * 2,
             "self.steps = ",
-            f"nn.ModuleList(FormulaStep({kwargs}, n=i) for i in range(depth))",
+            f"nn.ModuleList(FormulaStep({kwargs}, n=i{step_width}) for i in range(depth))",
             "",
         )
     lines.append("")
@@ -461,6 +473,7 @@ def network_source(
     lines = _backbone_source(backbone)
     lines += mode.runtime_lines()
     lines += streams.runtime_lines(rec)
+    lines += dynamic.runtime_lines(rec)
     lines += _step_class(plan, base=branch if inline else None)
     lines += mode.step_class_lines(rec, plan, dict(plan.lags), mplan)
     lines += ["", ""]
@@ -608,7 +621,8 @@ def _stage_lines(
             (block,) = plan.blocks
             return f"FormulaStep({branch_args(*shape.blocks[block])}, n={first_n + i}{down}{options})"
         blocks = ", ".join(f"{b}={block_code(b, shape)}" for b in plan.blocks)
-        return f"FormulaStep({blocks}, n={first_n + i}{down})"
+        width = f", width={stage.width}" if plan.dynamic else ""
+        return f"FormulaStep({blocks}, n={first_n + i}{down}{width})"
 
     for shape in shapes:
         if shape.downsample is not None:
@@ -698,3 +712,13 @@ def network_parameter_attributes(
     plan = plan_step(rec, reserved=reserved)
     held = {**plan.shared_params, **plan.per_step_params, **plan.pair_params}
     return {name: attr for name, (attr, _) in held.items()}
+
+
+def network_dynamic_attributes(
+    rec: Recurrence, backbone: BackboneInfo, options: dict, memory: str = DEFAULT_MEMORY_MODE
+) -> dict[str, dict[str, str]]:
+    """Input-dependent parameter -> the attributes of its parts in :func:`network_source`'s
+    steps (``static``, ``map``, ``scale``, ``gain``: :func:`.dynamic.dynamic_attributes`)."""
+    rec = streams.compact_form(rec)
+    reserved = _backbone_names(backbone, options) | get_memory_mode(memory).reserved_names
+    return plan_step(rec, reserved=reserved, feature_dim=backbone.feature_dim).dynamic

@@ -188,7 +188,7 @@ def advance_method(rec: Recurrence, plan: StepPlan, lags: dict[str, int]) -> tup
 
     printer = TorchPrinter(rec, plan, subs)
     printer.block_vars = dict(locals_)
-    body = []
+    body = list(plan.prologue)  # input-dependent coefficients of the step (codegen/dynamic.py)
     defined: set[str] = set()
     # the user's terms in evaluation order, so that advance computes exactly what forward does
     for state_name, expr in plan.equations:

@@ -33,6 +33,7 @@ from ..ir import (
 )
 from ..limits import MAX_FILE_BYTES
 from ..printing import rec_expr
+from .dynamic import dynamic_attributes, dynamic_params, prologue_lines
 from .streams import shaped_initial_code, stream_code
 
 __all__ = [
@@ -214,6 +215,10 @@ class StepPlan:
     #: earlier step its sum reads, entry 0 for the sum's lower limit
     pair_params: dict[str, tuple[str, str]] = field(default_factory=dict)
     feature_dim: int = 1  # the tensor dimension of the features (cat, norm): the backbone's
+    #: input-dependent parameter -> its generated names (:func:`.dynamic.dynamic_attributes`)
+    dynamic: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the lines that compute them, first in every method that runs the step (forward, advance)
+    prologue: list[str] = field(default_factory=list)
 
     @property
     def reads_input(self) -> bool:
@@ -320,6 +325,13 @@ def plan_step(
     plan.pair_params.update(
         {name: (attr, shaped_initial_code(rec.params[name], number_literal)) for name, attr in shaped.items()}
     )
+    if dynamic_params(rec):  # coefficients computed from the states, first thing in the step
+        attributes = {**{k: v[0] for k, v in per_step.items()}, **shaped}
+        plan.dynamic = dynamic_attributes(rec, attributes, taken | set(reserved) | _GENERATED_NAMES)
+        read_names = {state_name: var_name(state_name, 0) for state_name, offset in plan.reads if offset == 0}
+        with located(first.line, first.column):
+            plan.prologue = prologue_lines(rec, plan.dynamic, read_names, feature_dim)
+        plan.body += plan.prologue
     for s, expr in equations:
         eq = rec.equation(s)
         with located(eq.line, eq.column):
@@ -561,6 +573,8 @@ class TorchPrinter:
         ref = StateRef.of(expr)
         if ref.name in self.plan.pair_params or pair_indices(expr) is not None:
             return self._pair_entry(expr)
+        if ref.name in self.plan.dynamic:  # computed per token at the start of the step
+            return self.plan.dynamic[ref.name]["local"]
         if ref.name in self.plan.per_step_params:
             return "self." + self.plan.per_step_params[ref.name][0]
         if ref.step is not None:

@@ -15,6 +15,7 @@ import math
 from ..analysis.invertibility import UNIT_ROUNDOFF, invert, reconstruction
 from ..errors import UsageError
 from ..ir import Recurrence, StateRef, block_calls_innermost_first, rebuild
+from .dynamic import dynamic_refusal
 from .exact import exact_equations, exact_methods
 from .memory_mode import (
     RESERVED_NAMES,
@@ -90,7 +91,7 @@ class ReversibleMode(MemoryMode):
     )
 
     def refusal(self, rec: Recurrence) -> str | None:
-        return history_refusal(rec, self.name)
+        return history_refusal(rec, self.name) or dynamic_refusal(rec, self.name)
 
     def plan(self, rec: Recurrence, inverse=None) -> MemoryPlan:
         """Check that ``rec`` can run backward and choose the anchor interval; ``inverse`` is

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..ir import Concat, Recurrence, walk
+from .dynamic import refuse_dynamic
 from .emit import wire_source
 from .memory_mode import MemoryPlan, kept_names
 from .memory_modes import get_memory_mode
@@ -41,6 +42,7 @@ def stream_code(rec: Recurrence, memory: str) -> StreamCode:
     """Plan and write the stream step of ``rec`` for ``memory`` (a registered memory mode's
     name); a :class:`UsageError` for what a stream cannot run."""
     refuse_streams(rec, "transform")
+    refuse_dynamic(rec, "transform")
     widened = [eq for eq in rec.equations if any(isinstance(node, Concat) for node in walk(eq.rhs))]
     if widened:
         # the model's blocks and whatever follows the stack read the width they were built for

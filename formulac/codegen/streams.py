@@ -15,6 +15,8 @@ print as:
 
 from __future__ import annotations
 
+import ast
+
 import sympy
 
 from ..errors import UsageError
@@ -29,6 +31,7 @@ from ..ir import (
     StateRef,
     Streams,
     StreamSum,
+    references,
     shaped_initial,
 )
 from ..limits import SINKHORN_ITERATIONS
@@ -41,6 +44,33 @@ _EINSUM = {
     Spread: "i,...->i...",
     Scale: "i,i...->i...",
 }
+
+# the same with coefficients that vary per token (input-dependent, codegen/dynamic.py), whose
+# trailing dimensions (the feature dimension of size 1) broadcast against the streams': broadcast
+# products summed over the streams read (torch.einsum with broadcast dimensions falls back to
+# thousands of small copies on CPU, 2-4 times slower)
+_PER_TOKEN = {
+    Mix: "torch.sum({} * {}, dim=1)",
+    Read: "torch.sum({} * {}, dim=0)",
+    Spread: "({} * {})",
+    Scale: "({} * {})",
+}
+
+
+def _factor(code: str) -> str:
+    """``code`` as a factor of a product: a name or call as it is, anything else parenthesised."""
+    try:
+        node = ast.parse(code, mode="eval").body
+    except SyntaxError:
+        return f"({code})"
+    return code if isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)) else f"({code})"
+
+
+def _per_token(printer, coefficient) -> bool:
+    """Does a stream operation's coefficient read an input-dependent parameter?"""
+    dynamic = set(printer.plan.dynamic)
+    return next(references(coefficient, dynamic), None) is not None
+
 
 # one-argument operations: the code around the argument's code
 _ONE_ARGUMENT = {
@@ -69,10 +99,14 @@ def stream_code(printer, expr) -> str | None:
         p = printer.rec.params.get(StateRef.of(expr).name)
         if p is None or p.shape is None:
             return None
+        if p.name in printer.plan.dynamic:  # one value per token, computed at the start of the step
+            return printer.plan.dynamic[p.name]["local"]
         return "self." + printer.plan.pair_params[p.name][0]
     spec = _EINSUM.get(type(expr))
     if spec is not None:
         left, right = (printer.emit(a) for a in expr.args)
+        if _per_token(printer, expr.args[0]):  # coefficients per token: their own batch dimensions
+            return _PER_TOKEN[type(expr)].format(*(_factor(code) for code in (left, right)))
         return f'torch.einsum("{spec}", {left}, {right})'
     template = _ONE_ARGUMENT.get(type(expr))
     if template is not None:

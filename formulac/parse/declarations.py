@@ -23,7 +23,9 @@ __all__ = ["RESERVED_WORDS", "Index", "Declarations", "split", "split_pair", "ch
 
 #: Words of the language that cannot name anything.
 RESERVED_WORDS = (
-    frozenset({"param", "symbol", "output", "shared", "sum", "cat", "n", "stream", "identity", "onehot"})
+    frozenset(
+        {"param", "symbol", "output", "shared", "sum", "cat", "n", "stream", "identity", "onehot", "dynamic"}
+    )
     | frozenset(ELEMENTWISE)
     | frozenset(CONSTRAINTS)
 )

@@ -22,6 +22,7 @@ from ..ir import (
     ELEMENTWISE,
     BlockCall,
     Concat,
+    Dynamic,
     Mix,
     OneHot,
     StateRef,
@@ -348,6 +349,8 @@ class Expressions(lark.visitors.Interpreter):
             return StreamSum(self.visit(args.children[0]))
         if name in CONSTRAINTS or name == "onehot":
             return self._stream_function(name, name_tok, args)
+        if name == "dynamic":
+            return self._dynamic(name_tok, args)
         if name == "sum":
             if args.data != "range_arguments":
                 raise self.error("sum takes a range first: sum(i=0..n, x_i)", name_tok)
@@ -379,6 +382,27 @@ class Expressions(lark.visitors.Interpreter):
         raise self.error(
             f"unknown function {name!r}{hint} (known: {known}, sum, cat; blocks are capitalised: F(x_n))",
             name_tok,
+        )
+
+    def _dynamic(self, name_tok, args: lark.Tree) -> Dynamic:
+        """``dynamic(s_n)``: the input-dependent part of a parameter's initial value, a learned
+        map of the state ``s`` at the parameter's step."""
+        if self.scope.kind != "param" or self.scope.bound:
+            raise self.error(
+                "dynamic(s_n) is the input-dependent part of a per-step parameter's initial value: "
+                "param pre_n[4] = onehot(0) + dynamic(h_n)",
+                name_tok,
+            )
+        if args.data == "range_arguments" or len(args.children) != 1:
+            raise self.error("dynamic takes exactly one argument, a state at step n: dynamic(h_n)", name_tok)
+        (argument,) = args.children
+        if isinstance(argument, lark.Tree) and argument.data == "subscripted":
+            (tok,) = argument.children
+            base, index = split(self.source, tok)
+            if self.names.kind_of(base) == "state" and index.var == "n" and index.offset == 0:
+                return Dynamic(state(base, n))
+        raise self.error(
+            "dynamic(...) maps a state at the parameter's step: dynamic(h_n), dynamic(x_n)", args
         )
 
     def _stream_function(self, name: str, name_tok, args: lark.Tree):

@@ -7,6 +7,8 @@ and initial conditions, and finally the evaluation order of same-step references
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import lark
 import sympy
 
@@ -27,6 +29,7 @@ from ..ir import (
 )
 from ..limits import CHECKED_STEPS
 from .declarations import Declarations
+from .dynamic import split_dynamic
 from .expressions import Expressions, Scope
 from .streams import lower, shaped_param
 from .syntax import Source
@@ -132,14 +135,17 @@ def _params(names: Declarations, exprs: Expressions, source: Source) -> dict[str
             params[name] = _pair_param(name, pair, node, exprs, source)
             continue
         init = rebuild(exprs.build(node, Scope("param")))
+        init, dynamic = split_dynamic(name, init, per_step, names, source, node)
         if name in names.shapes:
-            params[name] = shaped_param(name, init, names.shapes[name][0], source, node)
+            params[name] = replace(
+                shaped_param(name, init, names.shapes[name][0], source, node), dynamic=dynamic
+            )
             continue
         check_result(source, init, node)
         if init.free_symbols:
             raise source.error(f"the initial value of parameter {name} must be a number", node)
         check_coefficients(source, init, node)  # a double: 1e-400 would start at 0
-        params[name] = Param(name, init, per_step=per_step)
+        params[name] = Param(name, init, per_step=per_step, dynamic=dynamic)
     return params
 
 

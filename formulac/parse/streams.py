@@ -129,6 +129,11 @@ class _Lowering:
     def _shaped(self, p: Param, expr: sympy.Expr, constraint: str | None) -> _Value:
         """The entries of a vector or matrix parameter (or of its constraint) as lowered parameters."""
         initial = shaped_initial(p.init, p.shape)
+        if constraint is not None and p.dynamic is not None:
+            raise self.error(
+                f"{constraint}({p.name}_n) of an input-dependent parameter is not supported yet; "
+                f"constrain a static parameter, or drop the dynamic part of {p.name}"
+            )
         if constraint is not None:
             with mpmath.workdps(_DIGITS + 10):
                 numbers = (
@@ -228,8 +233,27 @@ class _Lowering:
         shaped = {name for name, p in self.rec.params.items() if p.shape is not None}
         return next(references(expr, set(self.rec.streams) | shaped), None) is not None
 
+    def _mixed_dynamic(self, values: list[_Value]) -> None:
+        """Refuse combining an input-dependent coefficient (one value per token) with a static
+        vector or matrix: their entries would not line up."""
+        static_shaped = any(v.kind in ("vector", "matrix") and not self._is_dynamic(v) for v in values)
+        # a dynamic vector, matrix or number (a gate) is one value per token: its shape is not k's
+        # (a tensor computed with one, such as F(pre_n @ h_n), is one tensor like any other)
+        if static_shaped and any(
+            v.kind in ("vector", "matrix", "number") and self._is_dynamic(v) for v in values
+        ):
+            raise self.error(
+                "an input-dependent parameter (dynamic(...)) does not combine with a static vector or "
+                "matrix parameter: give both a dynamic part, or neither"
+            )
+
+    def _is_dynamic(self, value: _Value) -> bool:
+        dynamic = {name for name, p in self.rec.params.items() if p.dynamic is not None}
+        return next(references(value.typed, dynamic), None) is not None
+
     def _add(self, expr: sympy.Add) -> _Value:
         values = [self.lower(a) for a in expr.args]
+        self._mixed_dynamic(values)
         kinds = {v.kind for v in values}
         shaped = kinds & {"vector", "matrix", "stream"}
         typed = sympy.Add(*(v.typed for v in values), evaluate=False)
@@ -249,6 +273,7 @@ class _Lowering:
         return _Value(kind, entries, typed)
 
     def _times(self, a: _Value, b: _Value) -> _Value:
+        self._mixed_dynamic([a, b])
         kinds = (a.kind, b.kind)
         if "number" in kinds:
             other, number = (b, a) if a.kind == "number" else (a, b)

@@ -21,6 +21,7 @@ import sympy
 
 from ..errors import UsageError
 from ..ir import Recurrence, n
+from .learned_dynamic import dynamic_report, dynamic_text
 from .learned_mixing import mixing_report, mixing_text
 
 __all__ = ["LearnedFormula", "learned", "with_values"]
@@ -54,6 +55,9 @@ class LearnedFormula:
     path: str = ""
     mixing: dict[str, dict] = field(default_factory=dict)  # stage -> learned_mixing.mixing_report
     shaped: dict[str, dict[str, list]] = field(default_factory=dict)  # param -> stage -> entries by step
+    #: input-dependent parameter -> stage -> the size of its dynamic part by step (learned_dynamic)
+    dynamic: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
+    dynamic_declared: dict[str, str] = field(default_factory=dict)  # parameter -> its declaration
 
     def to_json(self) -> dict:
         return {
@@ -65,6 +69,7 @@ class LearnedFormula:
             "stages": self.stages,
             "mixing": self.mixing,
             "shaped": self.shaped,
+            "dynamic": self.dynamic,
         }
 
     def to_text(self) -> str:
@@ -95,6 +100,9 @@ class LearnedFormula:
         if self.mixing:
             lines.append("")
             lines += mixing_text(self.mixing)
+        if self.dynamic:
+            lines.append("")
+            lines += dynamic_text(self.dynamic, self.dynamic_declared)
         return "\n".join(lines) + "\n"
 
 
@@ -144,6 +152,7 @@ def learned(
     atomic_write(path, formula)
 
     mixing = mixing_report(rec, attributes, state, shared)
+    dynamic = _dynamic_values(rec, describe, state)
     if any("effective_weights" in report for report in mixing.values()):
         figures = _mixing_figures(mixing, path.parent)
         for stage, report in mixing.items():
@@ -151,10 +160,29 @@ def learned(
     # pair weights and a stream formula's matrices: the mixing report has them (an analysis of
     # the bound formula would read their initial values as if trained)
     if rec.compact is not None or any(p.pair is not None for p in rec.params.values()):
-        return LearnedFormula(str(run), formula, shared, per_step, [], str(path), mixing, shaped)
+        return LearnedFormula(str(run), formula, shared, per_step, [], str(path), mixing, shaped, *dynamic)
     stage_names = sorted({s for st in per_step.values() for s in st}) or ["network"]
     stage_reports = [_stage_report(rec, shared, bound, stage, per_step, depth) for stage in stage_names]
-    return LearnedFormula(str(run), formula, shared, per_step, stage_reports, str(path), mixing, shaped)
+    return LearnedFormula(
+        str(run), formula, shared, per_step, stage_reports, str(path), mixing, shaped, *dynamic
+    )
+
+
+def _dynamic_values(rec: Recurrence, describe: dict, state: dict) -> tuple[dict, dict]:
+    """The sizes of the trained input-dependent parts (learned_dynamic), and each such
+    parameter's declaration; empty without any."""
+    from ..codegen import dynamic_parameter_attributes
+
+    held = rec.compact if rec.compact is not None else rec
+    if not any(p.dynamic is not None for p in held.params.values()):
+        return {}, {}
+    options = {k: v for k, v in describe.items() if k not in _NOT_BACKBONE_OPTIONS and v is not None}
+    try:
+        names = dynamic_parameter_attributes(rec, **options)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the run's network cannot be planned again: {exc}") from None
+    declared = {name: held.params[name].declared for name in names}
+    return dynamic_report(names, state), declared
 
 
 def _run_formula(run: Path):
@@ -246,6 +274,13 @@ def _learned_text(run: Path, rec, shared: dict, per_step: dict, shaped: dict):
     if shaped:
         header.append(
             "# vector and matrix parameters are written with their initial values; trained ones are listed above"
+        )
+    held = rec.compact if rec.compact is not None else rec
+    dynamic = [p.declared for p in held.params.values() if p.dynamic is not None]
+    if dynamic:
+        header.append(
+            f"# {', '.join(dynamic)}: the trained static parts; their input-dependent parts are not written "
+            "(their sizes are in the report)"
         )
     return bound, "\n".join(header) + "\n" + to_rec(bound)
 
