@@ -99,6 +99,8 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
     out.append(f"{INDENT * 2}self.n = n  # the step index n of the formula")
     for attr, _ in plan.per_step_params.values():
         out.append(f"{INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
+    for name, reads in plan.pair_reads.items():  # the earlier steps a sum with conditions reads
+        out += fitted(INDENT * 2, f"self.{plan.pair_params[name][0]}_reads = ", reads, "")
     for attr, initial in plan.pair_params.values():  # one weight per earlier step the sum reads
         out += fitted(INDENT * 2, f"self.{attr} = ", f"nn.Parameter(torch.tensor({initial}))", "")
     out.append("")
@@ -192,7 +194,15 @@ def _loop_lines(
                 f"{indent}{INDENT}{', '.join(reversed(chain))} = {', '.join(reversed([var_name(s, 1)] + chain[:-1]))}"
             )
     for h in carry.history:
-        lines.append(f"{indent}{INDENT}{h}_history.append({var_name(h, 0)})")
+        pairs = plan.pruned_history.get(h)
+        if pairs:  # only the entries that some step's conditions select are kept
+            first = plan.history[h]
+            position = f"len({h}_history)" + (f" + {first}" if first else "")
+            reads = " + ".join(f"s.{plan.pair_params[p][0]}_reads" for p in pairs)
+            lines.insert(0, f"{indent}{h}_kept = {{j_ for s in {steps} for j_ in {reads}}}")
+            lines.append(f"{indent}{INDENT}{h}_history.append({var_name(h, 0)} if {position} in {h}_kept else None)")
+        else:
+            lines.append(f"{indent}{INDENT}{h}_history.append({var_name(h, 0)})")
     return lines
 
 
