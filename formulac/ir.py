@@ -78,7 +78,9 @@ __all__ = [
     "softmax_vector",
     "entry_name",
     "pair_reference",
+    "pair_entries",
     "pair_range",
+    "pair_selection",
     "learned_coefficient_counts",
     "written_out",
     "has_activation",
@@ -611,7 +613,9 @@ def pair_selection(rec: Recurrence, name: str) -> tuple[sympy.Symbol, sympy.Expr
                     continue
                 ((var, low, high),) = total.limits
                 outer = [f for f in sympy.Mul.make_args(term) if isinstance(f, sympy.KroneckerDelta)]
-                inner = [f for f in sympy.Mul.make_args(total.function) if isinstance(f, sympy.KroneckerDelta)]
+                inner = [
+                    f for f in sympy.Mul.make_args(total.function) if isinstance(f, sympy.KroneckerDelta)
+                ]
                 return var, low, high, sympy.Mul(*outer, *inner)
     raise UsageError(f"pair parameter {name} is not read in any sum")
 
@@ -1036,7 +1040,11 @@ class RecPrinter(StrPrinter):
     def _print_Mod(self, expr):
         value, modulus = expr.args
         text = self._print(value)
-        return f"({text}) % {self._print(modulus)}" if not (value.is_Atom) else f"{text} % {self._print(modulus)}"
+        return (
+            f"({text}) % {self._print(modulus)}"
+            if not (value.is_Atom)
+            else f"{text} % {self._print(modulus)}"
+        )
 
     def _print_BlockCall(self, expr: BlockCall):
         step = "" if expr.step == n else "_" + index_text(expr.step)

@@ -200,7 +200,9 @@ def _loop_lines(
             position = f"len({h}_history)" + (f" + {first}" if first else "")
             reads = " + ".join(f"s.{plan.pair_params[p][0]}_reads" for p in pairs)
             lines.insert(0, f"{indent}{h}_kept = {{j_ for s in {steps} for j_ in {reads}}}")
-            lines.append(f"{indent}{INDENT}{h}_history.append({var_name(h, 0)} if {position} in {h}_kept else None)")
+            lines.append(
+                f"{indent}{INDENT}{h}_history.append({var_name(h, 0)} if {position} in {h}_kept else None)"
+            )
         else:
             lines.append(f"{indent}{INDENT}{h}_history.append({var_name(h, 0)})")
     return lines

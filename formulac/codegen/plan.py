@@ -636,6 +636,12 @@ class TorchPrinter:
         """``w_<n,i>`` as an entry of the step's weight vector (entry 0 is the sum's lower limit)."""
         name = StateRef.of(expr).name
         attr = self.plan.pair_params[name][0]
+        if name in self.plan.pair_reads:  # its vector holds the selected steps only
+            raise UsageError(
+                f"compile: {name} is read in a sum with conditions ([a == b]); such a sum is "
+                f"computed as one contraction, so its body is {name}_<n,i> times conditions and "
+                "one tensor: sum(i=0..n, [i % 2 == n % 2]*w_<n,i>*x_i)"
+            )
         low, _ = pair_range(self.rec, name)
         position = pair_indices(expr)[1] - low
         if position.is_Integer:  # a window written out term by term: a fixed entry
@@ -746,10 +752,12 @@ class TorchPrinter:
         ((var, low, high),) = expr.limits
         factors = expr.function.args if isinstance(expr.function, sympy.Mul) else (expr.function,)
         pairs = [f for f in factors if isinstance(f, sympy.Indexed) and pair_indices(f) is not None]
-        if len(pairs) != 1 or pair_indices(pairs[0])[1] != var or low > high.xreplace({n: 0}):
+        if len(pairs) != 1 or pair_indices(pairs[0])[1] != var:
+            return None
+        name = StateRef.of(pairs[0]).name
+        if low > high.xreplace({n: 0}) and name not in self.plan.pair_reads:
             return None  # (an empty range at the first steps: the loop's zeros instead)
         rest = [f for f in factors if f is not pairs[0]]
-        name = StateRef.of(pairs[0]).name
         if any(next(references(f, (name,)), None) is not None for f in rest):
             return None
         body = rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False) if rest else None

@@ -290,7 +290,9 @@ class Expressions(lark.visitors.Interpreter):
         """``a % m``, the remainder of a step index by a positive whole number (inside ``[a == b]``)."""
         left, _, right = tree.children
         if not self.in_iverson:
-            raise self.error("% (the remainder) is only for the sides of a condition [a % m == b]", tree.children[1])
+            raise self.error(
+                "% (the remainder) is only for the sides of a condition [a % m == b]", tree.children[1]
+            )
         value, modulus = rebuild(self.visit(left)), rebuild(self.visit(right))
         if not (modulus.is_Integer and modulus > 0):
             raise self.error("the remainder is taken by a positive whole number: (n+1) % 4", right)

@@ -5,12 +5,16 @@ weights, float64, rel <= 1e-6; the weights a step holds and the outputs a stage 
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import formulac
+from formulac.cli import main
 from formulac.ir import learned_coefficient_counts
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
@@ -48,7 +52,9 @@ class DWAModulesReference:
             out = x + block(x)  # DWAModules' blocks carry their own residual
             accumulators[(i + 1) % self.dilation].append(out)
             if (i + 1) % self.period == 0:
-                x = torch.tensordot(self.alphas[i], torch.stack(accumulators[(i + 1) % self.dilation]), dims=1)
+                x = torch.tensordot(
+                    self.alphas[i], torch.stack(accumulators[(i + 1) % self.dilation]), dims=1
+                )
             else:
                 x = out
         return x
@@ -132,3 +138,40 @@ def test_the_4x5_example_compiles_runs_and_trains_a_step_on(backbone):
     assert torch.isfinite(out).all()
     out.float().square().mean().backward()
     assert all(step.w.grad is not None and step.w.grad.abs().sum() > 0 for step in averaging)
+
+
+def _dwa_effective_weights(alphas: dict, depth: int, dilation: int, period: int):
+    """Weight of block i's output F_i in the input of block t+1, by unrolling DWAModules' rule on
+    coefficient vectors (numpy, no formulac code)."""
+    outputs = [np.zeros(depth)]  # out_0, the embedding: no block
+    x, rows = np.zeros(depth), []
+    for i in range(depth):
+        out = x.copy()
+        out[i] += 1
+        outputs.append(out)
+        if (i + 1) % period == 0:
+            group = [outputs[j] for j in range(i + 2) if j % dilation == (i + 1) % dilation]
+            x = sum(a * o for a, o in zip(alphas[i], group))
+        else:
+            x = out
+        rows.append(x)
+    return np.array(rows)
+
+
+def test_learned_reads_the_selected_weights_of_a_trained_run(capsys, tmp_path):
+    formula = tmp_path / "denseformer_4x2.rec"
+    formula.write_text(dilated_formula(4, 2))
+    run_dir = tmp_path / "run"
+    tiny = ["--data", "synthetic:1x8x8:4", "--limit-train", "96", "--limit-test", "48", "--epochs", "1"]
+    tiny += ["--batch-size", "32", "--lr", "0.05", "--backbone", "mlp", "--depth", "6", "-q"]
+    assert main(["train", str(formula), *tiny, "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["learned", str(run_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["mixing"]["layer1"]
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    alphas = {t: state[f"layer1.{t}.w"].double().numpy() for t in range(6) if state[f"layer1.{t}.w"].numel()}
+    assert sorted(alphas) == [1, 3, 5] and [len(a) for a in alphas.values()] == [1, 2, 2]
+    np.testing.assert_allclose(
+        report["effective_weights"]["F"], _dwa_effective_weights(alphas, 6, 4, 2), rtol=1e-9, atol=1e-12
+    )
+    assert report["unmoved"] == []

@@ -100,15 +100,18 @@ BAD = [
         "declared with the step",
     ),
     (
-        "iverson-elsewhere",
-        "x_<n+1> = [n == 0]*x_n + F(x_n)",
-        "only for the initial value of a pair parameter",
+        "iverson-on-a-state",
+        "x_<n+1> = [x_n == 0]*x_n + F(x_n)",
+        "each side of [a == b] is n or a sum's",
     ),
     (
         "iverson-per-step",
         "param k_n = [n == 0]\nx_<n+1> = k_n*x_n + F(x_n)",
-        "only for the initial value of a pair parameter",
+        "[a == b] is for the initial value of a pair parameter",
     ),
+    ("remainder-outside-a-condition", "x_<n+1> = (n % 2)*x_n + F(x_n)", "only for the sides of a condition"),
+    ("remainder-by-zero", "x_<n+1> = [n % 0 == 1]*x_n + F(x_n)", "positive whole number"),
+    ("remainder-by-a-fraction", "x_<n+1> = [n % (1/2) == 0]*x_n + F(x_n)", "positive whole number"),
     (
         "iverson-not-an-index",
         "param w_<n,i> = [i == 1/2]\nx_<n+1> = sum(i=0..n, w_<n,i>*x_i)",
