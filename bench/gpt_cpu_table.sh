@@ -8,6 +8,7 @@
 #   bash bench/gpt_cpu_table.sh [OUT]                  # the table (docs/benchmarks.md)
 #   BUDGET=tiny bash bench/gpt_cpu_table.sh [OUT]      # a dry run of the same pipeline (minutes)
 #   FORMULAS="pre_norm parallel" bash bench/gpt_cpu_table.sh   # a subset (the first is the baseline)
+#   FORMULAS="pre_norm hyper_connections_k4 mhc_k4 denseformer_4x2" bash bench/gpt_cpu_table.sh  # issue 18's k = 4 table
 #   TABLE_ONLY=1 bash bench/gpt_cpu_table.sh [OUT]     # no training: the table of what finished
 #
 # Each run uses one thread; JOBS (default 2) runs train at once, each under `nice -n 19`. The
@@ -34,6 +35,9 @@ declare -A FILE=(
   [hyper_connections_k2]=examples/hyper_connections_k2.rec
   [mhc_k2]=examples/mhc_k2.rec
   [laurel_rw]=examples/laurel_rw.rec
+  [hyper_connections_k4]=examples/hyper_connections_k4.rec
+  [mhc_k4]=examples/mhc_k4.rec
+  [denseformer_4x2]=examples/denseformer_4x2.rec
 )
 # in order of training (an interrupted table holds the first ones): a learned-mixing formula
 # early, so that even a short run compares both kinds
