@@ -14,6 +14,7 @@ text reaches it except identifiers the parser validated and numbers.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import textwrap
 from dataclasses import dataclass
@@ -101,7 +102,16 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
         out.append(f"{INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
     for name, reads in plan.pair_reads.items():  # the earlier steps a sum with conditions reads
         out += fitted(INDENT * 2, f"self.{plan.pair_params[name][0]}_reads = ", reads, "")
-    for attr, initial in plan.pair_params.values():  # one weight per earlier step the sum reads
+    for name, (attr, initial) in plan.pair_params.items():  # one weight per earlier step the sum reads
+        if name in plan.pair_reads:  # none at a step whose conditions select nothing
+            out += fitted(INDENT * 2, f"{attr}_initial = ", initial, "")
+            out += fitted(
+                INDENT * 2,
+                f'self.register_parameter("{attr}", ',
+                f"nn.Parameter(torch.tensor({attr}_initial)) if {attr}_initial else None",
+                ")",
+            )
+            continue
         out += fitted(INDENT * 2, f"self.{attr} = ", f"nn.Parameter(torch.tensor({initial}))", "")
     out.append("")
     if base:
@@ -689,7 +699,8 @@ def _forward_lines(
             lines.append(f"{INDENT * 3}{name} = torch.stack([project(s) for s in {name}])")
         else:
             lines.append(f"{INDENT * 3}{name} = project({name})")
-    lines += _stage_loop(plan, carry, mode)
+    # the history goes on into later stages, whose steps read it: every entry is kept
+    lines += _stage_loop(dataclasses.replace(plan, pruned_history={}), carry, mode)
     lines.append(f"{INDENT * 2}return {state_tuple}")
     return lines
 

@@ -778,8 +778,13 @@ class TorchPrinter:
                     item = self.emit(body)
             finally:
                 del self.bound[var]
-            stacked = f"torch.stack([{item} for {local} in {weights}_reads])"
-            return f"(torch.tensordot({weights}, {stacked}.to({weights}.dtype), dims=1) if {weights}_reads else 0)"
+            read, mixed = f"{name}_read", f"{name}_mixed"
+            self.plan.body.append(f"{read} = [{item} for {local} in {weights}_reads]")
+            self.plan.body.append(
+                f"{mixed} = torch.tensordot({weights}, torch.stack({read}).to({weights}.dtype), dims=1) "
+                f"if {read} else 0"
+            )
+            return mixed
         if isinstance(body, sympy.Indexed) and StateRef.of(body).variable == var:
             ref = StateRef.of(body)
             start = low + ref.shift - self.plan.history[ref.name]

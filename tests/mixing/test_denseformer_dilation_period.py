@@ -60,14 +60,18 @@ class DWAModulesReference:
         return x
 
 
+def _size(step) -> int:
+    return 0 if step.w is None else step.w.numel()
+
+
 def _network(text: str, depth: int, backbone: str = "mlp"):
     torch.manual_seed(0)
     net = formulac.parse(text).compile(backbone=backbone, depth=depth).double()
     alphas = {}
     with torch.no_grad():
         for i, step in enumerate(net.layer1):
-            step.w.copy_(torch.randn_like(step.w))
-            if step.w.numel():
+            if step.w is not None:  # a step whose conditions select nothing holds no weights
+                step.w.copy_(torch.randn_like(step.w))
                 alphas[i] = step.w.detach().clone()
     return net, alphas
 
@@ -76,7 +80,7 @@ def _network(text: str, depth: int, backbone: str = "mlp"):
 @given(dilation=st.integers(1, 5), period=st.integers(1, 6), depth=st.integers(1, 13))
 def test_dilated_periodic_denseformer_is_dwa_modules(dilation, period, depth):
     net, alphas = _network(dilated_formula(dilation, period), depth)
-    assert [step.w.numel() for step in net.layer1] == DWAModulesReference.sizes(depth, dilation, period)
+    assert [_size(step) for step in net.layer1] == DWAModulesReference.sizes(depth, dilation, period)
     x = torch.randn(4, 1, 28, 28, dtype=torch.float64)
     blocks = [step.F for step in net.layer1]
     want = net.head(DWAModulesReference(alphas, dilation, period).run(net.stem(x), blocks))
@@ -87,7 +91,7 @@ def test_dilated_periodic_denseformer_is_dwa_modules(dilation, period, depth):
 def test_the_4x5_example_holds_dwa_modules_weights_and_starts_as_the_plain_network():
     formula = formulac.load(f"{EXAMPLES}/denseformer_4x5.rec")
     dense = formula.compile(backbone="mlp", depth=12).double()
-    assert [step.w.numel() for step in dense.layer1] == DWAModulesReference.sizes(12, 4, 5)
+    assert [_size(step) for step in dense.layer1] == DWAModulesReference.sizes(12, 4, 5)
     assert learned_coefficient_counts(formula.rec, 12) == {"w_<n,i>": 2 + 3}
     plain = formulac.load(f"{EXAMPLES}/resnet.rec").compile(backbone="mlp", depth=12).double()
     plain.load_state_dict({k: v for k, v in dense.state_dict().items() if not k.endswith(".w")})
@@ -130,7 +134,8 @@ def test_the_4x5_example_compiles_runs_and_trains_a_step_on(backbone):
     depth = 11 if backbone != "cifar-resnet" else 32  # cifar-resnet: 3 stages of 5 steps
     net = formulac.load(f"{EXAMPLES}/denseformer_4x5.rec").compile(backbone=backbone, depth=depth, **options)
     steps = [module for module in net.modules() if hasattr(module, "w_reads")]
-    averaging = [step for step in steps if step.w.numel()]
+    averaging = [step for step in steps if step.w is not None]
+    assert all(not step.w_reads for step in steps if step.w is None)
     assert averaging and all(step.w.numel() == (step.n + 1) // 4 + 1 for step in averaging)
     assert all((step.n + 1) % 5 == 0 for step in averaging)
     torch.manual_seed(0)
@@ -169,7 +174,7 @@ def test_learned_reads_the_selected_weights_of_a_trained_run(capsys, tmp_path):
     assert main(["learned", str(run_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)["mixing"]["layer1"]
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
-    alphas = {t: state[f"layer1.{t}.w"].double().numpy() for t in range(6) if state[f"layer1.{t}.w"].numel()}
+    alphas = {t: state[f"layer1.{t}.w"].double().numpy() for t in range(6) if f"layer1.{t}.w" in state}
     assert sorted(alphas) == [1, 3, 5] and [len(a) for a in alphas.values()] == [1, 2, 2]
     np.testing.assert_allclose(
         report["effective_weights"]["F"], _dwa_effective_weights(alphas, 6, 4, 2), rtol=1e-9, atol=1e-12
