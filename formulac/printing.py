@@ -49,6 +49,11 @@ class RecLatexPrinter(LatexPrinter):
         tex = r"\left[%s\right]" % ", ".join(self._print(a) for a in expr.args)
         return tex if exp is None else r"%s^{%s}" % (tex, exp)
 
+    def _print_KroneckerDelta(self, expr, exp=None):  # the file's [a == b], an Iverson bracket
+        a, b = (self._print(x) for x in expr.args)
+        tex = r"\left[%s = %s\right]" % (a, b)
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
     # a stream formula's compact form (``stream h[4]``), as the file writes it
     def _print_Mix(self, expr, exp=None):  # M @ h: a matrix times the streams
         return r"%s\,%s" % tuple(self.parenthesize(a, 50) for a in expr.args)
