@@ -17,7 +17,7 @@ import itertools
 
 import sympy
 
-from ..ir import Recurrence, StateRef, written_out
+from ..ir import Recurrence, StateRef, pair_indices, written_out
 
 __all__ = ["Entry", "entry_names", "shown"]
 
@@ -95,10 +95,11 @@ def shown(expr: sympy.Expr, entries: dict | None = None) -> sympy.Expr:
             replacements[node] = exact
     if entries:
         for node in expr.atoms(sympy.Indexed):
-            found = entries.get(StateRef.of(node).name)
-            if found is not None and len(node.indices) == 1:
+            ref = StateRef.of(node)
+            found = entries.get(ref.name)
+            if found is not None and pair_indices(node) is None:
                 name, constraint, position = found
-                replacements[node] = Entry(name, constraint, node.indices[0], position)
+                replacements[node] = Entry(name, constraint, ref.index, position)
     if not replacements:
         return expr
     if isinstance(expr, sympy.Add):  # written in order (an unevaluated sum): keep the order
