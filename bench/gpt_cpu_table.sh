@@ -11,7 +11,8 @@
 #   FORMULAS="pre_norm hyper_connections_k4 mhc_k4 denseformer_4x2" bash bench/gpt_cpu_table.sh  # issue 18's k = 4 table
 #   TABLE_ONLY=1 bash bench/gpt_cpu_table.sh [OUT]     # no training: the table of what finished
 #
-# Each run uses one thread; JOBS (default 2) runs train at once, each under `nice -n 19`. The
+# Each run uses one thread; JOBS (default 2) runs train at once, each under `nice -n 19` (NICE
+# sets another niceness: under a load of 10+, niced runs got 2 % of a core). The
 # formulas are trained one after the other (all seeds of one before the next), so that an
 # interrupted table holds complete formulas; the same command again reuses finished runs and
 # resumes unfinished ones. The last step compares every formula whose runs are all there and
@@ -63,7 +64,7 @@ done
 
 if [ "${2:-}" = --one ]; then  # one formula's seeds (a compare of it alone), called by xargs below
   name=$3
-  nice -n 19 "$PY" -m formulac compare "${FILE[$name]}" "${COMMON[@]}" -o "$OUT" \
+  nice -n "${NICE:-19}" "$PY" -m formulac compare "${FILE[$name]}" "${COMMON[@]}" -o "$OUT" \
     > "$OUT/logs/$name.log" 2>&1 && echo "$(date -u +%H:%M:%S) $name done" \
     || echo "$(date -u +%H:%M:%S) $name FAILED (see $OUT/logs/$name.log)"
   exit 0
