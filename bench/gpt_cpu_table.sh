@@ -8,9 +8,11 @@
 #   bash bench/gpt_cpu_table.sh [OUT]                  # the table (docs/benchmarks.md)
 #   BUDGET=tiny bash bench/gpt_cpu_table.sh [OUT]      # a dry run of the same pipeline (minutes)
 #   FORMULAS="pre_norm parallel" bash bench/gpt_cpu_table.sh   # a subset (the first is the baseline)
+#   FORMULAS="pre_norm hyper_connections_k4 mhc_k4 denseformer_4x2" bash bench/gpt_cpu_table.sh  # issue 18's k = 4 table
 #   TABLE_ONLY=1 bash bench/gpt_cpu_table.sh [OUT]     # no training: the table of what finished
 #
-# Each run uses one thread; JOBS (default 2) runs train at once, each under `nice -n 19`. The
+# Each run uses one thread; JOBS (default 2) runs train at once, each under `nice -n 19` (NICE
+# sets another niceness: under a load of 10+, niced runs got 2 % of a core). The
 # formulas are trained one after the other (all seeds of one before the next), so that an
 # interrupted table holds complete formulas; the same command again reuses finished runs and
 # resumes unfinished ones. The last step compares every formula whose runs are all there and
@@ -34,6 +36,9 @@ declare -A FILE=(
   [hyper_connections_k2]=examples/hyper_connections_k2.rec
   [mhc_k2]=examples/mhc_k2.rec
   [laurel_rw]=examples/laurel_rw.rec
+  [hyper_connections_k4]=examples/hyper_connections_k4.rec
+  [mhc_k4]=examples/mhc_k4.rec
+  [denseformer_4x2]=examples/denseformer_4x2.rec
 )
 # in order of training (an interrupted table holds the first ones): a learned-mixing formula
 # early, so that even a short run compares both kinds
@@ -59,7 +64,7 @@ done
 
 if [ "${2:-}" = --one ]; then  # one formula's seeds (a compare of it alone), called by xargs below
   name=$3
-  nice -n 19 "$PY" -m formulac compare "${FILE[$name]}" "${COMMON[@]}" -o "$OUT" \
+  nice -n "${NICE:-19}" "$PY" -m formulac compare "${FILE[$name]}" "${COMMON[@]}" -o "$OUT" \
     > "$OUT/logs/$name.log" 2>&1 && echo "$(date -u +%H:%M:%S) $name done" \
     || echo "$(date -u +%H:%M:%S) $name FAILED (see $OUT/logs/$name.log)"
   exit 0

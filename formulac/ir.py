@@ -79,7 +79,9 @@ __all__ = [
     "softmax_vector",
     "entry_name",
     "pair_reference",
+    "pair_entries",
     "pair_range",
+    "pair_selection",
     "learned_coefficient_counts",
     "written_out",
     "has_activation",
@@ -608,6 +610,33 @@ def pair_range(rec: Recurrence, name: str) -> tuple[sympy.Expr, sympy.Expr]:
     raise UsageError(f"pair parameter {name} is not read in any sum")
 
 
+def pair_selection(rec: Recurrence, name: str) -> tuple[sympy.Symbol, sympy.Expr, sympy.Expr, sympy.Expr]:
+    """``(variable, low, high, selector)`` of the sum that reads the pair parameter ``name``:
+    ``selector`` is the product of the conditions (``[a == b]``, in ``n`` and the variable) that
+    multiply the sum or its body, 1 when none. Step ``t`` holds a weight for every ``i`` in
+    ``low..high`` where the selector is 1 (DenseFormer's dilation and period)."""
+    for eq in rec.equations:
+        for term in sympy.Add.make_args(eq.rhs):
+            for total in term.atoms(sympy.Sum):
+                if next(references(total.function, (name,)), None) is None:
+                    continue
+                ((var, low, high),) = total.limits
+                outer = [f for f in sympy.Mul.make_args(term) if isinstance(f, sympy.KroneckerDelta)]
+                inner = [
+                    f for f in sympy.Mul.make_args(total.function) if isinstance(f, sympy.KroneckerDelta)
+                ]
+                return var, low, high, sympy.Mul(*outer, *inner)
+    raise UsageError(f"pair parameter {name} is not read in any sum")
+
+
+def pair_entries(rec: Recurrence, name: str, step: int) -> list[int]:
+    """The earlier steps ``i`` that hold a weight of the pair parameter ``name`` at ``step``."""
+    var, low, high, selector = pair_selection(rec, name)
+    at = {n: sympy.Integer(step)}
+    first, last = int(low.xreplace(at)), int(high.xreplace(at))
+    return [i for i in range(first, last + 1) if selector.xreplace({**at, var: sympy.Integer(i)}) != 0]
+
+
 def learned_coefficient_counts(rec: Recurrence, depth: int) -> dict[str, int]:
     """How many learned scalars each parameter holds in ``depth`` steps (one stage): 1 shared,
     ``depth`` per step, and for a pair parameter one per step of its sum at every step."""
@@ -618,10 +647,7 @@ def learned_coefficient_counts(rec: Recurrence, depth: int) -> dict[str, int]:
         if p.shape is not None:
             counts[p.declared] = depth * math.prod(p.shape)
         elif p.pair is not None:
-            low, high = pair_range(rec, name)
-            counts[p.declared] = sum(
-                max(0, int(high.xreplace({n: t}) - low.xreplace({n: t})) + 1) for t in range(depth)
-            )
+            counts[p.declared] = sum(len(pair_entries(rec, name, t)) for t in range(depth))
         else:
             counts[p.declared] = depth if p.per_step else 1
     return counts
@@ -1035,6 +1061,15 @@ class RecPrinter(StrPrinter):
 
     def _print_KroneckerDelta(self, expr):
         return f"[{self._print(expr.args[0])} == {self._print(expr.args[1])}]"
+
+    def _print_Mod(self, expr):
+        value, modulus = expr.args
+        text = self._print(value)
+        return (
+            f"({text}) % {self._print(modulus)}"
+            if not (value.is_Atom)
+            else f"{text} % {self._print(modulus)}"
+        )
 
     def _print_BlockCall(self, expr: BlockCall):
         step = "" if expr.step == n else "_" + index_text(expr.step)

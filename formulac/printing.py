@@ -49,6 +49,42 @@ class RecLatexPrinter(LatexPrinter):
         tex = r"\left[%s\right]" % ", ".join(self._print(a) for a in expr.args)
         return tex if exp is None else r"%s^{%s}" % (tex, exp)
 
+    def _print_KroneckerDelta(self, expr, exp=None):  # the file's [a == b], an Iverson bracket
+        a, b = (self._print(x) for x in expr.args)
+        tex = r"\left[%s = %s\right]" % (a, b)
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
+    # a stream formula's compact form (``stream h[4]``), as the file writes it
+    def _print_Mix(self, expr, exp=None):  # M @ h: a matrix times the streams
+        return r"%s\,%s" % tuple(self.parenthesize(a, 50) for a in expr.args)
+
+    def _print_Read(self, expr, exp=None):  # v @ h: one combination of the streams
+        return r"%s^{\top} %s" % tuple(self.parenthesize(a, 50) for a in expr.args)
+
+    def _print_Spread(self, expr, exp=None):  # v*t: a tensor into every stream with weights v
+        return r"%s\,%s" % tuple(self.parenthesize(a, 50) for a in expr.args)
+
+    def _print_Scale(self, expr, exp=None):  # v*h: stream i scaled by v[i]
+        return r"%s \odot %s" % tuple(self.parenthesize(a, 50) for a in expr.args)
+
+    def _print_StreamSum(self, expr, exp=None):
+        return r"\operatorname{sum}\left(%s\right)" % self._print(expr.args[0])
+
+    def _print_Sinkhorn(self, expr, exp=None):
+        return r"\operatorname{sinkhorn}\left(%s\right)" % self._print(expr.args[0])
+
+    def _print_Softmax(self, expr, exp=None):
+        return r"\operatorname{softmax}\left(%s\right)" % self._print(expr.args[0])
+
+    def _print_StreamIdentity(self, expr, exp=None):
+        return "I"
+
+    def _print_OneHot(self, expr, exp=None):
+        return "e_{%s}" % self._print(expr.args[0])
+
+    def _print_Streams(self, expr, exp=None):  # a start copied to every stream
+        return self._print(expr.args[0])
+
     def _print_Function(self, expr, exp=None):
         name = expr.func.__name__
         if name in ("relu", "sigmoid", "softplus", "gelu", "silu", "elu", "tanh", "norm"):

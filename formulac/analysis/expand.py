@@ -17,6 +17,7 @@ from ..ir import BlockCall, Recurrence, StateRef, n, state
 from ..limits import MAX_EXPANSION_DEPTH, MAX_EXPANSION_NODES
 from ..printing import latex_expr, rec_expr
 from .linear import Structure, check_steps, structure
+from .shown import entry_names, shown
 from .weights import TooDeep, TooLarge, Weights, compute_weights
 
 __all__ = ["Unrolled", "unroll", "linear_expansion"]
@@ -29,22 +30,25 @@ class Unrolled:
     lhs: sympy.Indexed
     expr: sympy.Expr
     steps: int
+    #: a stream formula's lowered names -> what they are (:func:`.shown.entry_names`): they
+    #: print as the file writes them (h_1[0], res_1[0,1])
+    entries: tuple = ()
 
     @property
     def text(self) -> str:
-        """The right-hand side in ``.rec`` syntax."""
-        return rec_expr(self.expr)
+        """The right-hand side in ``.rec`` syntax (streams as ``h_1[0]``, exact numbers)."""
+        return rec_expr(shown(self.expr, dict(self.entries)))
 
     @property
     def latex(self) -> str:
         """The right-hand side in LaTeX, with real subscripts (``F_{3}\\left(x_{3}\\right)``)."""
-        return latex_expr(self.expr)
+        return latex_expr(shown(self.expr, dict(self.entries)))
 
     def __str__(self) -> str:
-        return f"{rec_expr(self.lhs)} = {self.text}"
+        return f"{rec_expr(shown(self.lhs, dict(self.entries)))} = {self.text}"
 
     def _repr_latex_(self) -> str:
-        return f"${latex_expr(self.lhs)} = {self.latex}$"
+        return f"${latex_expr(shown(self.lhs, dict(self.entries)))} = {self.latex}$"
 
 
 def unroll(
@@ -57,6 +61,7 @@ def unroll(
     if name not in st.states:
         raise UsageError(f"no state {name!r}; the formula's states are {', '.join(st.states)}")
     lhs = state(name, steps)
+    streams = tuple(entry_names(st.rec).items())
     if st.linear:
         try:
             w = compute_weights(st, steps, name)
@@ -68,8 +73,8 @@ def unroll(
                 f"(more than {exc.terms} terms); use fewer steps, or the parameters' initial "
                 "values (params='init', --params init)"
             ) from None
-        return Unrolled(lhs, linear_expansion(st, w, steps), steps)
-    return Unrolled(lhs, _substituted(st, name, steps), steps)
+        return Unrolled(lhs, linear_expansion(st, w, steps), steps, streams)
+    return Unrolled(lhs, _substituted(st, name, steps), steps, streams)
 
 
 def linear_expansion(st: Structure, w: Weights, steps: int) -> sympy.Expr:

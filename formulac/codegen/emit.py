@@ -14,6 +14,7 @@ text reaches it except identifiers the parser validated and numbers.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import textwrap
 from dataclasses import dataclass
@@ -108,7 +109,18 @@ def _step_class(plan: StepPlan, base: str | None) -> list[str]:
     out.append(f"{INDENT * 2}self.n = n  # the step index n of the formula")
     for attr, _ in plan.per_step_params.values():
         out.append(f"{INDENT * 2}self.{attr} = nn.Parameter(torch.tensor(float({attr})))")
-    for attr, initial in plan.pair_params.values():  # one weight per earlier step the sum reads
+    for name, reads in plan.pair_reads.items():  # the earlier steps a sum with conditions reads
+        out += fitted(INDENT * 2, f"self.{plan.pair_params[name][0]}_reads = ", reads, "")
+    for name, (attr, initial) in plan.pair_params.items():  # one weight per earlier step the sum reads
+        if name in plan.pair_reads:  # none at a step whose conditions select nothing
+            out += fitted(INDENT * 2, f"{attr}_initial = ", initial, "")
+            out += fitted(
+                INDENT * 2,
+                f'self.register_parameter("{attr}", ',
+                f"nn.Parameter(torch.tensor({attr}_initial)) if {attr}_initial else None",
+                ")",
+            )
+            continue
         out += fitted(INDENT * 2, f"self.{attr} = ", f"nn.Parameter(torch.tensor({initial}))", "")
     out += dynamic.init_lines(plan.dynamic, "width", INDENT * 2) if plan.dynamic else []
     out.append("")
@@ -202,7 +214,17 @@ def _loop_lines(
                 f"{indent}{INDENT}{', '.join(reversed(chain))} = {', '.join(reversed([var_name(s, 1)] + chain[:-1]))}"
             )
     for h in carry.history:
-        lines.append(f"{indent}{INDENT}{h}_history.append({var_name(h, 0)})")
+        pairs = plan.pruned_history.get(h)
+        if pairs:  # only the entries that some step's conditions select are kept
+            first = plan.history[h]
+            position = f"len({h}_history)" + (f" + {first}" if first else "")
+            reads = " + ".join(f"s.{plan.pair_params[p][0]}_reads" for p in pairs)
+            lines.insert(0, f"{indent}{h}_kept = {{j_ for s in {steps} for j_ in {reads}}}")
+            lines.append(
+                f"{indent}{INDENT}{h}_history.append({var_name(h, 0)} if {position} in {h}_kept else None)"
+            )
+        else:
+            lines.append(f"{indent}{INDENT}{h}_history.append({var_name(h, 0)})")
     return lines
 
 
@@ -696,7 +718,8 @@ def _forward_lines(
             lines.append(f"{INDENT * 3}{name} = torch.stack([project(s) for s in {name}])")
         else:
             lines.append(f"{INDENT * 3}{name} = project({name})")
-    lines += _stage_loop(plan, carry, mode)
+    # the history goes on into later stages, whose steps read it: every entry is kept
+    lines += _stage_loop(dataclasses.replace(plan, pruned_history={}), carry, mode)
     lines.append(f"{INDENT * 2}return {state_tuple}")
     return lines
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -13,6 +13,7 @@ from ..limits import DEFAULT_BACKBONE
 from .backbones import get_backbone
 from .emit import carried
 from .plan import plan_step
+from .streams import compact_form
 
 __all__ = ["NetworkInfo", "network_info", "count_multiply_adds"]
 
@@ -24,6 +25,8 @@ class NetworkInfo:
     input_shape: tuple[int, ...]
     states_kept: list[str]
     stages: list[dict]
+    #: stream state -> its number of streams (a ``stream h[4]`` formula keeps ``h_n`` stacked)
+    streams: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -32,13 +35,14 @@ class NetworkInfo:
             "input_shape": list(self.input_shape),
             "states_kept": self.states_kept,
             "stages": self.stages,
+            "streams": self.streams,
         }
 
     def to_text(self) -> str:
         lines = [
             f"parameters     {self.parameters:,}",
             f"multiply-adds  {self.multiply_adds:,} per example (input {'x'.join(map(str, self.input_shape))})",
-            f"states kept    {', '.join(self.states_kept)}",
+            f"states kept    {', '.join(_kept_text(name, self.streams) for name in self.states_kept)}",
             "stages",
         ]
         for st in self.stages:
@@ -96,14 +100,22 @@ def network_info(
                     "parameters": sum(p.numel() for p in child.parameters()),
                 }
             )
-    kept = carried(plan_step(rec)).names()
+    built = compact_form(rec)  # a stream formula keeps its streams stacked, as one tensor
+    kept = carried(plan_step(built)).names()
     return NetworkInfo(
         parameters=sum(p.numel() for p in model.parameters()),
         multiply_adds=count_multiply_adds(model, example),
         input_shape=tuple(example.shape[1:]),
         states_kept=kept,
         stages=stages,
+        streams=dict(built.streams),
     )
+
+
+def _kept_text(name: str, streams) -> str:
+    """``h_n (4 streams)`` for a stream state, the variable's name otherwise."""
+    state = name.rpartition("_")[0]
+    return f"{name} ({streams[state]} streams)" if state in streams else name
 
 
 def _layers(step: nn.Module):

@@ -25,6 +25,7 @@ from ..ir import (
     n,
     pair_indices,
     pair_range,
+    pair_selection,
     rebuild,
     references,
     state,
@@ -214,6 +215,12 @@ class StepPlan:
     #: pair parameter -> (attribute, code of its initial vector at step ``self.n``): one weight per
     #: earlier step its sum reads, entry 0 for the sum's lower limit
     pair_params: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: pair parameter -> code of the earlier steps that hold its weights at ``self.n``, for a sum
+    #: with conditions (``[i % 4 == (n+1) % 4]``): the step keeps them as ``self.<attr>_reads``
+    pair_reads: dict[str, str] = field(default_factory=dict)
+    #: state -> the pair parameters whose selected sums are its only history reads: its history
+    #: keeps the entries they read, None elsewhere
+    pruned_history: dict[str, list[str]] = field(default_factory=dict)
     feature_dim: int = 1  # the tensor dimension of the features (cat, norm): the backbone's
     #: input-dependent parameter -> its generated names (:func:`.dynamic.dynamic_attributes`)
     dynamic: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -317,10 +324,21 @@ def plan_step(
                 number_literal(p.init)
     plan.feature_dim = feature_dim
     printer = TorchPrinter(rec, plan, rec.substitutions())
+    plan.pair_reads = {
+        name: printer.pair_reads(*pair_selection(rec, name))
+        for name in pairs
+        if pair_selection(rec, name)[3] != 1
+    }
     plan.pair_params = {
-        name: (attr, printer.pair_initial(rec.params[name], *pair_range(rec, name)))
+        name: (
+            attr,
+            printer.pair_initial(
+                rec.params[name], *pair_range(rec, name), attr if name in plan.pair_reads else None
+            ),
+        )
         for name, attr in pairs.items()
     }
+    plan.pruned_history = _pruned_history(rec, equations, plan)
     # a stream formula's vector and matrix parameters: one tensor a step, held like a pair's vector
     plan.pair_params.update(
         {name: (attr, shaped_initial_code(rec.params[name], number_literal)) for name, attr in shaped.items()}
@@ -369,6 +387,34 @@ def _collect_reads(rec: Recurrence, expr, reads: set, starts: set, history: dict
         for ref in references(total.function, rec.states):
             if ref.variable == var:
                 history[ref.name] = min(history.get(ref.name, 0), int(low) + ref.shift)
+
+
+def _pruned_history(rec: Recurrence, equations, plan: StepPlan) -> dict[str, list[str]]:
+    """States read through their history only as ``sum(i=..., [conditions]*w_<n,i>*s_i)`` with
+    selected entries: the stage keeps the entries some step reads, not the whole history."""
+    readers: dict[str, list[str]] = {}
+    for _, expr in equations:
+        for total in expr.atoms(sympy.Sum):
+            ((var, _, _),) = total.limits
+            factors = sympy.Mul.make_args(total.function)
+            pairs = [f for f in factors if isinstance(f, sympy.Indexed) and pair_indices(f) is not None]
+            rest = [f for f in factors if not isinstance(f, sympy.KroneckerDelta) and f not in pairs]
+            pair = StateRef.of(pairs[0]).name if len(pairs) == 1 else None
+            simple = (
+                pair in plan.pair_reads
+                and len(rest) == 1
+                and isinstance(rest[0], sympy.Indexed)
+                and StateRef.of(rest[0]).variable == var
+                and StateRef.of(rest[0]).shift == 0
+            )
+            for ref in references(total.function, rec.states):
+                if ref.variable == var:
+                    readers.setdefault(ref.name, []).append(pair if simple else None)
+    return {
+        name: list(dict.fromkeys(pairs))
+        for name, pairs in readers.items()
+        if name in plan.history and None not in pairs
+    }
 
 
 def _initial_keys(plan: StepPlan) -> list[tuple[str, int]]:
@@ -479,15 +525,28 @@ class TorchPrinter:
             return unprojected_name(self.rec.output)
         return self.emit(call.argument)
 
-    def pair_initial(self, param, low: sympy.Expr, high: sympy.Expr) -> str:
+    def pair_initial(self, param, low: sympy.Expr, high: sympy.Expr, reads: str | None = None) -> str:
         """Code of a pair parameter's initial vector at step ``self.n``: one entry per step
-        ``low..high`` of its sum (``[i == n]`` is ``float(j_ == self.n)``)."""
+        ``low..high`` of its sum (``[i == n]`` is ``float(j_ == self.n)``), or one per entry of
+        ``self.<reads>_reads`` (a sum with conditions)."""
         self.bound[param.pair_symbol] = "j_"
         try:
             value = self.emit(param.init)
         finally:
             del self.bound[param.pair_symbol]
+        if reads is not None:
+            return f"[float({value}) for j_ in self.{reads}_reads]"
         return f"[float({value}) for j_ in range({self.emit(low)}, {self.emit(high + 1)})]"
+
+    def pair_reads(self, var, low: sympy.Expr, high: sympy.Expr, selector: sympy.Expr) -> str:
+        """Code of the earlier steps whose weights a step holds: those of ``low..high`` where
+        the sum's conditions hold at ``self.n``."""
+        self.bound[var] = "j_"
+        try:
+            condition = " and ".join(self.emit(c) for c in sympy.Mul.make_args(selector))
+        finally:
+            del self.bound[var]
+        return f"[j_ for j_ in range({self.emit(low)}, {self.emit(high + 1)}) if {condition}]"
 
     def initial(self, value: sympy.Expr) -> str:
         """Code of a value before the first step: a tensor shaped like the input."""
@@ -535,8 +594,10 @@ class TorchPrinter:
             return f"torch.cat(({joined}), dim={self.feature_dim})", 4
         if isinstance(expr, sympy.Sum):
             return self._sum(expr), 4
-        if isinstance(expr, sympy.KroneckerDelta):  # only in a pair parameter's initial value
+        if isinstance(expr, sympy.KroneckerDelta):  # a pair parameter's start or a condition: a bool
             return f"({self.emit(expr.args[0])} == {self.emit(expr.args[1])})", 4
+        if isinstance(expr, sympy.Mod):  # only inside a condition, of a step index
+            return f"{self._wrap(expr.args[0], 4)} % {self.emit(expr.args[1])}", 1
         if isinstance(expr, sympy.Function) and type(expr).__name__ == "norm":
             return self._norm(expr.args[0]), 4
         if isinstance(expr, sympy.Function) and type(expr).__name__ in self._TORCH_FUNCTIONS:
@@ -589,6 +650,12 @@ class TorchPrinter:
         """``w_<n,i>`` as an entry of the step's weight vector (entry 0 is the sum's lower limit)."""
         name = StateRef.of(expr).name
         attr = self.plan.pair_params[name][0]
+        if name in self.plan.pair_reads:  # its vector holds the selected steps only
+            raise UsageError(
+                f"compile: {name} is read in a sum with conditions ([a == b]); such a sum is "
+                f"computed as one contraction, so its body is {name}_<n,i> times conditions and "
+                "one tensor: sum(i=0..n, [i % 2 == n % 2]*w_<n,i>*x_i)"
+            )
         low, _ = pair_range(self.rec, name)
         position = pair_indices(expr)[1] - low
         if position.is_Integer:  # a window written out term by term: a fixed entry
@@ -699,16 +766,39 @@ class TorchPrinter:
         ((var, low, high),) = expr.limits
         factors = expr.function.args if isinstance(expr.function, sympy.Mul) else (expr.function,)
         pairs = [f for f in factors if isinstance(f, sympy.Indexed) and pair_indices(f) is not None]
-        if len(pairs) != 1 or pair_indices(pairs[0])[1] != var or low > high.xreplace({n: 0}):
+        if len(pairs) != 1 or pair_indices(pairs[0])[1] != var:
+            return None
+        name = StateRef.of(pairs[0]).name
+        if low > high.xreplace({n: 0}) and name not in self.plan.pair_reads:
             return None  # (an empty range at the first steps: the loop's zeros instead)
         rest = [f for f in factors if f is not pairs[0]]
-        name = StateRef.of(pairs[0]).name
         if any(next(references(f, (name,)), None) is not None for f in rest):
             return None
         body = rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False) if rest else None
         if body is None or not self._is_tensor(body):
             return None
         weights = "self." + self.plan.pair_params[name][0]
+        if name in self.plan.pair_reads:  # conditions select the entries: gather them
+            body = sympy.Mul(*[f for f in rest if not isinstance(f, sympy.KroneckerDelta)], evaluate=False)
+            local = f"{var.name}_"
+            self.bound[var] = local
+            try:
+                if isinstance(body, sympy.Indexed) and StateRef.of(body).variable == var:
+                    ref = StateRef.of(body)
+                    position = ref.shift - self.plan.history[ref.name]
+                    shift = "" if position == 0 else f" {'+' if position > 0 else '-'} {abs(position)}"
+                    item = f"{self._history(ref.name)}[{local}{shift}]"
+                else:
+                    item = self.emit(body)
+            finally:
+                del self.bound[var]
+            read, mixed = f"{name}_read", f"{name}_mixed"
+            self.plan.body.append(f"{read} = [{item} for {local} in {weights}_reads]")
+            self.plan.body.append(
+                f"{mixed} = torch.tensordot({weights}, torch.stack({read}).to({weights}.dtype), dims=1) "
+                f"if {read} else 0"
+            )
+            return mixed
         if isinstance(body, sympy.Indexed) and StateRef.of(body).variable == var:
             ref = StateRef.of(body)
             start = low + ref.shift - self.plan.history[ref.name]

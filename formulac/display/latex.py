@@ -39,8 +39,14 @@ def _where_items(rec: Recurrence) -> list[str]:
     free = [symbol_latex(s) for s in rec.free_symbols]
     if free:
         items.append(r"%s\ \text{free}" % ", ".join(free))
+    for name, k in rec.streams.items():
+        items.append(r"%s\ \text{%d streams}" % (symbol_latex(name), k))
     for p in rec.params.values():
         what = r"\text{learnable per step, initially}" if p.per_step else r"\text{learnable, initially}"
+        if p.shape is not None:  # a vector or matrix per step
+            size = r"\times ".join(str(s) for s in p.shape)
+            what = r"\text{learnable %s per step, initially}" % ("vector" if len(p.shape) == 1 else "matrix")
+            what = f"{size}\\ {what}"
         items.append(f"{latex_expr(p.symbol)}\\ {what}\\ {latex_expr(p.init)}")
     for (name, index), value in rec.initial.items():
         items.append(f"{latex_expr(state(name, index))} = {latex_expr(value)}")
@@ -61,6 +67,8 @@ def formula_latex(rec: Recurrence) -> str:
     x_{n+1} &= x_{n} + F\left(x_{n}\right)
     \end{aligned}
     """
+    if rec.compact is not None:  # a stream formula: as the file writes it, not lowered
+        rec = rec.compact
     rows = [equation_latex(rec, eq.state) for eq in rec.equations]
     items = _where_items(rec)
     if items:

@@ -66,6 +66,7 @@ class Expressions(lark.visitors.Interpreter):
         self.scope = Scope("constant")
         self.implicit: dict[str, lark.Token] = {}  # free symbols used without a declaration
         self.sum_variables: dict[str, lark.Token] = {}
+        self.in_iverson = False  # inside [a == b], where % is allowed
         self.sum_high: lark.Tree | None = None  # the upper limit of the sum being read
         self.values: dict[sympy.Symbol, sympy.Expr] = {}  # the constants, once resolved
         # pair parameter -> (low, high, token) of the sum it is read in (one range per parameter)
@@ -260,23 +261,43 @@ class Expressions(lark.visitors.Interpreter):
         return sympy.IndexedBase(base)[n, symbol]
 
     def iverson(self, tree):
-        """``[a == b]``: 1 when the two sides are equal, else 0 (a pair parameter's start)."""
+        """``[a == b]``: 1 when the two sides are equal, else 0: a pair parameter's start, or in an
+        equation a condition on the step and a sum's variable (``[(n+1) % 2 == 0]``)."""
         left, right = tree.children[1], tree.children[3]
-        if self.scope.kind != "param" or not self.scope.bound:
+        in_pair_start = self.scope.kind == "param" and self.scope.bound
+        if not in_pair_start and self.scope.kind != "equation":
             raise self.error(
-                "[a == b] is only for the initial value of a pair parameter: param w_<n,i> = [i == n]",
+                "[a == b] is for the initial value of a pair parameter (param w_<n,i> = [i == n]) "
+                "or a condition in an equation ([(n+1) % 2 == 0]*...)",
                 tree.children[0],
             )
-        a, b = rebuild(self.visit(left)), rebuild(self.visit(right))
+        outer, self.in_iverson = self.in_iverson, True
+        try:
+            a, b = rebuild(self.visit(left)), rebuild(self.visit(right))
+        finally:
+            self.in_iverson = outer
         indices = [n] + [symbol for symbol, _, _ in self.scope.bound.values()]
         for side, node in ((a, left), (b, right)):
-            if not (side.is_Integer or any((side - index).is_Integer for index in indices)):
+            inner = side.args[0] if isinstance(side, sympy.Mod) else side
+            if not (inner.is_Integer or any((inner - index).is_Integer for index in indices)):
                 raise self.error(
-                    "each side of [a == b] is n or the pair's index plus or minus a whole number, "
-                    "or a whole number",
+                    "each side of [a == b] is n or a sum's (or the pair's) index plus or minus a whole "
+                    "number, or a whole number, optionally % a whole number",
                     node,
                 )
         return sympy.KroneckerDelta(a, b)
+
+    def mod(self, tree):
+        """``a % m``, the remainder of a step index by a positive whole number (inside ``[a == b]``)."""
+        left, _, right = tree.children
+        if not self.in_iverson:
+            raise self.error(
+                "% (the remainder) is only for the sides of a condition [a % m == b]", tree.children[1]
+            )
+        value, modulus = rebuild(self.visit(left)), rebuild(self.visit(right))
+        if not (modulus.is_Integer and modulus > 0):
+            raise self.error("the remainder is taken by a positive whole number: (n+1) % 4", right)
+        return sympy.Mod(value, modulus)
 
     def _state(self, base: str, index: Index, var, tok) -> sympy.Indexed:
         scope = self.scope

@@ -27,8 +27,10 @@ from ..analysis.mixing import (
 from ..ir import (
     Recurrence,
     n,
+    pair_entries,
     pair_range,
     pair_reference,
+    pair_selection,
     rec_expr,
     references,
     sinkhorn_matrix,
@@ -103,7 +105,7 @@ def _first_step(rec: Recurrence, steps: dict[int, dict[str, list[float]]]) -> in
     """The formula's n at a stage's first step: 0, unless a pair vector's length says the stage
     goes on from earlier ones (``--transition project`` carries n across stages)."""
     for name, p in rec.params.items():
-        if p.pair is not None and name in steps.get(0, {}):
+        if p.pair is not None and name in steps.get(0, {}) and pair_selection(rec, name)[3] == 1:
             low, high = pair_range(rec, name)
             span = sympy.expand(high - low)  # entries - 1: a whole number plus a multiple of n
             slope = span.coeff(n)
@@ -121,11 +123,18 @@ def _symbolic_values(rec: Recurrence, steps: dict[int, dict[str, list[float]]], 
             if p.pair is None:
                 values[sympy.IndexedBase(name)[t]] = vector[0]
                 continue
-            low, _ = pair_range(rec, name)
-            first = int(low.xreplace({n: t}))
-            for j, value in enumerate(vector):
-                values[pair_reference(name, t, first + j)] = value
+            for i, value in zip(_earlier_steps(rec, name, t, len(vector)), vector):
+                values[pair_reference(name, t, i)] = value
     return values
+
+
+def _earlier_steps(rec: Recurrence, name: str, t: int, count: int) -> list[int]:
+    """The earlier steps ``i`` of the entries of the pair parameter ``name``'s vector at step
+    ``t``: its range from the lower limit, or the steps its sum's conditions select."""
+    if pair_selection(rec, name)[3] != 1:
+        return pair_entries(rec, name, t)
+    first = int(pair_range(rec, name)[0].xreplace({n: t}))
+    return list(range(first, first + count))
 
 
 def _unmoved(rec: Recurrence, steps: dict[int, dict[str, list[float]]]) -> list[str]:
@@ -137,13 +146,12 @@ def _unmoved(rec: Recurrence, steps: dict[int, dict[str, list[float]]]) -> list[
             if p.pair is None:
                 pairs = [(rec_expr(sympy.IndexedBase(name)[t]), float(p.init), vector[0])]
             else:
-                first = int(pair_range(rec, name)[0].xreplace({n: t}))
-                pairs = [
-                    (rec_expr(pair_reference(name, t, first + j)), float(p.init_at(t, first + j)), v)
-                    for j, v in enumerate(vector)
-                ]
                 # a window's entries before the start that weigh states which are 0 there get no gradient
-                pairs = [pair for j, pair in enumerate(pairs) if not _weighs_zeros(rec, name, t, first + j)]
+                pairs = [
+                    (rec_expr(pair_reference(name, t, i)), float(p.init_at(t, i)), v)
+                    for i, v in zip(_earlier_steps(rec, name, t, len(vector)), vector)
+                    if not _weighs_zeros(rec, name, t, i)
+                ]
             found += [text for text, init, v in pairs if abs(v - init) <= UNMOVED_TOLERANCE * (1 + abs(init))]
     return found
 
