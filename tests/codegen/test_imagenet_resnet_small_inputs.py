@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures_path import REPO
 
 from formulac import load
-from fixtures_path import REPO
 
 PARALLEL = REPO / "examples" / "transformers" / "parallel.rec"
 
@@ -87,7 +87,7 @@ def test_the_one_by_one_path_computes_the_whole_convolution():
         branch = ResNetBranch(64, 256 if bottleneck else 128, stride=2, bottleneck=bottleneck).double()
         x = torch.randn(4, 64, 1, 1, dtype=torch.float64, requires_grad=True)
         grads = []
-        for forward in (branch, lambda inp: whole(branch, inp)):
+        for forward in (branch, lambda inp, b=branch: whole(b, inp)):
             branch.zero_grad(set_to_none=True)
             x.grad = None
             out = forward(x)

@@ -127,7 +127,9 @@ def test_constants_at_the_float32_boundary(value, fits, tmp_path, capsys):
     assert main(["check", str(path)]) == (0 if fits else 2)
     err = capsys.readouterr().err
     if not fits:
-        assert err.startswith(f"{path}:1:11: error: the coefficient ") and "exceeds the largest float32" in err
+        assert (
+            err.startswith(f"{path}:1:11: error: the coefficient ") and "exceeds the largest float32" in err
+        )
     free = tmp_path / "free.rec"
     free.write_text("x_<n+1> = x_n + a*F(x_n)\n")
     out = tmp_path / "m.py"
