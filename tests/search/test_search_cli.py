@@ -49,6 +49,8 @@ BAD = {
     "not a number": (["--space", "a=x:1"], None, "not a number"),
     "log scale at 0": (["--space", "a=0:1:log"], None, "LO > 0"),
     "beyond doubles": (["--space", "a=-1e400:0"], None, "outside the range of a double"),
+    "beyond float32": (["--space", "a=-4e38:0"], None, "exceeds the largest float32"),
+    "a choice beyond float32": (["--space", "a=4e38,0"], None, "exceeds the largest float32"),
     "repeated value": (["--space", "a=-0.5,-0.5"], None, "repeated"),
     "given twice": (["--space", "a=-0.5:0", "--space", "a=-0.9:0"], None, "given twice"),
     "domain on a constant": (["--space", "a=-1:0"], [str(EXAMPLES / "two_step.rec")], "a is a constant"),
