@@ -5,9 +5,11 @@ float in the generated network: a literal when it is constant, an expression in 
 otherwise, evaluated with ``math`` at every step. An exact value can be fine where the double is
 not: ``exp(-700)*exp(-700)`` is ``exp(-1400)``, whose literal is 0 and whose inverse overflows;
 ``10^(50*n)`` leaves the double range at ``n = 7``; ``1/(tanh(n) - 1)`` divides by zero once
-``tanh(n)`` rounds to 1; ``(-1)^(n/2)`` is complex at odd steps. :func:`coefficient_problem` finds
-the first such value (over ``n = 0 .. steps-1``, all steps at once with NumPy), so that the parser
-and ``bind`` refuse it and every later stage sees only values it can compute.
+``tanh(n)`` rounds to 1; ``(-1)^(n/2)`` is complex at odd steps. The finished coefficient then
+multiplies tensors of the network's precision (float32), where ``1e300`` is infinite.
+:func:`coefficient_problem` finds the first such value (over ``n = 0 .. steps-1``, all steps at
+once with NumPy), so that the parser and ``bind`` refuse it and every later stage sees only
+values it can compute.
 
 A bottom-layer module (SymPy and NumPy only): it knows the language's functions by name.
 """
@@ -22,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-__all__ = ["FloatProblem", "coefficient_problem", "literal_problem"]
+__all__ = ["NETWORK_DTYPE", "OVERFLOW_THRESHOLD", "FloatProblem", "coefficient_problem", "literal_problem"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class FloatProblem:
         """``the coefficient 1/relu(n - 3) divides by zero at step n = 0`` (``show`` prints it)."""
         where = f" at step n = {self.step}" if self.step is not None else ""
         text = show(self.expr)
-        if len(text) > 40 and self.expr.is_Rational:  # 1/1000...000: its size says enough
+        if len(text) > 20 and self.expr.is_Rational:  # 1/1000...000: its size says enough
             text = f"{show(self.expr)[:12]}... (about {sympy.Float(self.expr, 3)})"
         return f"{text} {self.reason}{where}"
 
@@ -50,6 +52,23 @@ _UNDERFLOW = "is not 0 but rounds to 0 as a double (its size is below about 5e-3
 _NOT_REAL = "is not a real number"
 _ZERO_DIVISION = "divides by zero"
 _UNDEFINED = "is undefined (division by zero, log(0) or the like)"
+
+#: The magnitude from which a double rounds to infinity in each precision a network computes in:
+#: halfway between the largest finite value and the next power of two (a tie rounds to the even
+#: mantissa, which is the power of two, so the threshold itself is infinite).
+OVERFLOW_THRESHOLD = {
+    "float32": (2 - 2.0**-24) * 2.0**127,  # largest finite: about 3.4028235e38
+    "bfloat16": (2 - 2.0**-8) * 2.0**127,  # about 3.3895e38
+    "float16": (2 - 2.0**-11) * 2.0**15,  # 65504
+}
+#: The precision of a network's tensors (its parameters and activations); a finished coefficient
+#: is rounded to it when it multiplies them.
+NETWORK_DTYPE = "float32"
+_LARGEST_FINITE = {"float32": "3.4e38", "bfloat16": "3.39e38", "float16": "65504"}
+
+
+def _beyond(dtype: str) -> str:
+    return f"exceeds the largest {dtype} (about {_LARGEST_FINITE[dtype]}; the network computes in {dtype})"
 
 
 def literal_problem(value: sympy.Expr) -> FloatProblem | None:
@@ -86,9 +105,14 @@ def literal_problem(value: sympy.Expr) -> FloatProblem | None:
 
 
 def coefficient_problem(
-    expr: sympy.Expr, step: sympy.Symbol, steps: int, values: Mapping | None = None
+    expr: sympy.Expr,
+    step: sympy.Symbol,
+    steps: int,
+    values: Mapping | None = None,
+    dtype: str = NETWORK_DTYPE,
 ) -> FloatProblem | None:
-    """The first value of ``expr`` that a network could not compute as a finite real double.
+    """The first value of ``expr`` that a network could not compute as a finite real double, or
+    whose finished coefficient is infinite in ``dtype`` (a key of :data:`OVERFLOW_THRESHOLD`).
 
     Each largest part of ``expr`` whose only symbol is ``step`` is evaluated as the network
     evaluates it: a constant as one literal (:func:`literal_problem`), a part that follows the
@@ -99,8 +123,11 @@ def coefficient_problem(
     other symbols (states, blocks, parameters, unbound symbols) are not coefficients and are
     skipped; so are sums over the history."""
     values = dict(values or {})
-    for part in _coefficients(expr, step, values):
-        problem = _part_problem(part, step, steps, values)
+    limit = OVERFLOW_THRESHOLD[dtype], _beyond(dtype)
+    parts, arguments = _coefficients(expr, step, values)
+    for part in parts:
+        # an argument of a block call (its step, ``F(n, x_n)``) is no factor of a tensor
+        problem = _part_problem(part, step, steps, values, (math.inf, "") if part in arguments else limit)
         if problem is not None:
             return problem
     return None
@@ -110,7 +137,9 @@ def coefficient_problem(
 _MAX_DELICATE = 5_000
 
 
-def _part_problem(part: sympy.Expr, step: sympy.Symbol, count: int, values: dict) -> FloatProblem | None:
+def _part_problem(
+    part: sympy.Expr, step: sympy.Symbol, count: int, values: dict, limit: tuple[float, str]
+) -> FloatProblem | None:
     """Fast with NumPy's functions at every step, exact with ``math``'s where it matters.
 
     NumPy's ``tanh``, ``exp``, ... differ from ``math``'s (the network's) in the last bit, which
@@ -118,11 +147,11 @@ def _part_problem(part: sympy.Expr, step: sympy.Symbol, count: int, values: dict
     the double range. The NumPy pass marks those steps *delicate*; they, and any failure it finds
     (with every step before it), are evaluated again with ``math``, which has the last word."""
     if not part.has(step):
-        return _Evaluator(step, np.zeros(1), values, _MATH_VALUES).literal(part)
-    fast = _Evaluator(step, _steps(count), values, _NUMPY_VALUES, track=True)
+        return _Evaluator(step, np.zeros(1), values, _MATH_VALUES, limit).check(part)
+    fast = _Evaluator(step, _steps(count), values, _NUMPY_VALUES, limit, track=True)
     problem = fast.check(part)
     if problem is not None and problem.step is not None:
-        exact = _Evaluator(step, _steps(count)[: problem.step + 1], values, _MATH_VALUES).check(part)
+        exact = _Evaluator(step, _steps(count)[: problem.step + 1], values, _MATH_VALUES, limit).check(part)
         if exact is not None:
             return exact  # else NumPy failed where math does not: look at every step below
     elif problem is not None:
@@ -132,8 +161,8 @@ def _part_problem(part: sympy.Expr, step: sympy.Symbol, count: int, values: dict
     else:
         delicate = _steps(count)[fast.delicate]
         if delicate.size <= _MAX_DELICATE:
-            return _Evaluator(step, delicate, values, _MATH_VALUES).check(part)
-    return _Evaluator(step, _steps(count), values, _MATH_VALUES).check(part)
+            return _Evaluator(step, delicate, values, _MATH_VALUES, limit).check(part)
+    return _Evaluator(step, _steps(count), values, _MATH_VALUES, limit).check(part)
 
 
 # -- which parts are coefficients ----------------------------------------------------------------
@@ -148,10 +177,15 @@ def _known_number(value) -> bool:
     return value is not None and bool(sympy.sympify(value).is_number)
 
 
-def _coefficients(expr: sympy.Expr, step: sympy.Symbol, values: Mapping) -> list[sympy.Expr]:
+def _coefficients(
+    expr: sympy.Expr, step: sympy.Symbol, values: Mapping
+) -> tuple[list[sympy.Expr], set[sympy.Expr]]:
     """The largest sub-expressions of ``expr`` built from numbers, ``step`` and functions with a
-    double form (one pass, bottom up), in order of appearance; plain numbers are included."""
+    double form (one pass, bottom up), in order of appearance; plain numbers are included. With
+    them, those that are only arguments of other functions (block calls, ``sinkhorn``)."""
     found: list[sympy.Expr] = []
+    arguments: set[sympy.Expr] = set()
+    factors: set[sympy.Expr] = set()  # parts that are (or multiply) values of the step
 
     def visit(node) -> bool:  # is node a coefficient?
         if not isinstance(node, sympy.Basic):
@@ -166,18 +200,23 @@ def _coefficients(expr: sympy.Expr, step: sympy.Symbol, values: Mapping) -> list
             node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.Function)
         ):
             verdicts = [visit(a) for a in node.args]
-            found.extend(a for a, ok in zip(node.args, verdicts) if ok)
+            kept = [a for a, ok in zip(node.args, verdicts) if ok]
+            found.extend(kept)
+            factors.update(kept)
             return False
         verdicts = [visit(a) for a in node.args]
         supported = not isinstance(node, sympy.Function) or type(node).__name__ in _FUNCTIONS
         if supported and all(verdicts):
             return True
-        found.extend(a for a, ok in zip(node.args, verdicts) if ok)
+        kept = [a for a, ok in zip(node.args, verdicts) if ok]
+        found.extend(kept)
+        (factors if supported else arguments).update(kept)
         return False
 
     if visit(expr):
         found.append(expr)
-    return list(dict.fromkeys(found))
+        factors.add(expr)
+    return list(dict.fromkeys(found)), arguments - factors
 
 
 # -- evaluation in doubles -----------------------------------------------------------------------
@@ -190,13 +229,23 @@ class _Failure(Exception):
 
 
 class _Evaluator:
-    """Values of coefficients at every step, as arrays of doubles (a float for constants)."""
+    """Values of coefficients at every step, as arrays of doubles (a float for constants); a
+    finished coefficient must also stay below ``limit``'s threshold (with its reason)."""
 
-    def __init__(self, step: sympy.Symbol, steps: np.ndarray, values: dict, functions: dict, track=False):
+    def __init__(
+        self,
+        step: sympy.Symbol,
+        steps: np.ndarray,
+        values: dict,
+        functions: dict,
+        limit: tuple[float, str],
+        track=False,
+    ):
         self.step = step
         self.steps = steps  # the steps evaluated (all of them, or some)
         self.values = values
         self.functions = functions
+        self.limit = limit
         self.delicate = np.zeros(steps.shape, dtype=bool) if track else None
 
     def _mark(self, result, terms=None) -> None:
@@ -214,14 +263,24 @@ class _Evaluator:
         return literal_problem(expr.xreplace(self.values) if self.values else expr)
 
     def check(self, expr: sympy.Expr) -> FloatProblem | None:
-        if not expr.has(self.step):
-            return self.literal(expr)
+        """The first problem of the finished coefficient ``expr``: in doubles, then its size."""
         try:
             with np.errstate(all="ignore"):
-                self.value(expr)
+                result = self.value(expr)
         except _Failure as failure:
+            # a value that leaves the double range at some step may leave the network's
+            # precision earlier (10^n: the double at n = 309, float32 at n = 39)
+            earlier = self.steps[self.steps < failure.problem.step] if failure.problem.step else None
+            if earlier is not None and earlier.size:
+                sooner = _Evaluator(self.step, earlier, self.values, self.functions, self.limit).check(expr)
+                if sooner is not None:
+                    return sooner
             return failure.problem
-        return None
+        threshold, reason = self.limit
+        beyond = self._first(np.abs(result) >= threshold)
+        if beyond is None:
+            return None
+        return FloatProblem(reason, expr, beyond if expr.has(self.step) else None)
 
     def value(self, expr: sympy.Expr):
         if not expr.has(self.step):

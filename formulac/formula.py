@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import UsageError
-from .ir import Recurrence
-from .limits import DEFAULT_BACKBONE, DEFAULT_DEPTH
+from .floats import coefficient_problem
+from .ir import Recurrence, n
+from .limits import CHECKED_STEPS, DEFAULT_BACKBONE, DEFAULT_DEPTH
 from .parse import as_recurrence
 from .parse import load as _load_rec
 from .parse import parse as _parse_rec
-from .printing import latex_expr, to_rec
+from .printing import latex_expr, rec_expr, to_rec
 
 __all__ = ["Formula", "NetworkFactory", "parse", "load", "load_bound_recurrences", "network_factory"]
 
@@ -219,6 +220,21 @@ class NetworkFactory:
         self.__dict__.update(state)
         if self.rec is None:
             self.rec = _from_text(*self._text)
+
+    def check_precision(self, dtype: str) -> None:
+        """Refuse (:class:`UsageError`) a coefficient that is infinite in ``dtype`` at some step
+        (``bfloat16``, ``float16``: a mixed-precision run computes the block outputs and what the
+        step adds to them in it; float32 the parser checks already)."""
+        rec, values = self.rec, self.rec.substitutions()
+        computed = [(f"the equation of {eq.state}", eq.rhs) for eq in rec.equations]
+        computed += [(f"the equation of {eq.state}", eq.display_rhs) for eq in rec.equations]
+        for what, value in computed:
+            problem = coefficient_problem(value, n, CHECKED_STEPS, values, dtype)
+            if problem is not None:
+                raise UsageError(
+                    f"{Path(rec.name).name}: in {what} the coefficient {problem.describe(rec_expr)}; "
+                    "train without mixed precision (--amp none)"
+                )
 
     def __call__(self, in_channels: int, num_classes: int, input_size: int):
         from .codegen import compile_source, load_source

@@ -27,10 +27,15 @@ byte_compile() {  # exit status 1 only says a file for a newer Python did not (t
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q --no-compile torch==2.13.0
 fi
-byte_compile "$SITE" &  # torch and its dependencies, on the other core while pip installs the rest
+# torch and its dependencies, on the other core while pip installs the rest: in a session of
+# its own, so that a failing pip (set -e) takes compileall and its worker processes down with
+# the script (the trap) instead of leaving them running; the script keeps pip's exit status
+setsid .venv/bin/python -m compileall -q -j 0 "$SITE" >/dev/null 2>&1 &
 COMPILING=$!
+trap 'kill -- -"$COMPILING" 2>/dev/null || true' EXIT
 .venv/bin/pip install -q --no-compile -e ".[$PURPOSE]"
-wait "$COMPILING"
+wait "$COMPILING" || true  # see byte_compile for why its status is not an error
+trap - EXIT
 byte_compile "$SITE"  # what the second install added (compileall skips what is up to date)
 [ "$PURPOSE" = demo ] && exit 0
 # The search tests start their own PostgreSQL 15 server (tests/search/test_search_workers.py).

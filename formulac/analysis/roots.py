@@ -195,9 +195,30 @@ def _consistency(st: Structure, poly: sympy.Expr, forcing: list, out: Spectrum) 
         cond = sympy.factor(p1) if sympy.count_ops(p1) < _MAX_SYMBOLIC_OPS else p1
         text = f"consistent only where {_txt(cond)} = 0 (the characteristic polynomial at λ = 1)"
         if free <= param_syms and free:
-            at_init = cond.xreplace(inits)
-            text += f"; at the parameters' initial values: {'yes' if at_init == 0 else 'no'}"
+            text += f"; at the parameters' initial values: {_zero_at_initial_values(p1, inits)}"
         out.notes.append(text)
+
+
+#: Digits of the rounded initial values (constrained entries, parse/streams.py) trusted to be 0.
+_ROUNDED_DIGITS = 25
+
+
+def _zero_at_initial_values(p1: sympy.Expr, inits: dict) -> str:
+    """``yes``/``no``/``undecided`` for the polynomial ``p1`` at the parameters' initial values.
+
+    Exact values are decided exactly. The entries of ``sinkhorn(...)`` and ``softmax(...)``
+    are 30-digit Floats, so a value that is 0 in exact arithmetic comes out near 1e-30 (a
+    Sinkhorn matrix's columns sum to 1, so the polynomial vanishes at 1 exactly): such a value
+    is 0 to the digits the entries carry, relative to the size of the terms that cancel."""
+    value = sympy.expand(p1.xreplace(inits))
+    if not any(isinstance(v, sympy.Float) for v in inits.values()):
+        zero = _is_zero(value)
+        return "undecided" if zero is None else "yes" if zero else "no"
+    terms = sympy.Add.make_args(sympy.expand(p1))
+    size = sum(abs(float(t.xreplace(inits).evalf(30))) for t in terms)
+    if abs(float(value.evalf(30))) <= size * 10.0**-_ROUNDED_DIGITS:
+        return f"yes, to the {_ROUNDED_DIGITS} digits the constrained initial values are exact to"
+    return "no"
 
 
 def _stability(

@@ -25,6 +25,7 @@ from pathlib import Path
 import sympy
 
 from ..errors import UsageError
+from ..floats import NETWORK_DTYPE, OVERFLOW_THRESHOLD
 from ..ir import Domain, Recurrence
 from ..limits import DEFAULT_BACKBONE
 from ..numbers import option_value, parse_number
@@ -184,12 +185,18 @@ def parse_space_item(item: str) -> tuple[str, Domain | list[str]]:
 
 def _representable_number(what: str, text: str):
     """The exact number ``text``, unless the sampler and the network, which compute in double
-    precision or less, would see it as 0 though it is not (below about 4.9e-324)."""
+    precision or less, would see it as 0 though it is not (below about 4.9e-324), or beyond the
+    largest float32 (about 3.4e38: a coefficient multiplies float32 tensors)."""
     value = parse_number(what, text)
     if value != 0 and float(value) == 0.0:
         raise UsageError(
             f"{what}: {text.strip()} underflows to 0 in double precision (the smallest positive "
             "double is about 4.9e-324); write 0 if 0 is meant"
+        )
+    if abs(value) >= OVERFLOW_THRESHOLD[NETWORK_DTYPE]:
+        raise UsageError(
+            f"{what}: {text.strip()} exceeds the largest {NETWORK_DTYPE} (about 3.4e38), the precision "
+            "the networks compute in"
         )
     return value
 

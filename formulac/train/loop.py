@@ -439,6 +439,10 @@ def _place_data(config: TrainConfig, data: Dataset, device: torch.device) -> _Da
     )
 
 
+#: The precision of a mixed-precision run's block outputs, by ``--amp``.
+_AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
 def _set_up(
     build_model: BuildModel,
     config: TrainConfig,
@@ -449,6 +453,10 @@ def _set_up(
     describe: dict | None,
 ) -> _Run:
     """Load and place the data, build the model (seeded), its optimizer and wrappers."""
+    amp = resolve_amp(config.amp, device)
+    check_precision = getattr(build_model, "check_precision", None)  # a formula's coefficients
+    if amp in _AMP_DTYPES and check_precision is not None:
+        check_precision(_AMP_DTYPES[amp])
     loaded = data_for_run(config, info, dataset)
     net = seeded_model(build_model, config, loaded.in_channels, loaded.num_classes, loaded.input_size)
     net = net.to(device)

@@ -126,10 +126,11 @@ def test_reversible_gradients_equal_standard_float64():
         assert torch.allclose(p.grad, q.grad, rtol=1e-9, atol=1e-12), name
 
 
-@pytest.mark.parametrize("exponent", [40, 150, 300])
+@pytest.mark.parametrize("exponent", [20, 30, 38])
 def test_a_tiny_growth_is_not_rounded_to_zero(exponent):
     """``a = -10^k``: complex roots of modulus 10^(k/2), so a rebuilt error shrinks by
-    10^(-k/2) per step; SymPy's nsimplify turned 1e-150 into 0."""
+    10^(-k/2) per step; SymPy's nsimplify turned 1e-150 into 0. (k stops at 38: a larger
+    coefficient is beyond float32 and refused, tests/language/test_step_coefficients.py.)"""
     rec = formulac.parse(TWO_STEP.format(a=f"-1e{exponent}")).rec
     growth = 10.0 ** (-exponent / 2)  # a complex pair has |r|^2 = -a (the product of the roots)
     assert float(analyze(rec, 3, paths=False).reconstruction.growth) == pytest.approx(growth, rel=1e-12)

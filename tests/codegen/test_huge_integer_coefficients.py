@@ -1,8 +1,9 @@
-"""An integer coefficient beyond int64 (``--set a=1e300``, ``a = 123456789012345678901234567890``)
+"""An integer coefficient beyond int64 (``--set a=1e30``, ``a = 123456789012345678901234567890``)
 compiles to a float literal: torch refuses Python ints past int64, so the generated forward died
 with "OverflowError: int too big to convert" (in ``train``, ``info --memory`` and a compiled
 file). The reference is the same coefficient plus 1/2, which was always written as a quotient
-of integers and rounds to the same double."""
+of integers and rounds to the same double. (Past float32's range, about 3.4e38, the parser refuses
+it: tests/language/test_step_coefficients.py.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ FREE = REPO / "examples" / "two_step_free.rec"
 
 
 @settings(max_examples=8, deadline=None, derandomize=True, database=None)
-@given(st.integers(63, 900), st.sampled_from([1, -1]))
+@given(st.integers(63, 127), st.sampled_from([1, -1]))
 def test_a_huge_integer_computes_as_its_double(bits, sign):
     integer = sign * sympy.Integer(2) ** bits
     options = {"backbone": "mlp", "depth": 2, "width": 4, "input_size": 2, "num_classes": 2}
@@ -34,14 +35,14 @@ def test_a_huge_integer_computes_as_its_double(bits, sign):
 
 
 def test_info_and_compile_with_a_huge_integer(tmp_path, capsys):
-    status, out, err = run_cli(capsys, "info", FREE, "--set", "a=1e300", "--backbone", "mlp", "--memory")
+    status, out, err = run_cli(capsys, "info", FREE, "--set", "a=1e30", "--backbone", "mlp", "--memory")
     assert status == 0, err
     assert "reversible" in out
-    status, _, err = run_cli(capsys, "compile", FREE, "--set", "a=1e300", "-o", tmp_path / "m.py")
+    status, _, err = run_cli(capsys, "compile", FREE, "--set", "a=1e30", "-o", tmp_path / "m.py")
     assert status == 0, err
     source = (tmp_path / "m.py").read_text()
-    assert "x_next = x_n + 1e+300 * x_nm1 + out_F" in source
-    assert "* 1" + "0" * 300 not in source and "/ 1" + "0" * 300 not in source
+    assert "x_next = x_n + 1e+30 * x_nm1 + out_F" in source
+    assert "* 1" + "0" * 30 not in source and "/ 1" + "0" * 30 not in source
 
 
 @pytest.mark.parametrize("value", [2**53, -(2**53)])

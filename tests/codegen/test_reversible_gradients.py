@@ -117,12 +117,15 @@ def _compare(spec, backbone, options, shape):
         return None
     x, y = _batch(shape, torch.float32)
     reference = _gradient(standard, x, y)
-    # standard float32's own error against float64: batch norm over a few values (imagenet-resnet
-    # at 1x1 in its last stage) amplifies any rounding, the fixed point's included
-    truth = _gradient(standard.double(), x.double(), y)
-    allowed = GRADIENT_TOLERANCE[torch.float32] + 4 * _relative(reference, truth)
-    for _ in range(2):
-        assert _relative(_gradient(reversible, x, y), reference) <= allowed
+    errors = [_relative(_gradient(reversible, x, y), reference) for _ in range(2)]
+    allowed = GRADIENT_TOLERANCE[torch.float32]
+    if max(errors) > allowed:
+        # plus standard float32's own error against float64 (computed only when needed: it
+        # costs a float64 copy and pass): batch norm over a few values (imagenet-resnet at 1x1
+        # in its last stage) amplifies any rounding, the fixed point's included
+        truth = _gradient(standard.double(), x.double(), y)
+        allowed += 4 * _relative(reference, truth)
+    assert max(errors) <= allowed, (errors, allowed)
     return reversible
 
 

@@ -2,15 +2,18 @@
 
 A network computes every coefficient as a Python float, a literal when it is constant and an
 expression in ``self.n`` otherwise. The parser (and ``bind``, for ``--set``) must refuse a
-coefficient that is not a finite real double at some step up to ``CHECKED_STEPS``, naming the
-step; one that passes must be computable at every such step. The reference here is plain Python
-evaluation of the formula as written (``math``, floats), step by step, as the generated code does.
+coefficient that is not a finite real double at some step up to ``CHECKED_STEPS``, or whose
+finished value is infinite as the float32 the network multiplies it into, naming the step; one
+that passes must be computable at every such step. The reference here is plain Python evaluation
+of the formula as written (``math``, floats), step by step, as the generated code does, and
+CPython's own rounding to float32 (``struct``'s "f" format).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import struct
 
 import pytest
 import sympy
@@ -33,7 +36,8 @@ ISSUE_INPUTS = [
     ("log(n)*F(x_n)", 0, "log(0)"),
     ("sqrt(n-3)*F(x_n)", 0, "not a real number"),
     ("(-1)^(n/2)*F(x_n)", 1, "not a real number"),
-    ("10^(n*50)*F(x_n)", 7, "beyond the range of a double"),
+    ("10^(n*50)*F(x_n)", 1, "exceeds the largest float32"),  # 1e50: a double, not a float32
+    ("10^(n*5)*F(x_n)", 8, "exceeds the largest float32"),
     ("F(x_n)/(tanh(n) - 1)", 20, "divides by zero"),  # exact: never 0; math.tanh(20) is 1.0
     ("(n-3)/(n-3)*F(x_n)", 3, "division by zero"),  # 1 exactly, but the code divides
     ("F(x_n)/(exp(-700)*exp(-700))", None, "beyond the range of a double"),
@@ -41,8 +45,18 @@ ISSUE_INPUTS = [
 ]
 
 
+def _fits_float32(value: float) -> bool:
+    """CPython's rounding of a double to float32 (``struct``'s "f" format) is finite."""
+    try:
+        (single,) = struct.unpack("f", struct.pack("f", value))
+    except OverflowError:  # older Pythons raise where newer ones give inf
+        return False
+    return math.isfinite(single)
+
+
 def _first_python_failure(coefficient: str, steps: int) -> int | None:
-    """The first step at which Python, evaluating the coefficient as written, fails."""
+    """The first step at which Python, evaluating the coefficient as written, fails, or its
+    value does not fit a float32."""
     code = coefficient.replace("^", "**").replace("F(x_n)", "1.0")
     for name in ("sqrt", "log", "exp", "sin", "tanh"):
         code = re.sub(rf"\b{name}\(", f"math.{name}(", code)
@@ -53,7 +67,7 @@ def _first_python_failure(coefficient: str, steps: int) -> int | None:
             value = function(step)
         except (ZeroDivisionError, ValueError, OverflowError):
             return step
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or not _fits_float32(value):
             return step
     return None
 
@@ -80,16 +94,50 @@ def test_the_issue_inputs_are_refused_at_their_step(coefficient, step, phrase, t
 
 
 def test_coefficients_that_stay_finite_pass(capsys):
-    for coefficient in ("n/(n+1)", "1/(n+1)^2", "sqrt(n)", "log(n+1)", "1.001^n", "relu(n-3)", "1e-300"):
+    for coefficient in ("n/(n+1)", "1/(n+1)^2", "sqrt(n)", "log(n+1)", "1.0001^n", "relu(n-3)", "1e-300"):
         rec = parse(f"x_<n+1> = x_n + {coefficient}*F(x_n)\n")
         assert _first_python_failure(f"{coefficient}*F(x_n)", 2000) is None
         assert rec.equations[0].rhs.has(sympy.Symbol("F")) or rec.blocks == ("F",)
 
 
 def test_a_failure_far_along_names_the_step_and_the_checked_range():
-    with pytest.raises(SourceError, match=rf"at step n = 7448 .*up to n = {CHECKED_STEPS - 1}"):
+    with pytest.raises(SourceError, match=rf"float32 .*at step n = 931 .*up to n = {CHECKED_STEPS - 1}"):
         parse("x_<n+1> = x_n + 1.1^n*F(x_n)\n")
-    assert _first_python_failure("1.1^n*F(x_n)", 7449) == 7448
+    assert _first_python_failure("1.1^n*F(x_n)", 932) == 931
+
+
+@pytest.mark.parametrize(
+    ("value", "fits"),
+    [
+        ("3e38", True),
+        ("-3e38", True),
+        ("340282346638528859811704183484516925440", True),  # the largest float32
+        ("4e38", False),
+        ("-4e38", False),
+        ("340282356779733661637539395458142568448", False),  # halfway to 2^128: rounds to inf
+    ],
+)
+def test_constants_at_the_float32_boundary(value, fits, tmp_path, capsys):
+    """3e38 is a float32, 4e38 is not; the largest float32 and the first double that rounds to
+    infinity in float32 (halfway to 2^128, a tie that rounds to the even 2^128) decide the edge,
+    in a file (FILE:LINE:COL) and through ``--set`` (``formulac: error:``)."""
+    assert _fits_float32(float(value)) is fits  # the reference agrees with the table
+    path = tmp_path / "big.rec"
+    path.write_text(f"x_<n+1> = x_n + {value}*F(x_n)\n")
+    assert main(["check", str(path)]) == (0 if fits else 2)
+    err = capsys.readouterr().err
+    if not fits:
+        assert (
+            err.startswith(f"{path}:1:11: error: the coefficient ") and "exceeds the largest float32" in err
+        )
+    free = tmp_path / "free.rec"
+    free.write_text("x_<n+1> = x_n + a*F(x_n)\n")
+    out = tmp_path / "m.py"
+    assert main(["compile", str(free), "--set", f"a={value}", "-o", str(out)]) == (0 if fits else 2)
+    err = capsys.readouterr().err
+    assert out.exists() is fits
+    if not fits:
+        assert err.startswith("formulac: error: with a = ") and "exceeds the largest float32" in err
 
 
 def test_bound_symbols_are_checked_at_every_step(tmp_path, capsys):
@@ -166,7 +214,7 @@ def _python_failure(code: str, steps: int) -> int | None:
             value = function(float(step))
         except (ZeroDivisionError, ValueError, OverflowError):
             return step
-        if isinstance(value, complex) or not math.isfinite(value):
+        if isinstance(value, complex) or not math.isfinite(value) or not _fits_float32(value):
             return step
     return None
 

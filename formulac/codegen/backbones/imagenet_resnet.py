@@ -94,11 +94,25 @@ class ResNetBranch(nn.Module):
             self.bn2 = nn.BatchNorm2d(width)
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
         if self.bottleneck:
-            out = self.bn3(self.conv3(self.relu(out)))
-        return out
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.strided_conv(self.conv2, out)))
+            return self.bn3(self.conv3(out))
+        out = self.relu(self.bn1(self.strided_conv(self.conv1, x)))
+        return self.bn2(self.conv2(out))
+
+    @staticmethod
+    def strided_conv(conv, x):
+        """``conv(x)`` for the strided 3x3 convolution (padding 1). On a 1x1 input only its
+        centre tap meets the input (the other eight see padding), so it is the 1x1 convolution
+        with the centre weights: the same output, and a gradient of exactly 0 for the other
+        taps. Computed whole, oneDNN's bfloat16 weight gradient of a strided 3x3 convolution on
+        a 1x1 input leaves those taps' entries uninitialised (torch 2.13 on CPUs, wrong in most
+        backward passes and now and then NaN), which a ResNet meets on small images (from
+        layer3 on 8x8 inputs) under bf16 autocast."""
+        if x.shape[-2:] == (1, 1) and conv.stride != (1, 1):
+            return torch.nn.functional.conv2d(x, conv.weight[:, :, 1:2, 1:2], conv.bias, 1, 0, 1, conv.groups)
+        return conv(x)
 
 
 def imagenet_projection(in_width, width, stride, shortcut="B"):
