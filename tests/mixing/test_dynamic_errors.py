@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from case_files import expect_source_error
 
 from formulac import parse
-from formulac.errors import SourceError
-from tests.cli_runner import run_cli
+from tests.cli_runner import expect_check_error
 
 DYNAMIC_HC = """stream h[2]
 param res_n[2,2] = identity + dynamic(h_n)
@@ -86,19 +86,12 @@ BAD = [
 
 @pytest.mark.parametrize("text, line, column, fragment", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
 def test_bad_dynamic_coefficients_are_one_located_source_error(text, line, column, fragment):
-    with pytest.raises(SourceError) as info:
-        parse(text)
-    assert fragment in info.value.message, info.value.format()
-    assert (info.value.location.line, info.value.location.column) == (line, column), info.value.format()
+    expect_source_error(text, line, column, fragment)
 
 
 def test_the_command_line_prints_file_line_column_and_exits_2(tmp_path, capsys):
-    path = tmp_path / "bad.rec"
-    path.write_text(GATE.replace("dynamic(x_n)", "dynamic(g_n)"))
-    status, _out, err = run_cli(capsys, "check", path)
-    assert status == 2
-    assert err.startswith(f"{path}:1:26: error: dynamic(...) maps a state"), err
-    assert "^" in err and "Traceback" not in err
+    bad = GATE.replace("dynamic(x_n)", "dynamic(g_n)")
+    expect_check_error(capsys, tmp_path / "bad.rec", bad, "1:26: error: dynamic(...) maps a state")
 
 
 def test_a_good_dynamic_formula_parses_and_keeps_its_text():

@@ -3,33 +3,13 @@ and the size of the dynamic parts against the checkpoint."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-import torch
-
-import formulac
-from formulac.cli import main
-
-EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
-TINY = ["--data", "synthetic:1x8x8:4", "--limit-train", "96", "--limit-test", "48", "--epochs", "1"]
-TINY += ["--batch-size", "32", "--lr", "0.05", "--backbone", "mlp", "--depth", "3", "-q"]
-
-
-def _learned(capsys, tmp_path, example):
-    run_dir = tmp_path / "run"
-    assert main(["train", f"{EXAMPLES}/{example}", *TINY, "--out", str(run_dir)]) == 0
-    capsys.readouterr()
-    assert main(["learned", str(run_dir), "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
-    assert main(["learned", str(run_dir)]) == 0
-    return data, state, capsys.readouterr().out
+from learned_runs import trained_and_read
 
 
 def test_learned_dynamic_hyper_connections(capsys, tmp_path):
-    data, state, text = _learned(capsys, tmp_path, "dynamic_hyper_connections_k2.rec")
+    data, state, text = trained_and_read(capsys, tmp_path, "dynamic_hyper_connections_k2.rec")
     for name in ("res", "pre", "post"):
         for t in range(3):
             # the static part is the trained parameter itself
@@ -47,7 +27,7 @@ def test_learned_dynamic_hyper_connections(capsys, tmp_path):
 
 
 def test_learned_dynamic_gate(capsys, tmp_path):
-    data, state, text = _learned(capsys, tmp_path, "dynamic_gate.rec")
+    data, state, text = trained_and_read(capsys, tmp_path, "dynamic_gate.rec")
     assert data["per_step"]["g"]["layer1"] == pytest.approx([float(state[f"layer1.{t}.g"]) for t in range(3)])
     norms = [float(state[f"layer1.{t}.g_map"].double().norm()) for t in range(3)]
     assert [f["map_norm"] for f in data["dynamic"]["g"]["layer1"]] == pytest.approx(norms, rel=1e-9)

@@ -9,24 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from learned_runs import EXAMPLES, randomise_pair_weights, trained_and_read
 
 import formulac
 from formulac.cli import main
-
-EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
-TINY = ["--data", "synthetic:1x8x8:4", "--limit-train", "96", "--limit-test", "48", "--epochs", "1"]
-TINY += ["--batch-size", "32", "--lr", "0.05", "--backbone", "mlp", "--depth", "3", "-q"]
-
-
-def _learned(capsys, tmp_path, example):
-    run_dir = tmp_path / "run"
-    assert main(["train", f"{EXAMPLES}/{example}", *TINY, "--out", str(run_dir)]) == 0
-    capsys.readouterr()
-    assert main(["learned", str(run_dir), "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
-    assert main(["learned", str(run_dir)]) == 0
-    return data, state, capsys.readouterr().out
 
 
 def _denseformer_weights(alphas):
@@ -45,7 +31,7 @@ def _denseformer_weights(alphas):
 
 
 def test_learned_denseformer_effective_weights(capsys, tmp_path):
-    data, state, text = _learned(capsys, tmp_path, "denseformer.rec")
+    data, state, text = trained_and_read(capsys, tmp_path, "denseformer.rec")
     alphas = [state[f"layer1.{t}.w"].double().numpy() for t in range(3)]
     report = data["mixing"]["layer1"]
     np.testing.assert_allclose(
@@ -58,7 +44,7 @@ def test_learned_denseformer_effective_weights(capsys, tmp_path):
 
 
 def test_learned_hyper_connections_spectra_and_distances(capsys, tmp_path):
-    data, state, text = _learned(capsys, tmp_path, "hyper_connections_k2.rec")
+    data, state, text = trained_and_read(capsys, tmp_path, "hyper_connections_k2.rec")
     report = data["mixing"]["layer1"]
     matrices = []
     for t in range(3):
@@ -80,7 +66,7 @@ def test_learned_hyper_connections_spectra_and_distances(capsys, tmp_path):
 
 def test_unmoved_parameters_are_flagged(capsys, tmp_path):
     # the run's step-1 weights put back to their initial values [0, 0, 1]: as if no gradient came
-    _learned(capsys, tmp_path, "denseformer.rec")
+    trained_and_read(capsys, tmp_path, "denseformer.rec")
     checkpoint_path = tmp_path / "run" / "checkpoint.pt"
     checkpoint = torch.load(checkpoint_path, weights_only=True)
     checkpoint["model"]["layer1.1.w"] = torch.tensor([0.0, 0.0, 1.0])
@@ -91,7 +77,7 @@ def test_unmoved_parameters_are_flagged(capsys, tmp_path):
 
 
 def test_learned_mhc_stays_doubly_stochastic(capsys, tmp_path):
-    data, state, _ = _learned(capsys, tmp_path, "mhc_k2.rec")
+    data, state, _ = trained_and_read(capsys, tmp_path, "mhc_k2.rec")
     report = data["mixing"]["layer1"]
     assert max(report["distance_from_doubly_stochastic"]) < 1e-9  # the constraint holds after training
     p = [torch.sigmoid(state[f"layer1.{t}.res"].double()).item() for t in range(3)]
@@ -107,12 +93,7 @@ def test_mixing_report_of_every_stage_of_a_cnn():
 
     rec = formulac.load(f"{EXAMPLES}/denseformer.rec").rec
     net = formulac.load(f"{EXAMPLES}/denseformer.rec").compile(backbone="cifar-resnet", depth=14)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.endswith(".w"):
-                p.copy_(torch.randn_like(p))
-    state = net.state_dict()
+    state = randomise_pair_weights(net)
     reports = mixing_report(rec, parameter_attributes(rec), state, {})
     assert sorted(reports) == ["layer1", "layer2", "layer3"]
     for stage, report in reports.items():
@@ -132,7 +113,7 @@ def _sinkhorn(logits, iterations=20):
 
 @pytest.mark.parametrize("example", ["hyper_connections_k4.rec", "mhc_k4.rec"])
 def test_learned_k4_streams_from_the_checkpoints_matrices(capsys, tmp_path, example):
-    data, state, text = _learned(capsys, tmp_path, example)
+    data, state, text = trained_and_read(capsys, tmp_path, example)
     report = data["mixing"]["layer1"]
     logits = [state[f"layer1.{t}.res"].double().numpy() for t in range(3)]
     matrices = [_sinkhorn(m) for m in logits] if example.startswith("mhc") else logits

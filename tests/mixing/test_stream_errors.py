@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from case_files import expect_source_error, read_cases
 
-from tests.cli_runner import run_cli
+from tests.cli_runner import expect_check_error
 from tests.hyper_connections_package import compact_hyper_connections
 
 HC = compact_hyper_connections(4)
@@ -22,9 +22,7 @@ def test_bad_stream_formulas_are_one_located_source_error(case):
 
 
 def test_the_command_line_prints_file_line_column_and_exits_2(tmp_path, capsys):
-    path = tmp_path / "bad.rec"
-    path.write_text(HC.replace("F(pre_n @ h_n)", "F(h_n)"))
-    status, _out, err = run_cli(capsys, "check", path)
-    assert status == 2
-    assert err.startswith(f"{path}:6:11: error: block F reads one tensor, not 4 streams"), err
-    assert "^" in err and "Traceback" not in err
+    bad = HC.replace("F(pre_n @ h_n)", "F(h_n)")
+    expect_check_error(
+        capsys, tmp_path / "bad.rec", bad, "6:11: error: block F reads one tensor, not 4 streams"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from fixtures_path import REPO
+from learned_runs import randomise_pair_weights
 
 import formulac
 from formulac.codegen import parameter_attributes
@@ -39,12 +40,7 @@ def _window_weights(alphas):
 def test_a_window_is_not_reported_as_streams():
     formula = formulac.load(WINDOW)
     net = formula.compile(backbone="mlp", depth=5)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.endswith(".w"):
-                p.copy_(torch.randn_like(p))
-    state = net.state_dict()
+    state = randomise_pair_weights(net)
     (report,) = mixing_report(formula.rec, parameter_attributes(formula.rec), state, {}).values()
     alphas = [state[f"layer1.{t}.w"].double().numpy() for t in range(5)]
     np.testing.assert_allclose(report["effective_weights"]["F"], _window_weights(alphas), rtol=1e-9)
