@@ -43,6 +43,7 @@ from .loop import (
     count_parameters,
     make_optimizer,
     open_run,
+    refuse_imprecise_coefficients,
     restore_progress,
     restore_weights,
     seeded_model,
@@ -233,6 +234,7 @@ def _set_up(build_model, config, out, info, device, corpus, describe) -> _Langua
         corpus = load_corpus(config.data, config.tokens)
     elif corpus.tokenization != config.tokens:
         raise TrainError(f"the corpus is tokenised as {corpus.tokenization}, the config says {config.tokens}")
+    refuse_imprecise_coefficients(build_model, config, device)
     net = seeded_model(build_model, config, 1, corpus.vocab_size, 0)
     context = getattr(net, "context", None)
     if not isinstance(context, int) or context < 1:

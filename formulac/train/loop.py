@@ -83,6 +83,7 @@ __all__ = [
     "open_run",
     "make_optimizer",
     "seeded_model",
+    "refuse_imprecise_coefficients",
 ]
 
 _DEVICE_DATA_LIMIT = 4 * 1024**3  # keep data sets up to this size on the GPU
@@ -443,6 +444,15 @@ def _place_data(config: TrainConfig, data: Dataset, device: torch.device) -> _Da
 _AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
+def refuse_imprecise_coefficients(build_model, config: TrainConfig, device: torch.device) -> None:
+    """Before any data is loaded: a formula's coefficient that a mixed-precision run (bf16,
+    fp16) would compute as infinite is a :class:`UsageError` (``build_model.check_precision``)."""
+    amp = resolve_amp(config.amp, device)
+    check_precision = getattr(build_model, "check_precision", None)  # a formula's coefficients
+    if amp in _AMP_DTYPES and check_precision is not None:
+        check_precision(_AMP_DTYPES[amp])
+
+
 def _set_up(
     build_model: BuildModel,
     config: TrainConfig,
@@ -453,10 +463,7 @@ def _set_up(
     describe: dict | None,
 ) -> _Run:
     """Load and place the data, build the model (seeded), its optimizer and wrappers."""
-    amp = resolve_amp(config.amp, device)
-    check_precision = getattr(build_model, "check_precision", None)  # a formula's coefficients
-    if amp in _AMP_DTYPES and check_precision is not None:
-        check_precision(_AMP_DTYPES[amp])
+    refuse_imprecise_coefficients(build_model, config, device)
     loaded = data_for_run(config, info, dataset)
     net = seeded_model(build_model, config, loaded.in_channels, loaded.num_classes, loaded.input_size)
     net = net.to(device)

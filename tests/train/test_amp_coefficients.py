@@ -47,3 +47,18 @@ def test_a_coefficient_within_the_run_precision_passes(coefficient, dtype):
         parse(f"x_<n+1> = x_n + {coefficient}*F(x_n)\n"), {"backbone": "mlp", "depth": 2}
     )
     build.check_precision(dtype)  # no error: the step argument n of F (up to 99,999) is no factor
+
+
+def test_a_language_run_refuses_it_too(tmp_path):
+    """The text path sets up its own run: the same refusal before the corpus is read."""
+    from formulac.train.language import train_language
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a small corpus of text. " * 200)
+    build, _ = network_factory(
+        parse("x_<n+1> = x_n + 1e5*F(x_n)\n"), {"backbone": "gpt", "depth": 1, "dim": 16, "heads": 2}
+    )
+    config = make_config(None, data=f"text:{corpus}", device="cpu", threads=1, amp="fp16", epochs=1)
+    with pytest.raises(UsageError, match=r"exceeds the largest float16 .*--amp none"):
+        train_language(build, config, tmp_path / "run", progress=False, quiet=True)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
