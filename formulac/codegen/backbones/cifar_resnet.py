@@ -12,11 +12,10 @@ its classes and functions verbatim into the modules it writes, with the shared l
 so each definition is self-contained.
 """
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import shortcut_projection
+from .layers import conv_bn, global_average_pool, shortcut_projection
 
 
 class CifarResNet(nn.Module):
@@ -36,8 +35,7 @@ class CifarResNet(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.stem_width = width
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=stem_stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.conv1, self.bn1 = conv_bn(in_channels, width, 3, stem_stride)
 
     def build_head(self, width):
         self.linear = nn.Linear(width, self.num_classes)
@@ -56,8 +54,7 @@ class CifarResNet(nn.Module):
         return F.relu(self.bn1(self.conv1(x)))
 
     def head(self, x):
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.linear(x)
+        return self.linear(global_average_pool(x))
 
 
 class CifarBasicBranch(nn.Module):
@@ -69,11 +66,9 @@ class CifarBasicBranch(nn.Module):
 
     def __init__(self, in_width, width, stride=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_width, width, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.conv1, self.bn1 = conv_bn(in_width, width, 3, stride)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = conv_bn(width, width, 3)
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))

@@ -5,14 +5,15 @@ Attribute names, module creation order and weight initialisation are torchvision
 (torchvision.models.resnet, "ResNet v1.5": the stride of a bottleneck is on its 3x3
 convolution), so the compiled ResNet formula has torchvision's state_dict keys.
 
-This file depends on torch alone: the code generator copies its classes and functions verbatim
-into the modules it writes, so each definition is self-contained.
+This file depends on torch alone (and the torch-only :mod:`.layers`): the code generator copies
+its classes and functions verbatim into the modules it writes, with the shared layers they use,
+so each definition is self-contained.
 """
 
 import torch
 import torch.nn as nn
 
-from .layers import shortcut_projection
+from .layers import conv_bn, shortcut_projection
 
 
 class ImageNetResNet(nn.Module):
@@ -32,8 +33,7 @@ class ImageNetResNet(nn.Module):
     def __init__(self, num_classes=1000, in_channels=3):
         super().__init__()
         self.num_classes = num_classes
-        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1, self.bn1 = conv_bn(in_channels, 64, 7, 2)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
@@ -75,23 +75,16 @@ class ResNetBranch(nn.Module):
         self.bottleneck = bottleneck
         if bottleneck:
             inner = int(width // 4 * (base_width / 64.0)) * groups
-            self.conv1 = nn.Conv2d(in_width, inner, kernel_size=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(inner)
-            self.conv2 = nn.Conv2d(
-                inner, inner, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False
-            )
-            self.bn2 = nn.BatchNorm2d(inner)
-            self.conv3 = nn.Conv2d(inner, width, kernel_size=1, bias=False)
-            self.bn3 = nn.BatchNorm2d(width)
+            self.conv1, self.bn1 = conv_bn(in_width, inner, 1)
+            self.conv2, self.bn2 = conv_bn(inner, inner, 3, stride, groups)
+            self.conv3, self.bn3 = conv_bn(inner, width, 1)
             self.relu = nn.ReLU(inplace=True)
         else:
             if groups != 1 or base_width != 64:
                 raise ValueError("the basic branch supports only groups=1 and base_width=64")
-            self.conv1 = nn.Conv2d(in_width, width, kernel_size=3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
+            self.conv1, self.bn1 = conv_bn(in_width, width, 3, stride)
             self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=1, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(width)
+            self.conv2, self.bn2 = conv_bn(width, width, 3)
 
     def forward(self, x):
         if self.bottleneck:

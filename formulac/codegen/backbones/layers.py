@@ -6,7 +6,24 @@ generator copies those functions into the modules it writes, before the backbone
 alone: it reads nothing of this module but torch.
 """
 
+import torch
 import torch.nn as nn
+
+
+def conv_bn(in_width, width, kernel_size, stride=1, groups=1):
+    """A bias-free ``kernel_size`` x ``kernel_size`` convolution, padded to keep the resolution
+    at stride 1, and the batch norm of its output: the pair a ResNet's stem and branches are
+    made of (as ``conv1, bn1``, ``conv2, bn2``, ...)."""
+    conv = nn.Conv2d(
+        in_width, width, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups, bias=False
+    )
+    return conv, nn.BatchNorm2d(width)
+
+
+def global_average_pool(x):
+    """``(N, C, H, W) -> (N, C)``: each channel's mean over the positions (a ResNet head's
+    input)."""
+    return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
 def shortcut_projection(in_width, width, stride, shortcut, batch_norm):

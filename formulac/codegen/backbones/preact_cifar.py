@@ -11,11 +11,10 @@ its classes and functions verbatim into the modules it writes, with the shared l
 so each definition is self-contained.
 """
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import init_fan_out, shortcut_projection
+from .layers import global_average_pool, init_fan_out, shortcut_projection
 
 
 class PreActCifarResNet(nn.Module):
@@ -49,9 +48,7 @@ class PreActCifarResNet(nn.Module):
         return self.conv1(x)
 
     def head(self, x):
-        x = F.relu(self.bn(x))
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.linear(x)
+        return self.linear(global_average_pool(F.relu(self.bn(x))))
 
 
 class PreActBranch(nn.Module):

@@ -13,11 +13,9 @@ its classes and functions verbatim into the modules it writes, with the shared l
 so each definition is self-contained.
 """
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .layers import init_fan_out, shortcut_projection
+from .layers import conv_bn, global_average_pool, init_fan_out, shortcut_projection
 
 
 class CifarResNeXt(nn.Module):
@@ -35,8 +33,7 @@ class CifarResNeXt(nn.Module):
     def __init__(self, num_classes=10, in_channels=3):
         super().__init__()
         self.num_classes = num_classes
-        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1, self.bn1 = conv_bn(in_channels, 64, 3)
         self.relu = nn.ReLU(inplace=True)
 
     def build_head(self, width):
@@ -51,8 +48,7 @@ class CifarResNeXt(nn.Module):
         return self.relu(self.bn1(self.conv1(x)))
 
     def head(self, x):
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.fc(x)
+        return self.fc(global_average_pool(x))
 
 
 class ResNeXtBranch(nn.Module):
@@ -65,14 +61,9 @@ class ResNeXtBranch(nn.Module):
     def __init__(self, in_width, width, stride=1, cardinality=8, base_width=64):
         super().__init__()
         inner = cardinality * int(base_width * width / 256)
-        self.conv1 = nn.Conv2d(in_width, inner, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(inner)
-        self.conv2 = nn.Conv2d(
-            inner, inner, kernel_size=3, stride=stride, padding=1, groups=cardinality, bias=False
-        )
-        self.bn2 = nn.BatchNorm2d(inner)
-        self.conv3 = nn.Conv2d(inner, width, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(width)
+        self.conv1, self.bn1 = conv_bn(in_width, inner, 1)
+        self.conv2, self.bn2 = conv_bn(inner, inner, 3, stride, cardinality)
+        self.conv3, self.bn3 = conv_bn(inner, width, 1)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
