@@ -16,17 +16,18 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
+from .keys import take_modules
 from .steps import step_sublayers
 
 __all__ = ["convert"]
 
+# Hugging Face's modules outside the layers -> ours
 _OUTSIDE = {
-    "transformer.wte.weight": "token_embedding.weight",
-    "transformer.wpe.weight": "position_embedding.weight",
-    "transformer.ln_f.weight": "final_norm.weight",
-    "transformer.ln_f.bias": "final_norm.bias",
+    "transformer.wte": "token_embedding",
+    "transformer.wpe": "position_embedding",
+    "transformer.ln_f": "final_norm",
 }
-# (Hugging Face's name within layer i, the sublayer's module, transposed?)
+# Hugging Face's module within layer i -> (the sublayer's module, a Conv1D whose weight is transposed?)
 _ATTENTION = {"ln_1": ("ln", False), "attn.c_attn": ("c_attn", True), "attn.c_proj": ("c_proj", True)}
 _MLP = {"ln_2": ("ln", False), "mlp.c_fc": ("c_fc", True), "mlp.c_proj": ("c_proj", True)}
 _MASK_BUFFERS = ("attn.bias", "attn.masked_bias")
@@ -36,7 +37,6 @@ def convert(net, state_dict: dict) -> dict:
     """The network's state_dict built from Hugging Face's; keys it cannot place are kept as
     they are (so that :func:`formulac.hf.load` names them)."""
     rest = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    out = {}
     head = rest.pop("lm_head.weight", None)
     embedding = rest.get("transformer.wte.weight")
     if head is not None and (embedding is None or not torch.equal(head, embedding)):
@@ -44,21 +44,14 @@ def convert(net, state_dict: dict) -> dict:
             "hf.load: lm_head.weight differs from transformer.wte.weight; the gpt backbone ties its "
             "LM head to the token embedding (GPT2Config(tie_word_embeddings=True))"
         )
-    for theirs, ours in _OUTSIDE.items():
-        if theirs in rest:
-            out[ours] = rest.pop(theirs)
+    out = take_modules(rest, _OUTSIDE)
     for i, (attention, mlp) in enumerate(step_sublayers(net, "GPTAttention", "GPTMLP", "GPT-2")):
         prefix = f"transformer.h.{i}."
         for buffer in _MASK_BUFFERS:
             rest.pop(prefix + buffer, None)
         for table, module in ((_ATTENTION, attention), (_MLP, mlp)):
             for theirs, (ours, transposed) in table.items():
-                for part in ("weight", "bias"):
-                    key = f"{prefix}{theirs}.{part}"
-                    if key in rest:
-                        value = rest.pop(key)
-                        out[f"{module}.{ours}.{part}"] = (
-                            value.t().contiguous() if transposed and part == "weight" else value
-                        )
+                for key, value in take_modules(rest, {prefix + theirs: f"{module}.{ours}"}).items():
+                    out[key] = value.t().contiguous() if transposed and key.endswith(".weight") else value
     out.update(rest)
     return out

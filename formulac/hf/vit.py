@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import torch
 
+from .keys import take, take_modules
 from .steps import step_sublayers
 
 __all__ = ["convert"]
 
-_EMBEDDINGS = {
-    "vit.embeddings.cls_token": "cls_token",
-    "vit.embeddings.position_embeddings": "position",
-    "vit.embeddings.patch_embeddings.projection.weight": "patch_embed.weight",
-    "vit.embeddings.patch_embeddings.projection.bias": "patch_embed.bias",
-    "vit.layernorm.weight": "norm.weight",
-    "vit.layernorm.bias": "norm.bias",
-    "classifier.weight": "classifier.weight",
-    "classifier.bias": "classifier.bias",
+# outside the layers, Hugging Face's -> ours: parameters, and modules (their weight and bias)
+_PARAMETERS = {"vit.embeddings.cls_token": "cls_token", "vit.embeddings.position_embeddings": "position"}
+_MODULES = {
+    "vit.embeddings.patch_embeddings.projection": "patch_embed",
+    "vit.layernorm": "norm",
+    "classifier": "classifier",
 }
 # the names of transformers 4 (encoder.layer.i, query/key/value, intermediate/output) and of
 # transformers 5 (layers.i, q/k/v/o_proj, mlp.fc1/fc2), each: ours -> theirs
@@ -43,10 +41,8 @@ _MLP = {
 def convert(net, state_dict: dict) -> dict:
     """The network's state_dict built from Hugging Face's; keys it cannot place are kept as
     they are (so that :func:`formulac.hf.load` names them)."""
-    out, rest = {}, dict(state_dict)
-    for theirs, ours in _EMBEDDINGS.items():
-        if theirs in rest:
-            out[ours] = rest.pop(theirs)
+    rest = dict(state_dict)
+    out = take(rest, _PARAMETERS) | take_modules(rest, _MODULES)
     for i, (attention, mlp) in enumerate(step_sublayers(net, "ViTAttention", "ViTMLP", "ViT")):
         for prefix in (p.format(i=i) for p in _LAYER_PREFIXES):
             for part in ("weight", "bias"):
@@ -54,10 +50,10 @@ def convert(net, state_dict: dict) -> dict:
                     keys = [f"{prefix}{name}.{part}" for name in names]
                     if all(key in rest for key in keys):
                         out[f"{attention}.qkv.{part}"] = torch.cat([rest.pop(key) for key in keys], dim=0)
-                for module, table in ((attention, _ATTENTION), (mlp, _MLP)):
-                    for ours, candidates in table.items():
-                        for theirs in candidates:
-                            if f"{prefix}{theirs}.{part}" in rest:
-                                out[f"{module}.{ours}.{part}"] = rest.pop(f"{prefix}{theirs}.{part}")
+            for module, table in ((attention, _ATTENTION), (mlp, _MLP)):
+                renames = {
+                    prefix + theirs: f"{module}.{ours}" for ours, names in table.items() for theirs in names
+                }
+                out.update(take_modules(rest, renames))
     out.update(rest)
     return out
