@@ -51,8 +51,8 @@ class ViTNet(nn.Module):
             raise ValueError("patch %d does not divide the image size %d" % (patch, input_size))
         self.num_classes = num_classes
         self.stem_width = dim
-        self.input_size = input_size
-        self.in_channels = in_channels
+        # the learned positions fix the number of patches, so the image size too
+        self.image_shape = (in_channels, input_size, input_size)
         self.pool = pool
         self.layer_norm_eps = layer_norm_eps
         self.patch_embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
@@ -84,12 +84,11 @@ class ViTNet(nn.Module):
             nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def stem(self, x):
-        # the learned positions fix the number of patches: another size fails deep in torch
-        expected = (self.in_channels, self.input_size, self.input_size)
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+        # another size would fail deep in torch, at the positions
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(
                 "this ViT was compiled for images of shape %s (in_channels=%d, input_size=%d), got "
-                "an input of shape %s" % (expected, self.in_channels, self.input_size, tuple(x.shape))
+                "an input of shape %s" % (self.image_shape, *self.image_shape[:2], tuple(x.shape))
             )
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
         if self.pool == "cls":
