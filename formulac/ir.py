@@ -716,6 +716,12 @@ class Param:
             return f"{self.name}_n[{','.join(map(str, self.shape))}]"
         return f"{self.name}_n" if self.per_step else self.name
 
+    @property
+    def declaration(self) -> str:
+        """The declaration without its keyword: ``pre_n[4] = onehot(0) + dynamic(h_n)``."""
+        dynamic = "" if self.dynamic is None else f" + {rec_expr(Dynamic(self.dynamic))}"
+        return f"{self.declared} = {rec_expr(self.init)}{dynamic}"
+
 
 def pair_indices(node: sympy.Indexed) -> tuple[sympy.Expr, sympy.Expr] | None:
     """``w[n, i]`` -> ``(n, i)``; None for a reference with one index."""
@@ -1260,8 +1266,7 @@ def to_rec(rec: Recurrence) -> str:
     for name, k in rec.streams.items():
         lines.append(f"stream {name}[{k}]")
     for p in rec.params.values():
-        dynamic = "" if p.dynamic is None else f" + {rec_expr(Dynamic(p.dynamic))}"
-        lines.append(f"param {p.declared} = {rec_expr(p.init)}{dynamic}")
+        lines.append(f"param {p.declaration}")
     if rec.shared_blocks:
         lines.append("shared " + ", ".join(sorted(rec.shared_blocks)))
     if rec.output != default_output(rec.states):

@@ -34,7 +34,8 @@ __all__ = [
     "wait_seconds",
 ]
 
-_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?$")
+# ASCII digits only: Python reads "٣" (and int() reads "１２") as numbers, the language does not
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?$", re.ASCII)
 
 
 def parse_number(what: str, text: str):
@@ -73,7 +74,7 @@ def option_value(text: str):
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    for kind in (int, float):
+    for kind in (int, float) if text.isascii() else ():  # "١٢" stays text, as in the language
         try:
             return kind(text)
         except ValueError:
@@ -87,7 +88,7 @@ def whole_number(text: str, minimum: int, wanted: str) -> int:
     """``text`` as an int of at least ``minimum``; an ``argparse.ArgumentTypeError`` saying
     ``expected WANTED, got TEXT`` otherwise (argparse prefixes the option's name)."""
     try:
-        value = int(text)
+        value = int(text) if text.isascii() else minimum - 1
     except ValueError:
         value = minimum - 1
     if value < minimum:

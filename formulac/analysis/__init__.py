@@ -27,7 +27,7 @@ from .compare import diff_analyses
 from .dynamic_notes import dynamic_notes
 from .expand import Unrolled
 from .expand import unroll as _unroll
-from .formatting import LAMBDA
+from .formatting import LAMBDA, stream_parameters_text
 from .graph import block_count_distribution, build_dag, dependency_graph, path_length_distribution
 from .linear import check_steps, structure
 from .result import Analysis, Diff
@@ -85,7 +85,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
         except TooLarge as exc:
             per_step = list(rec.params.values())
             if params == "symbolic" and per_step:
-                shown = ", ".join(f"{p.declared} = {p.init}" for p in per_step)
+                shown = stream_parameters_text(rec) or ", ".join(f"{p.declared} = {p.init}" for p in per_step)
                 wst = structure(rec, "init")
                 try:
                     weights = compute_weights(wst, depth)
@@ -143,6 +143,7 @@ def analyze(rec, depth: int = DEFAULT_DEPTH, params: str = "symbolic", paths: bo
         consistent=None if spec is None else spec.consistent,
         free_symbols=list(rec.free_symbols),
         params=dict(rec.params),
+        stream_parameters=stream_parameters_text(rec),
         path_lengths=path_lengths,
         notes=notes,
         structure=wst,

@@ -20,6 +20,7 @@ from ..limits import MAX_JSON_DIGITS
 
 __all__ = [
     "LAMBDA",
+    "stream_parameters_text",
     "descending",
     "sympy_text",
     "polynomial_text",
@@ -259,3 +260,17 @@ def poly_text(p, names: list[str]) -> str:
             out.append("-")
         out.append(body)
     return "".join(out)
+
+
+def stream_parameters_text(rec, names=None) -> str | None:
+    """A stream formula's parameters as declared (``res_n[4,4] = identity, post_n[4] = 1``), not
+    entry by entry as its lowered form holds them; None for a formula without streams.
+    ``names``: only the parameters with one of these lowered entries (or names)."""
+    if rec.compact is None:
+        return None
+    wanted = {
+        p.entry[0] if p.entry is not None else p.name
+        for p in rec.params.values()
+        if names is None or p.name in names
+    }
+    return ", ".join(p.declaration for p in rec.compact.params.values() if p.name in wanted)

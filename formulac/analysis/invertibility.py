@@ -40,6 +40,7 @@ from ..ir import (
 )
 from ..limits import CHECKED_STEPS
 from ..printing import rec_expr
+from .formatting import stream_parameters_text
 
 __all__ = [
     "Inverse",
@@ -443,7 +444,7 @@ def reconstruction(
     result.period = _period(exact) if growth == 1 else None
     result.max_steps = {fmt: result.max_run(fmt) for fmt in REPORTED_FORMATS}
     if rec.params and not values:
-        shown = ", ".join(f"{p.declared} = {rec_expr(p.init)}" for p in rec.params.values())
+        shown = stream_parameters_text(rec) or ", ".join(p.declaration for p in rec.params.values())
         notes.append(
             f"growth evaluated at the parameters' initial values ({shown}); the backward step stays "
             "exact for trained values, but the growth changes with them: "

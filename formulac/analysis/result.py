@@ -58,6 +58,9 @@ class Analysis:
     params: dict
     path_lengths: list | None
     notes: list = field(default_factory=list)
+    # a stream formula's vector and matrix parameters as declared (``res_n[4,4] = identity``);
+    # ``params`` holds their entries, one scalar each, as the tables name them
+    stream_parameters: str | None = None
     structure: Structure | None = field(default=None, repr=False, compare=False)
     weights: Weights | None = field(default=None, repr=False, compare=False)
     invertibility: object = field(default=None, repr=False, compare=False)  # invertibility.Invertibility
@@ -181,10 +184,13 @@ class Analysis:
         if self.free_symbols:
             lines.append(f"free symbols {', '.join(self.free_symbols)}")
         if self.params:
-            shown = ", ".join(f"{p.declared} = {rec_expr(p.init)}" for p in self.params.values())
-            lines.append(
-                f"parameters   {shown} ({'symbolic' if self.params_mode == 'symbolic' else 'at initial values'})"
-            )
+            mode = "symbolic" if self.params_mode == "symbolic" else "at initial values"
+            if self.stream_parameters:
+                shown = self.stream_parameters
+                mode += _entry_naming(self.params.values())
+            else:
+                shown = ", ".join(p.declaration for p in self.params.values())
+            lines.append(f"parameters   {shown} ({mode})")
         lines.append("")
         W = self.weights
         if W is not None:
@@ -434,3 +440,14 @@ def _param_json(p) -> dict:
     if p.pair is None:
         return {"init": json_value(p.init), "per_step": p.per_step}
     return {"init": rec_expr(p.init), "per_step": True, "pair": p.pair}
+
+
+def _entry_naming(params) -> str:
+    """How the tables name the entries of vector and matrix parameters, by the first one:
+    ``; res00_n below is entry [0,0] of res_n``."""
+    for p in params:
+        if p.entry is not None:
+            base, constraint, index = p.entry
+            of = f"{constraint}({base}_n)" if constraint else f"{base}_n"
+            return f"; {p.name}_n below is entry [{','.join(map(str, index))}] of {of}"
+    return ""

@@ -23,7 +23,7 @@ from sympy.polys.matrices import DomainMatrix
 
 from ..ir import StateRef, has_activation, lags_of, n, rec_expr, written_out
 from ..limits import MAX_DIMENSION
-from .formatting import LAMBDA, MAX_EVALF_DIGITS, certain_value
+from .formatting import LAMBDA, MAX_EVALF_DIGITS, certain_value, stream_parameters_text
 from .linear import Structure, same_step_substituted
 
 __all__ = ["LAMBDA", "Root", "Spectrum", "spectrum", "MAX_DIMENSION"]
@@ -243,7 +243,9 @@ def _stability(
         roots, stability, rate, mult, notes = _numeric(
             sympy.expand(p_init), A.xreplace(inits), scalar_companion
         )
-        shown = ", ".join(f"{k} = {_txt(v)}" for k, v in inits.items() if k in free)
+        shown = stream_parameters_text(st.rec, {str(k) for k in free}) or ", ".join(
+            f"{k} = {_txt(v)}" for k, v in inits.items() if k in free
+        )
         out.stability, out.rate, out.rate_multiplicity = stability, rate, mult
         out.notes.append(
             f"stability and rate evaluated at the parameters' initial values ({shown}); training changes them"

@@ -32,6 +32,11 @@ def register(subparsers) -> None:
         "imports torch only; its FormulaNet() builds with the chosen options as defaults.",
     )
     c.add_argument("-o", "--output", metavar="MODEL.py", help="file to write (default: standard output)")
+    c.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace MODEL.py even if formulac did not write it (a module it wrote is always replaced)",
+    )
     add_set_argument(c)
     add_backbone_arguments(c)
     add_memory_argument(c)
@@ -70,8 +75,8 @@ def _compile(args) -> int:
     from ..codegen import PlanError, compile_source
 
     rec = load_bound(args.file, args.bindings)
-    if args.output and Path(args.output).exists() and Path(args.output).samefile(args.file):
-        raise UsageError(f"-o {args.output} is the formula file: writing the module there would replace it")
+    if args.output:
+        _refuse_to_replace_work(Path(args.output), Path(args.file), args.overwrite)
     try:
         source = compile_source(rec, **backbone_kwargs(args))
     except PlanError as exc:
@@ -82,6 +87,28 @@ def _compile(args) -> int:
     else:
         sys.stdout.write(source)
     return 0
+
+
+def _refuse_to_replace_work(output: Path, formula: Path, overwrite: bool) -> None:
+    """Refuse an ``-o`` that would replace the formula or a file formulac did not write (the
+    user's own code): recompiling into a generated module is the common case, a typo the costly one."""
+    from ..codegen import is_generated_module
+
+    if not output.is_file():
+        return  # a new file; a directory or a missing folder is write_atomically's error
+    if output.samefile(formula):
+        raise UsageError(f"-o {output} is the formula file: writing the module there would replace it")
+    if overwrite:
+        return
+    try:
+        with open(output, encoding="utf-8", errors="replace") as handle:
+            beginning = handle.read(200)
+    except OSError as exc:
+        raise UsageError(f"cannot read {output}: {exc.strerror or exc}") from None
+    if beginning and not is_generated_module(beginning):  # an empty file holds no work
+        raise UsageError(
+            f"{output} exists and formulac did not write it: pass --overwrite to replace it, or choose another -o"
+        )
 
 
 def _info(args) -> int:

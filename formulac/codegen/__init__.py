@@ -16,6 +16,7 @@ from ..limits import DEFAULT_BACKBONE, DEFAULT_MEMORY_MODE
 from .backbones import BACKBONES, get_backbone
 from .dynamic import require_width
 from .emit import (
+    is_generated_module,
     network_dynamic_attributes,
     network_layout,
     network_parameter_attributes,
@@ -34,6 +35,7 @@ __all__ = [
     "check_buildable",
     "wire",
     "load_source",
+    "is_generated_module",
     "get_backbone_info",
     "BACKBONES",
     "PlanError",

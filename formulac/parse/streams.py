@@ -17,8 +17,10 @@ streams, a stream state assigned one tensor), and writes the formula twice:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
+import lark
 import mpmath
 import sympy
 
@@ -83,6 +85,7 @@ class _Value:
     kind: str  # "number", "tensor", "vector", "matrix" or "stream"
     entries: object  # sympy.Expr, list of them, or list of lists
     typed: sympy.Expr
+    param: str | None = None  # the vector or matrix parameter it is (where its errors point)
 
     @property
     def size(self) -> int | None:
@@ -107,8 +110,18 @@ class _Lowering:
         self.params: dict[str, Param] = {}  # the lowered per-step parameters, in order of first use
         self.where = None
 
-    def error(self, message: str):
-        return self.source.error(message, self.where)
+    def error(self, message: str, param: str | None = None):
+        """An error at the equation, or at its first reading of the vector or matrix ``param``."""
+        return self.source.error(message, self._reading(param) or self.where)
+
+    def _reading(self, param: str | None) -> lark.Token | None:
+        if param is None or not isinstance(self.where, lark.Tree):
+            return None
+        spelled = re.compile(rf"{re.escape(param)}_(?:n|<\s*n\s*>)")
+        return next(
+            (t for t in self.where.scan_values(lambda v: isinstance(v, lark.Token)) if spelled.fullmatch(t)),
+            None,
+        )
 
     # -- references -------------------------------------------------------------------------------
     def _indexed(self, expr: sympy.Indexed) -> _Value:
@@ -144,7 +157,8 @@ class _Lowering:
                 if constraint == "sinkhorn":
                     if len(p.shape) != 2:
                         raise self.error(
-                            f"sinkhorn(...) makes a square matrix doubly stochastic; {p.name} is a vector"
+                            f"sinkhorn(...) makes a square matrix doubly stochastic; {p.name} is a vector",
+                            p.name,
                         )
                     values = sinkhorn_matrix(numbers, exp=mpmath.exp)
                 elif len(p.shape) == 2:
@@ -164,9 +178,9 @@ class _Lowering:
             return sympy.IndexedBase(name)[n]
 
         if len(p.shape) == 1:
-            return _Value("vector", [entry((i,), v) for i, v in enumerate(initial)], expr)
+            return _Value("vector", [entry((i,), v) for i, v in enumerate(initial)], expr, p.name)
         rows = [[entry((i, j), v) for j, v in enumerate(row)] for i, row in enumerate(initial)]
-        return _Value("matrix", rows, expr)
+        return _Value("matrix", rows, expr, p.name)
 
     # -- expressions ------------------------------------------------------------------------------
     def lower(self, expr: sympy.Expr) -> _Value:
@@ -304,7 +318,8 @@ class _Lowering:
             entries = [sympy.Mul(e, x, evaluate=False) for e, x in zip(v.entries, s.entries)]
             return _Value("stream", entries, Scale(v.typed, s.typed))
         hint = " (apply a matrix with @: H_n @ h_n)" if "matrix" in kinds else ""
-        raise self.error(f"cannot multiply {_described(a)} by {_described(b)}{hint}")
+        matrix = a if a.kind == "matrix" else b if b.kind == "matrix" else None
+        raise self.error(f"cannot multiply {_described(a)} by {_described(b)}{hint}", matrix and matrix.param)
 
     def _matmul(self, a: _Value, b: _Value) -> _Value:
         if a.kind not in ("vector", "matrix") or b.kind != "stream":
@@ -314,7 +329,9 @@ class _Lowering:
             )
         if a.size != b.size:
             shape = f"[{a.size},{a.size}]" if a.kind == "matrix" else f"[{a.size}]"
-            raise self.error(f"{_described(a)} of shape {shape} cannot be applied to {b.size} streams")
+            raise self.error(
+                f"{_described(a)} of shape {shape} cannot be applied to {b.size} streams", a.param
+            )
         if a.kind == "vector":
             entries = sympy.Add(
                 *(sympy.Mul(v, s, evaluate=False) for v, s in zip(a.entries, b.entries)), evaluate=False

@@ -360,7 +360,7 @@ def _train_epoch(run: _LanguageRun, epoch: int, bar) -> dict:
     seconds = seconds_since(t0, device)
     return {
         "epoch": epoch + 1,
-        "lr": lr_at(config, epoch, 0, run.steps),
+        "lr": lr,  # the last step's: a warm-up epoch logged its first step's 1e-6
         "train_loss": stats.item() / tokens,
         "val_loss": None,
         "val_bits_per_byte": None,

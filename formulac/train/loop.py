@@ -734,7 +734,7 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
     train_seconds = seconds_since(t0, device)
     return {
         "epoch": epoch + 1,
-        "lr": lr_at(config, epoch, 0, run.steps),
+        "lr": lr,  # the last step's: a warm-up epoch logged its first step's 1e-6
         "train_loss": tr_loss / seen,
         "train_acc": tr_correct / seen,
         "test_loss": None,

@@ -137,6 +137,18 @@ def test_analysis_at_initial_values_reads_the_lowered_streams():
     assert [float(w) for w in analysis.initial_weights.values()] == [1.0]
 
 
+def test_analysis_text_shows_the_parameters_as_declared():
+    """The parameters line and the notes give res_n[4,4] = identity, not 24 entries one by one;
+    the tables keep the entries' names, and the line says how to read them."""
+    text = formulac.load(f"{EXAMPLES}/mhc_k4.rec").analyze(depth=4).to_text()
+    (line,) = [t for t in text.splitlines() if t.startswith("parameters")]
+    assert line.startswith("parameters   res_n[4,4] = identity, pre_n[4] = onehot(0), post_n[4] = 1 (")
+    assert "sinkhornres00_n below is entry [0,0] of sinkhorn(res_n)" in line
+    assert "res01_n = 0" not in text and "res01 = 0" not in text
+    dynamic = formulac.load(f"{EXAMPLES}/dynamic_hyper_connections_k2.rec").analyze(depth=3).to_text()
+    assert "pre_n[2] = onehot(0) + dynamic(h_n)" in dynamic
+
+
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.floats(-3, 3), min_size=16, max_size=16))
 def test_sinkhorn_columns_sum_to_one_and_match_the_compiled_function(logits):

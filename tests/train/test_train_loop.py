@@ -59,6 +59,18 @@ def _same_state(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_an_epochs_lr_is_its_last_steps(tmp_path, data):
+    """A one-epoch warm-up logged the lr of its first step (1/steps of the base) as the epoch's."""
+    from formulac.train.recipes import lr_at
+
+    config = cfg(schedule="cosine", warmup_epochs=1, epochs=2, milestones=None).validate()
+    train(tiny, config, tmp_path / "run", progress=False, quiet=True, dataset=data)
+    steps = 256 // 32
+    rows = read_metrics(tmp_path / "run")
+    assert [r["lr"] for r in rows] == pytest.approx([lr_at(config, e, steps - 1, steps) for e in (0, 1)])
+    assert rows[0]["lr"] > 4 * lr_at(config, 0, 0, steps)  # the warm-up's end, not its start
+
+
 def test_run_writes_everything(tmp_path, data):
     out = tmp_path / "run"
     summary = train(
