@@ -102,9 +102,11 @@ def test_dynamic_mhc_matches_the_package_on_mlp(streams, depth, package_in_float
 
 @pytest.mark.parametrize("streams", [2, 4])
 def test_dynamic_mhc_matches_the_package_per_token_on_vit(streams, package_in_float64):
-    """On tokens (B, T, D) every token gets its own coefficients and its own Sinkhorn matrix."""
+    """On tokens (B, T, D) every token gets its own coefficients and its own Sinkhorn matrix.
+    Three steps: H_res of the first step mixes equal streams and the last one's columns sum to 1
+    under the mean, so only a middle step's H_res shows in the output."""
     torch.manual_seed(0)
-    net = formulac.load(f"{EXAMPLES}/dynamic_mhc_k{streams}.rec").compile(backbone="vit", depth=2, dim=32)
+    net = formulac.load(f"{EXAMPLES}/dynamic_mhc_k{streams}.rec").compile(backbone="vit", depth=3, dim=32)
     net = net.double().eval()
     with torch.no_grad():  # blocks far from their start, whose small outputs hide the mixing
         for parameter in net.parameters():
