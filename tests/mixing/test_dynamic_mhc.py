@@ -132,3 +132,28 @@ def test_sinkhorn_per_token_is_each_tokens_sinkhorn(logits):
     for t in range(3):
         want = torch.tensor(sinkhorn_matrix(tokens[t].tolist()), dtype=torch.float64)
         assert torch.allclose(got[:, :, t], want, rtol=0, atol=1e-12)
+
+
+def test_h_res_learns_once_the_streams_differ():
+    """At the package's start every stream is a copy of the input and stays one (H_post is equal
+    on all streams), so a doubly stochastic H_res, whose rows sum to 1, mixes equal streams: no
+    gradient reaches its logits (nor its map) at the first step. One step later the streams
+    differ and a middle step's H_res learns; the first step's never does (its streams are all
+    the input), nor the last one's (the streams' mean is unchanged by columns summing to 1)."""
+    torch.manual_seed(0)
+    net = formulac.load(f"{EXAMPLES}/dynamic_mhc_k4.rec").compile(backbone="mlp", depth=3).double()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    x, labels = torch.randn(8, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (8,))
+
+    def res_gradients():
+        """Each step's largest gradient of H_res's logits, relative to the largest of H_post's."""
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), labels).backward()
+        reference = max(float(step.post.grad.abs().max()) for step in net.layer1)
+        return [float(step.res.grad.abs().max()) / reference for step in net.layer1]
+
+    assert max(res_gradients()) <= 1e-12
+    assert all(float(step.res_map.grad.abs().max()) <= 1e-12 for step in net.layer1)
+    optimizer.step()
+    first, middle, last = res_gradients()
+    assert middle >= 1e-6 and first <= 1e-12 and last <= 1e-12
