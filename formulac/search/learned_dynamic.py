@@ -1,10 +1,11 @@
 """The trained input-dependent parts of a run's coefficients, for ``formulac learned``.
 
 A coefficient declared ``STATIC + dynamic(s_n)`` is, for every token, its trained static part
-plus ``scale*tanh(rmsnorm(s_n) @ W)``. The static part is reported with the other parameters
-(the mixing report reads it); this module reports the size of the dynamic part per step: the
-Frobenius norm of the projection ``W``, the scale, and ``|scale|``, the most that any entry can
-move from its static part (``|tanh| < 1``). Numbers come straight from the checkpoint.
+plus ``scale*tanh(rmsnorm(s_n) @ W)`` (``dynamic(s_n, linear)``: ``scale*(rmsnorm(s_n) @ W)``).
+The static part is reported with the other parameters (the mixing report reads it); this module
+reports the size of the dynamic part per step: the Frobenius norm of the projection ``W``, the
+scale, and for the tanh map ``|scale|``, the most that any entry can move from its static part
+(``|tanh| < 1``; a linear map has no such bound: None). Numbers come straight from the checkpoint.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def dynamic_report(names: dict[str, dict[str, str]], state: dict) -> dict[str, d
             figures = {
                 "map_norm": math.sqrt(float((tensor.double() ** 2).sum())),
                 "scale": scale,
-                "largest_change": abs(scale),
+                "largest_change": abs(scale) if parts.get("map_kind", "tanh") == "tanh" else None,
             }
             stages.setdefault(stage, []).append((int(index), figures))
         report[name] = {stage: [f for _, f in sorted(steps)] for stage, steps in stages.items()}
@@ -41,7 +42,8 @@ def dynamic_text(report: dict[str, dict[str, list[dict]]], declared: dict[str, s
     """The report as lines; ``declared``: parameter -> how its declaration writes it."""
     lines = [
         "input-dependent parts (each coefficient is its static part plus scale*tanh(rmsnorm(state) @ W) "
-        "per token; an entry moves at most |scale| from its static part; the mixing figures above are the static parts'):"
+        "per token, or scale*(rmsnorm(state) @ W) for dynamic(state, linear); with tanh an entry moves at "
+        "most |scale| from its static part; the mixing figures above are the static parts'):"
     ]
     for name, stages in report.items():
         for stage, steps in stages.items():
