@@ -19,11 +19,11 @@ import sympy
 
 from ..ir import (
     CONSTRAINTS,
+    DEFAULT_DYNAMIC_MAP,
+    DYNAMIC_MAPS,
     ELEMENTWISE,
     BlockCall,
     Concat,
-    DEFAULT_DYNAMIC_MAP,
-    DYNAMIC_MAPS,
     Dynamic,
     Mix,
     OneHot,

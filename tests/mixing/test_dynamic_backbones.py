@@ -97,7 +97,7 @@ def test_dynamic_gate_is_a_highway_step_with_a_per_token_gate():
     assert (net(x) - want).abs().max() <= 1e-9 * want.abs().max()
 
 
-@pytest.mark.parametrize("example", ["dynamic_hyper_connections_k2", "dynamic_gate"])
+@pytest.mark.parametrize("example", ["dynamic_hyper_connections_k2", "dynamic_gate", "dynamic_mhc_k2"])
 def test_checkpointed_network_computes_the_standard_one(example):
     """--memory checkpoint recomputes the step with its per-token coefficients."""
     formula = formulac.load(f"{EXAMPLES}/{example}.rec")
