@@ -157,3 +157,36 @@ def test_h_res_learns_once_the_streams_differ():
     optimizer.step()
     first, middle, last = res_gradients()
     assert middle >= 1e-6 and first <= 1e-12 and last <= 1e-12
+
+
+@pytest.mark.parametrize("streams", [2, 4])
+def test_dynamic_mhc_matches_the_package_per_position_on_a_cnn(streams, package_in_float64):
+    """On (B, C, H, W) the features are the channels: one set of coefficients and one Sinkhorn
+    matrix per position. The package's module runs on the channels moved last, (B, H, W, C)
+    (its ``channel_first=True`` returns the streams channel-last and then fails to add them to
+    the block's channel-first output), the blocks on (B, C, H, W). The first stage of
+    cifar-resnet (no projection), 3 steps."""
+    torch.manual_seed(0)
+    net = formulac.load(f"{EXAMPLES}/dynamic_mhc_k{streams}.rec").compile(backbone="cifar-resnet", depth=20)
+    net = net.double().eval()
+    _randomise(net, seed=streams + 7)
+    stage_input = net.stem(torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    width = stage_input.shape[1]
+    expand, reduce = hyper_connections.get_expand_reduce_stream_functions(streams)
+    residuals = expand(stage_input.permute(0, 2, 3, 1))
+    for hc, step in zip(_package_modules(net, width, streams), net.layer1):
+        branch_input, add_residual = hc(residuals)
+        residuals = add_residual(step.F(branch_input.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+    want = (reduce(residuals) / streams).permute(0, 3, 1, 2)
+    got = net.run_stage(net.layer1, stage_input)
+    assert len(net.layer1) == 3 and got.shape == want.shape
+    assert (got - want).abs().max() <= 1e-6 * want.abs().max()
+
+
+def test_analysis_at_initial_values_is_the_static_mhcs():
+    """The dynamic parts start at 0: block weights and roots are those of mhc_k4.rec."""
+    dynamic = formulac.load(f"{EXAMPLES}/dynamic_mhc_k4.rec").analyze(depth=4, params="init")
+    static = formulac.load(f"{EXAMPLES}/mhc_k4.rec").analyze(depth=4, params="init")
+    assert [float(w) for w in dynamic.block_weights["F"]] == [float(w) for w in static.block_weights["F"]]
+    assert str(dynamic.roots) == str(static.roots)
+    assert any(note.startswith("input-dependent: analysed at initial values") for note in dynamic.notes)
