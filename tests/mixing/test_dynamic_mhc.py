@@ -190,3 +190,12 @@ def test_analysis_at_initial_values_is_the_static_mhcs():
     assert [float(w) for w in dynamic.block_weights["F"]] == [float(w) for w in static.block_weights["F"]]
     assert str(dynamic.roots) == str(static.roots)
     assert any(note.startswith("input-dependent: analysed at initial values") for note in dynamic.notes)
+
+
+def test_the_step_mixes_every_token_at_once():
+    """One per-token Sinkhorn call and broadcast products over the stacked streams: no Python
+    loop in the step (the only loop is Sinkhorn-Knopp's 20 rounds, each on all tokens)."""
+    source = formulac.load(f"{EXAMPLES}/dynamic_mhc_k4.rec").source(backbone="vit", depth=2, dim=32)
+    forward = source.split("def forward(self, h_n")[1].split("\nclass ")[0]
+    assert forward.count("sinkhorn_knopp_per_token(res_tokens)") == 1 and " for " not in forward
+    assert forward.count("squash=None") == 3  # the three maps are linear
