@@ -5,18 +5,22 @@ plus ``scale*tanh(rmsnorm(s_n) @ W)`` (``dynamic(s_n, linear)``: ``scale*(rmsnor
 The static part is reported with the other parameters (the mixing report reads it); this module
 reports the size of the dynamic part per step: the Frobenius norm of the projection ``W``, the
 scale, and for the tanh map ``|scale|``, the most that any entry can move from its static part
-(``|tanh| < 1``; a linear map has no such bound: None). Numbers come straight from the checkpoint.
+(``|tanh| < 1``; a linear map has no such bound: None). A map still at 0, where it starts, is
+flagged: no gradient reached it (mHC's H_res at a step whose streams are all equal). Numbers
+come straight from the checkpoint.
 """
 
 from __future__ import annotations
 
 import math
 
+from .learned_mixing import UNMOVED_TOLERANCE
+
 __all__ = ["dynamic_report", "dynamic_text"]
 
 
 def dynamic_report(names: dict[str, dict[str, str]], state: dict) -> dict[str, dict[str, list[dict]]]:
-    """{parameter: {stage: [{"map_norm", "scale", "largest_change"} per step]}} from the
+    """{parameter: {stage: [{"map_norm", "scale", "largest_change", "unmoved"} per step]}} from the
     checkpoint's ``state``; ``names``: the attributes of each parameter's parts
     (:func:`formulac.codegen.dynamic_parameter_attributes`)."""
     report: dict[str, dict[str, list[dict]]] = {}
@@ -28,10 +32,12 @@ def dynamic_report(names: dict[str, dict[str, str]], state: dict) -> dict[str, d
             if attr != parts["map"] or not index.isdigit():
                 continue
             scale = float(state[f"{stage}.{index}.{parts['scale']}"])
+            map_norm = math.sqrt(float((tensor.double() ** 2).sum()))
             figures = {
-                "map_norm": math.sqrt(float((tensor.double() ** 2).sum())),
+                "map_norm": map_norm,
                 "scale": scale,
                 "largest_change": abs(scale) if parts.get("map_kind", "tanh") == "tanh" else None,
+                "unmoved": map_norm <= UNMOVED_TOLERANCE,  # W starts at exactly 0
             }
             stages.setdefault(stage, []).append((int(index), figures))
         report[name] = {stage: [f for _, f in sorted(steps)] for stage, steps in stages.items()}
@@ -54,4 +60,8 @@ def dynamic_text(report: dict[str, dict[str, list[dict]]], declared: dict[str, s
                     for t, f in enumerate(steps)
                 )
             )
+            unmoved = [str(t) for t, f in enumerate(steps) if f["unmoved"]]
+            if unmoved:
+                where = f"step{'s' if len(unmoved) > 1 else ''} {', '.join(unmoved)}"
+                lines.append(f"    never moved from 0 (no gradient reached the map) at {where}")
     return lines

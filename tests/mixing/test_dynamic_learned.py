@@ -23,6 +23,7 @@ def test_learned_dynamic_hyper_connections(capsys, tmp_path):
             scale = float(state[f"layer1.{t}.{name}_map_scale"])
             assert figures["scale"] == pytest.approx(scale, rel=1e-12) and scale != 0.01
             assert figures["largest_change"] == pytest.approx(abs(scale))
+            assert figures["unmoved"] is False
     assert "input-dependent parts" in text and "res_n[2,2] in layer1: step 0: |W| = " in text
 
 
@@ -51,7 +52,10 @@ def test_learned_dynamic_mhc(capsys, tmp_path):
             assert figures["map_norm"] == pytest.approx(norm, rel=1e-9, abs=1e-30)
             assert figures["largest_change"] is None  # a linear map: no bound from the scale
     assert max(mixing["distance_from_doubly_stochastic"]) <= 1e-12
-    # the first step's H_res mixes copies of the input: its map never receives a gradient
-    assert data["dynamic"]["res"]["layer1"][0]["map_norm"] <= 1e-12
-    assert data["dynamic"]["pre"]["layer1"][0]["map_norm"] > 1e-3
+    # the first step's H_res mixes copies of the input: its map never receives a gradient, and
+    # is flagged
+    first_res, first_pre = data["dynamic"]["res"]["layer1"][0], data["dynamic"]["pre"]["layer1"][0]
+    assert first_res["map_norm"] <= 1e-12 and first_res["unmoved"] is True
+    assert first_pre["map_norm"] > 1e-3 and first_pre["unmoved"] is False
     assert "res_n[2,2] in layer1: step 0: |W| = " in text and "dynamic(state, linear)" in text
+    assert "never moved from 0 (no gradient reached the map) at step 0" in text
