@@ -3,7 +3,8 @@ time of a training step (forward, cross-entropy, backward).
 
 Formulas: examples/resnet.rec (the baseline), those examples/learned_mixing.txt names
 (denseformer.rec, ..., mhc_k4.rec), then the input-dependent dynamic_hyper_connections_k2.rec,
-dynamic_hyper_connections_k4.rec, dynamic_gate.rec (``--formulas`` picks some; resnet is always
+dynamic_hyper_connections_k4.rec, dynamic_gate.rec, dynamic_mhc_k2.rec, dynamic_mhc_k4.rec
+(``--formulas`` picks some; resnet is always
 run) on one backbone at one depth (``--backbone mlp
 --depth 12`` by default; ``vit`` works too). The mixing parameters are counted from the
 formula's own coefficients (``Recurrence.params``; a stream formula's compact ones, ``res_n[4,4]``;
@@ -41,6 +42,7 @@ FORMULAS = (
         if name and not name.startswith("#")
     ]
     + ["dynamic_hyper_connections_k2", "dynamic_hyper_connections_k4", "dynamic_gate"]
+    + ["dynamic_mhc_k2", "dynamic_mhc_k4"]
 )
 MAP_PARTS = ("map", "scale", "gain")  # an input-dependent coefficient's learned map
 INPUTS = {"mlp": (1, 28, 28), "vit": (3, 32, 32), "cifar-resnet": (3, 32, 32)}

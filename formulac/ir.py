@@ -73,6 +73,9 @@ __all__ = [
     "StreamIdentity",
     "OneHot",
     "Dynamic",
+    "DYNAMIC_MAPS",
+    "DEFAULT_DYNAMIC_MAP",
+    "dynamic_part",
     "CONSTRAINTS",
     "shaped_initial",
     "sinkhorn_matrix",
@@ -308,9 +311,20 @@ class OneHot(StreamOp):
 class Dynamic(StreamOp):
     """``dynamic(s_n)`` in a parameter's initial value: an input-dependent part added to the
     static one, ``scale*tanh(rmsnorm(s_n) @ W)`` per token (hyper-connections' dynamic
-    coefficients), zero at the start (``W`` starts at 0)."""
+    coefficients), zero at the start (``W`` starts at 0). ``dynamic(s_n, linear)``: the same
+    without the tanh (:data:`DYNAMIC_MAPS`); the second argument is the map's name as a Symbol."""
 
-    nargs = 1
+    nargs = (1, 2)
+
+
+#: The maps of an input-dependent part, ``dynamic(s_n, MAP)``: name -> what it computes per
+#: token. ``tanh`` (the default, hyper-connections' dynamic part) is bounded by ``scale``;
+#: ``linear`` (mHC's, whose sigmoid and Sinkhorn bound the coefficient instead) is not.
+DYNAMIC_MAPS: Mapping[str, str] = MappingProxyType(
+    {"tanh": "scale*tanh(rmsnorm(s_n) @ W)", "linear": "scale*(rmsnorm(s_n) @ W)"}
+)
+#: The map of ``dynamic(s_n)`` without a second argument.
+DEFAULT_DYNAMIC_MAP = "tanh"
 
 
 #: Constraints of the language on a shaped parameter: name -> its SymPy function.
@@ -688,6 +702,8 @@ class Param:
     #: the state an input-dependent part reads (``param pre_n[4] = onehot(0) + dynamic(h_n)``:
     #: ``h[n]``); ``init`` is the static part, the value at the start
     dynamic: sympy.Expr | None = None
+    #: the map of the input-dependent part, a key of :data:`DYNAMIC_MAPS` (``dynamic(h_n, linear)``)
+    dynamic_map: str = DEFAULT_DYNAMIC_MAP
 
     @property
     def symbol(self) -> sympy.Expr:
@@ -719,8 +735,16 @@ class Param:
     @property
     def declaration(self) -> str:
         """The declaration without its keyword: ``pre_n[4] = onehot(0) + dynamic(h_n)``."""
-        dynamic = "" if self.dynamic is None else f" + {rec_expr(Dynamic(self.dynamic))}"
+        dynamic = "" if self.dynamic is None else f" + {rec_expr(dynamic_part(self))}"
         return f"{self.declared} = {rec_expr(self.init)}{dynamic}"
+
+
+def dynamic_part(p: Param) -> Dynamic:
+    """The input-dependent part of ``p`` as its declaration writes it: ``dynamic(h_n)``, or
+    ``dynamic(h_n, linear)`` for a map other than the default."""
+    if p.dynamic_map == DEFAULT_DYNAMIC_MAP:
+        return Dynamic(p.dynamic)
+    return Dynamic(p.dynamic, sympy.Symbol(p.dynamic_map))
 
 
 def pair_indices(node: sympy.Indexed) -> tuple[sympy.Expr, sympy.Expr] | None:
@@ -1110,7 +1134,7 @@ class RecPrinter(StrPrinter):
         return f"onehot({self._print(expr.args[0])})"
 
     def _print_Dynamic(self, expr):
-        return f"dynamic({self._print(expr.args[0])})"
+        return "dynamic(%s)" % ", ".join(self._print(a) for a in expr.args)
 
     def _print_Concat(self, expr: Concat):
         return "cat(%s)" % ", ".join(self._print(a) for a in expr.args)

@@ -35,6 +35,11 @@ __all__ = [
 ]
 
 
+# map of dynamic(s_n, MAP) (formulac.ir.DYNAMIC_MAPS) -> the extra argument of the emitted
+# dynamic_coefficient call: its squashing function (none: the default, tanh)
+_SQUASH_ARGUMENT = {"tanh": "", "linear": ", squash=None"}
+
+
 def dynamic_params(rec: Recurrence) -> list[Param]:
     """The parameters of ``rec`` with an input-dependent part, in declaration order."""
     return [p for p in rec.params.values() if p.dynamic is not None]
@@ -102,6 +107,7 @@ def dynamic_attributes(
             "read": read,
             # a matrix [k,k]'s projection has k columns (row j of the coefficient), others one
             "columns": str(p.shape[0]) if p.shape is not None and len(p.shape) == 2 else "",
+            "map_kind": p.dynamic_map,  # a key of DYNAMIC_MAPS: tanh or linear
         }
     return names
 
@@ -135,9 +141,10 @@ def prologue_lines(
             lines.append(
                 f"{entry['normed']} = normalized_features({read_names[read]}, self.{entry['gain']}, {dim})"
             )
+        squash = _SQUASH_ARGUMENT[entry["map_kind"]]
         lines.append(
             f"{entry['local']} = dynamic_coefficient(self.{entry['static']}, {entry['normed']}, "
-            f"self.{entry['map']}, self.{entry['scale']}, {dim})"
+            f"self.{entry['map']}, self.{entry['scale']}, {dim}{squash})"
         )
     return lines
 
@@ -168,11 +175,12 @@ def runtime_lines(rec: Recurrence) -> list[str]:
         "    return torch.nn.functional.normalize(features, dim=-1) * features.shape[-1] ** 0.5 * (gain + 1)",
         "",
         "",
-        "def dynamic_coefficient(static, normed, projection, scale, feature_dim):",
-        '    """static + scale*tanh(normed @ projection) for every token, shaped to broadcast over the',
-        "    state (its feature dimension of size 1). A matrix's projection (features x k) makes entry",
-        '    (j, i) from stream i: the rows come first."""',
-        "    dynamic = torch.tanh(normed @ projection) * scale",
+        "def dynamic_coefficient(static, normed, projection, scale, feature_dim, squash=torch.tanh):",
+        '    """static + scale*squash(normed @ projection) for every token (squash None: linear, mHC\'s),',
+        "    shaped to broadcast over the state (its feature dimension of size 1). A matrix's projection",
+        '    (features x k) makes entry (j, i) from stream i: the rows come first."""',
+        "    dynamic = normed @ projection",
+        "    dynamic = (dynamic if squash is None else squash(dynamic)) * scale",
         "    if projection.dim() == 2:",
         "        dynamic = torch.movedim(dynamic, -1, 0)",
         "    dynamic = dynamic.unsqueeze(feature_dim + projection.dim() - 1 if feature_dim >= 0 else -1)",

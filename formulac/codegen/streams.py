@@ -10,7 +10,9 @@ print as:
 - ``v*t`` (:class:`~formulac.ir.Spread`): ``torch.einsum("i,...->i...", v, t)``
 - ``v*h`` (:class:`~formulac.ir.Scale`): ``torch.einsum("i,i...->i...", v, h)``
 - ``sum(h)``: ``torch.sum(h, dim=0)``; ``sinkhorn(M)``: ``sinkhorn_knopp(M)`` (a function of the
-  emitted file, :func:`runtime_lines`); ``softmax(v)``: ``torch.softmax(v, dim=-1)``.
+  emitted file, :func:`runtime_lines`); ``softmax(v)``: ``torch.softmax(v, dim=-1)``; of a
+  coefficient computed per token (``+ dynamic(h_n)``), the same over its streams' dimensions
+  (``sinkhorn_knopp_per_token(M)``, ``torch.softmax(v, dim=0)``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,15 @@ _ONE_ARGUMENT = {
 }
 
 
+# the constraints of a coefficient computed per token (codegen/dynamic.py: a vector (k, batch...),
+# a matrix (k, k, batch...) with entry (j, i) first), by the number of the parameter's dimensions:
+# the same normalisation over the streams' dimensions instead of the last ones
+_PER_TOKEN_CONSTRAINT = {
+    Sinkhorn: {2: "sinkhorn_knopp_per_token({})"},
+    Softmax: {1: "torch.softmax({}, dim=0)", 2: "torch.softmax({}, dim=1)"},
+}
+
+
 def compact_form(rec: Recurrence) -> Recurrence:
     """What code generation builds: the compact form of a stream formula, else the formula."""
     return rec.compact if rec.compact is not None else rec
@@ -110,6 +121,9 @@ def stream_code(printer, expr) -> str | None:
         return f'torch.einsum("{spec}", {left}, {right})'
     template = _ONE_ARGUMENT.get(type(expr))
     if template is not None:
+        if type(expr) in _PER_TOKEN_CONSTRAINT and _per_token(printer, expr.args[0]):
+            shape = printer.rec.params[StateRef.of(expr.args[0]).name].shape
+            template = _PER_TOKEN_CONSTRAINT[type(expr)][len(shape)]
         return template.format(printer.emit(expr.args[0]))
     if isinstance(expr, Streams):
         value, k = expr.args
@@ -130,9 +144,11 @@ def shaped_initial_code(param, literal) -> str:
 
 
 def runtime_lines(rec: Recurrence) -> list[str]:
-    """The module-level function a formula with ``sinkhorn(...)`` calls (torch only)."""
-    if not any(eq.rhs.atoms(Sinkhorn) for eq in rec.equations):
+    """The module-level functions a formula with ``sinkhorn(...)`` calls (torch only)."""
+    constrained = {StateRef.of(s.args[0]).name for eq in rec.equations for s in eq.rhs.atoms(Sinkhorn)}
+    if not constrained:
         return []
+    per_token = any(rec.params[name].dynamic is not None for name in constrained if name in rec.params)
     return [
         f"def sinkhorn_knopp(logits, iterations={SINKHORN_ITERATIONS}):",
         '    """The doubly stochastic matrix of Sinkhorn-Knopp on exp(logits) (mHC): rows, then',
@@ -144,4 +160,14 @@ def runtime_lines(rec: Recurrence) -> list[str]:
         "    return m",
         "",
         "",
-    ]
+    ] + (_PER_TOKEN_SINKHORN if per_token else [])
+
+
+_PER_TOKEN_SINKHORN = [
+    "def sinkhorn_knopp_per_token(logits):",
+    '    """sinkhorn_knopp of every token\'s matrix: logits (k, k, batch...), entry (j, i) first."""',
+    "    matrices = torch.movedim(logits, (0, 1), (-2, -1))",
+    "    return torch.movedim(sinkhorn_knopp(matrices), (-2, -1), (0, 1))",
+    "",
+    "",
+]

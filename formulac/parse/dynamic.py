@@ -4,7 +4,8 @@ A per-step parameter may add to its static initial value the part ``dynamic(s_n)
 map of the state ``s`` at the parameter's step, computed per token (hyper-connections' dynamic
 H_pre, H_res and H_post; a highway gate). On a stream state ``h[k]`` the parameter is a
 vector ``[k]`` (entry i from stream i) or a matrix ``[k,k]`` (column i from stream i); on a
-plain state it is one number per token. The map starts at zero, so the formula's analyses,
+plain state it is one number per token. ``dynamic(s_n, linear)`` leaves out the tanh (mHC's
+dynamic part). The map starts at zero, so the formula's analyses,
 which read the static part, hold at the start; this module splits the declaration and checks
 that the part fits the parameter.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import lark
 import sympy
 
-from ..ir import Dynamic, StateRef, rec_expr
+from ..ir import DEFAULT_DYNAMIC_MAP, Dynamic, StateRef, rec_expr
 from .declarations import Declarations
 from .syntax import Source
 
@@ -23,13 +24,14 @@ __all__ = ["split_dynamic"]
 
 def split_dynamic(
     name: str, init: sympy.Expr, per_step: bool, names: Declarations, source: Source, node: lark.Tree
-) -> tuple[sympy.Expr, sympy.Expr | None]:
-    """``STATIC + dynamic(s_n)`` -> ``(STATIC, s[n])``; ``(init, None)`` without a dynamic part.
-    A :class:`~formulac.errors.SourceError` at ``node`` when the part is misplaced or does not
+) -> tuple[sympy.Expr, sympy.Expr | None, str]:
+    """``STATIC + dynamic(s_n, MAP)`` -> ``(STATIC, s[n], MAP)`` (MAP: the default without a
+    second argument); ``(init, None, default)`` without a dynamic part. A
+    :class:`~formulac.errors.SourceError` at ``node`` when the part is misplaced or does not
     fit the parameter's shape."""
     parts = init.atoms(Dynamic)
     if not parts:
-        return init, None
+        return init, None, DEFAULT_DYNAMIC_MAP
     (part, *more) = sorted(parts, key=str)
     static = sympy.Add(init, -part)  # the static part: what is left after the one dynamic term
     if more or static.has(Dynamic) or not isinstance(init, (sympy.Add, Dynamic)):
@@ -42,7 +44,7 @@ def split_dynamic(
         raise source.error(
             f"a dynamic part is computed at each step: declare {name}_n = ... + {rec_expr(part)}", node
         )
-    (reference,) = part.args
+    (reference, *named_map) = part.args
     read = StateRef.of(reference).name
     shape = names.shapes.get(name, (None,))[0]
     streams = names.streams.get(read, (None,))[0]
@@ -59,4 +61,4 @@ def split_dynamic(
             f"so {name} is a vector [{streams}] or a matrix [{streams},{streams}], not {declared}",
             node,
         )
-    return static, reference
+    return static, reference, str(named_map[0]) if named_map else DEFAULT_DYNAMIC_MAP

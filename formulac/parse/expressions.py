@@ -19,6 +19,8 @@ import sympy
 
 from ..ir import (
     CONSTRAINTS,
+    DEFAULT_DYNAMIC_MAP,
+    DYNAMIC_MAPS,
     ELEMENTWISE,
     BlockCall,
     Concat,
@@ -407,23 +409,40 @@ class Expressions(lark.visitors.Interpreter):
 
     def _dynamic(self, name_tok, args: lark.Tree) -> Dynamic:
         """``dynamic(s_n)``: the input-dependent part of a parameter's initial value, a learned
-        map of the state ``s`` at the parameter's step."""
+        map of the state ``s`` at the parameter's step; ``dynamic(s_n, linear)`` names the map
+        (:data:`~formulac.ir.DYNAMIC_MAPS`)."""
         if self.scope.kind != "param" or self.scope.bound:
             raise self.error(
                 "dynamic(s_n) is the input-dependent part of a per-step parameter's initial value: "
                 "param pre_n[4] = onehot(0) + dynamic(h_n)",
                 name_tok,
             )
-        if args.data == "range_arguments" or len(args.children) != 1:
-            raise self.error("dynamic takes exactly one argument, a state at step n: dynamic(h_n)", name_tok)
-        (argument,) = args.children
+        if args.data == "range_arguments" or len(args.children) not in (1, 2):
+            raise self.error(
+                "dynamic takes exactly one state at step n, and optionally its map: dynamic(h_n), "
+                "dynamic(h_n, linear)",
+                name_tok,
+            )
+        (argument, *named_map) = args.children
+        map_arguments = [self._dynamic_map(m) for m in named_map]
         if isinstance(argument, lark.Tree) and argument.data == "subscripted":
             (tok,) = argument.children
             base, index = split(self.source, tok)
             if self.names.kind_of(base) == "state" and index.var == "n" and index.offset == 0:
-                return Dynamic(state(base, n))
+                return Dynamic(state(base, n), *map_arguments)
         raise self.error(
-            "dynamic(...) maps a state at the parameter's step: dynamic(h_n), dynamic(x_n)", args
+            "dynamic(...) maps a state at the parameter's step: dynamic(h_n), dynamic(x_n)", argument
+        )
+
+    def _dynamic_map(self, node) -> sympy.Symbol:
+        """The second argument of ``dynamic(h_n, MAP)``: the name of a map."""
+        if isinstance(node, lark.Tree) and node.data == "name" and str(node.children[0]) in DYNAMIC_MAPS:
+            return sympy.Symbol(str(node.children[0]))
+        known = " or ".join(DYNAMIC_MAPS)
+        raise self.error(
+            f"the second argument of dynamic(h_n, MAP) names its map: {known} "
+            f"({DEFAULT_DYNAMIC_MAP}, the default: {DYNAMIC_MAPS[DEFAULT_DYNAMIC_MAP]})",
+            node,
         )
 
     def _stream_function(self, name: str, name_tok, args: lark.Tree):

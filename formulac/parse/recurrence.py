@@ -135,17 +135,19 @@ def _params(names: Declarations, exprs: Expressions, source: Source) -> dict[str
             params[name] = _pair_param(name, pair, node, exprs, source)
             continue
         init = rebuild(exprs.build(node, Scope("param")))
-        init, dynamic = split_dynamic(name, init, per_step, names, source, node)
+        init, dynamic, dynamic_map = split_dynamic(name, init, per_step, names, source, node)
         if name in names.shapes:
             params[name] = replace(
-                shaped_param(name, init, names.shapes[name][0], source, node), dynamic=dynamic
+                shaped_param(name, init, names.shapes[name][0], source, node),
+                dynamic=dynamic,
+                dynamic_map=dynamic_map,
             )
             continue
         check_result(source, init, node)
         if init.free_symbols:
             raise source.error(f"the initial value of parameter {name} must be a number", node)
         check_coefficients(source, init, node)  # a double: 1e-400 would start at 0
-        params[name] = Param(name, init, per_step=per_step, dynamic=dynamic)
+        params[name] = Param(name, init, per_step=per_step, dynamic=dynamic, dynamic_map=dynamic_map)
     return params
 
 

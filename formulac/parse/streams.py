@@ -142,11 +142,8 @@ class _Lowering:
     def _shaped(self, p: Param, expr: sympy.Expr, constraint: str | None) -> _Value:
         """The entries of a vector or matrix parameter (or of its constraint) as lowered parameters."""
         initial = shaped_initial(p.init, p.shape)
-        if constraint is not None and p.dynamic is not None:
-            raise self.error(
-                f"{constraint}({p.name}_n) of an input-dependent parameter is not supported yet; "
-                f"constrain a static parameter, or drop the dynamic part of {p.name}"
-            )
+        # an input-dependent parameter's entries are its static part's, which is its value at the
+        # start (the map starts at 0), so a constraint's initial entries are the static part's too
         if constraint is not None:
             with mpmath.workdps(_DIGITS + 10):
                 numbers = (

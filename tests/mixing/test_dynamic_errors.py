@@ -27,7 +27,35 @@ BAD = [
     ("map-of-a-number", GATE.replace("dynamic(x_n)", "dynamic(2)"), 1, 26, "maps a state"),
     ("map-of-a-lag", GATE.replace("dynamic(x_n)", "dynamic(x_<n-1>)"), 1, 26, "maps a state"),
     ("map-of-a-block", GATE.replace("dynamic(x_n)", "dynamic(F(x_n))"), 1, 26, "maps a state"),
-    ("map-of-two-states", GATE.replace("dynamic(x_n)", "dynamic(x_n, x_n)"), 1, 18, "exactly one"),
+    (
+        "map-of-two-states",
+        GATE.replace("dynamic(x_n)", "dynamic(x_n, x_n)"),
+        1,
+        31,
+        "names its map: tanh or linear",
+    ),
+    (
+        "unknown-map",
+        GATE.replace("dynamic(x_n)", "dynamic(x_n, relu)"),
+        1,
+        31,
+        "names its map: tanh or linear",
+    ),
+    ("map-as-a-number", GATE.replace("dynamic(x_n)", "dynamic(x_n, 1)"), 1, 31, "names its map"),
+    (
+        "three-arguments",
+        GATE.replace("dynamic(x_n)", "dynamic(x_n, linear, tanh)"),
+        1,
+        18,
+        "exactly one state",
+    ),
+    (
+        "linear-map-of-a-parameter",
+        GATE.replace("dynamic(x_n)", "dynamic(g_n, linear)"),
+        1,
+        26,
+        "maps a state",
+    ),
     ("map-in-an-equation", GATE.replace("(1 - sigmoid(g_n))*x_n", "dynamic(x_n)"), 2, 33, "initial value"),
     ("scaled-map", GATE.replace("-1 + dynamic(x_n)", "2*dynamic(x_n)"), 1, 13, "static value plus one"),
     ("two-maps", GATE.replace("-1 + dynamic(x_n)", "dynamic(x_n) + dynamic(x_n)/2"), 1, 13, "plus one"),
@@ -57,11 +85,11 @@ BAD = [
         "(3 streams)",
     ),
     (
-        "sinkhorn-of-a-dynamic-matrix",
-        DYNAMIC_HC.replace("res_n @ h_n", "sinkhorn(res_n) @ h_n"),
+        "sinkhorn-of-a-dynamic-vector",
+        DYNAMIC_HC.replace("pre_n @ h_n", "sinkhorn(pre_n) @ h_n"),
         6,
         11,
-        "not supported yet",
+        "pre is a vector",
     ),
     (
         "dynamic-number-times-static-vector",
@@ -98,3 +126,14 @@ def test_a_good_dynamic_formula_parses_and_keeps_its_text():
     rec = parse(DYNAMIC_HC).rec
     assert str(rec.compact.params["pre"].dynamic) == "h[n]"
     assert "param pre_n[2] = onehot(0) + dynamic(h_n)" in rec.text
+
+
+def test_a_named_map_is_kept_and_written_back():
+    """dynamic(h_n, tanh) is dynamic(h_n); dynamic(h_n, linear) keeps its map in the text, which
+    reads back as the same formula."""
+    linear = parse(DYNAMIC_HC.replace("dynamic(h_n)", "dynamic(h_n, linear)")).rec
+    assert {p.dynamic_map for p in linear.compact.params.values()} == {"linear"}
+    assert "param pre_n[2] = onehot(0) + dynamic(h_n, linear)" in linear.text
+    assert parse(linear.text).rec.text == linear.text
+    tanh = parse(DYNAMIC_HC.replace("dynamic(h_n)", "dynamic(h_n, tanh)")).rec
+    assert tanh.text == parse(DYNAMIC_HC).rec.text

@@ -8,6 +8,7 @@ alone: it reads nothing of this module but torch.
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def conv_bn(in_width, width, kernel_size, stride=1, groups=1):
