@@ -82,7 +82,7 @@ class Setting:
     scale: float  # the figure as reported = scale * the summary's
     digits: int
     batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]  # a training batch: input, targets
-    num_classes: int
+    data_shape: dict  # the options the data set gives the network (classes, channels)
 
 
 SETTINGS = {
@@ -109,7 +109,7 @@ SETTINGS = {
         scale=100.0,
         digits=2,
         batch=lambda: (torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))),  # the recipe's batch
-        num_classes=10,
+        data_shape={"num_classes": 10, "in_channels": 1},
     ),
     "gpt": Setting(
         backbone="gpt",
@@ -129,7 +129,7 @@ SETTINGS = {
         scale=1.0,
         digits=4,
         batch=lambda: (torch.randint(0, 256, (32, 128)), torch.randint(0, 256, (32, 128))),
-        num_classes=256,  # bytes
+        data_shape={"num_classes": 256},  # bytes
     ),
 }
 
@@ -142,7 +142,7 @@ def cpu_step_costs(setting: Setting, formulas: list[str], rounds: int) -> dict[s
     steps = {}
     for name in formulas:
         net = formulac.load(EXAMPLES / f"{name}.rec").compile(
-            backbone=setting.backbone, depth=setting.depth, num_classes=setting.num_classes, **setting.options
+            backbone=setting.backbone, depth=setting.depth, **setting.data_shape, **setting.options
         )
         optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
