@@ -16,6 +16,7 @@ noise, so the budget is set in measured compute:
 3. **Runs.** ``formulac train`` per (formula, seed), ``--jobs`` at a time, one thread each,
    seed by seed. Finished runs are kept: the same command again goes on where it stopped (with
    the budgets of its first call, stored in ``OUT/plan.json``).
+   Formulas added to a later call are measured with the baseline and added to the plan.
 4. **Table.** Mean and sd over the seeds, the paired difference to the baseline (the first
    formula) with its 95 % confidence interval and t-test (Holm-adjusted over the formulas), the
    Friedman test over all, and each run's training CPU seconds (which show how equal the budgets
@@ -174,6 +175,21 @@ def plan_budgets(setting: Setting, costs: dict[str, float], baseline: str) -> di
     return plan
 
 
+def extended_plan(setting: Setting, plan_file: Path, formulas: list[str], rounds: int) -> dict[str, dict]:
+    """The budgets of ``formulas`` (the first the baseline): those of an earlier call to the same
+    folder are kept (a resumed benchmark trains what it planned); formulas it did not have are
+    measured with the baseline, in the same rounds, and added. A new baseline starts over."""
+    plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
+    if next(iter(plan), None) != formulas[0]:
+        plan = {}
+    new = [f for f in formulas if f not in plan]
+    if new:
+        measured = plan_budgets(setting, cpu_step_costs(setting, [formulas[0], *new], rounds), formulas[0])
+        plan.update({name: measured[name] for name in new if name not in plan})
+        plan_file.write_text(json.dumps(plan, indent=1))
+    return {name: plan[name] for name in formulas}
+
+
 def train_command(
     setting: Setting, name: str, budget: int, seed: int, epochs: int, run_dir: Path
 ) -> list[str]:
@@ -280,12 +296,7 @@ def main() -> None:
         parser.error(f"no examples/<name>.rec for {missing}")
     out = args.out or ROOT / "runs" / f"{args.backbone}-mixing-equal-time"
     out.mkdir(parents=True, exist_ok=True)
-    plan_file = out / "plan.json"
-    if plan_file.is_file() and list(json.loads(plan_file.read_text())) == formulas:
-        plan = json.loads(plan_file.read_text())  # a resumed benchmark keeps its budgets
-    else:
-        plan = plan_budgets(setting, cpu_step_costs(setting, formulas, args.rounds), formulas[0])
-        plan_file.write_text(json.dumps(plan, indent=1))
+    plan = extended_plan(setting, out / "plan.json", formulas, args.rounds)
     for name, row in plan.items():
         print(
             f"{name:30} {1000 * row['cpu_s_per_step']:8.1f} CPU ms/step  ratio {row['ratio']:.3f}  "
