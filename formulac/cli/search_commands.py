@@ -58,6 +58,8 @@ def register(subparsers) -> None:
 
 def _add_candidate_arguments(g) -> None:
     """What is searched and what a candidate must satisfy to be trained."""
+    from ..train.options import add_value
+
     g.add_argument(
         "--objective",
         choices=["val_accuracy", "val_loss"],
@@ -80,24 +82,17 @@ def _add_candidate_arguments(g) -> None:
         help="reject candidates that fail: stable, consistent, linear, 'rate<=1', 'order<=2', "
         "first_block_weight...; repeatable",
     )
-    g.add_argument(
-        "--max-params", type=positive_int, metavar="N", help="reject networks with more parameters"
-    )
-    g.add_argument(
-        "--max-macs", type=positive_int, metavar="N", help="reject networks with more multiply-adds per image"
-    )
+    add_value(g, "--max-params", positive_int, "N", "reject networks with more parameters")
+    add_value(g, "--max-macs", positive_int, "N", "reject networks with more multiply-adds per image")
 
 
 def _add_study_arguments(g) -> None:
     """The Optuna study: trials, sampler, pruner, workers, storage, heartbeats."""
     from ..search.strategies import AUTO, PRUNERS, SAMPLERS, sampler_choices
+    from ..train.options import add_value
 
-    g.add_argument(
-        "--trials",
-        type=trial_count,
-        default=20,
-        metavar="N",
-        help="trials in the study, all workers together (default 20)",
+    add_value(
+        g, "--trials", trial_count, "N", "trials in the study, all workers together (default 20)", default=20
     )
     g.add_argument(
         "--sampler",
@@ -112,20 +107,15 @@ def _add_study_arguments(g) -> None:
         default="hyperband",
         help="early stopping: " + "; ".join(f"{e.name}: {e.help}" for e in PRUNERS.values()),
     )
-    g.add_argument(
-        "--sampler-seed",
-        type=seed_value,
-        default=None,
-        metavar="N",
-        help="seed of the sampler (default: random, recorded)",
-    )
-    g.add_argument(
+    add_value(g, "--sampler-seed", seed_value, "N", "seed of the sampler (default: random, recorded)")
+    add_value(
+        g,
         "--workers",
-        dest="search_workers",
-        type=process_count,
+        process_count,
+        "N",
+        "worker processes on this machine (one per GPU)",
         default=1,
-        metavar="N",
-        help="worker processes on this machine (one per GPU)",
+        dest="search_workers",
     )
     g.add_argument(
         "--storage",
@@ -133,53 +123,51 @@ def _add_study_arguments(g) -> None:
         help="study database shared by machines (e.g. postgresql://user@host/db); default: DIR/study.db",
     )
     g.add_argument("--study", metavar="NAME", help="study name in the storage (default formulac-search)")
-    g.add_argument(
+    add_value(
+        g,
         "--heartbeat",
-        type=wait_seconds,
+        wait_seconds,
+        "S",
+        "seconds between heartbeats of a running trial (default 10)",
         default=10,
-        metavar="S",
-        help="seconds between heartbeats of a running trial (default 10)",
     )
-    g.add_argument(
+    add_value(
+        g,
         "--grace",
-        type=wait_seconds,
-        default=None,
-        metavar="S",
-        help="seconds without heartbeat before a trial is retried (default 3 heartbeats)",
+        wait_seconds,
+        "S",
+        "seconds without heartbeat before a trial is retried (default 3 heartbeats)",
     )
-    g.add_argument(
+    add_value(
+        g,
         "--analysis-depth",
-        type=positive_int,
+        positive_int,
+        "N",
+        "depth of the analysis of each candidate (default 10)",
         default=10,
-        metavar="N",
-        help="depth of the analysis of each candidate (default 10)",
     )
 
 
 def _add_confirmation_arguments(c) -> None:
     """Retraining the best candidates and a baseline with several seeds."""
-    from ..train.options import add_seeds_argument
+    from ..train.options import add_seeds_argument, add_value
 
-    c.add_argument(
-        "--confirm",
-        type=int,
-        default=0,
-        metavar="K",
-        help="retrain the K best with --seeds on the full training set",
-    )
+    add_value(c, "--confirm", int, "K", "retrain the K best with --seeds on the full training set", default=0)
     add_seeds_argument(c, "seeds of the confirmation (default 3)")
-    c.add_argument(
+    add_value(
+        c,
         "--confirm-epochs",
-        type=epoch_count,
-        metavar="N",
-        help="epochs of the confirmation's runs (default: the search's --epochs); the search only "
+        epoch_count,
+        "N",
+        "epochs of the confirmation's runs (default: the search's --epochs); the search only "
         "ranks candidates, so it may train them for fewer",
     )
-    c.add_argument(
+    add_value(
+        c,
         "--confirm-limit-train",
-        type=_limit_or_all,
-        metavar="N|all",
-        help="training examples of the confirmation's runs: the first N, or all (default: the "
+        _limit_or_all,
+        "N|all",
+        "training examples of the confirmation's runs: the first N, or all (default: the "
         "search's --limit-train)",
     )
     c.add_argument(

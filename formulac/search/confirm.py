@@ -116,6 +116,7 @@ def _with_training(result: dict, config, train_changes: Mapping | None) -> dict:
 def _confirm_by_accuracy(runs: ConfirmationRuns) -> dict:
     """Image classification: ``runs.config`` (the full training set, no validation split), test error."""
     from ..train import compare, friedman_test
+    from ..train.seed_statistics import mean_sd_text
 
     result = runs.compared_by(compare)
     table = [[m.errors[i] for m in result.models] for i in range(len(result.seeds))]
@@ -128,7 +129,7 @@ def _confirm_by_accuracy(runs: ConfirmationRuns) -> dict:
             "test_error_pct": m.errors,
             "mean_error_pct": m.mean_error,
             "sd_error_pct": sd,
-            "error": f"{m.mean_error:.2f} ± {sd:.2f}" if sd is not None else f"{m.mean_error:.2f}",
+            "error": mean_sd_text(m.errors, 2),
             "difference_to_baseline_pct": None if i == 0 else m.mean_error - result.models[0].mean_error,
             "parameters": m.parameters,
         }

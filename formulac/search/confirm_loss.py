@@ -18,7 +18,7 @@ OBJECTIVE = "test_loss"
 def confirm_by_loss(runs: ConfirmationRuns) -> dict:
     """Train the ``runs`` with every seed and compare them by test loss; the result, JSON-ready."""
     from ..train import compare_language, friedman_test
-    from ..train.seed_statistics import mean, sample_sd
+    from ..train.seed_statistics import mean, mean_sd_text, sample_sd
 
     result = runs.compared_by(compare_language, split="test")
     by_label = {pw["model"]: pw for pw in result.pairwise}
@@ -28,7 +28,7 @@ def confirm_by_loss(runs: ConfirmationRuns) -> dict:
     rows = []
     for i, m in enumerate(result.models):
         sd = sample_sd(m.test_loss)
-        loss = f"{mean(m.test_loss):.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+        loss = mean_sd_text(m.test_loss, 4)
         row = {
             **runs.candidate_fields(i, m.label),
             "test_loss": m.test_loss,

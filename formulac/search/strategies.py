@@ -26,6 +26,7 @@ __all__ = [
     "SAMPLERS",
     "PrunerEntry",
     "SamplerEntry",
+    "StrategyEntry",
     "build_pruner",
     "build_sampler",
     "check_pruner",
@@ -42,24 +43,27 @@ AUTO = "auto"
 
 
 @dataclass(frozen=True)
-class SamplerEntry:
+class StrategyEntry:
+    """A registered sampler or pruner: its ``name``, its ``factory`` and the ``help`` that
+    ``--sampler`` / ``--pruner`` show."""
+
+    name: str
+    factory: Callable
+    help: str
+
+
+@dataclass(frozen=True)
+class SamplerEntry(StrategyEntry):
     """``factory(space, seed)`` -> an Optuna sampler. ``grid``: the sampler proposes the points
     of ``space.grid()`` (finite domains only) and seeds itself; otherwise every trial is drawn
     by a sampler of its own seed."""
 
-    name: str
-    factory: Callable
-    help: str
     grid: bool = False
 
 
 @dataclass(frozen=True)
-class PrunerEntry:
+class PrunerEntry(StrategyEntry):
     """``factory(epochs)`` -> an Optuna pruner (``epochs``: a trial's training epochs)."""
-
-    name: str
-    factory: Callable
-    help: str
 
 
 SAMPLERS: dict[str, SamplerEntry] = {}

@@ -16,7 +16,6 @@ never paired.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,40 +27,29 @@ from .data import Dataset
 from .errors import TrainError
 from .loop import BuildModel, data_for_run, train
 from .recipes import TrainConfig
-from .seed_runs import checked_plan, plan_runs, safe_label, train_in_processes, train_in_turn
+from .seed_runs import RunOptions, SeedRuns, checked_plan, plan_runs, safe_label
 from .seed_statistics import (
+    MIN_SEEDS,
     Measure,
     SeedComparison,
     check_same_recipe,
+    format_seconds,
     mean,
+    mean_sd_text,
     pairwise_cells,
     pairwise_statistics,
     pairwise_verdicts,
+    recipe_record,
     sample_sd,
+    too_few_seeds,
 )
 
 __all__ = ["ComparisonResult", "ModelResult", "compare", "format_seconds", "safe_label"]
-
-# fewer seeds than this and the comparison says the evidence is too thin
-MIN_SEEDS = 3
-
-
-def format_seconds(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "n/a"
-    if s < 60:
-        return f"{s:.1f}s"
-    if s < 3600:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
-
 
 ACCURACY = Measure(
     unit="points",
     digits=2,
     lower_is_better=False,
-    better="better",
-    worse="worse",
     no_difference="these seeds show no difference either way.",
 )
 
@@ -161,8 +149,7 @@ class ComparisonResult(SeedComparison):
         by_model = {pw["model"]: pw for pw in self.pairwise}
         several = len(self.models) > 2
         for m in self.models:
-            sd = m.std_accuracy
-            acc = f"{m.mean_accuracy:.2f} ± {sd:.2f}" if sd is not None else f"{m.mean_accuracy:.2f}"
+            acc = mean_sd_text(m.accuracy_pct, ACCURACY.digits)
             cells = pairwise_cells(by_model.get(m.label), several, "mean_difference_pct", ACCURACY)
             rows.append(
                 [m.label, acc, *cells, f"{m.parameters:,}", format_seconds(m.mean_time), str(len(m.seeds))]
@@ -220,13 +207,8 @@ def _statistics(models: list[ModelResult]) -> tuple[stats.TestResult | None, lis
 def _verdicts(models: list[ModelResult], test: stats.TestResult | None, pairwise: list[dict]) -> list[str]:
     """What the evidence supports, in words."""
     n = len(models[0].seeds) if models else 0
-    out = []
-    if len(models) >= 2 and n < MIN_SEEDS:
-        out.append(
-            f"Too little evidence: {n} seed{'s' if n != 1 else ''} per model. With fewer than "
-            f"{MIN_SEEDS} seeds a difference cannot be told from seed-to-seed noise; run --seeds "
-            f"{MIN_SEEDS} or more."
-        )
+    why = f". With fewer than {MIN_SEEDS} seeds a difference cannot be told from seed-to-seed noise"
+    out = too_few_seeds(len(models), n, why)
     out += pairwise_verdicts(test, pairwise, len(models), "mean_difference_pct", ACCURACY)
     few = sorted({w["n"] for w in (pw.get("wilcoxon") or {} for pw in pairwise) if 0 < (w.get("n") or 0) < 6})
     if few:
@@ -273,38 +255,19 @@ def compare(
     printed (unless ``quiet``)."""
     config = config.validate()
     seeds = [int(s) for s in seeds]
+    options = RunOptions(jobs, overwrite, progress, quiet, on_run_end)
     labels, dirs = checked_plan(models, seeds, jobs)
     info, _ = D.setup(config.device)
     if info.enabled and jobs > 1:
         raise TrainError("--jobs runs several processes itself; under torchrun use --jobs 1")
     out = Path(out_dir)
     tasks = plan_runs(models, dirs, seeds, out, agree=lambda exists: D.broadcast_object(exists, info))
-
-    if jobs == 1:
-        summaries = train_in_turn(
-            tasks,
-            train,
-            config,
-            overwrite=overwrite,
-            progress=progress,
-            quiet=quiet,
-            announce=info.is_main and not quiet,
-            on_run_end=on_run_end,
-            dataset=data_for_run(config, info, dataset),
-        )
-    else:
-        summaries = train_in_processes(
-            tasks,
-            train,
-            config,
-            jobs,
-            overwrite=overwrite,
-            quiet=quiet,
-            on_run_end=on_run_end,
-            outcome=_outcome,
-            dataset=dataset,
-        )
-
+    summaries = SeedRuns(tasks, train, config, options).train(
+        _outcome,
+        in_turn=lambda: {"dataset": data_for_run(config, info, dataset)},
+        in_processes={"dataset": dataset},
+        announce=info.is_main,
+    )
     _same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
     key = "val" if config.val_fraction > 0 else "test"
     model_results = [
@@ -312,11 +275,8 @@ def compare(
         for (label, _, describe), d in zip(models, dirs)
     ]
     test, pairwise = _statistics(model_results)
-    cfg = config.to_dict()
-    cfg.pop("seed", None)
-    result = ComparisonResult(
-        model_results, seeds, cfg, test, pairwise, str(out), _verdicts(model_results, test, pairwise)
-    )
+    verdicts = _verdicts(model_results, test, pairwise)
+    result = ComparisonResult(model_results, seeds, recipe_record(config), test, pairwise, str(out), verdicts)
     if info.is_main:
         result.write(out, quiet=quiet)
     D.barrier(info)

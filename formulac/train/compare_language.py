@@ -19,20 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import stats
-from .compare import MIN_SEEDS, format_seconds
 from .errors import TrainError
 from .language import train_language
 from .recipes import TrainConfig
-from .seed_runs import checked_plan, plan_runs, train_in_processes, train_in_turn
+from .seed_runs import RunOptions, SeedRuns, checked_plan, plan_runs
 from .seed_statistics import (
     Measure,
     SeedComparison,
     check_same_recipe,
+    format_seconds,
     mean,
+    mean_sd_text,
     pairwise_cells,
     pairwise_statistics,
     pairwise_verdicts,
+    recipe_record,
     sample_sd,
+    too_few_seeds,
 )
 from .text import TextCorpus, load_corpus
 
@@ -46,15 +49,10 @@ LOSS = Measure(
     unit="nats",
     digits=4,
     lower_is_better=True,
+    no_difference="no difference either way.",
     better="better (lower loss)",
     worse="worse (higher loss)",
-    no_difference="no difference either way.",
 )
-
-
-def _pm(xs: Sequence[float]) -> str:
-    sd = sample_sd(xs)
-    return f"{mean(xs):.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
 
 
 @dataclass
@@ -136,10 +134,10 @@ class LossComparison(SeedComparison):
             rows.append(
                 [
                     m.label,
-                    _pm(m.losses(self.split)),
+                    mean_sd_text(m.losses(self.split), LOSS.digits),
                     *cells,
-                    _pm(m.bits_per_byte),
-                    _pm(m.losses(self._other)),
+                    mean_sd_text(m.bits_per_byte, LOSS.digits),
+                    mean_sd_text(m.losses(self._other), LOSS.digits),
                     f"{m.parameters:,}",
                     format_seconds(mean(m.times)),
                     str(len(m.seeds)),
@@ -189,12 +187,9 @@ def _outcome(summary: dict) -> str:
 
 def _verdicts(models: list[LossResult], test: stats.TestResult | None, pairwise: list[dict]) -> list[str]:
     n = len(models[0].seeds) if models else 0
-    out = []
-    if len(models) >= 2 and n < MIN_SEEDS:
-        out.append(
-            f"Too little evidence: {n} seed{'s' if n != 1 else ''} per model; run --seeds {MIN_SEEDS} or more."
-        )
-    return out + pairwise_verdicts(test, pairwise, len(models), "mean_difference", LOSS)
+    return too_few_seeds(len(models), n) + pairwise_verdicts(
+        test, pairwise, len(models), "mean_difference", LOSS
+    )
 
 
 def compare_language(
@@ -220,33 +215,13 @@ def compare_language(
     if split not in SPLITS:
         raise TrainError(f"compare by loss on one of {', '.join(SPLITS)}, not {split!r}")
     seeds = [int(s) for s in seeds]
+    options = RunOptions(jobs, overwrite, progress, quiet, on_run_end)
     labels, dirs = checked_plan(models, seeds, jobs)
     corpus = corpus or load_corpus(config.data, config.tokens)
     out = Path(out_dir)
-    runs = plan_runs(models, dirs, seeds, out)
-    if jobs == 1:
-        summaries = train_in_turn(
-            runs,
-            train_language,
-            config,
-            overwrite=overwrite,
-            progress=progress,
-            quiet=quiet,
-            announce=not quiet,
-            on_run_end=on_run_end,
-            corpus=corpus,
-        )
-    else:  # each process maps the corpus itself (loaded above: a character cache is written once)
-        summaries = train_in_processes(
-            runs,
-            train_language,
-            config,
-            jobs,
-            overwrite=overwrite,
-            quiet=quiet,
-            on_run_end=on_run_end,
-            outcome=_outcome,
-        )
+    runs = SeedRuns(plan_runs(models, dirs, seeds, out), train_language, config, options)
+    # each process maps the corpus itself (loaded above: a character cache is written once)
+    summaries = runs.train(_outcome, in_turn=lambda: {"corpus": corpus}, in_processes={})
     check_same_recipe([(label, seed, summaries[label, seed]) for seed in seeds for label in labels])
     results = []
     for (label, _, describe), d in zip(models, dirs):
@@ -270,10 +245,9 @@ def compare_language(
         "mean_difference",
         f"{SPLITS[split]} loss",
     )
-    cfg = config.to_dict()
-    cfg.pop("seed", None)
+    verdicts = _verdicts(results, test, pairwise)
     result = LossComparison(
-        results, seeds, cfg, test, pairwise, str(out), _verdicts(results, test, pairwise), split=split
+        results, seeds, recipe_record(config), test, pairwise, str(out), verdicts, split=split
     )
     result.write(out, quiet=quiet)
     return result

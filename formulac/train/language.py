@@ -40,9 +40,12 @@ from . import distributed as D
 from .errors import TrainError, TrainingDiverged
 from .loop import (
     amp_context,
+    apply_lr,
     count_parameters,
+    log_line,
     make_optimizer,
     open_run,
+    record_epoch,
     refuse_imprecise_coefficients,
     restore_progress,
     restore_weights,
@@ -170,15 +173,15 @@ def train_language(
             _restore(run, payload)
             del payload
         _write_run_files(run)
-        _log(run, quiet, _start_line(run))
+        log_line(run.info, quiet, _start_line(run))
         bar = _bar(run, progress and not quiet)
         try:
             for epoch in range(run.epoch, config.epochs):
                 record = _train_epoch(run, epoch, bar)
                 _evaluate_epoch(run, record)
                 _save_checkpoint(run, record)
-                _log(
-                    run,
+                log_line(
+                    run.info,
                     quiet,
                     f"epoch {record['epoch']}/{config.epochs}  lr {record['lr']:.4g}  train loss "
                     f"{record['train_loss']:.4f}  val loss {record['val_loss']:.4f} "
@@ -191,21 +194,14 @@ def train_language(
             if bar is not None:
                 bar.close()
         summary = _finish(run)
-    _log(
-        run,
+    log_line(
+        run.info,
         quiet,
         f"done: final validation loss {summary['final_val_loss']:.4f} "
         f"({summary['final_val_bits_per_byte']:.4f} bits/byte), test loss {summary['final_test_loss']:.4f}",
     )
     D.barrier(info)
     return summary
-
-
-def _log(run: _LanguageRun, quiet: bool, msg: str) -> None:
-    if run.info.is_main and not quiet:
-        from tqdm import tqdm
-
-        tqdm.write(msg, file=sys.stderr)
 
 
 def _start_line(run: _LanguageRun) -> str:
@@ -325,9 +321,7 @@ def _train_epoch(run: _LanguageRun, epoch: int, bar) -> dict:
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     lr = config.lr
     for step in range(run.steps):
-        lr = lr_at(config, epoch, step, run.steps)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
+        lr = apply_lr(run, epoch, step)
         starts = random_starts(part, config.batch_size, run.context, generator)[local]
         x, y = windows(part, starts, run.context)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -382,10 +376,7 @@ def _evaluate_epoch(run: _LanguageRun, record: dict) -> None:
     record["val_bits_per_byte"] = result["bits_per_byte"]
     record["val_perplexity"] = result["perplexity"]
     record["seconds"] = record["train_seconds"] + (time.perf_counter() - t0)
-    run.epoch = record["epoch"]
-    run.elapsed += record["seconds"]
-    run.train_elapsed += record["train_seconds"]
-    run.history.append(record)
+    record_epoch(run, record)
 
 
 def _save_checkpoint(run: _LanguageRun, record: dict) -> None:

@@ -84,6 +84,9 @@ __all__ = [
     "make_optimizer",
     "seeded_model",
     "refuse_imprecise_coefficients",
+    "apply_lr",
+    "log_line",
+    "record_epoch",
 ]
 
 _DEVICE_DATA_LIMIT = 4 * 1024**3  # keep data sets up to this size on the GPU
@@ -222,7 +225,8 @@ def amp_context(config: TrainConfig, device: torch.device):
 # the run
 
 
-def _log(info: D.DistInfo, quiet: bool, msg: str) -> None:
+def log_line(info: D.DistInfo, quiet: bool, msg: str) -> None:
+    """``msg`` on stderr from the main rank unless ``quiet`` (through tqdm: bars stay whole)."""
     if info.is_main and not quiet:
         from tqdm import tqdm
 
@@ -340,7 +344,7 @@ def train(
     """
     config, info, device, out, state, payload = open_run(config, out_dir, resume, overwrite, describe)
     if state == "finished":
-        _log(info, quiet, f"{out}: finished run, nothing to do")
+        log_line(info, quiet, f"{out}: finished run, nothing to do")
         return payload
 
     wall_start = time.perf_counter()
@@ -364,7 +368,7 @@ def train(
                     on_epoch_end(dict(record))
         summary = _finish(run, quiet)
     if info.is_main:
-        _log(
+        log_line(
             info,
             quiet,
             f"done: final {_eval_phrase(run)} {100 * summary[f'final_{run.eval_key}_acc']:.2f}% "
@@ -678,6 +682,15 @@ class _DivergenceWatch:
         )
 
 
+def apply_lr(run, epoch: int, step: int) -> float:
+    """The recipe's learning rate at ``step`` of ``epoch`` (of ``run.steps``), set on every
+    parameter group of ``run.optimizer``, and returned."""
+    lr = lr_at(run.config, epoch, step, run.steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
     """One pass over the training data; returns the epoch's record without evaluation."""
     config, info, device, data = run.config, run.info, run.device, run.data
@@ -694,9 +707,7 @@ def _train_epoch(run: _Run, epoch: int, bars: _Bars) -> dict:
     B, seen, lr = config.batch_size, 0, config.lr
     bars.epoch_start(epoch)
     for step in range(run.steps):
-        lr = lr_at(config, epoch, step, run.steps)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
+        lr = apply_lr(run, epoch, step)
         g0 = step * B
         g1 = min(g0 + B, data.n_train)
         local = D.shard(g1 - g0, info)
@@ -809,7 +820,13 @@ def _evaluate_epoch(run: _Run, record: dict) -> None:
         )
         record[f"{run.eval_key}_loss"], record[f"{run.eval_key}_acc"] = loss, acc
     record["seconds"] = record["train_seconds"] + (time.perf_counter() - t0)
-    run.epoch = epoch
+    record_epoch(run, record)
+
+
+def record_epoch(run, record: dict) -> None:
+    """Count the finished, evaluated epoch ``record`` in ``run`` (an image or a language run):
+    the epochs done, the times, the history."""
+    run.epoch = record["epoch"]
     run.elapsed += record["seconds"]
     run.train_elapsed += record["train_seconds"]
     run.history.append(record)
@@ -854,10 +871,10 @@ def _save_checkpoint(run: _Run, record: dict) -> None:
 def _log_start(run: _Run, quiet: bool) -> None:
     config, info, data = run.config, run.info, run.data
     if run.epoch > 0:
-        _log(info, quiet, f"resuming {run.out} after epoch {run.epoch} of {config.epochs}")
+        log_line(info, quiet, f"resuming {run.out} after epoch {run.epoch} of {config.epochs}")
     shape = tuple(data.train_x.shape[1:])
     evaluated = f"{data.eval_x.shape[0]} {'validation' if run.eval_key == 'val' else 'test'}"
-    _log(
+    log_line(
         info,
         quiet,
         f"training {run.parameters:,} parameters on {data.description['name']} "
@@ -867,14 +884,16 @@ def _log_start(run: _Run, quiet: bool) -> None:
         f"{run.device}" + (f" x{info.world_size}" if info.enabled else ""),
     )
     if run.eval_key == "val":
-        _log(info, quiet, "evaluating on a validation split of the training set; the test set is not used")
+        log_line(
+            info, quiet, "evaluating on a validation split of the training set; the test set is not used"
+        )
 
 
 def _log_epoch(run: _Run, record: dict, quiet: bool) -> None:
     key = run.eval_key
     acc = record[f"{key}_acc"]
     shown = "" if acc is None else f"  {key} loss {record[f'{key}_loss']:.4f} acc {100 * acc:.2f}%"
-    _log(
+    log_line(
         run.info,
         quiet,
         f"epoch {record['epoch']}/{run.config.epochs}  lr {record['lr']:.4g}  train loss "
@@ -956,7 +975,7 @@ def _plot_curves(path: Path, history: list[dict], key: str, info: D.DistInfo, qu
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except Exception:
-        _log(info, quiet, f"matplotlib is not installed: no {path.name}")
+        log_line(info, quiet, f"matplotlib is not installed: no {path.name}")
         return
     ep = [r["epoch"] for r in history]
     fig = Figure(figsize=(9, 3.4))

@@ -94,8 +94,16 @@ def _check_seed_count(count: int) -> None:
         )
 
 
-# a flag with a --no- form, None when not given (the recipe decides)
-ON_OFF = argparse.BooleanOptionalAction
+def add_switch(group, flag: str, help: str | None = None) -> None:
+    """``flag`` and its ``--no-`` form: True, False, or None when neither is given (the recipe
+    decides)."""
+    group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
+
+
+def add_value(group, flag: str, kind, metavar: str, help: str | None = None, **more) -> None:
+    """``flag VALUE``: ``VALUE`` read by ``kind`` and shown as ``metavar`` (``more``: argparse's
+    other settings, such as ``default``); None when not given unless ``default`` says otherwise."""
+    group.add_argument(flag, type=kind, metavar=metavar, help=help, **more)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -129,112 +137,87 @@ def _add_data_flags(g) -> None:
         choices=["bytes", "chars"],
         help="text: tokens are the file's bytes (vocabulary 256, default) or its characters",
     )
-    g.add_argument(
-        "--epoch-tokens", type=epoch_tokens, metavar="N", help="text: an epoch is N training tokens"
-    )
-    g.add_argument(
+    add_value(g, "--epoch-tokens", epoch_tokens, "N", "text: an epoch is N training tokens")
+    add_value(
+        g,
         "--eval-windows",
-        type=nonnegative_int,
-        metavar="N",
-        help="text: evaluate on N fixed windows of the validation part (0: all of them)",
+        nonnegative_int,
+        "N",
+        "text: evaluate on N fixed windows of the validation part (0: all of them)",
     )
-    g.add_argument("--grad-clip", type=_float, metavar="NORM", help="clip the gradient norm (0: off)")
-    g.add_argument("--adam-beta2", type=_float, metavar="B", help="AdamW's second-moment decay")
+    add_value(g, "--grad-clip", _float, "NORM", "clip the gradient norm (0: off)")
+    add_value(g, "--adam-beta2", _float, "B", "AdamW's second-moment decay")
     g.add_argument("--data-dir", metavar="DIR", help="where the data set's files are")
-    g.add_argument(
-        "--download", action=ON_OFF, default=None, help="download a missing data set into ~/.cache/formulac"
-    )
-    g.add_argument(
+    add_switch(g, "--download", "download a missing data set into ~/.cache/formulac")
+    add_value(
+        g,
         "--image-size",
-        type=positive_int,
-        metavar="N",
-        help="imagefolder: resolution the images are stored and trained at (default 64)",
+        positive_int,
+        "N",
+        "imagefolder: resolution the images are stored and trained at (default 64)",
     )
-    g.add_argument(
-        "--limit-train", type=positive_int, metavar="N", help="use only the first N training examples"
-    )
-    g.add_argument("--limit-test", type=positive_int, metavar="N", help="use only the first N test examples")
-    g.add_argument(
+    add_value(g, "--limit-train", positive_int, "N", "use only the first N training examples")
+    add_value(g, "--limit-test", positive_int, "N", "use only the first N test examples")
+    add_value(
+        g,
         "--val-fraction",
-        type=_float,
-        metavar="F",
-        help="hold out this fraction of the training set (stratified by class) and evaluate on "
+        _float,
+        "F",
+        "hold out this fraction of the training set (stratified by class) and evaluate on "
         "it; the test set is then not used at all (default 0: evaluate on the test set)",
     )
-    g.add_argument(
-        "--split-seed",
-        type=seed_value,
-        metavar="N",
-        help="seed of the validation split, independent of --seed (default 0)",
+    add_value(
+        g, "--split-seed", seed_value, "N", "seed of the validation split, independent of --seed (default 0)"
     )
 
 
 def _add_optimisation_flags(g) -> None:
     """Epochs, batch, optimiser, learning-rate schedule, regularisation, EMA."""
-    g.add_argument("--epochs", type=epoch_count, metavar="N")
-    g.add_argument(
-        "--batch-size",
-        type=positive_int,
-        metavar="N",
-        help="global batch size (split across torchrun ranks)",
-    )
+    add_value(g, "--epochs", epoch_count, "N")
+    add_value(g, "--batch-size", positive_int, "N", "global batch size (split across torchrun ranks)")
     g.add_argument("--optimizer", choices=["sgd", "adamw"])
-    g.add_argument("--lr", type=_float, metavar="LR", help="base learning rate")
-    g.add_argument("--momentum", type=_float, metavar="M")
+    add_value(g, "--lr", _float, "LR", "base learning rate")
+    add_value(g, "--momentum", _float, "M")
     g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=_float, metavar="WD")
-    g.add_argument("--nesterov", action=ON_OFF, default=None, help="Nesterov momentum")
+    add_switch(g, "--nesterov", "Nesterov momentum")
     g.add_argument("--schedule", choices=list(SCHEDULES), help="lr schedule after the warm-up")
-    g.add_argument(
+    add_value(
+        g,
         "--milestones",
-        type=_float_list,
-        metavar="LIST",
-        help="step schedule: fractions of the epochs (0.5,0.75) or, all >= 1, epoch numbers (30,60)",
+        _float_list,
+        "LIST",
+        "step schedule: fractions of the epochs (0.5,0.75) or, all >= 1, epoch numbers (30,60)",
     )
-    g.add_argument("--gamma", type=_float, metavar="G", help="lr factor at each milestone")
-    g.add_argument("--warmup-epochs", type=_float, metavar="E", help="linear lr warm-up over E epochs")
-    g.add_argument("--label-smoothing", type=_float, metavar="S")
-    g.add_argument(
+    add_value(g, "--gamma", _float, "G", "lr factor at each milestone")
+    add_value(g, "--warmup-epochs", _float, "E", "linear lr warm-up over E epochs")
+    add_value(g, "--label-smoothing", _float, "S")
+    add_switch(
+        g,
         "--norm-bias-decay",
-        action=ON_OFF,
-        default=None,
-        help="weight decay on batch-norm weights and biases too (--no-norm-bias-decay: on conv and "
+        "weight decay on batch-norm weights and biases too (--no-norm-bias-decay: on conv and "
         "linear weights only)",
     )
-    g.add_argument(
+    add_value(
+        g,
         "--ema-decay",
-        type=_float,
-        metavar="D",
-        help="evaluate an exponential moving average of the weights, updated every step (0: off)",
+        _float,
+        "D",
+        "evaluate an exponential moving average of the weights, updated every step (0: off)",
     )
 
 
 def _add_augmentation_flags(g) -> None:
     """Test-time and training-time augmentation."""
-    g.add_argument(
-        "--tta",
-        action=ON_OFF,
-        default=None,
-        help="test-time augmentation: average the logits of each image and its mirror",
-    )
-    g.add_argument(
-        "--crop-padding",
-        type=nonnegative_int,
-        metavar="P",
-        help="random crop with P pixels of zero padding (0: off)",
-    )
-    g.add_argument("--flip", action=ON_OFF, default=None, help="random horizontal flips")
-    g.add_argument(
-        "--random-resized-crop",
-        action=ON_OFF,
-        default=None,
-        help="random-resized crop (the imagenet recipe's)",
-    )
+    add_switch(g, "--tta", "test-time augmentation: average the logits of each image and its mirror")
+    add_value(g, "--crop-padding", nonnegative_int, "P", "random crop with P pixels of zero padding (0: off)")
+    add_switch(g, "--flip", "random horizontal flips")
+    add_switch(g, "--random-resized-crop", "random-resized crop (the imagenet recipe's)")
     g.add_argument("--no-augment", action="store_true", default=None, help="no crop, no flip")
 
 
 def _add_runtime_flags(g) -> None:
     """Seed, device, precision, compilation, evaluation cadence, threads, DDP."""
-    g.add_argument("--seed", type=seed_value, metavar="N", help="random seed (default 0)")
+    add_value(g, "--seed", seed_value, "N", "random seed (default 0)")
     g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument(
         "--amp",
@@ -242,27 +225,19 @@ def _add_runtime_flags(g) -> None:
         help="mixed precision; auto: bf16 on CUDA devices that have it and on CPUs with native "
         "bf16 arithmetic (AVX512-BF16, AMX), none elsewhere; gpu: bf16 on those CUDA devices only",
     )
-    g.add_argument("--channels-last", action=ON_OFF, default=None)
-    g.add_argument("--compile", action=ON_OFF, default=None, help="torch.compile the model")
-    g.add_argument(
-        "--deterministic", action=ON_OFF, default=None, help="deterministic algorithms (slower on GPUs)"
-    )
-    g.add_argument(
-        "--eval-every", type=positive_int, metavar="N", help="evaluate every N epochs (and after the last)"
-    )
-    g.add_argument("--eval-batch-size", type=positive_int, metavar="N")
+    add_switch(g, "--channels-last")
+    add_switch(g, "--compile", "torch.compile the model")
+    add_switch(g, "--deterministic", "deterministic algorithms (slower on GPUs)")
+    add_value(g, "--eval-every", positive_int, "N", "evaluate every N epochs (and after the last)")
+    add_value(g, "--eval-batch-size", positive_int, "N")
     g.add_argument(
         "--data-on-device",
         choices=["auto", "yes", "no"],
         help="keep the data set on the GPU (auto: when it fits in 4 GiB)",
     )
-    g.add_argument(
-        "--workers", type=thread_count, metavar="N", help="threads decoding image folders (0: automatic)"
-    )
-    g.add_argument("--threads", type=thread_count, metavar="N", help="torch CPU threads (0: torch's default)")
-    g.add_argument(
-        "--sync-bn", action=ON_OFF, default=None, help="synchronised BatchNorm across torchrun ranks"
-    )
+    add_value(g, "--workers", thread_count, "N", "threads decoding image folders (0: automatic)")
+    add_value(g, "--threads", thread_count, "N", "torch CPU threads (0: torch's default)")
+    add_switch(g, "--sync-bn", "synchronised BatchNorm across torchrun ranks")
 
 
 def add_run_arguments(
@@ -303,7 +278,7 @@ def add_run_arguments(
 
 def add_seeds_argument(group, help_text: str) -> None:
     """``--seeds N|LIST`` (default 0, 1, 2), as compare and search's confirmation read it."""
-    group.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], metavar="N|LIST", help=help_text)
+    add_value(group, "--seeds", parse_seeds, "N|LIST", help_text, default=[0, 1, 2])
 
 
 _FIELDS = [f.name for f in fields(TrainConfig)]

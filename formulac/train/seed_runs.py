@@ -1,5 +1,6 @@
 """The runs of a comparison of models over seeds: where each goes, whether it is there
-already, and training them one after the other or several at once in separate processes."""
+already, and training them one after the other or several at once in separate processes
+(:class:`SeedRuns`, by the comparison's :class:`RunOptions`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,12 +18,12 @@ from .rundir import CHECKPOINT, SUMMARY
 
 __all__ = [
     "PlannedRun",
+    "RunOptions",
+    "SeedRuns",
     "checked_plan",
     "cpu_count",
     "plan_runs",
     "safe_label",
-    "train_in_processes",
-    "train_in_turn",
 ]
 
 
@@ -80,40 +82,17 @@ def plan_runs(
     return runs
 
 
-def train_in_turn(
-    runs: Sequence[PlannedRun],
-    train_one: Callable[..., dict],
-    config: TrainConfig,
-    *,
-    overwrite: bool,
-    progress: bool,
-    quiet: bool,
-    announce: bool,
-    on_run_end: Callable[[str, int, dict], None] | None,
-    **data: Any,
-) -> dict[tuple[str, int], dict]:
-    """Train (or resume, or reuse) the runs one after the other with ``train_one`` (the data
-    passed as ``data``); ``announce`` prints each run's number and directory.  Returns the
-    summaries by (label, seed)."""
-    summaries: dict[tuple[str, int], dict] = {}
-    for k, run in enumerate(runs, 1):
-        if announce:
-            print(f"[{k}/{len(runs)}] {run.label}, seed {run.seed}: {run.run_dir}", file=sys.stderr)
-        summary = train_one(
-            run.build,
-            config.replace(seed=run.seed),
-            run.run_dir,
-            resume=run.exists and not overwrite,
-            overwrite=overwrite,
-            progress=progress,
-            describe=run.describe,
-            quiet=quiet,
-            **data,
-        )
-        summaries[run.label, run.seed] = summary
-        if on_run_end is not None:
-            on_run_end(run.label, run.seed, summary)
-    return summaries
+@dataclass(frozen=True)
+class RunOptions:
+    """How a comparison trains its runs: ``jobs`` at once (1: one after the other in this
+    process), every run afresh (``overwrite``) or resumed, with progress bars unless ``quiet``,
+    ``on_run_end(label, seed, summary)`` called as each ends."""
+
+    jobs: int = 1
+    overwrite: bool = False
+    progress: bool = True
+    quiet: bool = False
+    on_run_end: Callable[[str, int, dict], None] | None = None
 
 
 def cpu_count() -> int:
@@ -142,69 +121,109 @@ def _train_in_worker(task: dict) -> dict:
     )
 
 
-def train_in_processes(
-    runs: Sequence[PlannedRun],
-    train_one: Callable[..., dict],
-    config: TrainConfig,
-    jobs: int,
-    *,
-    overwrite: bool,
-    quiet: bool,
-    on_run_end: Callable[[str, int, dict], None] | None,
-    outcome: Callable[[dict], str],
-    **data: Any,
-) -> dict[tuple[str, int], dict]:
-    """Train the runs ``jobs`` at a time in fresh (spawned) processes, each with ``cpu count /
-    jobs`` threads unless ``config.threads`` says otherwise; ``train_one`` (a module-level
-    function), the models' builders and ``data`` must be picklable. ``outcome(summary)`` says in
-    words how a run ended, printed as it ends (unless ``quiet``). Returns the summaries by (label, seed)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
+@dataclass(frozen=True)
+class SeedRuns:
+    """The runs of a comparison (:func:`plan_runs`), each trained by ``train_one(build, config,
+    run_dir, ...)`` under ``config`` with its seed, as ``options`` say."""
 
-    jobs = min(jobs, len(runs))
-    threads = config.threads or max(1, cpu_count() // jobs)
-    pending = {}
-    summaries: dict[tuple[str, int], dict] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for run in runs:
-            task = {
-                "train_one": train_one,
-                "build": run.build,
-                "config": config.replace(seed=run.seed, threads=threads),
-                "run_dir": str(run.run_dir),
-                "resume": run.exists and not overwrite,
-                "overwrite": overwrite,
-                "describe": run.describe,
-                "data": data,
-            }
-            pending[pool.submit(_train_in_worker, task)] = (run.label, run.seed)
-        done = 0
-        try:
-            for fut in as_completed(pending):
-                label, seed = pending[fut]
-                try:
-                    summary = fut.result()
-                except TrainError as e:  # say which run; the type (e.g. TrainingDiverged) stays
-                    e.message = f"{label}, seed {seed}: {e.message}"
-                    e.args = (e.message,)
-                    raise
-                except BrokenProcessPool:
-                    raise TrainError(
-                        f"the process training {label}, seed {seed} died (out of memory?); run the "
-                        "same compare again to resume from the last checkpoints"
-                    ) from None
-                done += 1
-                summaries[label, seed] = summary
-                if not quiet:
-                    print(
-                        f"[{done}/{len(runs)}] {label}, seed {seed}: {outcome(summary)}",
-                        file=sys.stderr,
-                    )
-                if on_run_end is not None:
-                    on_run_end(label, seed, summary)
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
-    return summaries
+    runs: Sequence[PlannedRun]
+    train_one: Callable[..., dict]
+    config: TrainConfig
+    options: RunOptions
+
+    def train(
+        self,
+        outcome: Callable[[dict], str],
+        *,
+        in_turn: Callable[[], dict],
+        in_processes: dict,
+        announce: bool = True,
+    ) -> dict[tuple[str, int], dict]:
+        """Train (or resume, or reuse) every run: one after the other when ``options.jobs`` is 1,
+        given the data ``in_turn()`` returns (called only then), else in processes given
+        ``in_processes`` (:meth:`train_in_processes`). ``announce``: this process prints what
+        runs (the main rank of a distributed run). Returns the summaries by (label, seed)."""
+        if self.options.jobs == 1:
+            return self.train_in_turn(announce and not self.options.quiet, **in_turn())
+        return self.train_in_processes(outcome, **in_processes)
+
+    def train_in_turn(self, announce: bool, **data: Any) -> dict[tuple[str, int], dict]:
+        """Train (or resume, or reuse) the runs one after the other (the data passed as
+        ``data``); ``announce`` prints each run's number and directory.  Returns the summaries
+        by (label, seed)."""
+        summaries: dict[tuple[str, int], dict] = {}
+        for k, run in enumerate(self.runs, 1):
+            if announce:
+                print(f"[{k}/{len(self.runs)}] {run.label}, seed {run.seed}: {run.run_dir}", file=sys.stderr)
+            summary = self.train_one(
+                run.build,
+                self.config.replace(seed=run.seed),
+                run.run_dir,
+                resume=run.exists and not self.options.overwrite,
+                overwrite=self.options.overwrite,
+                progress=self.options.progress,
+                describe=run.describe,
+                quiet=self.options.quiet,
+                **data,
+            )
+            summaries[run.label, run.seed] = summary
+            if self.options.on_run_end is not None:
+                self.options.on_run_end(run.label, run.seed, summary)
+        return summaries
+
+    def train_in_processes(self, outcome: Callable[[dict], str], **data: Any) -> dict[tuple[str, int], dict]:
+        """Train the runs ``options.jobs`` at a time in fresh (spawned) processes, each with
+        ``cpu count / jobs`` threads unless ``config.threads`` says otherwise; ``train_one`` (a
+        module-level function), the models' builders and ``data`` must be picklable.
+        ``outcome(summary)`` says in words how a run ended, printed as it ends (unless
+        ``quiet``). Returns the summaries by (label, seed)."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        jobs = min(self.options.jobs, len(self.runs))
+        threads = self.config.threads or max(1, cpu_count() // jobs)
+        pending = {}
+        summaries: dict[tuple[str, int], dict] = {}
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for run in self.runs:
+                task = {
+                    "train_one": self.train_one,
+                    "build": run.build,
+                    "config": self.config.replace(seed=run.seed, threads=threads),
+                    "run_dir": str(run.run_dir),
+                    "resume": run.exists and not self.options.overwrite,
+                    "overwrite": self.options.overwrite,
+                    "describe": run.describe,
+                    "data": data,
+                }
+                pending[pool.submit(_train_in_worker, task)] = (run.label, run.seed)
+            done = 0
+            try:
+                for fut in as_completed(pending):
+                    label, seed = pending[fut]
+                    try:
+                        summary = fut.result()
+                    except TrainError as e:  # say which run; the type (e.g. TrainingDiverged) stays
+                        e.message = f"{label}, seed {seed}: {e.message}"
+                        e.args = (e.message,)
+                        raise
+                    except BrokenProcessPool:
+                        raise TrainError(
+                            f"the process training {label}, seed {seed} died (out of memory?); run the "
+                            "same compare again to resume from the last checkpoints"
+                        ) from None
+                    done += 1
+                    summaries[label, seed] = summary
+                    if not self.options.quiet:
+                        print(
+                            f"[{done}/{len(self.runs)}] {label}, seed {seed}: {outcome(summary)}",
+                            file=sys.stderr,
+                        )
+                    if self.options.on_run_end is not None:
+                        self.options.on_run_end(label, seed, summary)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+        return summaries

@@ -1,6 +1,7 @@
 """What every comparison of models over seeds shares, whatever it measures (accuracy, loss).
 
-The per-seed values of each model are paired by seed with the first model's (the baseline):
+The fewest seeds that can tell a difference from noise (:data:`MIN_SEEDS`), a mean ± sd and a
+duration as the tables write them. The per-seed values of each model are paired by seed with the first model's (the baseline):
 the paired t-test, the Wilcoxon signed-rank test, Holm-adjusted p-values and, with three or
 more models, the Friedman test; the table cells and the verdicts in words; the text and
 Markdown tables; the refusal to pair runs trained under different recipes.
@@ -21,17 +22,25 @@ from .errors import TrainError
 from .rundir import RESUME_FREE, write_json
 
 __all__ = [
+    "MIN_SEEDS",
     "Measure",
     "SeedComparison",
     "check_same_recipe",
+    "format_seconds",
     "markdown_table",
     "mean",
+    "mean_sd_text",
     "pairwise_cells",
     "pairwise_statistics",
     "pairwise_verdicts",
+    "recipe_record",
     "sample_sd",
     "text_table",
+    "too_few_seeds",
 ]
+
+# fewer seeds than this and the comparison says the evidence is too thin
+MIN_SEEDS = 3
 
 
 def mean(xs: Sequence[float]) -> float:
@@ -46,6 +55,40 @@ def sample_sd(xs: Sequence[float]) -> float | None:
     return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
+def mean_sd_text(xs: Sequence[float], digits: int) -> str:
+    """``mean ± sd`` with ``digits`` after the point (the mean alone for one value)."""
+    sd = sample_sd(xs)
+    return f"{mean(xs):.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+
+
+def format_seconds(s: float | None) -> str:
+    """A duration as ``12.3s``, ``4m05s`` or ``2h07m`` (``n/a`` when unknown or not finite)."""
+    if s is None or not math.isfinite(s):
+        return "n/a"
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def too_few_seeds(n_models: int, n_seeds: int, why: str = "") -> list[str]:
+    """The verdict that ``n_seeds`` per model are fewer than :data:`MIN_SEEDS` (none for one
+    model or enough seeds); ``why`` follows "per model" in it."""
+    if n_models < 2 or n_seeds >= MIN_SEEDS:
+        return []
+    seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    return [f"Too little evidence: {seeds} per model{why}; run --seeds {MIN_SEEDS} or more."]
+
+
+def recipe_record(config) -> dict:
+    """A comparison's ``config``: its runs' :class:`~formulac.train.recipes.TrainConfig` less
+    the seed, which each run replaces."""
+    record = config.to_dict()
+    record.pop("seed", None)
+    return record
+
+
 @dataclass(frozen=True)
 class Measure:
     """How a compared quantity is named and printed: ``unit`` of the differences ("points",
@@ -56,9 +99,9 @@ class Measure:
     unit: str
     digits: int
     lower_is_better: bool
-    better: str
-    worse: str
     no_difference: str
+    better: str = "better"
+    worse: str = "worse"
 
     def signed(self, x: float) -> str:
         return f"{x:+.{self.digits}f}"

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from cli_runner import run_cli
-from conftest import FAST, RESNET, TWO_STEP
+from search_setup import FAST, RESNET, TWO_STEP
 
 from formulac.errors import UsageError
 from formulac.search.confirm import confirmation_config

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FAST
+from search_setup import FAST
 
 from formulac.cli import main
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from case_files import read_command_cases
 from cli_runner import run_cli
-from conftest import EXAMPLES, FAST, RESNET, SEARCH_ARGS, TWO_STEP, study_content
+from search_setup import EXAMPLES, FAST, RESNET, SEARCH_ARGS, TWO_STEP, study_content
 
 
 def search_family(capsys, out, space, *options):

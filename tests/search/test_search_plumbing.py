@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import sympy
-from conftest import build_once
 from fake_trainers import EPOCHS, diverging_trainer, fake_trainer, score, trained
+from search_setup import build_once
 
 import formulac
 from formulac.analysis import analyze

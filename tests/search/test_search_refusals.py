@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FAST, TWO_STEP
 from fake_trainers import EPOCHS, fake_trainer
+from search_setup import FAST, TWO_STEP
 
 import formulac
 from formulac.analysis import analyze

@@ -8,10 +8,10 @@ import json
 import re
 
 import pytest
-from conftest import TWO_STEP
 from fake_trainers import EPOCHS, fake_trainer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from search_setup import TWO_STEP
 
 import formulac
 

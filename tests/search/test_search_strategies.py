@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FAST, TWO_STEP
+from search_setup import FAST, TWO_STEP
 
 from formulac.cli import main
 from formulac.search import strategies

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 import torch.nn as nn
-from tiny_nets import conv_pool_net
+from tiny_nets import bn_dropout_net, conv_pool_net, synthetic_config
 
 from formulac.train import (
     DatasetNotFound,
@@ -25,29 +25,8 @@ def tiny(in_channels, num_classes, input_size):
     return conv_pool_net(in_channels, num_classes, input_size, width=8)
 
 
-def tiny_bn(in_channels, num_classes, input_size):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Dropout(0.2),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, num_classes),
-    )
-
-
-@pytest.fixture(scope="module")
-def data():
-    return D.synthetic_dataset((3, 8, 8), 4, train=256, test=128)
-
-
 def cfg(**kw):
-    base = dict(
-        data="synthetic:3x8x8:4", epochs=3, batch_size=32, lr=0.1, crop_padding=1, threads=1, device="cpu"
-    )
-    base.update(kw)
-    return make_config("cifar", **base)
+    return synthetic_config("cifar", **{"lr": 0.1, "crop_padding": 1, **kw})
 
 
 def _weights(out):
@@ -134,7 +113,7 @@ class Stop(Exception):
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data):
     config = cfg(epochs=4, deterministic=True)
-    whole = train(tiny_bn, config, tmp_path / "whole", progress=False, quiet=True, dataset=data)
+    whole = train(bn_dropout_net, config, tmp_path / "whole", progress=False, quiet=True, dataset=data)
 
     def stop_after_2(record):
         if record["epoch"] == 2:
@@ -142,7 +121,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data):
 
     with pytest.raises(Stop):
         train(
-            tiny_bn,
+            bn_dropout_net,
             config,
             tmp_path / "cut",
             progress=False,
@@ -152,10 +131,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data):
         )
     assert load_checkpoint(tmp_path / "cut")["epoch"] == 2
     with pytest.raises(TrainError, match="unfinished run .*--resume"):
-        train(tiny_bn, config, tmp_path / "cut", progress=False, quiet=True, dataset=data)
+        train(bn_dropout_net, config, tmp_path / "cut", progress=False, quiet=True, dataset=data)
     with pytest.raises(TrainError, match="lr: 0.1 \\(saved\\) vs 0.2"):
         train(
-            tiny_bn,
+            bn_dropout_net,
             config.replace(lr=0.2),
             tmp_path / "cut",
             resume=True,
@@ -164,7 +143,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, data):
             dataset=data,
         )
     resumed = train(
-        tiny_bn,
+        bn_dropout_net,
         config.replace(data_on_device="no"),
         tmp_path / "cut",
         resume=True,
@@ -233,7 +212,7 @@ def test_eval_every_amp_channels_last_and_loading_by_name(tmp_path):
         limit_train=96,
         limit_test=40,
     )
-    s = train(tiny_bn, config, tmp_path / "run", progress=False, quiet=True)
+    s = train(bn_dropout_net, config, tmp_path / "run", progress=False, quiet=True)
     rows = read_metrics(tmp_path / "run")
     assert [r["test_acc"] is None for r in rows] == [True, False, False]
     assert s["final_test_acc"] is not None and s["best_epoch"] in (2, 3)
@@ -361,7 +340,7 @@ def test_epoch_callback_exception_propagates_unchanged_and_the_run_resumes(tmp_p
 
     with pytest.raises(Stop) as e:
         fit(
-            tiny_bn,
+            bn_dropout_net,
             config,
             tmp_path / "cut",
             data=data,
@@ -369,8 +348,8 @@ def test_epoch_callback_exception_propagates_unchanged_and_the_run_resumes(tmp_p
         )
     assert e.value is raised
     assert [r["epoch"] for r in seen] == [1, 2] and seen == read_metrics(tmp_path / "cut")
-    resumed = fit(tiny_bn, config, tmp_path / "cut", resume=True, data=data)
-    whole = fit(tiny_bn, config, tmp_path / "whole", data=data)
+    resumed = fit(bn_dropout_net, config, tmp_path / "cut", resume=True, data=data)
+    whole = fit(bn_dropout_net, config, tmp_path / "whole", data=data)
     assert resumed["final_test_acc"] == whole["final_test_acc"]
     assert _same_state(_weights(tmp_path / "whole"), _weights(tmp_path / "cut"))
 

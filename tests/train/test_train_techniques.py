@@ -6,7 +6,7 @@ from itertools import pairwise
 
 import pytest
 import torch
-import torch.nn as nn
+from tiny_nets import synthetic_config, two_conv_bn_net
 
 from formulac.train import data as D
 from formulac.train import evaluate, load_checkpoint, make_config, read_metrics, train
@@ -15,39 +15,10 @@ from formulac.train.loop import make_optimizer
 from formulac.train.recipes import lr_at
 
 
-def small(in_channels, num_classes, input_size):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32, num_classes),
-    )
-
-
-@pytest.fixture(scope="module")
-def data():
-    return D.synthetic_dataset((3, 8, 8), 4, train=256, test=96)
-
-
 def cfg(**kw):
     # the fashion recipe with its techniques off unless a test turns them on
-    base = dict(
-        data="synthetic:3x8x8:4",
-        epochs=3,
-        batch_size=32,
-        threads=1,
-        device="cpu",
-        ema_decay=0.0,
-        tta=False,
-        amp="none",
-        channels_last=False,
-    )
-    base.update(kw)
-    return make_config("fashion", **base)
+    techniques_off = {"ema_decay": 0.0, "tta": False, "amp": "none", "channels_last": False}
+    return synthetic_config("fashion", **{**techniques_off, **kw})
 
 
 def test_linear_schedule_with_warmup_at_given_steps():
@@ -68,7 +39,7 @@ def test_linear_schedule_with_warmup_at_given_steps():
 
 
 def test_no_decay_on_norm_and_bias_groups():
-    net = small(3, 4, 8)
+    net = two_conv_bn_net(3, 4, 8)
     c = cfg(weight_decay=5e-4, norm_bias_decay=False)
     groups = make_optimizer(net, c).param_groups
     assert [g["weight_decay"] for g in groups] == [5e-4, 0.0]
@@ -80,24 +51,19 @@ def test_no_decay_on_norm_and_bias_groups():
 
 def test_adamw_reads_adam_beta2_on_image_runs():
     # image and language runs build one optimizer: --adam-beta2 is not ignored for images
-    (group,) = make_optimizer(small(3, 4, 8), cfg(optimizer="adamw", adam_beta2=0.95)).param_groups
+    (group,) = make_optimizer(two_conv_bn_net(3, 4, 8), cfg(optimizer="adamw", adam_beta2=0.95)).param_groups
     assert group["betas"] == (0.9, 0.95)
-    (default,) = make_optimizer(small(3, 4, 8), cfg(optimizer="adamw")).param_groups
+    (default,) = make_optimizer(two_conv_bn_net(3, 4, 8), cfg(optimizer="adamw")).param_groups
     assert default["betas"] == (0.9, 0.999)  # torch's default: image runs train as before
 
 
 def test_the_fast_recipe_lowers_the_loss(tmp_path, data):
-    config = cfg(
-        epochs=4,
-        lr=0.2,
-        schedule="linear",
-        warmup_epochs=0.5,
-        label_smoothing=0.1,
-        norm_bias_decay=False,
-        ema_decay=0.9,
-        tta=True,
+    # the recipe itself (linear schedule, label smoothing, EMA, flip TTA, channels_last) on a few
+    # tiny epochs: a faster warm-up and average, no weight decay on norms and biases, fp32
+    config = synthetic_config(
+        "fashion", epochs=4, lr=0.2, warmup_epochs=0.5, norm_bias_decay=False, ema_decay=0.9, amp="none"
     )
-    train(small, config, tmp_path / "run", progress=False, quiet=True, dataset=data)
+    train(two_conv_bn_net, config, tmp_path / "run", progress=False, quiet=True, dataset=data)
     rows = read_metrics(tmp_path / "run")
     assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
     assert rows[-1]["test_loss"] < rows[0]["test_loss"]
@@ -105,7 +71,7 @@ def test_the_fast_recipe_lowers_the_loss(tmp_path, data):
 
 def test_weight_average_follows_its_formula():
     torch.manual_seed(0)
-    net = small(3, 4, 8)
+    net = two_conv_bn_net(3, 4, 8)
     avg = WeightAverage(net, decay=0.9)
     start = {k: v.clone() for k, v in net.state_dict().items()}
     expected = {k: v.clone().float() for k, v in start.items()}
@@ -131,7 +97,7 @@ def test_weight_average_follows_its_formula():
 
 def test_evaluation_uses_the_averaged_weights(tmp_path, data):
     config = cfg(epochs=2, lr=0.2, ema_decay=0.8)
-    train(small, config, tmp_path / "run", progress=False, quiet=True, dataset=data)
+    train(two_conv_bn_net, config, tmp_path / "run", progress=False, quiet=True, dataset=data)
     ck = load_checkpoint(tmp_path / "run")
     assert ck["average"]["updates"] == 2 * (256 // 32)
     logged = read_metrics(tmp_path / "run")[-1]["test_loss"]
@@ -139,7 +105,7 @@ def test_evaluation_uses_the_averaged_weights(tmp_path, data):
     std = torch.tensor(data.std)
 
     def loss_with(state):
-        net = small(3, 4, 8)
+        net = two_conv_bn_net(3, 4, 8)
         net.load_state_dict(state)
         return evaluate(
             net, data.test_images, data.test_labels, mean, std, config=config, device=torch.device("cpu")
@@ -149,7 +115,7 @@ def test_evaluation_uses_the_averaged_weights(tmp_path, data):
     assert loss_with(ck["model"]) != pytest.approx(logged, rel=1e-3)
     # resuming restores the average too: the resumed run ends where an uninterrupted one does
     more = config.replace(epochs=3)
-    train(small, more, tmp_path / "whole", progress=False, quiet=True, dataset=data)
+    train(two_conv_bn_net, more, tmp_path / "whole", progress=False, quiet=True, dataset=data)
 
     class Stop(Exception):
         pass
@@ -158,8 +124,16 @@ def test_evaluation_uses_the_averaged_weights(tmp_path, data):
         raise Stop
 
     with pytest.raises(Stop):
-        train(small, more, tmp_path / "cut", progress=False, quiet=True, dataset=data, on_epoch_end=stop)
-    train(small, more, tmp_path / "cut", resume=True, progress=False, quiet=True, dataset=data)
+        train(
+            two_conv_bn_net,
+            more,
+            tmp_path / "cut",
+            progress=False,
+            quiet=True,
+            dataset=data,
+            on_epoch_end=stop,
+        )
+    train(two_conv_bn_net, more, tmp_path / "cut", resume=True, progress=False, quiet=True, dataset=data)
     a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "cut")
     assert all(torch.equal(a["average"]["model"][k], b["average"]["model"][k]) for k in a["average"]["model"])
 
@@ -170,7 +144,7 @@ def _mirror_symmetric(images):
 
 def test_flip_tta_changes_nothing_for_a_flip_invariant_input(data):
     torch.manual_seed(3)
-    net = small(3, 4, 8).eval()
+    net = two_conv_bn_net(3, 4, 8).eval()
     mean, std = torch.tensor(data.mean), torch.tensor(data.std)
     cpu = torch.device("cpu")
     sym = _mirror_symmetric(data.test_images)
