@@ -5,6 +5,7 @@ that the stream tests compare against."""
 from __future__ import annotations
 
 import hyper_connections
+import torch
 
 
 def compact_hyper_connections(streams: int) -> str:
@@ -28,3 +29,25 @@ def package_stream_sum(net, modules, x, streams: int):
         branch_input, add_residual = hc(residuals)
         residuals = add_residual(step.F(branch_input))
     return reduce(residuals)
+
+
+def one_stage_steps(net):
+    """The steps of a one-stage network (``layer1`` on mlp, ``layers`` on the transformers)."""
+    return net.layer1 if hasattr(net, "layer1") else net.layers
+
+
+def zero_dynamic_maps(net) -> None:
+    """Set every step's input-dependent maps (H_res, H_pre, H_post) to 0: the static network."""
+    with torch.no_grad():
+        for step in one_stage_steps(net):
+            for name in ("res_map", "pre_map", "post_map"):
+                getattr(step, name).zero_()
+
+
+def randomise_coefficients(step, generator: torch.Generator) -> None:
+    """Normal random static parts, projections and gains of one dynamic step (its scales are
+    left to the caller: each package scales its maps its own way)."""
+    with torch.no_grad():
+        for name in ("res", "pre", "post", "h_norm_gain", "res_map", "pre_map", "post_map"):
+            parameter = getattr(step, name)
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))

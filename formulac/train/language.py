@@ -51,7 +51,7 @@ from .loop import (
     restore_weights,
     seeded_model,
 )
-from .recipes import TrainConfig, lr_at, resolve_amp
+from .recipes import TrainConfig, resolve_amp
 from .rundir import (
     CHECKPOINT,
     CHECKPOINT_FORMAT,

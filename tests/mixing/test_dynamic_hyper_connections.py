@@ -14,7 +14,12 @@ import pytest
 import torch
 
 import formulac
-from tests.hyper_connections_package import package_stream_sum
+from tests.hyper_connections_package import (
+    one_stage_steps,
+    package_stream_sum,
+    randomise_coefficients,
+    zero_dynamic_maps,
+)
 
 
 def dynamic_hyper_connections(streams: int) -> str:
@@ -29,19 +34,12 @@ x_<n+1> = sum(h_<n+1>)
 """
 
 
-def _steps(net):
-    """The steps of a one-stage network (``layer1`` on mlp, ``layers`` on the transformers)."""
-    return net.layer1 if hasattr(net, "layer1") else net.layers
-
-
 def _randomise(net, seed: int) -> None:
     """Random static parts, projections, gains; H_pre and H_res share one scale, as the package's alpha."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for step in _steps(net):
-            for name in ("res", "pre", "post", "h_norm_gain", "res_map", "pre_map", "post_map"):
-                parameter = getattr(step, name)
-                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
+        for step in one_stage_steps(net):
+            randomise_coefficients(step, generator)
             alpha_scale, beta_scale = 0.3 + torch.rand(2, generator=generator, dtype=torch.float64)
             step.res_map_scale.fill_(alpha_scale)
             step.pre_map_scale.fill_(alpha_scale)
@@ -51,7 +49,7 @@ def _randomise(net, seed: int) -> None:
 def _package_network(net, width: int, streams: int):
     """One HyperConnections module per step holding the formula network's weights."""
     modules = []
-    for index, step in enumerate(_steps(net)):
+    for index, step in enumerate(one_stage_steps(net)):
         hc = hyper_connections.HyperConnections(streams, dim=width, layer_index=index).double()
         with torch.no_grad():
             hc.norm.gamma.copy_(step.h_norm_gain)
@@ -77,10 +75,7 @@ def test_dynamic_hyper_connections_match_the_package_on_mlp(streams, depth):
     got = net(x)
     assert (got - want).abs().max() <= 1e-6 * want.abs().max()
     # the dynamic part is not negligible: the static network alone computes something else
-    with torch.no_grad():
-        for step in _steps(net):
-            for name in ("res_map", "pre_map", "post_map"):
-                getattr(step, name).zero_()
+    zero_dynamic_maps(net)
     assert (net(x) - want).abs().max() > 1e-3 * want.abs().max()
 
 

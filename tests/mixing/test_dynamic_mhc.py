@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import formulac
 from formulac.ir import sinkhorn_matrix
+from tests.hyper_connections_package import one_stage_steps, randomise_coefficients, zero_dynamic_maps
 
 EXAMPLES = formulac.__file__.rsplit("/", 2)[0] + "/examples"
 
@@ -32,20 +33,13 @@ def package_in_float64(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "float", lambda t: t if t.dtype == torch.float64 else to_float32(t))
 
 
-def _steps(net):
-    """The steps of a one-stage network (``layer1`` on mlp, ``layers`` on the transformers)."""
-    return net.layer1 if hasattr(net, "layer1") else net.layers
-
-
 def _randomise(net, seed: int) -> None:
     """Random static logits, projections, gains and scales, large enough that the dynamic part
     moves the coefficients well away from the static ones."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for step in _steps(net):
-            for name in ("res", "pre", "post", "h_norm_gain", "res_map", "pre_map", "post_map"):
-                parameter = getattr(step, name)
-                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
+        for step in one_stage_steps(net):
+            randomise_coefficients(step, generator)
             for name in ("res_map_scale", "pre_map_scale", "post_map_scale"):
                 getattr(step, name).fill_(0.2 + 0.5 * float(torch.rand((), generator=generator)))
 
@@ -53,7 +47,7 @@ def _randomise(net, seed: int) -> None:
 def _package_modules(net, width: int, streams: int):
     """One ManifoldConstrainedHyperConnections module per step holding the network's weights."""
     modules = []
-    for index, step in enumerate(_steps(net)):
+    for index, step in enumerate(one_stage_steps(net)):
         hc = hyper_connections.ManifoldConstrainedHyperConnections(
             streams, dim=width, layer_index=index, sinkhorn_iters=20
         ).double()
@@ -76,7 +70,7 @@ def _package_output(net, modules, stem_output, streams: int):
     """The network's head on the mean of the streams mixed by the package around its blocks."""
     expand, reduce = hyper_connections.get_expand_reduce_stream_functions(streams)
     residuals = expand(stem_output)
-    for hc, step in zip(modules, _steps(net)):
+    for hc, step in zip(modules, one_stage_steps(net)):
         branch_input, add_residual = hc(residuals)
         residuals = add_residual(step.F(branch_input))
     return net.head(reduce(residuals) / streams)
@@ -93,10 +87,7 @@ def test_dynamic_mhc_matches_the_package_on_mlp(streams, depth, package_in_float
     got = net(x)
     assert (got - want).abs().max() <= 1e-6 * want.abs().max()
     # the dynamic part is not negligible: the static network alone computes something else
-    with torch.no_grad():
-        for step in _steps(net):
-            for name in ("res_map", "pre_map", "post_map"):
-                getattr(step, name).zero_()
+    zero_dynamic_maps(net)
     assert (net(x) - want).abs().max() > 1e-3 * want.abs().max()
 
 
