@@ -124,7 +124,11 @@ class _Activation(sympy.Function):
 def _evaluated(call: _Activation, digits: int) -> sympy.Expr | None:
     """A numeric value of an activation, memoised so that nested calls cost linear time."""
     x = call.args[0].evalf(digits)  # a Float first: the definition never sees nested calls
-    if not x.is_Number:
+    if x.is_Number and not x.is_comparable:
+        # a written cancellation (relu(2 - 2), kept as written) evaluates to a zero of no
+        # precision, 0.e-165, which Max cannot compare: the exact value decides
+        x = call.args[0].doit().evalf(digits)
+    if not x.is_Number or not x.is_comparable:
         return None
     return call.definition(x).evalf(digits)
 

@@ -60,7 +60,7 @@ class Analysis:
     notes: list = field(default_factory=list)
     # a stream formula's vector and matrix parameters as declared (``res_n[4,4] = identity``);
     # ``params`` holds their entries, one scalar each, as the tables name them
-    stream_parameters: str | None = None
+    stream_parameters: str | None = field(default=None, repr=False)
     structure: Structure | None = field(default=None, repr=False, compare=False)
     weights: Weights | None = field(default=None, repr=False, compare=False)
     invertibility: object = field(default=None, repr=False, compare=False)  # invertibility.Invertibility

@@ -22,7 +22,7 @@ def test_compile_output_modes(tmp_path, capsys):
         assert main(["compile", RESNET, "--depth", "8", "-o", str(new)]) == 0
         assert _mode(new) == 0o644
         shared = tmp_path / "shared.py"
-        shared.write_text("# old\n")
+        shared.write_text(new.read_text())  # a module formulac wrote, which compile replaces
         os.chmod(shared, 0o664)
         os.umask(0o077)
         assert main(["compile", RESNET, "--depth", "8", "-o", str(shared)]) == 0

@@ -250,3 +250,25 @@ def test_generated_coefficients_agree_with_python(coefficient):
         assert _python_failure(code, step + 1) == step or _exactly_undefined(rec_text, step), message
         return
     assert _python_failure(code, CHECKED_STEPS) is None, "accepted, but Python fails at some step"
+
+
+@pytest.mark.parametrize(
+    "function, at_zero",
+    [
+        ("relu", 0),
+        ("sigmoid", 0.5),
+        ("softplus", math.log(2)),
+        ("gelu", 0),
+        ("silu", 0),
+        ("elu", 0),
+        ("abs", 0),
+    ],
+)
+def test_a_written_cancellation_inside_a_function_is_its_exact_value(function, at_zero):
+    """``relu(2 - 2)`` is kept as written; its argument evaluated to 0.e-165, a zero of no
+    precision that sympy.Max could not compare: a ValueError traceback from ``check``."""
+    import formulac
+
+    formula = formulac.parse(f"x_<n+1> = x_n - {function}(2 - 2)*x_n + F(x_n)")
+    (weight,) = formula.analyze(depth=1).initial_weights.values()
+    assert float(weight) == pytest.approx(1 - at_zero, abs=1e-15)

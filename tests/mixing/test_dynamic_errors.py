@@ -88,7 +88,7 @@ BAD = [
         "sinkhorn-of-a-dynamic-vector",
         DYNAMIC_HC.replace("pre_n @ h_n", "sinkhorn(pre_n) @ h_n"),
         6,
-        11,
+        43,
         "pre is a vector",
     ),
     (
