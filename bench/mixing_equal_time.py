@@ -17,10 +17,11 @@ noise, so the budget is set in measured compute:
    seed by seed. Finished runs are kept: the same command again goes on where it stopped (with
    the budgets of its first call, stored in ``OUT/plan.json``).
    Formulas added to a later call are measured with the baseline and added to the plan.
-4. **Table.** Mean and sd over the seeds, the paired difference to the baseline (the first
-   formula) with its 95 % confidence interval and t-test (Holm-adjusted over the formulas), the
-   Friedman test over all, and each run's training CPU seconds (which show how equal the budgets
-   came out): ``OUT/equal_time.md`` and ``OUT/equal_time.json``.
+4. **Table.** ``formulac compare``'s statistics (``formulac.train.seed_statistics``): mean and
+   sd over the seeds, the paired difference to the baseline (the first formula) with its 95 %
+   confidence interval, t-test (Holm-adjusted over the formulas), d_z and Wilcoxon, the Friedman
+   test over all; and each run's training CPU seconds (which show how equal the budgets came
+   out): ``OUT/equal_time.md`` and ``OUT/equal_time.json``.
 
     .venv/bin/python bench/mixing_equal_time.py vit [-o DIR] [--formulas resnet,denseformer,...]
         [--seeds 3] [--epochs E] [--jobs 2] [--rounds 20] [--measure-only]
@@ -50,7 +51,13 @@ from pathlib import Path
 import torch
 
 import formulac
-from formulac.train import stats
+from formulac.train.seed_statistics import (
+    Measure,
+    markdown_table,
+    mean_sd_text,
+    pairwise_cells,
+    pairwise_statistics,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -81,7 +88,7 @@ class Setting:
     metric: str  # the summary's figure
     metric_name: str
     scale: float  # the figure as reported = scale * the summary's
-    digits: int
+    measure: Measure  # its unit, digits and direction, as `formulac compare` reports it
     batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]  # a training batch: input, targets
     data_shape: dict  # the options the data set gives the network (classes, channels)
 
@@ -108,7 +115,7 @@ SETTINGS = {
         metric="final_test_acc",
         metric_name="test accuracy %",
         scale=100.0,
-        digits=2,
+        measure=Measure(unit="points", digits=2, lower_is_better=False, no_difference=""),
         batch=lambda: (torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))),  # the recipe's batch
         data_shape={"num_classes": 10, "in_channels": 1},
     ),
@@ -128,7 +135,7 @@ SETTINGS = {
         metric="final_val_loss",
         metric_name="val loss (nats/byte)",
         scale=1.0,
-        digits=4,
+        measure=Measure(unit="nats", digits=4, lower_is_better=True, no_difference=""),
         batch=lambda: (torch.randint(0, 256, (32, 128)), torch.randint(0, 256, (32, 128))),
         data_shape={"num_classes": 256},  # bytes
     ),
@@ -228,51 +235,57 @@ def run_all(setting: Setting, plan: dict, args, out: Path) -> None:
 
 
 def table(setting: Setting, plan: dict, out: Path, seeds: int) -> tuple[list[str], dict]:
-    """The markdown table of the finished runs (the first formula the baseline) and its figures."""
-    baseline = next(iter(plan))
+    """The markdown table of the finished runs and its figures: the statistics of `formulac
+    compare` (paired by seed against the first formula, Holm-adjusted t-tests, Wilcoxon,
+    Friedman over all)."""
+    names = list(plan)
     summaries = {
         name: [json.loads((out / name / f"seed{s}" / "summary.json").read_text()) for s in range(seeds)]
-        for name in plan
+        for name in names
     }
     value = {name: [setting.scale * r[setting.metric] for r in rs] for name, rs in summaries.items()}
-    others = [name for name in plan if name != baseline]
-    tests = {name: stats.paired_t_test(value[name], value[baseline]) for name in others}
-    adjusted = dict(zip(others, stats.holm([tests[name].p_value for name in others])))
-    friedman = stats.friedman_test([[value[name][s] for name in plan] for s in range(seeds)])
-    d = setting.digits
-    lines = [
-        f"| formula | parameters | step CPU ratio | {setting.data_name} / epoch | {setting.metric_name} "
-        f"| vs {baseline} | 95% CI | p (t, Holm) | train CPU s (median) | wall min (median) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    test, pairwise = pairwise_statistics(
+        names, [value[name] for name in names], "difference", setting.metric_name
+    )
+    by_model = {pw["model"]: pw for pw in pairwise}
+    head = ["formula", "parameters", "step CPU ratio", f"{setting.data_name} / epoch", setting.metric_name]
+    head += [
+        f"vs {names[0]}",
+        "95% CI",
+        "p (t)",
+        "d_z",
+        "p (Wilcoxon)",
+        "train CPU s (median)",
+        "wall min (median)",
     ]
-    figures = {}
-    for name in plan:
+    rows = []
+    for name in names:
         rs = summaries[name]
-        sd = statistics.stdev(value[name]) if seeds > 1 else math.nan
-        cpu = statistics.median(r["train_cpu_time_s"] for r in rs)
-        wall = statistics.median(r["wall_time_s"] for r in rs)
-        row = [name, f"{rs[0]['parameters']:,}", f"{plan[name]['ratio']:.3f}", f"{plan[name]['budget']:,}"]
-        row.append(f"{statistics.mean(value[name]):.{d}f} ± {sd:.{d}f}")
-        if name == baseline:
-            row += ["", "", ""]
-        else:
-            e = tests[name].extra
-            row += [
-                f"{e['mean_difference']:+.{d}f}",
-                f"[{e['ci_low']:+.{d}f}, {e['ci_high']:+.{d}f}]",
-                stats.format_p(adjusted[name]),
-            ]
-        row += [f"{cpu:.0f}", f"{wall / 60:.1f}"]
-        lines.append("| " + " | ".join(row) + " |")
-        figures[name] = {
+        rows.append(
+            [name, f"{rs[0]['parameters']:,}", f"{plan[name]['ratio']:.3f}", f"{plan[name]['budget']:,}"]
+            + [mean_sd_text(value[name], setting.measure.digits)]
+            + pairwise_cells(by_model.get(name), len(names) > 2, "difference", setting.measure)
+            + [f"{statistics.median(r['train_cpu_time_s'] for r in rs):.0f}"]
+            + [f"{statistics.median(r['wall_time_s'] for r in rs) / 60:.1f}"]
+        )
+    d = setting.measure.digits
+    lines = markdown_table(head, rows) + [
+        "",
+        test.describe() if test else "",
+        f"Per seed ({setting.metric_name}):",
+        "",
+    ]
+    lines += [f"- {name}: " + ", ".join(f"{v:.{d}f}" for v in value[name]) for name in names]
+    runs = {
+        name: {
             setting.metric: value[name],
-            "train_cpu_s": [r["train_cpu_time_s"] for r in rs],
-            "wall_s": [r["wall_time_s"] for r in rs],
+            "train_cpu_s": [r["train_cpu_time_s"] for r in summaries[name]],
+            "wall_s": [r["wall_time_s"] for r in summaries[name]],
             **plan[name],
         }
-    lines += ["", friedman.describe(), "", f"Per seed ({setting.metric_name}):", ""]
-    lines += [f"- {name}: " + ", ".join(f"{v:.{d}f}" for v in value[name]) for name in plan]
-    return lines, {"runs": figures, "friedman": friedman.to_dict()}
+        for name in names
+    }
+    return lines, {"runs": runs, "test": test and test.to_dict(), "pairwise": pairwise}
 
 
 def main() -> None:
@@ -291,6 +304,8 @@ def main() -> None:
     setting = SETTINGS[args.backbone]
     args.epochs = args.epochs or setting.epochs
     formulas = [f for f in args.formulas.split(",") if f]
+    if args.seeds < 1 or args.jobs < 1 or args.epochs < 1 or args.rounds < 1:
+        parser.error("--seeds, --jobs, --epochs and --rounds are at least 1")
     missing = [f for f in formulas if not (EXAMPLES / f"{f}.rec").is_file()]
     if missing:
         parser.error(f"no examples/<name>.rec for {missing}")

@@ -75,7 +75,6 @@ __all__ = [
     "Dynamic",
     "DYNAMIC_MAPS",
     "DEFAULT_DYNAMIC_MAP",
-    "dynamic_part",
     "CONSTRAINTS",
     "shaped_initial",
     "sinkhorn_matrix",
@@ -739,16 +738,11 @@ class Param:
     @property
     def declaration(self) -> str:
         """The declaration without its keyword: ``pre_n[4] = onehot(0) + dynamic(h_n)``."""
-        dynamic = "" if self.dynamic is None else f" + {rec_expr(dynamic_part(self))}"
-        return f"{self.declared} = {rec_expr(self.init)}{dynamic}"
-
-
-def dynamic_part(p: Param) -> Dynamic:
-    """The input-dependent part of ``p`` as its declaration writes it: ``dynamic(h_n)``, or
-    ``dynamic(h_n, linear)`` for a map other than the default."""
-    if p.dynamic_map == DEFAULT_DYNAMIC_MAP:
-        return Dynamic(p.dynamic)
-    return Dynamic(p.dynamic, sympy.Symbol(p.dynamic_map))
+        if self.dynamic is None:
+            return f"{self.declared} = {rec_expr(self.init)}"
+        # dynamic(h_n), or dynamic(h_n, linear) for a map other than the default
+        named = () if self.dynamic_map == DEFAULT_DYNAMIC_MAP else (sympy.Symbol(self.dynamic_map),)
+        return f"{self.declared} = {rec_expr(self.init)} + {rec_expr(Dynamic(self.dynamic, *named))}"
 
 
 def pair_indices(node: sympy.Indexed) -> tuple[sympy.Expr, sympy.Expr] | None:
