@@ -89,6 +89,11 @@ def read_command_cases(path: Path) -> list[CommandCase]:
     return cases
 
 
+def each_case(cases):
+    """``@pytest.mark.parametrize("case", cases)``, each test named by its case's id."""
+    return pytest.mark.parametrize("case", cases, ids=[c.id for c in cases])
+
+
 def expect_source_error(
     data: str | bytes, line: int, column: int, fragment: str, path: str = "bad.rec"
 ) -> SourceError:

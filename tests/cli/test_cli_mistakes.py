@@ -4,15 +4,14 @@ line and exit status 2, never a traceback: one table of mistakes for the three c
 
 from pathlib import Path
 
-import pytest
-from case_files import read_command_cases
+from case_files import each_case, read_command_cases
 from cli_runner import run_cli
 from fixtures_path import REPO
 
 MISTAKES = read_command_cases(Path(__file__).with_name("cli_mistakes.cases"))
 
 
-@pytest.mark.parametrize("case", MISTAKES, ids=[c.id for c in MISTAKES])
+@each_case(MISTAKES)
 def test_mistake_is_one_error_line_and_exit_2(tmp_path, capsys, case):
     a_file = tmp_path / "a_file"
     a_file.write_text("")

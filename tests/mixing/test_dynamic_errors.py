@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from case_files import expect_source_error, read_cases
+from case_files import each_case, expect_source_error, read_cases
 
 from formulac import parse
 from tests.cli_runner import expect_check_error
@@ -26,7 +25,7 @@ x_<n+1> = sigmoid(g_n)*F(x_n) + (1 - sigmoid(g_n))*x_n
 BAD = read_cases(Path(__file__).with_name("bad_dynamic.cases"))
 
 
-@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+@each_case(BAD)
 def test_bad_dynamic_coefficients_are_one_located_source_error(case):
     expect_source_error(case.text, case.line, case.column, case.message)
 

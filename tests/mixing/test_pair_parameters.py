@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sympy
-from case_files import expect_source_error, read_cases
+from case_files import each_case, expect_source_error, read_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,7 +84,7 @@ def test_initial_values_give_the_plain_residual_stream():
 BAD = read_cases(Path(__file__).with_name("bad_pair_parameters.cases"))
 
 
-@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+@each_case(BAD)
 def test_bad_pair_parameters_are_one_clear_source_error(case):
     expect_source_error(case.text, case.line, case.column, case.message)
 

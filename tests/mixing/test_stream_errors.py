@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from case_files import expect_source_error, read_cases
+from case_files import each_case, expect_source_error, read_cases
 
 from tests.cli_runner import expect_check_error
 from tests.hyper_connections_package import compact_hyper_connections
@@ -16,7 +15,7 @@ HC = compact_hyper_connections(4)
 BAD = read_cases(Path(__file__).with_name("bad_streams.cases"))
 
 
-@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+@each_case(BAD)
 def test_bad_stream_formulas_are_one_located_source_error(case):
     expect_source_error(case.text, case.line, case.column, case.message)
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from case_files import read_command_cases
+from case_files import each_case, read_command_cases
 from cli_runner import run_cli
 from search_setup import EXAMPLES, FAST, RESNET, SEARCH_ARGS, TWO_STEP, study_content
 
@@ -44,7 +44,7 @@ def with_option(args, flag, value):
 BAD = read_command_cases(Path(__file__).with_name("bad_search_arguments.cases"))
 
 
-@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+@each_case(BAD)
 def test_bad_input_is_one_error_line_and_the_study_is_intact(capsys, study_copy, case):
     before = study_content(study_copy)
     board = (study_copy / "leaderboard.json").read_text()
